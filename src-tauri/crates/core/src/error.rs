@@ -1,0 +1,212 @@
+//! The core's one error type and the stable codes that adapters branch on.
+//!
+//! Every failure a user can cause or meet is a variant whose message is a sentence that says
+//! what happened and what to do next. Adapters (CLI, HTTP, Tauri) never match on message text:
+//! they use [`Error::code`], a stable machine-readable code, and [`ErrorCode::exit_code`] for
+//! the CLI. Messages never carry secret material: variants hold names and ids, never values.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::secret::KeychainError;
+
+/// Result alias for the core.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the core.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Input that breaks a rule (a name, a scope, a URL, a key format...).
+    #[error("{0}")]
+    Invalid(String),
+
+    /// A named thing does not exist.
+    #[error("no {kind} named '{name}' exists{hint}")]
+    NotFound {
+        kind: &'static str,
+        name: String,
+        hint: String,
+    },
+
+    /// A thing with that name already exists.
+    #[error("{kind} '{name}' already exists; choose another name")]
+    AlreadyExists { kind: &'static str, name: String },
+
+    /// The operation is not allowed in the current state (for example editing a revoked agent).
+    #[error("{0}")]
+    Conflict(String),
+
+    /// The OS keychain could not be used.
+    #[error(transparent)]
+    Keychain(#[from] KeychainError),
+
+    /// The database was written by a newer Mandate.
+    #[error(
+        "the database at {path} was written by a newer version of Mandate (schema {found}, this \
+         build understands up to {supported}); upgrade Mandate, or point MANDATE_DATA_DIR at \
+         another folder"
+    )]
+    DatabaseTooNew {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+
+    /// The data folder cannot be created or written.
+    #[error(
+        "the data folder {path} cannot be used: {reason}; check its permissions or set \
+         MANDATE_DATA_DIR to a writable folder"
+    )]
+    DataDir { path: PathBuf, reason: String },
+
+    /// Another process holds the database lock for longer than we wait.
+    #[error(
+        "the database is busy: another Mandate process is writing to it; try again in a moment"
+    )]
+    Busy,
+
+    /// A lower-level storage failure (disk full, I/O error, corruption).
+    #[error("the database failed: {0}; nothing was changed")]
+    Storage(String),
+
+    /// File I/O outside the database (key files, exports).
+    #[error("{action} {path}: {reason}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+}
+
+/// Stable, machine-readable error codes, shared by the CLI (`--json`), HTTP and the UI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    InvalidInput,
+    NotFound,
+    AlreadyExists,
+    Conflict,
+    KeychainUnavailable,
+    KeychainLocked,
+    DatabaseTooNew,
+    DataDir,
+    Busy,
+    Storage,
+    Io,
+}
+
+impl ErrorCode {
+    /// The CLI's documented exit code for this error (see `mandate --help`).
+    pub fn exit_code(self) -> i32 {
+        match self {
+            ErrorCode::InvalidInput => 3,
+            ErrorCode::NotFound => 4,
+            ErrorCode::AlreadyExists | ErrorCode::Conflict => 5,
+            ErrorCode::KeychainUnavailable | ErrorCode::KeychainLocked => 6,
+            ErrorCode::DatabaseTooNew
+            | ErrorCode::DataDir
+            | ErrorCode::Busy
+            | ErrorCode::Storage
+            | ErrorCode::Io => 7,
+        }
+    }
+
+    /// The code as the string used in JSON payloads.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidInput => "invalid_input",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::AlreadyExists => "already_exists",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::KeychainUnavailable => "keychain_unavailable",
+            ErrorCode::KeychainLocked => "keychain_locked",
+            ErrorCode::DatabaseTooNew => "database_too_new",
+            ErrorCode::DataDir => "data_dir",
+            ErrorCode::Busy => "busy",
+            ErrorCode::Storage => "storage",
+            ErrorCode::Io => "io",
+        }
+    }
+}
+
+impl Error {
+    /// The stable code adapters branch on.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Error::Invalid(_) => ErrorCode::InvalidInput,
+            Error::NotFound { .. } => ErrorCode::NotFound,
+            Error::AlreadyExists { .. } => ErrorCode::AlreadyExists,
+            Error::Conflict(_) => ErrorCode::Conflict,
+            Error::Keychain(KeychainError::Locked { .. }) => ErrorCode::KeychainLocked,
+            Error::Keychain(_) => ErrorCode::KeychainUnavailable,
+            Error::DatabaseTooNew { .. } => ErrorCode::DatabaseTooNew,
+            Error::DataDir { .. } => ErrorCode::DataDir,
+            Error::Busy => ErrorCode::Busy,
+            Error::Storage(_) => ErrorCode::Storage,
+            Error::Io { .. } => ErrorCode::Io,
+        }
+    }
+
+    pub(crate) fn invalid(msg: impl Into<String>) -> Self {
+        Error::Invalid(msg.into())
+    }
+
+    pub(crate) fn not_found(kind: &'static str, name: impl Into<String>) -> Self {
+        Error::NotFound {
+            kind,
+            name: name.into(),
+            hint: String::new(),
+        }
+    }
+
+    pub(crate) fn not_found_hint(
+        kind: &'static str,
+        name: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> Self {
+        Error::NotFound {
+            kind,
+            name: name.into(),
+            hint: format!("; {}", hint.into()),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode as C;
+        match &e {
+            rusqlite::Error::SqliteFailure(f, _)
+                if matches!(f.code, C::DatabaseBusy | C::DatabaseLocked) =>
+            {
+                Error::Busy
+            }
+            rusqlite::Error::SqliteFailure(f, _) if f.code == C::ReadOnly => {
+                Error::Storage("the database file is read-only".into())
+            }
+            rusqlite::Error::SqliteFailure(f, _) if f.code == C::DiskFull => {
+                Error::Storage("the disk is full".into())
+            }
+            _ => Error::Storage(e.to_string()),
+        }
+    }
+}
+
+/// The serialisable form of an error for IPC and `--json` output: a code and a sentence.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub struct ErrorReport {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl From<&Error> for ErrorReport {
+    fn from(e: &Error) -> Self {
+        ErrorReport {
+            code: e.code(),
+            message: e.to_string(),
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! Mandate's core: the domain and the one API that the CLI, the HTTP endpoint and the desktop
+//! app all call (STYLE invariant 2). Adapters parse input, call a method on [`Mandate`] and map
+//! the [`Error`] to their medium; they hold no business rules of their own.
+//!
+//! What it is not: it does not know about HTTP, Tauri or terminals, and it never reads the
+//! system clock directly (time comes from a [`clock::Clock`]). It depends on no GUI library,
+//! so it builds and tests without GTK or WebKit.
+
+pub mod audit;
+pub mod clock;
+pub mod error;
+pub mod keys;
+pub mod model;
+pub mod paths;
+mod registry;
+pub mod secret;
+pub mod store;
+pub mod trust;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+
+pub use error::{Error, ErrorCode, ErrorReport, Result};
+pub use registry::{AgentEdit, KeyChoice, NewAgent, NewConnection};
+
+use audit::{Actor, NewEvent};
+use clock::{Clock, SystemClock};
+use secret::{Keychain, SecretRef, Sensitive};
+
+/// How to open a Mandate installation.
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    /// The data folder (see [`paths::data_dir`]).
+    pub data_dir: PathBuf,
+    /// Where secrets go. The app and CLI pass the OS keychain; unit tests pass a
+    /// [`secret::MemoryKeychain`].
+    pub keychain: Arc<dyn Keychain>,
+    /// Who the changes made through this handle are attributed to in the audit trail.
+    pub actor: Actor,
+    /// The time source; `None` means the system clock.
+    pub clock: Option<Arc<dyn Clock>>,
+}
+
+impl OpenOptions {
+    pub fn new(data_dir: impl Into<PathBuf>, keychain: Arc<dyn Keychain>, actor: Actor) -> Self {
+        OpenOptions {
+            data_dir: data_dir.into(),
+            keychain,
+            actor,
+            clock: None,
+        }
+    }
+
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+}
+
+/// An open Mandate installation: the store, the keychain and the clock. Cheap to share
+/// behind an `Arc`; every method is safe to call from several threads.
+pub struct Mandate {
+    conn: Mutex<Connection>,
+    keychain: Arc<dyn Keychain>,
+    clock: Arc<dyn Clock>,
+    actor: Actor,
+    data_dir: PathBuf,
+    install_id: String,
+}
+
+impl fmt::Debug for Mandate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mandate")
+            .field("data_dir", &self.data_dir)
+            .field("install_id", &self.install_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Mandate {
+    /// Open (and if needed create and migrate) the installation in `opts.data_dir`.
+    /// Does not touch the keychain: listing agents works even while the keychain is locked.
+    pub fn open(opts: OpenOptions) -> Result<Self> {
+        let conn = store::open(&opts.data_dir)?;
+        let install_id = {
+            let existing: Option<String> = conn
+                .query_row("SELECT value FROM meta WHERE key = 'install_id'", [], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            match existing {
+                Some(id) => id,
+                None => {
+                    let id = uuid::Uuid::new_v4().to_string();
+                    conn.execute(
+                        "INSERT OR IGNORE INTO meta (key, value) VALUES ('install_id', ?1)",
+                        [&id],
+                    )?;
+                    conn.query_row("SELECT value FROM meta WHERE key = 'install_id'", [], |r| {
+                        r.get(0)
+                    })?
+                }
+            }
+        };
+        Ok(Mandate {
+            conn: Mutex::new(conn),
+            keychain: opts.keychain,
+            clock: opts.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+            actor: opts.actor,
+            data_dir: opts.data_dir,
+            install_id,
+        })
+    }
+
+    /// The data folder this handle uses.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// This installation's id; it namespaces the keychain entries.
+    pub fn install_id(&self) -> &str {
+        &self.install_id
+    }
+
+    /// The current time from this handle's clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// The actor changes are attributed to.
+    pub fn actor(&self) -> &Actor {
+        &self.actor
+    }
+
+    /// A one-line description of the keychain backend.
+    pub fn keychain_description(&self) -> String {
+        self.keychain.describe()
+    }
+
+    pub(crate) fn lock(&self) -> Result<MutexGuard<'_, Connection>> {
+        self.conn
+            .lock()
+            .map_err(|_| Error::Storage("an earlier operation panicked while writing".into()))
+    }
+
+    /// Run `f` in a `BEGIN IMMEDIATE` transaction and commit; roll back on error.
+    pub(crate) fn write<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>, DateTime<Utc>) -> Result<T>,
+    ) -> Result<T> {
+        let mut conn = self.lock()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let now = self.clock.now();
+        let out = f(&tx, now)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Keychain entries are namespaced by installation so that two data folders never share
+    /// secrets.
+    pub(crate) fn secret_ref(&self, r: SecretRef) -> SecretRef {
+        SecretRef {
+            account: format!("{}/{}", self.install_id, r.account),
+        }
+    }
+
+    pub(crate) fn keychain_set(&self, r: SecretRef, s: &Sensitive<String>) -> Result<()> {
+        Ok(self.keychain.set(&self.secret_ref(r), s)?)
+    }
+
+    pub(crate) fn keychain_get(&self, r: SecretRef) -> Result<Option<Sensitive<String>>> {
+        Ok(self.keychain.get(&self.secret_ref(r))?)
+    }
+
+    pub(crate) fn keychain_delete(&self, r: SecretRef) -> Result<()> {
+        Ok(self.keychain.delete(&self.secret_ref(r))?)
+    }
+
+    /// Record an event that is not tied to a registry change (for example a denied request).
+    pub fn record(&self, ev: NewEvent) -> Result<audit::AuditEvent> {
+        self.write(|tx, now| audit::append(tx, now, ev))
+    }
+
+    /// Check the whole audit chain of the live store.
+    pub fn verify_audit_chain(&self) -> Result<audit::ChainReport> {
+        let conn = self.lock()?;
+        audit::verify_store(&conn)
+    }
+
+    /// Audit events, newest first; `agent` limits them to one agent's.
+    pub fn audit_events(
+        &self,
+        agent: Option<&str>,
+        limit: u32,
+        before_seq: Option<u64>,
+    ) -> Result<Vec<audit::AuditEvent>> {
+        let agent_id = match agent {
+            Some(name) => Some(self.agent_id_by_name(name)?),
+            None => None,
+        };
+        let conn = self.lock()?;
+        audit::list(&conn, agent_id.as_ref().map(|a| a.as_str()), limit, before_seq)
+    }
+}

@@ -1,0 +1,195 @@
+//! The SQLite store: opening the database safely and migrating its schema.
+//!
+//! WAL with `synchronous=FULL` (the only setting that survived simulated power cuts here, see
+//! SECURITY.md), foreign keys on, a busy timeout so two processes queue instead of failing.
+//! Migrations run all-or-nothing in one transaction and a database from a newer Mandate is
+//! refused (STYLE invariant 7). Queries live with the code that owns them (`registry`, `audit`);
+//! this module only owns the connection and the schema.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+
+use crate::error::{Error, Result};
+
+/// The database file name inside the data folder.
+pub const DB_FILE: &str = "mandate.db";
+
+/// Each entry migrates from schema `index` to `index + 1`.
+const MIGRATIONS: &[&str] = &[include_str!("migrations/001_initial.sql")];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Make sure the data folder exists and is writable, creating it (mode 0700) if needed.
+pub fn prepare_data_dir(dir: &Path) -> Result<()> {
+    let fail = |reason: String| Error::DataDir {
+        path: dir.to_path_buf(),
+        reason,
+    };
+    if dir.exists() && !dir.is_dir() {
+        return Err(fail("it is a file, not a folder".into()));
+    }
+    if !dir.exists() {
+        let mut b = std::fs::DirBuilder::new();
+        b.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            b.mode(0o700);
+        }
+        b.create(dir)
+            .map_err(|e| fail(format!("it could not be created ({e})")))?;
+    }
+    // Probe writability: SQLite would otherwise fail later with a vaguer message.
+    let probe = dir.join(format!(".mandate-write-probe-{}", std::process::id()));
+    std::fs::write(&probe, b"")
+        .map_err(|e| fail(format!("it is not writable ({})", e.kind())))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// Open (creating if needed) and migrate the database in `dir`.
+pub fn open(dir: &Path) -> Result<Connection> {
+    prepare_data_dir(dir)?;
+    let path = dir.join(DB_FILE);
+    let conn = Connection::open_with_flags(
+        &path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| Error::DataDir {
+        path: path.clone(),
+        reason: format!("the database could not be opened ({e})"),
+    })?;
+    configure(&conn)?;
+    migrate(&conn, &path)?;
+    Ok(conn)
+}
+
+fn configure(conn: &Connection) -> Result<()> {
+    conn.busy_timeout(Duration::from_secs(10))?;
+    let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(Error::Storage(format!(
+            "the database refused write-ahead logging (journal mode {mode})"
+        )));
+    }
+    conn.execute_batch(
+        "PRAGMA synchronous=FULL;
+         PRAGMA foreign_keys=ON;
+         PRAGMA journal_size_limit=67108864;
+         PRAGMA fullfsync=ON;",
+    )?;
+    Ok(())
+}
+
+fn migrate(conn: &Connection, path: &Path) -> Result<()> {
+    // IMMEDIATE: two processes opening a fresh folder at once must not both migrate.
+    let mut conn_tx = unchecked_immediate(conn)?;
+    let found: i64 = conn_tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Err(Error::DatabaseTooNew {
+            path: PathBuf::from(path),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        conn_tx.execute_batch(sql)?;
+        conn_tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+    }
+    conn_tx.set_drop_behavior(rusqlite::DropBehavior::Commit);
+    conn_tx.commit()?;
+    Ok(())
+}
+
+/// Start a `BEGIN IMMEDIATE` transaction on a shared connection reference.
+fn unchecked_immediate(conn: &Connection) -> Result<rusqlite::Transaction<'_>> {
+    Ok(rusqlite::Transaction::new_unchecked(
+        conn,
+        TransactionBehavior::Immediate,
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrates_a_fresh_folder_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = open(dir.path()).unwrap();
+        let v: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        let fk: i64 = c.query_row("PRAGMA foreign_keys", [], |r| r.get(0)).unwrap();
+        assert_eq!(fk, 1);
+        let sync: i64 = c.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
+        assert_eq!(sync, 2, "synchronous=FULL");
+        drop(c);
+        open(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn refuses_a_database_from_a_newer_version() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(open(dir.path()).unwrap());
+        let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
+        c.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+        drop(c);
+        let err = open(dir.path()).unwrap_err();
+        assert!(matches!(err, Error::DatabaseTooNew { .. }));
+        assert!(err.to_string().contains("newer version of Mandate"), "{err}");
+    }
+
+    #[test]
+    fn a_failing_migration_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DB_FILE);
+        let c = Connection::open(&path).unwrap();
+        // A table the first migration creates, so migration 1 fails half-way.
+        c.execute_batch("CREATE TABLE agent_scopes (x INTEGER);").unwrap();
+        drop(c);
+        assert!(open(dir.path()).is_err());
+        let c = Connection::open(&path).unwrap();
+        let v: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(v, 0);
+        let n: i64 = c
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name IN ('members','agents')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 0, "no table of the failed migration survives");
+    }
+
+    #[test]
+    fn refuses_a_file_where_the_folder_should_be() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, b"").unwrap();
+        let err = open(&file).unwrap_err().to_string();
+        assert!(err.contains("not a folder"), "{err}");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn refuses_a_read_only_folder_with_a_clear_message() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let ro = dir.path().join("ro");
+        std::fs::create_dir(&ro).unwrap();
+        std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o500)).unwrap();
+        // Root ignores permission bits; /proc is read-only even for root.
+        let ro = if std::fs::write(ro.join("x"), b"").is_ok() {
+            std::path::PathBuf::from("/proc/self")
+        } else {
+            ro
+        };
+        let err = open(&ro).unwrap_err().to_string();
+        assert!(err.contains("not writable") && err.contains("MANDATE_DATA_DIR"), "{err}");
+    }
+}

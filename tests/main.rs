@@ -1,0 +1,1 @@
+//! Mandate's integration tests, one binary (see the table of contents below).
