@@ -136,6 +136,27 @@ impl Mandate {
         &self.actor
     }
 
+    /// Attribute later changes made through this handle to `actor`.
+    pub fn set_actor(&mut self, actor: Actor) {
+        self.actor = actor;
+    }
+
+    /// The audit actor for a team member (by name or id).
+    pub fn member_actor(&self, member: &str) -> Result<Actor> {
+        let m = self
+            .list_members()?
+            .into_iter()
+            .find(|m| m.name.as_str() == member || m.id.as_str() == member)
+            .ok_or_else(|| {
+                Error::not_found_hint(
+                    "team member",
+                    member,
+                    format!("add them first with `mandate member add {member}`"),
+                )
+            })?;
+        Ok(Actor::member(m.id.as_str(), m.name.as_str()))
+    }
+
     /// A one-line description of the keychain backend.
     pub fn keychain_description(&self) -> String {
         self.keychain.describe()

@@ -448,8 +448,11 @@ impl Mandate {
             )?;
             Ok(affected)
         })?;
-        // The credential goes after the rows: if this fails the secret is orphaned, not the row.
-        self.keychain_delete(SecretRef::connection(c.id.as_str()))?;
+        // The credential goes after the rows: if this fails the secret is orphaned (and
+        // unreachable, since the id is gone), never the other way round.
+        if let Err(e) = self.keychain_delete(SecretRef::connection(c.id.as_str())) {
+            tracing::warn!(connection = %c.name, error = %e, "credential could not be deleted from the keychain");
+        }
         Ok(affected)
     }
 
@@ -729,8 +732,11 @@ impl Mandate {
         })?;
         if to == AgentStatus::Revoked {
             // Revocation is final: the private keys this machine holds are no longer needed.
+            // The revocation has committed; a keychain hiccup must not report it as failed.
             for kid in keychain_keys {
-                self.keychain_delete(SecretRef::agent_key(&kid))?;
+                if let Err(e) = self.keychain_delete(SecretRef::agent_key(&kid)) {
+                    tracing::warn!(%kid, error = %e, "revoked agent's private key could not be deleted from the keychain");
+                }
             }
         }
         self.get_agent(id.as_str())
