@@ -13,6 +13,7 @@ pub mod keys;
 pub mod model;
 pub mod paths;
 mod registry;
+pub mod scan;
 pub mod secret;
 pub mod store;
 pub mod trust;

@@ -597,13 +597,12 @@ impl Mandate {
         let purpose = edit.purpose.as_deref().map(validate_purpose).transpose()?;
         let add = parse_scopes(&edit.add_scopes)?;
         let remove = parse_scopes(&edit.remove_scopes)?;
-        if let Some(Some(ttl)) = edit.max_token_ttl_secs {
-            if ttl == 0 || ttl > MAX_TTL_SECS {
-                return Err(Error::invalid(format!(
-                    "the maximum token lifetime must be between 1 second and 24 hours; {ttl} s \
-                     is not"
-                )));
-            }
+        if let Some(Some(ttl)) = edit.max_token_ttl_secs
+            && (ttl == 0 || ttl > MAX_TTL_SECS)
+        {
+            return Err(Error::invalid(format!(
+                "the maximum token lifetime must be between 1 second and 24 hours; {ttl} s is not"
+            )));
         }
         let actor = self.actor().clone();
         let id = self.write(|tx, now| {

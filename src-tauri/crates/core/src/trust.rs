@@ -61,6 +61,7 @@ pub struct TrustReport {
     pub computed: TrustState,
     pub score: i32,
     pub signals: Vec<TrustSignal>,
+    #[serde(rename = "override")]
     pub override_: Option<TrustOverride>,
 }
 

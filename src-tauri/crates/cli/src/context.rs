@@ -1,0 +1,133 @@
+//! What every subcommand needs: the open core handle, the output mode and error reporting.
+//!
+//! The keychain is opened lazily through the `mandate-keychain` crate; when it cannot be
+//! opened, read-only commands still work and commands that need a secret fail with the
+//! keychain's own explanation. There is never an in-memory or plaintext fallback.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use mandate_core::audit::Actor;
+use mandate_core::secret::{Keychain, KeychainError, SecretRef, Sensitive};
+use mandate_core::{Error, ErrorReport, Mandate, OpenOptions, paths};
+
+/// The CLI's failure: a core error, or a CLI-level one with its own exit code.
+#[derive(Debug)]
+pub enum CliError {
+    Core(Error),
+    /// A failure with a message and an exit code chosen by the subcommand.
+    Exit { code: u8, message: String },
+}
+
+impl From<Error> for CliError {
+    fn from(e: Error) -> Self {
+        CliError::Core(e)
+    }
+}
+
+pub type CliResult<T = ()> = Result<T, CliError>;
+
+/// Shared state of one `mandate` invocation.
+#[derive(Debug)]
+pub struct Ctx {
+    data_dir: Option<PathBuf>,
+    pub json: bool,
+    as_member: Option<String>,
+    mandate: Option<Arc<Mandate>>,
+}
+
+/// Stands in for a keychain that could not be opened: every call explains why.
+#[derive(Debug)]
+struct UnavailableKeychain(KeychainError);
+
+impl Keychain for UnavailableKeychain {
+    fn set(&self, _: &SecretRef, _: &Sensitive<String>) -> Result<(), KeychainError> {
+        Err(self.0.clone())
+    }
+    fn get(&self, _: &SecretRef) -> Result<Option<Sensitive<String>>, KeychainError> {
+        Err(self.0.clone())
+    }
+    fn delete(&self, _: &SecretRef) -> Result<(), KeychainError> {
+        Err(self.0.clone())
+    }
+    fn describe(&self) -> String {
+        format!("unavailable: {}", self.0)
+    }
+}
+
+fn os_user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+impl Ctx {
+    pub fn new(data_dir: Option<PathBuf>, json: bool, as_member: Option<String>) -> Self {
+        Ctx {
+            data_dir,
+            json,
+            as_member,
+            mandate: None,
+        }
+    }
+
+    /// The open installation (opened on first use).
+    pub fn mandate(&mut self) -> CliResult<Arc<Mandate>> {
+        if let Some(m) = &self.mandate {
+            return Ok(m.clone());
+        }
+        let data_dir = match &self.data_dir {
+            Some(d) => d.clone(),
+            None => paths::data_dir()?,
+        };
+        let keychain: Arc<dyn Keychain> =
+            match mandate_keychain::OsKeychain::open(&paths::keychain_service()) {
+                Ok(k) => Arc::new(k),
+                Err(e) => Arc::new(UnavailableKeychain(e)),
+            };
+        let actor = Actor::app("cli", &os_user());
+        let mut m = Mandate::open(OpenOptions::new(data_dir, keychain, actor))?;
+        if let Some(member) = &self.as_member {
+            let actor = m.member_actor(member)?;
+            m.set_actor(actor);
+        }
+        let m = Arc::new(m);
+        self.mandate = Some(m.clone());
+        Ok(m)
+    }
+
+    /// Print an error the way the output mode asks and return the documented exit code.
+    pub fn report_error(&self, e: &CliError) -> ExitCode {
+        let (code, report) = match e {
+            CliError::Core(e) => (e.code().exit_code() as u8, ErrorReport::from(e)),
+            CliError::Exit { code, message } => {
+                if self.json {
+                    let v = serde_json::json!({"error": {"code": "failed", "message": message}});
+                    eprintln!("{v}");
+                } else {
+                    eprintln!("error: {message}");
+                }
+                return ExitCode::from(*code);
+            }
+        };
+        if self.json {
+            let v = serde_json::json!({"error": report});
+            eprintln!("{v}");
+        } else {
+            eprintln!("error: {}", report.message);
+        }
+        ExitCode::from(code)
+    }
+}
+
+/// Logs go to stderr, filtered by `MANDATE_LOG` (default: warnings). Secrets never reach
+/// them: the core holds secrets only in `Sensitive`, which prints `[REDACTED]`.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MANDATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

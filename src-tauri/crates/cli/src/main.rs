@@ -1,0 +1,83 @@
+//! `mandate`: the headless face of Mandate. Each subcommand is a thin adapter: parse the
+//! arguments, call the core API, print a table (or JSON with `--json`), map errors to the
+//! documented exit codes. No business rule lives here.
+
+mod cmd;
+mod context;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use context::Ctx;
+
+const AFTER_HELP: &str = "\
+Environment:
+  MANDATE_DATA_DIR          data folder (default: the OS convention, e.g. ~/.local/share/mandate)
+  MANDATE_PORT              port of the local token endpoint (default 6263)
+  MANDATE_KEYCHAIN_SERVICE  keychain service name (default: mandate; debug builds: mandate-dev)
+
+Exit codes:
+  0   success
+  1   unexpected failure
+  2   usage error (unknown command or flag)
+  3   invalid input (a name, scope, key or value broke a rule)
+  4   not found (no such agent, member or connection)
+  5   conflict (already exists, or not allowed in the current state, e.g. a revoked agent)
+  6   keychain unavailable or locked
+  7   storage or data-folder problem (newer database, unwritable folder, busy, disk full)
+  10  audit verification failed (the trail or a report was tampered with)";
+
+/// Give each AI agent its own identity: scopes, short-lived tokens, revocation and an
+/// audit trail.
+#[derive(Debug, Parser)]
+#[command(name = "mandate", version, after_help = AFTER_HELP)]
+struct Cli {
+    /// Data folder to use instead of the default.
+    #[arg(long, global = true, env = "MANDATE_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+
+    /// Print machine-readable JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+
+    /// Record changes in the audit trail as made by this team member.
+    #[arg(long = "as", global = true, env = "MANDATE_ACTOR", value_name = "MEMBER")]
+    as_member: Option<String>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Team members: the people who own agents.
+    #[command(subcommand)]
+    Member(cmd::member::MemberCmd),
+    /// Agents: register, inspect, change, suspend, revoke, rotate keys.
+    #[command(subcommand)]
+    Agent(cmd::agent::AgentCmd),
+    /// Connections: the systems agents reach, and their credentials in the OS keychain.
+    #[command(subcommand)]
+    Connection(cmd::connection::ConnectionCmd),
+    /// Find credentials in an agent's project folder (masked; nothing is changed).
+    Scan(cmd::scan::ScanArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    context::init_tracing();
+    let mut ctx = Ctx::new(cli.data_dir, cli.json, cli.as_member);
+    let result = match cli.command {
+        Command::Member(c) => cmd::member::run(&mut ctx, c),
+        Command::Agent(c) => cmd::agent::run(&mut ctx, c),
+        Command::Connection(c) => cmd::connection::run(&mut ctx, c),
+        Command::Scan(a) => cmd::scan::run(&mut ctx, a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => ctx.report_error(&e),
+    }
+}

@@ -1,0 +1,484 @@
+//! The credential scanner behind the wizard's Inventory step and `mandate scan PATH`.
+//!
+//! It reads an agent's project folder (`.env` files, configs, scripts) and reports credentials
+//! in well-known formats: file, line, kind and a *masked* value. The secret itself never leaves
+//! this module in a finding: findings are safe to print, serialize and send over IPC. When the
+//! user asks to move a finding into the keychain, [`Scanner::secret_of`] re-reads that one line
+//! and returns the value as [`Sensitive`].
+//!
+//! What it is not: a general secret detector with entropy heuristics. It matches documented
+//! prefixes and shapes only, so a match is very likely real, and near-misses do not match.
+//! It never changes or uploads anything.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use regex::Regex;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::secret::Sensitive;
+
+/// Files larger than this are skipped (credentials live in small text files).
+pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+/// At most this many files are read in one scan.
+pub const MAX_FILES: usize = 20_000;
+/// Folders never worth reading.
+const SKIP_DIRS: &[&str] = &[
+    ".git", "node_modules", "target", ".venv", "venv", "__pycache__", ".cache", "dist", "build",
+    ".next", ".tox", ".mypy_cache",
+];
+
+/// A kind of credential the scanner knows.
+#[derive(Debug)]
+struct Pattern {
+    kind: &'static str,
+    label: &'static str,
+    /// The surface this credential belongs to (matches the wizard's checklist).
+    surface: &'static str,
+    /// A connection preset that fits, if any.
+    preset: Option<&'static str>,
+    regex: &'static str,
+    /// Characters of the match kept visible at the start when masking.
+    keep_prefix: usize,
+}
+
+const PATTERNS: &[Pattern] = &[
+    Pattern {
+        kind: "github_fine_grained_pat",
+        label: "GitHub fine-grained personal access token",
+        surface: "code_host",
+        preset: Some("github"),
+        regex: r"\bgithub_pat_[A-Za-z0-9]{22}_[A-Za-z0-9]{59}\b",
+        keep_prefix: 11,
+    },
+    Pattern {
+        kind: "github_token",
+        label: "GitHub token",
+        surface: "code_host",
+        preset: Some("github"),
+        regex: r"\bgh[pousr]_[A-Za-z0-9]{36}\b",
+        keep_prefix: 4,
+    },
+    Pattern {
+        kind: "slack_token",
+        label: "Slack token",
+        surface: "chat",
+        preset: Some("slack"),
+        regex: r"\bxox[abposr]-[0-9]{6,}-[0-9A-Za-z-]{10,}\b",
+        keep_prefix: 5,
+    },
+    Pattern {
+        kind: "stripe_secret_key",
+        label: "Stripe live secret key",
+        surface: "billing",
+        preset: Some("stripe"),
+        regex: r"\bsk_live_[0-9A-Za-z]{24,}\b",
+        keep_prefix: 8,
+    },
+    Pattern {
+        kind: "stripe_restricted_key",
+        label: "Stripe live restricted key",
+        surface: "billing",
+        preset: Some("stripe"),
+        regex: r"\brk_live_[0-9A-Za-z]{24,}\b",
+        keep_prefix: 8,
+    },
+    Pattern {
+        kind: "anthropic_api_key",
+        label: "Anthropic API key",
+        surface: "llm",
+        preset: Some("anthropic"),
+        regex: r"\bsk-ant-[A-Za-z0-9]+-[A-Za-z0-9_-]{32,}",
+        keep_prefix: 7,
+    },
+    Pattern {
+        kind: "openai_api_key",
+        label: "OpenAI API key",
+        surface: "llm",
+        preset: Some("openai"),
+        // Project, service-account and legacy keys. Anthropic keys (`sk-ant-`) are excluded in
+        // code because the regex crate has no look-ahead.
+        regex: r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{32,}",
+        keep_prefix: 3,
+    },
+    Pattern {
+        kind: "aws_access_key_id",
+        label: "AWS access key id",
+        surface: "cloud",
+        preset: None,
+        regex: r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",
+        keep_prefix: 4,
+    },
+    Pattern {
+        kind: "google_api_key",
+        label: "Google API key",
+        surface: "cloud",
+        preset: None,
+        regex: r"\bAIza[0-9A-Za-z_-]{35}\b",
+        keep_prefix: 4,
+    },
+    Pattern {
+        kind: "database_url",
+        label: "Database URL with a password",
+        surface: "database",
+        preset: None,
+        regex: r#"\b(?:postgres(?:ql)?|mysql|mariadb|mongodb(?:\+srv)?|rediss?|amqps?|mssql|sqlserver)://[^:/\s@'"]+:[^@\s'"/]+@[^\s'"]+"#,
+        keep_prefix: 0,
+    },
+    Pattern {
+        kind: "private_key",
+        label: "Private key block",
+        surface: "other",
+        preset: None,
+        regex: r"-----BEGIN (?:RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: BLOCK)?-----",
+        keep_prefix: 0,
+    },
+];
+
+/// One credential found in a file. Holds no secret: only where it is and a masked value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub struct Finding {
+    /// Path relative to the scanned folder.
+    pub file: String,
+    /// 1-based line number.
+    pub line: u32,
+    /// 1-based column of the first character.
+    pub column: u32,
+    /// Stable kind id (`github_token`, `database_url`...).
+    pub kind: String,
+    /// Human label ("GitHub token").
+    pub label: String,
+    /// The surface it belongs to (`code_host`, `chat`, `billing`, `llm`, `cloud`, `database`, `other`).
+    pub surface: String,
+    /// A connection preset that fits (`github`, `slack`, `stripe`, `openai`, `anthropic`).
+    pub preset: Option<String>,
+    /// The value with all but a recognisable prefix and the last 4 characters hidden.
+    pub masked: String,
+    /// The variable it is assigned to, when the line looks like `NAME=value` or `NAME: value`.
+    pub variable: Option<String>,
+}
+
+/// The result of a scan.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub struct ScanReport {
+    pub root: String,
+    pub files_scanned: u32,
+    pub files_skipped: u32,
+    /// True when the scan stopped at [`MAX_FILES`].
+    pub truncated: bool,
+    pub findings: Vec<Finding>,
+}
+
+fn compiled() -> &'static Vec<(&'static Pattern, Regex)> {
+    static RE: OnceLock<Vec<(&'static Pattern, Regex)>> = OnceLock::new();
+    RE.get_or_init(|| {
+        PATTERNS
+            .iter()
+            .filter_map(|p| Regex::new(p.regex).ok().map(|r| (p, r)))
+            .collect()
+    })
+}
+
+fn mask(p: &Pattern, value: &str) -> String {
+    if p.kind == "private_key" {
+        return format!("{value} (key block hidden)");
+    }
+    if p.kind == "database_url" {
+        // Keep scheme, user and host; hide the password.
+        if let (Some(scheme_end), Some(at)) = (value.find("://"), value.rfind('@')) {
+            let userinfo = &value[scheme_end + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            return format!("{}{user}:••••••••{}", &value[..scheme_end + 3], &value[at..]);
+        }
+    }
+    let chars: Vec<char> = value.chars().collect();
+    let keep = p.keep_prefix.min(chars.len());
+    let tail = if chars.len() >= keep + 12 { 4 } else { 0 };
+    let head: String = chars[..keep].iter().collect();
+    let end: String = chars[chars.len() - tail..].iter().collect();
+    format!("{head}••••••••{end}")
+}
+
+fn variable_of(line: &str, start: usize) -> Option<String> {
+    let before = line[..start].trim_end_matches([' ', '\t', '"', '\'']);
+    let before = before
+        .strip_suffix('=')
+        .or_else(|| before.strip_suffix(':'))?
+        .trim_end()
+        .trim_end_matches(['"', '\'']);
+    let name: String = before
+        .chars()
+        .rev()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-' || *c == '.')
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    (!name.is_empty()).then_some(name)
+}
+
+/// Every match in one line of text, as (pattern, byte start, byte end).
+fn matches_in_line(line: &str) -> Vec<(&'static Pattern, usize, usize)> {
+    let mut out: Vec<(&'static Pattern, usize, usize)> = Vec::new();
+    for (p, re) in compiled() {
+        for m in re.find_iter(line) {
+            if p.kind == "openai_api_key" && m.as_str().starts_with("sk-ant-") {
+                continue;
+            }
+            // A longer, more specific match at the same place wins (Anthropic over OpenAI...).
+            if out.iter().any(|(_, s, e)| m.start() < *e && *s < m.end()) {
+                continue;
+            }
+            out.push((p, m.start(), m.end()));
+        }
+    }
+    out.sort_by_key(|(_, s, _)| *s);
+    out
+}
+
+/// Scan text (one file's content) and report findings for `file`.
+pub fn scan_text(file: &str, text: &str) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        for (p, s, e) in matches_in_line(line) {
+            out.push(Finding {
+                file: file.to_string(),
+                line: (i + 1) as u32,
+                column: (line[..s].chars().count() + 1) as u32,
+                kind: p.kind.into(),
+                label: p.label.into(),
+                surface: p.surface.into(),
+                preset: p.preset.map(String::from),
+                masked: mask(p, &line[s..e]),
+                variable: variable_of(line, s),
+            });
+        }
+    }
+    out
+}
+
+/// Scans a folder. Stateless apart from its root.
+#[derive(Debug)]
+pub struct Scanner {
+    root: PathBuf,
+}
+
+impl Scanner {
+    pub fn new(root: impl Into<PathBuf>) -> Result<Self> {
+        let root = root.into();
+        if !root.is_dir() {
+            return Err(Error::invalid(format!(
+                "{} is not a folder; give the agent's project folder",
+                root.display()
+            )));
+        }
+        Ok(Scanner { root })
+    }
+
+    /// Scan every readable text file under the root (hidden files included: `.env` is the
+    /// point), skipping dependency and build folders, binaries and files over 1 MiB.
+    pub fn scan(&self) -> Result<ScanReport> {
+        let mut report = ScanReport {
+            root: self.root.display().to_string(),
+            files_scanned: 0,
+            files_skipped: 0,
+            truncated: false,
+            findings: Vec::new(),
+        };
+        let walker = walkdir::WalkDir::new(&self.root)
+            .follow_links(false)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_entry(|e| {
+                !(e.file_type().is_dir()
+                    && e.depth() > 0
+                    && SKIP_DIRS.contains(&e.file_name().to_string_lossy().as_ref()))
+            });
+        for entry in walker {
+            let Ok(entry) = entry else {
+                report.files_skipped += 1;
+                continue;
+            };
+            if !entry.file_type().is_file() {
+                continue;
+            }
+            if report.files_scanned as usize >= MAX_FILES {
+                report.truncated = true;
+                break;
+            }
+            let too_big = entry.metadata().map(|m| m.len() > MAX_FILE_BYTES).unwrap_or(true);
+            let Ok(bytes) = (!too_big)
+                .then(|| std::fs::read(entry.path()))
+                .transpose()
+                .map(|b| b.unwrap_or_default())
+            else {
+                report.files_skipped += 1;
+                continue;
+            };
+            if too_big || bytes.contains(&0) {
+                report.files_skipped += 1;
+                continue;
+            }
+            report.files_scanned += 1;
+            let text = String::from_utf8_lossy(&bytes);
+            let rel = self.relative(entry.path());
+            report.findings.extend(scan_text(&rel, &text));
+        }
+        Ok(report)
+    }
+
+    fn relative(&self, p: &Path) -> String {
+        p.strip_prefix(&self.root)
+            .unwrap_or(p)
+            .to_string_lossy()
+            .replace('\\', "/")
+    }
+
+    /// Re-read the secret behind a finding (to move it into the keychain). Fails if the file
+    /// changed so that the finding no longer matches.
+    pub fn secret_of(&self, f: &Finding) -> Result<Sensitive<String>> {
+        let path = self.root.join(&f.file);
+        // The finding's file must stay inside the scanned folder.
+        let canon_root = self.root.canonicalize().map_err(|e| io_err(&self.root, e))?;
+        let canon = path.canonicalize().map_err(|e| io_err(&path, e))?;
+        if !canon.starts_with(&canon_root) {
+            return Err(Error::invalid("the finding points outside the scanned folder"));
+        }
+        let text = std::fs::read_to_string(&canon).map_err(|e| io_err(&canon, e))?;
+        let line = text
+            .lines()
+            .nth(f.line.saturating_sub(1) as usize)
+            .ok_or_else(|| stale(f))?;
+        for (p, s, e) in matches_in_line(line) {
+            let col = (line[..s].chars().count() + 1) as u32;
+            if p.kind == f.kind && col == f.column {
+                if p.kind == "private_key" {
+                    return Err(Error::invalid(
+                        "private key blocks cannot be moved automatically; move the key file \
+                         by hand and register its public key instead",
+                    ));
+                }
+                return Ok(Sensitive::new(line[s..e].to_string()));
+            }
+        }
+        Err(stale(f))
+    }
+}
+
+fn io_err(p: &Path, e: std::io::Error) -> Error {
+    Error::Io {
+        action: "could not read",
+        path: p.to_path_buf(),
+        reason: e.to_string(),
+    }
+}
+
+fn stale(f: &Finding) -> Error {
+    Error::Conflict(format!(
+        "{}:{} changed since the scan; scan the folder again",
+        f.file, f.line
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kinds(text: &str) -> Vec<String> {
+        scan_text("f", text).into_iter().map(|f| f.kind).collect()
+    }
+
+    // Fake credentials built at run time so this file holds no literal that looks real.
+    fn rep(c: char, n: usize) -> String {
+        std::iter::repeat_n(c, n).collect()
+    }
+
+    #[test]
+    fn each_known_format_matches() {
+        let cases = [
+            (format!("GITHUB_TOKEN=ghp_{}", rep('a', 36)), "github_token"),
+            (format!("token: gho_{}", rep('B', 36)), "github_token"),
+            (
+                format!("github_pat_{}_{}", rep('A', 22), rep('b', 59)),
+                "github_fine_grained_pat",
+            ),
+            (format!("SLACK=xoxb-123456789012-{}", rep('x', 24)), "slack_token"),
+            (format!("STRIPE_KEY=sk_live_{}", rep('9', 24)), "stripe_secret_key"),
+            (format!("rk_live_{}", rep('Z', 30)), "stripe_restricted_key"),
+            (format!("OPENAI_API_KEY=sk-proj-{}", rep('q', 48)), "openai_api_key"),
+            (format!("sk-{}", rep('Q', 48)), "openai_api_key"),
+            (format!("ANTHROPIC_API_KEY=sk-ant-api03-{}", rep('w', 90)), "anthropic_api_key"),
+            (format!("aws_access_key_id = AKIA{}", rep('X', 16)), "aws_access_key_id"),
+            (format!("key=AIza{}", rep('k', 35)), "google_api_key"),
+            ("DATABASE_URL=postgres://app:s3cret@db.internal:5432/app".into(), "database_url"),
+            ("mongodb+srv://u:p4ss@cluster0.example.net/db".into(), "database_url"),
+            ("-----BEGIN OPENSSH PRIVATE KEY-----".into(), "private_key"),
+            ("-----BEGIN PRIVATE KEY-----".into(), "private_key"),
+        ];
+        for (text, want) in cases {
+            assert_eq!(kinds(&text), vec![want.to_string()], "{text}");
+        }
+    }
+
+    #[test]
+    fn near_misses_do_not_match() {
+        let misses = [
+            format!("ghp_{}", rep('a', 35)),          // one short
+            format!("ghx_{}", rep('a', 36)),          // unknown prefix
+            format!("xoxz-123456789012-{}", rep('x', 24)), // not a Slack type
+            format!("sk_test_{}", rep('9', 24)),      // Stripe test key, not live
+            format!("sk_live_{}", rep('9', 10)),      // too short
+            "sk-short".into(),
+            format!("AKIA{}", rep('x', 16)),          // lower case
+            format!("AKIA{}", rep('X', 15)),          // one short
+            format!("AIza{}", rep('k', 20)),
+            "postgres://app@db/app".into(),           // no password
+            "postgres://app:@db/app".into(),          // empty password
+            "https://user:pass@example.com".into(),   // not a database URL
+            "-----BEGIN PUBLIC KEY-----".into(),
+            "the word ghp_ alone".into(),
+        ];
+        for text in misses {
+            assert!(kinds(&text).is_empty(), "{text} matched {:?}", kinds(&text));
+        }
+    }
+
+    #[test]
+    fn findings_never_contain_the_secret() {
+        let secret = format!("ghp_{}", rep('s', 32) + "WXYZ");
+        let f = &scan_text(".env", &format!("\nexport GITHUB_TOKEN=\"{secret}\"\n"))[0];
+        assert_eq!((f.line, f.column), (2, 22));
+        assert_eq!(f.variable.as_deref(), Some("GITHUB_TOKEN"));
+        assert_eq!(f.masked, "ghp_••••••••WXYZ");
+        assert!(!serde_json::to_string(f).unwrap().contains(&secret));
+        let db = &scan_text("x", "postgres://app:hunter2@db:5432/app")[0];
+        assert_eq!(db.masked, "postgres://app:••••••••@db:5432/app");
+    }
+
+    #[test]
+    fn scans_a_folder_and_recovers_one_secret_on_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = format!("sk_live_{}", rep('7', 28));
+        std::fs::write(dir.path().join(".env"), format!("A=1\nSTRIPE={secret}\n")).unwrap();
+        std::fs::create_dir(dir.path().join("node_modules")).unwrap();
+        std::fs::write(
+            dir.path().join("node_modules/x.js"),
+            format!("k='{secret}'"),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("bin.dat"), b"\0\0ghp_").unwrap();
+        let s = Scanner::new(dir.path()).unwrap();
+        let r = s.scan().unwrap();
+        assert_eq!(r.findings.len(), 1, "{:?}", r.findings);
+        assert_eq!(r.findings[0].file, ".env");
+        assert_eq!(r.files_skipped, 1, "the binary file");
+        assert_eq!(s.secret_of(&r.findings[0]).unwrap().expose(), &secret);
+        // After the file changes, the finding is stale.
+        std::fs::write(dir.path().join(".env"), "A=1\n").unwrap();
+        assert!(s.secret_of(&r.findings[0]).is_err());
+        assert!(Scanner::new(dir.path().join(".env")).is_err());
+    }
+}

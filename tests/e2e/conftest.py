@@ -1,0 +1,126 @@
+"""Fixtures for end-to-end tests of the real Mandate window.
+
+Each test gets its own data folder and keychain service, seeded with the real `mandate` CLI,
+and its own tauri-driver (which starts the real desktop binary through WebKitWebDriver).
+"""
+
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+APP = os.environ["MANDATE_E2E_APP"]
+CLI = os.environ["MANDATE_E2E_CLI"]
+TAURI_DRIVER = os.environ["MANDATE_E2E_TAURI_DRIVER"]
+SHOTS = os.environ.get("MANDATE_E2E_SCREENSHOTS", tempfile.gettempdir())
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Install:
+    """An isolated Mandate installation: data folder, keychain service, endpoint port."""
+
+    def __init__(self, root):
+        self.data_dir = os.path.join(root, "data")
+        self.env = dict(os.environ)
+        self.env.update(
+            MANDATE_DATA_DIR=self.data_dir,
+            MANDATE_KEYCHAIN_SERVICE=f"mandate-e2e-{uuid.uuid4().hex[:8]}",
+            MANDATE_PORT=str(free_port()),
+        )
+
+    def cli(self, *args, check=True):
+        out = subprocess.run([CLI, *args], env=self.env, capture_output=True, text=True)
+        if check and out.returncode != 0:
+            raise AssertionError(f"mandate {' '.join(args)} failed: {out.stderr}")
+        return out
+
+    def cli_json(self, *args):
+        return json.loads(self.cli(*args, "--json").stdout)
+
+
+@pytest.fixture
+def install(tmp_path):
+    return Install(str(tmp_path))
+
+
+@pytest.fixture
+def seeded(install):
+    install.cli("member", "add", "founder")
+    install.cli(
+        "connection", "add", "github", "--base-url", "https://api.github.com",
+        "--action", "repo.read=GET:/repos/**",
+    )
+    install.cli(
+        "agent", "add", "billing-report-agent", "--owner", "founder",
+        "--purpose", "monthly billing report", "--scope", "github:repo.read", "--generate-key",
+    )
+    return install
+
+
+class App:
+    def __init__(self, install):
+        self.install = install
+        self.driver_port = free_port()
+        self.native_port = free_port()
+        self.proc = subprocess.Popen(
+            [TAURI_DRIVER, "--port", str(self.driver_port),
+             "--native-port", str(self.native_port),
+             "--native-driver", "/usr/bin/WebKitWebDriver"],
+            env=install.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.driver_port), 0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        opts = webdriver.common.options.ArgOptions()
+        opts.set_capability("browserName", "wry")
+        opts.set_capability("tauri:options", {"application": APP})
+        self.driver = webdriver.Remote(f"http://127.0.0.1:{self.driver_port}", options=opts)
+
+    def wait_text(self, text, timeout=20):
+        WebDriverWait(self.driver, timeout).until(
+            lambda d: text in d.find_element(By.TAG_NAME, "body").text
+        )
+        return self.driver.find_element(By.TAG_NAME, "body").text
+
+    def screenshot(self, name):
+        path = os.path.join(SHOTS, f"{name}.png")
+        self.driver.save_screenshot(path)
+        return path
+
+    def close(self):
+        try:
+            self.driver.quit()
+        finally:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def app_for():
+    apps = []
+
+    def start(install):
+        a = App(install)
+        apps.append(a)
+        return a
+
+    yield start
+    for a in apps:
+        a.close()

@@ -1,0 +1,174 @@
+//! Test fixture: an isolated Mandate installation (temp data folder + its own keychain
+//! service) and a way to run the real `mandate` binary against it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+/// Path of a binary built into the same target folder as this test.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build it first with `cargo build -p mandate-cli` (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+/// Fail loudly when the real keychain is not there: these tests must not silently skip.
+pub fn require_keyring() {
+    assert_eq!(
+        std::env::var("MANDATE_KEYRING_HARNESS").as_deref(),
+        Ok("1"),
+        "run the integration tests inside scripts/with-keyring (a private Secret Service)"
+    );
+}
+
+/// One isolated installation.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub service: String,
+}
+
+/// A finished `mandate` run.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}\nstderr: {}", self.stdout, self.stderr))
+    }
+
+    #[track_caller]
+    pub fn ok(self) -> Self {
+        assert_eq!(self.code, 0, "mandate failed: {}\n{}", self.stderr, self.stdout);
+        self
+    }
+
+    /// Assert a failure with `code` whose message contains `needle`.
+    #[track_caller]
+    pub fn fails(self, code: i32, needle: &str) -> Self {
+        assert_eq!(self.code, code, "exit code; stderr: {}", self.stderr);
+        assert!(
+            self.stderr.contains(needle),
+            "stderr should contain {needle:?}: {}",
+            self.stderr
+        );
+        self
+    }
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Env {
+    pub fn new() -> Self {
+        require_keyring();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let service = format!(
+            "mandate-test-{}",
+            dir.path().file_name().unwrap().to_string_lossy()
+        );
+        Env { dir, service }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir().join("mandate.db")
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin("mandate"));
+        c.args(args)
+            .env("MANDATE_DATA_DIR", self.data_dir())
+            .env("MANDATE_KEYCHAIN_SERVICE", &self.service)
+            .env_remove("MANDATE_ACTOR")
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.cmd(args).output().expect("run mandate").into()
+    }
+
+    /// Run with `input` on standard input.
+    pub fn run_stdin(&self, args: &[&str], input: &[u8]) -> Run {
+        use std::io::Write;
+        let mut child = self
+            .cmd(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn mandate");
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().expect("wait").into()
+    }
+
+    /// The founder, a github connection and the issue's example agent.
+    pub fn seed(&self) {
+        self.run(&["member", "add", "founder"]).ok();
+        self.run(&[
+            "connection", "add", "github", "--base-url", "https://api.github.com",
+            "--action", "repo.read=GET:/repos/**", "--action", "issues.write=POST:/repos/*/*/issues",
+        ])
+        .ok();
+        self.run(&[
+            "agent", "add", "billing-report-agent", "--owner", "founder", "--purpose",
+            "monthly billing report", "--scope", "github:repo.read", "--generate-key",
+        ])
+        .ok();
+    }
+
+    /// Row counts of the registry tables and the audit head, to prove nothing changed.
+    pub fn snapshot(&self) -> Vec<(String, i64)> {
+        sqlite_counts(&self.db_path())
+    }
+
+    /// `secret-tool search --all service SERVICE` output: what the real keychain holds.
+    pub fn keychain_listing(&self) -> String {
+        let out = Command::new("secret-tool")
+            .args(["search", "--all", "--unlock", "service", &self.service])
+            .output()
+            .expect("secret-tool");
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+}
+
+/// Count rows with the sqlite3 command-line tool, independent of our code.
+fn sqlite_counts(db: &Path) -> Vec<(String, i64)> {
+    let mut out = Vec::new();
+    for table in ["members", "connections", "agents", "agent_scopes", "agent_keys", "audit_events"] {
+        let o = Command::new("sqlite3")
+            .arg(db)
+            .arg(format!("SELECT count(*) FROM {table}"))
+            .output()
+            .expect("sqlite3");
+        let n: i64 = String::from_utf8_lossy(&o.stdout).trim().parse().unwrap_or(-1);
+        out.push((table.to_string(), n));
+    }
+    out
+}
