@@ -44,13 +44,21 @@ pub struct Run {
 
 impl Run {
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}\nstderr: {}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}): {}\nstderr: {}",
+                self.stdout, self.stderr
+            )
+        })
     }
 
     #[track_caller]
     pub fn ok(self) -> Self {
-        assert_eq!(self.code, 0, "mandate failed: {}\n{}", self.stderr, self.stdout);
+        assert_eq!(
+            self.code, 0,
+            "mandate failed: {}\n{}",
+            self.stderr, self.stdout
+        );
         self
     }
 
@@ -128,13 +136,28 @@ impl Env {
     pub fn seed(&self) {
         self.run(&["member", "add", "founder"]).ok();
         self.run(&[
-            "connection", "add", "github", "--base-url", "https://api.github.com",
-            "--action", "repo.read=GET:/repos/**", "--action", "issues.write=POST:/repos/*/*/issues",
+            "connection",
+            "add",
+            "github",
+            "--base-url",
+            "https://api.github.com",
+            "--action",
+            "repo.read=GET:/repos/**",
+            "--action",
+            "issues.write=POST:/repos/*/*/issues",
         ])
         .ok();
         self.run(&[
-            "agent", "add", "billing-report-agent", "--owner", "founder", "--purpose",
-            "monthly billing report", "--scope", "github:repo.read", "--generate-key",
+            "agent",
+            "add",
+            "billing-report-agent",
+            "--owner",
+            "founder",
+            "--purpose",
+            "monthly billing report",
+            "--scope",
+            "github:repo.read",
+            "--generate-key",
         ])
         .ok();
     }
@@ -161,13 +184,23 @@ impl Env {
 /// Count rows with the sqlite3 command-line tool, independent of our code.
 fn sqlite_counts(db: &Path) -> Vec<(String, i64)> {
     let mut out = Vec::new();
-    for table in ["members", "connections", "agents", "agent_scopes", "agent_keys", "audit_events"] {
+    for table in [
+        "members",
+        "connections",
+        "agents",
+        "agent_scopes",
+        "agent_keys",
+        "audit_events",
+    ] {
         let o = Command::new("sqlite3")
             .arg(db)
             .arg(format!("SELECT count(*) FROM {table}"))
             .output()
             .expect("sqlite3");
-        let n: i64 = String::from_utf8_lossy(&o.stdout).trim().parse().unwrap_or(-1);
+        let n: i64 = String::from_utf8_lossy(&o.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(-1);
         out.push((table.to_string(), n));
     }
     out

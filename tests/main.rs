@@ -10,7 +10,12 @@
 //! - `registry_cli`  members, connections, agents, keys, trust, bad input, nothing half-written
 //! - `secrets`       connection credentials reach the keychain and nowhere else
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
 
 mod fixture;
 mod registry_cli;

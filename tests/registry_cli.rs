@@ -23,10 +23,17 @@ fn founder_walkthrough_lists_the_agent_with_its_trust_state() {
     assert_eq!(a["config_version"], 1);
     // The private key went to the real keychain, under this installation's service.
     let kid = a["keys"][0]["kid"].as_str().unwrap();
-    assert!(env.keychain_listing().contains(kid), "{}", env.keychain_listing());
+    assert!(
+        env.keychain_listing().contains(kid),
+        "{}",
+        env.keychain_listing()
+    );
     // The human table names it too.
     let table = env.run(&["agent", "list"]).ok().stdout;
-    assert!(table.contains("billing-report-agent") && table.contains("PENDING"), "{table}");
+    assert!(
+        table.contains("billing-report-agent") && table.contains("PENDING"),
+        "{table}"
+    );
     // Every change is audited, in a chain.
     let events = env.snapshot();
     assert!(events.contains(&("audit_events".into(), 3)), "{events:?}");
@@ -37,20 +44,49 @@ fn edit_bumps_the_config_version_and_revoke_is_final() {
     let env = Env::new();
     env.seed();
     let a = env
-        .run(&["agent", "edit", "billing-report-agent", "--add-scope", "github:issues.write", "--json"])
+        .run(&[
+            "agent",
+            "edit",
+            "billing-report-agent",
+            "--add-scope",
+            "github:issues.write",
+            "--json",
+        ])
         .ok()
         .json();
     assert_eq!(a["config_version"], 2);
     assert_eq!(a["scopes"].as_array().unwrap().len(), 2);
-    let a = env.run(&["agent", "suspend", "billing-report-agent", "--reason", "odd traffic", "--json"]).ok().json();
+    let a = env
+        .run(&[
+            "agent",
+            "suspend",
+            "billing-report-agent",
+            "--reason",
+            "odd traffic",
+            "--json",
+        ])
+        .ok()
+        .json();
     assert_eq!(a["status"], "suspended");
     assert_eq!(a["trust"]["state"], "UNTRUSTED");
-    env.run(&["agent", "suspend", "billing-report-agent"]).fails(5, "already suspended");
-    let a = env.run(&["agent", "resume", "billing-report-agent", "--json"]).ok().json();
-    assert_eq!(a["status"], "active");
-    env.run(&["agent", "revoke", "billing-report-agent"]).fails(2, "--reason");
+    env.run(&["agent", "suspend", "billing-report-agent"])
+        .fails(5, "already suspended");
     let a = env
-        .run(&["agent", "revoke", "billing-report-agent", "--reason", "replaced", "--json"])
+        .run(&["agent", "resume", "billing-report-agent", "--json"])
+        .ok()
+        .json();
+    assert_eq!(a["status"], "active");
+    env.run(&["agent", "revoke", "billing-report-agent"])
+        .fails(2, "--reason");
+    let a = env
+        .run(&[
+            "agent",
+            "revoke",
+            "billing-report-agent",
+            "--reason",
+            "replaced",
+            "--json",
+        ])
         .ok()
         .json();
     assert_eq!(a["status"], "revoked");
@@ -58,9 +94,12 @@ fn edit_bumps_the_config_version_and_revoke_is_final() {
     let kid = a["keys"][0]["kid"].as_str().unwrap().to_string();
     assert!(!env.keychain_listing().contains(&kid));
     let before = env.snapshot();
-    env.run(&["agent", "edit", "billing-report-agent", "--purpose", "x"]).fails(5, "revoked, which is final");
-    env.run(&["agent", "resume", "billing-report-agent"]).fails(5, "revoked, which is final");
-    env.run(&["agent", "rotate-key", "billing-report-agent"]).fails(5, "revoked, which is final");
+    env.run(&["agent", "edit", "billing-report-agent", "--purpose", "x"])
+        .fails(5, "revoked, which is final");
+    env.run(&["agent", "resume", "billing-report-agent"])
+        .fails(5, "revoked, which is final");
+    env.run(&["agent", "rotate-key", "billing-report-agent"])
+        .fails(5, "revoked, which is final");
     assert_eq!(env.snapshot(), before, "refused changes write nothing");
 }
 
@@ -69,15 +108,32 @@ fn key_rotation_keeps_the_old_key_for_the_overlap() {
     let env = Env::new();
     env.seed();
     let a = env
-        .run(&["agent", "rotate-key", "billing-report-agent", "--overlap", "1h", "--json"])
+        .run(&[
+            "agent",
+            "rotate-key",
+            "billing-report-agent",
+            "--overlap",
+            "1h",
+            "--json",
+        ])
         .ok()
         .json();
     let keys = a["keys"].as_array().unwrap();
     assert_eq!(keys.len(), 2);
-    assert!(keys[0]["expires_at"].is_string(), "old key retires after the overlap");
+    assert!(
+        keys[0]["expires_at"].is_string(),
+        "old key retires after the overlap"
+    );
     assert!(keys[1]["expires_at"].is_null(), "new key is open-ended");
     assert_eq!(a["config_version"], 2);
-    env.run(&["agent", "rotate-key", "billing-report-agent", "--overlap", "90d"]).fails(3, "30 days");
+    env.run(&[
+        "agent",
+        "rotate-key",
+        "billing-report-agent",
+        "--overlap",
+        "90d",
+    ])
+    .fails(3, "30 days");
 }
 
 #[test]
@@ -88,8 +144,16 @@ fn registers_public_keys_in_every_format_and_files_private_keys_once() {
     let key_file = env.dir.path().join("agent.jwk");
     let key_file_s = key_file.to_str().unwrap();
     env.run(&[
-        "agent", "add", "file-key-agent", "--owner", "founder", "--purpose", "p",
-        "--generate-key", "--key-file", key_file_s,
+        "agent",
+        "add",
+        "file-key-agent",
+        "--owner",
+        "founder",
+        "--purpose",
+        "p",
+        "--generate-key",
+        "--key-file",
+        key_file_s,
     ])
     .ok();
     #[cfg(unix)]
@@ -101,8 +165,16 @@ fn registers_public_keys_in_every_format_and_files_private_keys_once() {
     // Never overwrite an existing key file, and write nothing when refusing.
     let before = env.snapshot();
     env.run(&[
-        "agent", "add", "second-agent", "--owner", "founder", "--purpose", "p",
-        "--generate-key", "--key-file", key_file_s,
+        "agent",
+        "add",
+        "second-agent",
+        "--owner",
+        "founder",
+        "--purpose",
+        "p",
+        "--generate-key",
+        "--key-file",
+        key_file_s,
     ])
     .fails(7, "already exists");
     assert_eq!(env.snapshot(), before);
@@ -118,8 +190,15 @@ fn registers_public_keys_in_every_format_and_files_private_keys_once() {
     if let Ok(s) = status {
         assert!(s.success());
         env.run(&[
-            "agent", "add", "ssh-agent", "--owner", "founder", "--purpose", "p",
-            "--public-key", ssh_dir.join("id.pub").to_str().unwrap(),
+            "agent",
+            "add",
+            "ssh-agent",
+            "--owner",
+            "founder",
+            "--purpose",
+            "p",
+            "--public-key",
+            ssh_dir.join("id.pub").to_str().unwrap(),
         ])
         .ok();
     }
@@ -141,16 +220,31 @@ fn registers_public_keys_in_every_format_and_files_private_keys_once() {
     assert!(ok, "openssl makes an Ed25519 key");
     let a = env
         .run(&[
-            "agent", "add", "pem-agent", "--owner", "founder", "--purpose", "p",
-            "--public-key", pem.to_str().unwrap(), "--json",
+            "agent",
+            "add",
+            "pem-agent",
+            "--owner",
+            "founder",
+            "--purpose",
+            "p",
+            "--public-key",
+            pem.to_str().unwrap(),
+            "--json",
         ])
         .ok()
         .json();
     assert_eq!(a["keys"][0]["origin"], "registered");
     // The same public key cannot belong to two agents.
     env.run(&[
-        "agent", "add", "pem-agent-two", "--owner", "founder", "--purpose", "p",
-        "--public-key", pem.to_str().unwrap(),
+        "agent",
+        "add",
+        "pem-agent-two",
+        "--owner",
+        "founder",
+        "--purpose",
+        "p",
+        "--public-key",
+        pem.to_str().unwrap(),
     ])
     .fails(5, "already registered");
 }
@@ -167,25 +261,33 @@ fn bad_input_is_refused_clearly_and_writes_nothing() {
         ("EC", &p256, vec!["-pkeyopt", "ec_paramgen_curve:P-256"]),
     ] {
         let priv_ = env.dir.path().join(format!("{alg}.priv"));
-        assert!(std::process::Command::new("openssl")
-            .args(["genpkey", "-algorithm", alg])
-            .args(&extra)
-            .arg("-out")
-            .arg(&priv_)
-            .status()
-            .unwrap()
-            .success());
-        assert!(std::process::Command::new("openssl")
-            .args(["pkey", "-pubout", "-in"])
-            .arg(&priv_)
-            .arg("-out")
-            .arg(out)
-            .status()
-            .unwrap()
-            .success());
+        assert!(
+            std::process::Command::new("openssl")
+                .args(["genpkey", "-algorithm", alg])
+                .args(&extra)
+                .arg("-out")
+                .arg(&priv_)
+                .status()
+                .unwrap()
+                .success()
+        );
+        assert!(
+            std::process::Command::new("openssl")
+                .args(["pkey", "-pubout", "-in"])
+                .arg(&priv_)
+                .arg("-out")
+                .arg(out)
+                .status()
+                .unwrap()
+                .success()
+        );
     }
     let truncated = env.dir.path().join("trunc.jwk");
-    std::fs::write(&truncated, r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg"}"#).unwrap();
+    std::fs::write(
+        &truncated,
+        r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg"}"#,
+    )
+    .unwrap();
     let add = |name: &str| -> Vec<String> {
         ["agent", "add", name, "--owner", "founder", "--purpose", "p"]
             .map(String::from)
@@ -201,27 +303,160 @@ fn bad_input_is_refused_clearly_and_writes_nothing() {
         (add("billing-report-agent"), 5, "already exists"),
         (add("founder"), 5, "must never pass for a person"),
         (
-            ["agent", "add", "new-agent", "--owner", "nobody", "--purpose", "p"].map(String::from).to_vec(),
+            [
+                "agent",
+                "add",
+                "new-agent",
+                "--owner",
+                "nobody",
+                "--purpose",
+                "p",
+            ]
+            .map(String::from)
+            .to_vec(),
             4,
             "mandate member add nobody",
         ),
-        (with(add("new-agent"), &["--scope", "github:repo.delete"]), 3, "offers no action 'repo.delete'"),
-        (with(add("new-agent"), &["--scope", "slack:chat.write"]), 3, "connection 'slack', which does not exist"),
-        (with(add("new-agent"), &["--scope", "github:*"]), 3, "wildcard"),
-        (with(add("new-agent"), &["--public-key", rsa.to_str().unwrap()]), 3, "Ed25519"),
-        (with(add("new-agent"), &["--public-key", p256.to_str().unwrap()]), 3, "Ed25519"),
-        (with(add("new-agent"), &["--public-key", truncated.to_str().unwrap()]), 3, "truncated"),
-        (["agent", "add", "new-agent", "--owner", "founder", "--purpose", " "].map(String::from).to_vec(), 3, "purpose is empty"),
-        (["member", "add", "billing-report-agent"].map(String::from).to_vec(), 5, "already an agent's name"),
-        (["member", "add", "founder"].map(String::from).to_vec(), 5, "already exists"),
-        (["connection", "add", "github", "--base-url", "https://x.example"].map(String::from).to_vec(), 5, "already exists"),
-        (["connection", "add", "gitlab", "--base-url", "ftp://x"].map(String::from).to_vec(), 3, "http(s) URL"),
-        (["connection", "add", "gitlab", "--base-url", "https://u:p@x.example"].map(String::from).to_vec(), 3, "password"),
-        (["connection", "add", "gitlab", "--base-url", "https://x.example", "--action", "read"].map(String::from).to_vec(), 3, "NAME=METHOD:PATH"),
-        (["agent", "edit", "billing-report-agent"].map(String::from).to_vec(), 3, "nothing to change"),
-        (["agent", "edit", "billing-report-agent", "--remove-scope", "github:issues.write"].map(String::from).to_vec(), 3, "does not hold"),
-        (["agent", "show", "ghost-agent"].map(String::from).to_vec(), 4, "no agent named 'ghost-agent'"),
-        (["agent", "trust", "billing-report-agent", "--set", "TRUSTED"].map(String::from).to_vec(), 3, "--reason"),
+        (
+            with(add("new-agent"), &["--scope", "github:repo.delete"]),
+            3,
+            "offers no action 'repo.delete'",
+        ),
+        (
+            with(add("new-agent"), &["--scope", "slack:chat.write"]),
+            3,
+            "connection 'slack', which does not exist",
+        ),
+        (
+            with(add("new-agent"), &["--scope", "github:*"]),
+            3,
+            "wildcard",
+        ),
+        (
+            with(add("new-agent"), &["--public-key", rsa.to_str().unwrap()]),
+            3,
+            "Ed25519",
+        ),
+        (
+            with(add("new-agent"), &["--public-key", p256.to_str().unwrap()]),
+            3,
+            "Ed25519",
+        ),
+        (
+            with(
+                add("new-agent"),
+                &["--public-key", truncated.to_str().unwrap()],
+            ),
+            3,
+            "truncated",
+        ),
+        (
+            [
+                "agent",
+                "add",
+                "new-agent",
+                "--owner",
+                "founder",
+                "--purpose",
+                " ",
+            ]
+            .map(String::from)
+            .to_vec(),
+            3,
+            "purpose is empty",
+        ),
+        (
+            ["member", "add", "billing-report-agent"]
+                .map(String::from)
+                .to_vec(),
+            5,
+            "already an agent's name",
+        ),
+        (
+            ["member", "add", "founder"].map(String::from).to_vec(),
+            5,
+            "already exists",
+        ),
+        (
+            [
+                "connection",
+                "add",
+                "github",
+                "--base-url",
+                "https://x.example",
+            ]
+            .map(String::from)
+            .to_vec(),
+            5,
+            "already exists",
+        ),
+        (
+            ["connection", "add", "gitlab", "--base-url", "ftp://x"]
+                .map(String::from)
+                .to_vec(),
+            3,
+            "http(s) URL",
+        ),
+        (
+            [
+                "connection",
+                "add",
+                "gitlab",
+                "--base-url",
+                "https://u:p@x.example",
+            ]
+            .map(String::from)
+            .to_vec(),
+            3,
+            "password",
+        ),
+        (
+            [
+                "connection",
+                "add",
+                "gitlab",
+                "--base-url",
+                "https://x.example",
+                "--action",
+                "read",
+            ]
+            .map(String::from)
+            .to_vec(),
+            3,
+            "NAME=METHOD:PATH",
+        ),
+        (
+            ["agent", "edit", "billing-report-agent"]
+                .map(String::from)
+                .to_vec(),
+            3,
+            "nothing to change",
+        ),
+        (
+            [
+                "agent",
+                "edit",
+                "billing-report-agent",
+                "--remove-scope",
+                "github:issues.write",
+            ]
+            .map(String::from)
+            .to_vec(),
+            3,
+            "does not hold",
+        ),
+        (
+            ["agent", "show", "ghost-agent"].map(String::from).to_vec(),
+            4,
+            "no agent named 'ghost-agent'",
+        ),
+        (
+            ["agent", "trust", "billing-report-agent", "--set", "TRUSTED"]
+                .map(String::from)
+                .to_vec(),
+            3,
+            "--reason",
+        ),
     ];
     for (args, code, needle) in cases {
         let before = env.snapshot();
@@ -248,7 +483,8 @@ fn a_database_from_a_newer_version_is_refused() {
         .status()
         .unwrap();
     assert!(st.success());
-    env.run(&["agent", "list"]).fails(7, "newer version of Mandate");
+    env.run(&["agent", "list"])
+        .fails(7, "newer version of Mandate");
 }
 
 #[test]
@@ -263,7 +499,11 @@ fn an_unusable_data_folder_is_explained() {
         .unwrap()
         .into();
     assert_eq!(r.code, 7, "{}", r.stderr);
-    assert!(r.stderr.contains("not a folder") && r.stderr.contains("MANDATE_DATA_DIR"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("not a folder") && r.stderr.contains("MANDATE_DATA_DIR"),
+        "{}",
+        r.stderr
+    );
     // /proc is read-only even for root.
     let r: crate::fixture::Run = env
         .cmd(&["agent", "list"])
@@ -301,7 +541,11 @@ fn two_processes_writing_at_once_both_land_in_one_chain() {
     }
     for c in children {
         let out = c.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let members = env.run(&["member", "list", "--json"]).ok().json();
     assert_eq!(members.as_array().unwrap().len(), 9);
@@ -313,7 +557,10 @@ fn two_processes_writing_at_once_both_land_in_one_chain() {
         .arg("SELECT group_concat(seq) FROM (SELECT seq FROM audit_events ORDER BY seq)")
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1,2,3,4,5,6,7,8,9");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "1,2,3,4,5,6,7,8,9"
+    );
 }
 
 #[test]

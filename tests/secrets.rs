@@ -35,7 +35,10 @@ fn set_secret_reaches_the_keychain_and_nowhere_else() {
         .spawn()
         .and_then(|mut c| {
             use std::io::Write;
-            c.stdin.take().unwrap().write_all(format!("{SECRET}\n").as_bytes())?;
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(format!("{SECRET}\n").as_bytes())?;
             c.wait_with_output()
         })
         .unwrap();
@@ -45,7 +48,10 @@ fn set_secret_reaches_the_keychain_and_nowhere_else() {
         String::from_utf8_lossy(&r.stdout),
         String::from_utf8_lossy(&r.stderr)
     );
-    assert!(!logs.contains(SECRET), "the secret leaked into output or logs");
+    assert!(
+        !logs.contains(SECRET),
+        "the secret leaked into output or logs"
+    );
 
     // secret-tool, an independent client of the Secret Service, finds it.
     let listing = env.keychain_listing();
@@ -62,7 +68,10 @@ fn set_secret_reaches_the_keychain_and_nowhere_else() {
 
     // Nowhere in the database, its WAL or anything else in the data folder.
     env.run(&["agent", "list"]).ok(); // let SQLite touch its files again
-    assert_eq!(files_containing(&env.data_dir(), SECRET.as_bytes()), Vec::<String>::new());
+    assert_eq!(
+        files_containing(&env.data_dir(), SECRET.as_bytes()),
+        Vec::<String>::new()
+    );
 
     // The connection says a secret is set, not what it is.
     let c = env.run(&["connection", "show", "github", "--json"]).ok();
@@ -70,16 +79,26 @@ fn set_secret_reaches_the_keychain_and_nowhere_else() {
     assert!(!c.stdout.contains(SECRET));
 
     // Replacing it keeps one item; removing the connection deletes it from the keychain.
-    env.run_stdin(&["connection", "set-secret", "github"], b"ghp_Replacement123").ok();
+    env.run_stdin(
+        &["connection", "set-secret", "github"],
+        b"ghp_Replacement123",
+    )
+    .ok();
     env.run(&["connection", "remove", "github"]).ok();
     let after = Command::new("secret-tool")
         .args(["search", "--all", "--unlock", "service", &env.service])
         .output()
         .unwrap();
     let after = String::from_utf8_lossy(&after.stdout);
-    assert!(!after.contains("ghp_Replacement123") && !after.contains(SECRET), "{after}");
+    assert!(
+        !after.contains("ghp_Replacement123") && !after.contains(SECRET),
+        "{after}"
+    );
     // The agent lost its github scope, and the audit trail says so.
-    let a = env.run(&["agent", "show", "billing-report-agent", "--json"]).ok().json();
+    let a = env
+        .run(&["agent", "show", "billing-report-agent", "--json"])
+        .ok()
+        .json();
     assert_eq!(a["scopes"].as_array().unwrap().len(), 0);
 }
 
@@ -93,7 +112,10 @@ fn an_empty_secret_is_refused_and_nothing_is_stored() {
     env.run_stdin(&["connection", "set-secret", "github"], b"\n")
         .fails(3, "the secret is empty");
     assert_eq!(env.snapshot(), before);
-    let c = env.run(&["connection", "show", "github", "--json"]).ok().json();
+    let c = env
+        .run(&["connection", "show", "github", "--json"])
+        .ok()
+        .json();
     assert_eq!(c["has_secret"], false);
     env.run_stdin(&["connection", "set-secret", "nope"], b"x")
         .fails(4, "no connection named 'nope'");
@@ -106,7 +128,10 @@ fn no_keychain_is_an_explained_failure_not_a_fallback() {
     let before = env.snapshot();
     let r: crate::fixture::Run = env
         .cmd(&["connection", "set-secret", "github"])
-        .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/mandate-bus")
+        .env(
+            "DBUS_SESSION_BUS_ADDRESS",
+            "unix:path=/nonexistent/mandate-bus",
+        )
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -121,13 +146,27 @@ fn no_keychain_is_an_explained_failure_not_a_fallback() {
     assert_eq!(r.code, 6, "{}", r.stderr);
     assert!(r.stderr.contains("keychain"), "{}", r.stderr);
     assert!(!r.stderr.contains(SECRET));
-    assert_eq!(env.snapshot(), before, "nothing recorded without the keychain");
+    assert_eq!(
+        env.snapshot(),
+        before,
+        "nothing recorded without the keychain"
+    );
     // Generating an agent key needs the keychain too; nothing is half-written.
     let r: crate::fixture::Run = env
         .cmd(&[
-            "agent", "add", "other-agent", "--owner", "founder", "--purpose", "p", "--generate-key",
+            "agent",
+            "add",
+            "other-agent",
+            "--owner",
+            "founder",
+            "--purpose",
+            "p",
+            "--generate-key",
         ])
-        .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/mandate-bus")
+        .env(
+            "DBUS_SESSION_BUS_ADDRESS",
+            "unix:path=/nonexistent/mandate-bus",
+        )
         .output()
         .unwrap()
         .into();
@@ -136,7 +175,10 @@ fn no_keychain_is_an_explained_failure_not_a_fallback() {
     // Reading the registry still works without the keychain.
     let r: crate::fixture::Run = env
         .cmd(&["agent", "list", "--json"])
-        .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/mandate-bus")
+        .env(
+            "DBUS_SESSION_BUS_ADDRESS",
+            "unix:path=/nonexistent/mandate-bus",
+        )
         .output()
         .unwrap()
         .into();

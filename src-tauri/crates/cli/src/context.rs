@@ -17,7 +17,10 @@ use mandate_core::{Error, ErrorReport, Mandate, OpenOptions, paths};
 pub enum CliError {
     Core(Error),
     /// A failure with a message and an exit code chosen by the subcommand.
-    Exit { code: u8, message: String },
+    Exit {
+        code: u8,
+        message: String,
+    },
 }
 
 impl From<Error> for CliError {

@@ -44,7 +44,12 @@ struct Cli {
     json: bool,
 
     /// Record changes in the audit trail as made by this team member.
-    #[arg(long = "as", global = true, env = "MANDATE_ACTOR", value_name = "MEMBER")]
+    #[arg(
+        long = "as",
+        global = true,
+        env = "MANDATE_ACTOR",
+        value_name = "MEMBER"
+    )]
     as_member: Option<String>,
 
     #[command(subcommand)]

@@ -294,7 +294,9 @@ pub fn verify_store(conn: &rusqlite::Connection) -> Result<ChainReport> {
         }
         let canonical = canonical_bytes(&parsed)?;
         if canonical != body {
-            return broke(format!("event #{seq} is not in canonical form: it was edited"));
+            return broke(format!(
+                "event #{seq} is not in canonical form: it was edited"
+            ));
         }
         let h = chain_hash(&prev, &canonical);
         if h.as_slice() != stored.as_slice() {

@@ -19,7 +19,10 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
-        #[allow(clippy::disallowed_methods, reason = "the one place that reads the system clock")]
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "the one place that reads the system clock"
+        )]
         Utc::now().trunc_subsecs(6)
     }
 }

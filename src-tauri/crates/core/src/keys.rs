@@ -179,9 +179,8 @@ fn parse_openssh(t: &str) -> Result<VerifyingKey> {
     })?;
     match key.key_data() {
         ssh_key::public::KeyData::Ed25519(pk) => {
-            let key = VerifyingKey::from_bytes(&pk.0).map_err(|_| {
-                Error::invalid("the ssh-ed25519 key is not a valid Ed25519 point")
-            })?;
+            let key = VerifyingKey::from_bytes(&pk.0)
+                .map_err(|_| Error::invalid("the ssh-ed25519 key is not a valid Ed25519 point"))?;
             checked(key)
         }
         other => Err(Error::invalid(format!(
@@ -258,7 +257,10 @@ mod tests {
         // RFC 8037 A.3: the thumbprint of the A.2 public key.
         let x = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
         let key = from_x(x).unwrap();
-        assert_eq!(thumbprint(&key), "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k");
+        assert_eq!(
+            thumbprint(&key),
+            "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+        );
     }
 
     #[test]
@@ -281,10 +283,22 @@ mod tests {
             (r#"{"kty":"RSA","n":"AQAB","e":"AQAB"}"#, "RSA"),
             (r#"{"kty":"EC","crv":"P-256","x":"a","y":"b"}"#, "EC key"),
             (r#"{"kty":"OKP","crv":"X25519","x":"abc"}"#, "X25519"),
-            (r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg"}"#, "truncated"),
-            (r#"{"kty":"OKP","crv":"Ed25519","x":"a","d":"b"}"#, "private key"),
-            ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0", "truncated"),
-            ("-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----", "private key"),
+            (
+                r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg"}"#,
+                "truncated",
+            ),
+            (
+                r#"{"kty":"OKP","crv":"Ed25519","x":"a","d":"b"}"#,
+                "private key",
+            ),
+            (
+                "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0",
+                "truncated",
+            ),
+            (
+                "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----",
+                "private key",
+            ),
             ("hello", "no format"),
             ("", "empty"),
         ];
@@ -302,7 +316,10 @@ MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEQiVI+I+3gv+17KN0RFLHKh5Vj71v\n\
 c75eSOkyMsxFxbFsTNEMTLjVuKFxOelIgsiZJXKZNCX0FBmrfpCgKHvh6A==\n\
 -----END PUBLIC KEY-----";
         let err = parse_public_key(p256).unwrap_err().to_string();
-        assert!(err.contains("not an Ed25519 key") || err.contains("could not be read"), "{err}");
+        assert!(
+            err.contains("not an Ed25519 key") || err.contains("could not be read"),
+            "{err}"
+        );
         let ecdsa = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBEIlSPiPt4L/teyjdERSxyoeVY+9b3O+XkjpMjLMRcWxbEzRDEy41bihcTnpSILImSVymTQl9BQZq36QoCh74eg=";
         let err = parse_public_key(ecdsa).unwrap_err().to_string();
         assert!(err.contains("Ed25519"), "{err}");

@@ -225,6 +225,11 @@ impl Mandate {
             None => None,
         };
         let conn = self.lock()?;
-        audit::list(&conn, agent_id.as_ref().map(|a| a.as_str()), limit, before_seq)
+        audit::list(
+            &conn,
+            agent_id.as_ref().map(|a| a.as_str()),
+            limit,
+            before_seq,
+        )
     }
 }

@@ -317,7 +317,9 @@ impl ConnectionAction {
         let (method, path) = rest.split_once(':').ok_or_else(usage)?;
         let name = validate_action_name(name.trim())?;
         let method = method.trim().to_ascii_uppercase();
-        const METHODS: [&str; 8] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "*"];
+        const METHODS: [&str; 8] = [
+            "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "*",
+        ];
         if !METHODS.contains(&method.as_str()) {
             return Err(Error::invalid(format!(
                 "'{method}' is not an HTTP method Mandate knows: use one of {}",
@@ -458,8 +460,17 @@ mod tests {
             assert!(AgentName::parse(ok).is_ok(), "{ok}");
         }
         for bad in [
-            "", "a", "Billing", "billing_report", "-x", "x-", "x--y", "1abc", "agent name",
-            "agent.name", "ägent",
+            "",
+            "a",
+            "Billing",
+            "billing_report",
+            "-x",
+            "x-",
+            "x--y",
+            "1abc",
+            "agent name",
+            "agent.name",
+            "ägent",
         ] {
             let err = AgentName::parse(bad).unwrap_err().to_string();
             assert!(err.contains("not a valid agent name"), "{bad}: {err}");
@@ -472,7 +483,12 @@ mod tests {
         let s = Scope::parse("github:repo.read").unwrap();
         assert_eq!((s.connection(), s.action()), ("github", "repo.read"));
         assert!(Scope::parse("github").is_err());
-        assert!(Scope::parse("github:*").unwrap_err().to_string().contains("wildcard"));
+        assert!(
+            Scope::parse("github:*")
+                .unwrap_err()
+                .to_string()
+                .contains("wildcard")
+        );
         assert!(Scope::parse("*:read").is_err());
         assert!(Scope::parse("GitHub:repo.read").is_err());
         assert!(Scope::parse("github:").is_err());

@@ -13,13 +13,13 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use rusqlite::{OptionalExtension, Transaction, params};
 use serde_json::json;
 
+use crate::Mandate;
 use crate::audit::{self, Decision, NewEvent, Target};
 use crate::error::{Error, Result};
 use crate::keys::{self, PrivateKeyFormat};
 use crate::model::*;
 use crate::secret::{SecretRef, Sensitive};
 use crate::trust::{self, TrustInputs, TrustOverride};
-use crate::Mandate;
 
 /// The longest overlap allowed when rotating a key.
 pub const MAX_ROTATION_OVERLAP: Duration = Duration::days(30);
@@ -105,7 +105,9 @@ fn validate_purpose(p: &str) -> Result<String> {
         ));
     }
     if p.chars().count() > 500 {
-        return Err(Error::invalid("the purpose is longer than 500 characters; shorten it"));
+        return Err(Error::invalid(
+            "the purpose is longer than 500 characters; shorten it",
+        ));
     }
     Ok(p.to_string())
 }
@@ -156,7 +158,9 @@ fn write_new_private_file(path: &Path, contents: &Sensitive<String>) -> Result<(
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let mut f = opts.open(path).map_err(|e| io(e, "could not create the key file"))?;
+    let mut f = opts
+        .open(path)
+        .map_err(|e| io(e, "could not create the key file"))?;
     f.write_all(contents.expose().as_bytes())
         .and_then(|_| f.sync_all())
         .map_err(|e| {
@@ -436,7 +440,10 @@ impl Mandate {
             tx.execute(
                 "UPDATE agents SET config_version = config_version + 1, updated_at = ?2
                  WHERE name IN (SELECT value FROM json_each(?1))",
-                params![serde_json::to_string(&affected).unwrap_or_default(), ts(now)],
+                params![
+                    serde_json::to_string(&affected).unwrap_or_default(),
+                    ts(now)
+                ],
             )?;
             tx.execute("DELETE FROM connections WHERE id = ?1", [c.id.as_str()])?;
             audit::append(
@@ -610,12 +617,18 @@ impl Mandate {
             refuse_if_revoked(&agent, "edit")?;
             let mut changes = serde_json::Map::new();
             if let Some(p) = &purpose {
-                tx.execute("UPDATE agents SET purpose = ?2 WHERE id = ?1", params![agent.id.as_str(), p])?;
+                tx.execute(
+                    "UPDATE agents SET purpose = ?2 WHERE id = ?1",
+                    params![agent.id.as_str(), p],
+                )?;
                 changes.insert("purpose".into(), json!(p));
             }
             if let Some(o) = &edit.owner {
                 let oid = member_id_tx(tx, o)?;
-                tx.execute("UPDATE agents SET owner_id = ?2 WHERE id = ?1", params![agent.id.as_str(), oid.as_str()])?;
+                tx.execute(
+                    "UPDATE agents SET owner_id = ?2 WHERE id = ?1",
+                    params![agent.id.as_str(), oid.as_str()],
+                )?;
                 changes.insert("owner".into(), json!(o));
             }
             if let Some(parent) = &edit.parent {
@@ -632,7 +645,10 @@ impl Mandate {
                     }
                     None => None,
                 };
-                tx.execute("UPDATE agents SET parent_id = ?2 WHERE id = ?1", params![agent.id.as_str(), pid])?;
+                tx.execute(
+                    "UPDATE agents SET parent_id = ?2 WHERE id = ?1",
+                    params![agent.id.as_str(), pid],
+                )?;
                 changes.insert("parent".into(), json!(parent));
             }
             for s in &remove {
@@ -650,20 +666,35 @@ impl Mandate {
                     params![agent.id.as_str(), s.as_str()],
                 )?;
             }
-            let new_grants: Vec<_> = grants.into_iter().filter(|(s, _)| !agent.scopes.contains(s)).collect();
+            let new_grants: Vec<_> = grants
+                .into_iter()
+                .filter(|(s, _)| !agent.scopes.contains(s))
+                .collect();
             insert_grants(tx, &agent.id, &new_grants)?;
             if !add.is_empty() {
-                changes.insert("scopes_added".into(), json!(add.iter().map(Scope::as_str).collect::<Vec<_>>()));
+                changes.insert(
+                    "scopes_added".into(),
+                    json!(add.iter().map(Scope::as_str).collect::<Vec<_>>()),
+                );
             }
             if !remove.is_empty() {
-                changes.insert("scopes_removed".into(), json!(remove.iter().map(Scope::as_str).collect::<Vec<_>>()));
+                changes.insert(
+                    "scopes_removed".into(),
+                    json!(remove.iter().map(Scope::as_str).collect::<Vec<_>>()),
+                );
             }
             if let Some(d) = edit.dpop_required {
-                tx.execute("UPDATE agents SET dpop_required = ?2 WHERE id = ?1", params![agent.id.as_str(), d])?;
+                tx.execute(
+                    "UPDATE agents SET dpop_required = ?2 WHERE id = ?1",
+                    params![agent.id.as_str(), d],
+                )?;
                 changes.insert("dpop_required".into(), json!(d));
             }
             if let Some(ttl) = edit.max_token_ttl_secs {
-                tx.execute("UPDATE agents SET max_token_ttl_secs = ?2 WHERE id = ?1", params![agent.id.as_str(), ttl])?;
+                tx.execute(
+                    "UPDATE agents SET max_token_ttl_secs = ?2 WHERE id = ?1",
+                    params![agent.id.as_str(), ttl],
+                )?;
                 changes.insert("max_token_ttl_secs".into(), json!(ttl));
             }
             if changes.is_empty() {
@@ -695,16 +726,25 @@ impl Mandate {
         action: &str,
     ) -> Result<Agent> {
         let actor = self.actor().clone();
-        let reason = reason.map(str::trim).filter(|r| !r.is_empty()).map(String::from);
+        let reason = reason
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+            .map(String::from);
         let (id, keychain_keys) = self.write(|tx, now| {
             let agent = load_agent(tx, agent_id_tx(tx, name)?.as_str(), now)?;
             refuse_if_revoked(&agent, action)?;
             match (agent.status, to) {
                 (AgentStatus::Suspended, AgentStatus::Suspended) => {
-                    return Err(Error::Conflict(format!("'{}' is already suspended", agent.name)));
+                    return Err(Error::Conflict(format!(
+                        "'{}' is already suspended",
+                        agent.name
+                    )));
                 }
                 (AgentStatus::Active, AgentStatus::Active) => {
-                    return Err(Error::Conflict(format!("'{}' is already active", agent.name)));
+                    return Err(Error::Conflict(format!(
+                        "'{}' is already active",
+                        agent.name
+                    )));
                 }
                 _ => {}
             }
@@ -769,12 +809,12 @@ impl Mandate {
         overlap: Duration,
     ) -> Result<Agent> {
         if matches!(choice, KeyChoice::None) {
-            return Err(Error::invalid("rotation needs a new key: generate one or give a public key"));
+            return Err(Error::invalid(
+                "rotation needs a new key: generate one or give a public key",
+            ));
         }
         if overlap < Duration::zero() || overlap > MAX_ROTATION_OVERLAP {
-            return Err(Error::invalid(
-                "the overlap must be between 0 and 30 days",
-            ));
+            return Err(Error::invalid("the overlap must be between 0 and 30 days"));
         }
         {
             let conn = self.lock()?;
@@ -810,7 +850,9 @@ impl Mandate {
                 NewEvent::new(&actor, "agent.key_rotated", Decision::Allow)
                     .target(Target::new("agent", agent.id.as_str(), agent.name.as_str()))
                     .agent(agent.id.as_str())
-                    .details(json!({"new_kid": kid, "origin": k.origin.as_str(), "retiring": retiring})),
+                    .details(
+                        json!({"new_kid": kid, "origin": k.origin.as_str(), "retiring": retiring}),
+                    ),
             )?;
             Ok(agent.id)
         });
@@ -951,8 +993,11 @@ fn member_id_tx(conn: &rusqlite::Connection, name: &str) -> Result<MemberId> {
 
 fn active_agent_for_parent(conn: &rusqlite::Connection, name: &str) -> Result<AgentId> {
     let id = agent_id_tx(conn, name)?;
-    let status: String =
-        conn.query_row("SELECT status FROM agents WHERE id = ?1", [id.as_str()], |r| r.get(0))?;
+    let status: String = conn.query_row(
+        "SELECT status FROM agents WHERE id = ?1",
+        [id.as_str()],
+        |r| r.get(0),
+    )?;
     if status == "revoked" {
         return Err(Error::Conflict(format!(
             "'{name}' is revoked and cannot be a parent agent"
@@ -1087,7 +1132,11 @@ fn resolve_scopes(
     Ok(out)
 }
 
-fn insert_grants(tx: &Transaction<'_>, agent: &AgentId, grants: &[(Scope, ConnectionId)]) -> Result<()> {
+fn insert_grants(
+    tx: &Transaction<'_>,
+    agent: &AgentId,
+    grants: &[(Scope, ConnectionId)],
+) -> Result<()> {
     for (s, c) in grants {
         tx.execute(
             "INSERT OR IGNORE INTO agent_scopes (agent_id, scope, connection_id) VALUES (?1, ?2, ?3)",
@@ -1097,10 +1146,19 @@ fn insert_grants(tx: &Transaction<'_>, agent: &AgentId, grants: &[(Scope, Connec
     Ok(())
 }
 
-fn insert_key(tx: &Transaction<'_>, agent: &AgentId, k: &PreparedKey, now: DateTime<Utc>) -> Result<String> {
+fn insert_key(
+    tx: &Transaction<'_>,
+    agent: &AgentId,
+    k: &PreparedKey,
+    now: DateTime<Utc>,
+) -> Result<String> {
     let kid = keys::thumbprint(&k.public);
     let taken = tx
-        .query_row("SELECT 1 FROM agent_keys WHERE kid = ?1", [&kid], |_| Ok(()))
+        .query_row(
+            "SELECT 1 FROM agent_keys WHERE kid = ?1",
+            [&kid],
+            |_| Ok(()),
+        )
         .optional()?
         .is_some();
     if taken {

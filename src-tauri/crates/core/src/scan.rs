@@ -25,8 +25,18 @@ pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 pub const MAX_FILES: usize = 20_000;
 /// Folders never worth reading.
 const SKIP_DIRS: &[&str] = &[
-    ".git", "node_modules", "target", ".venv", "venv", "__pycache__", ".cache", "dist", "build",
-    ".next", ".tox", ".mypy_cache",
+    ".git",
+    "node_modules",
+    "target",
+    ".venv",
+    "venv",
+    "__pycache__",
+    ".cache",
+    "dist",
+    "build",
+    ".next",
+    ".tox",
+    ".mypy_cache",
 ];
 
 /// A kind of credential the scanner knows.
@@ -191,7 +201,11 @@ fn mask(p: &Pattern, value: &str) -> String {
         if let (Some(scheme_end), Some(at)) = (value.find("://"), value.rfind('@')) {
             let userinfo = &value[scheme_end + 3..at];
             let user = userinfo.split(':').next().unwrap_or("");
-            return format!("{}{user}:••••••••{}", &value[..scheme_end + 3], &value[at..]);
+            return format!(
+                "{}{user}:••••••••{}",
+                &value[..scheme_end + 3],
+                &value[at..]
+            );
         }
     }
     let chars: Vec<char> = value.chars().collect();
@@ -309,7 +323,10 @@ impl Scanner {
                 report.truncated = true;
                 break;
             }
-            let too_big = entry.metadata().map(|m| m.len() > MAX_FILE_BYTES).unwrap_or(true);
+            let too_big = entry
+                .metadata()
+                .map(|m| m.len() > MAX_FILE_BYTES)
+                .unwrap_or(true);
             let Ok(bytes) = (!too_big)
                 .then(|| std::fs::read(entry.path()))
                 .transpose()
@@ -342,10 +359,15 @@ impl Scanner {
     pub fn secret_of(&self, f: &Finding) -> Result<Sensitive<String>> {
         let path = self.root.join(&f.file);
         // The finding's file must stay inside the scanned folder.
-        let canon_root = self.root.canonicalize().map_err(|e| io_err(&self.root, e))?;
+        let canon_root = self
+            .root
+            .canonicalize()
+            .map_err(|e| io_err(&self.root, e))?;
         let canon = path.canonicalize().map_err(|e| io_err(&path, e))?;
         if !canon.starts_with(&canon_root) {
-            return Err(Error::invalid("the finding points outside the scanned folder"));
+            return Err(Error::invalid(
+                "the finding points outside the scanned folder",
+            ));
         }
         let text = std::fs::read_to_string(&canon).map_err(|e| io_err(&canon, e))?;
         let line = text
@@ -405,16 +427,37 @@ mod tests {
                 format!("github_pat_{}_{}", rep('A', 22), rep('b', 59)),
                 "github_fine_grained_pat",
             ),
-            (format!("SLACK=xoxb-123456789012-{}", rep('x', 24)), "slack_token"),
-            (format!("STRIPE_KEY=sk_live_{}", rep('9', 24)), "stripe_secret_key"),
+            (
+                format!("SLACK=xoxb-123456789012-{}", rep('x', 24)),
+                "slack_token",
+            ),
+            (
+                format!("STRIPE_KEY=sk_live_{}", rep('9', 24)),
+                "stripe_secret_key",
+            ),
             (format!("rk_live_{}", rep('Z', 30)), "stripe_restricted_key"),
-            (format!("OPENAI_API_KEY=sk-proj-{}", rep('q', 48)), "openai_api_key"),
+            (
+                format!("OPENAI_API_KEY=sk-proj-{}", rep('q', 48)),
+                "openai_api_key",
+            ),
             (format!("sk-{}", rep('Q', 48)), "openai_api_key"),
-            (format!("ANTHROPIC_API_KEY=sk-ant-api03-{}", rep('w', 90)), "anthropic_api_key"),
-            (format!("aws_access_key_id = AKIA{}", rep('X', 16)), "aws_access_key_id"),
+            (
+                format!("ANTHROPIC_API_KEY=sk-ant-api03-{}", rep('w', 90)),
+                "anthropic_api_key",
+            ),
+            (
+                format!("aws_access_key_id = AKIA{}", rep('X', 16)),
+                "aws_access_key_id",
+            ),
             (format!("key=AIza{}", rep('k', 35)), "google_api_key"),
-            ("DATABASE_URL=postgres://app:s3cret@db.internal:5432/app".into(), "database_url"),
-            ("mongodb+srv://u:p4ss@cluster0.example.net/db".into(), "database_url"),
+            (
+                "DATABASE_URL=postgres://app:s3cret@db.internal:5432/app".into(),
+                "database_url",
+            ),
+            (
+                "mongodb+srv://u:p4ss@cluster0.example.net/db".into(),
+                "database_url",
+            ),
             ("-----BEGIN OPENSSH PRIVATE KEY-----".into(), "private_key"),
             ("-----BEGIN PRIVATE KEY-----".into(), "private_key"),
         ];
@@ -426,18 +469,18 @@ mod tests {
     #[test]
     fn near_misses_do_not_match() {
         let misses = [
-            format!("ghp_{}", rep('a', 35)),          // one short
-            format!("ghx_{}", rep('a', 36)),          // unknown prefix
+            format!("ghp_{}", rep('a', 35)),               // one short
+            format!("ghx_{}", rep('a', 36)),               // unknown prefix
             format!("xoxz-123456789012-{}", rep('x', 24)), // not a Slack type
-            format!("sk_test_{}", rep('9', 24)),      // Stripe test key, not live
-            format!("sk_live_{}", rep('9', 10)),      // too short
+            format!("sk_test_{}", rep('9', 24)),           // Stripe test key, not live
+            format!("sk_live_{}", rep('9', 10)),           // too short
             "sk-short".into(),
-            format!("AKIA{}", rep('x', 16)),          // lower case
-            format!("AKIA{}", rep('X', 15)),          // one short
+            format!("AKIA{}", rep('x', 16)), // lower case
+            format!("AKIA{}", rep('X', 15)), // one short
             format!("AIza{}", rep('k', 20)),
-            "postgres://app@db/app".into(),           // no password
-            "postgres://app:@db/app".into(),          // empty password
-            "https://user:pass@example.com".into(),   // not a database URL
+            "postgres://app@db/app".into(),         // no password
+            "postgres://app:@db/app".into(),        // empty password
+            "https://user:pass@example.com".into(), // not a database URL
             "-----BEGIN PUBLIC KEY-----".into(),
             "the word ghp_ alone".into(),
         ];

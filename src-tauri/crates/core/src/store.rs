@@ -44,8 +44,7 @@ pub fn prepare_data_dir(dir: &Path) -> Result<()> {
     }
     // Probe writability: SQLite would otherwise fail later with a vaguer message.
     let probe = dir.join(format!(".mandate-write-probe-{}", std::process::id()));
-    std::fs::write(&probe, b"")
-        .map_err(|e| fail(format!("it is not writable ({})", e.kind())))?;
+    std::fs::write(&probe, b"").map_err(|e| fail(format!("it is not writable ({})", e.kind())))?;
     let _ = std::fs::remove_file(&probe);
     Ok(())
 }
@@ -122,9 +121,13 @@ mod tests {
     fn migrates_a_fresh_folder_and_reopens() {
         let dir = tempfile::tempdir().unwrap();
         let c = open(dir.path()).unwrap();
-        let v: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        let v: i64 = c
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(v, SCHEMA_VERSION);
-        let fk: i64 = c.query_row("PRAGMA foreign_keys", [], |r| r.get(0)).unwrap();
+        let fk: i64 = c
+            .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(fk, 1);
         let sync: i64 = c.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
         assert_eq!(sync, 2, "synchronous=FULL");
@@ -137,11 +140,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         drop(open(dir.path()).unwrap());
         let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
-        c.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+        c.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
         drop(c);
         let err = open(dir.path()).unwrap_err();
         assert!(matches!(err, Error::DatabaseTooNew { .. }));
-        assert!(err.to_string().contains("newer version of Mandate"), "{err}");
+        assert!(
+            err.to_string().contains("newer version of Mandate"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -150,11 +157,14 @@ mod tests {
         let path = dir.path().join(DB_FILE);
         let c = Connection::open(&path).unwrap();
         // A table the first migration creates, so migration 1 fails half-way.
-        c.execute_batch("CREATE TABLE agent_scopes (x INTEGER);").unwrap();
+        c.execute_batch("CREATE TABLE agent_scopes (x INTEGER);")
+            .unwrap();
         drop(c);
         assert!(open(dir.path()).is_err());
         let c = Connection::open(&path).unwrap();
-        let v: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        let v: i64 = c
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(v, 0);
         let n: i64 = c
             .query_row(
@@ -190,6 +200,9 @@ mod tests {
             ro
         };
         let err = open(&ro).unwrap_err().to_string();
-        assert!(err.contains("not writable") && err.contains("MANDATE_DATA_DIR"), "{err}");
+        assert!(
+            err.contains("not writable") && err.contains("MANDATE_DATA_DIR"),
+            "{err}"
+        );
     }
 }

@@ -77,7 +77,13 @@ pub struct TrustInputs<'a> {
     pub override_: Option<TrustOverride>,
 }
 
-fn signal(id: &str, label: &str, outcome: SignalOutcome, weight: i32, detail: String) -> TrustSignal {
+fn signal(
+    id: &str,
+    label: &str,
+    outcome: SignalOutcome,
+    weight: i32,
+    detail: String,
+) -> TrustSignal {
     let contribution = match outcome {
         SignalOutcome::Pass => weight,
         SignalOutcome::Warn => 0,
@@ -116,7 +122,13 @@ pub fn evaluate(i: TrustInputs<'_>) -> TrustReport {
     });
 
     signals.push(if i.has_owner {
-        signal("owner", "Accountable owner assigned", Pass, 1, "a team member answers for it".into())
+        signal(
+            "owner",
+            "Accountable owner assigned",
+            Pass,
+            1,
+            "a team member answers for it".into(),
+        )
     } else {
         signal(
             "owner",
@@ -289,7 +301,11 @@ mod tests {
         let scopes = [Scope::parse("github:repo.read").unwrap()];
         let fresh = eval(AgentStatus::Active, &keys, &scopes, 1, None);
         assert_eq!(fresh.state, TrustState::Pending);
-        let s = fresh.signals.iter().find(|s| s.id == "track_record").unwrap();
+        let s = fresh
+            .signals
+            .iter()
+            .find(|s| s.id == "track_record")
+            .unwrap();
         assert_eq!(s.outcome, SignalOutcome::Warn);
         let old = eval(AgentStatus::Active, &keys, &scopes, 48, None);
         assert_eq!(old.state, TrustState::Trusted);
@@ -313,7 +329,10 @@ mod tests {
             reason: "reviewed".into(),
         };
         let r = eval(AgentStatus::Active, &[], &[], 1, Some(o));
-        assert_eq!((r.state, r.computed), (TrustState::Trusted, TrustState::Pending));
+        assert_eq!(
+            (r.state, r.computed),
+            (TrustState::Trusted, TrustState::Pending)
+        );
         assert!(!r.signals.is_empty());
     }
 

@@ -3,6 +3,11 @@
 //!
 //! - `registry`: members, connections, agents, rollback when the keychain fails, the chain.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
 
 mod registry;

@@ -17,13 +17,20 @@ struct Fx {
 fn fx() -> Fx {
     let dir = tempfile::tempdir().unwrap();
     let kc = Arc::new(MemoryKeychain::new());
-    let clock = Arc::new(ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0).unwrap()));
+    let clock = Arc::new(ManualClock::new(
+        Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0).unwrap(),
+    ));
     let m = Mandate::open(
-        OpenOptions::new(dir.path().join("data"), kc.clone(), Actor::app("test", "tester"))
-            .clock(clock.clone()),
+        OpenOptions::new(
+            dir.path().join("data"),
+            kc.clone(),
+            Actor::app("test", "tester"),
+        )
+        .clock(clock.clone()),
     )
     .unwrap();
-    m.add_member("founder", Some("founder@example.com")).unwrap();
+    m.add_member("founder", Some("founder@example.com"))
+        .unwrap();
     m.add_connection(NewConnection {
         name: "github".into(),
         base_url: "https://api.github.com/".into(),
@@ -31,7 +38,12 @@ fn fx() -> Fx {
         trust_floor: None,
     })
     .unwrap();
-    Fx { _dir: dir, m, kc, clock }
+    Fx {
+        _dir: dir,
+        m,
+        kc,
+        clock,
+    }
 }
 
 fn agent(name: &str, key: KeyChoice) -> NewAgent {
@@ -48,14 +60,20 @@ fn agent(name: &str, key: KeyChoice) -> NewAgent {
 #[test]
 fn trust_moves_from_pending_to_trusted_with_time() {
     let f = fx();
-    let a = f.m.add_agent(agent("billing-report-agent", KeyChoice::GenerateInKeychain)).unwrap();
+    let a =
+        f.m.add_agent(agent("billing-report-agent", KeyChoice::GenerateInKeychain))
+            .unwrap();
     assert_eq!(a.trust.state, TrustState::Pending);
     f.clock.advance(Duration::hours(25));
     let a = f.m.get_agent("billing-report-agent").unwrap();
     assert_eq!(a.trust.state, TrustState::Trusted);
     f.clock.advance(Duration::days(100));
     let a = f.m.get_agent("billing-report-agent").unwrap();
-    assert_eq!(a.trust.state, TrustState::Pending, "a stale key pulls it back");
+    assert_eq!(
+        a.trust.state,
+        TrustState::Pending,
+        "a stale key pulls it back"
+    );
 }
 
 #[test]
@@ -66,11 +84,16 @@ fn a_keychain_failure_leaves_nothing_behind() {
         detail: "collection locked".into(),
         fix: "unlock it".into(),
     }));
-    let err = f.m.add_agent(agent("billing-report-agent", KeyChoice::GenerateInKeychain)).unwrap_err();
+    let err =
+        f.m.add_agent(agent("billing-report-agent", KeyChoice::GenerateInKeychain))
+            .unwrap_err();
     assert_eq!(err.code(), mandate_core::ErrorCode::KeychainLocked);
     f.kc.fail_with(None);
     assert!(f.m.list_agents().unwrap().is_empty());
-    assert_eq!(f.m.audit_events(None, 1000, None).unwrap().len(), events_before);
+    assert_eq!(
+        f.m.audit_events(None, 1000, None).unwrap().len(),
+        events_before
+    );
     assert!(f.kc.accounts().is_empty());
 }
 
@@ -82,7 +105,10 @@ fn a_failed_transaction_removes_the_generated_key() {
     let mut a = agent("child-agent", KeyChoice::GenerateInKeychain);
     a.parent = Some("missing-parent".into());
     assert!(f.m.add_agent(a).is_err());
-    assert!(f.kc.accounts().is_empty(), "no orphaned key in the keychain");
+    assert!(
+        f.kc.accounts().is_empty(),
+        "no orphaned key in the keychain"
+    );
 }
 
 #[test]
@@ -92,43 +118,57 @@ fn the_issuer_key_is_created_once_and_audited() {
     let k2 = f.m.issuer_key().unwrap();
     assert_eq!(k1.kid, k2.kid);
     assert_eq!(k1.signing.to_bytes(), k2.signing.to_bytes());
-    let created: Vec<_> = f
-        .m
-        .audit_events(None, 100, None)
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.action == "issuer.key_created")
-        .collect();
+    let created: Vec<_> =
+        f.m.audit_events(None, 100, None)
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.action == "issuer.key_created")
+            .collect();
     assert_eq!(created.len(), 1);
     // The account is namespaced by installation.
-    assert!(f.kc.accounts().iter().all(|a| a.starts_with(f.m.install_id())));
+    assert!(
+        f.kc.accounts()
+            .iter()
+            .all(|a| a.starts_with(f.m.install_id()))
+    );
 }
 
 #[test]
 fn every_change_is_chained_and_tampering_is_caught() {
     let f = fx();
-    f.m.add_agent(agent("billing-report-agent", KeyChoice::GenerateInKeychain)).unwrap();
+    f.m.add_agent(agent("billing-report-agent", KeyChoice::GenerateInKeychain))
+        .unwrap();
     f.m.edit_agent(
         "billing-report-agent",
-        AgentEdit { purpose: Some("quarterly billing report".into()), ..Default::default() },
+        AgentEdit {
+            purpose: Some("quarterly billing report".into()),
+            ..Default::default()
+        },
     )
     .unwrap();
-    f.m.suspend_agent("billing-report-agent", Some("check")).unwrap();
+    f.m.suspend_agent("billing-report-agent", Some("check"))
+        .unwrap();
     f.m.resume_agent("billing-report-agent").unwrap();
-    f.m.set_trust_override("billing-report-agent", Some(TrustState::Trusted), "reviewed").unwrap();
-    let a = f.m.revoke_agent("billing-report-agent", "replaced").unwrap();
+    f.m.set_trust_override(
+        "billing-report-agent",
+        Some(TrustState::Trusted),
+        "reviewed",
+    )
+    .unwrap();
+    let a =
+        f.m.revoke_agent("billing-report-agent", "replaced")
+            .unwrap();
     assert_eq!(a.status, AgentStatus::Revoked);
     assert_eq!(a.trust.state, TrustState::Untrusted);
     assert_eq!(a.config_version, 6);
     let report = f.m.verify_audit_chain().unwrap();
     assert!(report.ok(), "{report:?}");
-    let actions: Vec<String> = f
-        .m
-        .audit_events(Some("billing-report-agent"), 100, None)
-        .unwrap()
-        .into_iter()
-        .map(|e| e.action)
-        .collect();
+    let actions: Vec<String> =
+        f.m.audit_events(Some("billing-report-agent"), 100, None)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.action)
+            .collect();
     assert_eq!(
         actions,
         [
@@ -141,7 +181,9 @@ fn every_change_is_chained_and_tampering_is_caught() {
         ]
     );
     // The revoke event records who and why.
-    let ev = &f.m.audit_events(Some("billing-report-agent"), 1, None).unwrap()[0];
+    let ev =
+        &f.m.audit_events(Some("billing-report-agent"), 1, None)
+            .unwrap()[0];
     assert_eq!(ev.reason.as_deref(), Some("replaced"));
     assert_eq!(ev.actor.name, "tester");
 
@@ -154,7 +196,11 @@ fn every_change_is_chained_and_tampering_is_caught() {
     )
     .unwrap();
     let seq: i64 = c
-        .query_row("SELECT seq FROM audit_events WHERE action = 'agent.revoked'", [], |r| r.get(0))
+        .query_row(
+            "SELECT seq FROM audit_events WHERE action = 'agent.revoked'",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     let report = f.m.verify_audit_chain().unwrap();
     let b = report.first_break.unwrap();
@@ -164,12 +210,16 @@ fn every_change_is_chained_and_tampering_is_caught() {
 #[test]
 fn secrets_are_stored_by_reference_only() {
     let f = fx();
-    f.m.set_connection_secret("github", Sensitive::new("ghp_secret_value_123".into())).unwrap();
+    f.m.set_connection_secret("github", Sensitive::new("ghp_secret_value_123".into()))
+        .unwrap();
     let c = f.m.get_connection("github").unwrap();
     assert!(c.has_secret);
     let json = serde_json::to_string(&c).unwrap();
     assert!(!json.contains("ghp_secret_value_123"));
-    assert_eq!(f.m.connection_secret("github").unwrap().unwrap().expose(), "ghp_secret_value_123");
+    assert_eq!(
+        f.m.connection_secret("github").unwrap().unwrap().expose(),
+        "ghp_secret_value_123"
+    );
     let events = serde_json::to_string(&f.m.audit_events(None, 100, None).unwrap()).unwrap();
     assert!(!events.contains("ghp_secret_value_123"));
     let db = std::fs::read(f.m.data_dir().join("mandate.db")).unwrap();

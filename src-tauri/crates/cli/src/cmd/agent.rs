@@ -165,7 +165,12 @@ pub enum AgentCmd {
     Trust {
         name: String,
         /// TRUSTED, PENDING or UNTRUSTED.
-        #[arg(long, value_name = "STATE", conflicts_with = "clear", required_unless_present = "clear")]
+        #[arg(
+            long,
+            value_name = "STATE",
+            conflicts_with = "clear",
+            required_unless_present = "clear"
+        )]
         set: Option<TrustState>,
         /// Return to the computed state.
         #[arg(long)]
@@ -204,7 +209,10 @@ pub fn run(ctx: &mut Ctx, cmd: AgentCmd) -> CliResult {
                 println!("Registered agent '{}' (trust: {}).", a.name, a.trust.state);
                 match choice {
                     KeyChoice::GenerateInKeychain => {
-                        println!("Its private key is in the OS keychain; `mandate token {}` gets it a token.", a.name)
+                        println!(
+                            "Its private key is in the OS keychain; `mandate token {}` gets it a token.",
+                            a.name
+                        )
                     }
                     KeyChoice::GenerateToFile { path, .. } => println!(
                         "Its private key was written to {} (mode 0600); Mandate kept no copy.",
@@ -234,7 +242,13 @@ pub fn run(ctx: &mut Ctx, cmd: AgentCmd) -> CliResult {
             }
             let now = m.now();
             let mut t = output::table(&[
-                "NAME", "OWNER", "PURPOSE", "SCOPES", "STATUS", "TRUST", "LAST ACTIVITY",
+                "NAME",
+                "OWNER",
+                "PURPOSE",
+                "SCOPES",
+                "STATUS",
+                "TRUST",
+                "LAST ACTIVITY",
             ]);
             for a in agents {
                 t.add_row(vec![
@@ -352,12 +366,21 @@ fn print_agent(a: &Agent, now: chrono::DateTime<chrono::Utc>) {
             scopes.join(", ")
         }
     );
-    println!("DPoP required  {}", if a.dpop_required { "yes" } else { "no" });
+    println!(
+        "DPoP required  {}",
+        if a.dpop_required { "yes" } else { "no" }
+    );
     if let Some(ttl) = a.max_token_ttl_secs {
         println!("Max token TTL  {ttl} s");
     }
     if !a.keys.is_empty() {
-        let mut t = output::table(&["KEY ID (kid)", "FINGERPRINT", "PRIVATE KEY", "CREATED", "STATE"]);
+        let mut t = output::table(&[
+            "KEY ID (kid)",
+            "FINGERPRINT",
+            "PRIVATE KEY",
+            "CREATED",
+            "STATE",
+        ]);
         for k in &a.keys {
             let state = match k.expires_at {
                 None => "active".to_string(),

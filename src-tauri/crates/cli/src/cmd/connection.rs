@@ -6,10 +6,10 @@
 use std::io::{IsTerminal, Read};
 
 use clap::Subcommand;
-use zeroize::Zeroize;
 use mandate_core::NewConnection;
 use mandate_core::model::TrustState;
 use mandate_core::secret::Sensitive;
+use zeroize::Zeroize;
 
 use crate::context::{CliError, CliResult, Ctx};
 use crate::output;
@@ -49,10 +49,13 @@ fn read_secret() -> CliResult<Sensitive<String>> {
         })?
     } else {
         let mut s = String::new();
-        stdin.lock().read_to_string(&mut s).map_err(|e| CliError::Exit {
-            code: 3,
-            message: format!("could not read the secret from standard input: {e}"),
-        })?;
+        stdin
+            .lock()
+            .read_to_string(&mut s)
+            .map_err(|e| CliError::Exit {
+                code: 3,
+                message: format!("could not read the secret from standard input: {e}"),
+            })?;
         s
     };
     // A trailing newline from `echo` is not part of the credential.
@@ -114,7 +117,12 @@ pub fn run(ctx: &mut Ctx, cmd: ConnectionCmd) -> CliResult {
                         .map(|a| a.name.as_str())
                         .collect::<Vec<_>>()
                         .join(", "),
-                    if c.has_secret { "in keychain" } else { "not set" }.into(),
+                    if c.has_secret {
+                        "in keychain"
+                    } else {
+                        "not set"
+                    }
+                    .into(),
                     c.granted_to
                         .iter()
                         .map(|a| a.as_str())
@@ -143,7 +151,11 @@ pub fn run(ctx: &mut Ctx, cmd: ConnectionCmd) -> CliResult {
             println!("Trust floor  {}", c.trust_floor);
             let mut t = output::table(&["ACTION", "METHOD", "PATH"]);
             for a in &c.actions {
-                t.add_row(vec![a.name.clone(), a.method.clone(), a.path_pattern.clone()]);
+                t.add_row(vec![
+                    a.name.clone(),
+                    a.method.clone(),
+                    a.path_pattern.clone(),
+                ]);
             }
             println!("{t}");
             if !c.granted_to.is_empty() {

@@ -45,7 +45,10 @@ pub fn run(ctx: &mut Ctx, args: ScanArgs) -> CliResult {
         report.files_scanned
     );
     if report.truncated {
-        println!("The scan stopped after {} files; scan a narrower folder.", report.files_scanned);
+        println!(
+            "The scan stopped after {} files; scan a narrower folder.",
+            report.files_scanned
+        );
     }
     Ok(())
 }

@@ -1,0 +1,184 @@
+//! The OS keychain behind Mandate's `Keychain` trait.
+//!
+//! Mandate keeps its issuer signing key, agent private keys and connection credentials here and
+//! nowhere else. This crate adapts keyring 4 (keyring-core plus one store crate per platform):
+//! the Secret Service over libdbus on Linux, the login Keychain on macOS, the Credential Manager
+//! on Windows. It maps every failure to a [`KeychainError`] whose message names the fix.
+//!
+//! What it is not: a fallback. When no keychain is reachable it fails; it never keeps secrets in
+//! memory or in a file instead.
+
+use std::fmt;
+use std::sync::Arc;
+
+use keyring_core::{Entry, Error as KrError};
+use mandate_core::secret::{Keychain, KeychainError, SecretRef, Sensitive};
+
+#[cfg(target_os = "linux")]
+const BACKEND: &str = "Secret Service (D-Bus)";
+#[cfg(target_os = "macos")]
+const BACKEND: &str = "macOS Keychain";
+#[cfg(target_os = "windows")]
+const BACKEND: &str = "Windows Credential Manager";
+#[cfg(not(any(target_os = "linux", target_os = "macos", target_os = "windows")))]
+const BACKEND: &str = "no supported keychain";
+
+#[cfg(target_os = "linux")]
+const UNAVAILABLE_FIX: &str = "Start a desktop session, or run a Secret Service such as \
+    gnome-keyring (`gnome-keyring-daemon --unlock --components=secrets`) with \
+    DBUS_SESSION_BUS_ADDRESS set";
+#[cfg(not(target_os = "linux"))]
+const UNAVAILABLE_FIX: &str = "Make sure you are logged in to a desktop session";
+
+#[cfg(target_os = "linux")]
+const LOCKED_FIX: &str = "unlock your login keyring (log in to the desktop, or open \
+    'Passwords and Keys' / run `gnome-keyring-daemon --unlock`), then try again";
+#[cfg(not(target_os = "linux"))]
+const LOCKED_FIX: &str = "unlock your keychain, then try again";
+
+/// The OS keychain, under one service name.
+pub struct OsKeychain {
+    service: String,
+    store: Arc<keyring_core::CredentialStore>,
+}
+
+impl fmt::Debug for OsKeychain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OsKeychain")
+            .field("service", &self.service)
+            .field("backend", &BACKEND)
+            .finish()
+    }
+}
+
+fn platform_store() -> Result<Arc<keyring_core::CredentialStore>, KrError> {
+    #[cfg(target_os = "linux")]
+    {
+        let s: Arc<keyring_core::CredentialStore> =
+            dbus_secret_service_keyring_store::Store::new()?;
+        Ok(s)
+    }
+    #[cfg(target_os = "macos")]
+    {
+        let s: Arc<keyring_core::CredentialStore> =
+            apple_native_keyring_store::keychain::Store::new()?;
+        Ok(s)
+    }
+    #[cfg(target_os = "windows")]
+    {
+        let s: Arc<keyring_core::CredentialStore> = windows_native_keyring_store::Store::new()?;
+        Ok(s)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "macos", target_os = "windows")))]
+    {
+        Err(KrError::NotSupportedByStore("this operating system".into()))
+    }
+}
+
+/// Describe a keyring error without any secret material (keyring errors carry none, but
+/// `BadEncoding`/`BadDataFormat` hold raw bytes, which we never print).
+fn describe(e: &KrError) -> String {
+    match e {
+        KrError::PlatformFailure(inner) | KrError::NoStorageAccess(inner) => inner.to_string(),
+        KrError::BadEncoding(_) => "the stored value is not valid UTF-8".into(),
+        KrError::BadDataFormat(_, _) => "the stored value has an unexpected format".into(),
+        KrError::NoEntry => "no such item".into(),
+        KrError::Ambiguous(v) => format!("{} items match", v.len()),
+        other => other.to_string(),
+    }
+}
+
+fn map_err(e: KrError) -> KeychainError {
+    match &e {
+        KrError::NoStorageAccess(_) => KeychainError::Locked {
+            detail: describe(&e),
+            fix: LOCKED_FIX.into(),
+        },
+        KrError::PlatformFailure(_) | KrError::NoDefaultStore => {
+            let detail = describe(&e);
+            // A Secret Service that went away or never answered looks like a platform failure.
+            let lower = detail.to_ascii_lowercase();
+            if lower.contains("serviceunknown")
+                || lower.contains("no such file")
+                || lower.contains("connection refused")
+                || lower.contains("timeout")
+                || lower.contains("did not receive a reply")
+                || lower.contains("not provided by any .service")
+            {
+                KeychainError::Unavailable {
+                    detail,
+                    fix: UNAVAILABLE_FIX.into(),
+                }
+            } else {
+                KeychainError::Failed(detail)
+            }
+        }
+        _ => KeychainError::Failed(describe(&e)),
+    }
+}
+
+impl OsKeychain {
+    /// Connect to the OS keychain. Fails with [`KeychainError::Unavailable`] when there is none.
+    pub fn open(service: &str) -> Result<Self, KeychainError> {
+        if service.is_empty() {
+            return Err(KeychainError::Failed(
+                "the keychain service name is empty".into(),
+            ));
+        }
+        let store = platform_store().map_err(|e| KeychainError::Unavailable {
+            detail: describe(&e),
+            fix: UNAVAILABLE_FIX.into(),
+        })?;
+        Ok(OsKeychain {
+            service: service.to_string(),
+            store,
+        })
+    }
+
+    /// The service name items are stored under.
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    fn entry(&self, what: &SecretRef) -> Result<Entry, KeychainError> {
+        self.store
+            .build(&self.service, &what.account, None)
+            .map_err(map_err)
+    }
+
+    /// A real round trip to the keychain (a read of an item that need not exist), for status
+    /// screens: `Ok` means reachable and unlocked.
+    pub fn status(&self) -> Result<(), KeychainError> {
+        self.get(&SecretRef {
+            account: "status-probe".into(),
+        })
+        .map(|_| ())
+    }
+}
+
+impl Keychain for OsKeychain {
+    fn set(&self, what: &SecretRef, secret: &Sensitive<String>) -> Result<(), KeychainError> {
+        self.entry(what)?
+            .set_password(secret.expose())
+            .map_err(map_err)
+    }
+
+    fn get(&self, what: &SecretRef) -> Result<Option<Sensitive<String>>, KeychainError> {
+        match self.entry(what)?.get_password() {
+            Ok(p) => Ok(Some(Sensitive::new(p))),
+            Err(KrError::NoEntry) => Ok(None),
+            Err(e) => Err(map_err(e)),
+        }
+    }
+
+    fn delete(&self, what: &SecretRef) -> Result<(), KeychainError> {
+        match self.entry(what)?.delete_credential() {
+            Ok(()) | Err(KrError::NoEntry) => Ok(()),
+            Err(e) => Err(map_err(e)),
+        }
+    }
+
+    fn describe(&self) -> String {
+        BACKEND.to_string()
+    }
+}
