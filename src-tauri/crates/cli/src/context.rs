@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use mandate_core::audit::Actor;
-use mandate_core::secret::{Keychain, KeychainError, SecretRef, Sensitive};
+use mandate_core::secret::{Keychain, UnavailableKeychain};
 use mandate_core::{Error, ErrorReport, Mandate, OpenOptions, paths};
 
 /// The CLI's failure: a core error, or a CLI-level one with its own exit code.
@@ -38,25 +38,6 @@ pub struct Ctx {
     pub json: bool,
     as_member: Option<String>,
     mandate: Option<Arc<Mandate>>,
-}
-
-/// Stands in for a keychain that could not be opened: every call explains why.
-#[derive(Debug)]
-struct UnavailableKeychain(KeychainError);
-
-impl Keychain for UnavailableKeychain {
-    fn set(&self, _: &SecretRef, _: &Sensitive<String>) -> Result<(), KeychainError> {
-        Err(self.0.clone())
-    }
-    fn get(&self, _: &SecretRef) -> Result<Option<Sensitive<String>>, KeychainError> {
-        Err(self.0.clone())
-    }
-    fn delete(&self, _: &SecretRef) -> Result<(), KeychainError> {
-        Err(self.0.clone())
-    }
-    fn describe(&self) -> String {
-        format!("unavailable: {}", self.0)
-    }
 }
 
 fn os_user() -> String {

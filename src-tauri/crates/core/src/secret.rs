@@ -118,6 +118,26 @@ pub trait Keychain: Send + Sync + fmt::Debug {
     fn describe(&self) -> String;
 }
 
+/// Stands in for a keychain that could not be opened: every call fails with the reason, so
+/// read-only work goes on and anything that needs a secret explains what to fix.
+#[derive(Debug)]
+pub struct UnavailableKeychain(pub KeychainError);
+
+impl Keychain for UnavailableKeychain {
+    fn set(&self, _: &SecretRef, _: &Sensitive<String>) -> Result<(), KeychainError> {
+        Err(self.0.clone())
+    }
+    fn get(&self, _: &SecretRef) -> Result<Option<Sensitive<String>>, KeychainError> {
+        Err(self.0.clone())
+    }
+    fn delete(&self, _: &SecretRef) -> Result<(), KeychainError> {
+        Err(self.0.clone())
+    }
+    fn describe(&self) -> String {
+        format!("unavailable: {}", self.0)
+    }
+}
+
 /// An in-memory keychain for unit tests of the core. Never used by the app or the CLI.
 #[derive(Default)]
 pub struct MemoryKeychain {
