@@ -1,9 +1,12 @@
 // The one place the UI talks to the backend. Everything goes through the generated,
 // typed bindings; components import from here, never from @tauri-apps/api directly.
 import { commands } from "./bindings";
-import type { Agent, AppInfo, ErrorReport } from "./bindings";
+import type { Agent_Serialize, AppInfo_Serialize, ErrorReport } from "./bindings";
 
-export type { Agent, AppInfo, ErrorReport };
+// What the backend sends (the `_Serialize` shapes: optional fields are explicit nulls).
+export type Agent = Agent_Serialize;
+export type AppInfo = AppInfo_Serialize;
+export type { ErrorReport };
 
 /** A backend failure: a stable code to branch on and a sentence to show. */
 export class BackendError extends Error {
