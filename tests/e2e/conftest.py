@@ -15,6 +15,7 @@ import uuid
 import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.client_config import ClientConfig
 from selenium.webdriver.support.ui import WebDriverWait
 
 APP = os.environ["MANDATE_E2E_APP"]
@@ -91,7 +92,12 @@ class App:
         opts = webdriver.common.options.ArgOptions()
         opts.set_capability("browserName", "wry")
         opts.set_capability("tauri:options", {"application": APP})
-        self.driver = webdriver.Remote(f"http://127.0.0.1:{self.driver_port}", options=opts)
+        url = f"http://127.0.0.1:{self.driver_port}"
+        self.driver = webdriver.Remote(
+            command_executor=url,
+            options=opts,
+            client_config=ClientConfig(remote_server_addr=url),
+        )
 
     def wait_text(self, text, timeout=20):
         WebDriverWait(self.driver, timeout).until(
