@@ -63,5 +63,7 @@ pub fn app_info(state: State<'_, AppState>) -> AppInfo {
 #[tauri::command]
 #[specta::specta]
 pub fn list_agents(state: State<'_, AppState>) -> Result<Vec<Agent>, ErrorReport> {
-    mandate(&state)?.list_agents().map_err(|e| ErrorReport::from(&e))
+    mandate(&state)?
+        .list_agents()
+        .map_err(|e| ErrorReport::from(&e))
 }

@@ -40,7 +40,11 @@ fn open_state() -> AppState {
         };
     let mandate = paths::data_dir()
         .and_then(|dir| {
-            Mandate::open(OpenOptions::new(dir, keychain, Actor::app("desktop", &os_user())))
+            Mandate::open(OpenOptions::new(
+                dir,
+                keychain,
+                Actor::app("desktop", &os_user()),
+            ))
         })
         .map(Arc::new)
         .map_err(|e| ErrorReport::from(&e));
@@ -51,8 +55,10 @@ fn open_state() -> AppState {
 }
 
 fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
-    tauri_specta::Builder::<tauri::Wry>::new()
-        .commands(tauri_specta::collect_commands![commands::app_info, commands::list_agents])
+    tauri_specta::Builder::<tauri::Wry>::new().commands(tauri_specta::collect_commands![
+        commands::app_info,
+        commands::list_agents
+    ])
 }
 
 /// Write the TypeScript bindings for the UI to `path`.
