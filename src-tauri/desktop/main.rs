@@ -1,22 +1,26 @@
 //! The desktop app's entry point.
 //!
-//! `mandate-desktop --export-bindings FILE` writes the TypeScript bindings and exits without
-//! opening a window (CI uses it to check the committed bindings for drift).
+//! `mandate-desktop --export-bindings [FILE]` writes the TypeScript bindings (by default to
+//! `ui/src/lib/backend/bindings.ts`) and exits without opening a window; CI runs it and checks
+//! the committed file for drift with `git diff --exit-code`.
 
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
-fn main() -> std::process::ExitCode {
-    let args: Vec<String> = std::env::args().collect();
-    if let [_, flag, path] = args.as_slice()
-        && flag == "--export-bindings"
-    {
-        return match mandate_desktop::export_bindings(std::path::Path::new(path)) {
-            Ok(()) => std::process::ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e}");
-                std::process::ExitCode::FAILURE
-            }
-        };
+use std::path::Path;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let path = match args.as_slice() {
+        [flag] if flag == "--export-bindings" => mandate_desktop::BINDINGS_PATH,
+        [flag, path] if flag == "--export-bindings" => path.as_str(),
+        _ => return mandate_desktop::run(),
+    };
+    match mandate_desktop::export_bindings(Path::new(path)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
-    mandate_desktop::run()
 }

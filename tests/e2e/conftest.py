@@ -13,6 +13,7 @@ import time
 import uuid
 
 import pytest
+from urllib3.exceptions import ProtocolError
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.client_config import ClientConfig
@@ -28,6 +29,17 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_for_port(port, timeout=20):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
 
 
 class Install:
@@ -82,22 +94,26 @@ class App:
              "--native-driver", "/usr/bin/WebKitWebDriver"],
             env=install.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.driver_port), 0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
+        for port in (self.driver_port, self.native_port):
+            wait_for_port(port)
         opts = webdriver.common.options.ArgOptions()
         opts.set_capability("browserName", "wry")
         opts.set_capability("tauri:options", {"application": APP})
         url = f"http://127.0.0.1:{self.driver_port}"
-        self.driver = webdriver.Remote(
-            command_executor=url,
-            options=opts,
-            client_config=ClientConfig(remote_server_addr=url),
-        )
+        # The native driver can refuse the very first session while it settles: retry a
+        # connection failure a few times (a real failure still fails after that).
+        for attempt in range(4):
+            try:
+                self.driver = webdriver.Remote(
+                    command_executor=url,
+                    options=opts,
+                    client_config=ClientConfig(remote_server_addr=url),
+                )
+                break
+            except (ProtocolError, ConnectionError):
+                if attempt == 3:
+                    raise
+                time.sleep(1)
 
     def wait_text(self, text, timeout=20):
         WebDriverWait(self.driver, timeout).until(

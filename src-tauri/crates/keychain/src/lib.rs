@@ -89,36 +89,61 @@ fn describe(e: &KrError) -> String {
 }
 
 fn map_err(e: KrError) -> KeychainError {
-    match &e {
+    let detail = describe(&e);
+    match e {
         KrError::NoStorageAccess(_) => KeychainError::Locked {
-            detail: describe(&e),
+            detail,
             fix: LOCKED_FIX.into(),
         },
-        KrError::PlatformFailure(_) | KrError::NoDefaultStore => {
-            let detail = describe(&e);
-            // A Secret Service that went away or never answered looks like a platform failure.
-            let lower = detail.to_ascii_lowercase();
-            if lower.contains("serviceunknown")
-                || lower.contains("no such file")
-                || lower.contains("connection refused")
-                || lower.contains("timeout")
-                || lower.contains("did not receive a reply")
-                || lower.contains("not provided by any .service")
-            {
-                KeychainError::Unavailable {
-                    detail,
-                    fix: UNAVAILABLE_FIX.into(),
-                }
-            } else {
-                KeychainError::Failed(detail)
+        KrError::PlatformFailure(inner) if service_unreachable(inner.as_ref()) => {
+            KeychainError::Unavailable {
+                detail,
+                fix: UNAVAILABLE_FIX.into(),
             }
         }
-        _ => KeychainError::Failed(describe(&e)),
+        _ => KeychainError::Failed(detail),
     }
 }
 
+/// D-Bus errors that mean "nobody answers for the Secret Service", as opposed to a refusal.
+#[cfg(target_os = "linux")]
+const UNREACHABLE_DBUS_ERRORS: &[&str] = &[
+    "org.freedesktop.DBus.Error.ServiceUnknown",
+    "org.freedesktop.DBus.Error.NameHasNoOwner",
+    "org.freedesktop.DBus.Error.NoReply",
+    "org.freedesktop.DBus.Error.Timeout",
+    "org.freedesktop.DBus.Error.TimedOut",
+    "org.freedesktop.DBus.Error.Disconnected",
+    "org.freedesktop.DBus.Error.NoServer",
+    "org.freedesktop.DBus.Error.NoNetwork",
+    "org.freedesktop.DBus.Error.FileNotFound",
+    "org.freedesktop.DBus.Error.BadAddress",
+];
+
+/// Whether a store failure means the Secret Service is gone (it was reachable at `open`, then
+/// stopped answering). Decided on the D-Bus error name, never on message text.
+#[cfg(target_os = "linux")]
+fn service_unreachable(inner: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+    use dbus_secret_service::Error as SsError;
+    match inner.downcast_ref::<SsError>() {
+        Some(SsError::Unavailable) => true,
+        Some(SsError::Dbus(e)) => e.name().is_some_and(|name| {
+            UNREACHABLE_DBUS_ERRORS.contains(&name)
+                || name.starts_with("org.freedesktop.DBus.Error.Spawn.")
+        }),
+        _ => false,
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn service_unreachable(_: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+    false
+}
+
 impl OsKeychain {
-    /// Connect to the OS keychain. Fails with [`KeychainError::Unavailable`] when there is none.
+    /// Connect to the OS keychain. On Linux this opens the Secret Service session at once, so a
+    /// missing session bus or Secret Service fails here, fast, with
+    /// [`KeychainError::Unavailable`]; a service that goes away later fails the same way.
     pub fn open(service: &str) -> Result<Self, KeychainError> {
         if service.is_empty() {
             return Err(KeychainError::Failed(
@@ -146,15 +171,26 @@ impl OsKeychain {
             .map_err(map_err)
     }
 
-    /// A real round trip to the keychain (a read of an item that need not exist), for status
-    /// screens: `Ok` means reachable and unlocked.
+    /// A real round trip to the keychain, for status screens: `Ok` means reachable and
+    /// unlocked.
+    ///
+    /// It reads a probe item (account [`STATUS_PROBE_ACCOUNT`], a fixed value that is not a
+    /// secret) and writes it first if it is missing. Reading an item that does not exist would
+    /// not do: the Secret Service answers "no such item" even when the collection is locked.
     pub fn status(&self) -> Result<(), KeychainError> {
-        self.get(&SecretRef {
-            account: "status-probe".into(),
-        })
-        .map(|_| ())
+        let probe = SecretRef {
+            account: STATUS_PROBE_ACCOUNT.into(),
+        };
+        if self.get(&probe)?.is_none() {
+            self.set(&probe, &Sensitive::new(STATUS_PROBE_VALUE.to_string()))?;
+        }
+        Ok(())
     }
 }
+
+/// The account [`OsKeychain::status`] keeps its probe item under, beside the real items.
+pub const STATUS_PROBE_ACCOUNT: &str = "status-probe";
+const STATUS_PROBE_VALUE: &str = "mandate keychain status probe (not a secret)";
 
 impl Keychain for OsKeychain {
     fn set(&self, what: &SecretRef, secret: &Sensitive<String>) -> Result<(), KeychainError> {

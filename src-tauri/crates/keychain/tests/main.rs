@@ -115,6 +115,139 @@ fn services_do_not_see_each_other() {
 }
 
 #[test]
+fn nothing_returned_prints_the_secret() {
+    require_harness();
+    let kc = OsKeychain::open(&unique_service("dbg")).unwrap();
+    let value = "never-print-this-value-7f3a";
+    kc.set(&r("dbg"), &Sensitive::new(value.into())).unwrap();
+    let got = kc.get(&r("dbg"));
+    for shown in [
+        format!("{got:?}"),
+        format!("{kc:?}"),
+        format!("{:?}", kc.status()),
+        format!("{:?}", kc.delete(&r("dbg"))),
+        kc.describe(),
+    ] {
+        assert!(!shown.contains(value), "{shown}");
+    }
+    assert_eq!(format!("{got:?}"), "Ok(Some([REDACTED]))");
+    assert_eq!(got.unwrap().unwrap().expose(), value);
+}
+
+/// A session bus with no Secret Service on it and no way to activate one (no service
+/// directories), so gnome-keyring cannot be started behind our back.
+fn bare_bus_config(dir: &std::path::Path) -> PathBuf {
+    let path = dir.join("bare-session.conf");
+    std::fs::write(
+        &path,
+        r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:tmpdir=/tmp</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+"#,
+    )
+    .unwrap();
+    path
+}
+
+fn secret_service_is_on_the_bus() -> bool {
+    let out = Command::new("dbus-send")
+        .args([
+            "--session",
+            "--print-reply",
+            "--dest=org.freedesktop.DBus",
+            "/org/freedesktop/DBus",
+            "org.freedesktop.DBus.NameHasOwner",
+            "string:org.freedesktop.secrets",
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).contains("boolean true")
+}
+
+fn assert_unavailable_with_fix(err: &KeychainError) {
+    assert!(matches!(err, KeychainError::Unavailable { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("gnome-keyring-daemon --unlock --components=secrets"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn no_secret_service_on_the_bus_is_unavailable_with_a_fix() {
+    if std::env::var(CHILD).as_deref() == Ok("no-service") {
+        // 1. Nothing owns org.freedesktop.secrets on this bus.
+        assert!(!secret_service_is_on_the_bus());
+        let started = Instant::now();
+        let err = OsKeychain::open("mandate-kc-test-nosvc").unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(5), "fails fast");
+        assert_unavailable_with_fix(&err);
+
+        // 2. The service was there at open and went away afterwards.
+        let mut daemon = Command::new("gnome-keyring-daemon")
+            .args(["--foreground", "--unlock", "--components=secrets"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write;
+            let mut stdin = daemon.stdin.take().unwrap();
+            stdin.write_all(b"mandate-test\n").unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !secret_service_is_on_the_bus() {
+            assert!(Instant::now() < deadline, "gnome-keyring did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let kc = OsKeychain::open("mandate-kc-test-gone").unwrap();
+        kc.set(&r("x"), &Sensitive::new("v".into())).unwrap();
+        daemon.kill().unwrap();
+        daemon.wait().unwrap();
+        let started = Instant::now();
+        let err = kc.get(&r("x")).unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(5), "fails fast");
+        assert_unavailable_with_fix(&err);
+        let err = kc.status().unwrap_err();
+        assert_unavailable_with_fix(&err);
+        println!("CHILD-OK");
+        return;
+    }
+    require_harness();
+    let dir = tempfile::tempdir().unwrap();
+    let config = bare_bus_config(dir.path());
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new("dbus-run-session")
+        .arg(format!("--config-file={}", config.display()))
+        .arg("--")
+        .arg(exe)
+        .args([
+            "--exact",
+            "no_secret_service_on_the_bus_is_unavailable_with_a_fix",
+            "--nocapture",
+        ])
+        .env(CHILD, "no-service")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("CHILD-OK"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn no_session_bus_is_unavailable_with_a_fix() {
     if std::env::var(CHILD).as_deref() == Ok("no-bus") {
         let started = Instant::now();
@@ -122,9 +255,7 @@ fn no_session_bus_is_unavailable_with_a_fix() {
             .and_then(|k| k.get(&r("x")))
             .unwrap_err();
         assert!(started.elapsed() < Duration::from_secs(5), "fails fast");
-        assert!(matches!(err, KeychainError::Unavailable { .. }), "{err:?}");
-        let msg = err.to_string();
-        assert!(msg.contains("gnome-keyring"), "{msg}");
+        assert_unavailable_with_fix(&err);
         println!("CHILD-OK");
         return;
     }
@@ -150,6 +281,7 @@ fn a_locked_collection_is_reported_as_locked_quickly() {
         // Inside a private harness of our own: lock every collection, then use it.
         let kc = OsKeychain::open("mandate-kc-test-locked").unwrap();
         kc.set(&r("before"), &Sensitive::new("v".into())).unwrap();
+        kc.status().unwrap(); // the probe item exists from here on: status must read it
         let st = Command::new("dbus-send")
             .args([
                 "--session",
@@ -166,16 +298,31 @@ fn a_locked_collection_is_reported_as_locked_quickly() {
             "{}",
             String::from_utf8_lossy(&st.stderr)
         );
+        let value = "locked-secret-value-91c2";
         let started = Instant::now();
-        let err = kc
-            .set(&r("after"), &Sensitive::new("v".into()))
-            .unwrap_err();
+        let results = [
+            kc.set(&r("after"), &Sensitive::new(value.into())),
+            kc.get(&r("before")).map(|_| ()),
+            kc.status(),
+        ];
         assert!(
             started.elapsed() < Duration::from_secs(5),
             "no hang on a locked keyring"
         );
-        assert!(matches!(err, KeychainError::Locked { .. }), "{err:?}");
-        assert!(err.to_string().contains("unlock"), "{err}");
+        for (what, result) in ["set", "get", "status"].into_iter().zip(results) {
+            let Err(err) = result else {
+                panic!("{what} on a locked collection succeeded")
+            };
+            assert!(
+                matches!(err, KeychainError::Locked { .. }),
+                "{what}: {err:?}"
+            );
+            assert!(
+                err.to_string().contains("unlock your login keyring"),
+                "{what}: {err}"
+            );
+            assert!(!format!("{err:?}{err}").contains(value));
+        }
         println!("CHILD-OK");
         return;
     }
