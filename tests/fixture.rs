@@ -115,20 +115,37 @@ impl Env {
     }
 
     pub fn run(&self, args: &[&str]) -> Run {
-        self.cmd(args).output().expect("run mandate").into()
+        self.run_full(args, None, &[])
+    }
+
+    /// Run with extra environment variables.
+    pub fn run_with_env(&self, args: &[&str], vars: &[(&str, &str)]) -> Run {
+        self.run_full(args, None, vars)
     }
 
     /// Run with `input` on standard input.
     pub fn run_stdin(&self, args: &[&str], input: &[u8]) -> Run {
+        self.run_full(args, Some(input), &[])
+    }
+
+    /// Run with optional standard input and extra environment variables.
+    pub fn run_full(&self, args: &[&str], input: Option<&[u8]>, vars: &[(&str, &str)]) -> Run {
         use std::io::Write;
         let mut child = self
             .cmd(args)
-            .stdin(Stdio::piped())
+            .envs(vars.iter().copied())
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn mandate");
-        child.stdin.take().unwrap().write_all(input).unwrap();
+        if let Some(input) = input {
+            child.stdin.take().unwrap().write_all(input).unwrap();
+        }
         child.wait_with_output().expect("wait").into()
     }
 

@@ -249,6 +249,22 @@ fn registers_public_keys_in_every_format_and_files_private_keys_once() {
     .fails(5, "already registered");
 }
 
+/// Make a key pair of another type with openssl and write its public half to `out`.
+fn openssl_public_key(env: &Env, alg: &str, opts: &[&str], out: &std::path::Path) {
+    let private = env.dir.path().join(format!("{alg}.priv"));
+    let ok = |c: &mut std::process::Command| c.status().unwrap().success();
+    assert!(ok(std::process::Command::new("openssl")
+        .args(["genpkey", "-algorithm", alg])
+        .args(opts)
+        .arg("-out")
+        .arg(&private)));
+    assert!(ok(std::process::Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(&private)
+        .arg("-out")
+        .arg(out)));
+}
+
 /// Each bad input: exit code, a sentence naming the problem, and nothing written.
 #[test]
 fn bad_input_is_refused_clearly_and_writes_nothing() {
@@ -256,211 +272,57 @@ fn bad_input_is_refused_clearly_and_writes_nothing() {
     env.seed();
     let rsa = env.dir.path().join("rsa.pem");
     let p256 = env.dir.path().join("p256.pem");
-    for (alg, out, extra) in [
-        ("RSA", &rsa, vec!["-pkeyopt", "rsa_keygen_bits:1024"]),
-        ("EC", &p256, vec!["-pkeyopt", "ec_paramgen_curve:P-256"]),
-    ] {
-        let priv_ = env.dir.path().join(format!("{alg}.priv"));
-        assert!(
-            std::process::Command::new("openssl")
-                .args(["genpkey", "-algorithm", alg])
-                .args(&extra)
-                .arg("-out")
-                .arg(&priv_)
-                .status()
-                .unwrap()
-                .success()
-        );
-        assert!(
-            std::process::Command::new("openssl")
-                .args(["pkey", "-pubout", "-in"])
-                .arg(&priv_)
-                .arg("-out")
-                .arg(out)
-                .status()
-                .unwrap()
-                .success()
-        );
-    }
+    openssl_public_key(&env, "RSA", &["-pkeyopt", "rsa_keygen_bits:1024"], &rsa);
+    openssl_public_key(&env, "EC", &["-pkeyopt", "ec_paramgen_curve:P-256"], &p256);
     let truncated = env.dir.path().join("trunc.jwk");
     std::fs::write(
         &truncated,
         r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg"}"#,
     )
     .unwrap();
-    let add = |name: &str| -> Vec<String> {
-        ["agent", "add", name, "--owner", "founder", "--purpose", "p"]
-            .map(String::from)
-            .to_vec()
-    };
-    let with = |mut v: Vec<String>, extra: &[&str]| {
-        v.extend(extra.iter().map(|s| s.to_string()));
-        v
-    };
-    let cases: Vec<(Vec<String>, i32, &str)> = vec![
-        (add("Billing_Agent"), 3, "not a valid agent name"),
-        (add("x"), 3, "at least 2 characters"),
-        (add("billing-report-agent"), 5, "already exists"),
-        (add("founder"), 5, "must never pass for a person"),
-        (
-            [
-                "agent",
-                "add",
-                "new-agent",
-                "--owner",
-                "nobody",
-                "--purpose",
-                "p",
-            ]
-            .map(String::from)
-            .to_vec(),
-            4,
-            "mandate member add nobody",
-        ),
-        (
-            with(add("new-agent"), &["--scope", "github:repo.delete"]),
-            3,
-            "offers no action 'repo.delete'",
-        ),
-        (
-            with(add("new-agent"), &["--scope", "slack:chat.write"]),
-            3,
-            "connection 'slack', which does not exist",
-        ),
-        (
-            with(add("new-agent"), &["--scope", "github:*"]),
-            3,
-            "wildcard",
-        ),
-        (
-            with(add("new-agent"), &["--public-key", rsa.to_str().unwrap()]),
-            3,
-            "Ed25519",
-        ),
-        (
-            with(add("new-agent"), &["--public-key", p256.to_str().unwrap()]),
-            3,
-            "Ed25519",
-        ),
-        (
-            with(
-                add("new-agent"),
-                &["--public-key", truncated.to_str().unwrap()],
-            ),
-            3,
-            "truncated",
-        ),
-        (
-            [
-                "agent",
-                "add",
-                "new-agent",
-                "--owner",
-                "founder",
-                "--purpose",
-                " ",
-            ]
-            .map(String::from)
-            .to_vec(),
-            3,
-            "purpose is empty",
-        ),
-        (
-            ["member", "add", "billing-report-agent"]
-                .map(String::from)
-                .to_vec(),
-            5,
-            "already an agent's name",
-        ),
-        (
-            ["member", "add", "founder"].map(String::from).to_vec(),
-            5,
-            "already exists",
-        ),
-        (
-            [
-                "connection",
-                "add",
-                "github",
-                "--base-url",
-                "https://x.example",
-            ]
-            .map(String::from)
-            .to_vec(),
-            5,
-            "already exists",
-        ),
-        (
-            ["connection", "add", "gitlab", "--base-url", "ftp://x"]
-                .map(String::from)
-                .to_vec(),
-            3,
-            "http(s) URL",
-        ),
-        (
-            [
-                "connection",
-                "add",
-                "gitlab",
-                "--base-url",
-                "https://u:p@x.example",
-            ]
-            .map(String::from)
-            .to_vec(),
-            3,
-            "password",
-        ),
-        (
-            [
-                "connection",
-                "add",
-                "gitlab",
-                "--base-url",
-                "https://x.example",
-                "--action",
-                "read",
-            ]
-            .map(String::from)
-            .to_vec(),
-            3,
-            "NAME=METHOD:PATH",
-        ),
-        (
-            ["agent", "edit", "billing-report-agent"]
-                .map(String::from)
-                .to_vec(),
-            3,
-            "nothing to change",
-        ),
-        (
-            [
-                "agent",
-                "edit",
-                "billing-report-agent",
-                "--remove-scope",
-                "github:issues.write",
-            ]
-            .map(String::from)
-            .to_vec(),
-            3,
-            "does not hold",
-        ),
-        (
-            ["agent", "show", "ghost-agent"].map(String::from).to_vec(),
-            4,
-            "no agent named 'ghost-agent'",
-        ),
-        (
-            ["agent", "trust", "billing-report-agent", "--set", "TRUSTED"]
-                .map(String::from)
-                .to_vec(),
-            3,
-            "--reason",
-        ),
+    let rsa = rsa.to_str().unwrap();
+    let p256 = p256.to_str().unwrap();
+    let truncated = truncated.to_str().unwrap();
+    let add = [
+        "agent",
+        "add",
+        "new-agent",
+        "--owner",
+        "founder",
+        "--purpose",
+        "p",
+    ];
+    fn with<'a>(add: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
+        [add, extra].concat()
+    }
+    // (arguments, exit code, what the message must say)
+    #[rustfmt::skip]
+    let cases: Vec<(Vec<&str>, i32, &str)> = vec![
+        (vec!["agent", "add", "Billing_Agent", "--owner", "founder", "--purpose", "p"], 3, "not a valid agent name"),
+        (vec!["agent", "add", "x", "--owner", "founder", "--purpose", "p"], 3, "at least 2 characters"),
+        (vec!["agent", "add", "billing-report-agent", "--owner", "founder", "--purpose", "p"], 5, "already exists"),
+        (vec!["agent", "add", "founder", "--owner", "founder", "--purpose", "p"], 5, "must never pass for a person"),
+        (vec!["agent", "add", "new-agent", "--owner", "nobody", "--purpose", "p"], 4, "mandate member add nobody"),
+        (with(&add, &["--scope", "github:repo.delete"]), 3, "offers no action 'repo.delete'"),
+        (with(&add, &["--scope", "slack:chat.write"]), 3, "connection 'slack', which does not exist"),
+        (with(&add, &["--scope", "github:*"]), 3, "wildcard"),
+        (with(&add, &["--public-key", rsa]), 3, "Ed25519"),
+        (with(&add, &["--public-key", p256]), 3, "Ed25519"),
+        (with(&add, &["--public-key", truncated]), 3, "truncated"),
+        (vec!["agent", "add", "new-agent", "--owner", "founder", "--purpose", " "], 3, "purpose is empty"),
+        (vec!["member", "add", "billing-report-agent"], 5, "already an agent's name"),
+        (vec!["member", "add", "founder"], 5, "already exists"),
+        (vec!["connection", "add", "github", "--base-url", "https://x.example"], 5, "already exists"),
+        (vec!["connection", "add", "gitlab", "--base-url", "ftp://x"], 3, "http(s) URL"),
+        (vec!["connection", "add", "gitlab", "--base-url", "https://u:p@x.example"], 3, "password"),
+        (vec!["connection", "add", "gitlab", "--base-url", "https://x.example", "--action", "read"], 3, "NAME=METHOD:PATH"),
+        (vec!["agent", "edit", "billing-report-agent"], 3, "nothing to change"),
+        (vec!["agent", "edit", "billing-report-agent", "--remove-scope", "github:issues.write"], 3, "does not hold"),
+        (vec!["agent", "show", "ghost-agent"], 4, "no agent named 'ghost-agent'"),
+        (vec!["agent", "trust", "billing-report-agent", "--set", "TRUSTED"], 3, "--reason"),
     ];
     for (args, code, needle) in cases {
         let before = env.snapshot();
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let run = env.run(&args);
         assert_eq!(run.code, code, "{args:?}: {}", run.stderr);
         assert!(run.stderr.contains(needle), "{args:?}: {}", run.stderr);
@@ -492,12 +354,10 @@ fn an_unusable_data_folder_is_explained() {
     let env = Env::new();
     let file = env.dir.path().join("not-a-folder");
     std::fs::write(&file, b"x").unwrap();
-    let r: crate::fixture::Run = env
-        .cmd(&["agent", "list"])
-        .env("MANDATE_DATA_DIR", &file)
-        .output()
-        .unwrap()
-        .into();
+    let r = env.run_with_env(
+        &["agent", "list"],
+        &[("MANDATE_DATA_DIR", file.to_str().unwrap())],
+    );
     assert_eq!(r.code, 7, "{}", r.stderr);
     assert!(
         r.stderr.contains("not a folder") && r.stderr.contains("MANDATE_DATA_DIR"),
@@ -505,22 +365,15 @@ fn an_unusable_data_folder_is_explained() {
         r.stderr
     );
     // /proc is read-only even for root.
-    let r: crate::fixture::Run = env
-        .cmd(&["agent", "list"])
-        .env("MANDATE_DATA_DIR", "/proc/self")
-        .output()
-        .unwrap()
-        .into();
+    let r = env.run_with_env(&["agent", "list"], &[("MANDATE_DATA_DIR", "/proc/self")]);
     assert_eq!(r.code, 7, "{}", r.stderr);
     assert!(r.stderr.contains("not writable"), "{}", r.stderr);
     // A missing folder is created (owner-only).
     let fresh = env.dir.path().join("a/b/c");
-    let r: crate::fixture::Run = env
-        .cmd(&["member", "list"])
-        .env("MANDATE_DATA_DIR", &fresh)
-        .output()
-        .unwrap()
-        .into();
+    let r = env.run_with_env(
+        &["member", "list"],
+        &[("MANDATE_DATA_DIR", fresh.to_str().unwrap())],
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(fresh.join("mandate.db").exists());
 }

@@ -6,6 +6,12 @@ use std::process::Command;
 
 use crate::fixture::Env;
 
+/// A session bus address where nothing listens: the keychain is unreachable.
+const NO_BUS: (&str, &str) = (
+    "DBUS_SESSION_BUS_ADDRESS",
+    "unix:path=/nonexistent/mandate-bus",
+);
+
 const SECRET: &str = "ghp_TestSecretValue0123456789abcdefXYZ";
 
 fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<String> {
@@ -26,28 +32,13 @@ fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<String> {
 fn set_secret_reaches_the_keychain_and_nowhere_else() {
     let env = Env::new();
     env.seed();
-    let r = env
-        .cmd(&["connection", "set-secret", "github"])
-        .env("MANDATE_LOG", "trace")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin
-                .take()
-                .unwrap()
-                .write_all(format!("{SECRET}\n").as_bytes())?;
-            c.wait_with_output()
-        })
-        .unwrap();
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-    let logs = format!(
-        "{}{}",
-        String::from_utf8_lossy(&r.stdout),
-        String::from_utf8_lossy(&r.stderr)
+    let r = env.run_full(
+        &["connection", "set-secret", "github"],
+        Some(format!("{SECRET}\n").as_bytes()),
+        &[("MANDATE_LOG", "trace")],
     );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let logs = format!("{}{}", r.stdout, r.stderr);
     assert!(
         !logs.contains(SECRET),
         "the secret leaked into output or logs"
@@ -126,23 +117,11 @@ fn no_keychain_is_an_explained_failure_not_a_fallback() {
     let env = Env::new();
     env.seed();
     let before = env.snapshot();
-    let r: crate::fixture::Run = env
-        .cmd(&["connection", "set-secret", "github"])
-        .env(
-            "DBUS_SESSION_BUS_ADDRESS",
-            "unix:path=/nonexistent/mandate-bus",
-        )
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin.take().unwrap().write_all(SECRET.as_bytes())?;
-            c.wait_with_output()
-        })
-        .unwrap()
-        .into();
+    let r = env.run_full(
+        &["connection", "set-secret", "github"],
+        Some(SECRET.as_bytes()),
+        &[NO_BUS],
+    );
     assert_eq!(r.code, 6, "{}", r.stderr);
     assert!(r.stderr.contains("keychain"), "{}", r.stderr);
     assert!(!r.stderr.contains(SECRET));
@@ -152,8 +131,8 @@ fn no_keychain_is_an_explained_failure_not_a_fallback() {
         "nothing recorded without the keychain"
     );
     // Generating an agent key needs the keychain too; nothing is half-written.
-    let r: crate::fixture::Run = env
-        .cmd(&[
+    let r = env.run_with_env(
+        &[
             "agent",
             "add",
             "other-agent",
@@ -162,25 +141,12 @@ fn no_keychain_is_an_explained_failure_not_a_fallback() {
             "--purpose",
             "p",
             "--generate-key",
-        ])
-        .env(
-            "DBUS_SESSION_BUS_ADDRESS",
-            "unix:path=/nonexistent/mandate-bus",
-        )
-        .output()
-        .unwrap()
-        .into();
+        ],
+        &[NO_BUS],
+    );
     assert_eq!(r.code, 6, "{}", r.stderr);
     assert_eq!(env.snapshot(), before);
     // Reading the registry still works without the keychain.
-    let r: crate::fixture::Run = env
-        .cmd(&["agent", "list", "--json"])
-        .env(
-            "DBUS_SESSION_BUS_ADDRESS",
-            "unix:path=/nonexistent/mandate-bus",
-        )
-        .output()
-        .unwrap()
-        .into();
+    let r = env.run_with_env(&["agent", "list", "--json"], &[NO_BUS]);
     assert_eq!(r.code, 0, "{}", r.stderr);
 }
