@@ -9,6 +9,12 @@
 //! - `fixture`       temp data folders, running `mandate`, JSON helpers
 //! - `registry_cli`  members, connections, agents, keys, trust, bad input, nothing half-written
 //! - `secrets`       connection credentials reach the keychain and nowhere else
+//! - `endpoint`      token endpoint fixture: in-process server, hand-built assertions and proofs
+//! - `token_endpoint` SECURITY.md's endpoint lines as tables, revocation, delegation, exchange
+//! - `interop`       authlib, jose and the example resource server against `mandate serve`
+//! - `audit_trail`   sqlite3 tampers named by `verify`, the PDF verified offline, Python verifier
+//! - `token_cli`     `mandate delegation`, `jwks export`, `serve` and its data-folder lock
+//! - `broker`        the secret broker and `mandate exec` against a real upstream process
 
 #![allow(
     clippy::unwrap_used,
@@ -17,6 +23,12 @@
     reason = "tests"
 )]
 
+mod audit_trail;
+mod broker;
+mod endpoint;
 mod fixture;
+mod interop;
 mod registry_cli;
 mod secrets;
+mod token_cli;
+mod token_endpoint;

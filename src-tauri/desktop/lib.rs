@@ -1,11 +1,18 @@
 //! The desktop shell: the only code that imports `tauri`.
 //!
-//! It opens the Mandate installation (the same core the CLI uses), exposes a few commands to the
-//! web UI, and nothing else. Each command is an adapter: call the core, map the error to an
-//! `ErrorReport` (a stable code and a sentence). The TypeScript side calls these only through
-//! the generated `ui/src/lib/backend/bindings.ts`.
+//! It opens the Mandate installation (the same core the CLI uses), starts the token endpoint
+//! with the window and stops it cleanly with it, shows a tray icon that says whether the
+//! endpoint runs, raises notifications for events that need a person, and exposes commands to
+//! the web UI. Each command is an adapter: call the core, map the error to an `ErrorReport` (a
+//! stable code and a sentence). The TypeScript side calls these only through the generated
+//! `ui/src/lib/backend/bindings.ts`.
+//!
+//! What it is not: a place for rules. Validation, trust and policy live in `mandate-core`.
 
 mod commands;
+mod endpoint;
+mod tray;
+mod watch;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -14,13 +21,17 @@ use std::sync::Arc;
 use mandate_core::audit::Actor;
 use mandate_core::secret::{Keychain, KeychainError, UnavailableKeychain};
 use mandate_core::{ErrorReport, Mandate, OpenOptions, paths};
+use tauri::Manager;
 
-/// What the commands share: the open installation, or why it could not be opened, and the
-/// keychain's status.
+pub use endpoint::Endpoint;
+
+/// What the commands share: the open installation, or why it could not be opened, the
+/// keychain's status and the token endpoint.
 #[derive(Debug)]
 pub struct AppState {
     pub mandate: Result<Arc<Mandate>, ErrorReport>,
     pub keychain: Result<(), KeychainError>,
+    pub endpoint: Endpoint,
 }
 
 fn os_user() -> String {
@@ -51,13 +62,37 @@ fn open_state() -> AppState {
     AppState {
         mandate,
         keychain: status,
+        endpoint: Endpoint::default(),
     }
 }
 
 fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
+    use commands::*;
     tauri_specta::Builder::<tauri::Wry>::new().commands(tauri_specta::collect_commands![
-        commands::app_info,
-        commands::list_agents
+        app_info,
+        agents::list_agents,
+        agents::get_agent,
+        agents::outstanding_tokens,
+        agents::list_members,
+        agents::add_member,
+        agents::add_agent,
+        agents::edit_agent,
+        agents::suspend_agent,
+        agents::resume_agent,
+        agents::revoke_agent,
+        agents::rotate_agent_key,
+        agents::set_trust_override,
+        audit::audit_page,
+        audit::verify_audit,
+        audit::export_audit,
+        connections::list_connections,
+        connections::add_connection,
+        connections::set_connection_secret,
+        connections::remove_connection,
+        settings::settings,
+        settings::set_organisation,
+        settings::endpoint_status,
+        settings::set_endpoint_running,
     ])
 }
 
@@ -69,8 +104,8 @@ pub const BINDINGS_PATH: &str = concat!(
 
 /// Write the TypeScript bindings for the UI to `path`.
 ///
-/// Run `cargo run -p mandate-desktop -- --export-bindings` after changing a command or a type it
-/// uses; `scripts/check-bindings` (part of `scripts/test`) fails when the committed file drifts.
+/// Run `mandate-desktop --export-bindings` after changing a command or a type it uses;
+/// `scripts/check-bindings` (part of `scripts/test`) fails when the committed file drifts.
 /// The app itself never writes into the source tree.
 pub fn export_bindings(path: &Path) -> Result<(), String> {
     specta_builder()
@@ -83,19 +118,82 @@ pub fn export_bindings(path: &Path) -> Result<(), String> {
         .map_err(|e| format!("could not export the bindings to {}: {e}", path.display()))
 }
 
+/// The D-Bus name that makes the app single-instance *per installation*: a second launch on
+/// the same data folder focuses the first window, while a development or test installation
+/// (another `MANDATE_DATA_DIR`) runs beside it.
+fn instance_id(state: &AppState) -> String {
+    let key = match &state.mandate {
+        Ok(m) => m.install_id().to_string(),
+        Err(_) => paths::data_dir()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default(),
+    };
+    // FNV-1a: stable across builds, unlike std's hasher.
+    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("dev.mandate.app.i{hash:016x}")
+}
+
+/// The session bus exists (the single-instance plugin needs one and panics without it).
+fn has_session_bus() -> bool {
+    std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some()
+        || std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|d| Path::new(&d).join("bus").exists())
+}
+
+fn focus_main(app: &tauri::AppHandle) {
+    if let Some(w) = app.get_webview_window("main") {
+        let _ = w.unminimize();
+        let _ = w.show();
+        let _ = w.set_focus();
+    }
+}
+
 /// Run the app until its window closes.
 pub fn run() -> ExitCode {
     let builder = specta_builder();
     let state = open_state();
-    let result = tauri::Builder::default()
+    let mut app = tauri::Builder::default();
+    if cfg!(target_os = "linux") && !has_session_bus() {
+        tracing::warn!("no D-Bus session bus: a second launch will open a second window");
+    } else {
+        app = app.plugin(
+            tauri_plugin_single_instance::Builder::new()
+                .dbus_id(instance_id(&state))
+                .callback(|app, _argv, _cwd| focus_main(app))
+                .build(),
+        );
+    }
+    let result = app
+        .plugin(tauri_plugin_dialog::init())
+        .plugin(tauri_plugin_notification::init())
         .manage(state)
         .invoke_handler(builder.invoke_handler())
-        .run(tauri::generate_context!());
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
+        .setup(|app| {
+            let handle = app.handle().clone();
+            let state = app.state::<AppState>();
+            if let Ok(m) = &state.mandate {
+                endpoint::start(&handle, m.clone());
+                watch::spawn(handle.clone(), m.clone());
+            }
+            if let Err(e) = tray::create(&handle) {
+                tracing::warn!(error = %e, "no tray icon");
+            }
+            Ok(())
+        })
+        .build(tauri::generate_context!());
+    let app = match result {
+        Ok(app) => app,
         Err(e) => {
             eprintln!("Mandate could not start: {e}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
         }
-    }
+    };
+    app.run(|handle, event| {
+        if let tauri::RunEvent::Exit = event {
+            // Finish the requests in flight (their audit writes commit) before the process ends.
+            endpoint::stop_blocking(handle);
+        }
+    });
+    ExitCode::SUCCESS
 }

@@ -16,7 +16,9 @@ import pytest
 from urllib3.exceptions import ProtocolError
 from selenium import webdriver
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.client_config import ClientConfig
+from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 APP = os.environ["MANDATE_E2E_APP"]
@@ -48,10 +50,15 @@ class Install:
     def __init__(self, root):
         self.data_dir = os.path.join(root, "data")
         self.env = dict(os.environ)
+        self.export_dir = os.path.join(root, "exports")
+        os.makedirs(self.export_dir, exist_ok=True)
         self.env.update(
             MANDATE_DATA_DIR=self.data_dir,
             MANDATE_KEYCHAIN_SERVICE=f"mandate-e2e-{uuid.uuid4().hex[:8]}",
             MANDATE_PORT=str(free_port()),
+            # Exports go here instead of through the native save dialog, which WebDriver
+            # cannot reach.
+            MANDATE_EXPORT_DIR=self.export_dir,
         )
 
     def cli(self, *args, check=True):
@@ -119,6 +126,48 @@ class App:
         WebDriverWait(self.driver, timeout).until(
             lambda d: text in d.find_element(By.TAG_NAME, "body").text
         )
+        return self.driver.find_element(By.TAG_NAME, "body").text
+
+    def wait(self, css, timeout=20, visible=True):
+        """The first element matching `css`, once it exists (and is shown)."""
+        cond = EC.visibility_of_element_located if visible else EC.presence_of_element_located
+        return WebDriverWait(self.driver, timeout).until(cond((By.CSS_SELECTOR, css)))
+
+    def wait_until(self, predicate, timeout=20, message=""):
+        return WebDriverWait(self.driver, timeout).until(lambda d: predicate(), message)
+
+    def click(self, css, timeout=20):
+        el = WebDriverWait(self.driver, timeout).until(
+            EC.element_to_be_clickable((By.CSS_SELECTOR, css))
+        )
+        el.click()
+        return el
+
+    def button(self, text, timeout=20):
+        """Click the enabled button whose text is `text`."""
+        xpath = f"//button[normalize-space(.)='{text}' and not(@disabled)]"
+        el = WebDriverWait(self.driver, timeout).until(
+            EC.element_to_be_clickable((By.XPATH, xpath))
+        )
+        el.click()
+        return el
+
+    def type(self, css, text):
+        """Replace the field's text with `text` as a person would (key events, so the UI's
+        bindings see every change)."""
+        el = self.wait(css)
+        el.click()
+        el.send_keys(Keys.CONTROL, "a")
+        el.send_keys(Keys.BACKSPACE)
+        if text:
+            el.send_keys(text)
+        return el
+
+    def go(self, screen):
+        """Open a screen from the sidebar."""
+        self.click(f'nav a[href="#{screen}"]')
+
+    def body(self):
         return self.driver.find_element(By.TAG_NAME, "body").text
 
     def screenshot(self, name):

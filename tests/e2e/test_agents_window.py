@@ -1,4 +1,4 @@
-"""The real window lists the registered agents."""
+"""The real window lists the registered agents, and a new installation explains itself."""
 
 
 def test_window_lists_registered_agents(seeded, app_for):
@@ -6,10 +6,30 @@ def test_window_lists_registered_agents(seeded, app_for):
     body = app.wait_text("billing-report-agent")
     assert "founder" in body
     assert "PENDING" in body
-    app.screenshot("agents")
+    assert "no token yet" in body
 
 
-def test_empty_installation_says_what_to_do(install, app_for):
+def test_empty_installation_welcomes_and_points_at_the_first_agent(install, app_for):
     app = app_for(install)
-    body = app.wait_text("No agents yet")
-    assert "mandate agent add" in body or "wizard" in body.lower()
+    body = app.wait_text("Welcome to Mandate")
+    assert "Add your first agent" in body
+
+
+def test_search_and_filters_narrow_the_table(seeded, app_for):
+    seeded.cli(
+        "agent", "add", "support-triage-agent", "--owner", "founder",
+        "--purpose", "sorts the support inbox", "--generate-key",
+    )
+    seeded.cli("agent", "suspend", "support-triage-agent", "--reason", "paused for review")
+    app = app_for(seeded)
+    app.wait('tr[data-agent="support-triage-agent"]')
+    rows = lambda: len(app.driver.find_elements("css selector", "tr[data-agent]"))  # noqa: E731
+    app.type('input[aria-label="Search agents"]', "billing")
+    app.wait_until(lambda: rows() == 1, message="search did not narrow the table")
+    app.type('input[aria-label="Search agents"]', "")
+    app.wait_until(lambda: rows() == 2)
+    from selenium.webdriver.support.ui import Select
+
+    Select(app.wait('select[aria-label="Filter by status"]')).select_by_value("suspended")
+    app.wait_until(lambda: rows() == 1)
+    assert "support-triage-agent" in app.wait('tr[data-agent]').text

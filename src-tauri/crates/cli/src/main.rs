@@ -28,6 +28,8 @@ Exit codes:
   5   conflict (already exists, or not allowed in the current state, e.g. a revoked agent)
   6   keychain unavailable or locked
   7   storage or data-folder problem (newer database, unwritable folder, busy, disk full)
+  8   the token endpoint is not running or did not answer (mandate token)
+  9   the token endpoint refused the request (mandate token; the message says why)
   10  audit verification failed (the trail or a report was tampered with)";
 
 /// Give each AI agent its own identity: scopes, short-lived tokens, revocation and an
@@ -69,6 +71,21 @@ enum Command {
     Connection(cmd::connection::ConnectionCmd),
     /// Find credentials in an agent's project folder (masked; nothing is changed).
     Scan(cmd::scan::ScanArgs),
+    /// Run the localhost token endpoint (127.0.0.1, default port 6263) without the app.
+    Serve(cmd::serve::ServeArgs),
+    /// Print a fresh access token for an agent whose key is in the keychain.
+    Token(cmd::token::TokenArgs),
+    /// Run a program as an agent: proxy URLs and a fresh Mandate token in its environment, never the real secret.
+    Exec(cmd::exec::ExecArgs),
+    /// Delegations: let an agent act for a team member, for a task, until a time.
+    #[command(subcommand)]
+    Delegation(cmd::delegation::DelegationCmd),
+    /// The issuer's public keys (JWKS) for resource servers.
+    #[command(subcommand)]
+    Jwks(cmd::jwks::JwksCmd),
+    /// The audit trail: verify it, export it (PDF, evidence bundle, OCSF), checkpoints.
+    #[command(subcommand)]
+    Audit(cmd::audit::AuditCmd),
 }
 
 fn main() -> ExitCode {
@@ -80,6 +97,12 @@ fn main() -> ExitCode {
         Command::Agent(c) => cmd::agent::run(&mut ctx, c),
         Command::Connection(c) => cmd::connection::run(&mut ctx, c),
         Command::Scan(a) => cmd::scan::run(&mut ctx, a),
+        Command::Serve(a) => cmd::serve::run(&mut ctx, a),
+        Command::Token(a) => cmd::token::run(&mut ctx, a),
+        Command::Exec(a) => cmd::exec::run(&mut ctx, a),
+        Command::Delegation(c) => cmd::delegation::run(&mut ctx, c),
+        Command::Jwks(c) => cmd::jwks::run(&mut ctx, c),
+        Command::Audit(c) => cmd::audit::run(&mut ctx, c),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,16 +7,20 @@
 //! so it builds and tests without GTK or WebKit.
 
 pub mod audit;
+pub mod broker;
 pub mod clock;
 pub mod error;
+mod group_commit;
 pub mod keys;
 pub mod model;
+pub mod oauth;
 pub mod paths;
 mod registry;
 pub mod scan;
 pub mod secret;
 pub mod store;
 pub mod trust;
+pub mod views;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -71,6 +75,8 @@ pub struct Mandate {
     actor: Actor,
     data_dir: PathBuf,
     install_id: String,
+    group: group_commit::GroupQueue,
+    audit_due: audit::checkpoint::DueThrottle,
 }
 
 impl fmt::Debug for Mandate {
@@ -114,6 +120,8 @@ impl Mandate {
             actor: opts.actor,
             data_dir: opts.data_dir,
             install_id,
+            group: group_commit::GroupQueue::default(),
+            audit_due: Default::default(),
         })
     }
 
@@ -179,6 +187,8 @@ impl Mandate {
         let now = self.clock.now();
         let out = f(&tx, now)?;
         tx.commit()?;
+        drop(conn);
+        self.after_write();
         Ok(out)
     }
 

@@ -324,6 +324,16 @@ impl Mandate {
 
     /// Register a connection and the actions it offers.
     pub fn add_connection(&self, new: NewConnection) -> Result<Connection> {
+        self.add_connection_with(new, |_, _, _, _| Ok(()))
+    }
+
+    /// [`Mandate::add_connection`], running `extra(tx, id, name, now)` in the same
+    /// transaction (the secret broker writes its settings and event there).
+    pub(crate) fn add_connection_with(
+        &self,
+        new: NewConnection,
+        extra: impl FnOnce(&Transaction<'_>, &str, &str, DateTime<Utc>) -> Result<()>,
+    ) -> Result<Connection> {
         let name = ConnectionName::parse(&new.name)?;
         let base_url = validate_base_url(&new.base_url)?;
         let mut actions = Vec::new();
@@ -371,6 +381,7 @@ impl Mandate {
                         "trust_floor": floor.as_str(),
                     })),
             )?;
+            extra(tx, id.as_str(), name.as_str(), now)?;
             Ok(id)
         })?;
         self.get_connection(id.as_str())
@@ -963,7 +974,7 @@ fn check_agent_name_free(conn: &rusqlite::Connection, name: &AgentName) -> Resul
     Ok(())
 }
 
-fn agent_id_tx(conn: &rusqlite::Connection, name: &str) -> Result<AgentId> {
+pub(crate) fn agent_id_tx(conn: &rusqlite::Connection, name: &str) -> Result<AgentId> {
     conn.query_row(
         "SELECT id FROM agents WHERE name = ?1 OR id = ?1",
         [name],
@@ -1191,7 +1202,11 @@ fn refuse_if_revoked(agent: &Agent, what: &str) -> Result<()> {
     Ok(())
 }
 
-fn load_agent(conn: &rusqlite::Connection, id: &str, now: DateTime<Utc>) -> Result<Agent> {
+pub(crate) fn load_agent(
+    conn: &rusqlite::Connection,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<Agent> {
     type Row = (
         String,
         String,

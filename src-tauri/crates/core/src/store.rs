@@ -17,7 +17,12 @@ use crate::error::{Error, Result};
 pub const DB_FILE: &str = "mandate.db";
 
 /// Each entry migrates from schema `index` to `index + 1`.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/001_initial.sql"),
+    include_str!("migrations/002_oauth.sql"),
+    include_str!("migrations/003_audit.sql"),
+    include_str!("migrations/004_broker.sql"),
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -1,12 +1,63 @@
 // The one place the UI talks to the backend. Everything goes through the generated,
 // typed bindings; components import from here, never from @tauri-apps/api directly.
+import { Channel } from "@tauri-apps/api/core";
 import { commands } from "./bindings";
-import type { Agent_Serialize, AppInfo_Serialize, ErrorReport } from "./bindings";
+import type {
+  Actor,
+  AgentDetail_Serialize,
+  AgentEditInput_Deserialize,
+  AgentKey_Serialize,
+  Agent_Serialize,
+  AppInfo_Serialize,
+  AuditCheck_Serialize,
+  AuditPage_Serialize,
+  AuditQuery_Deserialize,
+  Connection,
+  Decision,
+  Delegation_Serialize,
+  EndpointStatus_Serialize,
+  ErrorReport,
+  ExportDone,
+  ExportFormat,
+  ExportProgress,
+  Member_Serialize,
+  NewAgentInput,
+  NewConnectionInput_Deserialize,
+  OutstandingToken_Serialize,
+  Settings_Serialize,
+  TimelineEvent_Serialize,
+  TrustSignal,
+  TrustState,
+} from "./bindings";
 
 // What the backend sends (the `_Serialize` shapes: optional fields are explicit nulls).
 export type Agent = Agent_Serialize;
+export type AgentKey = AgentKey_Serialize;
+export type AgentDetail = AgentDetail_Serialize;
 export type AppInfo = AppInfo_Serialize;
-export type { ErrorReport };
+export type AuditCheck = AuditCheck_Serialize;
+export type AuditPage = AuditPage_Serialize;
+export type AuditQuery = AuditQuery_Deserialize;
+export type AuditEvent = TimelineEvent_Serialize;
+export type Delegation = Delegation_Serialize;
+export type EndpointStatus = EndpointStatus_Serialize;
+export type Member = Member_Serialize;
+export type OutstandingToken = OutstandingToken_Serialize;
+export type Settings = Settings_Serialize;
+export type NewConnection = NewConnectionInput_Deserialize;
+export type AgentEdit = AgentEditInput_Deserialize;
+export type {
+  Actor,
+  Connection,
+  Decision,
+  ErrorReport,
+  ExportDone,
+  ExportFormat,
+  ExportProgress,
+  NewAgentInput,
+  TrustSignal,
+  TrustState,
+};
 
 /** A backend failure: a stable code to branch on and a sentence to show. */
 export class BackendError extends Error {
@@ -33,5 +84,53 @@ export function messageOf(e: unknown): string {
 
 export const backend = {
   appInfo: (): Promise<AppInfo> => commands.appInfo(),
+
   listAgents: async (): Promise<Agent[]> => unwrap(await commands.listAgents()),
+  getAgent: async (name: string): Promise<AgentDetail> => unwrap(await commands.getAgent(name)),
+  outstandingTokens: async (agent: string | null = null): Promise<OutstandingToken[]> =>
+    unwrap(await commands.outstandingTokens(agent)),
+  listMembers: async (): Promise<Member[]> => unwrap(await commands.listMembers()),
+  addMember: async (name: string): Promise<Member> => unwrap(await commands.addMember(name, null)),
+  addAgent: async (input: NewAgentInput): Promise<Agent> => unwrap(await commands.addAgent(input)),
+  editAgent: async (name: string, edit: AgentEdit): Promise<Agent> =>
+    unwrap(await commands.editAgent(name, edit)),
+  suspendAgent: async (name: string, reason: string | null): Promise<Agent> =>
+    unwrap(await commands.suspendAgent(name, reason)),
+  resumeAgent: async (name: string): Promise<Agent> => unwrap(await commands.resumeAgent(name)),
+  revokeAgent: async (name: string, reason: string): Promise<Agent> =>
+    unwrap(await commands.revokeAgent(name, reason)),
+  rotateAgentKey: async (name: string, overlapHours: number): Promise<Agent> =>
+    unwrap(await commands.rotateAgentKey(name, overlapHours)),
+  setTrustOverride: async (name: string, trust: TrustState | null, reason: string): Promise<Agent> =>
+    unwrap(await commands.setTrustOverride(name, trust, reason)),
+
+  auditPage: async (query: AuditQuery, limit: number, beforeSeq: number | null): Promise<AuditPage> =>
+    unwrap(await commands.auditPage(query, { limit, before_seq: beforeSeq })),
+  verifyAudit: async (): Promise<AuditCheck> => unwrap(await commands.verifyAudit()),
+  /** Export through a native save dialog; null when the person cancelled it. */
+  exportAudit: async (
+    format: ExportFormat,
+    agent: string | null,
+    onProgress: (p: ExportProgress) => void,
+  ): Promise<ExportDone | null> => {
+    const channel = new Channel<ExportProgress>();
+    channel.onmessage = onProgress;
+    return unwrap(await commands.exportAudit(format, agent, channel));
+  },
+
+  listConnections: async (): Promise<Connection[]> => unwrap(await commands.listConnections()),
+  addConnection: async (input: NewConnection): Promise<Connection> =>
+    unwrap(await commands.addConnection(input)),
+  /** The secret goes straight to the keychain; nothing returns it. */
+  setConnectionSecret: async (name: string, secret: string): Promise<Connection> =>
+    unwrap(await commands.setConnectionSecret(name, secret)),
+  removeConnection: async (name: string): Promise<string[]> =>
+    unwrap(await commands.removeConnection(name)),
+
+  settings: async (): Promise<Settings> => unwrap(await commands.settings()),
+  setOrganisation: async (name: string): Promise<string | null> =>
+    unwrap(await commands.setOrganisation(name)),
+  endpointStatus: (): Promise<EndpointStatus> => commands.endpointStatus(),
+  setEndpointRunning: async (running: boolean): Promise<EndpointStatus> =>
+    unwrap(await commands.setEndpointRunning(running)),
 };

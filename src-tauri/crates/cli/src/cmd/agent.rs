@@ -270,7 +270,21 @@ pub fn run(ctx: &mut Ctx, cmd: AgentCmd) -> CliResult {
             println!("{t}");
             return Ok(());
         }
-        AgentCmd::Show { name } => m.get_agent(&name)?,
+        AgentCmd::Show { name } => {
+            let agent = m.get_agent(&name)?;
+            let budgets = m.broker_usage(&name)?;
+            if ctx.json {
+                let mut v = serde_json::to_value(&agent).map_err(|e| CliError::Exit {
+                    code: 1,
+                    message: format!("could not encode the output as JSON: {e}"),
+                })?;
+                v["budgets"] = serde_json::json!(budgets);
+                return output::json(&v);
+            }
+            print_agent(&agent, m.now());
+            print_budgets(&budgets);
+            return Ok(());
+        }
         AgentCmd::Edit {
             name,
             purpose,
@@ -339,6 +353,43 @@ pub fn run(ctx: &mut Ctx, cmd: AgentCmd) -> CliResult {
         print_agent(&agent, m.now());
         Ok(())
     }
+}
+
+/// The secret broker's limits and today's use, per connection the agent holds scopes on.
+fn print_budgets(budgets: &[mandate_core::broker::BudgetUsage]) {
+    use mandate_core::broker::BudgetState;
+    if budgets.is_empty() {
+        return;
+    }
+    let mut t = output::table(&[
+        "CONNECTION",
+        "RATE LIMIT",
+        "BUDGET TODAY (UTC)",
+        "CALLS",
+        "DENIED",
+        "STATE",
+    ]);
+    for b in budgets {
+        t.add_row(vec![
+            b.connection.clone(),
+            b.rate_per_minute
+                .map_or("none".to_string(), |n| format!("{n}/min")),
+            match b.daily_budget {
+                Some(d) => format!("{} of {d} units", b.used),
+                None => format!("{} units (no budget)", b.used),
+            },
+            b.calls.to_string(),
+            b.denied.to_string(),
+            match b.state {
+                BudgetState::Unlimited | BudgetState::Ok => "ok",
+                BudgetState::EssentialOnly => "essential actions only (90% used)",
+                BudgetState::Exhausted => "exhausted until 00:00 UTC",
+            }
+            .to_string(),
+        ]);
+    }
+    println!("Broker budgets ({})", budgets[0].day);
+    println!("{t}");
 }
 
 fn print_agent(a: &Agent, now: chrono::DateTime<chrono::Utc>) {

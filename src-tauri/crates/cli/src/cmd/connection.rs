@@ -5,8 +5,9 @@
 
 use std::io::{IsTerminal, Read};
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use mandate_core::NewConnection;
+use mandate_core::broker::{BrokerSetup, ConnectionEdit, CredentialPlacement, presets};
 use mandate_core::model::TrustState;
 use mandate_core::secret::Sensitive;
 use zeroize::Zeroize;
@@ -20,16 +21,55 @@ pub enum ConnectionCmd {
     Add {
         /// Its name, the first half of its scopes (e.g. `github` for `github:repo.read`).
         name: String,
-        /// The API's base URL, e.g. https://api.github.com
-        #[arg(long)]
-        base_url: String,
-        /// An action as NAME=METHOD:PATH-PATTERN, e.g. repo.read=GET:/repos/** (repeatable).
+        /// The API's base URL, e.g. https://api.github.com (a --preset gives one).
+        #[arg(long, required_unless_present = "preset")]
+        base_url: Option<String>,
+        /// An action as NAME=METHOD:PATH-PATTERN, e.g. repo.read=GET:/repos/** (repeatable;
+        /// replaces a preset's action of the same name).
         #[arg(long = "action", value_name = "NAME=METHOD:PATH")]
         actions: Vec<String>,
         /// Agents below this trust state get no tokens for it (TRUSTED, PENDING, UNTRUSTED).
         #[arg(long, value_name = "STATE")]
         trust_floor: Option<TrustState>,
+        #[command(flatten)]
+        broker: BrokerArgs,
     },
+    /// Change a connection's actions, credential placement, limits, costs or essential actions.
+    Edit {
+        name: String,
+        /// Add an action NAME=METHOD:PATH (repeatable).
+        #[arg(long = "add-action", value_name = "NAME=METHOD:PATH")]
+        add_actions: Vec<String>,
+        /// Remove an action (refused while an agent holds a scope on it; repeatable).
+        #[arg(long = "remove-action", value_name = "NAME")]
+        remove_actions: Vec<String>,
+        /// Where the credential goes: bearer, basic, header:NAME or query:NAME.
+        #[arg(long, value_name = "HOW")]
+        auth: Option<String>,
+        /// Calls per minute per agent.
+        #[arg(long, value_name = "N", conflicts_with = "no_rate_limit")]
+        rate_limit: Option<u32>,
+        /// Remove the rate limit.
+        #[arg(long)]
+        no_rate_limit: bool,
+        /// Cost units per agent per UTC day.
+        #[arg(long, value_name = "N", conflicts_with = "no_daily_budget")]
+        daily_budget: Option<u64>,
+        /// Remove the daily budget.
+        #[arg(long)]
+        no_daily_budget: bool,
+        /// What an action costs, ACTION=UNITS (repeatable; default 1).
+        #[arg(long = "cost", value_name = "ACTION=N")]
+        costs: Vec<String>,
+        /// Mark an action essential: it still passes after 90% of the budget (repeatable).
+        #[arg(long = "essential", value_name = "ACTION")]
+        essential: Vec<String>,
+        /// Unmark an essential action (repeatable).
+        #[arg(long = "not-essential", value_name = "ACTION")]
+        not_essential: Vec<String>,
+    },
+    /// List the connection presets (base URL, credential placement, actions, SDK variables).
+    Presets,
     /// List connections.
     List,
     /// Show one connection, its actions and which agents hold scopes on it.
@@ -38,6 +78,74 @@ pub enum ConnectionCmd {
     SetSecret { name: String },
     /// Remove a connection, its credential, and every scope granted on it.
     Remove { name: String },
+}
+
+/// The secret broker's options of `connection add`.
+#[derive(Debug, Args)]
+pub struct BrokerArgs {
+    /// Start from a preset: github, slack, stripe, openai, anthropic or http (base URL,
+    /// credential placement, read-only-first actions; all editable).
+    #[arg(long, value_name = "NAME")]
+    preset: Option<String>,
+    /// Where the broker puts the credential: bearer (default), basic, header:NAME, query:NAME.
+    #[arg(long, value_name = "HOW")]
+    auth: Option<String>,
+    /// Calls per minute per agent through the broker.
+    #[arg(long, value_name = "N")]
+    rate_limit: Option<u32>,
+    /// Cost units per agent per UTC day; at 90% only essential actions pass.
+    #[arg(long, value_name = "N")]
+    daily_budget: Option<u64>,
+    /// What an action costs, ACTION=UNITS (repeatable; default 1).
+    #[arg(long = "cost", value_name = "ACTION=N")]
+    costs: Vec<String>,
+    /// An action that still passes after 90% of the budget (repeatable).
+    #[arg(long = "essential", value_name = "ACTION")]
+    essential: Vec<String>,
+}
+
+fn usage(message: String) -> CliError {
+    CliError::Exit { code: 2, message }
+}
+
+fn parse_auth(raw: &str) -> CliResult<CredentialPlacement> {
+    Ok(raw.parse::<CredentialPlacement>()?)
+}
+
+fn parse_costs(raw: &[String]) -> CliResult<Vec<(String, u32)>> {
+    raw.iter()
+        .map(|c| {
+            let (a, n) = c
+                .split_once('=')
+                .ok_or_else(|| usage(format!("'{c}' is not ACTION=UNITS, for example chat=10")))?;
+            let n: u32 = n
+                .trim()
+                .parse()
+                .map_err(|_| usage(format!("'{n}' in '{c}' is not a whole number of units")))?;
+            Ok((a.trim().to_string(), n))
+        })
+        .collect()
+}
+
+/// The preset's actions, with same-named `--action`s replacing them, then the other ones.
+fn merge_actions(preset: &[presets::PresetAction], given: &[String]) -> Vec<String> {
+    let name_of = |a: &str| a.split_once('=').map(|(n, _)| n.trim().to_string());
+    let mut out: Vec<String> = preset
+        .iter()
+        .map(|p| {
+            given
+                .iter()
+                .find(|g| name_of(g) == name_of(p.spec))
+                .cloned()
+                .unwrap_or_else(|| p.spec.to_string())
+        })
+        .collect();
+    for g in given {
+        if !out.contains(g) {
+            out.push(g.clone());
+        }
+    }
+    out
 }
 
 fn read_secret() -> CliResult<Sensitive<String>> {
@@ -73,13 +181,79 @@ pub fn run(ctx: &mut Ctx, cmd: ConnectionCmd) -> CliResult {
             base_url,
             actions,
             trust_floor,
+            broker,
         } => {
-            let c = m.add_connection(NewConnection {
+            let preset = match &broker.preset {
+                Some(p) => Some(presets::preset(p).ok_or_else(|| {
+                    usage(format!(
+                        "there is no preset '{p}'; presets: {}",
+                        presets::names().join(", ")
+                    ))
+                })?),
+                None => None,
+            };
+            let base_url = match (base_url, preset) {
+                (Some(b), _) => b,
+                (None, Some(p)) if !p.base_url.is_empty() => p.base_url.to_string(),
+                _ => {
+                    return Err(usage(
+                        "the http preset has no base URL: give --base-url".to_string(),
+                    ));
+                }
+            };
+            let actions = match preset {
+                Some(p) => merge_actions(p.actions, &actions),
+                None => actions,
+            };
+            let new = NewConnection {
                 name,
                 base_url,
                 actions,
                 trust_floor,
-            })?;
+            };
+            let brokered = preset.is_some()
+                || broker.auth.is_some()
+                || broker.rate_limit.is_some()
+                || broker.daily_budget.is_some()
+                || !broker.costs.is_empty()
+                || !broker.essential.is_empty();
+            let c = if brokered {
+                let mut costs: Vec<(String, u32)> = Vec::new();
+                let mut essential: Vec<String> = Vec::new();
+                if let Some(p) = preset {
+                    for a in p.actions {
+                        let n = a.spec.split_once('=').map_or("", |(n, _)| n).to_string();
+                        if new.actions.iter().any(|x| x.starts_with(&format!("{n}="))) {
+                            if a.cost != 1 {
+                                costs.push((n.clone(), a.cost));
+                            }
+                            if a.essential {
+                                essential.push(n);
+                            }
+                        }
+                    }
+                }
+                costs.extend(parse_costs(&broker.costs)?);
+                essential.extend(broker.essential.iter().cloned());
+                let auth = match (&broker.auth, preset) {
+                    (Some(a), _) => parse_auth(a)?,
+                    (None, Some(p)) => p.placement(),
+                    (None, None) => CredentialPlacement::Bearer,
+                };
+                m.add_brokered_connection(
+                    new,
+                    BrokerSetup {
+                        auth,
+                        preset: preset.map(|p| p.name.to_string()),
+                        rate_per_minute: broker.rate_limit,
+                        daily_budget: broker.daily_budget,
+                        costs,
+                        essential,
+                    },
+                )?
+            } else {
+                m.add_connection(new)?
+            };
             if ctx.json {
                 return output::json(&c);
             }
@@ -93,6 +267,72 @@ pub fn run(ctx: &mut Ctx, cmd: ConnectionCmd) -> CliResult {
                 "Store its credential with: mandate connection set-secret {} (reads stdin)",
                 c.name
             );
+            Ok(())
+        }
+        ConnectionCmd::Edit {
+            name,
+            add_actions,
+            remove_actions,
+            auth,
+            rate_limit,
+            no_rate_limit,
+            daily_budget,
+            no_daily_budget,
+            costs,
+            essential,
+            not_essential,
+        } => {
+            let edit = ConnectionEdit {
+                auth: auth.as_deref().map(parse_auth).transpose()?,
+                add_actions,
+                remove_actions,
+                rate_per_minute: match (rate_limit, no_rate_limit) {
+                    (Some(n), _) => Some(Some(n)),
+                    (None, true) => Some(None),
+                    (None, false) => None,
+                },
+                daily_budget: match (daily_budget, no_daily_budget) {
+                    (Some(n), _) => Some(Some(n)),
+                    (None, true) => Some(None),
+                    (None, false) => None,
+                },
+                costs: parse_costs(&costs)?,
+                essential,
+                not_essential,
+            };
+            let cfg = m.edit_connection(&name, edit)?;
+            if ctx.json {
+                return output::json(&cfg);
+            }
+            println!("Updated connection '{}'.", cfg.connection);
+            Ok(())
+        }
+        ConnectionCmd::Presets => {
+            let views: Vec<_> = presets::PRESETS.iter().map(|p| p.view()).collect();
+            if ctx.json {
+                return output::json(&views);
+            }
+            let mut t = output::table(&[
+                "PRESET",
+                "BASE URL",
+                "CREDENTIAL",
+                "ACTIONS",
+                "SDK VARIABLES",
+            ]);
+            for v in views {
+                t.add_row(vec![
+                    v.name,
+                    if v.base_url.is_empty() {
+                        "(give --base-url)".into()
+                    } else {
+                        v.base_url
+                    },
+                    v.auth,
+                    v.actions.join("\n"),
+                    v.sdk_variables.join(", "),
+                ]);
+            }
+            println!("{t}");
             Ok(())
         }
         ConnectionCmd::List => {
@@ -149,12 +389,31 @@ pub fn run(ctx: &mut Ctx, cmd: ConnectionCmd) -> CliResult {
                 }
             );
             println!("Trust floor  {}", c.trust_floor);
-            let mut t = output::table(&["ACTION", "METHOD", "PATH"]);
-            for a in &c.actions {
+            let cfg = m.broker_config(&name)?;
+            println!(
+                "Sent as      {} (by the broker at /proxy/{})",
+                cfg.auth, c.name
+            );
+            println!(
+                "Rate limit   {}",
+                cfg.rate_per_minute.map_or("none".to_string(), |n| format!(
+                    "{n} calls per minute per agent"
+                ))
+            );
+            println!(
+                "Budget       {}",
+                cfg.daily_budget.map_or("none".to_string(), |n| format!(
+                    "{n} units per agent per UTC day"
+                ))
+            );
+            let mut t = output::table(&["ACTION", "METHOD", "PATH", "COST", "ESSENTIAL"]);
+            for a in &cfg.actions {
                 t.add_row(vec![
                     a.name.clone(),
                     a.method.clone(),
                     a.path_pattern.clone(),
+                    a.cost.to_string(),
+                    if a.essential { "yes" } else { "" }.to_string(),
                 ]);
             }
             println!("{t}");

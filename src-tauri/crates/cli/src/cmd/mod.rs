@@ -1,9 +1,15 @@
 //! One module per area of the command line.
 
 pub mod agent;
+pub mod audit;
 pub mod connection;
+pub mod delegation;
+pub mod exec;
+pub mod jwks;
 pub mod member;
 pub mod scan;
+pub mod serve;
+pub mod token;
 
 /// Parse a human duration such as `15m`, `24h` or `7d`.
 pub fn parse_duration(s: &str) -> Result<chrono::Duration, String> {

@@ -1,0 +1,439 @@
+//! `mandate exec AGENT [--scope S]... -- CMD [ARGS]`: run a program as an agent, the way
+//! `op run` and `aws-vault exec` do, except that the program never gets the real credential.
+//!
+//! It asks the running endpoint for a token (signed with the agent's key from the keychain,
+//! like `mandate token`), then starts CMD with:
+//!
+//! - `MANDATE_<CONNECTION>_URL` (e.g. `MANDATE_GITHUB_URL`) for every connection the token has
+//!   scopes on: the broker's `http://127.0.0.1:PORT/proxy/<connection>`;
+//! - the base-URL variables of the connection's preset (`GITHUB_API_URL`, `OPENAI_BASE_URL`,
+//!   `ANTHROPIC_BASE_URL`...) set to the same URL, and the preset SDK's key variables
+//!   (`OPENAI_API_KEY`, `GITHUB_TOKEN`, `ANTHROPIC_AUTH_TOKEN`...) set to the *Mandate token*;
+//! - `MANDATE_TOKEN` (the first token; environment variables cannot change later) and
+//!   `MANDATE_TOKEN_FILE`, a file (mode 0600, in a private 0700 folder removed at exit) that a
+//!   background refresher rewrites atomically before each token expires: long-running
+//!   programs read the file;
+//! - `MANDATE_AGENT`.
+//!
+//! The real secret is never put in the child's environment, arguments or files, and any
+//! inherited variable that holds a connection's real secret (a founder's shell often exports
+//! `OPENAI_API_KEY`) is removed, as are the variables a preset's SDK would read a real key from.
+//! SIGINT, SIGTERM, SIGHUP and SIGQUIT are forwarded to the child; its exit code (or 128 +
+//! signal) is ours.
+//!
+//! What it is not: a sandbox. The child runs as the same OS user; keeping the credential away
+//! from it is about not *handing* it over (environment, files, logs, model context), not about
+//! stopping a hostile program from asking the OS keychain itself.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use ed25519_dalek::SigningKey;
+use mandate_core::Mandate;
+use mandate_core::broker::{self, presets};
+use mandate_core::oauth::{ASSERTION_TYPE_JWT_BEARER, GRANT_CLIENT_CREDENTIALS, jws};
+use mandate_core::secret::Sensitive;
+use serde_json::json;
+
+use crate::context::{CliError, CliResult, Ctx};
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The agent to run the program as.
+    agent: String,
+    /// A scope to ask for (repeatable); none: all of the agent's grants.
+    #[arg(long = "scope", value_name = "S")]
+    scopes: Vec<String>,
+    /// The endpoint's port (default: the running endpoint's, else MANDATE_PORT, else 6263).
+    #[arg(long, value_name = "N")]
+    port: Option<u16>,
+    /// The program and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    command: Vec<String>,
+}
+
+fn fail(code: u8, message: String) -> CliError {
+    CliError::Exit { code, message }
+}
+
+/// A token from the endpoint. The token prints as `[REDACTED]`.
+#[derive(Debug)]
+struct Fetched {
+    token: Sensitive<String>,
+    expires_in: u64,
+    scope: String,
+}
+
+/// What a refresh needs.
+#[derive(Debug, Clone)]
+struct Source {
+    agent: String,
+    kid: String,
+    key: SigningKey,
+    scopes: Vec<String>,
+    port: u16,
+    client: reqwest::Client,
+}
+
+async fn fetch(s: &Source) -> CliResult<Fetched> {
+    let token_endpoint = format!("http://127.0.0.1:{}/oauth2/token", s.port);
+    let now = chrono::Utc::now().timestamp();
+    let assertion = Sensitive::new(jws::sign(
+        &json!({"alg": "EdDSA", "typ": "JWT", "kid": s.kid}),
+        &json!({
+            "iss": s.agent, "sub": s.agent, "aud": token_endpoint,
+            "iat": now, "exp": now + 60, "jti": uuid::Uuid::new_v4().to_string(),
+        }),
+        &s.key,
+    ));
+    let mut form: Vec<(&str, &str)> = vec![
+        ("grant_type", GRANT_CLIENT_CREDENTIALS),
+        ("client_assertion_type", ASSERTION_TYPE_JWT_BEARER),
+        ("client_assertion", assertion.expose()),
+    ];
+    let scope = s.scopes.join(" ");
+    if !scope.is_empty() {
+        form.push(("scope", &scope));
+    }
+    let r = s
+        .client
+        .post(&token_endpoint)
+        .form(&form)
+        .send()
+        .await
+        .map_err(|e| {
+            fail(
+                8,
+                if e.is_connect() {
+                    format!(
+                        "no Mandate endpoint is running on 127.0.0.1:{}; start it with `mandate \
+                         serve` (or open the app), or give --port",
+                        s.port
+                    )
+                } else {
+                    "the endpoint did not answer".to_string()
+                },
+            )
+        })?;
+    let status = r.status();
+    let body: serde_json::Value = r
+        .json()
+        .await
+        .map_err(|_| fail(8, "the endpoint's answer is not JSON".into()))?;
+    if !status.is_success() {
+        return Err(fail(
+            9,
+            format!(
+                "the endpoint refused the token request ({}): {}",
+                body["error"].as_str().unwrap_or("error"),
+                body["error_description"]
+                    .as_str()
+                    .unwrap_or("no description")
+            ),
+        ));
+    }
+    let token = body["access_token"]
+        .as_str()
+        .ok_or_else(|| fail(8, "the endpoint's answer has no access_token".into()))?;
+    Ok(Fetched {
+        token: Sensitive::new(token.to_string()),
+        expires_in: body["expires_in"].as_u64().unwrap_or(60),
+        scope: body["scope"].as_str().unwrap_or_default().to_string(),
+    })
+}
+
+/// A private folder (0700) holding the token file; removed when dropped.
+#[derive(Debug)]
+struct PrivateDir(PathBuf);
+
+impl PrivateDir {
+    fn create() -> CliResult<Self> {
+        let path = std::env::temp_dir().join(format!("mandate-exec-{}", uuid::Uuid::new_v4()));
+        let mut b = std::fs::DirBuilder::new();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            b.mode(0o700);
+        }
+        b.create(&path).map_err(|e| {
+            fail(
+                1,
+                format!("could not create a private folder for the token file: {e}"),
+            )
+        })?;
+        Ok(PrivateDir(path))
+    }
+
+    fn token_file(&self) -> PathBuf {
+        self.0.join("token")
+    }
+}
+
+impl Drop for PrivateDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Replace the token file atomically (a new 0600 file renamed over the old one), so a reader
+/// never sees half a token.
+fn write_token(file: &Path, token: &Sensitive<String>) -> std::io::Result<()> {
+    let tmp = file.with_extension(format!("tmp-{}", uuid::Uuid::new_v4()));
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    let mut f = o.open(&tmp)?;
+    f.write_all(token.expose().as_bytes())?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, file).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
+/// Seconds until the next refresh: two thirds of the lifetime, at least 60 s before expiry
+/// where the lifetime allows, never under 1 s.
+fn refresh_after(expires_in: u64) -> u64 {
+    let two_thirds = expires_in * 2 / 3;
+    let before = expires_in.saturating_sub(60);
+    two_thirds.min(before.max(expires_in / 2)).max(1)
+}
+
+/// Variables to set and to remove in the child's environment.
+#[derive(Debug)]
+struct ChildEnv {
+    set: Vec<(String, String)>,
+    remove: Vec<String>,
+}
+
+/// The child's environment: ours, minus real secrets and SDK key variables, plus the proxy
+/// URLs and the Mandate token.
+fn child_env(
+    m: &Mandate,
+    port: u16,
+    agent: &str,
+    first: &Fetched,
+    token_file: &Path,
+) -> CliResult<ChildEnv> {
+    let mut connections: Vec<&str> = first
+        .scope
+        .split_whitespace()
+        .filter_map(|s| s.split_once(':').map(|(c, _)| c))
+        .collect();
+    connections.sort_unstable();
+    connections.dedup();
+    let mut set: Vec<(String, String)> = Vec::new();
+    let mut remove: Vec<String> = Vec::new();
+    let mut secrets: Vec<Sensitive<String>> = Vec::new();
+    for c in &connections {
+        let url = format!("http://127.0.0.1:{port}{}/{c}", broker::PROXY_PREFIX);
+        set.push((broker::url_var(c), url.clone()));
+        let cfg = m.broker_config(c)?;
+        if let Some(p) = cfg.preset.as_deref().and_then(presets::preset) {
+            for v in p.url_vars {
+                set.push((v.to_string(), url.clone()));
+            }
+            for v in p.token_vars {
+                set.push((v.to_string(), first.token.expose().clone()));
+            }
+            remove.extend(p.scrub_vars.iter().map(|v| v.to_string()));
+        }
+        if let Some(s) = m.connection_secret(c)? {
+            secrets.push(s);
+        }
+    }
+    // Any inherited variable holding a real secret goes (a founder's shell often exports one).
+    for (k, v) in std::env::vars_os() {
+        let v = v.to_string_lossy();
+        if secrets
+            .iter()
+            .any(|s| s.expose().len() >= 8 && v.contains(s.expose().as_str()))
+        {
+            let k = k.to_string_lossy().into_owned();
+            eprintln!(
+                "mandate exec: {k} holds a connection's real credential; the program does not \
+                 get that value"
+            );
+            remove.push(k);
+        }
+    }
+    set.push(("MANDATE_TOKEN".into(), first.token.expose().clone()));
+    set.push((
+        "MANDATE_TOKEN_FILE".into(),
+        token_file.to_string_lossy().into_owned(),
+    ));
+    set.push(("MANDATE_AGENT".into(), agent.to_string()));
+    remove.retain(|r| !set.iter().any(|(k, _)| k == r));
+    Ok(ChildEnv { set, remove })
+}
+
+pub fn run(ctx: &mut Ctx, a: ExecArgs) -> CliResult {
+    let m = ctx.mandate()?;
+    let agent = m.get_agent(&a.agent)?;
+    if agent.dpop_required {
+        return Err(fail(
+            5,
+            format!(
+                "'{}' must bind its tokens with DPoP, and a program started by `mandate exec` \
+                 cannot make DPoP proofs with the agent's key; turn it off with `mandate agent \
+                 edit {} --dpop-required false`, or have the program get its own DPoP tokens",
+                agent.name, agent.name
+            ),
+        ));
+    }
+    let (kid, key) = m.agent_signing_key(&a.agent)?;
+    let port = a
+        .port
+        .or_else(|| mandate_server::lock::holder(m.data_dir()).map(|h| h.port))
+        .or_else(|| {
+            std::env::var(mandate_server::PORT_ENV)
+                .ok()
+                .and_then(|p| p.parse().ok())
+        })
+        .unwrap_or(mandate_server::DEFAULT_PORT);
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .map_err(|_| fail(1, "could not set up HTTP".into()))?;
+    let source = Source {
+        agent: agent.name.to_string(),
+        kid,
+        key,
+        scopes: a.scopes.clone(),
+        port,
+        client,
+    };
+    let rt = super::serve::runtime()?;
+    let code = rt.block_on(async {
+        let first = fetch(&source).await?;
+        let dir = PrivateDir::create()?;
+        let file = dir.token_file();
+        write_token(&file, &first.token)
+            .map_err(|e| fail(1, format!("could not write the token file: {e}")))?;
+        let ChildEnv { set, remove } = child_env(&m, port, &source.agent, &first, &file)?;
+        let (program, args) = a
+            .command
+            .split_first()
+            .ok_or_else(|| fail(2, "give the program to run after --".into()))?;
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(args);
+        for r in &remove {
+            cmd.env_remove(r);
+        }
+        cmd.envs(set.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let mut child = cmd.spawn().map_err(|e| {
+            fail(
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    127
+                } else {
+                    126
+                },
+                format!("could not start {program}: {e}"),
+            )
+        })?;
+        drop(set);
+
+        let refresher = {
+            let source = source.clone();
+            let file = file.clone();
+            let mut wait = refresh_after(first.expires_in);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(wait)).await;
+                    match fetch(&source).await {
+                        Ok(t) => {
+                            wait = refresh_after(t.expires_in);
+                            if let Err(e) = write_token(&file, &t.token) {
+                                eprintln!("mandate exec: could not refresh the token file: {e}");
+                                wait = 10;
+                            }
+                        }
+                        Err(e) => {
+                            let why = match e {
+                                CliError::Exit { message, .. } => message,
+                                CliError::Core(e) => e.to_string(),
+                            };
+                            eprintln!("mandate exec: could not refresh the token ({why}); retrying in 10 s");
+                            wait = 10;
+                        }
+                    }
+                }
+            })
+        };
+        let status = wait_forwarding_signals(&mut child).await;
+        refresher.abort();
+        drop(dir);
+        status
+    })?;
+    drop(rt);
+    drop(m);
+    // Nothing is writing any more (the runtime is gone and the store was only read), so
+    // leaving with the child's code is safe; a `CliError` would print an "error:" line.
+    std::process::exit(code)
+}
+
+/// Wait for the child, passing on SIGINT, SIGTERM, SIGHUP and SIGQUIT; its exit code, or
+/// 128 + the signal that ended it.
+async fn wait_forwarding_signals(child: &mut tokio::process::Child) -> CliResult<i32> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let pid = child
+            .id()
+            .and_then(|p| i32::try_from(p).ok())
+            .and_then(rustix::process::Pid::from_raw);
+        let mk = |k: SignalKind| {
+            signal(k).map_err(|e| fail(1, format!("could not listen for signals: {e}")))
+        };
+        let (mut int, mut term, mut hup, mut quit) = (
+            mk(SignalKind::interrupt())?,
+            mk(SignalKind::terminate())?,
+            mk(SignalKind::hangup())?,
+            mk(SignalKind::quit())?,
+        );
+        use rustix::process::Signal;
+        loop {
+            let sig = tokio::select! {
+                st = child.wait() => {
+                    let st = st.map_err(|e| fail(1, format!("could not wait for the program: {e}")))?;
+                    use std::os::unix::process::ExitStatusExt;
+                    return Ok(st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0)));
+                }
+                _ = int.recv() => Signal::INT,
+                _ = term.recv() => Signal::TERM,
+                _ = hup.recv() => Signal::HUP,
+                _ = quit.recv() => Signal::QUIT,
+            };
+            if let Some(pid) = pid {
+                let _ = rustix::process::kill_process(pid, sig);
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let st = child
+            .wait()
+            .await
+            .map_err(|e| fail(1, format!("could not wait for the program: {e}")))?;
+        Ok(st.code().unwrap_or(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refresh_after;
+
+    #[test]
+    fn refreshes_well_before_expiry() {
+        assert_eq!(refresh_after(900), 600);
+        assert_eq!(refresh_after(90), 45);
+        assert_eq!(refresh_after(1), 1);
+    }
+}

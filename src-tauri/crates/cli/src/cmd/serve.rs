@@ -1,0 +1,86 @@
+//! `mandate serve`: run the localhost token endpoint without the app window.
+//!
+//! The same server the desktop app runs (`mandate_server::serve`): 127.0.0.1 only, one process
+//! per data folder. It prints the address it listens on and stops cleanly on Ctrl-C or
+//! SIGTERM, letting requests in flight commit their audit events first.
+
+use clap::Args;
+use mandate_server::{ServeError, ServeOptions};
+
+use crate::context::{CliError, CliResult, Ctx};
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Port on 127.0.0.1 (default 6263; 0 picks a free one).
+    #[arg(long, env = "MANDATE_PORT", value_name = "N")]
+    port: Option<u16>,
+    /// Turn off the per-agent rate limit (benchmarks only).
+    #[arg(long, hide = true)]
+    no_rate_limit: bool,
+}
+
+pub fn run(ctx: &mut Ctx, a: ServeArgs) -> CliResult {
+    let m = ctx.mandate()?;
+    let mut opts = ServeOptions::default();
+    if let Some(p) = a.port {
+        opts.port = p;
+    }
+    if a.no_rate_limit {
+        opts.rate_limit = None;
+    }
+    let rt = super::serve::runtime()?;
+    rt.block_on(async move {
+        let mut server = mandate_server::serve(m, opts).await.map_err(|e| match e {
+            ServeError::Core(e) => CliError::Core(e),
+            other => CliError::Exit {
+                code: 5,
+                message: other.to_string(),
+            },
+        })?;
+        println!("Listening on {}", server.url());
+        let stop = server.stopper();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            if let Some(s) = stop {
+                let _ = s.send(());
+            }
+        });
+        server.wait().await.map_err(|e| CliError::Exit {
+            code: 1,
+            message: format!("the endpoint stopped: {e}"),
+        })
+    })
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// A Tokio runtime for the subcommands that speak HTTP.
+pub fn runtime() -> CliResult<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Exit {
+            code: 1,
+            message: format!("could not start the async runtime: {e}"),
+        })
+}

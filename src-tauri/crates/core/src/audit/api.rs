@@ -1,0 +1,376 @@
+//! The audit trail's part of the one API: checkpoints, verification and exports on
+//! [`Mandate`]. Adapters (CLI, desktop, endpoint) call these; the rules live in the sibling
+//! modules.
+
+use chrono::{DateTime, Utc};
+use ed25519_dalek::VerifyingKey;
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
+
+use super::bundle::{self, BundleScope, Header, KeyEntry};
+use super::checkpoint;
+use super::merkle::{Hash, Tree, leaf_hash};
+use super::note::{NoteKey, SignedCheckpoint};
+use super::verify::{self, StoreInputs, VerifyReport};
+use super::{AuditEvent, format_time};
+use crate::Mandate;
+use crate::error::{Error, Result};
+use crate::keys;
+
+/// Which events to export. Empty means the whole log.
+#[derive(Debug, Clone, Default)]
+pub struct ExportSelection {
+    /// An agent's name or id.
+    pub agent: Option<String>,
+    /// Inclusive.
+    pub since: Option<DateTime<Utc>>,
+    /// Exclusive.
+    pub until: Option<DateTime<Utc>>,
+}
+
+impl ExportSelection {
+    pub fn is_full(&self) -> bool {
+        self.agent.is_none() && self.since.is_none() && self.until.is_none()
+    }
+}
+
+/// An export: the sealed bundle and what a report needs to describe it.
+#[derive(Debug, Clone)]
+pub struct Export {
+    /// The evidence bundle (JSON Lines).
+    pub bundle: Vec<u8>,
+    /// The checkpoint the export is made against.
+    pub checkpoint: SignedCheckpoint,
+    /// Fingerprint of the issuer key that sealed it.
+    pub key_fingerprint: String,
+    /// The exported events, oldest first.
+    pub events: Vec<AuditEvent>,
+    /// When it was made.
+    pub generated: DateTime<Utc>,
+    pub scope: BundleScope,
+}
+
+/// Progress of a long operation: `(done, total)` in arbitrary units.
+pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
+
+impl Mandate {
+    /// The log's name in checkpoints: `mandate/<install id>`.
+    pub fn audit_origin(&self) -> String {
+        format!("mandate/{}", self.install_id())
+    }
+
+    fn has_issuer_key(&self) -> Result<bool> {
+        let conn = self.lock()?;
+        Ok(conn
+            .query_row(
+                "SELECT 1 FROM meta WHERE key = 'issuer_kid'",
+                [],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    /// Append several events that are not tied to a registry change in one transaction (one
+    /// fsync), in order. All or none are written.
+    pub fn record_many(&self, events: Vec<super::NewEvent>) -> Result<u64> {
+        self.write(|tx, now| {
+            let mut n = 0;
+            for ev in events {
+                super::append(tx, now, ev)?;
+                n += 1;
+            }
+            Ok(n)
+        })
+    }
+
+    /// Sign a checkpoint of the whole log now (creating the issuer key on first use), keep it
+    /// in the database and in the file beside it. When nothing was added since the newest
+    /// checkpoint, that one is returned.
+    pub fn audit_checkpoint(&self) -> Result<SignedCheckpoint> {
+        let key = self.issuer_key()?;
+        let origin = self.audit_origin();
+        let cp = {
+            let mut conn = self.lock()?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let cp = checkpoint::make(&tx, &origin, &key.kid, &key.signing, self.now())?;
+            tx.commit()?;
+            cp
+        };
+        checkpoint::write_file_if_newer(self.data_dir(), &cp)?;
+        Ok(cp)
+    }
+
+    /// Make a checkpoint if one is due (see [`checkpoint::EVERY_EVENTS`]) and the issuer key
+    /// exists. Called after every write; a failure is logged, never returned to the writer.
+    pub fn audit_checkpoint_if_due(&self) -> Result<Option<SignedCheckpoint>> {
+        let due = {
+            let conn = self.lock()?;
+            checkpoint::is_due(&conn, self.now())?
+        };
+        if !due || !self.has_issuer_key()? {
+            return Ok(None);
+        }
+        self.audit_checkpoint().map(Some)
+    }
+
+    pub(crate) fn after_write(&self) {
+        if !self.audit_due.should_check(self.now()) {
+            return;
+        }
+        if let Err(e) = self.audit_checkpoint_if_due() {
+            tracing::warn!(error = %e, "an automatic audit checkpoint could not be made");
+        }
+    }
+
+    /// The keys whose checkpoints this installation trusts: the current issuer key (from the
+    /// keychain) and each retired issuer key that a rotation event in the log names.
+    fn audit_trusted_keys(&self) -> Result<Vec<NoteKey>> {
+        let origin = self.audit_origin();
+        let mut out = Vec::new();
+        if self.has_issuer_key()? {
+            out.push(NoteKey::new(
+                &origin,
+                self.issuer_key()?.signing.verifying_key(),
+            ));
+        }
+        let conn = self.lock()?;
+        let mut stmt = conn.prepare(
+            "SELECT r.kid, r.public_key FROM issuer_keys_retired r
+             WHERE EXISTS (SELECT 1 FROM audit_events e WHERE e.action = 'issuer.key_rotated'
+                 AND json_extract(CAST(e.body AS TEXT), '$.details.retired_kid') = r.kid)",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })?;
+        for row in rows {
+            let (kid, pk) = row?;
+            if let Some(vk) = <[u8; 32]>::try_from(pk.as_slice())
+                .ok()
+                .and_then(|b| VerifyingKey::from_bytes(&b).ok())
+                && keys::thumbprint(&vk) == kid
+            {
+                out.push(NoteKey::new(&origin, vk));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Verify the live store: every event's hash link, every checkpoint's signature and Merkle
+    /// root, and the checkpoint file beside the database. When all is well and the database
+    /// holds a newer checkpoint than the file, the file is brought up to date.
+    pub fn verify_audit(&self) -> Result<VerifyReport> {
+        let inputs = StoreInputs {
+            origin: self.audit_origin(),
+            trusted: self.audit_trusted_keys()?,
+            file_checkpoint: checkpoint::read_file(self.data_dir())?,
+        };
+        let report = {
+            let conn = self.lock()?;
+            verify::check_store(&conn, &inputs)?
+        };
+        if report.ok() {
+            let newest = {
+                let conn = self.lock()?;
+                checkpoint::all(&conn)?.pop()
+            };
+            if let Some(c) = newest
+                && let Ok(cp) = SignedCheckpoint::parse(&c.note)
+            {
+                checkpoint::write_file_if_newer(self.data_dir(), &cp)?;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Export the log, or a selection of it, as a sealed evidence bundle. Makes a checkpoint
+    /// first, so the export covers every event written before it.
+    pub fn export_audit(
+        &self,
+        sel: &ExportSelection,
+        progress: Option<Progress<'_>>,
+    ) -> Result<Export> {
+        let mut noop = |_: u64, _: u64| {};
+        let progress: Progress<'_> = progress.unwrap_or(&mut noop);
+        let cp = self.audit_checkpoint()?;
+        let key = self.issuer_key()?;
+        let origin = self.audit_origin();
+        let n = cp.checkpoint.size;
+        let agent = match &sel.agent {
+            Some(a) => Some(self.agent_id_by_name(a).or_else(|_| {
+                let conn = self.lock()?;
+                let found: Option<String> = conn
+                    .query_row("SELECT id FROM agents WHERE id = ?1", [a], |r| r.get(0))
+                    .optional()?;
+                found
+                    .map(crate::model::AgentId)
+                    .ok_or_else(|| Error::not_found("agent", a.clone()))
+            })?),
+            None => None,
+        };
+        let agent_name = match &agent {
+            Some(id) => {
+                let conn = self.lock()?;
+                conn.query_row(
+                    "SELECT name FROM agents WHERE id = ?1",
+                    [id.as_str()],
+                    |r| r.get::<_, String>(0),
+                )
+                .optional()?
+            }
+            None => None,
+        };
+        let scope = if sel.is_full() {
+            BundleScope::Full
+        } else {
+            BundleScope::Excerpt {
+                agent: agent.as_ref().map(|a| a.as_str().to_string()),
+                agent_name,
+                since: sel.since.map(format_time),
+                until: sel.until.map(format_time),
+            }
+        };
+        let generated = self.now();
+        let conn = self.lock()?;
+        let stored = checkpoint::all(&conn)?;
+        let stored: Vec<_> = stored.into_iter().filter(|c| c.size <= n).collect();
+        let mut keys_seen: Vec<VerifyingKey> = vec![key.signing.verifying_key()];
+        for c in &stored {
+            if !keys_seen.contains(&c.public_key) {
+                keys_seen.push(c.public_key);
+            }
+        }
+        let header = Header {
+            format: bundle::FORMAT.into(),
+            origin: origin.clone(),
+            generated: format_time(generated),
+            scope: scope.clone(),
+            keys: keys_seen
+                .iter()
+                .map(|k| KeyEntry {
+                    vkey: NoteKey::new(&origin, *k).vkey(),
+                    kid: keys::thumbprint(k),
+                    fingerprint: keys::fingerprint(k),
+                })
+                .collect(),
+        };
+        let mut w = bundle::Writer::new(&header);
+        for c in &stored {
+            w.checkpoint(&c.note);
+        }
+        let mut events = Vec::new();
+        let mut stmt = conn.prepare(
+            "SELECT seq, body, hash, time, agent_id FROM audit_events WHERE seq <= ?1 ORDER BY seq",
+        )?;
+        let mut rows = stmt.query([n as i64])?;
+        let until = sel.until.map(format_time);
+        let since = sel.since.map(format_time);
+        let wanted = |time: &str, agent_id: Option<&str>| {
+            agent
+                .as_ref()
+                .map(|a| agent_id == Some(a.as_str()))
+                .unwrap_or(true)
+                && since.as_deref().map(|s| time >= s).unwrap_or(true)
+                && until.as_deref().map(|u| time < u).unwrap_or(true)
+        };
+        let step = (n / 100).max(1);
+        if sel.is_full() {
+            while let Some(r) = rows.next()? {
+                let seq = r.get::<_, i64>(0)? as u64;
+                let body = r.get_ref(1)?.as_blob().map_err(blob_err)?;
+                let hash: Hash = r
+                    .get_ref(2)?
+                    .as_blob()
+                    .map_err(blob_err)?
+                    .try_into()
+                    .map_err(|_| Error::Storage("an audit hash has the wrong length".into()))?;
+                w.event(body, Some(&hash), None);
+                events.push(parse_event(body)?);
+                if seq.is_multiple_of(step) {
+                    progress(seq, n);
+                }
+            }
+        } else {
+            // Proofs need the whole tree; only the selected events are written.
+            let mut leaves = Vec::with_capacity(n as usize);
+            let mut selected: Vec<(u64, Vec<u8>)> = Vec::new();
+            while let Some(r) = rows.next()? {
+                let seq = r.get::<_, i64>(0)? as u64;
+                let body = r.get_ref(1)?.as_blob().map_err(blob_err)?;
+                leaves.push(leaf_hash(body));
+                let time: String = r.get(3)?;
+                let agent_id: Option<String> = r.get(4)?;
+                if wanted(&time, agent_id.as_deref()) {
+                    selected.push((seq, body.to_vec()));
+                }
+                if seq.is_multiple_of(step) {
+                    progress(seq, n * 2);
+                }
+            }
+            let tree = Tree::from_leaves(leaves);
+            for c in &stored {
+                if c.size < n {
+                    let proof = tree.consistency_proof(c.size, n).ok_or_else(|| {
+                        Error::Storage("a checkpoint is larger than the log".into())
+                    })?;
+                    w.consistency(c.size, n, &proof);
+                }
+            }
+            for (seq, body) in &selected {
+                let proof = tree.inclusion_proof(seq - 1, n).ok_or_else(|| {
+                    Error::Storage("an event is outside the checkpointed log".into())
+                })?;
+                w.event(body, None, Some(&proof));
+                let ev = parse_event(body)?;
+                events.push(ev);
+            }
+            progress(n * 2, n * 2);
+        }
+        drop(rows);
+        drop(stmt);
+        drop(conn);
+        let bytes = w.finish(n, &origin, &key.signing);
+        Ok(Export {
+            bundle: bytes,
+            checkpoint: cp,
+            key_fingerprint: keys::fingerprint(&key.signing.verifying_key()),
+            events,
+            generated,
+            scope,
+        })
+    }
+
+    /// An RFC 9162 consistency proof from the log at `old_size` to the newest checkpoint,
+    /// made now: (the newest checkpoint, proof).
+    pub fn audit_consistency_proof(&self, old_size: u64) -> Result<(SignedCheckpoint, Vec<Hash>)> {
+        let cp = self.audit_checkpoint()?;
+        let n = cp.checkpoint.size;
+        if old_size > n {
+            return Err(Error::invalid(format!(
+                "the log has {n} events; a checkpoint of {old_size} is not from this log, or \
+                 the log was truncated (run `mandate audit verify`)"
+            )));
+        }
+        let conn = self.lock()?;
+        let mut stmt =
+            conn.prepare("SELECT body FROM audit_events WHERE seq <= ?1 ORDER BY seq")?;
+        let mut rows = stmt.query(params![n as i64])?;
+        let mut leaves = Vec::with_capacity(n as usize);
+        while let Some(r) = rows.next()? {
+            leaves.push(leaf_hash(r.get_ref(0)?.as_blob().map_err(blob_err)?));
+        }
+        let tree = Tree::from_leaves(leaves);
+        let proof = tree
+            .consistency_proof(old_size, n)
+            .ok_or_else(|| Error::Storage("the log changed while proving".into()))?;
+        Ok((cp, proof))
+    }
+}
+
+fn parse_event(body: &[u8]) -> Result<AuditEvent> {
+    serde_json::from_slice(body)
+        .map_err(|e| Error::Storage(format!("an audit event is unreadable: {e}")))
+}
+
+fn blob_err(e: rusqlite::types::FromSqlError) -> Error {
+    Error::Storage(format!("an audit row is damaged ({e})"))
+}

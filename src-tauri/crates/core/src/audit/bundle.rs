@@ -1,0 +1,367 @@
+//! Evidence bundles: the audit log, or an excerpt of it, as JSON Lines a reader can verify
+//! offline (`docs/AUDIT_FORMAT.md` §5 is the normative description).
+//!
+//! Lines, in order: one `header` (origin, scope, the issuer's verifier keys), the signed
+//! `checkpoint`s, for excerpts the `consistency` proofs from each older checkpoint to the
+//! newest, the `event`s (each with its chain hash in a whole-log bundle, or its RFC 9162
+//! inclusion proof in an excerpt), and one `end` record that seals every byte before it:
+//! `SHA-256` of those bytes, signed with the issuer key over `"mandate-audit-bundle/1\n" ||
+//! digest`. Any changed byte, removed line or missing tail is therefore detected.
+//!
+//! What it is not: the OCSF export for SIEMs (see `ocsf`), which carries no proofs.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::hex;
+use super::merkle::Hash;
+use super::note::{NoteError, NoteKey};
+
+/// The format name in the header.
+pub const FORMAT: &str = "mandate-audit-bundle/1";
+/// Prefix of the message the seal signs.
+pub const SEAL_CONTEXT: &[u8] = b"mandate-audit-bundle/1\n";
+
+/// A key the bundle was signed with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyEntry {
+    /// Signed-note verifier key: `<origin>+<key id hex>+<base64(0x01 || public key)>`.
+    pub vkey: String,
+    /// RFC 7638 JWK thumbprint (the `kid` of tokens this key signed).
+    pub kid: String,
+    /// `SHA256:` and the first 16 characters of the thumbprint, as the app shows it.
+    pub fingerprint: String,
+}
+
+/// Which events a bundle holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum BundleScope {
+    /// Every event from #1 to the newest checkpoint, with chain hashes.
+    Full,
+    /// A selection, each event with an inclusion proof. `since` is inclusive, `until`
+    /// exclusive; both compare the events' `time` strings.
+    Excerpt {
+        agent: Option<String>,
+        agent_name: Option<String>,
+        since: Option<String>,
+        until: Option<String>,
+    },
+}
+
+/// The first line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    pub format: String,
+    pub origin: String,
+    pub generated: String,
+    pub scope: BundleScope,
+    pub keys: Vec<KeyEntry>,
+}
+
+/// A consistency proof between two checkpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Consistency {
+    pub from: u64,
+    pub to: u64,
+    /// Hex hashes.
+    pub proof: Vec<String>,
+}
+
+/// The last line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct End {
+    /// Number of event lines.
+    pub events: u64,
+    /// Size of the newest checkpoint in the bundle.
+    pub checkpoint: u64,
+    /// Hex SHA-256 of every byte before this line.
+    pub sha256: String,
+    /// Hex key id (as in signed notes) of the sealing key.
+    pub key: String,
+    /// Base64 Ed25519 signature over `SEAL_CONTEXT || digest`.
+    pub signature: String,
+}
+
+/// One line of a bundle, as read.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Line {
+    Header(Header),
+    Checkpoint {
+        note: String,
+    },
+    Consistency(Consistency),
+    Event {
+        event: serde_json::Value,
+        #[serde(default)]
+        hash: Option<String>,
+        #[serde(default)]
+        proof: Option<Vec<String>>,
+    },
+    End(End),
+}
+
+/// An event line, parsed.
+#[derive(Debug, Clone)]
+pub struct ParsedEvent {
+    pub seq: u64,
+    /// RFC 8785 bytes of the `event` object: what the hashes cover.
+    pub canonical: Vec<u8>,
+    pub value: serde_json::Value,
+    pub hash: Option<String>,
+    pub proof: Option<Vec<String>>,
+}
+
+/// A whole bundle, parsed but not verified.
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    pub header: Header,
+    pub checkpoints: Vec<String>,
+    pub consistency: Vec<Consistency>,
+    pub events: Vec<ParsedEvent>,
+    pub end: Option<End>,
+    /// Byte offset where the end line starts (the sealed bytes are before it).
+    pub end_offset: usize,
+    /// Lines that could not be read: (1-based line number, why).
+    pub bad_lines: Vec<(usize, String)>,
+}
+
+/// Read a bundle's lines. Fails only when it is not a bundle at all; damaged lines are
+/// collected in `bad_lines` so verification can say which.
+pub fn parse(bytes: &[u8]) -> Result<Parsed, String> {
+    let mut offset = 0usize;
+    let mut header: Option<Header> = None;
+    let mut parsed = Parsed {
+        header: Header {
+            format: String::new(),
+            origin: String::new(),
+            generated: String::new(),
+            scope: BundleScope::Full,
+            keys: Vec::new(),
+        },
+        checkpoints: Vec::new(),
+        consistency: Vec::new(),
+        events: Vec::new(),
+        end: None,
+        end_offset: bytes.len(),
+        bad_lines: Vec::new(),
+    };
+    for (i, raw) in bytes.split_inclusive(|b| *b == b'\n').enumerate() {
+        let start = offset;
+        offset += raw.len();
+        let lineno = i + 1;
+        let text = raw.strip_suffix(b"\n").unwrap_or(raw);
+        if text.is_empty() {
+            continue;
+        }
+        if parsed.end.is_some() {
+            parsed
+                .bad_lines
+                .push((lineno, "there are lines after the end record".into()));
+            continue;
+        }
+        let line: Line = match serde_json::from_slice(text) {
+            Ok(l) => l,
+            Err(e) if header.is_none() => {
+                return Err(format!(
+                    "this is not a Mandate evidence bundle: its first line is not a header ({e})"
+                ));
+            }
+            Err(e) => {
+                let why = if !raw.ends_with(b"\n") {
+                    format!("the line is cut off ({e}): the bundle is truncated")
+                } else {
+                    format!("the line is not a valid record ({e})")
+                };
+                parsed.bad_lines.push((lineno, why));
+                continue;
+            }
+        };
+        match (line, header.is_some()) {
+            (Line::Header(h), false) => {
+                if h.format != FORMAT {
+                    return Err(format!(
+                        "the bundle's format is '{}', this verifier reads '{FORMAT}'",
+                        h.format
+                    ));
+                }
+                header = Some(h);
+            }
+            (_, false) => {
+                return Err(
+                    "this is not a Mandate evidence bundle: its first line is not a header".into(),
+                );
+            }
+            (Line::Header(_), true) => parsed
+                .bad_lines
+                .push((lineno, "a second header record".into())),
+            (Line::Checkpoint { note }, true) => parsed.checkpoints.push(note),
+            (Line::Consistency(c), true) => parsed.consistency.push(c),
+            (Line::Event { event, hash, proof }, true) => {
+                let seq = event.get("seq").and_then(|s| s.as_u64());
+                let canonical = serde_json_canonicalizer::to_vec(&event);
+                match (seq, canonical) {
+                    (Some(seq), Ok(canonical)) => parsed.events.push(ParsedEvent {
+                        seq,
+                        canonical,
+                        value: event,
+                        hash,
+                        proof,
+                    }),
+                    _ => parsed
+                        .bad_lines
+                        .push((lineno, "an event without a sequence number".into())),
+                }
+            }
+            (Line::End(e), true) => {
+                parsed.end = Some(e);
+                parsed.end_offset = start;
+            }
+        }
+    }
+    parsed.header = header.ok_or("the file is empty: it is not a Mandate evidence bundle")?;
+    Ok(parsed)
+}
+
+/// SHA-256 of the sealed bytes.
+pub fn seal_digest(bytes: &[u8]) -> Hash {
+    Sha256::digest(bytes).into()
+}
+
+/// Check the end record's signature over `digest`.
+pub fn check_seal(digest: &Hash, end: &End, trusted: &[NoteKey]) -> Result<(), NoteError> {
+    let key = trusted
+        .iter()
+        .find(|k| hex(&k.key_id()) == end.key)
+        .ok_or_else(|| NoteError::UnknownKey {
+            name: String::new(),
+            key_id: end.key.clone(),
+        })?;
+    let sig = STANDARD
+        .decode(&end.signature)
+        .ok()
+        .and_then(|s| <[u8; 64]>::try_from(s.as_slice()).ok())
+        .map(|s| Signature::from_bytes(&s))
+        .ok_or(NoteError::BadSignature)?;
+    let mut msg = SEAL_CONTEXT.to_vec();
+    msg.extend_from_slice(digest);
+    key.key
+        .verify(&msg, &sig)
+        .map_err(|_| NoteError::BadSignature)
+}
+
+/// Whether an event belongs to an excerpt's selection.
+pub fn in_scope(scope: &BundleScope, event: &serde_json::Value) -> Result<(), String> {
+    let BundleScope::Excerpt {
+        agent,
+        since,
+        until,
+        ..
+    } = scope
+    else {
+        return Ok(());
+    };
+    let time = event.get("time").and_then(|t| t.as_str()).unwrap_or("");
+    if let Some(a) = agent
+        && event.get("agent").and_then(|x| x.as_str()) != Some(a.as_str())
+    {
+        return Err(format!("it is not about agent {a}"));
+    }
+    if let Some(s) = since
+        && time < s.as_str()
+    {
+        return Err(format!("its time {time} is before {s}"));
+    }
+    if let Some(u) = until
+        && time >= u.as_str()
+    {
+        return Err(format!("its time {time} is not before {u}"));
+    }
+    Ok(())
+}
+
+/// Builds a bundle line by line; [`Writer::finish`] seals it.
+#[derive(Debug)]
+pub struct Writer {
+    out: Vec<u8>,
+    events: u64,
+}
+
+impl Writer {
+    /// Start with the header.
+    pub fn new(header: &Header) -> Self {
+        let mut w = Writer {
+            out: Vec::new(),
+            events: 0,
+        };
+        w.line(&Line::Header(header.clone()));
+        w
+    }
+
+    fn line(&mut self, l: &Line) {
+        // Serialising these plain structs cannot fail.
+        if let Ok(v) = serde_json::to_vec(l) {
+            self.out.extend_from_slice(&v);
+        }
+        self.out.push(b'\n');
+    }
+
+    pub fn checkpoint(&mut self, note: &str) {
+        self.line(&Line::Checkpoint { note: note.into() });
+    }
+
+    pub fn consistency(&mut self, from: u64, to: u64, proof: &[Hash]) {
+        self.line(&Line::Consistency(Consistency {
+            from,
+            to,
+            proof: proof.iter().map(|h| hex(h)).collect(),
+        }));
+    }
+
+    /// An event line with its canonical bytes verbatim, and its chain hash or proof.
+    pub fn event(&mut self, canonical: &[u8], hash: Option<&Hash>, proof: Option<&[Hash]>) {
+        self.out
+            .extend_from_slice(b"{\"type\":\"event\",\"event\":");
+        self.out.extend_from_slice(canonical);
+        if let Some(h) = hash {
+            self.out.extend_from_slice(b",\"hash\":\"");
+            self.out.extend_from_slice(hex(h).as_bytes());
+            self.out.push(b'"');
+        }
+        if let Some(p) = proof {
+            self.out.extend_from_slice(b",\"proof\":[");
+            for (i, h) in p.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(b',');
+                }
+                self.out.push(b'"');
+                self.out.extend_from_slice(hex(h).as_bytes());
+                self.out.push(b'"');
+            }
+            self.out.push(b']');
+        }
+        self.out.extend_from_slice(b"}\n");
+        self.events += 1;
+    }
+
+    /// Seal with `key` (signing under `origin`) and return the bytes.
+    pub fn finish(mut self, checkpoint: u64, origin: &str, key: &SigningKey) -> Vec<u8> {
+        let digest = seal_digest(&self.out);
+        let mut msg = SEAL_CONTEXT.to_vec();
+        msg.extend_from_slice(&digest);
+        let sig = key.sign(&msg);
+        let end = End {
+            events: self.events,
+            checkpoint,
+            sha256: hex(&digest),
+            key: hex(&super::note::key_id(origin, &key.verifying_key())),
+            signature: STANDARD.encode(sig.to_bytes()),
+        };
+        self.line(&Line::End(end));
+        self.out
+    }
+}

@@ -1,0 +1,387 @@
+//! The audit trail: append-only events, a hash chain, an RFC 9162 Merkle tree over the same
+//! events, signed checkpoints, evidence bundles and their offline verification.
+//!
+//! An event is serialised as RFC 8785 canonical JSON; its Merkle leaf hash is
+//! `SHA-256(0x00 || canonical bytes)` and its chain hash `SHA-256(previous hash || leaf hash)`,
+//! with 32 zero bytes before the first event. Appending happens inside the
+//! caller's SQLite transaction, so a change and its event commit together or not at all
+//! (STYLE invariant 4). `docs/AUDIT_FORMAT.md` is the normative spec; the submodules are:
+//!
+//! - [`merkle`]: RFC 9162 tree hashes, inclusion and consistency proofs;
+//! - [`note`]: checkpoints as C2SP signed notes;
+//! - [`checkpoint`]: making and keeping checkpoints (database and the file beside it);
+//! - [`verify`]: checking the live store or an evidence bundle, naming what broke and where;
+//! - [`bundle`]: writing evidence bundles (whole log or an excerpt with proofs);
+//! - [`ocsf`] and [`syslog`]: shapes and transport for SIEMs.
+//!
+//! This module never sees secrets: callers put names, ids and hashes in `details`, never
+//! credentials or tokens.
+
+mod api;
+pub mod bundle;
+pub mod checkpoint;
+pub mod merkle;
+pub mod note;
+pub mod ocsf;
+pub mod syslog;
+pub mod verify;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::{OptionalExtension, Transaction, params};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+pub use api::{Export, ExportSelection, Progress};
+
+/// Who did something.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub struct Actor {
+    /// `member`, `agent` or `app`.
+    pub kind: String,
+    /// The member's or agent's id; for `app`, which part of the app (`cli`, `desktop`, `endpoint`).
+    pub id: String,
+    /// A human-readable name (member or agent name; for `app`, the OS user where known).
+    pub name: String,
+}
+
+impl Actor {
+    pub fn app(part: &str, name: &str) -> Self {
+        Actor {
+            kind: "app".into(),
+            id: part.into(),
+            name: name.into(),
+        }
+    }
+    pub fn member(id: &str, name: &str) -> Self {
+        Actor {
+            kind: "member".into(),
+            id: id.into(),
+            name: name.into(),
+        }
+    }
+    pub fn agent(id: &str, name: &str) -> Self {
+        Actor {
+            kind: "agent".into(),
+            id: id.into(),
+            name: name.into(),
+        }
+    }
+}
+
+/// What an event is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub struct Target {
+    /// `agent`, `member`, `connection`, `token`, `key`, `issuer`, `delegation`...
+    pub kind: String,
+    pub id: String,
+    pub name: String,
+}
+
+impl Target {
+    pub fn new(kind: &str, id: &str, name: &str) -> Self {
+        Target {
+            kind: kind.into(),
+            id: id.into(),
+            name: name.into(),
+        }
+    }
+}
+
+/// The outcome recorded by an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// A change was made or a request was granted.
+    Allow,
+    /// A request was refused.
+    Deny,
+}
+
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allow => "allow",
+            Decision::Deny => "deny",
+        }
+    }
+}
+
+/// An event before it is sequenced and hashed.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub actor: Actor,
+    pub on_behalf_of: Option<Actor>,
+    pub action: String,
+    pub target: Option<Target>,
+    pub decision: Decision,
+    pub reason: Option<String>,
+    pub details: serde_json::Value,
+    /// The id of the agent this event concerns; hashed with the event (as `agent`) and kept in
+    /// an indexed column for per-agent excerpts.
+    pub agent_id: Option<String>,
+}
+
+impl NewEvent {
+    pub fn new(actor: &Actor, action: &str, decision: Decision) -> Self {
+        NewEvent {
+            actor: actor.clone(),
+            on_behalf_of: None,
+            action: action.into(),
+            target: None,
+            decision,
+            reason: None,
+            details: serde_json::Value::Object(Default::default()),
+            agent_id: None,
+        }
+    }
+    pub fn target(mut self, t: Target) -> Self {
+        self.target = Some(t);
+        self
+    }
+    pub fn agent(mut self, agent_id: &str) -> Self {
+        self.agent_id = Some(agent_id.into());
+        self
+    }
+    pub fn reason(mut self, r: impl Into<String>) -> Self {
+        self.reason = Some(r.into());
+        self
+    }
+    pub fn details(mut self, d: serde_json::Value) -> Self {
+        self.details = d;
+        self
+    }
+    pub fn on_behalf_of(mut self, a: Actor) -> Self {
+        self.on_behalf_of = Some(a);
+        self
+    }
+}
+
+/// A sequenced, hashed event as stored and exported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub struct AuditEvent {
+    pub v: u32,
+    pub seq: u64,
+    /// RFC 3339 UTC with microseconds, e.g. `2026-11-22T09:00:00.000000Z`.
+    pub time: String,
+    pub actor: Actor,
+    pub on_behalf_of: Option<Actor>,
+    /// The id of the agent the event concerns, if any.
+    pub agent: Option<String>,
+    pub action: String,
+    pub target: Option<Target>,
+    pub decision: Decision,
+    pub reason: Option<String>,
+    /// Strings, integers (|n| < 2^53), booleans, null, arrays and objects; no fractions.
+    pub details: serde_json::Value,
+}
+
+/// Format version of the event body.
+pub const EVENT_VERSION: u32 = 1;
+
+/// Format a time the way events carry it.
+pub fn format_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// The RFC 8785 canonical bytes of an event.
+pub fn canonical_bytes(ev: &AuditEvent) -> Result<Vec<u8>> {
+    serde_json_canonicalizer::to_vec(ev)
+        .map_err(|e| Error::Storage(format!("could not canonicalise an audit event: {e}")))
+}
+
+/// The chain hash of an event: `SHA-256(prev || leaf hash)`, where the leaf hash is
+/// `SHA-256(0x00 || canonical)`, the event's RFC 9162 Merkle leaf. The link covers the
+/// canonical bytes through the leaf hash, so each event's bytes are hashed once for both the
+/// chain and the tree (which is what lets verification run at a million events a second).
+pub fn chain_hash(prev: &[u8; 32], canonical: &[u8]) -> [u8; 32] {
+    chain_link(prev, &merkle::leaf_hash(canonical))
+}
+
+/// `SHA-256(prev || leaf)`.
+pub fn chain_link(prev: &[u8; 32], leaf: &[u8; 32]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(prev);
+    h.update(leaf);
+    h.finalize().into()
+}
+
+/// The hash before the first event.
+pub const GENESIS: [u8; 32] = [0u8; 32];
+
+/// Refuse numbers that canonical JSON implementations disagree on (fractions, exponents,
+/// integers beyond 2^53), so every verifier recomputes the same bytes.
+fn check_details(v: &serde_json::Value) -> Result<()> {
+    match v {
+        serde_json::Value::Number(n) => {
+            const MAX: u64 = 1 << 53;
+            let ok = n.as_u64().map(|u| u < MAX).unwrap_or(false)
+                || n.as_i64().map(|i| i.unsigned_abs() < MAX).unwrap_or(false);
+            if ok {
+                Ok(())
+            } else {
+                Err(Error::invalid(format!(
+                    "audit details may hold integers below 2^53 only, not {n}; record it as a \
+                     string"
+                )))
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().try_for_each(check_details),
+        serde_json::Value::Object(o) => o.values().try_for_each(check_details),
+        _ => Ok(()),
+    }
+}
+
+/// Append an event inside the caller's transaction. The transaction must have been started
+/// with `BEGIN IMMEDIATE` (the chain reads the previous hash).
+pub fn append(tx: &Transaction<'_>, now: DateTime<Utc>, ev: NewEvent) -> Result<AuditEvent> {
+    let last: Option<(i64, Vec<u8>)> = tx
+        .query_row(
+            "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let (seq, prev) = match last {
+        Some((s, h)) => {
+            let prev: [u8; 32] = h
+                .as_slice()
+                .try_into()
+                .map_err(|_| Error::Storage("an audit hash has the wrong length".into()))?;
+            (s as u64 + 1, prev)
+        }
+        None => (1, GENESIS),
+    };
+    check_details(&ev.details)?;
+    let event = AuditEvent {
+        v: EVENT_VERSION,
+        seq,
+        time: format_time(now),
+        actor: ev.actor,
+        on_behalf_of: ev.on_behalf_of,
+        agent: ev.agent_id.clone(),
+        action: ev.action,
+        target: ev.target,
+        decision: ev.decision,
+        reason: ev.reason,
+        details: ev.details,
+    };
+    let canonical = canonical_bytes(&event)?;
+    let hash = chain_hash(&prev, &canonical);
+    tx.execute(
+        "INSERT INTO audit_events (seq, time, agent_id, action, decision, body, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            seq as i64,
+            event.time,
+            ev.agent_id,
+            event.action,
+            event.decision.as_str(),
+            canonical,
+            hash.as_slice()
+        ],
+    )?;
+    Ok(event)
+}
+
+/// Where the chain first broke, and how.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub struct ChainBreak {
+    pub seq: u64,
+    pub problem: String,
+}
+
+/// The result of checking the live chain.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub struct ChainReport {
+    pub events: u64,
+    /// Hex of the newest event's hash (the head), or of the genesis value when empty.
+    pub head: String,
+    pub first_break: Option<ChainBreak>,
+}
+
+impl ChainReport {
+    pub fn ok(&self) -> bool {
+        self.first_break.is_none()
+    }
+}
+
+/// Recompute every hash link in the store and report the first inconsistency. Checkpoints
+/// are not looked at: see [`Mandate::verify_audit`](crate::Mandate::verify_audit) for that.
+pub fn verify_store(conn: &rusqlite::Connection) -> Result<ChainReport> {
+    let inputs = verify::StoreInputs {
+        origin: String::new(),
+        trusted: Vec::new(),
+        file_checkpoint: None,
+    };
+    let r = verify::check_store(conn, &inputs)?;
+    let first = r.problems.iter().find(|p| {
+        use verify::ProblemKind as K;
+        matches!(p.kind, K::Edited | K::Deleted | K::Inserted | K::Reordered)
+    });
+    Ok(ChainReport {
+        events: r.events,
+        head: r.chain_head,
+        first_break: first.map(|p| ChainBreak {
+            seq: p.seq.unwrap_or(0),
+            problem: p.message.clone(),
+        }),
+    })
+}
+
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Read events, newest first, optionally for one agent.
+pub fn list(
+    conn: &rusqlite::Connection,
+    agent_id: Option<&str>,
+    limit: u32,
+    before_seq: Option<u64>,
+) -> Result<Vec<AuditEvent>> {
+    let mut stmt = conn.prepare(
+        "SELECT body FROM audit_events
+         WHERE (?1 IS NULL OR agent_id = ?1) AND (?2 IS NULL OR seq < ?2)
+         ORDER BY seq DESC LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(
+        params![agent_id, before_seq.map(|s| s as i64), limit as i64],
+        |r| r.get::<_, Vec<u8>>(0),
+    )?;
+    let mut out = Vec::new();
+    for body in rows {
+        let body = body?;
+        out.push(
+            serde_json::from_slice(&body)
+                .map_err(|e| Error::Storage(format!("an audit event is unreadable: {e}")))?,
+        );
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
+mod tests;
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
+mod vectors;

@@ -1,0 +1,201 @@
+//! Presets for common connections: base URL, where the credential goes, named actions
+//! (read-only ones first, so granting the first few is safe), which of them are essential
+//! and what they cost, and the environment variables the vendor's SDK reads so that
+//! `mandate exec` can point an unmodified program at the proxy.
+//!
+//! A preset only fills in `mandate connection add`; everything it sets can be changed on the
+//! command line at creation (`--base-url`, `--action`, `--auth`) and afterwards with
+//! `mandate connection edit`. Nothing refers back to the preset later except its name, which
+//! `mandate exec` uses to pick the SDK variables.
+//!
+//! What it is not: a claim about each vendor's full API. The actions are a small, safe
+//! starting set.
+
+use serde::Serialize;
+
+use super::auth::CredentialPlacement;
+
+/// A preset's action: `NAME=METHOD:PATH`, its cost in budget units, whether it stays
+/// allowed after 90 % of the daily budget is used.
+#[derive(Debug, Clone, Copy)]
+pub struct PresetAction {
+    pub spec: &'static str,
+    pub cost: u32,
+    pub essential: bool,
+}
+
+/// A connection template.
+#[derive(Debug, Clone, Copy)]
+pub struct Preset {
+    pub name: &'static str,
+    pub base_url: &'static str,
+    /// `bearer`, `basic`, `header:NAME`, `query:NAME`.
+    pub auth: &'static str,
+    pub actions: &'static [PresetAction],
+    /// Variables the vendor SDK reads for its base URL; `mandate exec` sets them to the
+    /// proxy URL.
+    pub url_vars: &'static [&'static str],
+    /// Variables the vendor SDK reads for its API key; `mandate exec` sets them to the Mandate
+    /// token (which the proxy exchanges for the real key), never to the real key.
+    pub token_vars: &'static [&'static str],
+    /// Variables the SDK would read a real key from; `mandate exec` removes them.
+    pub scrub_vars: &'static [&'static str],
+}
+
+const fn a(spec: &'static str, cost: u32, essential: bool) -> PresetAction {
+    PresetAction {
+        spec,
+        cost,
+        essential,
+    }
+}
+
+/// Every preset, by name.
+pub const PRESETS: &[Preset] = &[
+    Preset {
+        name: "github",
+        base_url: "https://api.github.com",
+        auth: "bearer",
+        actions: &[
+            a("repo.read=GET:/repos/**", 1, true),
+            a("user.read=GET:/user", 1, true),
+            a("search.read=GET:/search/**", 1, false),
+            a("issues.write=POST:/repos/*/*/issues", 1, false),
+            a("comments.write=POST:/repos/*/*/issues/*/comments", 1, false),
+        ],
+        url_vars: &["GITHUB_API_URL"],
+        token_vars: &["GITHUB_TOKEN", "GH_TOKEN"],
+        scrub_vars: &["GH_ENTERPRISE_TOKEN", "GITHUB_ENTERPRISE_TOKEN"],
+    },
+    Preset {
+        name: "slack",
+        base_url: "https://slack.com/api",
+        auth: "bearer",
+        actions: &[
+            a("conversations.read=GET:/conversations.list", 1, true),
+            a("history.read=GET:/conversations.history", 1, true),
+            a("users.read=GET:/users.list", 1, false),
+            a("chat.write=POST:/chat.postMessage", 1, false),
+        ],
+        url_vars: &["SLACK_API_URL"],
+        token_vars: &["SLACK_BOT_TOKEN", "SLACK_TOKEN"],
+        scrub_vars: &[],
+    },
+    Preset {
+        name: "stripe",
+        base_url: "https://api.stripe.com",
+        auth: "bearer",
+        actions: &[
+            a("balance.read=GET:/v1/balance", 1, true),
+            a("charges.read=GET:/v1/charges/**", 1, true),
+            a("invoices.read=GET:/v1/invoices/**", 1, true),
+            a("customers.read=GET:/v1/customers/**", 1, false),
+            a("refunds.write=POST:/v1/refunds", 5, false),
+        ],
+        url_vars: &["STRIPE_API_BASE"],
+        token_vars: &["STRIPE_API_KEY"],
+        scrub_vars: &["STRIPE_SECRET_KEY"],
+    },
+    Preset {
+        name: "openai",
+        base_url: "https://api.openai.com/v1",
+        auth: "bearer",
+        actions: &[
+            a("models.read=GET:/models/**", 1, true),
+            a("chat=POST:/chat/completions", 10, false),
+            a("responses=POST:/responses", 10, false),
+            a("embeddings=POST:/embeddings", 2, false),
+        ],
+        url_vars: &["OPENAI_BASE_URL"],
+        token_vars: &["OPENAI_API_KEY"],
+        scrub_vars: &[],
+    },
+    Preset {
+        name: "anthropic",
+        base_url: "https://api.anthropic.com",
+        auth: "header:x-api-key",
+        actions: &[
+            a("models.read=GET:/v1/models/**", 1, true),
+            a("messages=POST:/v1/messages", 10, false),
+            a("tokens.count=POST:/v1/messages/count_tokens", 1, false),
+        ],
+        url_vars: &["ANTHROPIC_BASE_URL"],
+        // The SDK sends ANTHROPIC_AUTH_TOKEN as `Authorization: Bearer`, which is where the
+        // proxy reads the Mandate token; the proxy then adds the real `x-api-key`.
+        token_vars: &["ANTHROPIC_AUTH_TOKEN"],
+        scrub_vars: &["ANTHROPIC_API_KEY"],
+    },
+    Preset {
+        name: "http",
+        base_url: "",
+        auth: "bearer",
+        actions: &[a("read=GET:/**", 1, true), a("write=POST:/**", 1, false)],
+        url_vars: &[],
+        token_vars: &[],
+        scrub_vars: &[],
+    },
+];
+
+/// A preset by name (case-insensitive).
+pub fn preset(name: &str) -> Option<&'static Preset> {
+    PRESETS.iter().find(|p| p.name.eq_ignore_ascii_case(name))
+}
+
+/// The names, for messages.
+pub fn names() -> Vec<&'static str> {
+    PRESETS.iter().map(|p| p.name).collect()
+}
+
+/// What the app and `mandate connection presets` show of a preset.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub struct PresetView {
+    pub name: String,
+    pub base_url: String,
+    pub auth: String,
+    pub actions: Vec<String>,
+    pub sdk_variables: Vec<String>,
+}
+
+impl Preset {
+    pub fn placement(&self) -> CredentialPlacement {
+        self.auth.parse().unwrap_or_default()
+    }
+
+    pub fn view(&self) -> PresetView {
+        PresetView {
+            name: self.name.into(),
+            base_url: self.base_url.into(),
+            auth: self.auth.into(),
+            actions: self.actions.iter().map(|a| a.spec.to_string()).collect(),
+            sdk_variables: self
+                .url_vars
+                .iter()
+                .chain(self.token_vars)
+                .map(|v| v.to_string())
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ConnectionAction;
+
+    #[test]
+    fn every_preset_is_valid() {
+        for p in PRESETS {
+            p.auth.parse::<CredentialPlacement>().unwrap();
+            for a in p.actions {
+                ConnectionAction::parse(a.spec).unwrap();
+            }
+            assert!(
+                p.actions[0].spec.contains("=GET:"),
+                "{}: read-only first",
+                p.name
+            );
+        }
+        assert!(preset("GitHub").is_some());
+    }
+}

@@ -1,0 +1,273 @@
+//! Issuance policy: which scopes and audiences a token carries, for how long, and whether the
+//! agent may have it at all.
+//!
+//! - Scopes are a subset of the agent's grants (and, in an exchange, of the subject token's or
+//!   the delegation's scopes). No scope asked: every grant for the requested audience.
+//! - An audience (RFC 8707 `resource`) is a registered connection, named by its base URL or
+//!   its name; the token's `aud` is the connection's base URL. Anything else is
+//!   `invalid_target`: Mandate mints tokens only for systems it knows.
+//! - Lifetime: the agent's maximum if it has one, else the endpoint default (15 minutes),
+//!   never over 24 hours, never past the subject token or delegation.
+//! - Each connection's trust floor against the agent's trust state.
+//! - A per-agent token bucket.
+//!
+//! What it is not: it reads no request and writes nothing; `service` calls it and audits
+//! the outcome.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+
+use super::OAuthError;
+use crate::error::Result;
+use crate::model::{Agent, Scope, TrustState};
+use crate::registry::MAX_TTL_SECS;
+
+/// Most scopes a request may name.
+const MAX_REQUESTED_SCOPES: usize = 64;
+
+/// A per-agent token bucket: `per_minute` sustained, `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub per_minute: u32,
+    pub burst: u32,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        RateLimit {
+            per_minute: 600,
+            burst: 60,
+        }
+    }
+}
+
+/// The buckets, keyed by agent id.
+#[derive(Debug, Default)]
+pub(crate) struct RateLimiter {
+    buckets: Mutex<HashMap<String, (f64, i64)>>,
+}
+
+impl RateLimiter {
+    /// Take one token from the agent's bucket at `now_ms`.
+    pub fn take(&self, limit: RateLimit, agent_id: &str, now_ms: i64) -> Result<(), OAuthError> {
+        let Ok(mut b) = self.buckets.lock() else {
+            return Ok(());
+        };
+        let rate = f64::from(limit.per_minute) / 60_000.0;
+        let cap = f64::from(limit.burst.max(1));
+        let (tokens, last) = b.entry(agent_id.to_string()).or_insert((cap, now_ms));
+        let elapsed = (now_ms - *last).max(0) as f64;
+        *tokens = (*tokens + elapsed * rate).min(cap);
+        *last = now_ms;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            let wait_ms = if rate > 0.0 {
+                (1.0 - *tokens) / rate
+            } else {
+                60_000.0
+            };
+            Err(OAuthError::RateLimited {
+                retry_after_secs: (wait_ms / 1000.0).ceil().max(1.0) as u64,
+            })
+        }
+    }
+}
+
+/// What the policy needs of a connection.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnInfo {
+    pub name: String,
+    pub base_url: String,
+    pub floor: TrustState,
+}
+
+/// Every connection, cheaply.
+pub(crate) fn connections(conn: &rusqlite::Connection) -> Result<Vec<ConnInfo>> {
+    let mut stmt = conn.prepare_cached("SELECT name, base_url, trust_floor FROM connections")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (name, base_url, floor) = row?;
+        out.push(ConnInfo {
+            name,
+            base_url,
+            floor: floor.parse()?,
+        });
+    }
+    Ok(out)
+}
+
+/// An upper bound from a subject token or a delegation.
+#[derive(Debug, Clone)]
+pub(crate) struct Ceiling {
+    pub scopes: Vec<String>,
+    /// `None`: any audience the scopes allow (a delegation).
+    pub aud: Option<Vec<String>>,
+    pub exp: i64,
+    /// Names the bound in messages ("the subject token", "the delegation").
+    pub what: &'static str,
+}
+
+/// What a token will carry.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    pub scopes: Vec<String>,
+    pub aud: Vec<String>,
+    pub exp: i64,
+}
+
+fn resolve_resource<'a>(conns: &'a [ConnInfo], r: &str) -> Option<&'a ConnInfo> {
+    let r = r.trim_end_matches('/');
+    conns.iter().find(|c| c.base_url == r || c.name == r)
+}
+
+/// Decide scopes, audience and expiry for `agent`, or refuse with the reason.
+pub(crate) fn plan(
+    agent: &Agent,
+    conns: &[ConnInfo],
+    scope_param: Option<&str>,
+    resources: &[&str],
+    ceiling: Option<&Ceiling>,
+    default_ttl_secs: u32,
+    now: i64,
+) -> Result<Plan, OAuthError> {
+    let mut available: BTreeSet<String> = agent
+        .scopes
+        .iter()
+        .map(|s| s.as_str().to_string())
+        .collect();
+    if let Some(c) = ceiling {
+        available.retain(|s| c.scopes.contains(s));
+    }
+    let mut targets: Vec<&ConnInfo> = Vec::new();
+    for r in resources {
+        let c = resolve_resource(conns, r).ok_or_else(|| {
+            OAuthError::InvalidTarget(
+                "a requested resource is not a registered connection; use a connection's base \
+                 URL or name (see `mandate connection list`)"
+                    .into(),
+            )
+        })?;
+        if let Some(Some(aud)) = ceiling.map(|c| c.aud.as_ref())
+            && !aud.contains(&c.base_url)
+        {
+            return Err(OAuthError::InvalidTarget(format!(
+                "the resource '{}' is not an audience of {}; an exchanged token is never wider",
+                c.name,
+                ceiling.map_or("the subject token", |c| c.what)
+            )));
+        }
+        if !targets.iter().any(|t| t.name == c.name) {
+            targets.push(c);
+        }
+    }
+    let target_names: BTreeSet<&str> = targets.iter().map(|t| t.name.as_str()).collect();
+    let scopes: BTreeSet<String> = match scope_param.map(str::split_whitespace) {
+        Some(words) => {
+            let mut out = BTreeSet::new();
+            for w in words {
+                if out.len() >= MAX_REQUESTED_SCOPES {
+                    return Err(OAuthError::InvalidScope(format!(
+                        "more than {MAX_REQUESTED_SCOPES} scopes were requested"
+                    )));
+                }
+                let s = Scope::parse(w).map_err(|_| {
+                    OAuthError::InvalidScope(
+                        "the scope parameter holds a value that is not connection:action".into(),
+                    )
+                })?;
+                if !targets.is_empty() && !target_names.contains(s.connection()) {
+                    return Err(OAuthError::InvalidScope(format!(
+                        "the scope {s} is not for the requested resource"
+                    )));
+                }
+                if !available.contains(s.as_str()) {
+                    return Err(OAuthError::InvalidScope(match ceiling {
+                        Some(c) if agent.scopes.iter().any(|g| g.as_str() == s.as_str()) => {
+                            format!(
+                                "the scope {s} is wider than {}: an exchanged token is never wider",
+                                c.what
+                            )
+                        }
+                        _ => format!(
+                            "the agent '{}' holds no grant for the scope {s}",
+                            agent.name
+                        ),
+                    }));
+                }
+                out.insert(s.as_str().to_string());
+            }
+            out
+        }
+        None => available
+            .iter()
+            .filter(|s| {
+                targets.is_empty()
+                    || Scope::parse(s).is_ok_and(|s| target_names.contains(s.connection()))
+            })
+            .cloned()
+            .collect(),
+    };
+    if scopes.is_empty() {
+        return Err(OAuthError::InvalidScope(format!(
+            "the agent '{}' holds no grant for that audience, so there is nothing to put in a token",
+            agent.name
+        )));
+    }
+    // The audience: the requested connections, or those of the scopes.
+    let mut aud_conns: Vec<&ConnInfo> = targets;
+    if aud_conns.is_empty() {
+        for s in &scopes {
+            let cname = s.split_once(':').map_or("", |(c, _)| c);
+            if let Some(c) = conns.iter().find(|c| c.name == cname)
+                && !aud_conns.iter().any(|t| t.name == c.name)
+            {
+                aud_conns.push(c);
+            }
+        }
+    }
+    if let Some(Some(allowed)) = ceiling.map(|c| c.aud.as_ref()) {
+        aud_conns.retain(|c| allowed.contains(&c.base_url));
+        if aud_conns.is_empty() {
+            return Err(OAuthError::InvalidTarget(
+                "no audience of the subject token fits the requested scopes".into(),
+            ));
+        }
+    }
+    for c in &aud_conns {
+        if agent.trust.state < c.floor {
+            return Err(OAuthError::UnauthorizedClient(format!(
+                "the agent '{}' is {} but the connection '{}' requires at least {}; raise its \
+                 trust (or approve it in the app) before it gets tokens for this connection",
+                agent.name, agent.trust.state, c.name, c.floor
+            )));
+        }
+    }
+    let ttl = agent
+        .max_token_ttl_secs
+        .unwrap_or(default_ttl_secs)
+        .clamp(1, MAX_TTL_SECS);
+    let mut exp = now + i64::from(ttl);
+    if let Some(c) = ceiling {
+        exp = exp.min(c.exp);
+    }
+    if exp <= now {
+        return Err(OAuthError::InvalidGrant(format!(
+            "{} has expired",
+            ceiling.map_or("the grant", |c| c.what)
+        )));
+    }
+    Ok(Plan {
+        scopes: scopes.into_iter().collect(),
+        aud: aud_conns.iter().map(|c| c.base_url.clone()).collect(),
+        exp,
+    })
+}

@@ -1,0 +1,63 @@
+//! Read-only SQLite connections for the endpoint's lookups (agents, keys, connections, token
+//! state), so that reads never wait behind the group-commit leader's fsync on the shared
+//! write connection. Under WAL each statement sees the newest committed state, so a
+//! revocation is visible to the next request after it commits, as on the write connection.
+//!
+//! What it is not: a cache. Nothing read here outlives the request.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::Mandate;
+use crate::error::{Error, Result};
+
+/// A few read-only connections, used round-robin.
+pub(crate) struct Readers {
+    pool: Vec<Mutex<Connection>>,
+    next: AtomicUsize,
+}
+
+impl std::fmt::Debug for Readers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Readers")
+            .field("connections", &self.pool.len())
+            .finish()
+    }
+}
+
+impl Readers {
+    /// Open `n` read-only connections to `m`'s database.
+    pub fn open(m: &Mandate, n: usize) -> Result<Self> {
+        let path = m.data_dir().join(crate::store::DB_FILE);
+        let mut pool = Vec::with_capacity(n);
+        for _ in 0..n.max(1) {
+            let c = Connection::open_with_flags(
+                &path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            c.busy_timeout(Duration::from_secs(10))?;
+            pool.push(Mutex::new(c));
+        }
+        Ok(Readers {
+            pool,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// Run `f` on a free connection (or wait for one).
+    pub fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        for i in 0..self.pool.len() {
+            if let Ok(c) = self.pool[(start + i) % self.pool.len()].try_lock() {
+                return f(&c);
+            }
+        }
+        let c = self.pool[start % self.pool.len()]
+            .lock()
+            .map_err(|_| Error::Storage("a read connection was poisoned".into()))?;
+        f(&c)
+    }
+}

@@ -1,0 +1,993 @@
+//! The token, introspection and revocation endpoints as plain functions over request bytes.
+//!
+//! Every decision is an audit event: each issuance and exchange is committed (in a group
+//! commit, see `group_commit`) together with its token record and the used assertion `jti`
+//! before the token is returned; each denial is recorded with its reason; revocations and
+//! introspections of inactive tokens too. Events name the agent, the member it acts for, the
+//! scopes, the audience and the token's `jti`, never the token (a SHA-256 where one must be
+//! named).
+//!
+//! What it is not: HTTP. The server adapter passes the body, the method and URL the client
+//! addressed, and the `DPoP` header values; it maps [`OAuthError`] to a response.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use ed25519_dalek::VerifyingKey;
+use rusqlite::OptionalExtension;
+use serde_json::{Value, json};
+
+use super::assertion::{self, Client};
+use super::dpop::{self, DpopProof};
+use super::jws::{self, Jws};
+use super::policy::{self, Ceiling, Plan, RateLimiter};
+use super::readers::Readers;
+use super::records::{self, TokenRecord};
+use super::{
+    EndpointConfig, Form, GRANT_CLIENT_CREDENTIALS, GRANT_TOKEN_EXCHANGE, OAuthError, SKEW_SECS,
+    TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_DELEGATION, TOKEN_TYPE_JWT, issuer, token_hash,
+};
+use crate::Mandate;
+use crate::audit::{self, Actor, Decision, NewEvent, Target};
+use crate::model::Agent;
+use crate::registry::IssuerKey;
+use crate::secret::Sensitive;
+
+/// How often the endpoint looks for an issuer key rotated by another process.
+const SIGNER_RECHECK_SECS: i64 = 5;
+
+/// What the HTTP adapter knows about the request that the rules need.
+#[derive(Debug, Clone)]
+pub struct HttpContext {
+    /// The request method (`POST`).
+    pub method: String,
+    /// The URL the client addressed (`http://127.0.0.1:6263/oauth2/token`), for DPoP `htu`.
+    pub url: String,
+    /// Every `DPoP` header value (more than one is refused).
+    pub dpop: Vec<Sensitive<String>>,
+}
+
+/// A successful token response (RFC 6749 §5.1). The token prints as `[REDACTED]`.
+pub struct TokenResponse {
+    pub access_token: Sensitive<String>,
+    /// `Bearer`, or `DPoP` when bound.
+    pub token_type: &'static str,
+    pub expires_in: i64,
+    pub scope: String,
+    /// Set for token exchange (RFC 8693 §2.2.1).
+    pub issued_token_type: Option<&'static str>,
+    pub jti: String,
+}
+
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("access_token", &self.access_token)
+            .field("token_type", &self.token_type)
+            .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
+            .field("jti", &self.jti)
+            .finish()
+    }
+}
+
+impl TokenResponse {
+    /// The JSON body. This is the one place the token leaves the core.
+    pub fn to_json(&self) -> Value {
+        let mut v = json!({
+            "access_token": self.access_token.expose(),
+            "token_type": self.token_type,
+            "expires_in": self.expires_in,
+            "scope": self.scope,
+        });
+        if let Some(t) = self.issued_token_type {
+            v["issued_token_type"] = json!(t);
+        }
+        v
+    }
+}
+
+/// The endpoint's rules, shared by every request (cheap to share behind an `Arc`).
+pub struct TokenService {
+    m: Arc<Mandate>,
+    cfg: EndpointConfig,
+    signer: RwLock<(Arc<IssuerKey>, i64)>,
+    limiter: RateLimiter,
+    readers: Readers,
+    writes: AtomicU64,
+}
+
+impl std::fmt::Debug for TokenService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenService")
+            .field("issuer", &self.cfg.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Who a denial is attributed to.
+fn actor_of(agent: Option<&Agent>) -> Actor {
+    match agent {
+        Some(a) => Actor::agent(a.id.as_str(), a.name.as_str()),
+        None => Actor::app("endpoint", "token endpoint"),
+    }
+}
+
+/// A value safe to put in the audit trail: short, printable, no token material.
+fn printable(s: Option<&str>, max: usize) -> Option<String> {
+    s.filter(|s| s.len() <= max && s.chars().all(|c| c.is_ascii_graphic() || c == ' '))
+        .filter(|s| !s.contains("eyJ"))
+        .map(String::from)
+}
+
+/// What an issued token is, for its record and its audit event.
+struct Minted {
+    plan: Plan,
+    subject: String,
+    act: Option<Value>,
+    parent_jti: Option<String>,
+    delegation_id: Option<String>,
+    on_behalf_of: Option<Actor>,
+    extra: serde_json::Map<String, Value>,
+}
+
+enum Outcome {
+    Issued,
+    Refused(OAuthError),
+}
+
+impl TokenService {
+    /// The rules for an endpoint at `cfg.issuer`. Loads (or creates) the issuer key, so it
+    /// needs the keychain once.
+    pub fn new(m: Arc<Mandate>, cfg: EndpointConfig) -> crate::Result<Self> {
+        let key = m.issuer_key()?;
+        let now = m.now().timestamp();
+        let readers = Readers::open(&m, 2)?;
+        Ok(TokenService {
+            m,
+            cfg,
+            signer: RwLock::new((Arc::new(key), now)),
+            limiter: RateLimiter::default(),
+            readers,
+            writes: AtomicU64::new(0),
+        })
+    }
+
+    pub fn config(&self) -> &EndpointConfig {
+        &self.cfg
+    }
+
+    pub fn mandate(&self) -> &Arc<Mandate> {
+        &self.m
+    }
+
+    /// RFC 8414 authorization server metadata.
+    pub fn metadata(&self) -> Value {
+        let i = &self.cfg.issuer;
+        let algs = json!(["EdDSA", "Ed25519"]);
+        json!({
+            "issuer": i,
+            "token_endpoint": format!("{i}/oauth2/token"),
+            "jwks_uri": format!("{i}/.well-known/jwks.json"),
+            "introspection_endpoint": format!("{i}/oauth2/introspect"),
+            "revocation_endpoint": format!("{i}/oauth2/revoke"),
+            "grant_types_supported": [GRANT_CLIENT_CREDENTIALS, GRANT_TOKEN_EXCHANGE],
+            "response_types_supported": [],
+            "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+            "token_endpoint_auth_signing_alg_values_supported": algs,
+            "introspection_endpoint_auth_methods_supported": ["private_key_jwt"],
+            "introspection_endpoint_auth_signing_alg_values_supported": algs,
+            "revocation_endpoint_auth_methods_supported": ["private_key_jwt"],
+            "revocation_endpoint_auth_signing_alg_values_supported": algs,
+            "dpop_signing_alg_values_supported": algs,
+            "service_documentation": "https://github.com/mandate-dev/mandate/blob/main/docs/ARCHITECTURE.md",
+        })
+    }
+
+    /// The JWKS: the signing key in use and retired keys with tokens outstanding.
+    pub fn jwks(&self) -> crate::Result<super::IssuerJwks> {
+        let signer = self.signer()?;
+        let vk = signer.signing.verifying_key();
+        let mut keys = vec![json!({
+            "kty": "OKP", "crv": "Ed25519", "x": crate::keys::b64url(vk.as_bytes()),
+            "kid": signer.kid, "alg": "EdDSA", "use": "sig",
+        })];
+        for (kid, k) in issuer::retired_keys(&self.m, self.m.now().timestamp())? {
+            if kid != signer.kid {
+                keys.push(json!({
+                    "kty": "OKP", "crv": "Ed25519", "x": crate::keys::b64url(k.as_bytes()),
+                    "kid": kid, "alg": "EdDSA", "use": "sig",
+                }));
+            }
+        }
+        Ok(super::IssuerJwks { keys })
+    }
+
+    /// The current signing key, re-read when another process may have rotated it.
+    fn signer(&self) -> crate::Result<Arc<IssuerKey>> {
+        let now = self.m.now().timestamp();
+        if let Ok(g) = self.signer.read()
+            && now - g.1 < SIGNER_RECHECK_SECS
+        {
+            return Ok(g.0.clone());
+        }
+        let kid = issuer::current_kid(&self.m)?;
+        let mut g = self
+            .signer
+            .write()
+            .map_err(|_| crate::Error::Storage("the signer lock was poisoned".into()))?;
+        if kid.as_deref() != Some(g.0.kid.as_str()) {
+            g.0 = Arc::new(self.m.issuer_key()?);
+        }
+        g.1 = now;
+        Ok(g.0.clone())
+    }
+
+    fn verifying_key(&self, kid: &str) -> crate::Result<Option<VerifyingKey>> {
+        let s = self.signer()?;
+        if s.kid == kid {
+            return Ok(Some(s.signing.verifying_key()));
+        }
+        Ok(issuer::retired_keys(&self.m, self.m.now().timestamp())?
+            .into_iter()
+            .find(|(k, _)| k == kid)
+            .map(|(_, v)| v))
+    }
+
+    /// Verify that `token` is an access token this issuer signed; its claims if so.
+    pub(super) fn verify_access_token(&self, token: &str) -> crate::Result<Option<Jws>> {
+        let Ok(j) = jws::parse(token) else {
+            return Ok(None);
+        };
+        if j.check_common_header(false).is_err() {
+            return Ok(None);
+        }
+        let typ_ok = j
+            .header_str("typ")
+            .map(|t| t.to_ascii_lowercase())
+            .is_some_and(|t| t == "at+jwt" || t == "application/at+jwt");
+        let Some(kid) = j.header_str("kid").filter(|_| typ_ok) else {
+            return Ok(None);
+        };
+        let Some(key) = self.verifying_key(kid)? else {
+            return Ok(None);
+        };
+        if j.verify(&key).is_err() || j.claim_str("iss") != Some(self.cfg.issuer.as_str()) {
+            return Ok(None);
+        }
+        if j.claim_str("jti").is_none() {
+            return Ok(None);
+        }
+        Ok(Some(j))
+    }
+
+    // ----- audit ------------------------------------------------------------------------
+
+    /// Record a refusal, then return it. When the audit write fails, the endpoint fails
+    /// closed with 503 instead.
+    fn deny(
+        &self,
+        agent: Option<&Agent>,
+        action: &str,
+        err: OAuthError,
+        mut details: serde_json::Map<String, Value>,
+        consume: Option<(String, String, i64)>,
+    ) -> OAuthError {
+        details.insert("error".into(), json!(err.code()));
+        if let Some(a) = agent {
+            details.insert("client_id".into(), json!(a.name.as_str()));
+        }
+        let mut ev = NewEvent::new(&actor_of(agent), action, Decision::Deny)
+            .reason(err.to_string())
+            .details(Value::Object(details));
+        if let Some(a) = agent {
+            ev = ev.agent(a.id.as_str());
+        }
+        let res = self.m.write_grouped(move |tx, now| {
+            if let Some((client, jti, exp)) = consume {
+                records::consume_jti(tx, &client, &jti, exp)?;
+            }
+            audit::append(tx, now, ev)
+        });
+        match res {
+            Ok(_) => err,
+            Err(e) => OAuthError::from(e),
+        }
+    }
+
+    fn base_details(form: &Form) -> serde_json::Map<String, Value> {
+        let mut d = serde_json::Map::new();
+        if let Some(g) = printable(form.get("grant_type"), 100) {
+            d.insert("grant_type".into(), json!(g));
+        }
+        if let Some(s) = printable(form.get("scope"), 1000) {
+            d.insert("requested_scope".into(), json!(s));
+        }
+        let res: Vec<String> = form
+            .all("resource")
+            .into_iter()
+            .chain(form.all("audience"))
+            .filter_map(|r| printable(Some(r), 300))
+            .collect();
+        if !res.is_empty() {
+            d.insert("requested_resource".into(), json!(res));
+        }
+        d
+    }
+
+    fn authenticate(&self, form: &Form, action: &str, now: i64) -> Result<Client, OAuthError> {
+        assertion::authenticate(&self.m, &self.readers, &self.cfg, form, now).map_err(|d| {
+            let mut details = Self::base_details(form);
+            details.insert("authenticated".into(), json!(false));
+            self.deny(d.agent.as_deref(), action, d.err, details, None)
+        })
+    }
+
+    fn tick(&self) -> bool {
+        self.writes
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(1024)
+    }
+
+    // ----- POST /oauth2/token -------------------------------------------------------------
+
+    /// A token request: `client_credentials` or token exchange, `private_key_jwt` client
+    /// authentication, optional DPoP.
+    pub fn token(&self, body: &[u8], http: &HttpContext) -> Result<TokenResponse, OAuthError> {
+        const ACTION: &str = "token.denied";
+        let now = self.m.now().timestamp();
+        let form = match Form::parse(body) {
+            Ok(f) => f,
+            Err(e) => return Err(self.deny(None, ACTION, e, Default::default(), None)),
+        };
+        let grant = match form.get("grant_type") {
+            None => {
+                let e = OAuthError::InvalidRequest("grant_type is missing".into());
+                return Err(self.deny(None, ACTION, e, Self::base_details(&form), None));
+            }
+            Some(g) if g == GRANT_CLIENT_CREDENTIALS || g == GRANT_TOKEN_EXCHANGE => g.to_string(),
+            Some(_) => {
+                let e = OAuthError::UnsupportedGrantType(
+                    "Mandate supports client_credentials and token exchange \
+                     (urn:ietf:params:oauth:grant-type:token-exchange)"
+                        .into(),
+                );
+                return Err(self.deny(None, ACTION, e, Self::base_details(&form), None));
+            }
+        };
+        let client = self.authenticate(&form, ACTION, now)?;
+        let agent = &client.agent;
+        let consume = Some((
+            agent.name.to_string(),
+            client.jti.clone(),
+            client.exp + SKEW_SECS,
+        ));
+        let refuse = |e: OAuthError| {
+            self.deny(
+                Some(agent),
+                ACTION,
+                e,
+                Self::base_details(&form),
+                consume.clone(),
+            )
+        };
+
+        if let Some(limit) = self.cfg.rate_limit {
+            let now_ms = self.m.now().timestamp_millis();
+            self.limiter
+                .take(limit, agent.id.as_str(), now_ms)
+                .map_err(&refuse)?;
+        }
+        let proof: Option<DpopProof> = match http.dpop.as_slice() {
+            [] => None,
+            [one] => Some(
+                dpop::check(
+                    one.expose(),
+                    dpop::Expect {
+                        htm: &http.method,
+                        htu: &http.url,
+                        now,
+                        access_token: None,
+                        jkt: None,
+                    },
+                )
+                .map_err(|e| refuse(OAuthError::InvalidDpopProof(e)))?,
+            ),
+            _ => {
+                return Err(refuse(OAuthError::InvalidDpopProof(
+                    "the request carries more than one DPoP header".into(),
+                )));
+            }
+        };
+        if proof.is_none() && agent.dpop_required {
+            return Err(refuse(OAuthError::InvalidDpopProof(format!(
+                "the agent '{}' must bind its tokens with DPoP: send a DPoP proof header",
+                agent.name
+            ))));
+        }
+        let conns = self.readers.with(policy::connections)?;
+        let scope = form.get("scope");
+        let resources: Vec<&str> = form
+            .all("resource")
+            .into_iter()
+            .chain(form.all("audience"))
+            .collect();
+        let minted = if grant == GRANT_CLIENT_CREDENTIALS {
+            let plan = policy::plan(
+                agent,
+                &conns,
+                scope,
+                &resources,
+                None,
+                self.cfg.default_ttl_secs,
+                now,
+            )
+            .map_err(&refuse)?;
+            Minted {
+                plan,
+                subject: agent.name.to_string(),
+                act: None,
+                parent_jti: None,
+                delegation_id: None,
+                on_behalf_of: None,
+                extra: Default::default(),
+            }
+        } else {
+            self.exchange(&form, agent, &conns, &resources, proof.as_ref(), now)
+                .map_err(&refuse)?
+        };
+        self.issue(&client, &grant, minted, proof, now)
+    }
+
+    /// RFC 8693: a sub-agent exchanging its parent's token, or an agent acting under a
+    /// delegation. Never wider than the subject token or the delegation.
+    fn exchange(
+        &self,
+        form: &Form,
+        agent: &Agent,
+        conns: &[policy::ConnInfo],
+        resources: &[&str],
+        proof: Option<&DpopProof>,
+        now: i64,
+    ) -> Result<Minted, OAuthError> {
+        if let Some(t) = form.get("requested_token_type")
+            && t != TOKEN_TYPE_ACCESS_TOKEN
+            && t != TOKEN_TYPE_JWT
+        {
+            return Err(OAuthError::InvalidRequest(
+                "requested_token_type must be an access token".into(),
+            ));
+        }
+        if form.get("actor_token").is_some() {
+            return Err(OAuthError::InvalidRequest(
+                "actor_token is not supported: the authenticated client is the actor".into(),
+            ));
+        }
+        let (Some(subject_token), Some(subject_type)) =
+            (form.secret("subject_token"), form.get("subject_token_type"))
+        else {
+            return Err(OAuthError::InvalidRequest(
+                "token exchange needs subject_token and subject_token_type".into(),
+            ));
+        };
+        let scope = form.get("scope");
+        let mut extra = serde_json::Map::new();
+        match subject_type {
+            TOKEN_TYPE_ACCESS_TOKEN | TOKEN_TYPE_JWT => {
+                let inactive = || {
+                    OAuthError::InvalidGrant(
+                        "the subject token is not an active access token of this issuer".into(),
+                    )
+                };
+                let j = self
+                    .verify_access_token(subject_token.expose())?
+                    .ok_or_else(inactive)?;
+                let jti = j.claim_str("jti").unwrap_or_default().to_string();
+                let rec = { self.readers.with(|c| records::active_token(c, &jti, now))? };
+                let rec = match rec {
+                    Ok(r) => r,
+                    Err((why, _)) => {
+                        return Err(OAuthError::InvalidGrant(format!(
+                            "the subject token is not active ({})",
+                            why.as_str()
+                        )));
+                    }
+                };
+                let holder: Option<String> = {
+                    let conn = self.m.lock()?;
+                    conn.query_row(
+                        "SELECT name FROM agents WHERE id = ?1",
+                        [&rec.agent_id],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(crate::Error::from)?
+                };
+                if agent.parent.as_ref().map(|p| p.as_str()) != holder.as_deref() {
+                    return Err(OAuthError::InvalidGrant(format!(
+                        "only a sub-agent of the token's holder may exchange it, and '{}' is not one",
+                        agent.name
+                    )));
+                }
+                if let Some(bound) = &rec.cnf_jkt
+                    && proof.map(|p| &p.jkt) != Some(bound)
+                {
+                    return Err(OAuthError::InvalidGrant(
+                        "the subject token is DPoP-bound: present a DPoP proof made with its key"
+                            .into(),
+                    ));
+                }
+                let ceiling = Ceiling {
+                    scopes: rec.scope.split_whitespace().map(String::from).collect(),
+                    aud: Some(rec.aud.clone()),
+                    exp: rec.expires_at,
+                    what: "the subject token",
+                };
+                let plan = policy::plan(
+                    agent,
+                    conns,
+                    scope,
+                    resources,
+                    Some(&ceiling),
+                    self.cfg.default_ttl_secs,
+                    now,
+                )?;
+                let mut act = json!({"sub": agent.name.as_str()});
+                if let Some(prior) = &rec.act {
+                    act["act"] = prior.clone();
+                }
+                let on_behalf_of = match &rec.delegation_id {
+                    Some(d) => self
+                        .m
+                        .delegation_row(d)?
+                        .map(|d| Actor::member(&d.member_id, &d.member)),
+                    None => None,
+                };
+                extra.insert("subject_token_jti".into(), json!(rec.jti));
+                if let Some(h) = &holder {
+                    extra.insert("parent_agent".into(), json!(h));
+                }
+                Ok(Minted {
+                    plan,
+                    subject: rec.subject.clone(),
+                    act: Some(act),
+                    parent_jti: Some(rec.jti.clone()),
+                    delegation_id: rec.delegation_id.clone(),
+                    on_behalf_of,
+                    extra,
+                })
+            }
+            TOKEN_TYPE_DELEGATION => {
+                let id = subject_token.expose();
+                let d = if id.len() <= 64 {
+                    self.m.delegation_row(id)?
+                } else {
+                    None
+                };
+                let Some(d) = d.filter(|d| d.agent_id == agent.id.as_str()) else {
+                    return Err(OAuthError::InvalidGrant(format!(
+                        "no delegation with that id lets '{}' act for anyone",
+                        agent.name
+                    )));
+                };
+                if !d.active {
+                    return Err(OAuthError::InvalidGrant(format!(
+                        "the delegation {} has been revoked or has ended",
+                        d.id
+                    )));
+                }
+                let ceiling = Ceiling {
+                    scopes: d.scopes.clone(),
+                    aud: None,
+                    exp: d.until.timestamp(),
+                    what: "the delegation",
+                };
+                let plan = policy::plan(
+                    agent,
+                    conns,
+                    scope,
+                    resources,
+                    Some(&ceiling),
+                    self.cfg.default_ttl_secs,
+                    now,
+                )?;
+                extra.insert("delegation".into(), json!(d.id));
+                extra.insert("task".into(), json!(d.task));
+                Ok(Minted {
+                    plan,
+                    subject: d.member.clone(),
+                    act: Some(json!({"sub": agent.name.as_str()})),
+                    parent_jti: None,
+                    delegation_id: Some(d.id.clone()),
+                    on_behalf_of: Some(Actor::member(&d.member_id, &d.member)),
+                    extra,
+                })
+            }
+            _ => Err(OAuthError::InvalidRequest(format!(
+                "subject_token_type must be {TOKEN_TYPE_ACCESS_TOKEN} (a parent agent's token) or \
+                 {TOKEN_TYPE_DELEGATION} (a delegation id)"
+            ))),
+        }
+    }
+
+    /// Sign the token, then commit its record, the used `jti`s and its audit event before
+    /// returning it.
+    fn issue(
+        &self,
+        client: &Client,
+        grant: &str,
+        minted: Minted,
+        proof: Option<DpopProof>,
+        now: i64,
+    ) -> Result<TokenResponse, OAuthError> {
+        let agent = &client.agent;
+        let signer = self.signer()?;
+        let jti = uuid::Uuid::new_v4().to_string();
+        let Minted {
+            plan,
+            subject,
+            act,
+            parent_jti,
+            delegation_id,
+            on_behalf_of,
+            extra,
+        } = minted;
+        let scope = plan.scopes.join(" ");
+        let aud_claim = match plan.aud.as_slice() {
+            [one] => json!(one),
+            many => json!(many),
+        };
+        let mut claims = json!({
+            "iss": self.cfg.issuer,
+            "sub": subject,
+            "aud": aud_claim,
+            "exp": plan.exp,
+            "iat": now,
+            "nbf": now,
+            "jti": jti,
+            "client_id": agent.name.as_str(),
+            "scope": scope,
+        });
+        if let Some(a) = &act {
+            claims["act"] = a.clone();
+        }
+        if let Some(p) = &proof {
+            claims["cnf"] = json!({"jkt": p.jkt});
+        }
+        let header = json!({"alg": "EdDSA", "typ": "at+jwt", "kid": signer.kid});
+        let token = jws::sign(&header, &claims, &signer.signing);
+        let exchanged = grant == GRANT_TOKEN_EXCHANGE;
+        let token_type = if proof.is_some() { "DPoP" } else { "Bearer" };
+
+        let record = TokenRecord {
+            jti: jti.clone(),
+            agent_id: agent.id.as_str().to_string(),
+            subject: subject.clone(),
+            act: act.clone(),
+            scope: scope.clone(),
+            aud: plan.aud.clone(),
+            kid: signer.kid.clone(),
+            issued_at: now,
+            expires_at: plan.exp,
+            cnf_jkt: proof.as_ref().map(|p| p.jkt.clone()),
+            parent_jti,
+            delegation_id,
+            revoked_at: None,
+        };
+        let mut details = serde_json::Map::new();
+        details.insert("client_id".into(), json!(agent.name.as_str()));
+        details.insert("grant_type".into(), json!(grant));
+        details.insert("sub".into(), json!(subject));
+        details.insert("scopes".into(), json!(plan.scopes));
+        details.insert("aud".into(), json!(plan.aud));
+        details.insert("jti".into(), json!(jti));
+        details.insert("exp".into(), json!(plan.exp));
+        details.insert("token_type".into(), json!(token_type));
+        details.insert("assertion_kid".into(), json!(client.kid));
+        if let Some(a) = &act {
+            details.insert("act".into(), a.clone());
+        }
+        if let Some(p) = &proof {
+            details.insert("cnf_jkt".into(), json!(p.jkt));
+        }
+        details.extend(extra);
+        let actor = Actor::agent(agent.id.as_str(), agent.name.as_str());
+        let agent_id = agent.id.to_string();
+        let client_name = agent.name.to_string();
+        let assertion = (client.jti.clone(), client.exp + SKEW_SECS);
+        let dpop_jti = proof.as_ref().map(|p| {
+            (
+                format!("dpop:{}", p.jkt),
+                p.jti.clone(),
+                p.iat + dpop::IAT_WINDOW_SECS + SKEW_SECS,
+            )
+        });
+        let prune = self.tick();
+        let action = if exchanged {
+            "token.exchanged"
+        } else {
+            "token.issued"
+        };
+        let outcome = self.m.write_grouped(move |tx, now_dt| {
+            let target = Target::new("token", &record.jti, "access token");
+            let event = |decision: Decision| {
+                let mut ev = NewEvent::new(&actor, action, decision)
+                    .target(target.clone())
+                    .agent(&agent_id)
+                    .details(Value::Object(details.clone()));
+                if let Some(m) = &on_behalf_of {
+                    ev = ev.on_behalf_of(m.clone());
+                }
+                ev
+            };
+            let refuse = |err: OAuthError| -> crate::Result<Outcome> {
+                let mut ev = event(Decision::Deny).reason(err.to_string());
+                ev.action = "token.denied".into();
+                ev.details["error"] = json!(err.code());
+                audit::append(tx, now_dt, ev)?;
+                Ok(Outcome::Refused(err))
+            };
+            if prune {
+                records::prune_jtis(tx, now)?;
+            }
+            if !records::consume_jti(tx, &client_name, &assertion.0, assertion.1)? {
+                return refuse(OAuthError::InvalidClient(
+                    "this client assertion was already used (replay); sign a new one with a \
+                     fresh jti for every request"
+                        .into(),
+                ));
+            }
+            if let Some((client, jti, exp)) = &dpop_jti
+                && !records::consume_jti(tx, client, jti, *exp)?
+            {
+                return refuse(OAuthError::InvalidDpopProof(
+                    "the DPoP proof's jti was already used (replay)".into(),
+                ));
+            }
+            let status: String = tx.query_row(
+                "SELECT status FROM agents WHERE id = ?1",
+                [&agent_id],
+                |r| r.get(0),
+            )?;
+            if status != "active" {
+                return refuse(OAuthError::InvalidClient(format!(
+                    "the agent '{client_name}' is {status}: it gets no tokens"
+                )));
+            }
+            records::insert_token(tx, &record)?;
+            audit::append(tx, now_dt, event(Decision::Allow))?;
+            Ok(Outcome::Issued)
+        })?;
+        match outcome {
+            Outcome::Refused(e) => Err(e),
+            Outcome::Issued => Ok(TokenResponse {
+                access_token: Sensitive::new(token),
+                token_type,
+                expires_in: plan.exp - now,
+                scope,
+                issued_token_type: exchanged.then_some(TOKEN_TYPE_ACCESS_TOKEN),
+                jti,
+            }),
+        }
+    }
+
+    // ----- POST /oauth2/introspect ----------------------------------------------------------
+
+    /// RFC 7662. The caller authenticates like a token request. Unknown, expired, revoked,
+    /// malformed and foreign tokens all answer `{"active": false}` and nothing else.
+    pub fn introspect(&self, body: &[u8]) -> Result<Value, OAuthError> {
+        const ACTION: &str = "introspection.denied";
+        let now = self.m.now().timestamp();
+        let form =
+            Form::parse(body).map_err(|e| self.deny(None, ACTION, e, Default::default(), None))?;
+        let client = self.authenticate(&form, ACTION, now)?;
+        let consume = (
+            client.agent.name.to_string(),
+            client.jti.clone(),
+            client.exp + SKEW_SECS,
+        );
+        let Some(token) = form.secret("token") else {
+            let e = OAuthError::InvalidRequest("the token parameter is missing".into());
+            return Err(self.deny(
+                Some(&client.agent),
+                ACTION,
+                e,
+                Default::default(),
+                Some(consume),
+            ));
+        };
+        let verified = self.verify_access_token(token.expose())?;
+        let state = match &verified {
+            Some(j) => {
+                let jti = j.claim_str("jti").unwrap_or_default();
+                Some(self.readers.with(|c| records::active_token(c, jti, now))?)
+            }
+            None => None,
+        };
+        let (response, inactive_event) = match (&verified, state) {
+            (Some(j), Some(Ok(rec))) => (active_response(j, &rec), None),
+            (_, state) => {
+                let (why, rec) = match state {
+                    Some(Err((why, rec))) => (why.as_str(), rec),
+                    _ => ("not a token of this issuer, or malformed", None),
+                };
+                let mut d = serde_json::Map::new();
+                d.insert("token_sha256".into(), json!(token_hash(token.expose())));
+                d.insert("inactive_because".into(), json!(why));
+                d.insert("introspected_by".into(), json!(client.agent.name.as_str()));
+                let mut owner = None;
+                if let Some(r) = &rec {
+                    d.insert("jti".into(), json!(r.jti));
+                    d.insert("sub".into(), json!(r.subject));
+                    d.insert(
+                        "scopes".into(),
+                        json!(r.scope.split_whitespace().collect::<Vec<_>>()),
+                    );
+                    d.insert("aud".into(), json!(r.aud));
+                    if let Some(a) = &r.act {
+                        d.insert("act".into(), a.clone());
+                    }
+                    owner = Some(r.agent_id.clone());
+                }
+                let mut ev = NewEvent::new(
+                    &Actor::agent(client.agent.id.as_str(), client.agent.name.as_str()),
+                    "token.introspected_inactive",
+                    Decision::Deny,
+                )
+                .reason(format!("introspection: the token is inactive ({why})"))
+                .details(Value::Object(d));
+                ev = ev.agent(owner.as_deref().unwrap_or(client.agent.id.as_str()));
+                if let Some(r) = &rec {
+                    ev = ev.target(Target::new("token", &r.jti, "access token"));
+                }
+                (json!({"active": false}), Some(ev))
+            }
+        };
+        let replay = self.m.write_grouped(move |tx, now_dt| {
+            if !records::consume_jti(tx, &consume.0, &consume.1, consume.2)? {
+                return Ok(true);
+            }
+            if let Some(ev) = inactive_event {
+                audit::append(tx, now_dt, ev)?;
+            }
+            Ok(false)
+        })?;
+        if replay {
+            let e = OAuthError::InvalidClient(
+                "this client assertion was already used (replay); sign a new one for every request"
+                    .into(),
+            );
+            return Err(self.deny(Some(&client.agent), ACTION, e, Default::default(), None));
+        }
+        Ok(response)
+    }
+
+    // ----- POST /oauth2/revoke ----------------------------------------------------------------
+
+    /// RFC 7009. Revoking an unknown or invalid token succeeds (§2.2); revoking another
+    /// client's token is refused.
+    pub fn revoke(&self, body: &[u8]) -> Result<(), OAuthError> {
+        const ACTION: &str = "token.revocation_denied";
+        let now = self.m.now().timestamp();
+        let form =
+            Form::parse(body).map_err(|e| self.deny(None, ACTION, e, Default::default(), None))?;
+        let client = self.authenticate(&form, ACTION, now)?;
+        let agent = &client.agent;
+        let consume = (
+            agent.name.to_string(),
+            client.jti.clone(),
+            client.exp + SKEW_SECS,
+        );
+        let Some(token) = form.secret("token") else {
+            let e = OAuthError::InvalidRequest("the token parameter is missing".into());
+            return Err(self.deny(Some(agent), ACTION, e, Default::default(), Some(consume)));
+        };
+        let rec = match self.verify_access_token(token.expose())? {
+            Some(j) => {
+                let jti = j.claim_str("jti").unwrap_or_default();
+                self.readers.with(|c| records::load_token(c, jti))?
+            }
+            None => None,
+        };
+        if let Some(r) = &rec
+            && r.agent_id != agent.id.as_str()
+        {
+            let mut d = serde_json::Map::new();
+            d.insert("jti".into(), json!(r.jti));
+            let e = OAuthError::UnauthorizedClient(
+                "this token was issued to another client; only its holder (or a person in the \
+                 app) can revoke it"
+                    .into(),
+            );
+            return Err(self.deny(Some(agent), ACTION, e, d, Some(consume)));
+        }
+        let actor = Actor::agent(agent.id.as_str(), agent.name.as_str());
+        let agent_id = agent.id.to_string();
+        let replay = self.m.write_grouped(move |tx, now_dt| {
+            if !records::consume_jti(tx, &consume.0, &consume.1, consume.2)? {
+                return Ok(true);
+            }
+            if let Some(r) = rec
+                && records::revoke_token(tx, &r.jti, now, &consume.0)?
+            {
+                let mut d = json!({
+                    "jti": r.jti,
+                    "sub": r.subject,
+                    "scopes": r.scope.split_whitespace().collect::<Vec<_>>(),
+                    "aud": r.aud,
+                    "revoked_by": consume.0,
+                });
+                if let Some(a) = &r.act {
+                    d["act"] = a.clone();
+                }
+                audit::append(
+                    tx,
+                    now_dt,
+                    NewEvent::new(&actor, "token.revoked", Decision::Allow)
+                        .target(Target::new("token", &r.jti, "access token"))
+                        .agent(&agent_id)
+                        .details(d),
+                )?;
+            }
+            Ok(false)
+        })?;
+        if replay {
+            let e = OAuthError::InvalidClient(
+                "this client assertion was already used (replay); sign a new one for every request"
+                    .into(),
+            );
+            return Err(self.deny(Some(agent), ACTION, e, Default::default(), None));
+        }
+        Ok(())
+    }
+}
+
+/// RFC 7662 §2.2 members for an active token.
+fn active_response(j: &Jws, rec: &TokenRecord) -> Value {
+    let mut v = json!({
+        "active": true,
+        "scope": rec.scope,
+        "client_id": j.claims.get("client_id").cloned().unwrap_or(Value::Null),
+        "sub": rec.subject,
+        "aud": j.claims.get("aud").cloned().unwrap_or(Value::Null),
+        "iss": j.claims.get("iss").cloned().unwrap_or(Value::Null),
+        "exp": rec.expires_at,
+        "iat": rec.issued_at,
+        "nbf": j.claims.get("nbf").cloned().unwrap_or(Value::Null),
+        "jti": rec.jti,
+        "token_type": if rec.cnf_jkt.is_some() { "DPoP" } else { "Bearer" },
+    });
+    if let Some(a) = &rec.act {
+        v["act"] = a.clone();
+    }
+    if let Some(k) = &rec.cnf_jkt {
+        v["cnf"] = json!({"jkt": k});
+    }
+    v
+}
+
+impl Mandate {
+    /// Revoke an issued token by its `jti` (for people, through the app or CLI). Audited.
+    pub fn revoke_token(&self, jti: &str, reason: &str) -> crate::Result<bool> {
+        let actor = self.actor().clone();
+        let jti = jti.to_string();
+        let reason = reason.trim().to_string();
+        self.write(|tx, now| {
+            let Some(r) = records::load_token(tx, &jti)? else {
+                return Err(crate::Error::not_found("token", jti.clone()));
+            };
+            let changed = records::revoke_token(tx, &jti, now.timestamp(), &actor.name)?;
+            if changed {
+                let mut ev = NewEvent::new(&actor, "token.revoked", Decision::Allow)
+                    .target(Target::new("token", &jti, "access token"))
+                    .agent(&r.agent_id)
+                    .details(json!({"jti": jti, "sub": r.subject, "scopes": r.scope.split_whitespace().collect::<Vec<_>>(), "aud": r.aud}));
+                if !reason.is_empty() {
+                    ev = ev.reason(reason.clone());
+                }
+                audit::append(tx, now, ev)?;
+            }
+            Ok(changed)
+        })
+    }
+}

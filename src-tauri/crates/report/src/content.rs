@@ -1,0 +1,932 @@
+//! What the report says, page by page: cover, summary, agents, controls, appendix.
+//!
+//! Numbers come from the exported events (the bundle), never from mutable registry columns,
+//! so what the PDF counts is what the attached evidence proves; the registry supplies only the
+//! agents' current descriptions (purpose, owner, scopes, trust), which the cover says.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
+use mandate_core::audit::verify::VerifyReport;
+use mandate_core::audit::{AuditEvent, Decision};
+
+use crate::ReportData;
+use crate::layout::*;
+
+/// Events per agent timeline before pointing to the appendix.
+const TIMELINE_MAX: usize = 120;
+
+fn is_token_issued(e: &AuditEvent) -> bool {
+    e.decision == Decision::Allow && (e.action == "token.issued" || e.action == "token.exchanged")
+}
+fn is_revocation(e: &AuditEvent) -> bool {
+    e.decision == Decision::Allow
+        && (e.action == "token.revoked"
+            || e.action == "agent.revoked"
+            || e.action == "delegation.revoked")
+}
+
+/// Short UTC time for tables.
+fn short_time(t: &str) -> String {
+    DateTime::parse_from_rfc3339(t)
+        .map(|d| {
+            d.with_timezone(&Utc)
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        })
+        .unwrap_or_else(|_| t.to_string())
+}
+
+fn target_text(e: &AuditEvent) -> String {
+    e.target
+        .as_ref()
+        .map(|t| {
+            if t.name.is_empty() {
+                format!("{} {}", t.kind, t.id)
+            } else {
+                format!("{} {}", t.kind, t.name)
+            }
+        })
+        .unwrap_or_default()
+}
+
+fn actor_text(e: &AuditEvent) -> String {
+    let a = &e.actor;
+    let base = if a.kind == "app" {
+        format!(
+            "app ({}{})",
+            a.id,
+            if a.name.is_empty() {
+                String::new()
+            } else {
+                format!(", {}", a.name)
+            }
+        )
+    } else {
+        format!("{} {}", a.kind, a.name)
+    };
+    match &e.on_behalf_of {
+        Some(b) => format!("{base} for {}", b.name),
+        None => base,
+    }
+}
+
+/// Lay out every page.
+pub fn lay_out<'f>(d: &ReportData, fonts: &'f Fonts) -> Pages<'f> {
+    let mut p = Pages::new(fonts);
+    cover(&mut p, d);
+    summary(&mut p, d);
+    agents(&mut p, d);
+    controls(&mut p, d);
+    appendix(&mut p, d);
+    p
+}
+
+/// Running header and footer for page `i` of `n`.
+pub fn decorate(d: &ReportData, fonts: &Fonts, i: usize, n: usize) -> Vec<Op> {
+    let mut ops = Vec::new();
+    let footer_y = PAGE_H - 30.0;
+    ops.push(Op::Line {
+        x1: MARGIN,
+        y1: footer_y - 12.0,
+        x2: PAGE_W - MARGIN,
+        y2: footer_y - 12.0,
+        width: 0.5,
+        color: RULE,
+    });
+    let left = format!(
+        "{} · checkpoint of {} events · root {}…",
+        d.origin,
+        d.checkpoint_size,
+        &d.checkpoint_root.chars().take(16).collect::<String>()
+    );
+    ops.push(Op::Text {
+        x: MARGIN,
+        y: footer_y,
+        size: 7.0,
+        face: Face::Sans,
+        color: MUTED,
+        text: fonts.fit(Face::Sans, 7.0, &left, CONTENT_W - 80.0),
+    });
+    let right = format!("Page {} of {n}", i + 1);
+    ops.push(Op::Text {
+        x: PAGE_W - MARGIN - fonts.width(Face::Sans, 7.0, &right),
+        y: footer_y,
+        size: 7.0,
+        face: Face::Sans,
+        color: MUTED,
+        text: right,
+    });
+    if i > 0 {
+        let title = format!("Audit evidence report · {}", d.organisation);
+        ops.push(Op::Text {
+            x: MARGIN,
+            y: 34.0,
+            size: 7.5,
+            face: Face::Sans,
+            color: MUTED,
+            text: fonts.fit(Face::Sans, 7.5, &title, CONTENT_W * 0.6),
+        });
+        ops.push(Op::Line {
+            x1: MARGIN,
+            y1: 40.0,
+            x2: PAGE_W - MARGIN,
+            y2: 40.0,
+            width: 0.5,
+            color: RULE,
+        });
+    }
+    ops
+}
+
+fn verification_lines(label: &str, r: &VerifyReport) -> Vec<String> {
+    let mut out = Vec::new();
+    if r.ok() {
+        let what = if r.subject == "excerpt" {
+            format!(
+                "{label}: passed. {} events, each proven to be in the log of {} events by an \
+                 RFC 9162 inclusion proof against the signed checkpoint; {} checkpoint(s) \
+                 verified.",
+                r.events, r.log_size, r.checkpoints_verified
+            )
+        } else {
+            format!(
+                "{label}: passed. {} events; every hash link holds; the Merkle root and chain \
+                 head match {} signed checkpoint(s).",
+                r.events, r.checkpoints_verified
+            )
+        };
+        out.push(what);
+    } else {
+        out.push(format!(
+            "{label}: FAILED ({} problem(s)).",
+            r.problems.len()
+        ));
+        for pr in r.problems.iter().take(8) {
+            out.push(format!("• {}", pr.message));
+        }
+        if r.problems.len() > 8 {
+            out.push(format!("• … and {} more", r.problems.len() - 8));
+        }
+    }
+    out
+}
+
+fn cover(p: &mut Pages<'_>, d: &ReportData) {
+    p.page("Cover");
+    p.rect(0.0, 0.0, PAGE_W, 210.0, BAND);
+    p.rect(0.0, 210.0, PAGE_W, 4.0, ACCENT);
+    p.text(
+        MARGIN,
+        64.0,
+        10.0,
+        Face::Bold,
+        Rgb(0x99, 0xf6, 0xe4),
+        "MANDATE",
+    );
+    p.text(
+        MARGIN,
+        118.0,
+        28.0,
+        Face::Bold,
+        WHITE,
+        "Audit evidence report",
+    );
+    let org = p.fonts.fit(Face::Sans, 15.0, &d.organisation, CONTENT_W);
+    p.text(MARGIN, 150.0, 15.0, Face::Sans, WHITE, &org);
+    p.text(
+        MARGIN,
+        180.0,
+        9.5,
+        Face::Sans,
+        Rgb(0xcb, 0xd5, 0xe1),
+        &format!("{} to {}", d.period.0, d.period.1),
+    );
+    p.y = 250.0;
+    let rows: Vec<(&str, String, Face)> = vec![
+        ("Organisation", d.organisation.clone(), Face::Sans),
+        (
+            "Period",
+            format!("{} to {}", d.period.0, d.period.1),
+            Face::Sans,
+        ),
+        ("Covers", d.scope.clone(), Face::Sans),
+        (
+            "Generated",
+            d.generated.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+            Face::Sans,
+        ),
+        (
+            "Events in this report",
+            d.events.len().to_string(),
+            Face::Sans,
+        ),
+        (
+            "Signed checkpoint",
+            format!(
+                "{} events, signed {}",
+                d.checkpoint_size,
+                short_time(&d.checkpoint_time)
+            ),
+            Face::Sans,
+        ),
+        (
+            "Merkle root (RFC 9162)",
+            d.checkpoint_root.clone(),
+            Face::Mono,
+        ),
+        ("Hash chain head", d.checkpoint_head.clone(), Face::Mono),
+        (
+            "Issuer key fingerprint",
+            d.key_fingerprint.clone(),
+            Face::Mono,
+        ),
+        ("Log origin", d.origin.clone(), Face::Mono),
+    ];
+    let label_w = 150.0;
+    for (label, value, face) in rows {
+        let size = if face == Face::Mono { 8.4 } else { 10.0 };
+        let lines = p.fonts.wrap(face, size, &value, CONTENT_W - label_w);
+        p.y += 16.0;
+        p.text(MARGIN, p.y, 8.5, Face::Sans, MUTED, label);
+        for (i, l) in lines.iter().enumerate() {
+            if i > 0 {
+                p.y += 12.0;
+            }
+            p.text(MARGIN + label_w, p.y, size, face, INK, l);
+        }
+        p.y += 5.0;
+        p.hline(MARGIN, MARGIN + CONTENT_W, p.y, 0.3, RULE);
+    }
+    // Verification box.
+    let ok = d.bundle_check.ok() && d.store_check.as_ref().is_none_or(|s| s.ok());
+    let mut lines = verification_lines("Attached evidence bundle", &d.bundle_check);
+    if let Some(s) = &d.store_check {
+        lines.extend(verification_lines("Live audit store when generated", s));
+    }
+    let wrapped: Vec<String> = lines
+        .iter()
+        .flat_map(|l| p.fonts.wrap(Face::Sans, 9.0, l, CONTENT_W - 36.0))
+        .collect();
+    let box_h = 44.0 + wrapped.len() as f32 * 13.0;
+    p.y += 22.0;
+    let top = p.y;
+    p.rect(
+        MARGIN,
+        top,
+        CONTENT_W,
+        box_h,
+        if ok { OK_BG } else { BAD_BG },
+    );
+    p.rect(MARGIN, top, 5.0, box_h, if ok { ACCENT } else { DENY });
+    p.text(
+        MARGIN + 20.0,
+        top + 24.0,
+        13.0,
+        Face::Bold,
+        if ok { ACCENT } else { DENY },
+        if ok {
+            "Verification: PASSED"
+        } else {
+            "Verification: FAILED"
+        },
+    );
+    let mut y = top + 42.0;
+    for l in &wrapped {
+        p.text(MARGIN + 20.0, y, 9.0, Face::Sans, INK, l);
+        y += 13.0;
+    }
+    p.y = top + box_h + 10.0;
+    p.para(
+        8.5,
+        Face::Sans,
+        MUTED,
+        &format!(
+            "How to check this document yourself: the evidence bundle is attached to this PDF \
+             as {}. Run `mandate audit verify <this file>`, or check it with any SHA-256 and \
+             Ed25519 implementation by following AUDIT_FORMAT.md. Compare the issuer key \
+             fingerprint above with the one shown in the Mandate app. The pages are a reading \
+             aid; the attached bundle is the evidence.",
+            crate::ATTACHMENT_NAME
+        ),
+        0.0,
+    );
+}
+
+fn stat_tiles(p: &mut Pages<'_>, tiles: &[(&str, String)]) {
+    let per_row = 4usize;
+    let gap = 10.0;
+    let w = (CONTENT_W - gap * (per_row as f32 - 1.0)) / per_row as f32;
+    for row in tiles.chunks(per_row) {
+        p.need(62.0);
+        p.y += 12.0;
+        for (i, (label, value)) in row.iter().enumerate() {
+            let x = MARGIN + i as f32 * (w + gap);
+            p.rect(x, p.y, w, 50.0, ZEBRA);
+            p.rect(x, p.y, w, 2.5, ACCENT);
+            p.text(x + 10.0, p.y + 26.0, 16.0, Face::Bold, INK, value);
+            p.text(x + 10.0, p.y + 42.0, 7.5, Face::Sans, MUTED, label);
+        }
+        p.y += 50.0;
+    }
+}
+
+/// Events per day (or week, or month), split by decision.
+fn buckets(events: &[AuditEvent]) -> (String, Vec<(String, u64, u64)>) {
+    let days: Vec<NaiveDate> = events
+        .iter()
+        .filter_map(|e| DateTime::parse_from_rfc3339(&e.time).ok())
+        .map(|t| t.with_timezone(&Utc).date_naive())
+        .collect();
+    let (Some(first), Some(last)) = (days.iter().min().copied(), days.iter().max().copied()) else {
+        return ("day".into(), Vec::new());
+    };
+    let span = (last - first).num_days();
+    let (unit, key): (&str, Box<dyn Fn(NaiveDate) -> NaiveDate>) = if span <= 45 {
+        ("day", Box::new(|d| d))
+    } else if span <= 400 {
+        (
+            "week",
+            Box::new(|d: NaiveDate| d - Duration::days(d.weekday().num_days_from_monday() as i64)),
+        )
+    } else {
+        ("month", Box::new(|d: NaiveDate| d.with_day(1).unwrap_or(d)))
+    };
+    let mut map: BTreeMap<NaiveDate, (u64, u64)> = BTreeMap::new();
+    // Every bucket in the range, so quiet periods show as gaps.
+    let mut d = key(first);
+    while d <= last {
+        map.entry(key(d)).or_default();
+        d += Duration::days(1);
+    }
+    for (e, day) in events.iter().zip(days.iter()) {
+        let v = map.entry(key(*day)).or_default();
+        if e.decision == Decision::Deny {
+            v.1 += 1;
+        } else {
+            v.0 += 1;
+        }
+    }
+    let fmt = if unit == "month" { "%Y-%m" } else { "%m-%d" };
+    (
+        unit.into(),
+        map.into_iter()
+            .map(|(k, (a, b))| (k.format(fmt).to_string(), a, b))
+            .collect(),
+    )
+}
+
+fn chart(p: &mut Pages<'_>, events: &[AuditEvent]) {
+    let (unit, data) = buckets(events);
+    let h = 150.0;
+    p.need(h + 60.0);
+    p.y += 18.0;
+    p.text(
+        MARGIN,
+        p.y,
+        9.0,
+        Face::Bold,
+        INK,
+        &format!("Activity over time (events per {unit})"),
+    );
+    // Legend.
+    let lx = MARGIN + CONTENT_W - 150.0;
+    p.rect(lx, p.y - 7.0, 8.0, 8.0, ACCENT);
+    p.text(lx + 12.0, p.y, 7.5, Face::Sans, MUTED, "allowed / changes");
+    p.rect(lx + 90.0, p.y - 7.0, 8.0, 8.0, DENY);
+    p.text(lx + 102.0, p.y, 7.5, Face::Sans, MUTED, "denied");
+    p.y += 10.0;
+    let top = p.y;
+    let axis_x = MARGIN + 30.0;
+    let plot_w = CONTENT_W - 30.0;
+    let max = data.iter().map(|(_, a, b)| a + b).max().unwrap_or(0).max(1);
+    // Gridlines at 0, 1/2, 1 of a rounded maximum.
+    let nice = nice_ceiling(max);
+    for k in 0..=4u64 {
+        let v = nice * k / 4;
+        let y = top + h - (v as f32 / nice as f32) * h;
+        p.hline(axis_x, axis_x + plot_w, y, 0.3, RULE);
+        let label = v.to_string();
+        p.text(
+            axis_x - 4.0 - p.fonts.width(Face::Sans, 6.5, &label),
+            y + 2.0,
+            6.5,
+            Face::Sans,
+            MUTED,
+            &label,
+        );
+    }
+    if !data.is_empty() {
+        let slot = plot_w / data.len() as f32;
+        let bar = (slot * 0.7).clamp(0.8, 28.0);
+        let label_every = ((data.len() as f32 * 30.0 / plot_w).ceil() as usize).max(1);
+        for (i, (label, allow, deny)) in data.iter().enumerate() {
+            let x = axis_x + i as f32 * slot + (slot - bar) / 2.0;
+            let ha = *allow as f32 / nice as f32 * h;
+            let hd = *deny as f32 / nice as f32 * h;
+            if *allow > 0 {
+                p.rect(x, top + h - ha, bar, ha, ACCENT);
+            }
+            if *deny > 0 {
+                p.rect(x, top + h - ha - hd, bar, hd, DENY);
+            }
+            if i % label_every == 0 {
+                p.text(x, top + h + 10.0, 6.0, Face::Sans, MUTED, label);
+            }
+        }
+    }
+    p.hline(axis_x, axis_x + plot_w, top + h, 0.8, MUTED);
+    p.y = top + h + 18.0;
+}
+
+fn nice_ceiling(v: u64) -> u64 {
+    let mut base = 1u64;
+    while base * 10 < v {
+        base *= 10;
+    }
+    for m in [1, 2, 4, 5, 10] {
+        if base * m >= v {
+            return (base * m).max(4);
+        }
+    }
+    (base * 10).max(4)
+}
+
+/// A table with a header row; columns are (title, width in points).
+fn table(p: &mut Pages<'_>, cols: &[(&str, f32)], rows: &[Vec<String>], size: f32) {
+    let row_h = size * 1.75;
+    let header = |p: &mut Pages<'_>| {
+        p.y += row_h;
+        let mut x = MARGIN;
+        for (t, w) in cols {
+            p.text(x + 3.0, p.y - 3.5, size * 0.95, Face::Bold, MUTED, t);
+            x += w;
+        }
+        p.hline(MARGIN, MARGIN + CONTENT_W, p.y + 1.0, 0.6, MUTED);
+    };
+    p.need(row_h * 3.0);
+    header(p);
+    for (n, r) in rows.iter().enumerate() {
+        if p.need(row_h) {
+            header(p);
+        }
+        p.y += row_h;
+        if n % 2 == 1 {
+            p.rect(MARGIN, p.y - row_h + 2.0, CONTENT_W, row_h, ZEBRA);
+        }
+        let mut x = MARGIN;
+        for ((_, w), cell) in cols.iter().zip(r.iter()) {
+            let (face, color, text) = if let Some(t) = cell.strip_prefix("!deny:") {
+                (Face::Bold, DENY, t)
+            } else {
+                (Face::Sans, INK, cell.as_str())
+            };
+            let fitted = p.fonts.fit(face, size, text, w - 6.0);
+            p.text(x + 3.0, p.y - 3.5, size, face, color, &fitted);
+            x += w;
+        }
+    }
+}
+
+fn summary(p: &mut Pages<'_>, d: &ReportData) {
+    p.page("Summary");
+    p.heading("Summary", 16.0);
+    let ev = &d.events;
+    let tokens = ev.iter().filter(|e| is_token_issued(e)).count();
+    let denials = ev.iter().filter(|e| e.decision == Decision::Deny).count();
+    let revocations = ev.iter().filter(|e| is_revocation(e)).count();
+    let scopes: usize = d.agents.iter().map(|a| a.scopes.len()).sum();
+    let trust = |s: &str| d.agents.iter().filter(|a| a.trust == s).count();
+    p.para(
+        9.0,
+        Face::Sans,
+        INK,
+        &format!(
+            "This report covers {} from {} to {}. Counts below are taken from the {} events in \
+             the attached evidence bundle; agent descriptions (purpose, owner, scopes, trust) \
+             are as the registry held them when the report was generated.",
+            d.scope,
+            d.period.0,
+            d.period.1,
+            ev.len()
+        ),
+        0.0,
+    );
+    stat_tiles(
+        p,
+        &[
+            ("AGENTS", d.agents.len().to_string()),
+            ("OWNERS", d.owners.len().to_string()),
+            ("SCOPES GRANTED", scopes.to_string()),
+            ("EVENTS", ev.len().to_string()),
+            ("TOKENS ISSUED", tokens.to_string()),
+            ("DENIALS", denials.to_string()),
+            ("REVOCATIONS", revocations.to_string()),
+            (
+                "TRUSTED / PENDING / UNTRUSTED",
+                format!(
+                    "{} / {} / {}",
+                    trust("TRUSTED"),
+                    trust("PENDING"),
+                    trust("UNTRUSTED")
+                ),
+            ),
+        ],
+    );
+    chart(p, ev);
+    p.heading("Agents", 12.0);
+    let mut per: BTreeMap<&str, (usize, usize, usize)> = BTreeMap::new();
+    for e in ev {
+        if let Some(a) = &e.agent {
+            let v = per.entry(a.as_str()).or_default();
+            v.0 += 1;
+            if is_token_issued(e) {
+                v.1 += 1;
+            }
+            if e.decision == Decision::Deny {
+                v.2 += 1;
+            }
+        }
+    }
+    let rows: Vec<Vec<String>> = d
+        .agents
+        .iter()
+        .map(|a| {
+            let (n, t, den) = per.get(a.id.as_str()).copied().unwrap_or_default();
+            vec![
+                a.name.clone(),
+                a.owner.clone().unwrap_or_else(|| "–".into()),
+                a.status.clone(),
+                a.trust.clone(),
+                a.scopes.len().to_string(),
+                n.to_string(),
+                t.to_string(),
+                if den > 0 {
+                    format!("!deny:{den}")
+                } else {
+                    "0".into()
+                },
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        p.para(9.0, Face::Sans, MUTED, "No agents are registered.", 0.0);
+    } else {
+        table(
+            p,
+            &[
+                ("AGENT", 128.0),
+                ("OWNER", 70.0),
+                ("STATUS", 54.0),
+                ("TRUST", 62.0),
+                ("SCOPES", 40.0),
+                ("EVENTS", 42.0),
+                ("TOKENS", 42.0),
+                ("DENIALS", 45.0),
+            ],
+            &rows,
+            8.0,
+        );
+    }
+    p.heading("Events by action", 12.0);
+    let mut actions: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    for e in ev {
+        let v = actions.entry(e.action.as_str()).or_default();
+        if e.decision == Decision::Deny {
+            v.1 += 1;
+        } else {
+            v.0 += 1;
+        }
+    }
+    let mut rows: Vec<(&str, (usize, usize))> = actions.into_iter().collect();
+    rows.sort_by(|a, b| (b.1.0 + b.1.1).cmp(&(a.1.0 + a.1.1)).then(a.0.cmp(b.0)));
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|(a, (ok, deny))| {
+            vec![
+                a.to_string(),
+                ok.to_string(),
+                if *deny > 0 {
+                    format!("!deny:{deny}")
+                } else {
+                    "0".into()
+                },
+            ]
+        })
+        .collect();
+    table(
+        p,
+        &[("ACTION", 283.0), ("ALLOWED", 100.0), ("DENIED", 100.0)],
+        &rows,
+        8.0,
+    );
+}
+
+fn agents(p: &mut Pages<'_>, d: &ReportData) {
+    if d.agents.is_empty() {
+        return;
+    }
+    p.page("Agents");
+    p.heading("Agents", 16.0);
+    let mut by_agent: BTreeMap<&str, Vec<&AuditEvent>> = BTreeMap::new();
+    for e in &d.events {
+        if let Some(a) = &e.agent {
+            by_agent.entry(a.as_str()).or_default().push(e);
+        }
+    }
+    for (i, a) in d.agents.iter().enumerate() {
+        if i > 0 {
+            p.need(200.0);
+            p.y += 10.0;
+        }
+        p.heading(&a.name, 13.0);
+        let evs = by_agent.get(a.id.as_str()).cloned().unwrap_or_default();
+        let facts = vec![
+            ("Purpose", a.purpose.clone()),
+            (
+                "Owner",
+                a.owner.clone().unwrap_or_else(|| "none assigned".into()),
+            ),
+            (
+                "Status",
+                match &a.status_reason {
+                    Some(r) => format!("{} ({r})", a.status),
+                    None => a.status.clone(),
+                },
+            ),
+            ("Trust", a.trust.clone()),
+            ("Registered", a.created.clone()),
+            (
+                "Scopes",
+                if a.scopes.is_empty() {
+                    "none".into()
+                } else {
+                    a.scopes.join(", ")
+                },
+            ),
+            (
+                "In this period",
+                format!(
+                    "{} events, {} tokens issued, {} denied, {} revocations",
+                    evs.len(),
+                    evs.iter().filter(|e| is_token_issued(e)).count(),
+                    evs.iter().filter(|e| e.decision == Decision::Deny).count(),
+                    evs.iter().filter(|e| is_revocation(e)).count()
+                ),
+            ),
+        ];
+        for (k, v) in facts {
+            let lines = p.fonts.wrap(Face::Sans, 8.5, &v, CONTENT_W - 90.0);
+            p.need(12.0 * lines.len() as f32 + 2.0);
+            p.y += 12.0;
+            p.text(MARGIN, p.y, 8.0, Face::Sans, MUTED, k);
+            for (j, l) in lines.iter().enumerate() {
+                if j > 0 {
+                    p.y += 11.0;
+                }
+                p.text(MARGIN + 90.0, p.y, 8.5, Face::Sans, INK, l);
+            }
+        }
+        if evs.is_empty() {
+            p.y += 4.0;
+            p.para(
+                8.5,
+                Face::Sans,
+                MUTED,
+                "No events about this agent in this period.",
+                0.0,
+            );
+            continue;
+        }
+        p.y += 6.0;
+        let shown: Vec<Vec<String>> = evs
+            .iter()
+            .take(TIMELINE_MAX)
+            .map(|e| {
+                vec![
+                    format!("#{}", e.seq),
+                    short_time(&e.time),
+                    e.action.clone(),
+                    if e.decision == Decision::Deny {
+                        format!(
+                            "!deny:{}",
+                            e.reason.clone().unwrap_or_else(|| "denied".into())
+                        )
+                    } else {
+                        e.reason.clone().unwrap_or_else(|| "allowed".into())
+                    },
+                    actor_text(e),
+                ]
+            })
+            .collect();
+        table(
+            p,
+            &[
+                ("#", 42.0),
+                ("TIME (UTC)", 92.0),
+                ("EVENT", 112.0),
+                ("OUTCOME", 120.0),
+                ("BY", 117.0),
+            ],
+            &shown,
+            7.5,
+        );
+        if evs.len() > TIMELINE_MAX {
+            p.para(
+                8.0,
+                Face::Sans,
+                MUTED,
+                &format!(
+                    "… and {} more events for this agent: see the appendix.",
+                    evs.len() - TIMELINE_MAX
+                ),
+                0.0,
+            );
+        }
+    }
+}
+
+const CONTROLS: &[(&str, &str, &str, &str)] = &[
+    (
+        "SOC 2 CC6.1",
+        "Logical access security: identification, authentication, restriction of access",
+        "Each agent has its own identity and Ed25519 key; every token issued or refused is an \
+         event naming the agent, the scopes and the decision. Tokens are short-lived and signed \
+         by the issuer key whose fingerprint is on the cover.",
+        "That the services agents call enforce the tokens, or that no agent used credentials \
+         outside Mandate (see the credential scan).",
+    ),
+    (
+        "SOC 2 CC6.2",
+        "Registering and authorising users before issuing credentials; removing them",
+        "Agent registration (agent.created), key registration and rotation, suspension and \
+         revocation are events with who did it and when, in order, before any token for that \
+         agent.",
+        "Whether the person approving was entitled to, beyond being a registered team member; \
+         approvals made outside Mandate.",
+    ),
+    (
+        "SOC 2 CC6.3",
+        "Role-based access, least privilege, changes to access",
+        "Scopes are explicit connection:action grants without wildcards; every grant and \
+         removal is an event (agent.created, agent.edited); denials show requests beyond the \
+         grant being refused.",
+        "Whether each grant was the minimum needed for the agent's purpose: that is a judgement \
+         for the reviewer.",
+    ),
+    (
+        "SOC 2 CC7.2",
+        "Monitoring for anomalies and security events",
+        "Denials, revocations and trust changes are recorded with reasons; the log is \
+         tamper-evident (hash chain, signed Merkle checkpoints) and can be streamed to a SIEM.",
+        "That anyone reviewed the events or acted on alerts; this report is not evidence of \
+         review.",
+    ),
+    (
+        "ISO 27001:2022 A.5.15",
+        "Access control",
+        "Access rules per agent (scopes, trust floors per connection) and each decision made \
+         under them.",
+        "The written access control policy itself.",
+    ),
+    (
+        "ISO 27001:2022 A.5.16",
+        "Identity management",
+        "The full life cycle of each agent identity: created, edited, suspended, revoked, with \
+         owner and purpose.",
+        "Identities of people outside the team members registered in Mandate.",
+    ),
+    (
+        "ISO 27001:2022 A.5.17",
+        "Authentication information",
+        "Key creation and rotation events; private keys and connection secrets are kept in the \
+         OS keychain and never appear in the log.",
+        "How agents store their own private keys when they hold them outside the keychain.",
+    ),
+    (
+        "ISO 27001:2022 A.5.18",
+        "Access rights: provisioning, review, removal",
+        "Provisioning and removal of scopes and agents, and token revocations, each with actor \
+         and time.",
+        "Periodic access reviews, unless recorded as events (for example a trust override with \
+         a reason).",
+    ),
+    (
+        "ISO 27001:2022 A.8.15",
+        "Logging",
+        "Events are append-only, hash-chained, covered by signed RFC 9162 checkpoints and \
+         verifiable offline from the attached bundle; the verification result is on the cover.",
+        "Logs of other systems; protection against someone who also holds the issuer key \
+         rewriting history before a checkpoint was shared outside.",
+    ),
+];
+
+fn controls(p: &mut Pages<'_>, _d: &ReportData) {
+    p.page("Controls");
+    p.heading("Mapping to common controls", 16.0);
+    p.para(
+        8.5,
+        Face::Sans,
+        MUTED,
+        "What the evidence in this report shows for each control, and what it does not. It \
+         supports an assessment; it is not one.",
+        0.0,
+    );
+    let col = (CONTENT_W - 120.0) / 2.0;
+    for (id, name, shows, not) in CONTROLS {
+        let l1 = p.fonts.wrap(Face::Sans, 8.0, shows, col - 10.0);
+        let l2 = p.fonts.wrap(Face::Sans, 8.0, not, col - 10.0);
+        let lines = l1.len().max(l2.len()).max(3);
+        let h = lines as f32 * 10.5 + 14.0;
+        p.need(h + 8.0);
+        p.y += 8.0;
+        let top = p.y;
+        p.rect(MARGIN, top, CONTENT_W, h, ZEBRA);
+        p.text(MARGIN + 6.0, top + 14.0, 8.5, Face::Bold, INK, id);
+        let nl = p.fonts.wrap(Face::Sans, 7.0, name, 108.0);
+        for (i, l) in nl.iter().enumerate() {
+            p.text(
+                MARGIN + 6.0,
+                top + 26.0 + i as f32 * 9.0,
+                7.0,
+                Face::Sans,
+                MUTED,
+                l,
+            );
+        }
+        p.text(MARGIN + 120.0, top + 12.0, 6.5, Face::Bold, ACCENT, "SHOWS");
+        p.text(
+            MARGIN + 120.0 + col,
+            top + 12.0,
+            6.5,
+            Face::Bold,
+            DENY,
+            "DOES NOT SHOW",
+        );
+        for (i, l) in l1.iter().enumerate() {
+            p.text(
+                MARGIN + 120.0,
+                top + 23.0 + i as f32 * 10.5,
+                8.0,
+                Face::Sans,
+                INK,
+                l,
+            );
+        }
+        for (i, l) in l2.iter().enumerate() {
+            p.text(
+                MARGIN + 120.0 + col,
+                top + 23.0 + i as f32 * 10.5,
+                8.0,
+                Face::Sans,
+                INK,
+                l,
+            );
+        }
+        p.y = top + h;
+    }
+}
+
+fn appendix(p: &mut Pages<'_>, d: &ReportData) {
+    p.page("Appendix: events");
+    p.heading("Appendix: every event", 16.0);
+    p.para(
+        8.0,
+        Face::Sans,
+        MUTED,
+        "Each event as recorded, oldest first. The attached bundle holds the same events in \
+         canonical JSON with their hashes; where they differ, the bundle is authoritative.",
+        0.0,
+    );
+    let rows: Vec<Vec<String>> = d
+        .events
+        .iter()
+        .map(|e| {
+            vec![
+                format!("#{}", e.seq),
+                short_time(&e.time),
+                actor_text(e),
+                e.action.clone(),
+                target_text(e),
+                if e.decision == Decision::Deny {
+                    "!deny:deny".into()
+                } else {
+                    "allow".into()
+                },
+            ]
+        })
+        .collect();
+    table(
+        p,
+        &[
+            ("#", 40.0),
+            ("TIME (UTC)", 82.0),
+            ("BY", 110.0),
+            ("ACTION", 110.0),
+            ("TARGET", 104.0),
+            ("", 37.0),
+        ],
+        &rows,
+        6.8,
+    );
+}

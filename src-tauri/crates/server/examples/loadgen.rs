@@ -1,0 +1,213 @@
+//! Load generator for `docs/BENCHMARKS.md` (not a test): `client_credentials` with
+//! `private_key_jwt` against a running token endpoint (Mandate's or another server's), with
+//! one fresh assertion per request, pre-generated so that the client's own signing is not
+//! measured. Also measures the crypto floor on this machine.
+//!
+//! Usage:
+//!   loadgen tokens --url URL --aud AUD --client-id ID --key JWK_FILE --concurrency N --seconds S
+//!   loadgen floor --seconds S
+//!
+//! Prints one JSON line per run: requests, errors, tokens/s, p50/p99 latency in ms.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a benchmark tool"
+)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use ed25519_dalek::{Signer as _, SigningKey};
+use sha2::{Digest, Sha256};
+
+fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn assertion(key: &SigningKey, kid: &str, client: &str, aud: &str, alg: &str) -> String {
+    let h = serde_json::json!({"alg": alg, "kid": kid, "typ": "JWT"});
+    let t = now();
+    let c = serde_json::json!({
+        "iss": client, "sub": client, "aud": aud, "iat": t, "exp": t + 240,
+        "jti": uuid::Uuid::new_v4().to_string(),
+    });
+    let input = format!(
+        "{}.{}",
+        B64.encode(h.to_string()),
+        B64.encode(c.to_string())
+    );
+    let sig = key.sign(input.as_bytes());
+    format!("{input}.{}", B64.encode(sig.to_bytes()))
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+async fn tokens(args: &[String]) {
+    let url = arg(args, "--url").expect("--url");
+    let aud = arg(args, "--aud").unwrap_or_else(|| url.clone());
+    let client = arg(args, "--client-id").expect("--client-id");
+    let jwk: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(arg(args, "--key").expect("--key")).unwrap())
+            .unwrap();
+    let seed: [u8; 32] = B64
+        .decode(jwk["d"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let key = SigningKey::from_bytes(&seed);
+    let kid = jwk["kid"].as_str().unwrap_or("").to_string();
+    let alg = arg(args, "--alg").unwrap_or_else(|| "EdDSA".into());
+    let conc: usize = arg(args, "--concurrency").map_or(16, |c| c.parse().unwrap());
+    let secs: u64 = arg(args, "--seconds").map_or(10, |c| c.parse().unwrap());
+    let max: usize = arg(args, "--max").map_or(60_000, |c| c.parse().unwrap());
+    let label = arg(args, "--label").unwrap_or_else(|| "run".into());
+    // One fresh assertion per request, made before the clock starts.
+    let bodies: Vec<String> = (0..max)
+        .map(|_| {
+            format!(
+                "grant_type=client_credentials&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion={}",
+                assertion(&key, &kid, &client, &aud, &alg)
+            )
+        })
+        .collect();
+    let bodies = Arc::new(bodies);
+    let next = Arc::new(AtomicUsize::new(0));
+    let errors = Arc::new(AtomicUsize::new(0));
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(conc)
+        .build()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..conc {
+        let (bodies, next, errors, http, url) = (
+            bodies.clone(),
+            next.clone(),
+            errors.clone(),
+            http.clone(),
+            url.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= bodies.len() || Instant::now() >= deadline {
+                    break;
+                }
+                let t = Instant::now();
+                let r = http
+                    .post(&url)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(bodies[i].clone())
+                    .send()
+                    .await;
+                let ok = match r {
+                    Ok(r) => {
+                        let st = r.status();
+                        let _ = r.bytes().await;
+                        st.is_success()
+                    }
+                    Err(_) => false,
+                };
+                lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                if !ok {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    all.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let errs = errors.load(Ordering::Relaxed);
+    println!(
+        "{}",
+        serde_json::json!({
+            "label": label, "concurrency": conc, "requests": all.len(), "errors": errs,
+            "tokens_per_s": ((all.len() - errs) as f64 / elapsed).round(),
+            "p50_ms": (percentile(&all, 0.50) * 100.0).round() / 100.0,
+            "p99_ms": (percentile(&all, 0.99) * 100.0).round() / 100.0,
+        })
+    );
+}
+
+/// One Ed25519 verify + one sign + one SHA-256 chain link + an amortised durable append
+/// (WAL, synchronous=FULL, 100 rows per transaction), per token.
+fn floor(args: &[String]) {
+    let secs: f64 = arg(args, "--seconds").map_or(3.0, |c| c.parse().unwrap());
+    let key = SigningKey::from_bytes(&[9; 32]);
+    let vk = key.verifying_key();
+    let msg = vec![b'x'; 300];
+    let sig = key.sign(&msg);
+    let dir = tempfile::tempdir().unwrap();
+    let db = rusqlite::Connection::open(dir.path().join("floor.db")).unwrap();
+    db.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;
+         CREATE TABLE t (seq INTEGER PRIMARY KEY, body BLOB, hash BLOB);",
+    )
+    .unwrap();
+    let mut prev = [0u8; 32];
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed().as_secs_f64() < secs {
+        let tx = db.unchecked_transaction().unwrap();
+        for _ in 0..100 {
+            vk.verify_strict(&msg, &sig).unwrap();
+            let s = key.sign(&msg);
+            let mut h = Sha256::new();
+            h.update(prev);
+            h.update(s.to_bytes());
+            prev = h.finalize().into();
+            tx.execute(
+                "INSERT INTO t (body, hash) VALUES (?1, ?2)",
+                rusqlite::params![&msg[..200], &prev[..]],
+            )
+            .unwrap();
+            n += 1;
+        }
+        tx.commit().unwrap();
+    }
+    let el = start.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        serde_json::json!({"label": "crypto floor (one core)", "tokens_per_s": (n as f64 / el).round(), "us_per_token": ((el / n as f64) * 1e7).round() / 10.0})
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("tokens") => tokens(&args).await,
+        Some("floor") => floor(&args),
+        _ => eprintln!(
+            "usage: loadgen tokens --url URL --client-id ID --key JWK [--aud A] [--concurrency N] [--seconds S] | loadgen floor"
+        ),
+    }
+}

@@ -1,0 +1,136 @@
+//! Self-defence of a localhost server that browsers can reach.
+//!
+//! Any web page the user opens can make the browser send requests to 127.0.0.1, and a DNS
+//! rebinding attack can make such requests look same-origin. So, on every request and before
+//! any routing: the peer must be a loopback address (even if someone changes the bind
+//! address); `Host` must be exactly `127.0.0.1:PORT`, `[::1]:PORT` or `localhost:PORT` (421
+//! otherwise: checking `Origin` against `Host` is not enough, the rebinding page controls
+//! both); a request carrying any `Origin` header comes from a browser page and is refused (403),
+//! as is `Sec-Fetch-Site: cross-site` on anything but GET/HEAD; no CORS header is ever sent, so
+//! no page can read a response; and every request has a deadline.
+//!
+//! What it is not: authentication. Clients authenticate in the core (`private_key_jwt`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
+
+use crate::{AppState, REQUEST_TIMEOUT, plain_error};
+
+/// Whether `host` (a Host header value) names this server on a loopback name.
+pub fn host_allowed(host: &str, port: u16) -> bool {
+    let host = host.to_ascii_lowercase();
+    [
+        format!("127.0.0.1:{port}"),
+        format!("[::1]:{port}"),
+        format!("localhost:{port}"),
+    ]
+    .contains(&host)
+}
+
+/// The middleware. Runs before routing, body reading and any crypto.
+pub async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let refuse = |status: StatusCode, why: &str| plain_error(status, "access_denied", why);
+    // Without connection info (a test calling the router directly) there is no peer to
+    // trust: refuse.
+    match req.extensions().get::<ConnectInfo<SocketAddr>>() {
+        Some(ConnectInfo(p)) if p.ip().is_loopback() => {}
+        _ => {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "only this computer may use this endpoint",
+            );
+        }
+    }
+    let hosts: Vec<_> = req.headers().get_all(header::HOST).iter().collect();
+    match hosts.as_slice() {
+        [h] if h.to_str().is_ok_and(|h| host_allowed(h, state.port)) => {}
+        [] => {
+            return plain_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "the request has no Host header",
+            );
+        }
+        _ => {
+            return refuse(
+                StatusCode::MISDIRECTED_REQUEST,
+                "the Host header must be 127.0.0.1, [::1] or localhost with this port",
+            );
+        }
+    }
+    if req.headers().contains_key(header::ORIGIN) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "requests from web pages (with an Origin header) are refused",
+        );
+    }
+    let safe_method = req.method() == Method::GET || req.method() == Method::HEAD;
+    let cross_site = req
+        .headers()
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("cross-site"));
+    if cross_site && !safe_method {
+        return refuse(StatusCode::FORBIDDEN, "cross-site requests are refused");
+    }
+    // The secret broker waits on remote APIs (an LLM may think for minutes) and sets its own
+    // upstream timeouts (`proxy.rs`).
+    let deadline = if req.uri().path().starts_with("/proxy/") {
+        crate::proxy::READ_TIMEOUT
+    } else {
+        REQUEST_TIMEOUT
+    };
+    let mut res = match tokio::time::timeout(deadline, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => plain_error(
+            StatusCode::REQUEST_TIMEOUT,
+            "temporarily_unavailable",
+            "the request took too long",
+        ),
+    };
+    // Belt and braces: no handler sets CORS headers, and none may.
+    let cors: Vec<_> = res
+        .headers()
+        .keys()
+        .filter(|k| k.as_str().starts_with("access-control-"))
+        .cloned()
+        .collect();
+    for k in cors {
+        res.headers_mut().remove(k);
+    }
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_allowed;
+
+    #[test]
+    fn only_loopback_names_with_our_port() {
+        for ok in [
+            "127.0.0.1:6263",
+            "[::1]:6263",
+            "localhost:6263",
+            "LOCALHOST:6263",
+        ] {
+            assert!(host_allowed(ok, 6263), "{ok}");
+        }
+        for bad in [
+            "evil.example:6263",
+            "127.0.0.1",
+            "127.0.0.1:80",
+            "localhost",
+            "127.0.0.2:6263",
+            "localhost.:6263",
+            "127.0.0.1:6263.evil.example",
+            "",
+        ] {
+            assert!(!host_allowed(bad, 6263), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,412 @@
+//! Mandate's localhost token endpoint: an axum adapter over `mandate_core::oauth`.
+//!
+//! Each handler reads the request, calls one [`TokenService`] method on a blocking thread
+//! (SQLite and the keychain block) and maps [`OAuthError`] to RFC 6749 §5.2 JSON with the
+//! right status and `Cache-Control: no-store`. The rules live in the core; this crate owns only
+//! HTTP and the process: binding 127.0.0.1 exclusively, the self-defence middleware
+//! ([`guard`]), the one-server-per-data-folder lock ([`lock`]) and graceful shutdown.
+//!
+//! The desktop app and `mandate serve` both call [`serve`]; tests call [`router`] or
+//! [`serve`] with port 0.
+//!
+//! What it is not: an admin API. Agents, delegations and keys change only through the app's
+//! IPC or the local CLI, never over HTTP.
+
+pub mod guard;
+pub mod lock;
+pub mod proxy;
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use mandate_core::Mandate;
+use mandate_core::oauth::{EndpointConfig, HttpContext, OAuthError, RateLimit, TokenService};
+use mandate_core::secret::Sensitive;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use lock::DataDirLock;
+
+/// The port the endpoint uses unless told otherwise.
+pub const DEFAULT_PORT: u16 = 6263;
+/// Environment variable that overrides the port.
+pub const PORT_ENV: &str = "MANDATE_PORT";
+/// Largest request body accepted (checked before any crypto work).
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// Longest a request may take before it is answered 408.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the endpoint could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(
+        "port {port} on 127.0.0.1 is already in use by another program; Mandate does not move \
+         to another port (agents would not find it). Stop that program, or choose another port \
+         with --port or MANDATE_PORT"
+    )]
+    PortInUse { port: u16 },
+    #[error("could not listen on 127.0.0.1:{port}: {reason}")]
+    Bind { port: u16, reason: String },
+    #[error(transparent)]
+    Locked(#[from] lock::LockError),
+    #[error(transparent)]
+    Core(#[from] mandate_core::Error),
+}
+
+/// How to run the endpoint.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// 0 picks a free port (tests).
+    pub port: u16,
+    /// Per-agent rate limit; `None` turns it off.
+    pub rate_limit: Option<RateLimit>,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            port: DEFAULT_PORT,
+            rate_limit: Some(RateLimit::default()),
+        }
+    }
+}
+
+impl ServeOptions {
+    /// The defaults, with the port from `MANDATE_PORT` when it is set.
+    pub fn from_env() -> Result<Self, String> {
+        let mut o = ServeOptions::default();
+        if let Ok(p) = std::env::var(PORT_ENV)
+            && !p.is_empty()
+        {
+            o.port = p
+                .parse()
+                .map_err(|_| format!("{PORT_ENV}={p} is not a port number (0 to 65535)"))?;
+        }
+        Ok(o)
+    }
+}
+
+/// What every request handler shares.
+#[derive(Debug)]
+pub struct AppState {
+    pub service: TokenService,
+    pub port: u16,
+}
+
+/// The endpoint's routes with the self-defence middleware around them.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/.well-known/oauth-authorization-server", get(metadata))
+        .route("/.well-known/jwks.json", get(jwks))
+        .route("/oauth2/token", post(token))
+        .route("/oauth2/introspect", post(introspect))
+        .route("/oauth2/revoke", post(revoke))
+        .merge(proxy::routes(state.clone()))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::guard,
+        ))
+        .with_state(state)
+}
+
+/// A running endpoint. Dropping it without [`RunningServer::shutdown`] leaves it running
+/// until the runtime stops.
+#[derive(Debug)]
+pub struct RunningServer {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningServer {
+    /// The address it listens on (`127.0.0.1:PORT`).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`, the issuer identifier.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stop accepting connections, finish the requests in flight (their audit writes commit
+    /// before their responses), then return.
+    pub async fn shutdown(mut self) -> std::io::Result<()> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        self.wait().await
+    }
+
+    /// Wait until the server stops (after [`RunningServer::shutdown`] or a fatal error).
+    pub async fn wait(&mut self) -> std::io::Result<()> {
+        match (&mut self.task).await {
+            Ok(r) => r,
+            Err(e) => Err(std::io::Error::other(e.to_string())),
+        }
+    }
+
+    /// A handle that asks the server to stop, for a signal handler.
+    pub fn stopper(&mut self) -> Option<oneshot::Sender<()>> {
+        self.stop.take()
+    }
+}
+
+/// Bind 127.0.0.1:`port` exclusively, take the data-folder lock and serve until shut down.
+pub async fn serve(mandate: Arc<Mandate>, opts: ServeOptions) -> Result<RunningServer, ServeError> {
+    let dir = mandate.data_dir().to_path_buf();
+    let mut lock = DataDirLock::acquire(&dir)?;
+    let listener = bind(opts.port)?;
+    let addr = listener.local_addr().map_err(|e| ServeError::Bind {
+        port: opts.port,
+        reason: e.to_string(),
+    })?;
+    lock.record(addr.port())?;
+    let mut cfg = EndpointConfig::new(format!("http://{addr}"));
+    cfg.rate_limit = opts.rate_limit;
+    let service = {
+        let m = mandate.clone();
+        tokio::task::spawn_blocking(move || TokenService::new(m, cfg))
+            .await
+            .map_err(|e| ServeError::Bind {
+                port: addr.port(),
+                reason: e.to_string(),
+            })??
+    };
+    let state = Arc::new(AppState {
+        service,
+        port: addr.port(),
+    });
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| ServeError::Bind {
+        port: addr.port(),
+        reason: e.to_string(),
+    })?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    // The task owns the lock: it is held exactly as long as the server runs, even if the
+    // handle is dropped.
+    let task = tokio::spawn(async move {
+        let _lock = lock;
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    tracing::info!(%addr, "token endpoint listening");
+    Ok(RunningServer {
+        addr,
+        stop: Some(stop),
+        task,
+    })
+}
+
+/// Bind without `SO_REUSEADDR` tricks: a second process on the same port fails.
+fn bind(port: u16) -> Result<StdListener, ServeError> {
+    let l = StdListener::bind((Ipv4Addr::LOCALHOST, port)).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            ServeError::PortInUse { port }
+        } else {
+            ServeError::Bind {
+                port,
+                reason: e.to_string(),
+            }
+        }
+    })?;
+    l.set_nonblocking(true).map_err(|e| ServeError::Bind {
+        port,
+        reason: e.to_string(),
+    })?;
+    Ok(l)
+}
+
+// ----- responses -----------------------------------------------------------------------------
+
+/// A JSON response that no cache keeps (RFC 6749 §5.1).
+fn no_store(status: StatusCode, body: &Value) -> Response {
+    let mut r = (status, body.to_string()).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    r
+}
+
+/// An RFC 6749 §5.2 error response.
+pub fn oauth_error(e: &OAuthError) -> Response {
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut r = no_store(
+        status,
+        &json!({"error": e.code(), "error_description": e.to_string()}),
+    );
+    if let Some(s) = e.retry_after()
+        && let Ok(v) = HeaderValue::from_str(&s.to_string())
+    {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
+}
+
+/// An error the middleware or router raises before the rules run.
+pub fn plain_error(status: StatusCode, code: &str, description: &str) -> Response {
+    no_store(
+        status,
+        &json!({"error": code, "error_description": description}),
+    )
+}
+
+async fn not_found() -> Response {
+    plain_error(
+        StatusCode::NOT_FOUND,
+        "invalid_request",
+        "there is no such endpoint here",
+    )
+}
+
+/// Run blocking core work; a panic there answers 500 without detail.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Response> {
+    tokio::task::spawn_blocking(f).await.map_err(|_| {
+        plain_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "the endpoint failed unexpectedly; the app logs say more",
+        )
+    })
+}
+
+async fn metadata(State(s): State<Arc<AppState>>) -> Response {
+    let mut r = axum::Json(s.service.metadata()).into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+async fn jwks(State(s): State<Arc<AppState>>) -> Response {
+    let st = s.clone();
+    match blocking(move || st.service.jwks()).await {
+        Ok(Ok(j)) => {
+            let mut r = axum::Json(j).into_response();
+            r.headers_mut().insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("max-age=60"),
+            );
+            r
+        }
+        Ok(Err(e)) => oauth_error(&OAuthError::from(e)),
+        Err(r) => r,
+    }
+}
+
+/// Read a form body: the right content type and at most [`MAX_BODY_BYTES`].
+async fn form_body(req: Request) -> Result<(HeaderMap, Bytes), Response> {
+    let (parts, body) = req.into_parts();
+    let ct = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
+    if ct.as_deref() != Some("application/x-www-form-urlencoded") {
+        return Err(plain_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the body must be application/x-www-form-urlencoded",
+        ));
+    }
+    let too_big = || {
+        plain_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request",
+            "the request body is larger than 16 KiB",
+        )
+    };
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(too_big());
+    }
+    let bytes = axum::body::to_bytes(Body::new(body), MAX_BODY_BYTES)
+        .await
+        .map_err(|_| too_big())?;
+    Ok((parts.headers, bytes))
+}
+
+/// The URL the client addressed, from the (already allow-listed) Host header.
+fn request_url(headers: &HeaderMap, path: &str) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("127.0.0.1");
+    format!("http://{host}{path}")
+}
+
+async fn token(State(s): State<Arc<AppState>>, req: Request) -> Response {
+    let path = req.uri().path().to_string();
+    let (headers, body) = match form_body(req).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let ctx = HttpContext {
+        method: Method::POST.to_string(),
+        url: request_url(&headers, &path),
+        dpop: headers
+            .get_all("dpop")
+            .iter()
+            .map(|v| Sensitive::new(String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect(),
+    };
+    let st = s.clone();
+    match blocking(move || st.service.token(&body, &ctx)).await {
+        Ok(Ok(t)) => no_store(StatusCode::OK, &t.to_json()),
+        Ok(Err(e)) => oauth_error(&e),
+        Err(r) => r,
+    }
+}
+
+async fn introspect(State(s): State<Arc<AppState>>, req: Request) -> Response {
+    let (_, body) = match form_body(req).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let st = s.clone();
+    match blocking(move || st.service.introspect(&body)).await {
+        Ok(Ok(v)) => no_store(StatusCode::OK, &v),
+        Ok(Err(e)) => oauth_error(&e),
+        Err(r) => r,
+    }
+}
+
+async fn revoke(State(s): State<Arc<AppState>>, req: Request) -> Response {
+    let (_, body) = match form_body(req).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let st = s.clone();
+    match blocking(move || st.service.revoke(&body)).await {
+        Ok(Ok(())) => no_store(StatusCode::OK, &json!({})),
+        Ok(Err(e)) => oauth_error(&e),
+        Err(r) => r,
+    }
+}

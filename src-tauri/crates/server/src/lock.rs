@@ -1,0 +1,102 @@
+//! One endpoint per data folder: an advisory lock on `serve.lock` in the data folder.
+//!
+//! The lock is held for the life of the server (the OS releases it if the process dies, so a
+//! crash never leaves a stale lock). The file also records the holder's pid and port, so a
+//! second `mandate serve` can say who holds it, and `mandate token` can find the port.
+//!
+//! What it is not: the database's own locking (SQLite's), which still serialises writers.
+
+use std::fs::File;
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// The lock file's name inside the data folder.
+pub const LOCK_FILE: &str = "serve.lock";
+
+/// Why the lock could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error(
+        "another Mandate endpoint{holder} already serves the data folder {dir}; stop it first \
+         (only one process may serve a data folder at a time)"
+    )]
+    Held { dir: PathBuf, holder: String },
+    #[error("could not use the lock file {path}: {reason}")]
+    Io { path: PathBuf, reason: String },
+}
+
+/// Who holds a data folder, as written in its lock file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub pid: u32,
+    pub port: u16,
+}
+
+/// Read the holder recorded in `dir`'s lock file, if the file says.
+pub fn holder(dir: &Path) -> Option<Holder> {
+    let text = std::fs::read_to_string(dir.join(LOCK_FILE)).ok()?;
+    let mut pid = None;
+    let mut port = None;
+    for line in text.lines() {
+        if let Some(v) = line.strip_prefix("pid=") {
+            pid = v.trim().parse().ok();
+        } else if let Some(v) = line.strip_prefix("port=") {
+            port = v.trim().parse().ok();
+        }
+    }
+    Some(Holder {
+        pid: pid?,
+        port: port?,
+    })
+}
+
+/// The held lock; released when dropped.
+#[derive(Debug)]
+pub struct DataDirLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl DataDirLock {
+    /// Take the lock on `dir` or say who holds it.
+    pub fn acquire(dir: &Path) -> Result<Self, LockError> {
+        let path = dir.join(LOCK_FILE);
+        let io = |e: std::io::Error| LockError::Io {
+            path: path.clone(),
+            reason: e.to_string(),
+        };
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io)?;
+        match fs4::FileExt::try_lock(&file) {
+            Ok(()) => Ok(DataDirLock { file, path }),
+            Err(fs4::TryLockError::WouldBlock) => {
+                let holder = match holder(dir) {
+                    Some(h) => format!(" (process {} on http://127.0.0.1:{})", h.pid, h.port),
+                    None => String::new(),
+                };
+                Err(LockError::Held {
+                    dir: dir.to_path_buf(),
+                    holder,
+                })
+            }
+            Err(fs4::TryLockError::Error(e)) => Err(io(e)),
+        }
+    }
+
+    /// Write our pid and the port we listen on into the lock file.
+    pub fn record(&mut self, port: u16) -> Result<(), LockError> {
+        let io = |e: std::io::Error| LockError::Io {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        };
+        self.file.set_len(0).map_err(io)?;
+        self.file.seek(SeekFrom::Start(0)).map_err(io)?;
+        write!(self.file, "pid={}\nport={port}\n", std::process::id()).map_err(io)?;
+        self.file.flush().map_err(io)
+    }
+}

@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""A GitHub-shaped HTTP API for the secret broker's tests, run as its own process.
+
+Usage: upstream.py LOGFILE. It listens on 127.0.0.1 (a free port, printed as the first line of
+standard output), appends one JSON line per request it receives to LOGFILE (method, path, raw
+request target, query, headers, body), so a test can prove what reached the upstream without
+going through the proxy. Its answers deliberately misbehave the way real APIs sometimes do:
+they echo the request headers (credential included) in the body and in `X-Echo-Authorization`,
+and set a cookie, so the tests can prove the broker never lets those reach the agent.
+
+Routes: GET /repos/{owner}/{repo}/issues returns two issues; /redirect-inside and
+/redirect-outside answer 302; anything else echoes the request.
+"""
+
+import json
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+LOG = sys.argv[1]
+LOCK = threading.Lock()
+
+
+def read_chunked(f):
+    out = b""
+    while True:
+        size = int(f.readline().strip() or b"0", 16)
+        if size == 0:
+            f.readline()
+            return out
+        out += f.read(size)
+        f.readline()
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    # Headers and body are two writes; without TCP_NODELAY, Nagle and delayed ACKs add 40 ms.
+    disable_nagle_algorithm = True
+
+    def log_message(self, *args):
+        pass
+
+    def handle_any(self):
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            body = read_chunked(self.rfile)
+        else:
+            n = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(n) if n else b""
+        u = urlsplit(self.path)
+        rec = {
+            "method": self.command,
+            "path": u.path,
+            "target": self.path,
+            "query": u.query,
+            "headers": {k.lower(): v for k, v in self.headers.items()},
+            "body": body.decode("utf-8", "replace"),
+        }
+        with LOCK, open(LOG, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        status, extra = 200, []
+        parts = u.path.split("/")
+        if u.path == "/redirect-inside":
+            status = 302
+            host = self.headers.get("Host", "")
+            extra.append(("Location", f"http://{host}/repos/acme/billing"))
+            payload = {}
+        elif u.path == "/redirect-outside":
+            status = 302
+            extra.append(("Location", "https://evil.example/steal"))
+            payload = {}
+        elif self.command == "GET" and len(parts) == 5 and parts[1] == "repos" and parts[4] == "issues":
+            payload = [
+                {"number": 1, "title": "Invoice for March is missing"},
+                {"number": 2, "title": "VAT rounding in the EU report"},
+            ]
+        else:
+            payload = {"received": rec}
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Set-Cookie", "session=upstream-session-for-the-real-key; Path=/")
+        auth = self.headers.get("Authorization")
+        if auth:
+            self.send_header("X-Echo-Authorization", auth)
+        for k, v in extra:
+            self.send_header(k, v)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = handle_any
+
+
+def main():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    print(server.server_address[1], flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

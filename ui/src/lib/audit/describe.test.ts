@@ -1,0 +1,73 @@
+import { describe, expect, it } from "vitest";
+import type { AuditCheck, AuditEvent } from "../backend";
+import { describeEvent, detailPairs, verifyBanner } from "./describe";
+
+function ev(over: Partial<AuditEvent>): AuditEvent {
+  return {
+    seq: 7,
+    time: "2026-11-23T09:00:00.000000Z",
+    actor: { kind: "member", id: "m1", name: "founder" },
+    on_behalf_of: null,
+    agent: "a1",
+    action: "agent.revoked",
+    target: { kind: "agent", id: "a1", name: "billing-report-agent" },
+    decision: "allow",
+    reason: "left the team",
+    details: { from: "active", to: "revoked" },
+    ...over,
+  };
+}
+
+const check: AuditCheck = {
+  ok: true,
+  events: 1234,
+  checkpoint: { size: 1200, time: "2026-11-23T09:00:00Z", root: "ab", key_fingerprint: "SHA256:xyz" },
+  checkpoints_verified: 3,
+  first_problem: null,
+  problem_count: 0,
+  notes: [],
+};
+
+describe("events in words", () => {
+  it("names who did what to whom", () => {
+    expect(describeEvent(ev({}))).toBe("founder revoked agent billing-report-agent");
+    expect(
+      describeEvent(ev({ actor: { kind: "app", id: "desktop", name: "ann" }, action: "connection.added", target: { kind: "connection", id: "c", name: "github" } })),
+    ).toBe("ann (the app) added connection github");
+    expect(describeEvent(ev({ actor: { kind: "app", id: "cli", name: "unknown" }, action: "member.added", target: { kind: "member", id: "m", name: "maria" } }))).toBe(
+      "the CLI added team member maria",
+    );
+    expect(describeEvent(ev({ action: "something.new" }))).toBe("founder · something.new · billing-report-agent");
+    expect(
+      describeEvent(ev({ actor: { kind: "agent", id: "a1", name: "billing-report-agent" }, action: "token.issued" })),
+    ).toBe("billing-report-agent was issued a token by the endpoint");
+  });
+
+  it("lists details as pairs", () => {
+    expect(detailPairs(ev({}))).toEqual([
+      ["from", "active"],
+      ["to", "revoked"],
+    ]);
+    expect(detailPairs(ev({ details: { n: [1, 2] } }))).toEqual([["n", "[1,2]"]]);
+    expect(detailPairs(ev({ details: null }))).toEqual([]);
+  });
+});
+
+describe("verification banner", () => {
+  it("says how many events verified and against which checkpoint", () => {
+    const b = verifyBanner(check);
+    expect(b.tone).toBe("good");
+    expect(b.text).toMatch(/^Verified: 1,234 events, checkpoint of 1,200 events signed .* by SHA256:xyz\./);
+  });
+
+  it("names the first broken event", () => {
+    const b = verifyBanner({
+      ...check,
+      ok: false,
+      first_problem: { kind: "edited", seq: 42, message: "event 42 was changed after it was written" },
+      problem_count: 3,
+    });
+    expect(b.tone).toBe("bad");
+    expect(b.text).toMatch(/^Broken at event #42: event 42 was changed after it was written \(2 more problems after it\)\./);
+  });
+});

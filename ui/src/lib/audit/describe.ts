@@ -1,0 +1,96 @@
+// Audit events in words: one line per event for the timeline.
+import type { AuditCheck, AuditEvent } from "../backend";
+
+const VERBS: Record<string, string> = {
+  "agent.created": "registered agent",
+  "agent.edited": "changed agent",
+  "agent.suspended": "suspended agent",
+  "agent.resumed": "resumed agent",
+  "agent.revoked": "revoked agent",
+  "agent.key_rotated": "rotated the key of",
+  "agent.trust_overridden": "set the trust of",
+  "member.added": "added team member",
+  "connection.added": "added connection",
+  "connection.removed": "removed connection",
+  "connection.secret_set": "stored the secret of",
+  "connection.edited": "changed connection",
+  "connection.broker_configured": "configured the broker of",
+  "issuer.key_created": "created the issuer key",
+  "issuer.key_rotated": "rotated the issuer key",
+  "introspection.denied": "was refused an introspection by",
+  "token.revocation_denied": "was refused a revocation by",
+  "proxy.denied": "was refused a request by",
+  "token.issued": "was issued a token by",
+  "token.exchanged": "exchanged a token at",
+  "token.denied": "was refused a token by",
+  "token.revoked": "revoked a token at",
+  "token.introspected_inactive": "presented an inactive token to",
+  "delegation.added": "delegated to",
+  "delegation.revoked": "ended the delegation of",
+  "settings.organisation_set": "changed the organisation name",
+};
+
+/** Common actions for the filter menu; a prefix ending in "." matches a family. */
+export const ACTION_CHOICES: { value: string; label: string }[] = [
+  { value: "", label: "Every action" },
+  { value: "agent.", label: "Agent changes" },
+  { value: "agent.revoked", label: "Agent revocations" },
+  { value: "token.", label: "Tokens" },
+  { value: "token.issued", label: "Tokens issued" },
+  { value: "token.denied", label: "Tokens refused" },
+  { value: "connection.", label: "Connections" },
+  { value: "member.", label: "Team members" },
+  { value: "delegation.", label: "Delegations" },
+  { value: "issuer.", label: "Issuer keys" },
+  { value: "settings.", label: "Settings" },
+];
+
+/** "founder revoked agent billing-report-agent". */
+export function describeEvent(e: AuditEvent): string {
+  const app = e.actor.id === "cli" ? "the CLI" : e.actor.id === "desktop" ? "the app" : e.actor.id;
+  const who =
+    e.actor.kind !== "app" ? e.actor.name : e.actor.name && e.actor.name !== "unknown" ? `${e.actor.name} (${app})` : app;
+  const target = e.target?.name ?? "";
+  const verb = VERBS[e.action];
+  const byEndpoint = /^(token|introspection|proxy)\./.test(e.action) && e.actor.kind === "agent";
+  if (verb && byEndpoint) return `${who} ${verb} ${e.action.startsWith("proxy.") ? "the broker" : "the endpoint"}`;
+  if (verb && e.action.startsWith("issuer.")) return `${who} ${verb}`;
+  if (verb) return [who, verb, target].filter(Boolean).join(" ");
+  return [who, e.action, target].filter(Boolean).join(" · ");
+}
+
+/** "2026-11-23 09:00:05" in local time, from the event's RFC 3339 time. */
+export function eventTime(iso: string): string {
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return iso;
+  const p = (n: number) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+}
+
+/** The banner over the timeline, as a tone and a sentence. */
+export function verifyBanner(c: AuditCheck): { tone: "good" | "bad"; text: string } {
+  const n = c.events.toLocaleString("en-US");
+  if (c.ok) {
+    const cp = c.checkpoint
+      ? `, checkpoint of ${c.checkpoint.size.toLocaleString("en-US")} events signed ${eventTime(c.checkpoint.time)} by ${c.checkpoint.key_fingerprint}`
+      : ", no signed checkpoint yet";
+    return { tone: "good", text: `Verified: ${n} events${cp}. Nothing was changed, removed or inserted.` };
+  }
+  const p = c.first_problem;
+  const where = p?.seq != null ? `event #${p.seq}` : "the log";
+  const more = c.problem_count > 1 ? ` (${c.problem_count - 1} more problem${c.problem_count > 2 ? "s" : ""} after it)` : "";
+  return {
+    tone: "bad",
+    text: `Broken at ${where}: ${p?.message ?? "the trail does not verify"}${more}. Keep a copy of the data folder as it is and run \`mandate audit verify\` for the full report.`,
+  };
+}
+
+/** Details worth a glance, as "key: value" pairs (objects shown as compact JSON). */
+export function detailPairs(e: AuditEvent): [string, string][] {
+  const d = e.details;
+  if (!d || typeof d !== "object" || Array.isArray(d)) return [];
+  return Object.entries(d as Record<string, unknown>).map(([k, v]) => [
+    k,
+    typeof v === "string" ? v : JSON.stringify(v),
+  ]);
+}

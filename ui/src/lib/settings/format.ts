@@ -1,0 +1,39 @@
+// Wording for the Settings screen (unit-tested in format.test.ts).
+import type { EndpointStatus } from "../backend";
+import type { Tone } from "../agents/format";
+
+export function endpointTone(state: EndpointStatus["state"]): Tone {
+  switch (state) {
+    case "running":
+      return "good";
+    case "starting":
+    case "paused":
+      return "warn";
+    default:
+      return "bad";
+  }
+}
+
+/** One sentence about the endpoint for Settings (and the sidebar). */
+export function endpointLine(s: EndpointStatus): string {
+  switch (s.state) {
+    case "running":
+      return `Agents get tokens at ${s.url ?? `http://127.0.0.1:${s.port}`}.`;
+    case "starting":
+      return `Starting on port ${s.port}…`;
+    case "paused":
+      return "Paused: agents get no new tokens until you start it.";
+    case "failed":
+      return "Not running: see why below.";
+    default:
+      return "Off: Mandate could not open its data.";
+  }
+}
+
+/** "15 min", "24 h", "1 h 30 min". */
+export function lifetime(secs: number): string {
+  const h = Math.floor(secs / 3600);
+  const m = Math.round((secs % 3600) / 60);
+  if (h === 0) return `${m} min`;
+  return m === 0 ? `${h} h` : `${h} h ${m} min`;
+}
