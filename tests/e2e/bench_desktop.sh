@@ -5,18 +5,20 @@
 # keychain. Usage: tests/e2e/bench_desktop.sh [DATA_DIR]
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
-if [ "${MANDATE_KEYRING_HARNESS:-}" != "1" ]; then
-  exec "$ROOT/scripts/with-keyring" "$0" "$@"
-fi
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mandate/target}"
 export MANDATE_CACHE="${MANDATE_CACHE:-$HOME/.cache/mandate}"
 cd "$ROOT"
-(cd ui && npm run --silent build >/dev/null)
-cargo build --release --locked -p mandate-desktop --bin mandate-desktop --example seed >&2
-DATA="${1:-$(mktemp -d)/data}"
-if [ ! -e "$DATA/mandate.db" ]; then
-  "$CARGO_TARGET_DIR/release/examples/seed" "$DATA" 1000 1000000
+if [ "${MANDATE_KEYRING_HARNESS:-}" != "1" ]; then
+  # Build before entering the private keychain session (its own HOME).
+  (cd ui && npm run --silent build >/dev/null)
+  cargo build --release --locked -p mandate-desktop --bin mandate-desktop --example seed >&2
+  DATA="${1:-$(mktemp -d)/data}"
+  if [ ! -e "$DATA/mandate.db" ]; then
+    "$CARGO_TARGET_DIR/release/examples/seed" "$DATA" 1000 1000000
+  fi
+  exec "$ROOT/scripts/with-keyring" "$0" "$DATA"
 fi
+DATA="$1"
 DISPLAY_NUM=$((90 + RANDOM % 100))
 Xvfb ":$DISPLAY_NUM" -screen 0 1280x800x24 -nolisten tcp >/dev/null 2>&1 &
 XVFB_PID=$!

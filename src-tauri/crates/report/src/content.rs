@@ -523,7 +523,7 @@ fn summary(p: &mut Pages<'_>, d: &ReportData) {
             ("DENIALS", denials.to_string()),
             ("REVOCATIONS", revocations.to_string()),
             (
-                "TRUSTED / PENDING / UNTRUSTED",
+                "TRUSTED / PENDING / UNTR.",
                 format!(
                     "{} / {} / {}",
                     trust("TRUSTED"),
@@ -667,7 +667,7 @@ fn agents(p: &mut Pages<'_>, d: &ReportData) {
             (
                 "In this period",
                 format!(
-                    "{} events, {} tokens issued, {} denied, {} revocations",
+                    "{} events, {} tokens issued, {} denied, {} revoked",
                     evs.len(),
                     evs.iter().filter(|e| is_token_issued(e)).count(),
                     evs.iter().filter(|e| e.decision == Decision::Deny).count(),

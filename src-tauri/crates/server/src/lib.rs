@@ -191,6 +191,11 @@ pub async fn serve(mandate: Arc<Mandate>, opts: ServeOptions) -> Result<RunningS
         port: addr.port(),
         reason: e.to_string(),
     })?;
+    // TCP_NODELAY: a streamed response (the broker's) is written as headers, then body; with
+    // Nagle on, the body waits for the client's delayed ACK (40 ms on Linux).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let (stop, stopped) = oneshot::channel::<()>();
     // The task owns the lock: it is held exactly as long as the server runs, even if the
     // handle is dropped.

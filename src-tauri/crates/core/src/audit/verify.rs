@@ -985,9 +985,10 @@ pub fn check_bundle(bytes: &[u8], opts: &BundleOptions) -> VerifyReport {
     let anchors = check_notes(&mut report, notes, &trusted, &header.origin);
     let Some(newest) = anchors
         .iter()
+        .rev()
         .filter(|a| !a.outside)
         .map(|a| a.cp.clone())
-        .next_back()
+        .next()
     else {
         report.problem(
             ProblemKind::Malformed,
