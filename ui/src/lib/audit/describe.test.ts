@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { AuditCheck, AuditEvent } from "../backend";
-import { describeEvent, detailPairs, verifyBanner } from "./describe";
+import { describeActor, describeEvent, detailPairs, verifyBanner } from "./describe";
 
 function ev(over: Partial<AuditEvent>): AuditEvent {
   return {
@@ -69,5 +69,17 @@ describe("verification banner", () => {
     });
     expect(b.tone).toBe("bad");
     expect(b.text).toMatch(/^Broken at event #42: event 42 was changed after it was written \(2 more problems after it\)\./);
+  });
+});
+
+describe("describeActor", () => {
+  it("names the app, not 'unknown', when no login name was known", () => {
+    expect(describeActor({ kind: "app", id: "desktop", name: "unknown" })).toBe("the app");
+    expect(describeActor({ kind: "app", id: "desktop", name: "Mandate app" })).toBe("the app");
+    expect(describeActor({ kind: "app", id: "cli", name: "" })).toBe("the CLI");
+  });
+  it("keeps a known login name beside the app part", () => {
+    expect(describeActor({ kind: "app", id: "desktop", name: "ann" })).toBe("ann (the app)");
+    expect(describeActor({ kind: "member", id: "m1", name: "maria" })).toBe("maria");
   });
 });

@@ -45,11 +45,17 @@ export const ACTION_CHOICES: { value: string; label: string }[] = [
   { value: "settings.", label: "Settings" },
 ];
 
+/** Who acted, in words: "maria", "ann (the app)", or "the CLI" when no login name was known. */
+export function describeActor(actor: AuditEvent["actor"]): string {
+  if (actor.kind !== "app") return actor.name;
+  const app = actor.id === "cli" ? "the CLI" : actor.id === "desktop" ? "the app" : actor.id;
+  const named = actor.name && actor.name !== "unknown" && actor.name !== "Mandate app";
+  return named ? `${actor.name} (${app})` : app;
+}
+
 /** "founder revoked agent billing-report-agent". */
 export function describeEvent(e: AuditEvent): string {
-  const app = e.actor.id === "cli" ? "the CLI" : e.actor.id === "desktop" ? "the app" : e.actor.id;
-  const who =
-    e.actor.kind !== "app" ? e.actor.name : e.actor.name && e.actor.name !== "unknown" ? `${e.actor.name} (${app})` : app;
+  const who = describeActor(e.actor);
   const target = e.target?.name ?? "";
   const verb = VERBS[e.action];
   const byEndpoint = /^(token|introspection|proxy)\./.test(e.action) && e.actor.kind === "agent";
