@@ -33,3 +33,23 @@ def test_search_and_filters_narrow_the_table(seeded, app_for):
     Select(app.wait('select[aria-label="Filter by status"]')).select_by_value("suspended")
     app.wait_until(lambda: rows() == 1)
     assert "support-triage-agent" in app.wait('tr[data-agent]').text
+
+
+def test_trust_override_is_set_by_hand_with_a_reason_and_audited(seeded, app_for):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    app = app_for(seeded)
+    app.click('tr[data-agent="billing-report-agent"] td:nth-child(2)')
+    app.wait("h1.mono-title")
+    Select(app.wait('select[aria-label="Trust override"]')).select_by_value("UNTRUSTED")
+    app.type('input[aria-label="Trust override reason"]', "leaked key under review")
+    app.button("Apply")
+    app.wait_text("Trust set by hand to UNTRUSTED")
+    assert "leaked key under review" in app.body()
+    app.wait_until(
+        lambda: app.driver.find_elements(
+            By.CSS_SELECTOR, '[data-testid="agent-timeline"] [data-action="agent.trust_overridden"]'
+        ),
+        message="the override is not in the agent's own timeline",
+    )
