@@ -12,6 +12,7 @@ pub mod clock;
 pub mod error;
 mod group_commit;
 pub mod keys;
+pub mod migrate;
 pub mod model;
 pub mod oauth;
 pub mod paths;

@@ -523,6 +523,19 @@ impl Mandate {
 
     /// Register an agent. All input is checked before anything is written.
     pub fn add_agent(&self, new: NewAgent) -> Result<Agent> {
+        self.add_agent_with_ttl(new, None)
+    }
+
+    /// [`Mandate::add_agent`] with the longest token lifetime the agent may get
+    /// (`None`: the global default, 15 minutes), set in the same change and event.
+    pub fn add_agent_with_ttl(&self, new: NewAgent, max_ttl_secs: Option<u32>) -> Result<Agent> {
+        if let Some(ttl) = max_ttl_secs
+            && (ttl == 0 || ttl > MAX_TTL_SECS)
+        {
+            return Err(Error::invalid(format!(
+                "the maximum token lifetime must be between 1 second and 24 hours; {ttl} s is not"
+            )));
+        }
         let name = AgentName::parse(&new.name)?;
         let purpose = validate_purpose(&new.purpose)?;
         let scopes = parse_scopes(&new.scopes)?;
@@ -551,14 +564,16 @@ impl Mandate {
             let grants = resolve_scopes(tx, &scopes)?;
             let id = AgentId::generate();
             tx.execute(
-                "INSERT INTO agents (id, name, purpose, owner_id, parent_id, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+                "INSERT INTO agents (id, name, purpose, owner_id, parent_id, max_token_ttl_secs,
+                                     created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
                 params![
                     id.as_str(),
                     name.as_str(),
                     purpose,
                     owner_id.as_str(),
                     parent_id.as_ref().map(|p| p.as_str().to_string()),
+                    max_ttl_secs,
                     ts(now)
                 ],
             )?;
@@ -579,6 +594,7 @@ impl Mandate {
                         "parent": new.parent,
                         "scopes": scopes.iter().map(Scope::as_str).collect::<Vec<_>>(),
                         "key": kid.as_ref().map(|kid| json!({"kid": kid, "origin": key.as_ref().map(|k| k.origin.as_str())})),
+                        "max_token_ttl_secs": max_ttl_secs,
                     })),
             )?;
             Ok(id)

@@ -3,8 +3,9 @@
 //! It reads an agent's project folder (`.env` files, configs, scripts) and reports credentials
 //! in well-known formats: file, line, kind and a *masked* value. The secret itself never leaves
 //! this module in a finding: findings are safe to print, serialize and send over IPC. When the
-//! user asks to move a finding into the keychain, [`Scanner::secret_of`] re-reads that one line
-//! and returns the value as [`Sensitive`].
+//! user asks to move a finding into the keychain, [`Scanner::locate`] re-reads that one file
+//! (inside the scanned folder only) and hands the value back as [`Sensitive`]; the migration
+//! module (`crate::migrate`) does the moving.
 //!
 //! What it is not: a general secret detector with entropy heuristics. It matches documented
 //! prefixes and shapes only, so a match is very likely real, and near-misses do not match.
@@ -133,7 +134,8 @@ const PATTERNS: &[Pattern] = &[
         label: "Database URL with a password",
         surface: "database",
         preset: None,
-        regex: r#"\b(?:postgres(?:ql)?|mysql|mariadb|mongodb(?:\+srv)?|rediss?|amqps?|mssql|sqlserver)://[^:/\s@'"]+:[^@\s'"/]+@[^\s'"]+"#,
+        // The user may be empty (`redis://:password@host`, Redis' own convention).
+        regex: r#"\b(?:postgres(?:ql)?|mysql|mariadb|mongodb(?:\+srv)?|rediss?|amqps?|mssql|sqlserver)://[^:/\s@'"]*:[^@\s'"/]+@[^\s'"]+"#,
         keep_prefix: 0,
     },
     Pattern {
@@ -168,6 +170,9 @@ pub struct Finding {
     pub masked: String,
     /// The variable it is assigned to, when the line looks like `NAME=value` or `NAME: value`.
     pub variable: Option<String>,
+    /// Moving it can replace the line with a comment (a plain assignment in a file with `#`
+    /// comments); otherwise the line has to be deleted by hand.
+    pub rewritable: bool,
 }
 
 /// The result of a scan.
@@ -268,6 +273,7 @@ pub fn scan_text(file: &str, text: &str) -> Vec<Finding> {
                 preset: p.preset.map(String::from),
                 masked: mask(p, &line[s..e]),
                 variable: variable_of(line, s),
+                rewritable: crate::migrate::rewritable(file, line, (s, e)),
             });
         }
     }
@@ -354,26 +360,44 @@ impl Scanner {
             .replace('\\', "/")
     }
 
-    /// Re-read the secret behind a finding (to move it into the keychain). Fails if the file
-    /// changed so that the finding no longer matches.
-    pub fn secret_of(&self, f: &Finding) -> Result<Sensitive<String>> {
-        let path = self.root.join(&f.file);
-        // The finding's file must stay inside the scanned folder.
+    /// The scanned folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Re-read the file behind a finding and find the credential again, to move it into the
+    /// keychain. The finding comes from a client (the UI, a script), so nothing in it is
+    /// trusted: the file must resolve (symlinks followed) to a regular file *inside* the
+    /// scanned folder, no larger than [`MAX_FILE_BYTES`], and the same kind of credential must
+    /// still start at the same line and column. Private key blocks are refused (a key is a
+    /// file to move, not a value to store). Errors name the file and line, never the value.
+    pub fn locate(&self, f: &FindingRef) -> Result<Located> {
         let canon_root = self
             .root
             .canonicalize()
             .map_err(|e| io_err(&self.root, e))?;
-        let canon = path.canonicalize().map_err(|e| io_err(&path, e))?;
-        if !canon.starts_with(&canon_root) {
-            return Err(Error::invalid(
-                "the finding points outside the scanned folder",
-            ));
+        let rel = Path::new(&f.file);
+        if rel.is_absolute() || f.file.is_empty() {
+            return Err(outside());
         }
-        let text = std::fs::read_to_string(&canon).map_err(|e| io_err(&canon, e))?;
-        let line = text
-            .lines()
-            .nth(f.line.saturating_sub(1) as usize)
-            .ok_or_else(|| stale(f))?;
+        let path = canon_root.join(rel);
+        let canon = path.canonicalize().map_err(|e| io_err(&path, e))?;
+        if !canon.starts_with(&canon_root) || canon == canon_root {
+            return Err(outside());
+        }
+        let meta = std::fs::metadata(&canon).map_err(|e| io_err(&canon, e))?;
+        if !meta.is_file() {
+            return Err(Error::invalid(format!(
+                "{} is not a regular file; scan the folder again",
+                f.file
+            )));
+        }
+        if meta.len() > MAX_FILE_BYTES {
+            return Err(stale(f));
+        }
+        let text = Sensitive::new(std::fs::read_to_string(&canon).map_err(|e| io_err(&canon, e))?);
+        let index = f.line.checked_sub(1).ok_or_else(|| stale(f))? as usize;
+        let line = text.expose().lines().nth(index).ok_or_else(|| stale(f))?;
         for (p, s, e) in matches_in_line(line) {
             let col = (line[..s].chars().count() + 1) as u32;
             if p.kind == f.kind && col == f.column {
@@ -383,11 +407,80 @@ impl Scanner {
                          by hand and register its public key instead",
                     ));
                 }
-                return Ok(Sensitive::new(line[s..e].to_string()));
+                return Ok(Located {
+                    path: canon.clone(),
+                    relative: f.file.clone(),
+                    line: f.line,
+                    line_text: Sensitive::new(line.to_string()),
+                    span: (s, e),
+                    kind: p.kind,
+                    preset: p.preset,
+                    variable: variable_of(line, s),
+                    secret: Sensitive::new(line[s..e].to_string()),
+                });
             }
         }
         Err(stale(f))
     }
+
+    /// Re-read the secret behind a finding; see [`Scanner::locate`].
+    pub fn secret_of(&self, f: &FindingRef) -> Result<Sensitive<String>> {
+        self.locate(f).map(|l| l.secret)
+    }
+}
+
+/// Where a finding is, as a client names it when it asks to move the credential: the file
+/// (relative to the scanned folder), the line and column, and the kind. No value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub struct FindingRef {
+    pub file: String,
+    pub line: u32,
+    pub column: u32,
+    pub kind: String,
+}
+
+impl From<&Finding> for FindingRef {
+    fn from(f: &Finding) -> Self {
+        FindingRef {
+            file: f.file.clone(),
+            line: f.line,
+            column: f.column,
+            kind: f.kind.clone(),
+        }
+    }
+}
+
+/// A credential found again in its file, ready to move. Holds the secret (and the line that
+/// contains it) only as [`Sensitive`].
+#[derive(Debug)]
+pub struct Located {
+    /// The file's canonical path (inside the scanned folder).
+    pub path: PathBuf,
+    /// The path relative to the scanned folder, as the finding named it.
+    pub relative: String,
+    /// 1-based line number.
+    pub line: u32,
+    /// The whole line, without its line ending.
+    pub line_text: Sensitive<String>,
+    /// Byte range of the credential within the line.
+    pub span: (usize, usize),
+    pub kind: &'static str,
+    pub preset: Option<&'static str>,
+    pub variable: Option<String>,
+    pub secret: Sensitive<String>,
+}
+
+/// The human label of a kind id ("GitHub token"), or the id itself when unknown.
+pub fn label_of(kind: &str) -> &str {
+    PATTERNS
+        .iter()
+        .find(|p| p.kind == kind)
+        .map_or(kind, |p| p.label)
+}
+
+fn outside() -> Error {
+    Error::invalid("the finding points outside the scanned folder; scan the folder again")
 }
 
 fn io_err(p: &Path, e: std::io::Error) -> Error {
@@ -398,7 +491,7 @@ fn io_err(p: &Path, e: std::io::Error) -> Error {
     }
 }
 
-fn stale(f: &Finding) -> Error {
+fn stale(f: &FindingRef) -> Error {
     Error::Conflict(format!(
         "{}:{} changed since the scan; scan the folder again",
         f.file, f.line
@@ -518,10 +611,13 @@ mod tests {
         assert_eq!(r.findings.len(), 1, "{:?}", r.findings);
         assert_eq!(r.findings[0].file, ".env");
         assert_eq!(r.files_skipped, 1, "the binary file");
-        assert_eq!(s.secret_of(&r.findings[0]).unwrap().expose(), &secret);
+        assert_eq!(
+            s.secret_of(&(&r.findings[0]).into()).unwrap().expose(),
+            &secret
+        );
         // After the file changes, the finding is stale.
         std::fs::write(dir.path().join(".env"), "A=1\n").unwrap();
-        assert!(s.secret_of(&r.findings[0]).is_err());
+        assert!(s.secret_of(&(&r.findings[0]).into()).is_err());
         assert!(Scanner::new(dir.path().join(".env")).is_err());
     }
 }

@@ -4,8 +4,7 @@
 //! `Authorization: Bearer $(mandate token billing-report-agent)` works in a script.
 
 use clap::Args;
-use mandate_core::oauth::{ASSERTION_TYPE_JWT_BEARER, GRANT_CLIENT_CREDENTIALS, jws};
-use serde_json::json;
+use mandate_core::oauth::{ASSERTION_TYPE_JWT_BEARER, GRANT_CLIENT_CREDENTIALS, client_assertion};
 
 use crate::context::{CliError, CliResult, Ctx};
 
@@ -37,15 +36,7 @@ pub fn run(ctx: &mut Ctx, a: TokenArgs) -> CliResult {
         })
         .unwrap_or(mandate_server::DEFAULT_PORT);
     let token_endpoint = format!("http://127.0.0.1:{port}/oauth2/token");
-    let now = m.now().timestamp();
-    let assertion = jws::sign(
-        &json!({"alg": "EdDSA", "typ": "JWT", "kid": kid}),
-        &json!({
-            "iss": a.agent, "sub": a.agent, "aud": token_endpoint,
-            "iat": now, "exp": now + 60, "jti": uuid::Uuid::new_v4().to_string(),
-        }),
-        &key,
-    );
+    let assertion = client_assertion(&a.agent, &kid, &key, &token_endpoint, m.now().timestamp());
     let mut form: Vec<(&str, String)> = vec![
         ("grant_type", GRANT_CLIENT_CREDENTIALS.into()),
         ("client_assertion_type", ASSERTION_TYPE_JWT_BEARER.into()),

@@ -14,6 +14,11 @@
 use serde::Serialize;
 
 use super::auth::CredentialPlacement;
+use super::config::BrokerSetup;
+use crate::Mandate;
+use crate::error::{Error, Result};
+use crate::model::Connection;
+use crate::registry::NewConnection;
 
 /// A preset's action: `NAME=METHOD:PATH`, its cost in budget units, whether it stays
 /// allowed after 90 % of the daily budget is used.
@@ -175,6 +180,61 @@ impl Preset {
                 .map(|v| v.to_string())
                 .collect(),
         }
+    }
+}
+
+impl Preset {
+    /// The connection this preset describes, named `name`, with every preset action, its
+    /// credential placement, costs and essential actions. The `http` preset has no base URL
+    /// and so cannot be used alone.
+    pub fn connection(&self, name: &str) -> Result<(NewConnection, BrokerSetup)> {
+        if self.base_url.is_empty() {
+            return Err(Error::invalid(format!(
+                "the {} preset has no base URL; add the connection with its base URL first",
+                self.name
+            )));
+        }
+        let mut costs = Vec::new();
+        let mut essential = Vec::new();
+        for a in self.actions {
+            let n = a.spec.split_once('=').map_or(a.spec, |(n, _)| n).to_string();
+            if a.cost != 1 {
+                costs.push((n.clone(), a.cost));
+            }
+            if a.essential {
+                essential.push(n);
+            }
+        }
+        Ok((
+            NewConnection {
+                name: name.to_string(),
+                base_url: self.base_url.to_string(),
+                actions: self.actions.iter().map(|a| a.spec.to_string()).collect(),
+                trust_floor: None,
+            },
+            BrokerSetup {
+                auth: self.placement(),
+                preset: Some(self.name.to_string()),
+                costs,
+                essential,
+                ..BrokerSetup::default()
+            },
+        ))
+    }
+}
+
+impl Mandate {
+    /// Add the connection `name` exactly as the preset `preset` describes it (what
+    /// `mandate connection add NAME --preset P` does without overrides).
+    pub fn add_preset_connection(&self, name: &str, preset: &str) -> Result<Connection> {
+        let p = self::preset(preset).ok_or_else(|| {
+            Error::invalid(format!(
+                "there is no preset '{preset}'; presets: {}",
+                names().join(", ")
+            ))
+        })?;
+        let (new, setup) = p.connection(name)?;
+        self.add_brokered_connection(new, setup)
     }
 }
 

@@ -50,6 +50,26 @@ pub const TOKEN_TYPE_JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
 /// is the delegation's id.
 pub const TOKEN_TYPE_DELEGATION: &str = "urn:mandate:params:oauth:token-type:delegation";
 
+/// A `private_key_jwt` client assertion (RFC 7523 §2.2) for `client_id`, signed with its key
+/// `kid`, addressed to `token_endpoint`, valid for one minute from `now` (Unix seconds) with a
+/// fresh `jti`. What `mandate token` and the app's test token send.
+pub fn client_assertion(
+    client_id: &str,
+    kid: &str,
+    key: &ed25519_dalek::SigningKey,
+    token_endpoint: &str,
+    now: i64,
+) -> String {
+    jws::sign(
+        &serde_json::json!({"alg": "EdDSA", "typ": "JWT", "kid": kid}),
+        &serde_json::json!({
+            "iss": client_id, "sub": client_id, "aud": token_endpoint,
+            "iat": now, "exp": now + 60, "jti": uuid::Uuid::new_v4().to_string(),
+        }),
+        key,
+    )
+}
+
 /// Default access-token lifetime: 15 minutes.
 pub const DEFAULT_TTL_SECS: u32 = 15 * 60;
 /// Longest lifetime of a client assertion (`exp - iat`): 5 minutes.
