@@ -72,7 +72,15 @@ fn hash_comment_file(file: &str) -> bool {
         Some(("", _)) => false,
         Some((_, ext)) => matches!(
             ext,
-            "sh" | "bash" | "zsh" | "env" | "yml" | "yaml" | "toml" | "ini" | "cfg" | "conf"
+            "sh" | "bash"
+                | "zsh"
+                | "env"
+                | "yml"
+                | "yaml"
+                | "toml"
+                | "ini"
+                | "cfg"
+                | "conf"
                 | "properties"
         ),
     }
@@ -251,20 +259,24 @@ impl Mandate {
         };
         let rewritten = matches!(rewrite, Some(Ok(())));
         self.record(
-            NewEvent::new(self.actor(), "credential.moved_to_keychain", Decision::Allow)
-                .target(Target::new(
-                    "connection",
-                    connection.id.as_str(),
-                    connection.name.as_str(),
-                ))
-                .details(json!({
-                    "file": located.relative,
-                    "line": located.line,
-                    "kind": located.kind,
-                    "variable": located.variable,
-                    "file_rewritten": rewritten,
-                    "connection_created": created,
-                })),
+            NewEvent::new(
+                self.actor(),
+                "credential.moved_to_keychain",
+                Decision::Allow,
+            )
+            .target(Target::new(
+                "connection",
+                connection.id.as_str(),
+                connection.name.as_str(),
+            ))
+            .details(json!({
+                "file": located.relative,
+                "line": located.line,
+                "kind": located.kind,
+                "variable": located.variable,
+                "file_rewritten": rewritten,
+                "connection_created": created,
+            })),
         )?;
         if let Some(Err(e)) = rewrite {
             return Err(Error::Conflict(format!(
@@ -306,5 +318,262 @@ impl Mandate {
             comment,
             next_step,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::audit::Actor;
+    use crate::secret::MemoryKeychain;
+    use crate::{OpenOptions, scan::Finding};
+
+    // Fake credentials built at run time so this file holds no literal that looks real.
+    fn ghp() -> String {
+        format!("ghp_{}", "a1B2".repeat(9))
+    }
+
+    fn open(dir: &Path) -> Mandate {
+        Mandate::open(OpenOptions::new(
+            dir,
+            Arc::new(MemoryKeychain::new()),
+            Actor::app("test", "t"),
+        ))
+        .unwrap()
+    }
+
+    fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            let p = d.path().join(name);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        d
+    }
+
+    fn only_finding(root: &Path) -> Finding {
+        let mut r = Scanner::new(root).unwrap().scan().unwrap();
+        assert_eq!(r.findings.len(), 1, "{:?}", r.findings);
+        r.findings.remove(0)
+    }
+
+    #[test]
+    fn comments_replace_plain_assignments_only() {
+        let s = ghp();
+        let line = format!("export GITHUB_TOKEN=\"{s}\"");
+        let start = line.find("ghp_").unwrap();
+        let span = (start, start + s.len());
+        let c = replacement_comment(".env", &line, span, Some("GITHUB_TOKEN"), "github", "bot")
+            .unwrap();
+        assert!(
+            c.starts_with("# GITHUB_TOKEN moved to the OS keychain"),
+            "{c}"
+        );
+        assert!(c.contains("mandate exec bot -- <command>"), "{c}");
+        assert!(!c.contains(&s));
+        // Indentation is kept (YAML).
+        let y = format!("  token: {s}");
+        let st = y.find("ghp_").unwrap();
+        let c = replacement_comment("ci.yml", &y, (st, st + s.len()), None, "g", "a").unwrap();
+        assert!(c.starts_with("  # a credential moved"), "{c}");
+        // Not rewritable: code, a value followed by more text, an unclosed quote, `//` files.
+        for (file, l) in [
+            ("app.py", format!("client = Github(\"{s}\")")),
+            (".env", format!("TOKEN={s} # mine")),
+            (".env", format!("TOKEN=\"{s}")),
+            ("index.js", format!("TOKEN={s}")),
+            ("config.json", format!("\"token\": \"{s}\"")),
+        ] {
+            let st = l.find("ghp_").unwrap();
+            assert_eq!(
+                replacement_comment(file, &l, (st, st + s.len()), None, "g", "a"),
+                None,
+                "{file}: {l}"
+            );
+        }
+    }
+
+    #[test]
+    fn moving_stores_the_secret_rewrites_the_line_atomically_and_audits_without_the_value() {
+        let data = tempfile::tempdir().unwrap();
+        let m = open(data.path());
+        let s = ghp();
+        let env = format!("# tokens\r\nGITHUB_TOKEN={s}\r\nOTHER=1\r\n");
+        let p = project(&[(".env", &env)]);
+        let f = only_finding(p.path());
+        assert!(f.rewritable);
+        let moved = m
+            .move_finding(MoveFinding {
+                root: p.path(),
+                finding: &FindingRef::from(&f),
+                connection: "github",
+                rewrite_for_agent: Some("billing-report-agent"),
+            })
+            .unwrap();
+        assert!(moved.created_connection && moved.rewritten && !moved.replaced_secret);
+        assert_eq!(
+            m.connection_secret("github").unwrap().unwrap().expose(),
+            &s,
+            "the keychain holds the value from the file"
+        );
+        let after = std::fs::read_to_string(p.path().join(".env")).unwrap();
+        assert!(!after.contains(&s));
+        let lines: Vec<_> = after.split("\r\n").collect();
+        assert_eq!(lines[0], "# tokens");
+        assert!(lines[1].starts_with("# GITHUB_TOKEN moved to the OS keychain"));
+        assert!(lines[1].contains("mandate exec billing-report-agent"));
+        assert_eq!(lines[2], "OTHER=1", "every other byte stays");
+        assert!(after.ends_with("OTHER=1\r\n"));
+        // No temporary file is left beside it.
+        let names: Vec<_> = std::fs::read_dir(p.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, vec![".env".to_string()]);
+        // The event names the place, never the value.
+        let store = std::fs::read(data.path().join(crate::store::DB_FILE)).unwrap_or_default();
+        assert!(!String::from_utf8_lossy(&store).contains(&s));
+        let ev = m
+            .audit_events(None, 100, None)
+            .unwrap()
+            .into_iter()
+            .find(|e| e.action == "credential.moved_to_keychain")
+            .expect("audited");
+        let text = serde_json::to_string(&ev).unwrap();
+        assert!(text.contains("\".env\"") && !text.contains(&s), "{text}");
+        // Scanning again finds nothing.
+        assert!(
+            Scanner::new(p.path())
+                .unwrap()
+                .scan()
+                .unwrap()
+                .findings
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_stale_or_foreign_finding_changes_nothing() {
+        let data = tempfile::tempdir().unwrap();
+        let m = open(data.path());
+        let s = ghp();
+        let p = project(&[("a/.env", &format!("T={s}\n"))]);
+        let f = only_finding(p.path());
+        let outside = project(&[(".env", &format!("T={s}\n"))]);
+        // A path that escapes the scanned folder.
+        for file in ["../x/.env", "/etc/passwd", ""] {
+            let mut r = FindingRef::from(&f);
+            r.file = file.into();
+            let e = m
+                .move_finding(MoveFinding {
+                    root: p.path(),
+                    finding: &r,
+                    connection: "github",
+                    rewrite_for_agent: None,
+                })
+                .unwrap_err();
+            assert!(
+                e.to_string().contains("outside the scanned folder")
+                    || e.to_string().contains("could not"),
+                "{file}: {e}"
+            );
+        }
+        // A symlink inside the folder that points out of it.
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(outside.path().join(".env"), p.path().join("link.env"))
+                .unwrap();
+            let mut r = FindingRef::from(&f);
+            r.file = "link.env".into();
+            let e = m
+                .move_finding(MoveFinding {
+                    root: p.path(),
+                    finding: &r,
+                    connection: "github",
+                    rewrite_for_agent: None,
+                })
+                .unwrap_err();
+            assert!(e.to_string().contains("outside"), "{e}");
+        }
+        // The file changed since the scan.
+        std::fs::write(p.path().join("a/.env"), "T=nothing\n").unwrap();
+        let e = m
+            .move_finding(MoveFinding {
+                root: p.path(),
+                finding: &FindingRef::from(&f),
+                connection: "github",
+                rewrite_for_agent: Some("bot"),
+            })
+            .unwrap_err();
+        assert!(!e.to_string().contains(&s));
+        assert!(m.list_connections().unwrap().is_empty(), "nothing created");
+        assert!(
+            m.audit_events(None, 100, None)
+                .unwrap()
+                .iter()
+                .all(|e| e.action != "credential.moved_to_keychain")
+        );
+    }
+
+    #[test]
+    fn a_line_that_cannot_be_rewritten_is_refused_before_anything_is_stored() {
+        let data = tempfile::tempdir().unwrap();
+        let m = open(data.path());
+        let s = ghp();
+        let p = project(&[("bot.py", &format!("gh = Github(\"{s}\")\n"))]);
+        let f = only_finding(p.path());
+        assert!(!f.rewritable);
+        let e = m
+            .move_finding(MoveFinding {
+                root: p.path(),
+                finding: &FindingRef::from(&f),
+                connection: "github",
+                rewrite_for_agent: Some("bot"),
+            })
+            .unwrap_err();
+        assert!(e.to_string().contains("delete the line by hand"), "{e}");
+        assert!(m.list_connections().unwrap().is_empty());
+        // Without the rewrite it moves, and says which line to delete.
+        let moved = m
+            .move_finding(MoveFinding {
+                root: p.path(),
+                finding: &FindingRef::from(&f),
+                connection: "github",
+                rewrite_for_agent: None,
+            })
+            .unwrap();
+        assert!(!moved.rewritten);
+        assert!(
+            moved.next_step.starts_with("Delete line 1 of bot.py"),
+            "{}",
+            moved.next_step
+        );
+        assert!(
+            std::fs::read_to_string(p.path().join("bot.py"))
+                .unwrap()
+                .contains(&s)
+        );
+    }
+
+    #[test]
+    fn a_kind_without_a_preset_needs_an_existing_connection() {
+        let data = tempfile::tempdir().unwrap();
+        let m = open(data.path());
+        let url = format!("postgres://app:{}@db.internal:5432/app", "x7".repeat(6));
+        let p = project(&[(".env", &format!("DATABASE_URL={url}\n"))]);
+        let f = only_finding(p.path());
+        let e = m
+            .move_finding(MoveFinding {
+                root: p.path(),
+                finding: &FindingRef::from(&f),
+                connection: "db",
+                rewrite_for_agent: None,
+            })
+            .unwrap_err();
+        assert!(e.to_string().contains("add the connection first"), "{e}");
+        assert!(!e.to_string().contains(&url));
     }
 }

@@ -197,7 +197,11 @@ impl Preset {
         let mut costs = Vec::new();
         let mut essential = Vec::new();
         for a in self.actions {
-            let n = a.spec.split_once('=').map_or(a.spec, |(n, _)| n).to_string();
+            let n = a
+                .spec
+                .split_once('=')
+                .map_or(a.spec, |(n, _)| n)
+                .to_string();
             if a.cost != 1 {
                 costs.push((n.clone(), a.cost));
             }
