@@ -424,3 +424,141 @@ fn help_documents_exit_codes_and_environment() {
         assert!(out.contains(needle), "{needle}: {out}");
     }
 }
+
+#[test]
+fn scan_moves_one_credential_into_the_real_keychain_and_rewrites_its_line() {
+    let env = Env::new();
+    env.seed();
+    let project = tempfile::tempdir().unwrap();
+    // Built at run time: no literal here looks like a real token.
+    let token = format!("ghp_{}", "Zq9".repeat(12));
+    let stripe = format!("sk_live_{}", "4f".repeat(12));
+    let env_file = project.path().join(".env");
+    std::fs::write(
+        &env_file,
+        format!("GITHUB_TOKEN={token}\nSTRIPE_KEY={stripe}\nDEBUG=1\n"),
+    )
+    .unwrap();
+    let root = project.path().to_str().unwrap();
+    // Listing shows masked values only.
+    let listed = env.run(&["scan", root]).ok().stdout;
+    assert!(
+        listed.contains(".env:1") && listed.contains(".env:2"),
+        "{listed}"
+    );
+    assert!(
+        !listed.contains(&token) && !listed.contains(&stripe),
+        "{listed}"
+    );
+    // Bad places are usage errors or not-found, and change nothing.
+    env.run(&["scan", root, "--move", ".env", "--to", "github"])
+        .fails(2, "FILE:LINE");
+    env.run(&["scan", root, "--move", ".env:3", "--to", "github"])
+        .fails(4, "no credential was found at .env:3");
+    env.run(&["scan", root, "--move", ".env:1"])
+        .fails(2, "--to");
+    assert!(std::fs::read_to_string(&env_file).unwrap().contains(&token));
+    // The move itself: into the seeded `github` connection, the line rewritten.
+    let moved = env
+        .run(&[
+            "scan",
+            root,
+            "--move",
+            ".env:1",
+            "--to",
+            "github",
+            "--rewrite-for",
+            "billing-report-agent",
+            "--json",
+        ])
+        .ok();
+    assert!(!moved.stdout.contains(&token) && !moved.stderr.contains(&token));
+    let v = moved.json();
+    assert_eq!(v["connection"], "github");
+    assert_eq!(v["rewritten"], true);
+    let text = std::fs::read_to_string(&env_file).unwrap();
+    assert!(!text.contains(&token), "{text}");
+    assert!(
+        text.starts_with("# GITHUB_TOKEN moved to the OS keychain by Mandate (connection 'github'); run the agent with: mandate exec billing-report-agent -- <command>\n"),
+        "{text}"
+    );
+    assert!(
+        text.ends_with(&format!("STRIPE_KEY={stripe}\nDEBUG=1\n")),
+        "{text}"
+    );
+    // The connection now has its secret in the real Secret Service; the store never saw it.
+    let c = env
+        .run(&["connection", "show", "github", "--json"])
+        .ok()
+        .json();
+    assert_eq!(c["has_secret"], true, "{c}");
+    let db = std::fs::read(env.db_path()).unwrap();
+    assert!(!String::from_utf8_lossy(&db).contains(&token));
+    let jsonl = project.path().join("audit.jsonl");
+    env.run(&[
+        "audit",
+        "export",
+        "--format",
+        "jsonl",
+        "--out",
+        jsonl.to_str().unwrap(),
+    ])
+    .ok();
+    let log = std::fs::read_to_string(&jsonl).unwrap();
+    assert!(log.contains("credential.moved_to_keychain") && !log.contains(&token));
+    // A new connection is made from the finding's preset.
+    let v = env
+        .run(&["scan", root, "--move", ".env:2", "--to", "stripe", "--json"])
+        .ok()
+        .json();
+    assert_eq!(v["created_connection"], true);
+    assert_eq!(v["rewritten"], false);
+    assert!(
+        v["next_step"]
+            .as_str()
+            .unwrap()
+            .starts_with("Delete line 2 of .env (STRIPE_KEY)"),
+        "{v}"
+    );
+    let c = env
+        .run(&["connection", "show", "stripe", "--json"])
+        .ok()
+        .json();
+    assert_eq!(c["base_url"], "https://api.stripe.com");
+    assert_eq!(c["has_secret"], true);
+}
+
+#[test]
+fn agent_add_sets_a_maximum_token_lifetime() {
+    let env = Env::new();
+    env.seed();
+    let a = env
+        .run(&[
+            "agent",
+            "add",
+            "report-bot",
+            "--owner",
+            "founder",
+            "--purpose",
+            "weekly report",
+            "--max-ttl",
+            "5m",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(a["max_token_ttl_secs"], 300, "{a}");
+    env.run(&[
+        "agent",
+        "add",
+        "report-bot-2",
+        "--owner",
+        "founder",
+        "--purpose",
+        "x",
+        "--max-ttl",
+        "25h",
+    ])
+    .fails(3, "24 hours");
+    env.run(&["agent", "show", "report-bot-2"]).fails(4, "");
+}

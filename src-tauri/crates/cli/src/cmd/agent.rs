@@ -101,6 +101,9 @@ pub enum AgentCmd {
         /// Parent agent, for a sub-agent.
         #[arg(long)]
         parent: Option<String>,
+        /// Longest token lifetime for this agent, e.g. 15m or 2h (at most 24h; default 15m).
+        #[arg(long, value_name = "DURATION")]
+        max_ttl: Option<String>,
         #[command(flatten)]
         key: KeyArgs,
     },
@@ -194,17 +197,27 @@ pub fn run(ctx: &mut Ctx, cmd: AgentCmd) -> CliResult {
             purpose,
             scopes,
             parent,
+            max_ttl,
             key,
         } => {
             let choice = key.choice()?;
-            let a = m.add_agent(NewAgent {
-                name,
-                purpose,
-                owner,
-                parent,
-                scopes,
-                key: choice.clone(),
-            })?;
+            let max_ttl = max_ttl
+                .map(|s| {
+                    let d = parse_duration(&s).map_err(usage)?;
+                    u32::try_from(d.num_seconds()).map_err(|_| usage(format!("'{s}' is too long")))
+                })
+                .transpose()?;
+            let a = m.add_agent_with_ttl(
+                NewAgent {
+                    name,
+                    purpose,
+                    owner,
+                    parent,
+                    scopes,
+                    key: choice.clone(),
+                },
+                max_ttl,
+            )?;
             if !ctx.json {
                 println!("Registered agent '{}' (trust: {}).", a.name, a.trust.state);
                 match choice {
