@@ -103,6 +103,12 @@ fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
         settings::set_organisation,
         settings::endpoint_status,
         settings::set_endpoint_running,
+        wizard::pick_folder,
+        wizard::scan_folder,
+        wizard::move_finding,
+        wizard::list_presets,
+        wizard::create_wizard_agent,
+        wizard::wizard_test_token,
     ])
 }
 

@@ -8,6 +8,7 @@ pub mod agents;
 pub mod audit;
 pub mod connections;
 pub mod settings;
+pub mod wizard;
 
 use std::sync::Arc;
 

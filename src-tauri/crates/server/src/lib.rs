@@ -12,6 +12,7 @@
 //! What it is not: an admin API. Agents, delegations and keys change only through the app's
 //! IPC or the local CLI, never over HTTP.
 
+pub mod client;
 pub mod guard;
 pub mod lock;
 pub mod proxy;

@@ -56,6 +56,27 @@ export const commands = {
 	endpointStatus: () => __TAURI_INVOKE<EndpointStatus_Serialize>("endpoint_status"),
 	/**  Pause (`false`) or start (`true`) the token endpoint. */
 	setEndpointRunning: (running: boolean) => typedError<EndpointStatus_Serialize, ErrorReport>(__TAURI_INVOKE("set_endpoint_running", { running })),
+	/**  Ask for the agent's project folder with the native folder dialog; null when cancelled. */
+	pickFolder: () => __TAURI_INVOKE<string | null>("pick_folder"),
+	/**  Scan the agent's project folder for credentials in known formats (masked values only). */
+	scanFolder: (path: string) => typedError<ScanReport_Serialize, ErrorReport>(__TAURI_INVOKE("scan_folder", { path })),
+	/**
+	 *  Move one finding's credential into the OS keychain as `connection`'s secret; with
+	 *  `rewrite_for_agent`, also replace its line with a comment pointing at `mandate exec`.
+	 */
+	moveFinding: (root: string, finding: FindingRef, connection: string, rewriteForAgent: string | null) => typedError<MovedCredential_Serialize, ErrorReport>(__TAURI_INVOKE("move_finding", { root, finding, connection, rewriteForAgent })),
+	/**  The connection presets (GitHub, Slack, ...): base URL, credential placement, actions. */
+	listPresets: () => __TAURI_INVOKE<PresetView[]>("list_presets"),
+	/**
+	 *  Create the agent, with its owner and any preset connections it needs, as one step: when
+	 *  the agent cannot be created, the connections made for it are removed again.
+	 */
+	createWizardAgent: (input: WizardAgentInput_Deserialize) => typedError<Agent_Serialize, ErrorReport>(__TAURI_INVOKE("create_wizard_agent", { input })),
+	/**
+	 *  Get `agent` a token from the running endpoint with its key from the keychain, as
+	 *  `mandate token` does.
+	 */
+	wizardTestToken: (agent: string) => typedError<TestToken_Serialize, ErrorReport>(__TAURI_INVOKE("wizard_test_token", { agent })),
 };
 
 /* Types */
@@ -449,6 +470,74 @@ export type ExportProgress = {
 	stage: string,
 };
 
+/**  One credential found in a file. Holds no secret: only where it is and a masked value. */
+export type Finding = Finding_Serialize | Finding_Deserialize;
+
+/**
+ *  Where a finding is, as a client names it when it asks to move the credential: the file
+ *  (relative to the scanned folder), the line and column, and the kind. No value.
+ */
+export type FindingRef = {
+	file: string,
+	line: number,
+	column: number,
+	kind: string,
+};
+
+/**  One credential found in a file. Holds no secret: only where it is and a masked value. */
+export type Finding_Deserialize = {
+	/**  Path relative to the scanned folder. */
+	file: string,
+	/**  1-based line number. */
+	line: number,
+	/**  1-based column of the first character. */
+	column: number,
+	/**  Stable kind id (`github_token`, `database_url`...). */
+	kind: string,
+	/**  Human label ("GitHub token"). */
+	label: string,
+	/**  The surface it belongs to (`code_host`, `chat`, `billing`, `llm`, `cloud`, `database`, `other`). */
+	surface: string,
+	/**  A connection preset that fits (`github`, `slack`, `stripe`, `openai`, `anthropic`). */
+	preset?: string | null,
+	/**  The value with all but a recognisable prefix and the last 4 characters hidden. */
+	masked: string,
+	/**  The variable it is assigned to, when the line looks like `NAME=value` or `NAME: value`. */
+	variable?: string | null,
+	/**
+	 *  Moving it can replace the line with a comment (a plain assignment in a file with `#`
+	 *  comments); otherwise the line has to be deleted by hand.
+	 */
+	rewritable: boolean,
+};
+
+/**  One credential found in a file. Holds no secret: only where it is and a masked value. */
+export type Finding_Serialize = {
+	/**  Path relative to the scanned folder. */
+	file: string,
+	/**  1-based line number. */
+	line: number,
+	/**  1-based column of the first character. */
+	column: number,
+	/**  Stable kind id (`github_token`, `database_url`...). */
+	kind: string,
+	/**  Human label ("GitHub token"). */
+	label: string,
+	/**  The surface it belongs to (`code_host`, `chat`, `billing`, `llm`, `cloud`, `database`, `other`). */
+	surface: string,
+	/**  A connection preset that fits (`github`, `slack`, `stripe`, `openai`, `anthropic`). */
+	preset: string | null,
+	/**  The value with all but a recognisable prefix and the last 4 characters hidden. */
+	masked: string,
+	/**  The variable it is assigned to, when the line looks like `NAME=value` or `NAME: value`. */
+	variable: string | null,
+	/**
+	 *  Moving it can replace the line with a comment (a plain assignment in a file with `#`
+	 *  comments); otherwise the line has to be deleted by hand.
+	 */
+	rewritable: boolean,
+};
+
 /**  Where an agent's key came from and where its private half is. */
 export type KeyOrigin = 
 /**  Generated here; the private key is in the OS keychain. */
@@ -488,6 +577,41 @@ export type Member_Serialize = {
 	name: MemberName,
 	email: string | null,
 	created_at: string,
+};
+
+/**  What moving did. Holds no secret. */
+export type MovedCredential = MovedCredential_Serialize | MovedCredential_Deserialize;
+
+/**  What moving did. Holds no secret. */
+export type MovedCredential_Deserialize = {
+	connection: string,
+	/**  The connection did not exist and was made from the finding's preset. */
+	created_connection: boolean,
+	/**  The connection had a credential already; it was replaced. */
+	replaced_secret: boolean,
+	file: string,
+	line: number,
+	/**  The line in the file was replaced by `comment`. */
+	rewritten: boolean,
+	comment?: string | null,
+	/**  What the person should do next, as a sentence. */
+	next_step: string,
+};
+
+/**  What moving did. Holds no secret. */
+export type MovedCredential_Serialize = {
+	connection: string,
+	/**  The connection did not exist and was made from the finding's preset. */
+	created_connection: boolean,
+	/**  The connection had a credential already; it was replaced. */
+	replaced_secret: boolean,
+	file: string,
+	line: number,
+	/**  The line in the file was replaced by `comment`. */
+	rewritten: boolean,
+	comment: string | null,
+	/**  What the person should do next, as a sentence. */
+	next_step: string,
 };
 
 /**  A new agent as the UI's form gives it. */
@@ -577,6 +701,21 @@ export type PageRequest_Serialize = {
 	before_seq: number | null,
 };
 
+/**  A connection the wizard makes from a preset before it creates the agent. */
+export type PresetConnection = {
+	name: string,
+	preset: string,
+};
+
+/**  What the app and `mandate connection presets` show of a preset. */
+export type PresetView = {
+	name: string,
+	base_url: string,
+	auth: string,
+	actions: string[],
+	sdk_variables: string[],
+};
+
 /**  What kind of problem verification found. */
 export type ProblemKind = 
 /**  An event's contents no longer match its hash or its proof. */
@@ -608,6 +747,29 @@ export type ProblemKind =
 "proof_mismatch" | 
 /**  The bundle's seal (its signature over every byte before the end line) is wrong. */
 "broken_seal";
+
+/**  The result of a scan. */
+export type ScanReport = ScanReport_Serialize | ScanReport_Deserialize;
+
+/**  The result of a scan. */
+export type ScanReport_Deserialize = {
+	root: string,
+	files_scanned: number,
+	files_skipped: number,
+	/**  True when the scan stopped at [`MAX_FILES`]. */
+	truncated: boolean,
+	findings: Finding_Deserialize[],
+};
+
+/**  The result of a scan. */
+export type ScanReport_Serialize = {
+	root: string,
+	files_scanned: number,
+	files_skipped: number,
+	/**  True when the scan stopped at [`MAX_FILES`]. */
+	truncated: boolean,
+	findings: Finding_Serialize[],
+};
 
 /**  A grant of one action on one connection: `connection:action`. No wildcards. */
 export type Scope = string;
@@ -654,6 +816,33 @@ export type Target = {
 	kind: string,
 	id: string,
 	name: string,
+};
+
+/**  The wizard's proof: a real token from the running endpoint, and what it says. */
+export type TestToken = TestToken_Serialize | TestToken_Deserialize;
+
+/**  The wizard's proof: a real token from the running endpoint, and what it says. */
+export type TestToken_Deserialize = {
+	/**  The compact JWT, for trying it (it expires with `expires_in`). */
+	access_token: string,
+	expires_in: number,
+	scope?: string | null,
+	/**  The decoded JOSE header (`alg`, `kid`, `typ`). */
+	header: unknown,
+	/**  The decoded claims (`iss`, `sub`, `aud`, `scope`, `exp`, `jti`...). */
+	claims: unknown,
+};
+
+/**  The wizard's proof: a real token from the running endpoint, and what it says. */
+export type TestToken_Serialize = {
+	/**  The compact JWT, for trying it (it expires with `expires_in`). */
+	access_token: string,
+	expires_in: number,
+	scope: string | null,
+	/**  The decoded JOSE header (`alg`, `kid`, `typ`). */
+	header: unknown,
+	/**  The decoded claims (`iss`, `sub`, `aud`, `scope`, `exp`, `jti`...). */
+	claims: unknown,
 };
 
 /**  An audit event as the timeline shows it (the core's `AuditEvent`, with `seq` as a number). */
@@ -734,6 +923,46 @@ export type TrustSignal = {
 
 /**  How far Mandate trusts an agent right now. Ordered: `Untrusted < Pending < Trusted`. */
 export type TrustState = "UNTRUSTED" | "PENDING" | "TRUSTED";
+
+/**  Everything the wizard's Issue, Scope and Rotate steps decided. */
+export type WizardAgentInput = WizardAgentInput_Serialize | WizardAgentInput_Deserialize;
+
+/**  Everything the wizard's Issue, Scope and Rotate steps decided. */
+export type WizardAgentInput_Deserialize = {
+	name: string,
+	purpose: string,
+	/**  The accountable team member; added as a member when new. */
+	owner: string,
+	parent?: string | null,
+	scopes: string[],
+	/**  Connections to create from presets first (those that do not exist yet). */
+	new_connections: PresetConnection[],
+	/**  The longest token lifetime, in seconds (1 s to 24 h). */
+	max_ttl_secs: number,
+	key: WizardKey,
+};
+
+/**  Everything the wizard's Issue, Scope and Rotate steps decided. */
+export type WizardAgentInput_Serialize = {
+	name: string,
+	purpose: string,
+	/**  The accountable team member; added as a member when new. */
+	owner: string,
+	parent: string | null,
+	scopes: string[],
+	/**  Connections to create from presets first (those that do not exist yet). */
+	new_connections: PresetConnection[],
+	/**  The longest token lifetime, in seconds (1 s to 24 h). */
+	max_ttl_secs: number,
+	key: WizardKey,
+};
+
+/**  How the agent proves who it is. */
+export type WizardKey = 
+/**  Generate a key pair here; the private key stays in the OS keychain (local agents). */
+{ kind: "generate" } | 
+/**  The agent's own public key (JWK, PEM or OpenSSH), for agents that run elsewhere. */
+{ kind: "public_key"; public_key: string };
 
 /* Tauri Specta runtime */
 async function typedError<T, E>(result: Promise<T>): Promise<{ status: "ok"; data: T } | { status: "error"; error: E }> {

@@ -17,6 +17,13 @@ import type {
   Delegation_Serialize,
   EndpointStatus_Serialize,
   ErrorReport,
+  FindingRef,
+  Finding_Serialize,
+  MovedCredential_Serialize,
+  PresetView,
+  ScanReport_Serialize,
+  TestToken_Serialize,
+  WizardAgentInput_Deserialize,
   ExportDone,
   ExportFormat,
   ExportProgress,
@@ -46,7 +53,17 @@ export type OutstandingToken = OutstandingToken_Serialize;
 export type Settings = Settings_Serialize;
 export type NewConnection = NewConnectionInput_Deserialize;
 export type AgentEdit = AgentEditInput_Deserialize;
+export type Finding = Finding_Serialize;
+export type ScanReport = ScanReport_Serialize;
+export type MovedCredential = MovedCredential_Serialize;
+export type TestToken = Omit<TestToken_Serialize, "header" | "claims"> & {
+  header: Record<string, unknown>;
+  claims: Record<string, unknown>;
+};
+export type WizardAgentInput = WizardAgentInput_Deserialize;
 export type {
+  FindingRef,
+  PresetView,
   Actor,
   Connection,
   Decision,
@@ -133,4 +150,21 @@ export const backend = {
   endpointStatus: (): Promise<EndpointStatus> => commands.endpointStatus(),
   setEndpointRunning: async (running: boolean): Promise<EndpointStatus> =>
     unwrap(await commands.setEndpointRunning(running)),
+
+  /** The native folder dialog; null when the person cancelled it. */
+  pickFolder: (): Promise<string | null> => commands.pickFolder(),
+  /** Masked findings only: no secret ever comes back. */
+  scanFolder: async (path: string): Promise<ScanReport> => unwrap(await commands.scanFolder(path)),
+  /** The backend re-reads the file; the secret goes straight to the keychain. */
+  moveFinding: async (
+    root: string,
+    finding: FindingRef,
+    connection: string,
+    rewriteForAgent: string | null,
+  ): Promise<MovedCredential> => unwrap(await commands.moveFinding(root, finding, connection, rewriteForAgent)),
+  listPresets: (): Promise<PresetView[]> => commands.listPresets(),
+  createWizardAgent: async (input: WizardAgentInput): Promise<Agent> =>
+    unwrap(await commands.createWizardAgent(input)),
+  wizardTestToken: async (agent: string): Promise<TestToken> =>
+    unwrap(await commands.wizardTestToken(agent)) as TestToken,
 };

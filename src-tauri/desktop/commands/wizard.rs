@@ -1,0 +1,289 @@
+//! The migration wizard's commands: scan a project folder, move a found credential into the
+//! keychain, create the agent with its connections in one step, and get it a real test token.
+//!
+//! The scan returns masked findings only. Moving names a finding by place (file, line,
+//! column, kind) and the core re-reads the file itself, so the secret never crosses IPC. The
+//! test token is a Mandate access token obtained from the running endpoint exactly as an
+//! agent would get one (a signed client assertion over HTTP), so it is checked and audited
+//! like any other; it is returned to the window so the person can see its claims and try it.
+
+use mandate_core::migrate::{MoveFinding, MovedCredential};
+use mandate_core::model::{Agent, AgentName};
+use mandate_core::scan::{FindingRef, ScanReport, Scanner};
+use mandate_core::{Error, ErrorCode, ErrorReport, KeyChoice, NewAgent};
+use serde::{Deserialize, Serialize};
+use tauri::{AppHandle, State};
+use tauri_plugin_dialog::DialogExt;
+
+use super::blocking;
+use crate::AppState;
+use crate::endpoint::EndpointState;
+
+/// Ask for the agent's project folder with the native folder dialog; null when cancelled.
+#[tauri::command]
+#[specta::specta]
+pub async fn pick_folder(app: AppHandle) -> Option<String> {
+    tauri::async_runtime::spawn_blocking(move || {
+        app.dialog()
+            .file()
+            .set_title("Choose the agent's project folder")
+            .blocking_pick_folder()
+            .and_then(|p| p.into_path().ok())
+            .map(|p| p.display().to_string())
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// Scan the agent's project folder for credentials in known formats (masked values only).
+#[tauri::command]
+#[specta::specta]
+pub async fn scan_folder(
+    state: State<'_, AppState>,
+    path: String,
+) -> Result<ScanReport, ErrorReport> {
+    blocking(&state, move |_| {
+        let path = path.trim();
+        if path.is_empty() {
+            return Err(Error::Invalid(
+                "choose the agent's project folder first (Choose folder…, or type its path)".into(),
+            ));
+        }
+        Scanner::new(path)?.scan()
+    })
+    .await
+}
+
+/// Move one finding's credential into the OS keychain as `connection`'s secret; with
+/// `rewrite_for_agent`, also replace its line with a comment pointing at `mandate exec`.
+#[tauri::command]
+#[specta::specta]
+pub async fn move_finding(
+    state: State<'_, AppState>,
+    root: String,
+    finding: FindingRef,
+    connection: String,
+    rewrite_for_agent: Option<String>,
+) -> Result<MovedCredential, ErrorReport> {
+    blocking(&state, move |m| {
+        m.move_finding(MoveFinding {
+            root: std::path::Path::new(&root),
+            finding: &finding,
+            connection: &connection,
+            rewrite_for_agent: rewrite_for_agent.as_deref(),
+        })
+    })
+    .await
+}
+
+/// The connection presets (GitHub, Slack, ...): base URL, credential placement, actions.
+#[tauri::command]
+#[specta::specta]
+pub fn list_presets() -> Vec<mandate_core::broker::presets::PresetView> {
+    mandate_core::broker::presets::PRESETS
+        .iter()
+        .map(|p| p.view())
+        .collect()
+}
+
+/// A connection the wizard makes from a preset before it creates the agent.
+#[derive(Debug, Clone, Deserialize, specta::Type)]
+pub struct PresetConnection {
+    pub name: String,
+    pub preset: String,
+}
+
+/// How the agent proves who it is.
+#[derive(Debug, Clone, Deserialize, specta::Type)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum WizardKey {
+    /// Generate a key pair here; the private key stays in the OS keychain (local agents).
+    Generate,
+    /// The agent's own public key (JWK, PEM or OpenSSH), for agents that run elsewhere.
+    PublicKey { public_key: String },
+}
+
+/// Everything the wizard's Issue, Scope and Rotate steps decided.
+#[derive(Debug, Clone, Deserialize, specta::Type)]
+pub struct WizardAgentInput {
+    pub name: String,
+    pub purpose: String,
+    /// The accountable team member; added as a member when new.
+    pub owner: String,
+    pub parent: Option<String>,
+    pub scopes: Vec<String>,
+    /// Connections to create from presets first (those that do not exist yet).
+    pub new_connections: Vec<PresetConnection>,
+    /// The longest token lifetime, in seconds (1 s to 24 h).
+    pub max_ttl_secs: u32,
+    pub key: WizardKey,
+}
+
+/// Create the agent, with its owner and any preset connections it needs, as one step: when
+/// the agent cannot be created, the connections made for it are removed again.
+#[tauri::command]
+#[specta::specta]
+pub async fn create_wizard_agent(
+    state: State<'_, AppState>,
+    input: WizardAgentInput,
+) -> Result<Agent, ErrorReport> {
+    blocking(&state, move |m| {
+        // The checks that need no writes come first, so a typo changes nothing.
+        let name = AgentName::parse(&input.name)?;
+        match m.get_agent(name.as_str()) {
+            Ok(_) => {
+                return Err(Error::AlreadyExists {
+                    kind: "agent",
+                    name: name.as_str().to_string(),
+                });
+            }
+            Err(Error::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        let owner = input.owner.trim().to_string();
+        if owner.is_empty() {
+            return Err(Error::Invalid(
+                "name the team member who answers for this agent".into(),
+            ));
+        }
+        if !m.list_members()?.iter().any(|x| x.name.as_str() == owner) {
+            m.add_member(&owner, None)?;
+        }
+        let mut created = Vec::new();
+        for c in &input.new_connections {
+            match m.get_connection(&c.name) {
+                Ok(_) => continue,
+                Err(Error::NotFound { .. }) => {}
+                Err(e) => return Err(undo(m, &created, e)),
+            }
+            match m.add_preset_connection(&c.name, &c.preset) {
+                Ok(_) => created.push(c.name.clone()),
+                Err(e) => return Err(undo(m, &created, e)),
+            }
+        }
+        let key = match input.key {
+            WizardKey::Generate => KeyChoice::GenerateInKeychain,
+            WizardKey::PublicKey { public_key } => KeyChoice::Register { public_key },
+        };
+        m.add_agent_with_ttl(
+            NewAgent {
+                name: name.as_str().to_string(),
+                purpose: input.purpose,
+                owner,
+                parent: input.parent.filter(|p| !p.trim().is_empty()),
+                scopes: input.scopes,
+                key,
+            },
+            Some(input.max_ttl_secs),
+        )
+        .map_err(|e| undo(m, &created, e))
+    })
+    .await
+}
+
+/// Remove the connections this call created, then hand back the error that stopped it.
+fn undo(m: &mandate_core::Mandate, created: &[String], e: Error) -> Error {
+    for name in created {
+        if let Err(u) = m.remove_connection(name) {
+            tracing::warn!(connection = %name, error = %u, "could not remove a connection the wizard made");
+        }
+    }
+    e
+}
+
+/// The wizard's proof: a real token from the running endpoint, and what it says.
+#[derive(Debug, Clone, Serialize, specta::Type)]
+pub struct TestToken {
+    /// The compact JWT, for trying it (it expires with `expires_in`).
+    pub access_token: String,
+    pub expires_in: u32,
+    pub scope: Option<String>,
+    /// The decoded JOSE header (`alg`, `kid`, `typ`).
+    #[specta(type = specta_typescript::Unknown)]
+    pub header: serde_json::Value,
+    /// The decoded claims (`iss`, `sub`, `aud`, `scope`, `exp`, `jti`...).
+    #[specta(type = specta_typescript::Unknown)]
+    pub claims: serde_json::Value,
+}
+
+/// Get `agent` a token from the running endpoint with its key from the keychain, as
+/// `mandate token` does.
+#[tauri::command]
+#[specta::specta]
+pub async fn wizard_test_token(
+    state: State<'_, AppState>,
+    agent: String,
+) -> Result<TestToken, ErrorReport> {
+    let status = state.endpoint.status();
+    if status.state != EndpointState::Running {
+        return Err(ErrorReport {
+            code: ErrorCode::Conflict,
+            message: status.message.unwrap_or_else(|| {
+                "the token endpoint is not running; start it in Settings, then try again".into()
+            }),
+        });
+    }
+    let port = status.port;
+    let (kid, key, now) = blocking(&state, move |m| {
+        let (kid, key) = m.agent_signing_key(&agent)?;
+        Ok((kid, key, (agent, m.now().timestamp())))
+    })
+    .await?;
+    let (agent, now) = now;
+    let res = mandate_server::client::request_token(&mandate_server::client::TokenRequest {
+        port,
+        agent: &agent,
+        kid: &kid,
+        key: &key,
+        scopes: &[],
+        resource: None,
+        now,
+    })
+    .await
+    .map_err(|e| ErrorReport {
+        code: ErrorCode::Conflict,
+        message: e.to_string(),
+    })?;
+    let (header, claims) = decode(&res.access_token).ok_or_else(|| ErrorReport {
+        code: ErrorCode::Storage,
+        message: "the endpoint answered with a token that is not a JWT".into(),
+    })?;
+    Ok(TestToken {
+        expires_in: u32::try_from(res.expires_in).unwrap_or(u32::MAX),
+        scope: res.scope,
+        access_token: res.access_token,
+        header,
+        claims,
+    })
+}
+
+/// The header and claims of a compact JWS, decoded without checking the signature (the
+/// endpoint just made it; the window only shows what it says).
+fn decode(jwt: &str) -> Option<(serde_json::Value, serde_json::Value)> {
+    use base64::Engine;
+    let mut parts = jwt.split('.');
+    let mut part = || -> Option<serde_json::Value> {
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(parts.next()?)
+            .ok()?;
+        serde_json::from_slice(&bytes).ok()
+    };
+    let header = part()?;
+    let claims = part()?;
+    Some((header, claims))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode;
+
+    #[test]
+    fn decodes_a_compact_jws_and_refuses_garbage() {
+        let (h, c) = decode("eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJib3QifQ.c2ln").unwrap();
+        assert_eq!(h["alg"], "EdDSA");
+        assert_eq!(c["sub"], "bot");
+        assert!(decode("not-a-jwt").is_none());
+        assert!(decode("e30.!!!.x").is_none());
+    }
+}
