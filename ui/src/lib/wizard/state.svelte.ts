@@ -1,0 +1,66 @@
+// What the wizard's steps share: one object with reactive fields, so each step component reads
+// and changes the same answers without a tangle of bindings.
+import type { Agent, Connection, Member, MovedCredential, PresetView, ScanReport, TestToken } from "../backend";
+import { nameProblem, scopeTargets, TTL_CHOICES } from "./logic";
+
+export const STEPS = ["Inventory", "Issue", "Scope", "Rotate", "Proof"] as const;
+
+export class WizardState {
+  step = $state(0);
+
+  // Loaded once.
+  members: Member[] = $state([]);
+  agents: Agent[] = $state([]);
+  connections: Connection[] = $state([]);
+  presets: PresetView[] = $state([]);
+
+  // 1. Inventory
+  surfaces: string[] = $state([]);
+  folder = $state("");
+  scan: ScanReport | null = $state(null);
+
+  // 2. Issue
+  purpose = $state("");
+  name = $state("");
+  /** The person typed a name: stop suggesting one. */
+  nameEdited = $state(false);
+  owner = $state("");
+  parent = $state("");
+
+  // 3. Scope
+  chosen: string[] = $state([]);
+  /** Scopes were filled from the read-only presets once; later visits keep the choice. */
+  scopesSeeded = $state(false);
+  wildcardConfirmed = $state(false);
+
+  // 4. Rotate
+  ttl = $state(TTL_CHOICES[1].secs);
+  keyKind: "generate" | "public_key" = $state("generate");
+  publicKey = $state("");
+  agent: Agent | null = $state(null);
+  /** Moved findings, by `file:line:column`. */
+  moved: Record<string, MovedCredential> = $state({});
+
+  // 5. Proof
+  token: TestToken | null = $state(null);
+
+  findings = $derived(this.scan?.findings ?? []);
+
+  targets = $derived(
+    scopeTargets(
+      this.surfaces,
+      this.findings,
+      this.connections.map((c) => ({ name: c.name, actions: c.actions })),
+      this.presets,
+    ),
+  );
+
+  nameError = $derived(nameProblem(this.name));
+
+  /** The agent exists: the steps before Rotate are settled. */
+  created = $derived(this.agent !== null);
+}
+
+export function findingKey(f: { file: string; line: number; column: number }): string {
+  return `${f.file}:${f.line}:${f.column}`;
+}
