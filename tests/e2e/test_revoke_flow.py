@@ -16,23 +16,31 @@ def test_add_watch_revoke_and_audit(install, app_for):
         "--action", "repo.read=GET:/repos/**",
     )
     app = app_for(install)
+    app.wait_until(
+        lambda: "Endpoint on :" in app.wait('[data-testid="endpoint-status"]').text,
+        message="the endpoint did not start with the window",
+    )
 
-    # Add the agent through the window (the welcome leads there).
+    # Add the agent through the window: the welcome leads into the wizard.
     app.button("Add your first agent")
+    app.click('input[name="surface"][value="code_host"]')
+    app.button("Next")
+    app.type('input[name="purpose"]', "monthly billing report")
     app.type('input[name="name"]', "billing-report-agent")
     app.type('input[name="owner"]', "founder")
-    app.type('input[name="purpose"]', "monthly billing report")
-    app.click('input[type="checkbox"][value="github:repo.read"]')
-    app.button("Add agent")
+    app.button("Next")
+    assert app.wait('input[value="github:repo.read"]').is_selected()
+    app.button("Next")
+    app.button("Create billing-report-agent")
+    app.wait('[data-testid="agent-created"]')
+    app.button("Next: prove it works")
+    app.wait('[data-testid="claims"]')
+    app.button("Open billing-report-agent")
     title = app.wait("h1.mono-title")
     assert title.text == "billing-report-agent"
     assert install.cli_json("agent", "show", "billing-report-agent")["status"] == "active"
 
     # The app's own endpoint issues it a token; the list counts down to its expiry.
-    app.wait_until(
-        lambda: "Endpoint on :" in app.wait('[data-testid="endpoint-status"]').text,
-        message="the endpoint did not start with the window",
-    )
     install.cli("token", "billing-report-agent", "--aud", "github")
     app.button("← Agents")
     countdown = app.wait('tr[data-agent="billing-report-agent"] [data-testid="countdown"]')
@@ -48,7 +56,8 @@ def test_add_watch_revoke_and_audit(install, app_for):
     app.wait("h1.mono-title")
     app.button("Revoke…")
     dialog = app.wait('[role="dialog"]')
-    assert "token stops working" in dialog.text
+    # Two tokens: the wizard's proof and the one `mandate token` printed.
+    assert "2 tokens stop working" in dialog.text
     assert "deleted from this machine's keychain" in dialog.text
     app.type('textarea[name="reason"]', "end-to-end test")
     app.button("Revoke agent")
@@ -98,7 +107,8 @@ def test_keyboard_moves_between_screens_and_esc_closes_dialogs(seeded, app_for):
     body.send_keys(Keys.CONTROL, "2")
     app.wait('[data-testid="audit-list"]')
     body.send_keys(Keys.CONTROL, "1")
-    app.button("+ Add agent")
+    app.click('tr[data-agent="billing-report-agent"] td:nth-child(2)')
+    app.button("Revoke…")
     app.wait('[role="dialog"]')
     app.driver.switch_to.active_element.send_keys(Keys.ESCAPE)
     app.wait_until(lambda: not app.driver.find_elements(By.CSS_SELECTOR, '[role="dialog"]'))

@@ -1,0 +1,194 @@
+"""The migration wizard in the real window: a project with planted fake credentials of every
+known format is scanned (masked values only), an agent is created and scoped through the four
+steps, one finding moves into the real keychain (its line rewritten), and the wizard's test
+token verifies through the endpoint's JWKS with PyJWT, a stock JWT library."""
+
+import json
+import os
+import urllib.request
+
+import jwt
+from selenium.webdriver.common.by import By
+
+AGENT = "billing-report-agent"
+
+
+def fake_credentials():
+    """One fake value per known format, built at run time (no literal looks real)."""
+    return {
+        "GITHUB_TOKEN": "ghp_" + "Ab1" * 12,
+        "GITHUB_PAT": "github_pat_" + "A" * 22 + "_" + "b" * 59,
+        "SLACK_BOT_TOKEN": "xoxb-123456789012-" + "x" * 24,
+        "STRIPE_KEY": "sk_live_" + "9" * 24,
+        "STRIPE_RESTRICTED": "rk_live_" + "Z" * 30,
+        "OPENAI_API_KEY": "sk-proj-" + "o" * 40,
+        "ANTHROPIC_API_KEY": "sk-ant-api03-" + "a" * 40,
+        "AWS_ACCESS_KEY_ID": "AKIA" + "ABCDEFGHIJKLMNOP",
+        "GOOGLE_API_KEY": "AIza" + "g" * 35,
+        "DATABASE_URL": "postgres://app:" + "pw" * 6 + "@db.internal:5432/app",
+    }
+
+
+def plant(root):
+    creds = fake_credentials()
+    os.makedirs(os.path.join(root, "scripts"))
+    with open(os.path.join(root, ".env"), "w") as f:
+        for k, v in creds.items():
+            f.write(f"{k}={v}\n")
+    with open(os.path.join(root, "scripts", "deploy_key"), "w") as f:
+        f.write("-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n")
+    return creds
+
+
+def test_wizard_takes_an_agent_from_a_borrowed_key_to_its_own_identity(install, app_for, tmp_path):
+    install.cli("member", "add", "founder")
+    project = str(tmp_path / "billing-agent")
+    creds = plant(project)
+    app = app_for(install)
+    app.wait_until(
+        lambda: "Endpoint on :" in app.wait('[data-testid="endpoint-status"]').text,
+        message="the endpoint did not start with the window",
+    )
+
+    # The welcome leads into the wizard.
+    app.button("Add your first agent")
+    app.wait('[data-testid="wizard"]')
+    app.screenshot("wizard-1-inventory-empty")
+
+    # 1. Inventory: scan the planted folder. Masked values only, every format found.
+    app.type('input[name="folder"]', project)
+    app.button("Scan")
+    result = app.wait('[data-testid="scan-result"]')
+    app.wait_until(lambda: "11 credentials" in result.text, message=result.text)
+    body = app.body()
+    for name, value in creds.items():
+        assert value not in body, f"{name} shown in full"
+    rows = app.driver.find_elements(By.CSS_SELECTOR, "[data-finding]")
+    assert {r.get_attribute("data-finding") for r in rows} >= {".env:1", ".env:10", "scripts/deploy_key:1"}
+    kinds = result.text
+    for label in ["GitHub", "Slack", "Stripe", "OpenAI", "Anthropic", "AWS", "Google", "Database", "Private key"]:
+        assert label in kinds, f"{label} missing from {kinds}"
+    # The surfaces the findings point at are ticked for the person.
+    checked = [
+        e.get_attribute("value")
+        for e in app.driver.find_elements(By.CSS_SELECTOR, 'input[name="surface"]')
+        if e.is_selected()
+    ]
+    assert {"code_host", "billing", "chat", "llm", "database", "cloud"} <= set(checked), checked
+    # Keep it to GitHub for this agent.
+    for s in checked:
+        if s != "code_host":
+            app.click(f'input[name="surface"][value="{s}"]')
+    app.screenshot("wizard-1-inventory")
+    app.button("Next")
+
+    # 2. Issue: the name is suggested from the purpose; a person's name is flagged.
+    app.type('input[name="purpose"]', "monthly billing report")
+    assert app.wait('input[name="name"]').get_attribute("value") == "monthly-billing-report-agent"
+    app.type('input[name="name"]', "sarah")
+    app.wait('[data-testid="person-warning"]')
+    app.type('input[name="name"]', AGENT)
+    assert app.wait('input[name="owner"]').get_attribute("value") == "founder"
+    app.screenshot("wizard-2-issue")
+    app.button("Next")
+
+    # 3. Scope: GitHub from its preset, read-only actions pre-checked, the blast radius says so.
+    card = app.wait('[data-connection="github"]')
+    assert "new, from the github preset" in card.text
+    ticked = [
+        e.get_attribute("value")
+        for e in card.find_elements(By.CSS_SELECTOR, 'input[type="checkbox"]')
+        if e.is_selected()
+    ]
+    assert ticked == ["github:repo.read", "github:user.read", "github:search.read"], ticked
+    radius = app.wait('[data-testid="blast-radius"]').text
+    assert "Cannot change anything: every action is read-only." in radius
+    assert "at most 15 minutes" in radius
+    app.click('input[value="github:search.read"]')
+    app.wait_until(lambda: "search.read" not in app.wait('[data-testid="blast-radius"]').text)
+    app.screenshot("wizard-3-scope")
+    app.button("Next")
+
+    # 4. Rotate: 15 minutes, a key generated into the keychain; create; move one finding.
+    assert app.wait('select[name="ttl"]').get_attribute("value") == "900"
+    app.screenshot("wizard-4-rotate")
+    app.button(f"Create {AGENT}")
+    app.wait('[data-testid="agent-created"]')
+    shown = install.cli_json("agent", "show", AGENT)
+    assert shown["status"] == "active"
+    assert sorted(shown["scopes"]) == ["github:repo.read", "github:user.read"]
+    assert shown["max_token_ttl_secs"] == 900
+    assert shown["keys"][0]["origin"] == "keychain"
+    assert install.cli_json("connection", "show", "github")["has_secret"] is False
+
+    github_row = app.wait('.finding[data-finding=".env:1"]')
+    github_row.find_element(By.XPATH, ".//button[normalize-space(.)='Move to keychain']").click()
+    moved = app.wait('.finding[data-finding=".env:1"] [data-testid="moved"]')
+    assert "github" in moved.text
+    app.screenshot("wizard-4-moved")
+    with open(os.path.join(project, ".env")) as f:
+        env = f.read()
+    assert creds["GITHUB_TOKEN"] not in env
+    assert env.splitlines()[0].startswith("# GITHUB_TOKEN moved to the OS keychain by Mandate")
+    assert f"mandate exec {AGENT}" in env.splitlines()[0]
+    assert creds["STRIPE_KEY"] in env, "other lines stay as they were"
+    assert install.cli_json("connection", "show", "github")["has_secret"] is True
+    app.button("Next: prove it works")
+
+    # 5. Proof: a real token from the endpoint, its claims, and it verifies through the JWKS.
+    claims = app.wait('[data-testid="claims"]')
+    assert AGENT in claims.find_element(By.CSS_SELECTOR, '[data-claim="sub"]').text
+    app.click("details summary")
+    token = app.wait('[data-testid="raw-token"]').get_attribute("value")
+    port = install.env["MANDATE_PORT"]
+    issuer = f"http://127.0.0.1:{port}"
+    with urllib.request.urlopen(f"{issuer}/.well-known/oauth-authorization-server") as r:
+        meta = json.load(r)
+    jwks = jwt.PyJWKClient(meta["jwks_uri"])
+    key = jwks.get_signing_key_from_jwt(token)
+    decoded = jwt.decode(
+        token, key.key, algorithms=["EdDSA"], issuer=meta["issuer"],
+        options={"verify_aud": False},
+    )
+    assert decoded["sub"] == AGENT
+    assert set(decoded["scope"].split()) == {"github:repo.read", "github:user.read"}
+    assert decoded["exp"] - decoded["iat"] <= 900
+    snippets = app.body()
+    assert f"mandate token {AGENT}" in snippets
+    assert f"mandate exec {AGENT} -- python3 agent.py" in snippets
+    assert f"{issuer}/proxy/github/user" in snippets
+    # Its first audit events: created, and the wizard's token.
+    timeline = app.wait('[data-testid="agent-timeline"]')
+    app.wait_until(lambda: timeline.find_elements(By.CSS_SELECTOR, '[data-action="token.issued"]'))
+    assert timeline.find_elements(By.CSS_SELECTOR, '[data-action="agent.created"]')
+    app.screenshot("wizard-5-proof")
+
+    # Done: the agent's page, listed with its trust state.
+    app.button(f"Open {AGENT}")
+    assert app.wait("h1.mono-title").text == AGENT
+    assert install.cli("audit", "verify").returncode == 0
+
+
+def test_wizard_refuses_bad_input_and_writes_nothing(install, app_for):
+    install.cli("member", "add", "founder")
+    install.cli(
+        "agent", "add", "taken-agent", "--owner", "founder", "--purpose", "x", "--generate-key",
+    )
+    app = app_for(install)
+    app.button("+ Add agent")
+    app.type('input[name="folder"]', "/nonexistent/folder")
+    app.button("Scan")
+    err = app.wait('.form-error')
+    assert "is not a folder" in err.text
+    app.button("Skip")
+    app.type('input[name="purpose"]', "weekly digest")
+    app.type('input[name="name"]', "Weekly Digest")
+    app.button("Next")
+    assert "lowercase letter" in app.wait(".why").text
+    app.type('input[name="name"]', "taken-agent")
+    app.button("Next")
+    assert "no other agent" in app.wait(".why").text
+    app.button("Cancel")
+    app.wait('tr[data-agent="taken-agent"]')
+    names = [a["name"] for a in install.cli_json("agent", "list")]
+    assert names == ["taken-agent"]
