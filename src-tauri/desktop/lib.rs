@@ -99,6 +99,8 @@ fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
         connections::add_connection,
         connections::set_connection_secret,
         connections::remove_connection,
+        connections::broker_settings,
+        connections::set_connection_limits,
         settings::settings,
         settings::set_organisation,
         settings::endpoint_status,

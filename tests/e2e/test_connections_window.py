@@ -28,3 +28,39 @@ def test_add_connection_set_secret_and_remove(install, app_for):
     app.button("Remove connection")
     app.wait_until(lambda: not app.driver.find_elements(By.CSS_SELECTOR, 'tr[data-connection="stripe"]'))
     assert all(c["name"] != "stripe" for c in install.cli_json("connection", "list"))
+
+
+def test_presets_set_the_credential_placement_and_limits_show_on_the_agent(seeded, app_for):
+    app = app_for(seeded)
+    app.go("connections")
+    # Anthropic's preset sends the key as an x-api-key header, not a bearer token.
+    app.button("+ Add connection")
+    app.button("Anthropic")
+    app.button("Add connection")
+    app.wait('input[type="password"]')
+    app.button("Cancel")
+    row = app.wait('tr[data-connection="anthropic"]')
+    app.wait_until(lambda: "x-api-key header" in row.text, message=row.text)
+    broker = seeded.cli_json("connection", "show", "anthropic")["broker"]
+    assert broker["auth"] == {"kind": "header", "name": "x-api-key"}
+    assert broker["preset"] == "anthropic"
+    assert {a["name"]: a["cost"] for a in broker["actions"]}["messages"] == 10
+
+    # Limits: a bad value is explained; good ones are saved and shown.
+    github = app.wait('tr[data-connection="github"]')
+    github.find_element(By.XPATH, ".//button[normalize-space(.)='Limits…']").click()
+    app.type('input[name="rate"]', "0")
+    app.button("Save limits")
+    assert "whole number of at least 1" in app.wait('[role="dialog"] .form-error').text
+    app.type('input[name="rate"]', "60")
+    app.type('input[name="budget"]', "500")
+    app.button("Save limits")
+    app.wait_until(lambda: "500 units/day per agent" in app.wait('tr[data-connection="github"] [data-testid="limits"]').text)
+    broker = seeded.cli_json("connection", "show", "github")["broker"]
+    assert (broker["rate_per_minute"], broker["daily_budget"]) == (60, 500)
+
+    # The agent's page shows today's calls against that budget.
+    app.go("agents")
+    app.click('tr[data-agent="billing-report-agent"] td:nth-child(2)')
+    usage = app.wait('[data-testid="usage"] tr[data-connection="github"]')
+    assert "0 of 500 units · 60/min" in usage.text, usage.text

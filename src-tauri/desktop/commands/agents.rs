@@ -23,6 +23,8 @@ pub struct AgentDetail {
     pub agent: Agent,
     pub tokens: Vec<OutstandingToken>,
     pub delegations: Vec<Delegation>,
+    /// Today's calls and budget on each connection it holds scopes on.
+    pub usage: Vec<super::connections::UsageView>,
 }
 
 #[tauri::command]
@@ -36,6 +38,11 @@ pub async fn get_agent(
         Ok(AgentDetail {
             tokens: m.outstanding_tokens(Some(agent.id.as_str()))?,
             delegations: m.list_delegations(Some(agent.id.as_str()))?,
+            usage: m
+                .broker_usage(agent.name.as_str())?
+                .into_iter()
+                .map(Into::into)
+                .collect(),
             agent,
         })
     })

@@ -4,10 +4,11 @@
 //! moved into a `Sensitive` (zeroized on drop, never serialised) and handed to the keychain.
 //! No command ever returns it.
 
+use mandate_core::broker::{BudgetState, ConnectionEdit, CredentialPlacement, presets};
 use mandate_core::model::{AgentName, Connection, TrustState};
 use mandate_core::secret::Sensitive;
-use mandate_core::{ErrorReport, NewConnection};
-use serde::Deserialize;
+use mandate_core::{Error, ErrorReport, NewConnection};
+use serde::{Deserialize, Serialize};
 use tauri::State;
 
 use super::blocking;
@@ -27,6 +28,9 @@ pub struct NewConnectionInput {
     /// `NAME=METHOD:PATH` strings, e.g. `repo.read=GET:/repos/**`.
     pub actions: Vec<String>,
     pub trust_floor: Option<TrustState>,
+    /// The preset it starts from (`github`, `anthropic`...): where the credential goes, the
+    /// cost of each action and which actions stay essential, for the actions kept.
+    pub preset: Option<String>,
 }
 
 #[tauri::command]
@@ -36,14 +40,152 @@ pub async fn add_connection(
     input: NewConnectionInput,
 ) -> Result<Connection, ErrorReport> {
     blocking(&state, move |m| {
-        m.add_connection(NewConnection {
+        let new = NewConnection {
             name: input.name,
             base_url: input.base_url,
             actions: input.actions,
             trust_floor: input.trust_floor,
-        })
+        };
+        let Some(p) = input.preset.filter(|p| !p.trim().is_empty()) else {
+            return m.add_connection(new);
+        };
+        let preset = presets::preset(&p).ok_or_else(|| {
+            Error::Invalid(format!(
+                "there is no preset '{p}'; presets: {}",
+                presets::names().join(", ")
+            ))
+        })?;
+        // The preset's policy, for the actions the person kept.
+        let kept: Vec<&str> = new
+            .actions
+            .iter()
+            .map(|a| a.split_once('=').map_or(a.as_str(), |(n, _)| n).trim())
+            .collect();
+        let mut setup = mandate_core::broker::BrokerSetup {
+            auth: preset.placement(),
+            preset: Some(preset.name.to_string()),
+            ..Default::default()
+        };
+        for a in preset.actions {
+            let name = a.spec.split_once('=').map_or(a.spec, |(n, _)| n);
+            if kept.contains(&name) {
+                if a.cost != 1 {
+                    setup.costs.push((name.to_string(), a.cost));
+                }
+                if a.essential {
+                    setup.essential.push(name.to_string());
+                }
+            }
+        }
+        m.add_brokered_connection(new, setup)
     })
     .await
+}
+
+/// A connection's broker settings as the Connections screen shows them.
+#[derive(Debug, Clone, Serialize, specta::Type)]
+pub struct BrokerView {
+    pub connection: String,
+    pub auth: CredentialPlacement,
+    pub preset: Option<String>,
+    pub rate_per_minute: Option<u32>,
+    /// Cost units per agent per UTC day.
+    #[specta(type = Option<specta_typescript::Number>)]
+    pub daily_budget: Option<u64>,
+    /// Actions that stay allowed past 90 % of the budget.
+    pub essential: Vec<String>,
+    /// `(action, cost)` for actions that cost more than one unit.
+    pub costs: Vec<(String, u32)>,
+}
+
+/// Every connection's broker settings (where the credential goes, rate limit, daily budget).
+#[tauri::command]
+#[specta::specta]
+pub async fn broker_settings(state: State<'_, AppState>) -> Result<Vec<BrokerView>, ErrorReport> {
+    blocking(&state, |m| {
+        m.list_connections()?
+            .iter()
+            .map(|c| {
+                let b = m.broker_config(c.name.as_str())?;
+                Ok(BrokerView {
+                    essential: b
+                        .actions
+                        .iter()
+                        .filter(|a| a.essential)
+                        .map(|a| a.name.clone())
+                        .collect(),
+                    costs: b
+                        .actions
+                        .iter()
+                        .filter(|a| a.cost != 1)
+                        .map(|a| (a.name.clone(), a.cost))
+                        .collect(),
+                    connection: b.connection,
+                    auth: b.auth,
+                    preset: b.preset,
+                    rate_per_minute: b.rate_per_minute,
+                    daily_budget: b.daily_budget,
+                })
+            })
+            .collect()
+    })
+    .await
+}
+
+/// Set a connection's limits; null removes a limit. Audited by the core.
+#[tauri::command]
+#[specta::specta]
+pub async fn set_connection_limits(
+    state: State<'_, AppState>,
+    name: String,
+    rate_per_minute: Option<u32>,
+    daily_budget: Option<u32>,
+) -> Result<(), ErrorReport> {
+    blocking(&state, move |m| {
+        m.edit_connection(
+            &name,
+            ConnectionEdit {
+                rate_per_minute: Some(rate_per_minute),
+                daily_budget: Some(daily_budget.map(u64::from)),
+                ..ConnectionEdit::default()
+            },
+        )
+        .map(|_| ())
+    })
+    .await
+}
+
+/// One agent's use of one connection today, as the agent's page shows it.
+#[derive(Debug, Clone, Serialize, specta::Type)]
+pub struct UsageView {
+    pub connection: String,
+    /// The UTC day (`YYYY-MM-DD`).
+    pub day: String,
+    pub rate_per_minute: Option<u32>,
+    #[specta(type = Option<specta_typescript::Number>)]
+    pub daily_budget: Option<u64>,
+    #[specta(type = specta_typescript::Number)]
+    pub used: u64,
+    #[specta(type = specta_typescript::Number)]
+    pub calls: u64,
+    #[specta(type = specta_typescript::Number)]
+    pub denied: u64,
+    pub state: BudgetState,
+}
+
+impl From<mandate_core::broker::BudgetUsage> for UsageView {
+    fn from(u: mandate_core::broker::BudgetUsage) -> Self {
+        UsageView {
+            connection: u.connection,
+            day: u.day,
+            rate_per_minute: u.rate_per_minute,
+            daily_budget: u.daily_budget,
+            used: u.used,
+            calls: u.calls,
+            denied: u.denied,
+            state: u.state,
+        }
+    }
 }
 
 /// Store or replace a connection's credential. The value is never returned or shown again.

@@ -50,6 +50,10 @@ export const commands = {
 	 *  scopes.
 	 */
 	removeConnection: (name: string) => typedError<AgentName[], ErrorReport>(__TAURI_INVOKE("remove_connection", { name })),
+	/**  Every connection's broker settings (where the credential goes, rate limit, daily budget). */
+	brokerSettings: () => typedError<BrokerView_Serialize[], ErrorReport>(__TAURI_INVOKE("broker_settings")),
+	/**  Set a connection's limits; null removes a limit. Audited by the core. */
+	setConnectionLimits: (name: string, ratePerMinute: number | null, dailyBudget: number | null) => typedError<null, ErrorReport>(__TAURI_INVOKE("set_connection_limits", { name, ratePerMinute, dailyBudget })),
 	settings: () => typedError<Settings_Serialize, ErrorReport>(__TAURI_INVOKE("settings")),
 	/**  Set (or with an empty name clear) the organisation name printed on reports. */
 	setOrganisation: (name: string) => typedError<string | null, ErrorReport>(__TAURI_INVOKE("set_organisation", { name })),
@@ -101,6 +105,8 @@ export type AgentDetail_Deserialize = {
 	agent: Agent_Deserialize,
 	tokens: OutstandingToken_Deserialize[],
 	delegations: Delegation_Deserialize[],
+	/**  Today's calls and budget on each connection it holds scopes on. */
+	usage: UsageView_Deserialize[],
 };
 
 /**  Everything the detail screen shows about one agent. */
@@ -108,6 +114,8 @@ export type AgentDetail_Serialize = {
 	agent: Agent_Serialize,
 	tokens: OutstandingToken_Serialize[],
 	delegations: Delegation_Serialize[],
+	/**  Today's calls and budget on each connection it holds scopes on. */
+	usage: UsageView_Serialize[],
 };
 
 /**  Changes from the detail screen; empty fields leave things as they are. */
@@ -328,6 +336,48 @@ export type AuditQuery_Serialize = {
 	decision: Decision | null,
 };
 
+/**  A connection's broker settings as the Connections screen shows them. */
+export type BrokerView = BrokerView_Serialize | BrokerView_Deserialize;
+
+/**  A connection's broker settings as the Connections screen shows them. */
+export type BrokerView_Deserialize = {
+	connection: string,
+	auth: CredentialPlacement,
+	preset?: string | null,
+	rate_per_minute?: number | null,
+	/**  Cost units per agent per UTC day. */
+	daily_budget?: number | null,
+	/**  Actions that stay allowed past 90 % of the budget. */
+	essential: string[],
+	/**  `(action, cost)` for actions that cost more than one unit. */
+	costs: ([string, number])[],
+};
+
+/**  A connection's broker settings as the Connections screen shows them. */
+export type BrokerView_Serialize = {
+	connection: string,
+	auth: CredentialPlacement,
+	preset: string | null,
+	rate_per_minute: number | null,
+	/**  Cost units per agent per UTC day. */
+	daily_budget: number | null,
+	/**  Actions that stay allowed past 90 % of the budget. */
+	essential: string[],
+	/**  `(action, cost)` for actions that cost more than one unit. */
+	costs: ([string, number])[],
+};
+
+/**  Where an agent stands against a budget. */
+export type BudgetState = 
+/**  No budget is set. */
+"unlimited" | 
+/**  Under 90 %. */
+"ok" | 
+/**  At or over 90 %: only essential actions pass. */
+"essential_only" | 
+/**  Nothing left. */
+"exhausted";
+
 /**  A signed checkpoint, as the banner names it. */
 export type CheckpointInfo = {
 	size: number,
@@ -368,6 +418,20 @@ export type ConnectionId = string;
 
 /**  A connection's name, the first half of its scopes. */
 export type ConnectionName = string;
+
+/**  Where the credential goes. */
+export type CredentialPlacement = 
+/**  `Authorization: Bearer SECRET`. */
+{ kind: "bearer" } | 
+/**
+ *  `Authorization: Basic base64(SECRET)`; a secret without `:` is a user name with an
+ *  empty password (Stripe's convention).
+ */
+{ kind: "basic" } | 
+/**  `NAME: SECRET` (for example `x-api-key`). */
+{ kind: "header"; name: string } | 
+/**  `?NAME=SECRET` appended to the query. */
+{ kind: "query"; name: string };
 
 /**  The outcome recorded by an event. */
 export type Decision = 
@@ -634,6 +698,11 @@ export type NewConnectionInput_Deserialize = {
 	/**  `NAME=METHOD:PATH` strings, e.g. `repo.read=GET:/repos/**`. */
 	actions: string[],
 	trust_floor?: TrustState | null,
+	/**
+	 *  The preset it starts from (`github`, `anthropic`...): where the credential goes, the
+	 *  cost of each action and which actions stay essential, for the actions kept.
+	 */
+	preset?: string | null,
 };
 
 /**  A new connection as the UI's form gives it. */
@@ -643,6 +712,11 @@ export type NewConnectionInput_Serialize = {
 	/**  `NAME=METHOD:PATH` strings, e.g. `repo.read=GET:/repos/**`. */
 	actions: string[],
 	trust_floor: TrustState | null,
+	/**
+	 *  The preset it starts from (`github`, `anthropic`...): where the credential goes, the
+	 *  cost of each action and which actions stay essential, for the actions kept.
+	 */
+	preset: string | null,
 };
 
 /**  A token that was issued, is not revoked and has not expired. Never the token itself. */
@@ -923,6 +997,35 @@ export type TrustSignal = {
 
 /**  How far Mandate trusts an agent right now. Ordered: `Untrusted < Pending < Trusted`. */
 export type TrustState = "UNTRUSTED" | "PENDING" | "TRUSTED";
+
+/**  One agent's use of one connection today, as the agent's page shows it. */
+export type UsageView = UsageView_Serialize | UsageView_Deserialize;
+
+/**  One agent's use of one connection today, as the agent's page shows it. */
+export type UsageView_Deserialize = {
+	connection: string,
+	/**  The UTC day (`YYYY-MM-DD`). */
+	day: string,
+	rate_per_minute?: number | null,
+	daily_budget?: number | null,
+	used: number,
+	calls: number,
+	denied: number,
+	state: BudgetState,
+};
+
+/**  One agent's use of one connection today, as the agent's page shows it. */
+export type UsageView_Serialize = {
+	connection: string,
+	/**  The UTC day (`YYYY-MM-DD`). */
+	day: string,
+	rate_per_minute: number | null,
+	daily_budget: number | null,
+	used: number,
+	calls: number,
+	denied: number,
+	state: BudgetState,
+};
 
 /**  Everything the wizard's Issue, Scope and Rotate steps decided. */
 export type WizardAgentInput = WizardAgentInput_Serialize | WizardAgentInput_Deserialize;

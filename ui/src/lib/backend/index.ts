@@ -12,6 +12,9 @@ import type {
   AuditCheck_Serialize,
   AuditPage_Serialize,
   AuditQuery_Deserialize,
+  BrokerView_Serialize,
+  BudgetState,
+  CredentialPlacement,
   Connection,
   Decision,
   Delegation_Serialize,
@@ -35,6 +38,7 @@ import type {
   TimelineEvent_Serialize,
   TrustSignal,
   TrustState,
+  UsageView_Serialize,
 } from "./bindings";
 
 // What the backend sends (the `_Serialize` shapes: optional fields are explicit nulls).
@@ -53,6 +57,8 @@ export type OutstandingToken = OutstandingToken_Serialize;
 export type Settings = Settings_Serialize;
 export type NewConnection = NewConnectionInput_Deserialize;
 export type AgentEdit = AgentEditInput_Deserialize;
+export type BrokerView = BrokerView_Serialize;
+export type UsageView = UsageView_Serialize;
 export type Finding = Finding_Serialize;
 export type ScanReport = ScanReport_Serialize;
 export type MovedCredential = MovedCredential_Serialize;
@@ -62,6 +68,8 @@ export type TestToken = Omit<TestToken_Serialize, "header" | "claims"> & {
 };
 export type WizardAgentInput = WizardAgentInput_Deserialize;
 export type {
+  BudgetState,
+  CredentialPlacement,
   FindingRef,
   PresetView,
   Actor,
@@ -143,6 +151,11 @@ export const backend = {
     unwrap(await commands.setConnectionSecret(name, secret)),
   removeConnection: async (name: string): Promise<string[]> =>
     unwrap(await commands.removeConnection(name)),
+  brokerSettings: async (): Promise<BrokerView[]> => unwrap(await commands.brokerSettings()),
+  /** null removes a limit. */
+  setConnectionLimits: async (name: string, ratePerMinute: number | null, dailyBudget: number | null): Promise<void> => {
+    unwrap(await commands.setConnectionLimits(name, ratePerMinute, dailyBudget));
+  },
 
   settings: async (): Promise<Settings> => unwrap(await commands.settings()),
   setOrganisation: async (name: string): Promise<string | null> =>

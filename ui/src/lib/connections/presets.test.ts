@@ -1,14 +1,28 @@
 import { describe, expect, it } from "vitest";
-import { PRESETS, actionLines, actionSummary } from "./presets";
+import { actionLines, actionSummary, placementLabel, presetChoices } from "./presets";
+
+const views = [
+  { name: "http", base_url: "", auth: "bearer", actions: ["read=GET:/**"], sdk_variables: [] },
+  { name: "github", base_url: "https://api.github.com", auth: "bearer", actions: ["repo.read=GET:/repos/**"], sdk_variables: [] },
+  { name: "anthropic", base_url: "https://api.anthropic.com", auth: "header:x-api-key", actions: [], sdk_variables: [] },
+  { name: "newvendor", base_url: "https://api.new.example", auth: "bearer", actions: [], sdk_variables: [] },
+];
 
 describe("connection presets", () => {
-  it("offers the common APIs, read-only", () => {
-    expect(PRESETS.map((p) => p.label)).toEqual(["GitHub", "Slack", "Stripe", "OpenAI", "Anthropic", "Generic HTTP"]);
-    for (const p of PRESETS) {
-      for (const a of p.actions) {
-        expect(a).toMatch(/^[a-z][a-z0-9._-]*=(GET|HEAD):\//);
-      }
-    }
+  it("labels the backend's presets and puts the generic one last, unnamed", () => {
+    const p = presetChoices(views);
+    expect(p.map((x) => x.label)).toEqual(["GitHub", "Anthropic", "newvendor", "Generic HTTP"]);
+    expect(p[0]).toMatchObject({ name: "github", baseUrl: "https://api.github.com", actions: ["repo.read=GET:/repos/**"] });
+    expect(p[1].auth).toBe("header:x-api-key");
+    expect(p[3]).toMatchObject({ name: "", baseUrl: "https://" });
+    expect(p[2].secretHint).toMatch(/credential/);
+  });
+
+  it("says where the credential goes", () => {
+    expect(placementLabel("bearer")).toBe("Authorization: Bearer");
+    expect(placementLabel("header:x-api-key")).toBe("x-api-key header");
+    expect(placementLabel("query:key")).toBe("?key= query parameter");
+    expect(placementLabel("basic")).toBe("Authorization: Basic");
   });
 
   it("reads the actions box line by line", () => {

@@ -1,6 +1,11 @@
-// Starting points for common APIs: the base URL and read-only actions. People can add write
-// actions themselves; starting read-only keeps least privilege the default.
+// Starting points for common APIs, from the backend's presets (one list, in Rust): base URL,
+// named actions and where the credential goes. Scopes, not the connection, keep agents to
+// least privilege: a connection lists what may be granted.
 
+import type { PresetView } from "../backend";
+
+/** A preset as the Add dialog offers it: the backend's preset (base URL, every named action,
+ * where the credential goes) with a label and a hint on where to get the credential. */
 export type Preset = {
   id: string;
   label: string;
@@ -8,60 +13,44 @@ export type Preset = {
   baseUrl: string;
   /** `NAME=METHOD:PATH` lines. */
   actions: string[];
+  /** Where the credential goes: `bearer`, `header:x-api-key`... */
+  auth: string;
   /** Where the credential comes from, in one sentence. */
   secretHint: string;
 };
 
-export const PRESETS: Preset[] = [
-  {
-    id: "github",
-    label: "GitHub",
-    name: "github",
-    baseUrl: "https://api.github.com",
-    actions: ["repo.read=GET:/repos/**", "user.read=GET:/user", "org.read=GET:/orgs/**"],
-    secretHint: "A fine-grained personal access token with read-only repository access.",
-  },
-  {
-    id: "slack",
-    label: "Slack",
-    name: "slack",
-    baseUrl: "https://slack.com/api",
-    actions: ["channels.read=GET:/conversations.list", "history.read=GET:/conversations.history", "users.read=GET:/users.list"],
-    secretHint: "A bot token (xoxb-…) from your Slack app with read scopes only.",
-  },
-  {
-    id: "stripe",
-    label: "Stripe",
-    name: "stripe",
-    baseUrl: "https://api.stripe.com",
-    actions: ["invoices.read=GET:/v1/invoices/**", "customers.read=GET:/v1/customers/**", "charges.read=GET:/v1/charges/**"],
-    secretHint: "A restricted key (rk_…) with read access to the resources above.",
-  },
-  {
-    id: "openai",
-    label: "OpenAI",
-    name: "openai",
-    baseUrl: "https://api.openai.com",
-    actions: ["models.read=GET:/v1/models/**", "files.read=GET:/v1/files/**"],
-    secretHint: "A project API key limited to this project.",
-  },
-  {
-    id: "anthropic",
-    label: "Anthropic",
-    name: "anthropic",
-    baseUrl: "https://api.anthropic.com",
-    actions: ["models.read=GET:/v1/models/**"],
-    secretHint: "An API key from a workspace created for this agent.",
-  },
-  {
-    id: "http",
-    label: "Generic HTTP",
-    name: "",
-    baseUrl: "https://",
-    actions: ["read=GET:/**"],
-    secretHint: "Whatever credential the API expects (a bearer token, an API key).",
-  },
-];
+const INFO: Record<string, { label: string; secretHint: string }> = {
+  github: { label: "GitHub", secretHint: "A fine-grained personal access token with read-only repository access." },
+  slack: { label: "Slack", secretHint: "A bot token (xoxb-…) from your Slack app with read scopes only." },
+  stripe: { label: "Stripe", secretHint: "A restricted key (rk_…) with read access to the resources above." },
+  openai: { label: "OpenAI", secretHint: "A project API key limited to this project." },
+  anthropic: { label: "Anthropic", secretHint: "An API key from a workspace created for this agent." },
+  http: { label: "Generic HTTP", secretHint: "Whatever credential the API expects (a bearer token, an API key)." },
+};
+
+/** The backend's presets in the order it gives them, labelled; the generic one last, with no
+ * name and an `https://` to complete. */
+export function presetChoices(views: PresetView[]): Preset[] {
+  const out = views.map((v) => ({
+    id: v.name,
+    label: INFO[v.name]?.label ?? v.name,
+    name: v.name === "http" ? "" : v.name,
+    baseUrl: v.base_url || "https://",
+    actions: v.actions,
+    auth: v.auth,
+    secretHint: INFO[v.name]?.secretHint ?? "The credential the API expects.",
+  }));
+  return [...out.filter((p) => p.id !== "http"), ...out.filter((p) => p.id === "http")];
+}
+
+/** "bearer" → "Authorization: Bearer", "header:x-api-key" → "x-api-key header". */
+export function placementLabel(auth: string): string {
+  if (auth === "bearer") return "Authorization: Bearer";
+  if (auth === "basic") return "Authorization: Basic";
+  if (auth.startsWith("header:")) return `${auth.slice(7)} header`;
+  if (auth.startsWith("query:")) return `?${auth.slice(6)}= query parameter`;
+  return auth;
+}
 
 /** The non-blank lines of the actions box. */
 export function actionLines(text: string): string[] {

@@ -376,7 +376,18 @@ pub fn run(ctx: &mut Ctx, cmd: ConnectionCmd) -> CliResult {
         ConnectionCmd::Show { name } => {
             let c = m.get_connection(&name)?;
             if ctx.json {
-                return output::json(&c);
+                // The connection and, under "broker", where its credential goes, its limits
+                // and each action's cost and essential flag.
+                let mut v = serde_json::to_value(&c).map_err(|e| CliError::Exit {
+                    code: 1,
+                    message: format!("could not serialise the connection: {e}"),
+                })?;
+                v["broker"] =
+                    serde_json::to_value(m.broker_config(&name)?).map_err(|e| CliError::Exit {
+                        code: 1,
+                        message: format!("could not serialise the broker settings: {e}"),
+                    })?;
+                return output::json(&v);
             }
             println!("Connection   {}", c.name);
             println!("Base URL     {}", c.base_url);
