@@ -39,6 +39,13 @@ describe("events in words", () => {
     );
     expect(describeEvent(ev({ action: "something.new" }))).toBe("founder · something.new · billing-report-agent");
     expect(
+      describeEvent(ev({ action: "credential.moved_to_keychain", target: { kind: "connection", id: "c", name: "github" } })),
+    ).toBe("founder moved a credential from a project file into the keychain for github");
+    expect(describeEvent(ev({ actor: { kind: "agent", id: "a1", name: "bot" }, action: "proxy.completed" }))).toBe("bot called through the broker");
+    expect(describeEvent(ev({ actor: { kind: "app", id: "cli", name: "ann" }, action: "endpoint.tls_certificate_created" }))).toBe(
+      "ann (the CLI) created the endpoint's HTTPS certificate",
+    );
+    expect(
       describeEvent(ev({ actor: { kind: "agent", id: "a1", name: "billing-report-agent" }, action: "token.issued" })),
     ).toBe("billing-report-agent was issued a token by the endpoint");
   });

@@ -20,6 +20,10 @@ const VERBS: Record<string, string> = {
   "introspection.denied": "was refused an introspection by",
   "token.revocation_denied": "was refused a revocation by",
   "proxy.denied": "was refused a request by",
+  "proxy.allowed": "called through",
+  "proxy.completed": "called through",
+  "credential.moved_to_keychain": "moved a credential from a project file into the keychain for",
+  "endpoint.tls_certificate_created": "created the endpoint's HTTPS certificate",
   "token.issued": "was issued a token by",
   "token.exchanged": "exchanged a token at",
   "token.denied": "was refused a token by",
@@ -39,6 +43,8 @@ export const ACTION_CHOICES: { value: string; label: string }[] = [
   { value: "token.issued", label: "Tokens issued" },
   { value: "token.denied", label: "Tokens refused" },
   { value: "connection.", label: "Connections" },
+  { value: "proxy.", label: "Calls through the broker" },
+  { value: "credential.", label: "Credentials moved" },
   { value: "member.", label: "Team members" },
   { value: "delegation.", label: "Delegations" },
   { value: "issuer.", label: "Issuer keys" },
@@ -60,7 +66,7 @@ export function describeEvent(e: AuditEvent): string {
   const verb = VERBS[e.action];
   const byEndpoint = /^(token|introspection|proxy)\./.test(e.action) && e.actor.kind === "agent";
   if (verb && byEndpoint) return `${who} ${verb} ${e.action.startsWith("proxy.") ? "the broker" : "the endpoint"}`;
-  if (verb && e.action.startsWith("issuer.")) return `${who} ${verb}`;
+  if (verb && /^(issuer|endpoint)\./.test(e.action)) return `${who} ${verb}`;
   if (verb) return [who, verb, target].filter(Boolean).join(" ");
   return [who, e.action, target].filter(Boolean).join(" · ");
 }
