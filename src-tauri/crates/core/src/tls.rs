@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Datelike, Utc};
+use rusqlite::OptionalExtension;
 use rustls::client::danger::ServerCertVerifier;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use serde_json::json;
@@ -280,9 +281,6 @@ impl Mandate {
     /// Make a new certificate. With `reuse_until`, a good certificate that another process
     /// wrote meanwhile is used instead.
     fn create_tls(&self, why: &str, reuse_until: Option<DateTime<Utc>>) -> Result<LoopbackTls> {
-        let old = std::fs::read_to_string(self.tls_cert_path())
-            .ok()
-            .and_then(|t| parse_cert_pem(&t));
         let (der, pem, pkcs8) = generate(self.install_id(), self.now())?;
         // The key goes to the keychain first (invariant 4), under an account only this
         // certificate names.
@@ -300,8 +298,21 @@ impl Mandate {
             if let Some(until) = reuse_until
                 && let Some(theirs) = self.current_tls(until)?
             {
-                return Ok(Some(theirs));
+                return Ok((Some(theirs), None));
             }
+            // The certificate this one replaces, whose key is deleted after the commit (the
+            // file itself may be gone or unreadable, so the database remembers).
+            let old: Option<String> = tx
+                .query_row(
+                    "SELECT value FROM meta WHERE key = 'tls_cert_sha256'",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            tx.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('tls_cert_sha256', ?1)",
+                [sha256_hex(&der)],
+            )?;
             audit::append(
                 tx,
                 now,
@@ -320,16 +331,18 @@ impl Mandate {
                     })),
             )?;
             write_atomically(&path, &pem)?;
-            Ok(None)
+            Ok((None, old))
         });
         match res {
-            Ok(Some(theirs)) => {
+            Ok((Some(theirs), _)) => {
                 let _ = self.keychain_delete(kref);
                 Ok(theirs)
             }
-            Ok(None) => {
-                if let Some(old) = old.filter(|o| *o != der) {
-                    let _ = self.keychain_delete(key_ref(&old));
+            Ok((None, old)) => {
+                if let Some(old) = old.filter(|o| *o != sha256_hex(&der)) {
+                    let _ = self.keychain_delete(SecretRef {
+                        account: format!("tls-key/{old}"),
+                    });
                 }
                 tracing::info!(sha256 = %fp, "created the endpoint's TLS certificate ({why})");
                 Ok(LoopbackTls {
