@@ -48,17 +48,19 @@ pub fn run(ctx: &mut Ctx, a: ServeArgs) -> CliResult {
                 message: other.to_string(),
             },
         })?;
-        println!("Listening on {}", server.url());
+        // One write, so a reader that stops after the first line never breaks the pipe.
+        let mut banner = format!("Listening on {}\n", server.url());
         if let Some(t) = server.tls() {
-            println!("Certificate: {}", t.cert_path.display());
-            println!("SHA-256: {}", t.fingerprint);
+            banner.push_str(&format!("Certificate: {}\n", t.cert_path.display()));
             if t.created {
-                println!(
-                    "(A new certificate: clients must trust it, e.g. `curl --cacert {}`.)",
+                banner.push_str(&format!(
+                    "(A new certificate: clients must trust it, e.g. `curl --cacert {}`.)\n",
                     t.cert_path.display()
-                );
+                ));
             }
+            banner.push_str(&format!("SHA-256: {}\n", t.fingerprint));
         }
+        print!("{banner}");
 
         let stop = server.stopper();
         tokio::spawn(async move {
