@@ -3,7 +3,8 @@
 //! certificate gets a token (assertion `aud` = the https token endpoint) and verifies it with
 //! the JWKS fetched over HTTPS; a client that trusts the usual roots fails the handshake; plain
 //! HTTP to the port gets no HTTP answer; the Host and Origin guards still answer over TLS;
-//! `mandate token` finds the HTTPS endpoint and trusts only the data folder's certificate; and
+//! `mandate token` finds the HTTPS endpoint and trusts only the data folder's certificate
+//! (`mandate exec` refuses it, for now); and
 //! Python (requests, Authlib, PyJWT) gets and verifies a token with `verify=cert.pem`.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -397,6 +398,9 @@ fn mandate_token_finds_the_https_endpoint_and_trusts_only_its_certificate() {
     let port = server.port.to_string();
     env.run(&["token", "billing-report-agent", "--port", &port])
         .ok();
+    // `mandate exec` hands programs plain-HTTP broker URLs: it refuses, with a sentence.
+    env.run(&["exec", "billing-report-agent", "--", "true"])
+        .fails(5, "serves HTTPS only");
     // A second serve names the https holder.
     let second = env.run(&["serve", "--tls", "--port", "0"]);
     assert_eq!(second.code, 5, "{}", second.stderr);
