@@ -147,7 +147,7 @@ fn key_matches(cert: &[u8], key: &[u8]) -> bool {
 
 /// A fresh key and certificate, valid from yesterday for [`VALID_DAYS`].
 fn generate(install_id: &str, now: DateTime<Utc>) -> Result<(Vec<u8>, String, Sensitive<Vec<u8>>)> {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+    let mut key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
         .map_err(|e| tls_error("could not generate the TLS key", e))?;
     let mut params = rcgen::CertificateParams::new(
         LOOPBACK_NAMES
@@ -180,6 +180,8 @@ fn generate(install_id: &str, now: DateTime<Utc>) -> Result<(Vec<u8>, String, Se
         .self_signed(&key)
         .map_err(|e| tls_error("could not sign the TLS certificate", e))?;
     let pkcs8 = Sensitive::new(key.serialize_der());
+    // rcgen keeps a PKCS#8 copy; wipe it (the Sensitive copy is wiped when dropped).
+    zeroize::Zeroize::zeroize(&mut key);
     Ok((cert.der().as_ref().to_vec(), cert.pem(), pkcs8))
 }
 
