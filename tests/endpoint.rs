@@ -149,19 +149,22 @@ impl Endpoint {
         let opts = ServeOptions {
             port,
             rate_limit: None,
+            tls: false,
         };
         let s = self.rt.block_on(mandate_server::serve(m, opts)).unwrap();
         self.port = s.addr().port();
         self.server = Some(s);
     }
 
-    /// Stop the server and open the data folder afresh (a process restart).
+    /// Stop the server and open the data folder afresh (a process restart). The new server
+    /// listens on a fresh port: rebinding the old one races with the other tests, which bind
+    /// port 0 in parallel and may be handed it in between. `issuer()` and `token_endpoint()`
+    /// follow the new port.
     pub fn restart(&mut self) {
         let s = self.server.take().unwrap();
         self.rt.block_on(s.shutdown()).unwrap();
         self.m = open(self.dir.path(), &self.keychain);
-        let port = self.port;
-        self.serve(port);
+        self.serve(0);
     }
 
     pub fn issuer(&self) -> String {

@@ -15,7 +15,7 @@ use crate::endpoint::{claims_of, http};
 use crate::fixture::{Env, bin};
 
 /// A child process we started, killed when the test ends (by its own handle).
-struct Running(Child);
+pub struct Running(pub Child);
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -24,12 +24,12 @@ impl Drop for Running {
     }
 }
 
-fn interop_dir() -> PathBuf {
+pub fn interop_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("interop")
 }
 
 /// Install (once, cached) and return the venv's python.
-fn python() -> String {
+pub fn python() -> String {
     let out = Command::new(interop_dir().join("setup.sh"))
         .output()
         .expect("setup.sh");
@@ -69,7 +69,7 @@ fn port_of(url: &str) -> u16 {
         .unwrap()
 }
 
-fn run_json(cmd: &mut Command) -> (bool, Value) {
+pub fn run_json(cmd: &mut Command) -> (bool, Value) {
     let out = cmd.output().expect("run client");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let v = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {

@@ -15,6 +15,7 @@
 //! - `audit_trail`   sqlite3 tampers named by `verify`, the PDF verified offline, Python verifier
 //! - `audit_siem`    streaming to a real rsyslog on loopback, retried while it is down
 //! - `token_cli`     `mandate delegation`, `jwks export`, `serve` and its data-folder lock
+//! - `tls`           `serve --tls`: clients trusting only Mandate's certificate, plain HTTP
 //! - `broker`        the secret broker and `mandate exec` against a real upstream process
 
 #![allow(
@@ -32,5 +33,6 @@ mod fixture;
 mod interop;
 mod registry_cli;
 mod secrets;
+mod tls;
 mod token_cli;
 mod token_endpoint;

@@ -533,14 +533,35 @@ fn a_replayed_assertion_is_refused_even_after_a_restart() {
         ("token.denied", "deny")
     );
     assert!(reason.unwrap().contains("replay"));
+    // A restart: a new process over the same data folder (on a fresh port, see
+    // `Endpoint::restart`). The same assertion (same jti, iat, exp), addressed to the new
+    // token endpoint and signed again, is still a replay: the used jti survived the restart.
+    let mut claims = claims_of(&assertion);
     ep.restart();
-    let r = ep.post_form("/oauth2/token", &[], &body);
+    claims["aud"] = json!(ep.token_endpoint());
+    let again = sign(
+        &json!({"alg": "EdDSA", "typ": "JWT", "kid": ep.kid(AGENT)}),
+        &claims,
+        &ep.keys[AGENT],
+    );
+    let r = ep.post_form("/oauth2/token", &[], &ep.form(&again, &[]));
     assert_eq!(
         (r.status, r.error().as_str()),
         (401, "invalid_client"),
         "after restart: {}",
         r.body
     );
+    assert!(
+        r.json()["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("replay"),
+        "after restart: {}",
+        r.body
+    );
+    let (action, _, reason) = ep.audit_actions(1).remove(0);
+    assert_eq!(action, "token.denied");
+    assert!(reason.unwrap().contains("replay"));
     // A fresh assertion still works after the restart.
     ep.token(AGENT, &[]);
 }
@@ -1057,6 +1078,7 @@ fn the_localhost_defences() {
             mandate_server::ServeOptions {
                 port,
                 rate_limit: None,
+                tls: false,
             },
         ))
         .unwrap_err()
@@ -1083,6 +1105,7 @@ fn the_localhost_defences() {
             mandate_server::ServeOptions {
                 port,
                 rate_limit: None,
+                tls: false,
             },
         ))
         .unwrap_err()

@@ -3,8 +3,12 @@ verify it through the JWKS with PyJWT, two libraries that know nothing about Man
 
 Usage: authlib_client.py ISSUER CLIENT_ID PRIVATE_JWK_FILE [SCOPE]
 Prints one JSON object: the token response fields (token redacted) and the verified claims.
+With CA_FILE set (an https ISSUER, `mandate serve --tls`), every request trusts exactly that
+certificate file: requests' `verify=CA_FILE` and an SSL context for PyJWT's JWKS fetch.
 """
 import json
+import os
+import ssl
 import sys
 import time
 
@@ -32,7 +36,11 @@ class ShortLivedPrivateKeyJWT(PrivateKeyJWT):
 def main() -> int:
     issuer, client_id, key_file = sys.argv[1:4]
     scope = sys.argv[4] if len(sys.argv) > 4 else None
-    meta = requests.get(f"{issuer}/.well-known/oauth-authorization-server", timeout=10).json()
+    ca_file = os.environ.get("CA_FILE")
+    verify = ca_file if ca_file else True
+    meta = requests.get(
+        f"{issuer}/.well-known/oauth-authorization-server", timeout=10, verify=verify
+    ).json()
     token_endpoint = meta["token_endpoint"]
     with open(key_file) as f:
         jwk = json.load(f)
@@ -47,10 +55,16 @@ def main() -> int:
         token_endpoint_auth_method=ShortLivedPrivateKeyJWT(token_endpoint, alg="Ed25519"),
         scope=scope,
     )
-    token = session.fetch_token(token_endpoint, grant_type="client_credentials")
+    session.verify = verify
+    token = session.fetch_token(
+        token_endpoint, grant_type="client_credentials", verify=verify
+    )
     access_token = token["access_token"]
     header = jwt.get_unverified_header(access_token)
-    signing_key = jwt.PyJWKClient(meta["jwks_uri"]).get_signing_key_from_jwt(access_token)
+    ssl_context = ssl.create_default_context(cafile=ca_file) if ca_file else None
+    signing_key = jwt.PyJWKClient(
+        meta["jwks_uri"], ssl_context=ssl_context
+    ).get_signing_key_from_jwt(access_token)
     unverified = jwt.decode(access_token, options={"verify_signature": False})
     claims = jwt.decode(
         access_token,

@@ -83,6 +83,9 @@ enum Command {
     /// The issuer's public keys (JWKS) for resource servers.
     #[command(subcommand)]
     Jwks(cmd::jwks::JwksCmd),
+    /// The HTTPS endpoint's certificate (`serve --tls`): export it for clients to trust, rotate it.
+    #[command(subcommand)]
+    Tls(cmd::tls::TlsCmd),
     /// The audit trail: verify it, export it (PDF, evidence bundle, OCSF), checkpoints.
     #[command(subcommand)]
     Audit(cmd::audit::AuditCmd),
@@ -102,6 +105,7 @@ fn main() -> ExitCode {
         Command::Exec(a) => cmd::exec::run(&mut ctx, a),
         Command::Delegation(c) => cmd::delegation::run(&mut ctx, c),
         Command::Jwks(c) => cmd::jwks::run(&mut ctx, c),
+        Command::Tls(c) => cmd::tls::run(&mut ctx, c),
         Command::Audit(c) => cmd::audit::run(&mut ctx, c),
     };
     match result {

@@ -20,6 +20,7 @@ mod registry;
 pub mod scan;
 pub mod secret;
 pub mod store;
+pub mod tls;
 pub mod trust;
 pub mod views;
 

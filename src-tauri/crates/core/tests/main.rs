@@ -2,6 +2,7 @@
 //! (the real keychain is covered by `mandate-keychain`'s tests and the workspace `tests/`).
 //!
 //! - `registry`: members, connections, agents, rollback when the keychain fails, the chain.
+//! - `tls`: the endpoint's loopback certificate (names, key only in the keychain, renewal).
 
 #![allow(
     clippy::unwrap_used,
@@ -11,3 +12,4 @@
 )]
 
 mod registry;
+mod tls;

@@ -4,7 +4,8 @@
 //! (SQLite and the keychain block) and maps [`OAuthError`] to RFC 6749 §5.2 JSON with the
 //! right status and `Cache-Control: no-store`. The rules live in the core; this crate owns only
 //! HTTP and the process: binding 127.0.0.1 exclusively, the self-defence middleware
-//! ([`guard`]), the one-server-per-data-folder lock ([`lock`]) and graceful shutdown.
+//! ([`guard`]), the one-server-per-data-folder lock ([`lock`]), optional HTTPS ([`tls`]) and
+//! graceful shutdown.
 //!
 //! The desktop app and `mandate serve` both call [`serve`]; tests call [`router`] or
 //! [`serve`] with port 0.
@@ -16,6 +17,7 @@ pub mod client;
 pub mod guard;
 pub mod lock;
 pub mod proxy;
+pub mod tls;
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdListener};
 use std::sync::Arc;
@@ -56,6 +58,8 @@ pub enum ServeError {
     PortInUse { port: u16 },
     #[error("could not listen on 127.0.0.1:{port}: {reason}")]
     Bind { port: u16, reason: String },
+    #[error("could not set up HTTPS: {0}")]
+    Tls(String),
     #[error(transparent)]
     Locked(#[from] lock::LockError),
     #[error(transparent)]
@@ -69,6 +73,9 @@ pub struct ServeOptions {
     pub port: u16,
     /// Per-agent rate limit; `None` turns it off.
     pub rate_limit: Option<RateLimit>,
+    /// Serve HTTPS only, with the loopback certificate (created on first use; its key in the
+    /// OS keychain). The issuer and every URL in the metadata are then `https://`.
+    pub tls: bool,
 }
 
 impl Default for ServeOptions {
@@ -76,6 +83,7 @@ impl Default for ServeOptions {
         ServeOptions {
             port: DEFAULT_PORT,
             rate_limit: Some(RateLimit::default()),
+            tls: false,
         }
     }
 }
@@ -100,6 +108,8 @@ impl ServeOptions {
 pub struct AppState {
     pub service: TokenService,
     pub port: u16,
+    /// `"https"` when serving TLS, else `"http"`: the scheme of the URLs clients address.
+    pub scheme: &'static str,
 }
 
 /// The endpoint's routes with the self-defence middleware around them.
@@ -124,6 +134,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 #[derive(Debug)]
 pub struct RunningServer {
     addr: SocketAddr,
+    tls: Option<TlsSummary>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
 }
@@ -134,9 +145,15 @@ impl RunningServer {
         self.addr
     }
 
-    /// `http://127.0.0.1:PORT`, the issuer identifier.
+    /// `http://127.0.0.1:PORT` (or `https://` with TLS), the issuer identifier.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The certificate it presents, when it serves HTTPS.
+    pub fn tls(&self) -> Option<&TlsSummary> {
+        self.tls.as_ref()
     }
 
     /// Stop accepting connections, finish the requests in flight (their audit writes commit
@@ -162,17 +179,45 @@ impl RunningServer {
     }
 }
 
+/// The public facts about the certificate an HTTPS endpoint presents.
+#[derive(Debug, Clone)]
+pub struct TlsSummary {
+    /// The certificate (PEM) in the data folder, for clients to trust.
+    pub cert_path: std::path::PathBuf,
+    /// Its SHA-256 fingerprint.
+    pub fingerprint: String,
+    /// Whether it was created for this start (clients must be given it).
+    pub created: bool,
+}
+
 /// Bind 127.0.0.1:`port` exclusively, take the data-folder lock and serve until shut down.
 pub async fn serve(mandate: Arc<Mandate>, opts: ServeOptions) -> Result<RunningServer, ServeError> {
     let dir = mandate.data_dir().to_path_buf();
     let mut lock = DataDirLock::acquire(&dir)?;
+    // The certificate before the port: a locked keychain fails before anything listens.
+    let tls = if opts.tls {
+        let m = mandate.clone();
+        let t = tokio::task::spawn_blocking(move || m.loopback_tls())
+            .await
+            .map_err(|e| ServeError::Tls(e.to_string()))??;
+        let config = tls::server_config(&t).map_err(ServeError::Tls)?;
+        let summary = TlsSummary {
+            cert_path: t.cert_path.clone(),
+            fingerprint: t.fingerprint.clone(),
+            created: t.created,
+        };
+        Some((config, summary))
+    } else {
+        None
+    };
     let listener = bind(opts.port)?;
     let addr = listener.local_addr().map_err(|e| ServeError::Bind {
         port: opts.port,
         reason: e.to_string(),
     })?;
-    lock.record(addr.port())?;
-    let mut cfg = EndpointConfig::new(format!("http://{addr}"));
+    lock.record(addr.port(), tls.is_some())?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut cfg = EndpointConfig::new(format!("{scheme}://{addr}"));
     cfg.rate_limit = opts.rate_limit;
     let service = {
         let m = mandate.clone();
@@ -186,31 +231,57 @@ pub async fn serve(mandate: Arc<Mandate>, opts: ServeOptions) -> Result<RunningS
     let state = Arc::new(AppState {
         service,
         port: addr.port(),
+        scheme,
     });
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| ServeError::Bind {
         port: addr.port(),
         reason: e.to_string(),
     })?;
-    // TCP_NODELAY: a streamed response (the broker's) is written as headers, then body; with
-    // Nagle on, the body waits for the client's delayed ACK (40 ms on Linux).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
     let (stop, stopped) = oneshot::channel::<()>();
+    let stopped = async {
+        let _ = stopped.await;
+    };
     // The task owns the lock: it is held exactly as long as the server runs, even if the
     // handle is dropped.
-    let task = tokio::spawn(async move {
-        let _lock = lock;
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await
-    });
-    tracing::info!(%addr, "token endpoint listening");
+    let (task, summary) = match tls {
+        Some((config, summary)) => {
+            let listener =
+                tls::TlsListener::new(listener, config).map_err(|e| ServeError::Bind {
+                    port: addr.port(),
+                    reason: e.to_string(),
+                })?;
+            // (tap_io only to get `ConnectInfo<SocketAddr>`; TCP_NODELAY is set before the
+            // handshake.)
+            let listener = axum::serve::ListenerExt::tap_io(listener, |_| {});
+            let task = tokio::spawn(async move {
+                let _lock = lock;
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stopped)
+                    .await
+            });
+            (task, Some(summary))
+        }
+        None => {
+            // TCP_NODELAY: a streamed response (the broker's) is written as headers, then
+            // body; with Nagle on, the body waits for the client's delayed ACK (40 ms on
+            // Linux).
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            let task = tokio::spawn(async move {
+                let _lock = lock;
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stopped)
+                    .await
+            });
+            (task, None)
+        }
+    };
+    tracing::info!(%addr, tls = summary.is_some(), "token endpoint listening");
     Ok(RunningServer {
         addr,
+        tls: summary,
         stop: Some(stop),
         task,
     })
@@ -359,13 +430,14 @@ async fn form_body(req: Request) -> Result<(HeaderMap, Bytes), Response> {
     Ok((parts.headers, bytes))
 }
 
-/// The URL the client addressed, from the (already allow-listed) Host header.
-fn request_url(headers: &HeaderMap, path: &str) -> String {
+/// The URL the client addressed, from the scheme we serve and the (already allow-listed)
+/// Host header.
+fn request_url(scheme: &str, headers: &HeaderMap, path: &str) -> String {
     let host = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("127.0.0.1");
-    format!("http://{host}{path}")
+    format!("{scheme}://{host}{path}")
 }
 
 async fn token(State(s): State<Arc<AppState>>, req: Request) -> Response {
@@ -376,7 +448,7 @@ async fn token(State(s): State<Arc<AppState>>, req: Request) -> Response {
     };
     let ctx = HttpContext {
         method: Method::POST.to_string(),
-        url: request_url(&headers, &path),
+        url: request_url(s.scheme, &headers, &path),
         dpop: headers
             .get_all("dpop")
             .iter()

@@ -1,8 +1,9 @@
 //! One endpoint per data folder: an advisory lock on `serve.lock` in the data folder.
 //!
 //! The lock is held for the life of the server (the OS releases it if the process dies, so a
-//! crash never leaves a stale lock). The file also records the holder's pid and port, so a
-//! second `mandate serve` can say who holds it, and `mandate token` can find the port.
+//! crash never leaves a stale lock). The file also records the holder's pid, port and whether
+//! it speaks HTTPS, so a second `mandate serve` can say who holds it, and `mandate token` can
+//! find the endpoint.
 //!
 //! What it is not: the database's own locking (SQLite's), which still serialises writers.
 
@@ -30,6 +31,16 @@ pub enum LockError {
 pub struct Holder {
     pub pid: u32,
     pub port: u16,
+    /// It serves HTTPS only (`mandate serve --tls`).
+    pub tls: bool,
+}
+
+impl Holder {
+    /// `http://127.0.0.1:PORT` or `https://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
 }
 
 /// Read the holder recorded in `dir`'s lock file, if the file says.
@@ -37,16 +48,20 @@ pub fn holder(dir: &Path) -> Option<Holder> {
     let text = std::fs::read_to_string(dir.join(LOCK_FILE)).ok()?;
     let mut pid = None;
     let mut port = None;
+    let mut tls = false;
     for line in text.lines() {
         if let Some(v) = line.strip_prefix("pid=") {
             pid = v.trim().parse().ok();
         } else if let Some(v) = line.strip_prefix("port=") {
             port = v.trim().parse().ok();
+        } else if let Some(v) = line.strip_prefix("tls=") {
+            tls = v.trim() == "1";
         }
     }
     Some(Holder {
         pid: pid?,
         port: port?,
+        tls,
     })
 }
 
@@ -76,7 +91,7 @@ impl DataDirLock {
             Ok(()) => Ok(DataDirLock { file, path }),
             Err(fs4::TryLockError::WouldBlock) => {
                 let holder = match holder(dir) {
-                    Some(h) => format!(" (process {} on http://127.0.0.1:{})", h.pid, h.port),
+                    Some(h) => format!(" (process {} on {})", h.pid, h.url()),
                     None => String::new(),
                 };
                 Err(LockError::Held {
@@ -88,15 +103,21 @@ impl DataDirLock {
         }
     }
 
-    /// Write our pid and the port we listen on into the lock file.
-    pub fn record(&mut self, port: u16) -> Result<(), LockError> {
+    /// Write our pid, the port we listen on and whether it is HTTPS into the lock file.
+    pub fn record(&mut self, port: u16, tls: bool) -> Result<(), LockError> {
         let io = |e: std::io::Error| LockError::Io {
             path: self.path.clone(),
             reason: e.to_string(),
         };
         self.file.set_len(0).map_err(io)?;
         self.file.seek(SeekFrom::Start(0)).map_err(io)?;
-        write!(self.file, "pid={}\nport={port}\n", std::process::id()).map_err(io)?;
+        write!(
+            self.file,
+            "pid={}\nport={port}\ntls={}\n",
+            std::process::id(),
+            u8::from(tls)
+        )
+        .map_err(io)?;
         self.file.flush().map_err(io)
     }
 }

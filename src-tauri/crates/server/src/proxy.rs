@@ -154,7 +154,7 @@ async fn proxy(State(ps): State<Arc<ProxyState>>, req: Request) -> Response {
         method: parts.method.as_str().to_string(),
         raw_path: raw_path.to_string(),
         raw_query: parts.uri.query().map(String::from),
-        url: crate::request_url(&parts.headers, &full),
+        url: crate::request_url(ps.app.scheme, &parts.headers, &full),
         authorization: secrets(&parts.headers, "authorization"),
         dpop: secrets(&parts.headers, "dpop"),
     };
@@ -164,7 +164,7 @@ async fn proxy(State(ps): State<Arc<ProxyState>>, req: Request) -> Response {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("127.0.0.1")
         .to_string();
-    let proxy_base = format!("http://{host}/proxy/{connection}");
+    let proxy_base = format!("{}://{host}/proxy/{connection}", ps.app.scheme);
     let st = ps.clone();
     let permit = match crate::blocking(move || st.broker.authorize(&st.app.service, &preq)).await {
         Ok(Ok(p)) => p,

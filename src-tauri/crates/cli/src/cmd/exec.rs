@@ -297,6 +297,18 @@ pub fn run(ctx: &mut Ctx, a: ExecArgs) -> CliResult {
                 .and_then(|p| p.parse().ok())
         })
         .unwrap_or(mandate_server::DEFAULT_PORT);
+    // The broker URLs handed to the program are plain HTTP; a program would have to be told
+    // to trust the HTTPS endpoint's certificate, which exec cannot do for every SDK.
+    if mandate_server::lock::holder(m.data_dir()).is_some_and(|h| h.tls && h.port == port) {
+        return Err(fail(
+            5,
+            format!(
+                "the endpoint on port {port} serves HTTPS only (`mandate serve --tls`), and \
+                 `mandate exec` needs the plain-HTTP endpoint for now; run `mandate serve` \
+                 without --tls for programs started by exec"
+            ),
+        ));
+    }
     let client = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(15))

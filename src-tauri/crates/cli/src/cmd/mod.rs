@@ -9,6 +9,7 @@ pub mod jwks;
 pub mod member;
 pub mod scan;
 pub mod serve;
+pub mod tls;
 pub mod token;
 
 /// Parse a human duration such as `15m`, `24h` or `7d`.

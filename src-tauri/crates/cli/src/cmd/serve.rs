@@ -2,7 +2,9 @@
 //!
 //! The same server the desktop app runs (`mandate_server::serve`): 127.0.0.1 only, one process
 //! per data folder. It prints the address it listens on and stops cleanly on Ctrl-C or
-//! SIGTERM, letting requests in flight commit their audit events first.
+//! SIGTERM, letting requests in flight commit their audit events first. With `--tls` it serves
+//! HTTPS only, with the self-signed loopback certificate, and also prints where that
+//! certificate is for clients to trust.
 
 use clap::Args;
 use mandate_server::{ServeError, ServeOptions};
@@ -14,6 +16,14 @@ pub struct ServeArgs {
     /// Port on 127.0.0.1 (default 6263; 0 picks a free one).
     #[arg(long, env = "MANDATE_PORT", value_name = "N")]
     port: Option<u16>,
+    /// Serve HTTPS only, for clients that insist (the MCP authorization spec does).
+    ///
+    /// Uses a self-signed certificate for 127.0.0.1, ::1 and localhost, created on first use,
+    /// its private key in the OS keychain. Clients must trust it: give them the file this
+    /// prints, or `mandate tls export --out FILE`. The issuer and every URL in the metadata
+    /// become https://127.0.0.1:PORT.
+    #[arg(long)]
+    tls: bool,
     /// Turn off the per-agent rate limit (benchmarks only).
     #[arg(long, hide = true)]
     no_rate_limit: bool,
@@ -28,6 +38,7 @@ pub fn run(ctx: &mut Ctx, a: ServeArgs) -> CliResult {
     if a.no_rate_limit {
         opts.rate_limit = None;
     }
+    opts.tls = a.tls;
     let rt = super::serve::runtime()?;
     rt.block_on(async move {
         let mut server = mandate_server::serve(m, opts).await.map_err(|e| match e {
@@ -37,7 +48,20 @@ pub fn run(ctx: &mut Ctx, a: ServeArgs) -> CliResult {
                 message: other.to_string(),
             },
         })?;
-        println!("Listening on {}", server.url());
+        // One write, so a reader that stops after the first line never breaks the pipe.
+        let mut banner = format!("Listening on {}\n", server.url());
+        if let Some(t) = server.tls() {
+            banner.push_str(&format!("Certificate: {}\n", t.cert_path.display()));
+            if t.created {
+                banner.push_str(&format!(
+                    "(A new certificate: clients must trust it, e.g. `curl --cacert {}`.)\n",
+                    t.cert_path.display()
+                ));
+            }
+            banner.push_str(&format!("SHA-256: {}\n", t.fingerprint));
+        }
+        print!("{banner}");
+
         let stop = server.stopper();
         tokio::spawn(async move {
             shutdown_signal().await;
