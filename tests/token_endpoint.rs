@@ -1151,3 +1151,60 @@ fn metadata_and_jwks_describe_the_issuer() {
 fn chrono_hours(h: i64) -> chrono::Duration {
     chrono::Duration::hours(h)
 }
+
+#[test]
+fn a_changed_trust_floor_applies_from_the_next_request() {
+    use mandate_core::model::TrustState;
+    let ep = Endpoint::start();
+    ep.m.add_connection(mandate_core::NewConnection {
+        name: "billing-db".into(),
+        base_url: "https://billing.internal".into(),
+        actions: vec!["invoices.read=GET:/invoices/**".into()],
+        trust_floor: Some(TrustState::Trusted),
+    })
+    .unwrap();
+    ep.m.edit_agent(
+        AGENT,
+        mandate_core::AgentEdit {
+            add_scopes: vec!["billing-db:invoices.read".into()],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let ask = || {
+        ep.post_form(
+            "/oauth2/token",
+            &[],
+            &ep.form(
+                &ep.assertion(AGENT),
+                &[("scope", "billing-db:invoices.read")],
+            ),
+        )
+    };
+    let floor = |f: TrustState| {
+        ep.m.edit_connection(
+            "billing-db",
+            mandate_core::broker::ConnectionEdit {
+                trust_floor: Some(f),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    };
+    assert_eq!(ask().status, 400, "a PENDING agent under a TRUSTED floor");
+    floor(TrustState::Pending);
+    assert_eq!(
+        ep.m.get_connection("billing-db").unwrap().trust_floor,
+        TrustState::Pending
+    );
+    let r = ask();
+    assert_eq!(r.status, 200, "{}", r.body);
+    floor(TrustState::Trusted);
+    let r = ask();
+    assert_eq!(
+        (r.status, r.error().as_str()),
+        (400, "unauthorized_client"),
+        "{}",
+        r.body
+    );
+}

@@ -101,6 +101,7 @@ fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
         connections::remove_connection,
         connections::broker_settings,
         connections::set_connection_limits,
+        connections::set_trust_floor,
         settings::settings,
         settings::set_organisation,
         settings::endpoint_status,

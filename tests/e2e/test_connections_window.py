@@ -64,3 +64,18 @@ def test_presets_set_the_credential_placement_and_limits_show_on_the_agent(seede
     app.click('tr[data-agent="billing-report-agent"] td:nth-child(2)')
     usage = app.wait('[data-testid="usage"] tr[data-connection="github"]')
     assert "0 of 500 units · 60/min" in usage.text, usage.text
+
+
+def test_trust_floor_is_changed_in_settings(seeded, app_for):
+    from selenium.webdriver.support.ui import Select
+
+    assert seeded.cli_json("connection", "show", "github")["trust_floor"] == "PENDING"
+    app = app_for(seeded)
+    app.go("settings")
+    Select(app.wait('select[name="floor-github"]')).select_by_value("TRUSTED")
+    app.wait_until(lambda: "agents below TRUSTED get no token" in app.wait('[data-testid="trust-floors"]').text)
+    assert seeded.cli_json("connection", "show", "github")["trust_floor"] == "TRUSTED"
+    # The PENDING agent is refused a github token from now on, with the reason.
+    out = seeded.cli("token", "billing-report-agent", "--aud", "github", check=False)
+    assert out.returncode == 9, out.stderr
+    assert "TRUSTED" in out.stderr

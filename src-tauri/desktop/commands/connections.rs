@@ -155,6 +155,28 @@ pub async fn set_connection_limits(
     .await
 }
 
+/// Set the lowest trust state that still gets tokens for a connection; applies from the next
+/// token request. Audited by the core.
+#[tauri::command]
+#[specta::specta]
+pub async fn set_trust_floor(
+    state: State<'_, AppState>,
+    name: String,
+    floor: TrustState,
+) -> Result<Connection, ErrorReport> {
+    blocking(&state, move |m| {
+        m.edit_connection(
+            &name,
+            ConnectionEdit {
+                trust_floor: Some(floor),
+                ..ConnectionEdit::default()
+            },
+        )?;
+        m.get_connection(&name)
+    })
+    .await
+}
+
 /// One agent's use of one connection today, as the agent's page shows it.
 #[derive(Debug, Clone, Serialize, specta::Type)]
 pub struct UsageView {

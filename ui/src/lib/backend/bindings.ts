@@ -54,6 +54,11 @@ export const commands = {
 	brokerSettings: () => typedError<BrokerView_Serialize[], ErrorReport>(__TAURI_INVOKE("broker_settings")),
 	/**  Set a connection's limits; null removes a limit. Audited by the core. */
 	setConnectionLimits: (name: string, ratePerMinute: number | null, dailyBudget: number | null) => typedError<null, ErrorReport>(__TAURI_INVOKE("set_connection_limits", { name, ratePerMinute, dailyBudget })),
+	/**
+	 *  Set the lowest trust state that still gets tokens for a connection; applies from the next
+	 *  token request. Audited by the core.
+	 */
+	setTrustFloor: (name: string, floor: TrustState) => typedError<Connection, ErrorReport>(__TAURI_INVOKE("set_trust_floor", { name, floor })),
 	settings: () => typedError<Settings_Serialize, ErrorReport>(__TAURI_INVOKE("settings")),
 	/**  Set (or with an empty name clear) the organisation name printed on reports. */
 	setOrganisation: (name: string) => typedError<string | null, ErrorReport>(__TAURI_INVOKE("set_organisation", { name })),

@@ -152,6 +152,8 @@ export const backend = {
   removeConnection: async (name: string): Promise<string[]> =>
     unwrap(await commands.removeConnection(name)),
   brokerSettings: async (): Promise<BrokerView[]> => unwrap(await commands.brokerSettings()),
+  setTrustFloor: async (name: string, floor: TrustState): Promise<Connection> =>
+    unwrap(await commands.setTrustFloor(name, floor)),
   /** null removes a limit. */
   setConnectionLimits: async (name: string, ratePerMinute: number | null, dailyBudget: number | null): Promise<void> => {
     unwrap(await commands.setConnectionLimits(name, ratePerMinute, dailyBudget));

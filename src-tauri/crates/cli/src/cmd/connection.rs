@@ -58,6 +58,9 @@ pub enum ConnectionCmd {
         /// Remove the daily budget.
         #[arg(long)]
         no_daily_budget: bool,
+        /// Agents below this trust state get no tokens for it (TRUSTED, PENDING, UNTRUSTED).
+        #[arg(long, value_name = "STATE")]
+        trust_floor: Option<TrustState>,
         /// What an action costs, ACTION=UNITS (repeatable; default 1).
         #[arg(long = "cost", value_name = "ACTION=N")]
         costs: Vec<String>,
@@ -281,8 +284,10 @@ pub fn run(ctx: &mut Ctx, cmd: ConnectionCmd) -> CliResult {
             costs,
             essential,
             not_essential,
+            trust_floor,
         } => {
             let edit = ConnectionEdit {
+                trust_floor,
                 auth: auth.as_deref().map(parse_auth).transpose()?,
                 add_actions,
                 remove_actions,

@@ -22,7 +22,7 @@ use super::presets;
 use crate::Mandate;
 use crate::audit::{self, Decision, NewEvent, Target};
 use crate::error::{Error, Result};
-use crate::model::{Connection, ConnectionAction};
+use crate::model::{Connection, ConnectionAction, TrustState};
 use crate::registry::NewConnection;
 
 /// Broker settings given when a connection is added.
@@ -53,6 +53,8 @@ pub struct ConnectionEdit {
     pub costs: Vec<(String, u32)>,
     pub essential: Vec<String>,
     pub not_essential: Vec<String>,
+    /// The lowest trust state that still gets tokens for this connection.
+    pub trust_floor: Option<TrustState>,
 }
 
 /// An action with its broker policy.
@@ -383,9 +385,10 @@ impl Mandate {
             for a in &edit.not_essential {
                 write_policy(tx, &connection_id, a, None, Some(false))?;
             }
+            let floor = edit.trust_floor.unwrap_or(c.trust_floor);
             tx.execute(
-                "UPDATE connections SET updated_at = ?2 WHERE id = ?1",
-                params![connection_id, audit::format_time(now)],
+                "UPDATE connections SET updated_at = ?2, trust_floor = ?3 WHERE id = ?1",
+                params![connection_id, audit::format_time(now), floor.as_str()],
             )?;
             audit::append(
                 tx,
@@ -401,6 +404,8 @@ impl Mandate {
                         "costs": edit.costs.iter().map(|(a, c)| json!({"action": a, "cost": c})).collect::<Vec<_>>(),
                         "essential": edit.essential,
                         "not_essential": edit.not_essential,
+                        "trust_floor": floor.as_str(),
+                        "trust_floor_before": c.trust_floor.as_str(),
                     })),
             )?;
             Ok(())
