@@ -45,6 +45,8 @@ struct Broker {
     port: u16,
     upstream_port: u16,
     log: PathBuf,
+    /// The server's own log, written at TRACE (every crate) to catch anything it prints.
+    serve_log: PathBuf,
 }
 
 fn first_line(child: &mut Child) -> String {
@@ -102,10 +104,12 @@ impl Broker {
             "--generate-key",
         ])
         .ok();
+        let serve_log = env.dir.path().join("serve-trace.log");
         let mut serve = env
             .cmd(&["serve", "--port", "0"])
+            .env("MANDATE_LOG", "trace")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(std::fs::File::create(&serve_log).unwrap())
             .spawn()
             .expect("mandate serve");
         let line = first_line(&mut serve);
@@ -117,7 +121,12 @@ impl Broker {
             port,
             upstream_port,
             log,
+            serve_log,
         }
+    }
+
+    fn serve_log(&self) -> String {
+        std::fs::read_to_string(&self.serve_log).unwrap_or_default()
     }
 
     fn token(&self) -> String {
@@ -263,6 +272,24 @@ fn secret_reaches_the_upstream_and_never_the_agent() {
     assert!(
         !String::from_utf8_lossy(&trail.stdout).contains(SECRET),
         "the secret is in the audit trail"
+    );
+
+    // The server's own log at TRACE, every crate included (hyper, reqwest, rustls): it
+    // logged the calls, and holds neither the secret nor the agent's token.
+    let log = b.serve_log();
+    assert!(
+        log.contains("TRACE") || log.contains("DEBUG"),
+        "nothing was logged at TRACE, so this check proves nothing: {log}"
+    );
+    assert!(!log.contains(SECRET), "the secret is in the server's log");
+    assert!(
+        !log.contains("ghp_REAL"),
+        "part of the secret is in the log"
+    );
+    let signature = t.rsplit('.').next().unwrap();
+    assert!(
+        !log.contains(signature),
+        "the agent's token is in the server's log"
     );
 }
 
