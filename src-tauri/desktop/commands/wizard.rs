@@ -128,58 +128,60 @@ pub async fn create_wizard_agent(
     state: State<'_, AppState>,
     input: WizardAgentInput,
 ) -> Result<Agent, ErrorReport> {
-    blocking(&state, move |m| {
-        // The checks that need no writes come first, so a typo changes nothing.
-        let name = AgentName::parse(&input.name)?;
-        match m.get_agent(name.as_str()) {
-            Ok(_) => {
-                return Err(Error::AlreadyExists {
-                    kind: "agent",
-                    name: name.as_str().to_string(),
-                });
-            }
-            Err(Error::NotFound { .. }) => {}
-            Err(e) => return Err(e),
-        }
-        let owner = input.owner.trim().to_string();
-        if owner.is_empty() {
-            return Err(Error::Invalid(
-                "name the team member who answers for this agent".into(),
-            ));
-        }
-        if !m.list_members()?.iter().any(|x| x.name.as_str() == owner) {
-            m.add_member(&owner, None)?;
-        }
-        let mut created = Vec::new();
-        for c in &input.new_connections {
-            match m.get_connection(&c.name) {
-                Ok(_) => continue,
-                Err(Error::NotFound { .. }) => {}
-                Err(e) => return Err(undo(m, &created, e)),
-            }
-            match m.add_preset_connection(&c.name, &c.preset) {
-                Ok(_) => created.push(c.name.clone()),
-                Err(e) => return Err(undo(m, &created, e)),
-            }
-        }
-        let key = match input.key {
-            WizardKey::Generate => KeyChoice::GenerateInKeychain,
-            WizardKey::PublicKey { public_key } => KeyChoice::Register { public_key },
-        };
-        m.add_agent_with_ttl(
-            NewAgent {
+    blocking(&state, move |m| create(m, input)).await
+}
+
+/// What [`create_wizard_agent`] does, without Tauri (tested below).
+fn create(m: &mandate_core::Mandate, input: WizardAgentInput) -> mandate_core::Result<Agent> {
+    // The checks that need no writes come first, so a typo changes nothing.
+    let name = AgentName::parse(&input.name)?;
+    match m.get_agent(name.as_str()) {
+        Ok(_) => {
+            return Err(Error::AlreadyExists {
+                kind: "agent",
                 name: name.as_str().to_string(),
-                purpose: input.purpose,
-                owner,
-                parent: input.parent.filter(|p| !p.trim().is_empty()),
-                scopes: input.scopes,
-                key,
-            },
-            Some(input.max_ttl_secs),
-        )
-        .map_err(|e| undo(m, &created, e))
-    })
-    .await
+            });
+        }
+        Err(Error::NotFound { .. }) => {}
+        Err(e) => return Err(e),
+    }
+    let owner = input.owner.trim().to_string();
+    if owner.is_empty() {
+        return Err(Error::Invalid(
+            "name the team member who answers for this agent".into(),
+        ));
+    }
+    if !m.list_members()?.iter().any(|x| x.name.as_str() == owner) {
+        m.add_member(&owner, None)?;
+    }
+    let mut created = Vec::new();
+    for c in &input.new_connections {
+        match m.get_connection(&c.name) {
+            Ok(_) => continue,
+            Err(Error::NotFound { .. }) => {}
+            Err(e) => return Err(undo(m, &created, e)),
+        }
+        match m.add_preset_connection(&c.name, &c.preset) {
+            Ok(_) => created.push(c.name.clone()),
+            Err(e) => return Err(undo(m, &created, e)),
+        }
+    }
+    let key = match input.key {
+        WizardKey::Generate => KeyChoice::GenerateInKeychain,
+        WizardKey::PublicKey { public_key } => KeyChoice::Register { public_key },
+    };
+    m.add_agent_with_ttl(
+        NewAgent {
+            name: name.as_str().to_string(),
+            purpose: input.purpose,
+            owner,
+            parent: input.parent.filter(|p| !p.trim().is_empty()),
+            scopes: input.scopes,
+            key,
+        },
+        Some(input.max_ttl_secs),
+    )
+    .map_err(|e| undo(m, &created, e))
 }
 
 /// Remove the connections this call created, then hand back the error that stopped it.
@@ -276,7 +278,113 @@ fn decode(jwt: &str) -> Option<(serde_json::Value, serde_json::Value)> {
 
 #[cfg(test)]
 mod tests {
-    use super::decode;
+    use std::sync::Arc;
+
+    use mandate_core::audit::Actor;
+    use mandate_core::secret::MemoryKeychain;
+    use mandate_core::{Mandate, OpenOptions};
+
+    use super::*;
+
+    fn open(dir: &std::path::Path) -> Mandate {
+        Mandate::open(OpenOptions::new(
+            dir,
+            Arc::new(MemoryKeychain::new()),
+            Actor::app("test", "t"),
+        ))
+        .unwrap()
+    }
+
+    fn input(name: &str, key: WizardKey) -> WizardAgentInput {
+        WizardAgentInput {
+            name: name.into(),
+            purpose: "monthly billing report".into(),
+            owner: "founder".into(),
+            parent: None,
+            scopes: vec!["github:repo.read".into()],
+            new_connections: vec![PresetConnection {
+                name: "github".into(),
+                preset: "github".into(),
+            }],
+            max_ttl_secs: 600,
+            key,
+        }
+    }
+
+    #[test]
+    fn creates_the_owner_the_preset_connection_and_the_agent_in_one_step() {
+        let d = tempfile::tempdir().unwrap();
+        let m = open(d.path());
+        let a = create(&m, input("billing-report-agent", WizardKey::Generate)).unwrap();
+        assert_eq!(a.owner.as_ref().map(|o| o.as_str()), Some("founder"));
+        assert_eq!(a.max_token_ttl_secs, Some(600));
+        assert_eq!(a.keys.len(), 1);
+        let c = m.get_connection("github").unwrap();
+        assert_eq!(c.base_url, "https://api.github.com");
+        assert_eq!(
+            m.broker_config("github").unwrap().preset.as_deref(),
+            Some("github")
+        );
+    }
+
+    #[test]
+    fn a_refused_agent_leaves_no_connection_behind() {
+        let d = tempfile::tempdir().unwrap();
+        let m = open(d.path());
+        // A public key that is not a key: the agent is refused after the connection was made.
+        let e = create(
+            &m,
+            input(
+                "billing-report-agent",
+                WizardKey::PublicKey {
+                    public_key: "not a key".into(),
+                },
+            ),
+        )
+        .unwrap_err();
+        assert!(matches!(e, mandate_core::Error::Invalid(_)), "{e}");
+        assert!(
+            m.list_connections().unwrap().is_empty(),
+            "the connection was undone"
+        );
+        assert!(m.list_agents().unwrap().is_empty());
+        // A bad name or a taken one is refused before anything is written.
+        assert!(create(&m, input("Bad Name", WizardKey::Generate)).is_err());
+        assert!(m.list_connections().unwrap().is_empty());
+        create(&m, input("billing-report-agent", WizardKey::Generate)).unwrap();
+        let e = create(&m, input("billing-report-agent", WizardKey::Generate)).unwrap_err();
+        assert!(e.to_string().contains("already exists"), "{e}");
+    }
+
+    #[test]
+    fn a_pasted_public_key_registers_the_agent_without_a_keychain_key() {
+        let d = tempfile::tempdir().unwrap();
+        let m = open(d.path());
+        let key = mandate_core::keys::generate();
+        let jwk = serde_json::json!({
+            "kty": "OKP", "crv": "Ed25519",
+            "x": base64::Engine::encode(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                key.verifying_key().as_bytes(),
+            ),
+        });
+        let a = create(
+            &m,
+            input(
+                "remote-agent",
+                WizardKey::PublicKey {
+                    public_key: jwk.to_string(),
+                },
+            ),
+        )
+        .unwrap();
+        assert_eq!(a.keys.len(), 1);
+        assert_eq!(a.keys[0].origin, mandate_core::model::KeyOrigin::Registered);
+        assert!(
+            m.agent_signing_key("remote-agent").is_err(),
+            "no private key here"
+        );
+    }
 
     #[test]
     fn decodes_a_compact_jws_and_refuses_garbage() {
