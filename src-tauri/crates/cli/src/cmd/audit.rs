@@ -548,3 +548,45 @@ pub fn run(ctx: &mut Ctx, cmd: AuditCmd) -> CliResult {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use super::Staged;
+
+    fn names(dir: &std::path::Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_staged_export_replaces_the_file_whole_or_leaves_it_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("report.pdf");
+        std::fs::write(&out, b"the previous report").unwrap();
+
+        // Abandoned (the export failed before writing): the old file stays, no temp file.
+        drop(Staged::create(&out).unwrap());
+        assert_eq!(names(dir.path()), ["report.pdf"]);
+        assert_eq!(std::fs::read(&out).unwrap(), b"the previous report");
+
+        // The rename fails (the destination became a folder meanwhile): an error, and again
+        // nothing half-written is left.
+        let other = dir.path().join("other.pdf");
+        let staged = Staged::create(&other).unwrap();
+        std::fs::create_dir(&other).unwrap();
+        std::fs::write(other.join("keep"), b"x").unwrap();
+        assert!(staged.commit(b"new bytes").is_err());
+        assert_eq!(names(dir.path()), ["other.pdf", "report.pdf"]);
+        assert_eq!(names(&other), ["keep"]);
+
+        // Committed: the new bytes, whole, and no temp file.
+        Staged::create(&out).unwrap().commit(b"new report").unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), b"new report");
+        assert_eq!(names(dir.path()), ["other.pdf", "report.pdf"]);
+    }
+}
