@@ -25,7 +25,7 @@ use crate::fixture::{Env, bin};
 const FAST_AGENT: &str = "load-agent";
 /// The agent whose key is in the keychain, driven through `mandate token`.
 const KEYCHAIN_AGENT: &str = "billing-report-agent";
-const ROUNDS: usize = 6;
+const ROUNDS: usize = 8;
 const FAST_CLIENTS: usize = 3;
 
 /// A small deterministic generator (xorshift64*), so a failing run can be replayed.
@@ -256,7 +256,7 @@ fn kill_9_mid_load_loses_no_issued_token_and_the_trail_verifies() {
             assert!(Instant::now() < deadline, "{ctx}: no tokens were issued");
             std::thread::sleep(Duration::from_millis(5));
         }
-        std::thread::sleep(Duration::from_millis(rng.below(600)));
+        std::thread::sleep(Duration::from_millis(rng.below(800)));
         server.kill_9();
         stop.store(true, Ordering::SeqCst);
         for t in threads {
