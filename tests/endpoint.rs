@@ -285,7 +285,18 @@ impl Drop for Endpoint {
 
 /// A raw HTTP/1.1 request to 127.0.0.1:`port`, with `Host: 127.0.0.1:PORT` unless `headers` set one.
 pub fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Resp {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    try_http(port, method, path, headers, body).unwrap()
+}
+
+/// [`http`], returning connection errors instead of panicking (for servers that may die).
+pub fn try_http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> std::io::Result<Resp> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
     let mut req = format!("{method} {path} HTTP/1.1\r\n");
     if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
         req.push_str(&format!("Host: 127.0.0.1:{}\r\n", port));
@@ -297,11 +308,11 @@ pub fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body:
         req.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
     req.push_str("Connection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    s.write_all(body.as_bytes()).unwrap();
+    s.write_all(req.as_bytes())?;
+    s.write_all(body.as_bytes())?;
     let mut raw = Vec::new();
     let _ = s.read_to_end(&mut raw);
-    parse_response(&raw)
+    Ok(parse_response(&raw))
 }
 
 fn open(dir: &std::path::Path, keychain: &Arc<MemoryKeychain>) -> Arc<Mandate> {

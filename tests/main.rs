@@ -13,6 +13,8 @@
 //! - `token_endpoint` SECURITY.md's endpoint lines as tables, revocation, delegation, exchange
 //! - `interop`       authlib, jose and the example resource server against `mandate serve`
 //! - `audit_trail`   sqlite3 tampers named by `verify`, the PDF verified offline, Python verifier
+//! - `audit_crash`   `mandate serve` killed with SIGKILL mid-load: every received token audited
+//! - `audit_errors`  damaged bundles and PDFs, foreign keys, bad proofs, unwritable exports
 //! - `audit_siem`    streaming to a real rsyslog on loopback, retried while it is down
 //! - `token_cli`     `mandate delegation`, `jwks export`, `serve` and its data-folder lock
 //! - `tls`           `serve --tls`: clients trusting only Mandate's certificate, plain HTTP
@@ -25,6 +27,8 @@
     reason = "tests"
 )]
 
+mod audit_crash;
+mod audit_errors;
 mod audit_siem;
 mod audit_trail;
 mod broker;

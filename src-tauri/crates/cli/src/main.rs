@@ -30,7 +30,8 @@ Exit codes:
   7   storage or data-folder problem (newer database, unwritable folder, busy, disk full)
   8   the token endpoint is not running or did not answer (mandate token)
   9   the token endpoint refused the request (mandate token; the message says why)
-  10  audit verification failed (the trail or a report was tampered with)";
+  10  audit verification failed (the trail, a bundle or a report was tampered with, is damaged
+      or cut off, or is not signed by the key you trust)";
 
 /// Give each AI agent its own identity: scopes, short-lived tokens, revocation and an
 /// audit trail.

@@ -37,17 +37,22 @@ fn short_time(t: &str) -> String {
         .unwrap_or_else(|_| t.to_string())
 }
 
+/// What an event acted on, in a few words: tokens by the start of their `jti` (the full one
+/// is in the bundle), other things by kind and name; "–" when nothing.
 fn target_text(e: &AuditEvent) -> String {
     e.target
         .as_ref()
         .map(|t| {
-            if t.name.is_empty() {
+            if t.kind == "token" {
+                let short: String = t.id.chars().take(8).collect();
+                format!("token {short}…")
+            } else if t.name.is_empty() {
                 format!("{} {}", t.kind, t.id)
             } else {
                 format!("{} {}", t.kind, t.name)
             }
         })
-        .unwrap_or_default()
+        .unwrap_or_else(|| "–".into())
 }
 
 fn actor_text(e: &AuditEvent) -> String {
@@ -324,8 +329,28 @@ fn stat_tiles(p: &mut Pages<'_>, tiles: &[(&str, String)]) {
             let x = MARGIN + i as f32 * (w + gap);
             p.rect(x, p.y, w, 50.0, ZEBRA);
             p.rect(x, p.y, w, 2.5, ACCENT);
-            p.text(x + 10.0, p.y + 26.0, 16.0, Face::Bold, INK, value);
-            p.text(x + 10.0, p.y + 42.0, 7.5, Face::Sans, MUTED, label);
+            // A label too long for the tile takes two lines (the value moves up a little);
+            // beyond that it is cut.
+            let max = w - 20.0;
+            let lines = p.fonts.wrap(Face::Sans, 7.5, label, max);
+            if lines.len() == 1 {
+                p.text(x + 10.0, p.y + 26.0, 16.0, Face::Bold, INK, value);
+                p.text(x + 10.0, p.y + 42.0, 7.5, Face::Sans, MUTED, &lines[0]);
+            } else {
+                p.text(x + 10.0, p.y + 23.0, 16.0, Face::Bold, INK, value);
+                let rest = lines[1..].join(" ");
+                for (k, l) in [lines[0].clone(), rest].iter().enumerate() {
+                    let l = p.fonts.fit(Face::Sans, 7.5, l, max);
+                    p.text(
+                        x + 10.0,
+                        p.y + 35.0 + k as f32 * 9.0,
+                        7.5,
+                        Face::Sans,
+                        MUTED,
+                        &l,
+                    );
+                }
+            }
         }
         p.y += 50.0;
     }
@@ -431,7 +456,10 @@ fn chart(p: &mut Pages<'_>, events: &[AuditEvent]) {
                 p.rect(x, top + h - ha - hd, bar, hd, DENY);
             }
             if i % label_every == 0 {
-                p.text(x, top + h + 10.0, 6.0, Face::Sans, MUTED, label);
+                // Centred under its bar, kept inside the plot.
+                let lw = p.fonts.width(Face::Sans, 6.0, label);
+                let lx = (x + bar / 2.0 - lw / 2.0).clamp(axis_x, axis_x + plot_w - lw);
+                p.text(lx, top + h + 10.0, 6.0, Face::Sans, MUTED, label);
             }
         }
     }
@@ -453,13 +481,28 @@ fn nice_ceiling(v: u64) -> u64 {
 }
 
 /// A table with a header row; columns are (title, width in points).
-fn table(p: &mut Pages<'_>, cols: &[(&str, f32)], rows: &[Vec<String>], size: f32) {
+/// Most lines a wrapped table cell takes; the rest is cut with an ellipsis.
+const WRAP_LINES: usize = 4;
+
+/// A zebra table that repeats its header on each page. Cells are cut to their column with an
+/// ellipsis, except in column `wrap`, whose cells (reasons, in words) wrap onto up to
+/// [`WRAP_LINES`] lines and make their row taller. A cell starting with `!deny:` is set in bold
+/// red.
+fn table(
+    p: &mut Pages<'_>,
+    cols: &[(&str, f32)],
+    rows: &[Vec<String>],
+    size: f32,
+    wrap: Option<usize>,
+) {
     let row_h = size * 1.75;
+    let lead = size * 1.3;
     let header = |p: &mut Pages<'_>| {
         p.y += row_h;
         let mut x = MARGIN;
         for (t, w) in cols {
-            p.text(x + 3.0, p.y - 3.5, size * 0.95, Face::Bold, MUTED, t);
+            let t = p.fonts.fit(Face::Bold, size * 0.95, t, w - 6.0);
+            p.text(x + 3.0, p.y - 3.5, size * 0.95, Face::Bold, MUTED, &t);
             x += w;
         }
         p.hline(MARGIN, MARGIN + CONTENT_W, p.y + 1.0, 0.6, MUTED);
@@ -467,24 +510,48 @@ fn table(p: &mut Pages<'_>, cols: &[(&str, f32)], rows: &[Vec<String>], size: f3
     p.need(row_h * 3.0);
     header(p);
     for (n, r) in rows.iter().enumerate() {
-        if p.need(row_h) {
+        let cells: Vec<(Face, Rgb, Vec<String>)> = cols
+            .iter()
+            .zip(r.iter())
+            .enumerate()
+            .map(|(i, ((_, w), cell))| {
+                let (face, color, text) = if let Some(t) = cell.strip_prefix("!deny:") {
+                    (Face::Bold, DENY, t)
+                } else {
+                    (Face::Sans, INK, cell.as_str())
+                };
+                let max = w - 6.0;
+                let lines = if wrap == Some(i) {
+                    let mut l = p.fonts.wrap(face, size, text, max);
+                    if l.len() > WRAP_LINES {
+                        let rest = l.split_off(WRAP_LINES - 1).join(" ");
+                        l.push(rest);
+                    }
+                    l.iter().map(|t| p.fonts.fit(face, size, t, max)).collect()
+                } else {
+                    vec![p.fonts.fit(face, size, text, max)]
+                };
+                (face, color, lines)
+            })
+            .collect();
+        let extra = cells.iter().map(|c| c.2.len()).max().unwrap_or(1).max(1) - 1;
+        let extra = extra as f32 * lead;
+        if p.need(row_h + extra) {
             header(p);
         }
         p.y += row_h;
         if n % 2 == 1 {
-            p.rect(MARGIN, p.y - row_h + 2.0, CONTENT_W, row_h, ZEBRA);
+            p.rect(MARGIN, p.y - row_h + 2.0, CONTENT_W, row_h + extra, ZEBRA);
         }
         let mut x = MARGIN;
-        for ((_, w), cell) in cols.iter().zip(r.iter()) {
-            let (face, color, text) = if let Some(t) = cell.strip_prefix("!deny:") {
-                (Face::Bold, DENY, t)
-            } else {
-                (Face::Sans, INK, cell.as_str())
-            };
-            let fitted = p.fonts.fit(face, size, text, w - 6.0);
-            p.text(x + 3.0, p.y - 3.5, size, face, color, &fitted);
+        for ((_, w), (face, color, lines)) in cols.iter().zip(cells) {
+            for (k, line) in lines.iter().enumerate() {
+                let y = p.y - 3.5 + k as f32 * lead;
+                p.text(x + 3.0, y, size, face, color, line);
+            }
             x += w;
         }
+        p.y += extra;
     }
 }
 
@@ -523,7 +590,7 @@ fn summary(p: &mut Pages<'_>, d: &ReportData) {
             ("DENIALS", denials.to_string()),
             ("REVOCATIONS", revocations.to_string()),
             (
-                "TRUSTED / PENDING / UNTR.",
+                "TRUSTED / PENDING / UNTRUSTED",
                 format!(
                     "{} / {} / {}",
                     trust("TRUSTED"),
@@ -586,6 +653,7 @@ fn summary(p: &mut Pages<'_>, d: &ReportData) {
             ],
             &rows,
             8.0,
+            None,
         );
     }
     p.heading("Events by action", 12.0);
@@ -619,6 +687,7 @@ fn summary(p: &mut Pages<'_>, d: &ReportData) {
         &[("ACTION", 283.0), ("ALLOWED", 100.0), ("DENIED", 100.0)],
         &rows,
         8.0,
+        None,
     );
 }
 
@@ -722,14 +791,15 @@ fn agents(p: &mut Pages<'_>, d: &ReportData) {
         table(
             p,
             &[
-                ("#", 42.0),
-                ("TIME (UTC)", 92.0),
-                ("EVENT", 112.0),
-                ("OUTCOME", 120.0),
-                ("BY", 117.0),
+                ("#", 36.0),
+                ("TIME (UTC)", 88.0),
+                ("EVENT", 110.0),
+                ("OUTCOME", 134.0),
+                ("BY", 115.0),
             ],
             &shown,
             7.5,
+            Some(3),
         );
         if evs.len() > TIMELINE_MAX {
             p.para(
@@ -898,6 +968,7 @@ fn appendix(p: &mut Pages<'_>, d: &ReportData) {
          canonical JSON with their hashes; where they differ, the bundle is authoritative.",
         0.0,
     );
+    p.y += 6.0;
     let rows: Vec<Vec<String>> = d
         .events
         .iter()
@@ -923,10 +994,11 @@ fn appendix(p: &mut Pages<'_>, d: &ReportData) {
             ("TIME (UTC)", 82.0),
             ("BY", 110.0),
             ("ACTION", 110.0),
-            ("TARGET", 104.0),
-            ("", 37.0),
+            ("TARGET", 98.0),
+            ("DECISION", 43.0),
         ],
         &rows,
         6.8,
+        None,
     );
 }

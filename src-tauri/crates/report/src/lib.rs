@@ -428,6 +428,57 @@ mod tests {
         }
     }
 
+    /// Every page of a busy report: no text runs past the right margin or below the bottom
+    /// margin (the running header and footer live outside), no page is empty, and a denial's
+    /// reason is printed whole (wrapped, not cut).
+    #[test]
+    fn nothing_overflows_the_page_and_reasons_are_printed_whole() {
+        use layout::{BOTTOM, CONTENT_W, MARGIN, Op};
+        let dir = tempfile::tempdir().unwrap();
+        let (m, _clock) = sample::installation(dir.path(), 400).unwrap();
+        let built = build(&m, &PdfOptions::default(), &mut |_, _| {}).unwrap();
+        let fonts = layout::Fonts::load().unwrap();
+        let pages = content::lay_out(&built.data, &fonts);
+        assert!(pages.pages.len() > 3);
+        let right = MARGIN + CONTENT_W + 0.5;
+        let mut all_text = String::new();
+        for (i, page) in pages.pages.iter().enumerate() {
+            let n = i + 1;
+            let mut texts = 0;
+            for op in page {
+                if let Op::Text {
+                    x,
+                    y,
+                    size,
+                    face,
+                    text,
+                    ..
+                } = op
+                {
+                    texts += 1;
+                    let end = x + fonts.width(*face, *size, text);
+                    // The cover's band is full-bleed; everything else keeps the margins.
+                    if n > 1 {
+                        assert!(end <= right, "page {n}: {text:?} ends at {end} > {right}");
+                        assert!(*y <= BOTTOM, "page {n}: {text:?} at y {y} below {BOTTOM}");
+                        assert!(*x >= MARGIN - 0.5, "page {n}: {text:?} starts at {x}");
+                    }
+                    all_text.push_str(text);
+                    all_text.push(' ');
+                }
+            }
+            assert!(texts > 0, "page {n} is empty");
+        }
+        let reason = "invalid_scope: the agent is not granted github:admin";
+        assert!(
+            all_text.contains(reason),
+            "the denial reason is printed whole"
+        );
+        for label in ["TRUSTED / PENDING /", "UNTRUSTED", "DECISION"] {
+            assert!(all_text.contains(label), "{label:?} is printed");
+        }
+    }
+
     #[test]
     fn a_pdf_without_the_attachment_is_refused_clearly() {
         let err = extract_bundle(b"not a pdf").unwrap_err();

@@ -3,7 +3,10 @@
 //! stream it to a syslog server.
 //!
 //! Exit codes: 0 when verification passes, 10 when it fails (the trail, bundle or report was
-//! tampered with or is damaged), and the usual codes for usage, I/O and keychain problems.
+//! tampered with or is damaged), 3 for a `--key` or `--checkpoint` that is not one, and the
+//! usual codes for usage (2), I/O (7) and keychain problems. A failure ends with one line on
+//! stderr: the main problem and what to do (`VerifyReport::summary`). Exports go through a
+//! temporary file made before any work (`Staged`), renamed into place only when complete.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -11,6 +14,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Args, Subcommand, ValueEnum};
 use mandate_core::Error;
+use mandate_core::audit::note::{NoteKey, SignedCheckpoint};
 use mandate_core::audit::verify::{BundleOptions, VerifyReport, check_bundle};
 use mandate_core::audit::{ExportSelection, ocsf};
 
@@ -20,9 +24,20 @@ use crate::output;
 /// Exit code for a verification that ran and found problems.
 pub const VERIFY_FAILED: u8 = 10;
 
+const VERIFY_HELP: &str = "\
+Exit codes:
+  0   verified
+  10  verification failed: the trail, bundle or report was altered, is damaged or cut off, is
+      not a Mandate bundle or report (a PDF without the attached bundle), or is not signed by
+      the key you trust; the last line on stderr says what is wrong and what to do
+  2   usage error (unknown flag, missing value)
+  3   a --key value is not a key, or a --checkpoint file is not a signed checkpoint
+  7   a file could not be read (the message names it), or the data folder could not be used";
+
 #[derive(Debug, Subcommand)]
 pub enum AuditCmd {
     /// Verify the live audit trail, or an exported bundle or PDF report offline.
+    #[command(after_help = VERIFY_HELP)]
     Verify(VerifyArgs),
     /// Export the audit trail: a PDF report, the evidence bundle, or OCSF JSON Lines.
     Export(ExportArgs),
@@ -112,46 +127,98 @@ fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
     ))
 }
 
+fn is_b64url(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 fn read(path: &Path, what: &'static str) -> CliResult<Vec<u8>> {
     std::fs::read(path).map_err(|e| {
         CliError::Core(Error::Io {
             action: what,
             path: path.to_path_buf(),
-            reason: e.to_string(),
+            reason: format!("{e}; check the path, and that you may read the file"),
         })
     })
 }
 
-/// Write `bytes` to `path` through a temporary file in the same folder, so a failed export
-/// never leaves half a file.
-fn write_out(path: &Path, bytes: &[u8]) -> CliResult {
-    let io = |e: std::io::Error| {
+/// An export on its way to `path`: a temporary file beside it, made before any work so an
+/// unwritable destination fails at once (before a checkpoint is signed or a PDF is built),
+/// filled and synced, then renamed over `path`. Dropped without [`Staged::commit`], it
+/// removes the temporary file, so a failed export never leaves half a file.
+struct Staged {
+    path: PathBuf,
+    tmp: PathBuf,
+    file: Option<std::fs::File>,
+}
+
+impl Staged {
+    fn io(path: &Path, e: &std::io::Error) -> CliError {
+        let hint = match e.kind() {
+            std::io::ErrorKind::PermissionDenied => "choose a folder you can write to",
+            std::io::ErrorKind::NotFound => "create the folder first, or choose another",
+            std::io::ErrorKind::NotADirectory => {
+                "part of that path is a file, not a folder: choose another path"
+            }
+            _ => "choose a folder you can write to",
+        };
         CliError::Core(Error::Io {
             action: "could not write the export to",
             path: path.to_path_buf(),
-            reason: format!("{e}; choose a folder you can write to"),
+            reason: format!("{e}; {hint}"),
         })
-    };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "export".into());
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let res = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = res {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io(e));
     }
-    Ok(())
+
+    fn create(path: &Path) -> CliResult<Staged> {
+        if path.is_dir() {
+            return Err(CliError::Core(Error::Io {
+                action: "could not write the export to",
+                path: path.to_path_buf(),
+                reason: "it is a folder; give a file name inside it".into(),
+            }));
+        }
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "export".into());
+        let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| Self::io(path, &e))?;
+        Ok(Staged {
+            path: path.to_path_buf(),
+            tmp,
+            file: Some(file),
+        })
+    }
+
+    fn commit(mut self, bytes: &[u8]) -> CliResult {
+        let mut f = self.file.take().ok_or_else(|| CliError::Exit {
+            code: 1,
+            message: "the export file was already written".into(),
+        })?;
+        let res = (|| -> std::io::Result<()> {
+            f.write_all(bytes)?;
+            f.sync_all()?;
+            drop(f);
+            std::fs::rename(&self.tmp, &self.path)
+        })();
+        res.map_err(|e| Self::io(&self.path, &e))
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        // After a successful rename the temporary name is gone and this does nothing.
+        let _ = std::fs::remove_file(&self.tmp);
+    }
 }
 
 fn print_report(ctx: &Ctx, r: &VerifyReport, what: &str) -> CliResult {
@@ -200,14 +267,7 @@ fn print_report(ctx: &Ctx, r: &VerifyReport, what: &str) -> CliResult {
     } else {
         Err(CliError::Exit {
             code: VERIFY_FAILED,
-            message: format!(
-                "verification failed: {} problem(s); {}",
-                r.problems.len(),
-                r.problems
-                    .first()
-                    .map(|p| p.message.clone())
-                    .unwrap_or_default()
-            ),
+            message: format!("{what} did not verify: {}", r.summary().unwrap_or_default()),
         })
     }
 }
@@ -218,12 +278,30 @@ fn verify(ctx: &mut Ctx, a: VerifyArgs) -> CliResult {
         let r = m.verify_audit()?;
         return print_report(ctx, &r, "the audit trail");
     };
-    let bytes = read(&file, "could not read")?;
+    // What the reader brings must at least be well formed: a typo is not a failed verification.
+    for k in &a.keys {
+        let fingerprint = k.strip_prefix("SHA256:").is_some_and(is_b64url);
+        let thumbprint = k.len() == 43 && is_b64url(k);
+        if !fingerprint && !thumbprint && NoteKey::parse_vkey(k).is_err() {
+            return Err(CliError::Core(Error::Invalid(format!(
+                "--key '{k}' is not a key: give the SHA256: fingerprint shown in the app and on \
+                 the report's cover, or a signed-note verifier key (NAME+KEYID+KEY)"
+            ))));
+        }
+    }
     let mut seen = Vec::new();
     for c in &a.checkpoints {
-        let b = read(c, "could not read the checkpoint")?;
-        seen.push(String::from_utf8_lossy(&b).into_owned());
+        let text = String::from_utf8_lossy(&read(c, "could not read the checkpoint")?).into_owned();
+        if let Err(e) = SignedCheckpoint::parse(&text) {
+            return Err(CliError::Core(Error::Invalid(format!(
+                "--checkpoint {} is not a signed checkpoint ({e}): pass a file saved from \
+                 `mandate audit checkpoint` or a copy of audit-checkpoint.txt",
+                c.display()
+            ))));
+        }
+        seen.push(text);
     }
+    let bytes = read(&file, "could not read")?;
     let opts = BundleOptions {
         pinned_keys: a.keys,
         seen_checkpoints: seen,
@@ -232,9 +310,20 @@ fn verify(ctx: &mut Ctx, a: VerifyArgs) -> CliResult {
         match mandate_report::extract_bundle(&bytes) {
             Ok(b) => (b, format!("the report {}", file.display())),
             Err(e) => {
+                use mandate_report::ReportError;
+                let advice = match e {
+                    ReportError::NoAttachment => {
+                        "verify the original report, or the evidence bundle exported with it \
+                         (`mandate audit export --format bundle`)"
+                    }
+                    _ => "the file is damaged: get the original report again",
+                };
                 return Err(CliError::Exit {
                     code: VERIFY_FAILED,
-                    message: format!("{}: {e}", file.display()),
+                    message: format!(
+                        "the report {} did not verify: {e}; {advice}",
+                        file.display()
+                    ),
                 });
             }
         }
@@ -267,6 +356,7 @@ fn export(ctx: &mut Ctx, a: ExportArgs) -> CliResult {
                     "a PDF needs --out FILE".into(),
                 )));
             };
+            let staged = Staged::create(&out)?;
             let show = !ctx.json && std::io::IsTerminal::is_terminal(&std::io::stderr());
             let opts = mandate_report::PdfOptions {
                 organisation: a.org,
@@ -287,7 +377,7 @@ fn export(ctx: &mut Ctx, a: ExportArgs) -> CliResult {
             if show {
                 eprintln!();
             }
-            write_out(&out, &built.pdf)?;
+            staged.commit(&built.pdf)?;
             let ok = built.data.bundle_check.ok()
                 && built.data.store_check.as_ref().is_none_or(|s| s.ok());
             if ctx.json {
@@ -318,26 +408,34 @@ fn export(ctx: &mut Ctx, a: ExportArgs) -> CliResult {
             Ok(())
         }
         Format::Bundle => {
+            let staged = match &a.out {
+                Some(out) if !to_stdout => Some(Staged::create(out)?),
+                _ => None,
+            };
             let e = m.export_audit(&sel, None)?;
-            if to_stdout {
-                std::io::stdout()
-                    .write_all(&e.bundle)
-                    .map_err(|e| CliError::Exit {
-                        code: 7,
-                        message: format!("could not write to standard output: {e}"),
-                    })?;
-            } else if let Some(out) = &a.out {
-                write_out(out, &e.bundle)?;
+            if let (Some(staged), Some(out)) = (staged, &a.out) {
+                staged.commit(&e.bundle)?;
                 eprintln!(
                     "Wrote {} ({} events, checkpoint of {} events).",
                     out.display(),
                     e.events.len(),
                     e.checkpoint.checkpoint.size
                 );
+            } else {
+                std::io::stdout()
+                    .write_all(&e.bundle)
+                    .map_err(|e| CliError::Exit {
+                        code: 7,
+                        message: format!("could not write to standard output: {e}"),
+                    })?;
             }
             Ok(())
         }
         Format::Jsonl => {
+            let staged = match &a.out {
+                Some(out) if !to_stdout => Some(Staged::create(out)?),
+                _ => None,
+            };
             let e = m.export_audit(&sel, None)?;
             let origin = m.audit_origin();
             let mut buf = Vec::new();
@@ -347,15 +445,15 @@ fn export(ctx: &mut Ctx, a: ExportArgs) -> CliResult {
                     buf.push(b'\n');
                 }
             }
-            if to_stdout {
+            if let Some(staged) = staged {
+                staged.commit(&buf)?;
+            } else {
                 std::io::stdout()
                     .write_all(&buf)
                     .map_err(|e| CliError::Exit {
                         code: 7,
                         message: format!("could not write to standard output: {e}"),
                     })?;
-            } else if let Some(out) = &a.out {
-                write_out(out, &buf)?;
             }
             Ok(())
         }
@@ -448,5 +546,47 @@ pub fn run(ctx: &mut Ctx, cmd: AuditCmd) -> CliResult {
                 Ok(())
             }
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use super::Staged;
+
+    fn names(dir: &std::path::Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_staged_export_replaces_the_file_whole_or_leaves_it_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("report.pdf");
+        std::fs::write(&out, b"the previous report").unwrap();
+
+        // Abandoned (the export failed before writing): the old file stays, no temp file.
+        drop(Staged::create(&out).unwrap());
+        assert_eq!(names(dir.path()), ["report.pdf"]);
+        assert_eq!(std::fs::read(&out).unwrap(), b"the previous report");
+
+        // The rename fails (the destination became a folder meanwhile): an error, and again
+        // nothing half-written is left.
+        let other = dir.path().join("other.pdf");
+        let staged = Staged::create(&other).unwrap();
+        std::fs::create_dir(&other).unwrap();
+        std::fs::write(other.join("keep"), b"x").unwrap();
+        assert!(staged.commit(b"new bytes").is_err());
+        assert_eq!(names(dir.path()), ["other.pdf", "report.pdf"]);
+        assert_eq!(names(&other), ["keep"]);
+
+        // Committed: the new bytes, whole, and no temp file.
+        Staged::create(&out).unwrap().commit(b"new report").unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), b"new report");
+        assert_eq!(names(dir.path()), ["other.pdf", "report.pdf"]);
     }
 }

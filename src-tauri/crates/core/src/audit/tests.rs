@@ -620,3 +620,54 @@ fn consistency_proofs_between_checkpoints_verify() {
         &proof
     ));
 }
+
+#[test]
+fn the_one_line_summary_leads_with_the_cause_and_says_what_to_do() {
+    let f = fx(6);
+    let b = export(&f, &ExportSelection::default());
+    let ok = check_bundle(&b, &BundleOptions::default());
+    assert_eq!(ok.summary(), None);
+
+    // A cut-off file also breaks lines and counts: the summary names the cut.
+    let r = check_bundle(&b[..b.len() * 2 / 3], &BundleOptions::default());
+    assert!(r.problems.len() > 1, "{:?}", r.problems);
+    assert_eq!(r.main_problem().unwrap().kind, ProblemKind::Truncated);
+    let s = r.summary().unwrap();
+    assert!(s.starts_with("the bundle is truncated"), "{s}");
+    assert!(s.contains("get the whole file again"), "{s}");
+    assert!(!s.contains('\n'), "{s}");
+
+    // A damaged line comes before the broken seal it causes.
+    let mut t = lines(&b);
+    t[4] = t[4].replacen("\"decision\":\"allow\"", "\"decision\":allow\"", 1);
+    let r = check_bundle(&join(&t), &BundleOptions::default());
+    assert!(kinds(&r).contains(&(ProblemKind::BrokenSeal, None)));
+    let s = r.summary().unwrap();
+    assert!(s.starts_with("line 5: "), "{s}");
+    assert!(s.contains("the file is damaged"), "{s}");
+
+    // A key the reader pinned that the bundle does not use.
+    let r = check_bundle(
+        &b,
+        &BundleOptions {
+            pinned_keys: vec!["SHA256:AAAAAAAAAAAAAAAA".into()],
+            ..Default::default()
+        },
+    );
+    assert_eq!(r.main_problem().unwrap().kind, ProblemKind::UnknownKey);
+    assert!(
+        r.summary()
+            .unwrap()
+            .contains("not signed by the key you trust"),
+        "{:?}",
+        r.summary()
+    );
+
+    // The live store gets advice about the data folder, not about a file.
+    f.db()
+        .execute("DELETE FROM audit_events WHERE seq = 3", [])
+        .unwrap();
+    let s = f.verify().summary().unwrap();
+    assert!(s.contains("event #3 is missing"), "{s}");
+    assert!(s.contains("keep a copy of the data folder"), "{s}");
+}

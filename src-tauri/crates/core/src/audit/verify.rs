@@ -59,6 +59,70 @@ pub enum ProblemKind {
     BrokenSeal,
 }
 
+impl ProblemKind {
+    /// How well a problem of this kind explains a failure by itself: the lowest rank leads the
+    /// one-line summary (a cut-off or unreadable file explains the seal and count mismatches
+    /// that follow from it, and an untrusted key explains why nothing could be checked).
+    fn rank(self) -> u8 {
+        match self {
+            ProblemKind::Truncated => 0,
+            ProblemKind::UnknownKey => 1,
+            ProblemKind::Malformed => 2,
+            ProblemKind::BrokenSeal => 3,
+            ProblemKind::ForgedCheckpoint => 4,
+            ProblemKind::RolledBack => 5,
+            ProblemKind::MissingCheckpointFile => 6,
+            ProblemKind::Rewritten => 7,
+            ProblemKind::ProofMismatch => 8,
+            ProblemKind::Edited => 9,
+            ProblemKind::Deleted => 10,
+            ProblemKind::Inserted => 11,
+            ProblemKind::Reordered => 12,
+        }
+    }
+
+    /// What the reader should do about a problem of this kind, in one sentence. `live` is true
+    /// for the store on this machine, false for an exported bundle or report.
+    pub fn advice(self, live: bool) -> &'static str {
+        match (self, live) {
+            (ProblemKind::Truncated, false) => {
+                "the file is incomplete (cut off while copying or downloading?): get the whole \
+                 file again from whoever exported it"
+            }
+            (ProblemKind::Malformed, false) => {
+                "the file is damaged or is not a Mandate evidence bundle: get the original again, \
+                 or export a new one with `mandate audit export --format bundle` or `--format pdf`"
+            }
+            (ProblemKind::BrokenSeal, false) => {
+                "the file was changed after it was exported: do not rely on this copy; get the \
+                 original from whoever exported it"
+            }
+            (ProblemKind::UnknownKey, false) => {
+                "it is not signed by the key you trust: compare the fingerprint with the one you \
+                 were given and pin it with --key; if they match, this file was tampered with"
+            }
+            (ProblemKind::RolledBack, false) => {
+                "it is older than a checkpoint you saw before: ask for a current export"
+            }
+            (_, false) => {
+                "do not rely on this file: ask its sender for the original export, or verify the \
+                 live trail on the machine that made it (`mandate audit verify`)"
+            }
+            (ProblemKind::MissingCheckpointFile, true) => {
+                "restore audit-checkpoint.txt from a backup of the data folder, or keep the data \
+                 folder as evidence if you did not remove it"
+            }
+            (_, true) => {
+                "the audit trail on this machine was altered or damaged: keep a copy of the data \
+                 folder as evidence, and see every problem with `mandate audit verify --json`"
+            }
+        }
+    }
+}
+
+/// How messages name a checkpoint the reader brought (`--checkpoint`).
+const BROUGHT: &str = "the checkpoint you brought";
+
 /// One thing that is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "specta", derive(specta::Type))]
@@ -113,6 +177,31 @@ impl VerifyReport {
     /// True when nothing is wrong.
     pub fn ok(&self) -> bool {
         self.problems.is_empty()
+    }
+
+    /// The problem that best explains the failure (see [`ProblemKind`]'s ranking; the first
+    /// found among equals).
+    pub fn main_problem(&self) -> Option<&Problem> {
+        self.problems.iter().min_by_key(|p| p.kind.rank())
+    }
+
+    /// One line for people: the main problem, how many others there are, and what to do.
+    /// `None` when verification passed.
+    pub fn summary(&self) -> Option<String> {
+        let main = self.main_problem()?;
+        let others = match self.problems.len() - 1 {
+            0 => String::new(),
+            1 => " (and 1 other problem)".into(),
+            n => format!(" (and {n} other problems)"),
+        };
+        // A checkpoint the reader brought is theirs to check, whatever its kind of problem.
+        let advice = if main.message.starts_with(BROUGHT) {
+            "check that the checkpoint you brought is from this same log and from a copy you \
+             trust; if it is, this file was tampered with"
+        } else {
+            main.kind.advice(self.subject == "store")
+        };
+        Some(format!("{}{others}; {advice}", main.message))
     }
 
     fn new(subject: &str, origin: &str) -> Self {
@@ -976,11 +1065,7 @@ pub fn check_bundle(bytes: &[u8], opts: &BundleOptions) -> VerifyReport {
         })
         .collect();
     for (i, s) in opts.seen_checkpoints.iter().enumerate() {
-        notes.push((
-            s.clone(),
-            format!("the checkpoint you brought (#{})", i + 1),
-            true,
-        ));
+        notes.push((s.clone(), format!("{BROUGHT} (#{})", i + 1), true));
     }
     let anchors = check_notes(&mut report, notes, &trusted, &header.origin);
     let Some(newest) = anchors
