@@ -34,22 +34,6 @@ pub struct AppState {
     pub endpoint: Endpoint,
 }
 
-/// The name the app's own audit events carry: the login name from `USER`, `LOGNAME` or
-/// `USERNAME` (in that order, blank values skipped), else "Mandate app", so that an
-/// environment without those variables (a service, Xvfb, a sandbox) never shows "unknown".
-fn local_actor_name(var: impl Fn(&str) -> Option<String>) -> String {
-    ["USER", "LOGNAME", "USERNAME"]
-        .iter()
-        .filter_map(|k| var(k))
-        .map(|v| v.trim().to_owned())
-        .find(|v| !v.is_empty())
-        .unwrap_or_else(|| "Mandate app".into())
-}
-
-fn os_user() -> String {
-    local_actor_name(|k| std::env::var(k).ok())
-}
-
 fn open_state() -> AppState {
     let (keychain, status): (Arc<dyn Keychain>, _) =
         match mandate_keychain::OsKeychain::open(&paths::keychain_service()) {
@@ -64,7 +48,7 @@ fn open_state() -> AppState {
             Mandate::open(OpenOptions::new(
                 dir,
                 keychain,
-                Actor::app("desktop", &os_user()),
+                Actor::local("desktop", |k| std::env::var(k).ok()),
             ))
         })
         .map(Arc::new)
@@ -215,30 +199,4 @@ pub fn run() -> ExitCode {
         }
     });
     ExitCode::SUCCESS
-}
-
-#[cfg(test)]
-mod actor_name_tests {
-    use super::local_actor_name;
-
-    #[test]
-    fn unset_user_is_named_mandate_app_not_unknown() {
-        assert_eq!(local_actor_name(|_| None), "Mandate app");
-    }
-
-    #[test]
-    fn blank_user_falls_through_to_logname() {
-        let name = local_actor_name(|k| match k {
-            "USER" => Some("  ".into()),
-            "LOGNAME" => Some("ada".into()),
-            _ => None,
-        });
-        assert_eq!(name, "ada");
-    }
-
-    #[test]
-    fn user_wins_over_logname() {
-        let name = local_actor_name(|k| Some(format!("{k}-name")));
-        assert_eq!(name, "USER-name");
-    }
 }

@@ -40,12 +40,6 @@ pub struct Ctx {
     mandate: Option<Arc<Mandate>>,
 }
 
-fn os_user() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("USERNAME"))
-        .unwrap_or_else(|_| "unknown".into())
-}
-
 impl Ctx {
     pub fn new(data_dir: Option<PathBuf>, json: bool, as_member: Option<String>) -> Self {
         Ctx {
@@ -70,7 +64,7 @@ impl Ctx {
                 Ok(k) => Arc::new(k),
                 Err(e) => Arc::new(UnavailableKeychain(e)),
             };
-        let actor = Actor::app("cli", &os_user());
+        let actor = Actor::local("cli", |k| std::env::var(k).ok());
         let mut m = Mandate::open(OpenOptions::new(data_dir, keychain, actor))?;
         if let Some(member) = &self.as_member {
             let actor = m.member_actor(member)?;

@@ -56,20 +56,7 @@ fn target_text(e: &AuditEvent) -> String {
 }
 
 fn actor_text(e: &AuditEvent) -> String {
-    let a = &e.actor;
-    let base = if a.kind == "app" {
-        format!(
-            "app ({}{})",
-            a.id,
-            if a.name.is_empty() {
-                String::new()
-            } else {
-                format!(", {}", a.name)
-            }
-        )
-    } else {
-        format!("{} {}", a.kind, a.name)
-    };
+    let base = e.actor.describe();
     match &e.on_behalf_of {
         Some(b) => format!("{base} for {}", b.name),
         None => base,

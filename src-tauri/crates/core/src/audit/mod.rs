@@ -69,6 +69,57 @@ impl Actor {
             name: name.into(),
         }
     }
+
+    /// The app part `part` (`cli`, `desktop`) acting for the person logged in: the login name
+    /// from `USER`, `LOGNAME` or `USERNAME` (in that order, blank values skipped), read through
+    /// `var`; without one, the name stays empty rather than a made-up "unknown".
+    pub fn local(part: &str, var: impl Fn(&str) -> Option<String>) -> Self {
+        let name = ["USER", "LOGNAME", "USERNAME"]
+            .iter()
+            .filter_map(|k| var(k))
+            .map(|v| v.trim().to_owned())
+            .find(|v| !v.is_empty())
+            .unwrap_or_default();
+        Actor::app(part, &name)
+    }
+
+    /// In words, for reports: "ann (the CLI)", "the app" when no login name is known, "agent
+    /// billing-bot", "member maria".
+    pub fn describe(&self) -> String {
+        if self.kind != "app" {
+            return format!("{} {}", self.kind, self.name);
+        }
+        let part = match self.id.as_str() {
+            "cli" => "the CLI".to_string(),
+            "desktop" => "the app".to_string(),
+            other => format!("Mandate ({other})"),
+        };
+        let name = self.name.trim();
+        if name.is_empty() || name == "unknown" || name == "Mandate app" {
+            part
+        } else {
+            format!("{name} ({part})")
+        }
+    }
+}
+
+#[cfg(test)]
+mod actor_tests {
+    use super::Actor;
+
+    #[test]
+    fn local_actor_takes_the_first_non_blank_login_name() {
+        let a = Actor::local("cli", |k| match k {
+            "USER" => Some(" ".into()),
+            "LOGNAME" => Some("ann".into()),
+            _ => None,
+        });
+        assert_eq!((a.id.as_str(), a.name.as_str()), ("cli", "ann"));
+        assert_eq!(a.describe(), "ann (the CLI)");
+        assert_eq!(Actor::local("desktop", |_| None).describe(), "the app");
+        assert_eq!(Actor::app("cli", "unknown").describe(), "the CLI");
+        assert_eq!(Actor::member("m", "maria").describe(), "member maria");
+    }
 }
 
 /// What an event is about.
