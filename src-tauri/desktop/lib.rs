@@ -76,6 +76,8 @@ fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
         agents::revoke_agent,
         agents::rotate_agent_key,
         agents::set_trust_override,
+        agents::add_delegation,
+        agents::revoke_delegation,
         audit::audit_page,
         audit::verify_audit,
         audit::export_audit,

@@ -53,3 +53,27 @@ def test_trust_override_is_set_by_hand_with_a_reason_and_audited(seeded, app_for
         ),
         message="the override is not in the agent's own timeline",
     )
+
+
+def test_delegation_is_added_and_ended_from_the_agent_page(seeded, app_for):
+    from selenium.webdriver.support.ui import Select
+
+    app = app_for(seeded)
+    app.click('tr[data-agent="billing-report-agent"] td:nth-child(2)')
+    app.button("Delegate…")
+    app.button("Delegate")
+    # The only team member is chosen already; the missing scope is named.
+    assert "at least one scope" in app.wait('[role="dialog"] .form-error').text
+    assert Select(app.wait('select[name="member"]')).first_selected_option.get_attribute("value") == "founder"
+    app.click('input[name="delegate-scope"][value="github:repo.read"]')
+    app.type('input[name="task"]', "Q4 board report")
+    app.button("Delegate")
+    app.wait_text("may now act for founder")
+    listed = seeded.cli_json("delegation", "list")
+    assert [(d["member"], d["task"], d["active"]) for d in listed] == [("founder", "Q4 board report", True)]
+    app.wait('[data-testid="delegations"] [data-delegation]')
+    app.button("End…")
+    app.type('textarea[name="end-reason"]', "report delivered")
+    app.button("End delegation")
+    app.wait_text("stop working now")
+    assert seeded.cli_json("delegation", "list")[0]["active"] is False

@@ -198,3 +198,53 @@ pub async fn set_trust_override(
 ) -> Result<Agent, ErrorReport> {
     blocking(&state, move |m| m.set_trust_override(&name, trust, &reason)).await
 }
+
+/// A delegation as the agent page's form gives it.
+#[derive(Debug, Clone, Deserialize, specta::Type)]
+pub struct NewDelegationInput {
+    pub agent: String,
+    /// The team member the agent acts for.
+    pub member: String,
+    pub scopes: Vec<String>,
+    /// RFC 3339, in the future.
+    pub until: String,
+    pub task: String,
+}
+
+/// Let `agent` act for a team member, with some of its scopes, until a time, for one task.
+#[tauri::command]
+#[specta::specta]
+pub async fn add_delegation(
+    state: State<'_, AppState>,
+    input: NewDelegationInput,
+) -> Result<Delegation, ErrorReport> {
+    blocking(&state, move |m| {
+        let until = chrono::DateTime::parse_from_rfc3339(input.until.trim())
+            .map_err(|_| {
+                mandate_core::Error::Invalid(format!(
+                    "'{}' is not a date and time; choose when the delegation ends",
+                    input.until
+                ))
+            })?
+            .with_timezone(&chrono::Utc);
+        m.add_delegation(mandate_core::oauth::NewDelegation {
+            agent: input.agent,
+            member: input.member,
+            scopes: input.scopes,
+            until,
+            task: input.task,
+        })
+    })
+    .await
+}
+
+/// End a delegation now; tokens minted under it stop working at once.
+#[tauri::command]
+#[specta::specta]
+pub async fn revoke_delegation(
+    state: State<'_, AppState>,
+    id: String,
+    reason: String,
+) -> Result<Delegation, ErrorReport> {
+    blocking(&state, move |m| m.revoke_delegation(&id, &reason)).await
+}

@@ -28,6 +28,10 @@ export const commands = {
 	rotateAgentKey: (name: string, overlapHours: number) => typedError<Agent_Serialize, ErrorReport>(__TAURI_INVOKE("rotate_agent_key", { name, overlapHours })),
 	/**  Set (`state`) or clear (null) a manual trust decision. */
 	setTrustOverride: (name: string, trust: TrustState | null, reason: string) => typedError<Agent_Serialize, ErrorReport>(__TAURI_INVOKE("set_trust_override", { name, trust, reason })),
+	/**  Let `agent` act for a team member, with some of its scopes, until a time, for one task. */
+	addDelegation: (input: NewDelegationInput) => typedError<Delegation_Serialize, ErrorReport>(__TAURI_INVOKE("add_delegation", { input })),
+	/**  End a delegation now; tokens minted under it stop working at once. */
+	revokeDelegation: (id: string, reason: string) => typedError<Delegation_Serialize, ErrorReport>(__TAURI_INVOKE("revoke_delegation", { id, reason })),
 	/**  Events matching `query`, newest first. */
 	auditPage: (query: AuditQuery_Deserialize, page: PageRequest_Deserialize) => typedError<AuditPage_Serialize, ErrorReport>(__TAURI_INVOKE("audit_page", { query, page })),
 	/**
@@ -722,6 +726,17 @@ export type NewConnectionInput_Serialize = {
 	 *  cost of each action and which actions stay essential, for the actions kept.
 	 */
 	preset: string | null,
+};
+
+/**  A delegation as the agent page's form gives it. */
+export type NewDelegationInput = {
+	agent: string,
+	/**  The team member the agent acts for. */
+	member: string,
+	scopes: string[],
+	/**  RFC 3339, in the future. */
+	until: string,
+	task: string,
 };
 
 /**  A token that was issued, is not revoked and has not expired. Never the token itself. */

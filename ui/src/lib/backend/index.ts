@@ -31,6 +31,7 @@ import type {
   ExportFormat,
   ExportProgress,
   Member_Serialize,
+  NewDelegationInput,
   NewAgentInput,
   NewConnectionInput_Deserialize,
   OutstandingToken_Serialize,
@@ -126,6 +127,9 @@ export const backend = {
     unwrap(await commands.revokeAgent(name, reason)),
   rotateAgentKey: async (name: string, overlapHours: number): Promise<Agent> =>
     unwrap(await commands.rotateAgentKey(name, overlapHours)),
+  addDelegation: async (input: NewDelegationInput): Promise<Delegation> => unwrap(await commands.addDelegation(input)),
+  revokeDelegation: async (id: string, reason: string): Promise<Delegation> =>
+    unwrap(await commands.revokeDelegation(id, reason)),
   setTrustOverride: async (name: string, trust: TrustState | null, reason: string): Promise<Agent> =>
     unwrap(await commands.setTrustOverride(name, trust, reason)),
 
