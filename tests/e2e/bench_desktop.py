@@ -20,7 +20,7 @@ DATA = os.environ["MANDATE_BENCH_DATA"]
 FRAMES_JS = """
 const done = arguments[arguments.length - 1];
 const mode = arguments[0];
-const el = document.querySelector('[data-testid="audit-list"]');
+const el = document.querySelector(arguments[1]);
 const frames = [];
 let n = 0, last = 0;
 const total = 300;
@@ -75,14 +75,26 @@ def test_measure(tmp_path):
         by = rss_kib()
         report("idle_rss_kib", total=sum(by.values()), **by)
 
+        app.driver.set_script_timeout(300)
+        agents_list = '[data-testid="agents-list"]'
+        for mode in ("idle", "flick", "jump"):
+            frames = app.driver.execute_async_script(FRAMES_JS, mode, agents_list)
+            report(
+                f"agents_scroll_{mode}",
+                frames=len(frames),
+                p50_ms=pct(frames, 50),
+                p95_ms=pct(frames, 95),
+                max_ms=round(max(frames), 2),
+                rendered_rows=len(app.driver.find_elements(By.CSS_SELECTOR, "tr[data-agent]")),
+            )
+
         app.go("audit")
         app.wait('[data-testid="audit-list"] [data-seq]', timeout=60)
         total = app.driver.execute_script(
             "return document.querySelector('[data-testid=\"audit-list\"]').scrollHeight"
         )
-        app.driver.set_script_timeout(300)
         for mode in ("idle", "flick", "jump"):
-            frames = app.driver.execute_async_script(FRAMES_JS, mode)
+            frames = app.driver.execute_async_script(FRAMES_JS, mode, '[data-testid="audit-list"]')
             report(
                 f"audit_scroll_{mode}",
                 frames=len(frames),

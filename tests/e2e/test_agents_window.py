@@ -77,3 +77,36 @@ def test_delegation_is_added_and_ended_from_the_agent_page(seeded, app_for):
     app.button("End delegation")
     app.wait_text("stop working now")
     assert seeded.cli_json("delegation", "list")[0]["active"] is False
+
+
+def test_long_list_renders_only_rows_in_view_and_keys_move_through_all(seeded, app_for):
+    from selenium.webdriver.common.keys import Keys
+
+    for i in range(40):
+        seeded.cli("agent", "add", f"worker-{i:02d}", "--owner", "founder", "--purpose", f"worker {i}")
+    app = app_for(seeded)
+    app.wait('tr[data-agent="billing-report-agent"]')
+    rows = lambda: app.driver.execute_script(  # noqa: E731
+        "return [...document.querySelectorAll('tr[data-agent]')].map(r => r.dataset.agent)"
+    )
+    assert "41 of 41" in app.body()
+    assert 0 < len(rows()) < 41, rows()
+    assert "worker-39" not in rows()
+
+    focused = lambda: app.driver.execute_script(  # noqa: E731
+        "return document.activeElement.closest('tr')?.dataset.agent ?? null"
+    )
+    app.driver.execute_script("document.querySelector('tr[data-agent] a.name').focus()")
+    assert focused() == "billing-report-agent"
+    active = lambda: app.driver.switch_to.active_element  # noqa: E731
+    active().send_keys(Keys.ARROW_DOWN)
+    app.wait_until(lambda: focused() == "worker-00")
+    # End reaches a row that did not exist in the page until then.
+    active().send_keys(Keys.END)
+    app.wait_until(lambda: focused() == "worker-39", message="End did not reach the last agent")
+    assert "billing-report-agent" not in rows()
+    active().send_keys(Keys.HOME)
+    app.wait_until(lambda: focused() == "billing-report-agent")
+    # Sorting still covers every agent, not only those rendered.
+    app.click('th button.sort')
+    app.wait_until(lambda: rows()[0] == "worker-39", message="sorting descending did not reorder")

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use chrono::{DateTime, NaiveDate, Utc};
 use mandate_core::audit::verify::{self, ProblemKind};
 use mandate_core::audit::{Actor, AuditEvent, Decision, ExportSelection, Target};
 use mandate_core::views::AuditFilter;
@@ -15,22 +16,54 @@ use tauri_plugin_dialog::DialogExt;
 use super::blocking;
 use crate::AppState;
 
-/// Which events the timeline shows.
+/// Which events the timeline shows. Every field narrows; all empty means every event.
 #[derive(Debug, Clone, Default, Deserialize, specta::Type)]
 pub struct AuditQuery {
     pub agent: Option<String>,
     /// An exact action, or a prefix ending in a dot (`token.`).
     pub action: Option<String>,
     pub decision: Option<Decision>,
+    /// A team member's name: events they did or that were done on their behalf.
+    pub member: Option<String>,
+    /// Events at or after this time: RFC 3339 (`2026-11-01T09:00:00+01:00`) or a date
+    /// (`2026-11-01`, midnight UTC, as on the command line).
+    pub since: Option<String>,
+    /// Events before this time (exclusive), written like `since`.
+    pub until: Option<String>,
 }
 
-impl From<AuditQuery> for AuditFilter {
-    fn from(q: AuditQuery) -> Self {
-        AuditFilter {
-            agent: q.agent,
-            action: q.action,
-            decision: q.decision,
-        }
+/// An RFC 3339 time or a date (midnight UTC); empty means none.
+fn parse_time(field: &str, s: Option<&str>) -> Result<Option<DateTime<Utc>>, ErrorReport> {
+    let Some(s) = s.map(str::trim).filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(Some(t.with_timezone(&Utc)));
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        && let Some(t) = d.and_hms_opt(0, 0, 0)
+    {
+        return Ok(Some(t.and_utc()));
+    }
+    Err(ErrorReport {
+        code: ErrorCode::InvalidInput,
+        message: format!(
+            "'{s}' is not a time for {field}: write 2026-11-01 or 2026-11-01T09:00:00Z"
+        ),
+    })
+}
+
+impl AuditQuery {
+    /// The core's filter; an unreadable time is refused with the form to use.
+    pub fn filter(self) -> Result<AuditFilter, ErrorReport> {
+        Ok(AuditFilter {
+            since: parse_time("the start of the range", self.since.as_deref())?,
+            until: parse_time("the end of the range", self.until.as_deref())?,
+            agent: self.agent,
+            action: self.action,
+            decision: self.decision,
+            member: self.member,
+        })
     }
 }
 
@@ -128,10 +161,11 @@ pub async fn audit_page(
     query: AuditQuery,
     page: PageRequest,
 ) -> Result<AuditPage, ErrorReport> {
+    let filter = query.filter()?;
     blocking(&state, move |m| {
         let head = m.audit_head()?;
         let events = m
-            .audit_page(&query.into(), page.limit, page.before_seq)?
+            .audit_page(&filter, page.limit, page.before_seq)?
             .into_iter()
             .map(TimelineEvent::from)
             .collect();
@@ -353,4 +387,32 @@ pub async fn export_audit(
         code: ErrorCode::Storage,
         message: format!("the export stopped unexpectedly ({e}); try again"),
     })?
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use super::AuditQuery;
+
+    fn query(since: &str, until: &str) -> AuditQuery {
+        AuditQuery {
+            since: Some(since.into()),
+            until: Some(until.into()),
+            ..AuditQuery::default()
+        }
+    }
+
+    #[test]
+    fn time_ranges_read_rfc3339_or_dates_and_refuse_anything_else() {
+        let f = query("2026-11-01T09:00:00+01:00", "2026-11-02")
+            .filter()
+            .unwrap();
+        assert_eq!(f.since.unwrap().to_rfc3339(), "2026-11-01T08:00:00+00:00");
+        assert_eq!(f.until.unwrap().to_rfc3339(), "2026-11-02T00:00:00+00:00");
+        let f = query(" ", "").filter().unwrap();
+        assert!(f.since.is_none() && f.until.is_none());
+        let err = query("yesterday", "").filter().unwrap_err();
+        assert!(err.message.contains("'yesterday'"), "{}", err.message);
+        assert!(query("", "2026-13-01").filter().is_err());
+    }
 }

@@ -22,6 +22,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/002_oauth.sql"),
     include_str!("migrations/003_audit.sql"),
     include_str!("migrations/004_broker.sql"),
+    include_str!("migrations/005_audit_members.sql"),
 ];
 
 /// The schema version this build writes.

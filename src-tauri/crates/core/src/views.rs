@@ -50,7 +50,20 @@ pub struct AuditFilter {
     /// An exact action (`agent.revoked`) or a prefix ending in a dot (`token.`).
     pub action: Option<String>,
     pub decision: Option<Decision>,
+    /// A team member's name or id: events they did, or that were done on their behalf.
+    pub member: Option<String>,
+    /// Events at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Events before this time (exclusive).
+    pub until: Option<DateTime<Utc>>,
 }
+
+/// The member filter's terms. They repeat the expressions of the partial indexes in
+/// `migrations/005_audit_members.sql` exactly, which is what lets SQLite use them.
+const MEMBER_TERMS: &str = "((CAST(body AS TEXT) ->> '$.actor.kind' = 'member' \
+     AND CAST(body AS TEXT) ->> '$.actor.id' = ?) \
+     OR (CAST(body AS TEXT) ->> '$.on_behalf_of.kind' = 'member' \
+     AND CAST(body AS TEXT) ->> '$.on_behalf_of.id' = ?))";
 
 fn at(secs: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(secs, 0).single().unwrap_or_default()
@@ -121,45 +134,132 @@ impl Mandate {
 
     /// Audit events matching `filter`, newest first, at most `limit`, each older than
     /// `before_seq` when given.
+    ///
+    /// Every filter is an indexed lookup: the agent by `audit_events_by_agent`, the member by
+    /// the two partial indexes of schema 5, and a time range by `audit_events_by_time`, which
+    /// first turns it into the exact range of sequence numbers it covers (a scan of that
+    /// index's entries in the range, not of the events), so the page itself walks events in
+    /// sequence order and stops after `limit` matches. The SQL names only the filters given,
+    /// so SQLite chooses its plan for the filters in force.
     pub fn audit_page(
         &self,
         filter: &AuditFilter,
         limit: u32,
         before_seq: Option<u64>,
     ) -> Result<Vec<AuditEvent>> {
+        use rusqlite::types::Value;
+
         let agent_id = match filter.agent.as_deref().map(str::trim) {
             Some(a) if !a.is_empty() => Some(self.agent_id_by_name(a)?),
             _ => None,
         };
+        let member_id = match filter.member.as_deref().map(str::trim) {
+            Some(m) if !m.is_empty() => Some(self.member_actor(m)?.id),
+            _ => None,
+        };
+        if let (Some(since), Some(until)) = (filter.since, filter.until)
+            && since >= until
+        {
+            return Err(Error::invalid(format!(
+                "the time range ends ({}) before it starts ({}); swap the dates",
+                audit::format_time(until),
+                audit::format_time(since)
+            )));
+        }
+        let since = filter.since.map(audit::format_time);
+        let until = filter.until.map(audit::format_time);
         let action = filter
             .action
             .as_deref()
             .map(str::trim)
             .filter(|a| !a.is_empty());
-        let (exact, prefix) = match action {
-            Some(a) if a.ends_with('.') => (None, Some(format!("{a}%"))),
-            Some(a) => (Some(a.to_string()), None),
-            None => (None, None),
-        };
+
         let conn = self.lock()?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT body FROM audit_events
-             WHERE (?1 IS NULL OR agent_id = ?1) AND (?2 IS NULL OR seq < ?2)
-               AND (?3 IS NULL OR action = ?3) AND (?4 IS NULL OR action LIKE ?4)
-               AND (?5 IS NULL OR decision = ?5)
-             ORDER BY seq DESC LIMIT ?6",
-        )?;
-        let rows = stmt.query_map(
-            params![
-                agent_id.as_ref().map(|a| a.as_str()),
-                before_seq.map(|s| s as i64),
-                exact,
-                prefix,
-                filter.decision.map(Decision::as_str),
-                limit.min(5000) as i64
-            ],
-            |r| r.get::<_, Vec<u8>>(0),
-        )?;
+        let mut terms: Vec<&str> = Vec::new();
+        let mut values: Vec<Value> = Vec::new();
+        if since.is_some() || until.is_some() {
+            // Bounds on the sequence numbers the range covers, read from the time index: the
+            // smallest at or after `since`, the largest before `until`. Times follow sequence
+            // numbers unless a clock was set back, so these are min and max over the range
+            // rather than its first and last entries, and the time terms below still apply.
+            let mut range = Vec::new();
+            let mut args = Vec::new();
+            if let Some(s) = &since {
+                range.push("time >= ?");
+                args.push(Value::Text(s.clone()));
+            }
+            if let Some(u) = &until {
+                range.push("time < ?");
+                args.push(Value::Text(u.clone()));
+            }
+            // One walk over the index entries in the range gives both.
+            let sql = format!(
+                "SELECT min(seq), max(seq) FROM audit_events INDEXED BY audit_events_by_time \
+                 WHERE {}",
+                range.join(" AND ")
+            );
+            let (lo, hi): (Option<i64>, Option<i64>) = conn
+                .prepare_cached(&sql)?
+                .query_row(rusqlite::params_from_iter(args.iter()), |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
+            let (Some(lo), Some(hi)) = (lo, hi) else {
+                return Ok(Vec::new());
+            };
+            terms.push("seq BETWEEN ? AND ?");
+            values.push(Value::Integer(lo));
+            values.push(Value::Integer(hi));
+            // Unary `+`: checked on the rows the sequence range yields, not looked up again.
+            if let Some(s) = since {
+                terms.push("+time >= ?");
+                values.push(Value::Text(s));
+            }
+            if let Some(u) = until {
+                terms.push("+time < ?");
+                values.push(Value::Text(u));
+            }
+        }
+        if let Some(b) = before_seq {
+            terms.push("seq < ?");
+            values.push(Value::Integer(b.min(i64::MAX as u64) as i64));
+        }
+        if let Some(a) = agent_id {
+            terms.push("agent_id = ?");
+            values.push(Value::Text(a.as_str().to_string()));
+        }
+        if let Some(m) = member_id {
+            terms.push(MEMBER_TERMS);
+            values.push(Value::Text(m.clone()));
+            values.push(Value::Text(m));
+        }
+        match action {
+            Some(a) if a.ends_with('.') => {
+                terms.push("action LIKE ?");
+                values.push(Value::Text(format!("{a}%")));
+            }
+            Some(a) => {
+                terms.push("action = ?");
+                values.push(Value::Text(a.to_string()));
+            }
+            None => {}
+        }
+        if let Some(d) = filter.decision {
+            terms.push("decision = ?");
+            values.push(Value::Text(d.as_str().to_string()));
+        }
+        let sql = format!(
+            "SELECT body FROM audit_events {} ORDER BY seq DESC LIMIT ?",
+            if terms.is_empty() {
+                String::new()
+            } else {
+                format!("WHERE {}", terms.join(" AND "))
+            }
+        );
+        values.push(Value::Integer(limit.min(5000) as i64));
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(values.iter()), |r| {
+            r.get::<_, Vec<u8>>(0)
+        })?;
         let mut out = Vec::new();
         for body in rows {
             out.push(
@@ -241,8 +341,11 @@ impl Mandate {
 mod tests {
     use std::sync::Arc;
 
-    use super::{AuditFilter, actor_chain};
+    use chrono::{DateTime, Utc};
+
+    use super::{AuditFilter, MEMBER_TERMS, actor_chain};
     use crate::audit::{Actor, Decision, NewEvent};
+    use crate::clock::ManualClock;
     use crate::secret::MemoryKeychain;
     use crate::{Mandate, OpenOptions};
 
@@ -310,6 +413,180 @@ mod tests {
             ..AuditFilter::default()
         };
         assert!(m.audit_page(&nobody, 100, None).is_err());
+    }
+
+    /// ana acts at 09:00; an agent acts for ana at 10:00 (denied) and 11:00; bob acts at
+    /// 12:00; the app acts at 13:00; then the clock is set back and ana acts "at 09:30".
+    fn member_log() -> (tempfile::TempDir, Mandate, Vec<u64>) {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(t("2026-11-20T08:00:00Z")));
+        let m = Mandate::open(
+            OpenOptions::new(
+                dir.path(),
+                Arc::new(MemoryKeychain::new()),
+                Actor::app("test", "t"),
+            )
+            .clock(clock.clone()),
+        )
+        .unwrap();
+        m.add_member("ana", None).unwrap();
+        m.add_member("bob", None).unwrap();
+        let ana = m.member_actor("ana").unwrap();
+        let bob = m.member_actor("bob").unwrap();
+        let bot = Actor::agent("agent-id-1", "bot");
+        let app = Actor::app("test", "t");
+        let mut seqs = Vec::new();
+        let mut at = |time: &str, ev: NewEvent| {
+            clock.set(t(time));
+            seqs.push(m.record(ev).unwrap().seq);
+        };
+        at(
+            "2026-11-20T09:00:00Z",
+            NewEvent::new(&ana, "agent.created", Decision::Allow),
+        );
+        at(
+            "2026-11-20T10:00:00Z",
+            NewEvent::new(&bot, "token.denied", Decision::Deny).on_behalf_of(ana.clone()),
+        );
+        at(
+            "2026-11-20T11:00:00Z",
+            NewEvent::new(&bot, "token.issued", Decision::Allow).on_behalf_of(ana.clone()),
+        );
+        at(
+            "2026-11-20T12:00:00Z",
+            NewEvent::new(&bob, "agent.created", Decision::Allow),
+        );
+        at(
+            "2026-11-20T13:00:00Z",
+            NewEvent::new(&app, "settings.changed", Decision::Allow),
+        );
+        at(
+            "2026-11-20T09:30:00Z",
+            NewEvent::new(&ana, "agent.revoked", Decision::Allow),
+        );
+        (dir, m, seqs)
+    }
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn seqs(m: &Mandate, f: &AuditFilter, before: Option<u64>) -> Vec<u64> {
+        m.audit_page(f, 100, before)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect()
+    }
+
+    #[test]
+    fn audit_pages_filter_by_member_as_actor_or_principal() {
+        let (_d, m, s) = member_log();
+        let ana = AuditFilter {
+            member: Some("ana".into()),
+            ..AuditFilter::default()
+        };
+        assert_eq!(seqs(&m, &ana, None), vec![s[5], s[2], s[1], s[0]]);
+        assert_eq!(seqs(&m, &ana, Some(s[2])), vec![s[1], s[0]]);
+        // By id too, and a name with spaces around it.
+        let id = m.member_actor("bob").unwrap().id;
+        for who in [id, " bob ".to_string()] {
+            let f = AuditFilter {
+                member: Some(who),
+                ..AuditFilter::default()
+            };
+            assert_eq!(seqs(&m, &f, None), vec![s[3]]);
+        }
+        let nobody = AuditFilter {
+            member: Some("carol".into()),
+            ..AuditFilter::default()
+        };
+        let err = m.audit_page(&nobody, 10, None).unwrap_err().to_string();
+        assert!(err.contains("carol"), "{err}");
+    }
+
+    #[test]
+    fn audit_pages_filter_by_time_range_even_when_a_clock_went_back() {
+        let (_d, m, s) = member_log();
+        let range = |since: Option<&str>, until: Option<&str>| AuditFilter {
+            since: since.map(t),
+            until: until.map(t),
+            ..AuditFilter::default()
+        };
+        // Until is exclusive, since inclusive.
+        let f = range(Some("2026-11-20T10:00:00Z"), Some("2026-11-20T12:00:00Z"));
+        assert_eq!(seqs(&m, &f, None), vec![s[2], s[1]]);
+        // The event stamped 09:30 after a clock was set back is found although its sequence
+        // number lies outside the run of the others.
+        let f = range(Some("2026-11-20T09:15:00Z"), Some("2026-11-20T10:30:00Z"));
+        assert_eq!(seqs(&m, &f, None), vec![s[5], s[1]]);
+        let f = range(None, Some("2026-11-20T09:45:00Z"));
+        let got = seqs(&m, &f, None);
+        assert_eq!(&got[..2], &[s[5], s[0]]);
+        assert!(
+            got[2..].iter().all(|&q| q < s[0]),
+            "the members were added before"
+        );
+        let f = range(Some("2026-11-20T12:30:00Z"), None);
+        assert_eq!(seqs(&m, &f, None), vec![s[4]]);
+        // A range with nothing in it, and one that ends before it starts.
+        let f = range(Some("2026-11-21T00:00:00Z"), None);
+        assert!(seqs(&m, &f, None).is_empty());
+        let f = range(Some("2026-11-20T12:00:00Z"), Some("2026-11-20T11:00:00Z"));
+        assert!(m.audit_page(&f, 10, None).is_err());
+    }
+
+    #[test]
+    fn member_time_action_and_decision_filters_combine() {
+        let (_d, m, s) = member_log();
+        let f = AuditFilter {
+            member: Some("ana".into()),
+            since: Some(t("2026-11-20T09:15:00Z")),
+            ..AuditFilter::default()
+        };
+        assert_eq!(seqs(&m, &f, None), vec![s[5], s[2], s[1]]);
+        let tokens = AuditFilter {
+            action: Some("token.".into()),
+            ..f.clone()
+        };
+        assert_eq!(seqs(&m, &tokens, None), vec![s[2], s[1]]);
+        assert_eq!(seqs(&m, &tokens, Some(s[2])), vec![s[1]]);
+        let denied = AuditFilter {
+            decision: Some(Decision::Deny),
+            ..tokens.clone()
+        };
+        assert_eq!(seqs(&m, &denied, None), vec![s[1]]);
+        let early = AuditFilter {
+            until: Some(t("2026-11-20T10:00:00Z")),
+            ..tokens
+        };
+        assert!(seqs(&m, &early, None).is_empty());
+        let bob = AuditFilter {
+            member: Some("bob".into()),
+            ..f
+        };
+        assert_eq!(seqs(&m, &bob, None), vec![s[3]]);
+    }
+
+    #[test]
+    fn the_member_filter_uses_its_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = open(dir.path());
+        let conn = m.lock().unwrap();
+        let sql = format!(
+            "EXPLAIN QUERY PLAN SELECT body FROM audit_events WHERE {MEMBER_TERMS} \
+             AND seq < ?3 ORDER BY seq DESC LIMIT 10"
+        );
+        let mut stmt = conn.prepare(&sql).unwrap();
+        let plan: Vec<String> = stmt
+            .query_map(rusqlite::params!["x", "x", 10], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let plan = plan.join("\n");
+        assert!(plan.contains("audit_events_by_member_actor"), "{plan}");
+        assert!(plan.contains("audit_events_by_member_principal"), "{plan}");
+        assert!(!plan.contains("SCAN audit_events"), "{plan}");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { AuditEvent, AuditQuery } from "../backend";
-import { Timeline } from "./timeline";
+import { Timeline, isFiltered } from "./timeline";
 
 function event(seq: number, over: Partial<AuditEvent> = {}): AuditEvent {
   return {
@@ -74,6 +74,14 @@ describe("Timeline", () => {
     expect(t.total).toBe(333);
     expect(t.more).toBe(false);
     expect(t.get(332)?.seq).toBe(3);
+  });
+
+  it("treats a member or a time range as a filter (pages appended, not seq arithmetic)", () => {
+    expect(isFiltered({})).toBe(false);
+    expect(isFiltered({ member: " " })).toBe(false);
+    expect(isFiltered({ member: "ana" })).toBe(true);
+    expect(isFiltered({ since: "2026-11-23T11:00:00Z" })).toBe(true);
+    expect(isFiltered({ until: "2026-11-23T11:00:00Z" })).toBe(true);
   });
 
   it("handles an empty log", async () => {

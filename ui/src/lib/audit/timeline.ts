@@ -9,7 +9,7 @@ import type { AuditEvent, AuditPage, AuditQuery } from "../backend";
 export type FetchPage = (query: AuditQuery, limit: number, beforeSeq: number | null) => Promise<AuditPage>;
 
 export function isFiltered(q: AuditQuery): boolean {
-  return Boolean(q.agent?.trim() || q.action?.trim() || q.decision);
+  return Boolean(q.agent?.trim() || q.action?.trim() || q.decision || q.member?.trim() || q.since || q.until);
 }
 
 export class Timeline {

@@ -326,23 +326,41 @@ export type AuditProblem_Serialize = {
 	message: string,
 };
 
-/**  Which events the timeline shows. */
+/**  Which events the timeline shows. Every field narrows; all empty means every event. */
 export type AuditQuery = AuditQuery_Serialize | AuditQuery_Deserialize;
 
-/**  Which events the timeline shows. */
+/**  Which events the timeline shows. Every field narrows; all empty means every event. */
 export type AuditQuery_Deserialize = {
 	agent?: string | null,
 	/**  An exact action, or a prefix ending in a dot (`token.`). */
 	action?: string | null,
 	decision?: Decision | null,
+	/**  A team member's name: events they did or that were done on their behalf. */
+	member?: string | null,
+	/**
+	 *  Events at or after this time: RFC 3339 (`2026-11-01T09:00:00+01:00`) or a date
+	 *  (`2026-11-01`, midnight UTC, as on the command line).
+	 */
+	since?: string | null,
+	/**  Events before this time (exclusive), written like `since`. */
+	until?: string | null,
 };
 
-/**  Which events the timeline shows. */
+/**  Which events the timeline shows. Every field narrows; all empty means every event. */
 export type AuditQuery_Serialize = {
 	agent: string | null,
 	/**  An exact action, or a prefix ending in a dot (`token.`). */
 	action: string | null,
 	decision: Decision | null,
+	/**  A team member's name: events they did or that were done on their behalf. */
+	member: string | null,
+	/**
+	 *  Events at or after this time: RFC 3339 (`2026-11-01T09:00:00+01:00`) or a date
+	 *  (`2026-11-01`, midnight UTC, as on the command line).
+	 */
+	since: string | null,
+	/**  Events before this time (exclusive), written like `since`. */
+	until: string | null,
 };
 
 /**  A connection's broker settings as the Connections screen shows them. */
