@@ -15,7 +15,7 @@ APT_PACKAGES=(
   libwebkit2gtk-4.1-dev libssl-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev
   libdbus-1-dev dbus gnome-keyring libsecret-tools
   xvfb imagemagick x11-utils webkit2gtk-driver
-  poppler-utils qpdf sqlite3 python3-venv python3-cryptography rsyslog
+  poppler-utils qpdf sqlite3 python3-venv python3-cryptography rsyslog rsyslog-openssl openssl
 )
 
 as_root() {

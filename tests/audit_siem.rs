@@ -21,15 +21,35 @@ struct Rsyslog {
 
 impl Rsyslog {
     fn start(dir: &Path, port: u16) -> Self {
+        Self::start_with(dir, port, None)
+    }
+
+    /// With `tls`: (certificate, key) PEM files; rsyslog's OpenSSL driver then accepts only
+    /// TLS (RFC 5425) on the port.
+    fn start_with(dir: &Path, port: u16, tls: Option<(&Path, &Path)>) -> Self {
         let out = dir.join("received.log");
         let work = dir.join("work");
         std::fs::create_dir_all(&work).unwrap();
         let conf = dir.join("rsyslog.conf");
+        let (global_tls, module) = match tls {
+            None => (String::new(), "module(load=\"imtcp\")".to_string()),
+            Some((cert, key)) => (
+                format!(
+                    " defaultNetstreamDriver=\"ossl\" defaultNetstreamDriverCAFile=\"{c}\" \
+                     defaultNetstreamDriverCertFile=\"{c}\" defaultNetstreamDriverKeyFile=\"{k}\"",
+                    c = cert.display(),
+                    k = key.display()
+                ),
+                "module(load=\"imtcp\" streamDriver.name=\"ossl\" streamDriver.mode=\"1\" \
+                 streamDriver.authMode=\"anon\")"
+                    .to_string(),
+            ),
+        };
         std::fs::write(
             &conf,
             format!(
-                "global(workDirectory=\"{work}\")\n\
-                 module(load=\"imtcp\")\n\
+                "global(workDirectory=\"{work}\"{global_tls})\n\
+                 {module}\n\
                  input(type=\"imtcp\" port=\"{port}\" address=\"127.0.0.1\")\n\
                  template(name=\"msgonly\" type=\"string\" string=\"%msg%\\n\")\n\
                  *.* action(type=\"omfile\" file=\"{out}\" template=\"msgonly\")\n",
@@ -197,4 +217,103 @@ fn events_reach_a_real_rsyslog_and_none_are_dropped_while_it_is_down() {
         )
         .unwrap();
     assert_eq!(sent, 0);
+}
+
+/// A self-signed certificate for 127.0.0.1 and localhost, made with the openssl command.
+fn loopback_cert(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let (cert, key) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}-key.pem")),
+    );
+    let st = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        // A server certificate, not a CA: the client trusts this very certificate.
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-addext", "extendedKeyUsage=serverAuth"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl (apt-get install -y openssl)");
+    assert!(st.success());
+    (cert, key)
+}
+
+#[test]
+fn events_reach_a_real_rsyslog_over_tls_and_an_untrusted_server_gets_nothing() {
+    let ep = Endpoint::start();
+    for _ in 0..10 {
+        ep.token(AGENT, &[]);
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (cert, key) = loopback_cert(tmp.path(), "syslog");
+    let (other, _) = loopback_cert(tmp.path(), "other");
+    let port = free_port();
+    let server = Rsyslog::start_with(tmp.path(), port, Some((&cert, &key)));
+    let once = StreamOptions {
+        once: true,
+        max_attempts: Some(2),
+        ..fast()
+    };
+
+    // A client that trusts another certificate refuses the handshake and sends nothing.
+    let untrusted = SyslogTarget {
+        address: format!("127.0.0.1:{port}"),
+        tls: true,
+        ca_file: Some(other.clone()),
+    };
+    let mut errors = Vec::new();
+    let err =
+        ep.m.stream_audit_syslog(&untrusted, &once, &AtomicBool::new(false), &mut |e| {
+            errors.push(e.to_string())
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.to_lowercase().contains("certificate") || err.to_lowercase().contains("tls"),
+        "{err}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        server.seqs().is_empty(),
+        "nothing reached an untrusted server"
+    );
+
+    // Trusting its certificate, every event arrives, once, in order.
+    let target = SyslogTarget {
+        ca_file: Some(cert.clone()),
+        ..untrusted
+    };
+    let sent =
+        ep.m.stream_audit_syslog(&target, &once, &AtomicBool::new(false), &mut |_| {})
+            .unwrap();
+    let total = ep.m.verify_audit().unwrap().events as usize;
+    assert_eq!(sent as usize, total);
+    assert_eq!(
+        server.wait_for(total),
+        (1..=total as u64).collect::<Vec<_>>()
+    );
+    // The wire carried TLS, not plain syslog: a plain TCP client's message is not logged.
+    let plain = SyslogTarget {
+        tls: false,
+        ca_file: None,
+        ..target
+    };
+    ep.token(AGENT, &[]);
+    let _ =
+        ep.m.stream_audit_syslog(&plain, &once, &AtomicBool::new(false), &mut |_| {});
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(server.seqs().len(), total, "plain text was not accepted");
 }
