@@ -3,6 +3,8 @@
 //!
 //! - `registry`: members, connections, agents, rollback when the keychain fails, the chain.
 //! - `tls`: the endpoint's loopback certificate (names, key only in the keychain, renewal).
+//! - `wycheproof`: Project Wycheproof's Ed25519 vectors through key registration and verification.
+//! - `fuzz`: property tests feeding arbitrary input to every parser an attacker reaches.
 
 #![allow(
     clippy::unwrap_used,
@@ -11,5 +13,7 @@
     reason = "tests"
 )]
 
+mod fuzz;
 mod registry;
 mod tls;
+mod wycheproof;

@@ -165,9 +165,17 @@ impl Jws {
     /// canonical scalars).
     pub fn verify(&self, key: &VerifyingKey) -> Result<(), JwsError> {
         let input = &self.raw.as_bytes()[..self.signing_input_len];
-        key.verify_strict(input, &Signature::from_bytes(&self.signature))
-            .map_err(|_| JwsError::Signature)
+        verify_detached(key, input, &self.signature)
     }
+}
+
+/// The one Ed25519 check every signature in Mandate goes through: exactly 64 bytes, then
+/// `verify_strict` (RFC 8032 with canonical `S`, no small-order `R` or key). Tested against
+/// Project Wycheproof's vectors (`tests/wycheproof.rs`).
+pub fn verify_detached(key: &VerifyingKey, msg: &[u8], sig: &[u8]) -> Result<(), JwsError> {
+    let sig: [u8; 64] = sig.try_into().map_err(|_| JwsError::SignatureLength)?;
+    key.verify_strict(msg, &Signature::from_bytes(&sig))
+        .map_err(|_| JwsError::Signature)
 }
 
 /// Sign `claims` under `header` (which must already name `alg`) with `key`.
