@@ -3,11 +3,22 @@
 //! one fresh assertion per request, pre-generated so that the client's own signing is not
 //! measured. Also measures the crypto floor on this machine.
 //!
+//! Two ways to drive the server:
+//! - closed loop (`--concurrency N`): N keep-alive connections, each sending its next request
+//!   when the previous answer arrives. Throughput at a given concurrency.
+//! - open loop (`--rate R`): R requests per second on a fixed schedule, whatever the answers
+//!   do (a slow answer does not delay the next send, and connections are added as needed).
+//!   Each latency is measured from the request's *scheduled* send time, not from when it was
+//!   actually sent, so a stall in the server (or in this process) counts against every
+//!   request it delayed (no coordinated omission).
+//!
 //! Usage:
 //!   loadgen tokens --url URL --aud AUD --client-id ID --key JWK_FILE --concurrency N --seconds S
+//!   loadgen tokens --url URL --aud AUD --client-id ID --key JWK_FILE --rate R --seconds S
 //!   loadgen floor --seconds S
 //!
-//! Prints one JSON line per run: requests, errors, tokens/s, p50/p99 latency in ms.
+//! Prints one JSON line per run: requests, errors, tokens/s, p50/p90/p99/max latency in ms
+//! (open loop: also the rate asked for and the rate achieved).
 
 #![allow(
     clippy::unwrap_used,
@@ -62,6 +73,89 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i]
 }
 
+/// Send one token request; whether it succeeded.
+async fn send(http: &reqwest::Client, url: &str, body: String) -> bool {
+    let r = http
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await;
+    match r {
+        Ok(r) => {
+            let st = r.status();
+            let _ = r.bytes().await;
+            st.is_success()
+        }
+        Err(_) => false,
+    }
+}
+
+fn ms2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// Fixed-rate sends: request `i` is due at `start + i / rate`; its latency runs from then.
+async fn open_loop(
+    url: String,
+    bodies: Vec<String>,
+    rate: f64,
+    secs: u64,
+    label: String,
+    http: reqwest::Client,
+) {
+    let n = ((rate * secs as f64) as usize).min(bodies.len());
+    let period = Duration::from_secs_f64(1.0 / rate);
+    let url = Arc::new(url);
+    let errors = Arc::new(AtomicUsize::new(0));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<f64>();
+    let start = tokio::time::Instant::now() + Duration::from_millis(20);
+    let mut late_sends = 0usize;
+    let mut bodies = bodies;
+    bodies.truncate(n);
+    for (i, body) in bodies.into_iter().enumerate() {
+        let due = start + period.mul_f64(i as f64);
+        tokio::time::sleep_until(due).await;
+        if tokio::time::Instant::now().duration_since(due) > Duration::from_millis(1) {
+            late_sends += 1;
+        }
+        let (http, url, errors, tx) = (http.clone(), url.clone(), errors.clone(), tx.clone());
+        tokio::spawn(async move {
+            let ok = send(&http, &url, body).await;
+            if !ok {
+                errors.fetch_add(1, Ordering::Relaxed);
+            }
+            let _ = tx.send(
+                tokio::time::Instant::now()
+                    .duration_since(due)
+                    .as_secs_f64()
+                    * 1000.0,
+            );
+        });
+    }
+    drop(tx);
+    let mut all = Vec::with_capacity(n);
+    while let Some(l) = rx.recv().await {
+        all.push(l);
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    all.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let errs = errors.load(Ordering::Relaxed);
+    println!(
+        "{}",
+        serde_json::json!({
+            "label": label, "mode": "open loop", "rate": rate, "requests": all.len(),
+            "errors": errs,
+            "achieved_per_s": ((all.len() - errs) as f64 / elapsed).round(),
+            "sends_over_1ms_late": late_sends,
+            "p50_ms": ms2(percentile(&all, 0.50)),
+            "p90_ms": ms2(percentile(&all, 0.90)),
+            "p99_ms": ms2(percentile(&all, 0.99)),
+            "max_ms": ms2(all.last().copied().unwrap_or(0.0)),
+        })
+    );
+}
+
 async fn tokens(args: &[String]) {
     let url = arg(args, "--url").expect("--url");
     let aud = arg(args, "--aud").unwrap_or_else(|| url.clone());
@@ -81,6 +175,11 @@ async fn tokens(args: &[String]) {
     let secs: u64 = arg(args, "--seconds").map_or(10, |c| c.parse().unwrap());
     let max: usize = arg(args, "--max").map_or(60_000, |c| c.parse().unwrap());
     let label = arg(args, "--label").unwrap_or_else(|| "run".into());
+    let rate: Option<f64> = arg(args, "--rate").map(|r| r.parse().unwrap());
+    let max = match rate {
+        Some(r) => max.max((r * secs as f64) as usize),
+        None => max,
+    };
     // One fresh assertion per request, made before the clock starts.
     let bodies: Vec<String> = (0..max)
         .map(|_| {
@@ -90,6 +189,15 @@ async fn tokens(args: &[String]) {
             )
         })
         .collect();
+    if let Some(rate) = rate {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .build()
+            .unwrap();
+        return open_loop(url, bodies, rate, secs, label, http).await;
+    }
     let bodies = Arc::new(bodies);
     let next = Arc::new(AtomicUsize::new(0));
     let errors = Arc::new(AtomicUsize::new(0));
@@ -117,20 +225,7 @@ async fn tokens(args: &[String]) {
                     break;
                 }
                 let t = Instant::now();
-                let r = http
-                    .post(&url)
-                    .header("content-type", "application/x-www-form-urlencoded")
-                    .body(bodies[i].clone())
-                    .send()
-                    .await;
-                let ok = match r {
-                    Ok(r) => {
-                        let st = r.status();
-                        let _ = r.bytes().await;
-                        st.is_success()
-                    }
-                    Err(_) => false,
-                };
+                let ok = send(&http, &url, bodies[i].clone()).await;
                 lat.push(t.elapsed().as_secs_f64() * 1000.0);
                 if !ok {
                     errors.fetch_add(1, Ordering::Relaxed);
@@ -149,10 +244,12 @@ async fn tokens(args: &[String]) {
     println!(
         "{}",
         serde_json::json!({
-            "label": label, "concurrency": conc, "requests": all.len(), "errors": errs,
+            "label": label, "mode": "closed loop", "concurrency": conc, "requests": all.len(), "errors": errs,
             "tokens_per_s": ((all.len() - errs) as f64 / elapsed).round(),
-            "p50_ms": (percentile(&all, 0.50) * 100.0).round() / 100.0,
-            "p99_ms": (percentile(&all, 0.99) * 100.0).round() / 100.0,
+            "p50_ms": ms2(percentile(&all, 0.50)),
+            "p90_ms": ms2(percentile(&all, 0.90)),
+            "p99_ms": ms2(percentile(&all, 0.99)),
+            "max_ms": ms2(all.last().copied().unwrap_or(0.0)),
         })
     );
 }
@@ -207,7 +304,7 @@ async fn main() {
         Some("tokens") => tokens(&args).await,
         Some("floor") => floor(&args),
         _ => eprintln!(
-            "usage: loadgen tokens --url URL --client-id ID --key JWK [--aud A] [--concurrency N] [--seconds S] | loadgen floor"
+            "usage: loadgen tokens --url URL --client-id ID --key JWK [--aud A] [--concurrency N | --rate R] [--seconds S] | loadgen floor"
         ),
     }
 }
