@@ -18,6 +18,7 @@ use rusqlite::OptionalExtension;
 use serde_json::{Value, json};
 
 use super::assertion::{self, Client};
+use super::client_agent::ClientAgent;
 use super::dpop::{self, DpopProof};
 use super::jws::{self, Jws};
 use super::policy::{self, Ceiling, Plan, RateLimiter};
@@ -29,7 +30,6 @@ use super::{
 };
 use crate::Mandate;
 use crate::audit::{self, Actor, Decision, NewEvent, Target};
-use crate::model::Agent;
 use crate::registry::IssuerKey;
 use crate::secret::Sensitive;
 
@@ -106,7 +106,7 @@ impl std::fmt::Debug for TokenService {
 }
 
 /// Who a denial is attributed to.
-fn actor_of(agent: Option<&Agent>) -> Actor {
+fn actor_of(agent: Option<&ClientAgent>) -> Actor {
     match agent {
         Some(a) => Actor::agent(a.id.as_str(), a.name.as_str()),
         None => Actor::app("endpoint", "token endpoint"),
@@ -267,7 +267,7 @@ impl TokenService {
     /// closed with 503 instead.
     fn deny(
         &self,
-        agent: Option<&Agent>,
+        agent: Option<&ClientAgent>,
         action: &str,
         err: OAuthError,
         mut details: serde_json::Map<String, Value>,
@@ -444,7 +444,7 @@ impl TokenService {
     fn exchange(
         &self,
         form: &Form,
-        agent: &Agent,
+        agent: &ClientAgent,
         conns: &[policy::ConnInfo],
         resources: &[&str],
         proof: Option<&DpopProof>,
@@ -493,16 +493,11 @@ impl TokenService {
                         )));
                     }
                 };
-                let holder: Option<String> = {
-                    let conn = self.m.lock()?;
-                    conn.query_row(
-                        "SELECT name FROM agents WHERE id = ?1",
-                        [&rec.agent_id],
-                        |r| r.get(0),
-                    )
-                    .optional()
-                    .map_err(crate::Error::from)?
-                };
+                let holder: Option<String> = self.readers.with(|c| {
+                    Ok(c.prepare_cached("SELECT name FROM agents WHERE id = ?1")?
+                        .query_row([&rec.agent_id], |r| r.get(0))
+                        .optional()?)
+                })?;
                 if agent.parent.as_ref().map(|p| p.as_str()) != holder.as_deref() {
                     return Err(OAuthError::InvalidGrant(format!(
                         "only a sub-agent of the token's holder may exchange it, and '{}' is not one",
@@ -744,11 +739,9 @@ impl TokenService {
                     "the DPoP proof's jti was already used (replay)".into(),
                 ));
             }
-            let status: String = tx.query_row(
-                "SELECT status FROM agents WHERE id = ?1",
-                [&agent_id],
-                |r| r.get(0),
-            )?;
+            let status: String = tx
+                .prepare_cached("SELECT status FROM agents WHERE id = ?1")?
+                .query_row([&agent_id], |r| r.get(0))?;
             if status != "active" {
                 return refuse(OAuthError::InvalidClient(format!(
                     "the agent '{client_name}' is {status}: it gets no tokens"
