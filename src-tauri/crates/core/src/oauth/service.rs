@@ -617,7 +617,7 @@ impl TokenService {
     ) -> Result<TokenResponse, OAuthError> {
         let agent = &client.agent;
         let signer = self.signer()?;
-        let jti = uuid::Uuid::new_v4().to_string();
+        let jti = time_ordered_jti(self.m.now());
         let Minted {
             plan,
             subject,
@@ -935,6 +935,19 @@ impl TokenService {
     }
 }
 
+/// A fresh token `jti`: a UUIDv7 (Mandate's clock's milliseconds, then 74 random bits).
+/// Time-ordered ids land at the end of `oauth_tokens`' primary-key index, so a group commit's
+/// token rows dirty a page or two instead of one random leaf page per token (fewer WAL frames
+/// written per commit). The time it reveals is the token's `iat` anyway.
+fn time_ordered_jti(now: chrono::DateTime<chrono::Utc>) -> String {
+    let ts = uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        now.timestamp().max(0) as u64,
+        now.timestamp_subsec_nanos(),
+    );
+    uuid::Uuid::new_v7(ts).to_string()
+}
+
 /// RFC 7662 §2.2 members for an active token.
 fn active_response(j: &Jws, rec: &TokenRecord) -> Value {
     let mut v = json!({
@@ -982,5 +995,31 @@ impl Mandate {
             }
             Ok(changed)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use chrono::{Duration, TimeZone, Utc};
+
+    use super::time_ordered_jti;
+
+    #[test]
+    fn token_jtis_sort_by_issue_time_and_never_repeat() {
+        let t0 = Utc.with_ymd_and_hms(2026, 11, 23, 7, 0, 0).unwrap();
+        let jtis: Vec<String> = (0..200)
+            .map(|i| time_ordered_jti(t0 + Duration::milliseconds(i)))
+            .collect();
+        let mut sorted = jtis.clone();
+        sorted.sort();
+        assert_eq!(sorted, jtis, "later tokens must sort after earlier ones");
+        // Within one millisecond the random bits still keep them apart.
+        let same: std::collections::BTreeSet<String> =
+            (0..1000).map(|_| time_ordered_jti(t0)).collect();
+        assert_eq!(same.len(), 1000);
+        let u = uuid::Uuid::parse_str(&jtis[0]).unwrap();
+        assert_eq!(u.get_version_num(), 7);
     }
 }
