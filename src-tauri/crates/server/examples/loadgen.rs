@@ -14,11 +14,13 @@
 //!
 //! Usage:
 //!   loadgen tokens --url URL --aud AUD --client-id ID --key JWK_FILE --concurrency N --seconds S
-//!   loadgen tokens --url URL --aud AUD --client-id ID --key JWK_FILE --rate R --seconds S
+//!   loadgen tokens --url URL --aud AUD --client-id ID --key JWK_FILE --rate R --seconds S [--timeline]
 //!   loadgen floor --seconds S
 //!
 //! Prints one JSON line per run: requests, errors, tokens/s, p50/p90/p99/max latency in ms
-//! (open loop: also the rate asked for and the rate achieved).
+//! (open loop: also the rate asked for and the rate achieved; `--timeline` adds a line with the
+//! worst latency of the requests due in each 100 ms of the schedule, to tell one stall from a
+//! periodic one).
 
 #![allow(
     clippy::unwrap_used,
@@ -107,12 +109,13 @@ async fn open_loop(
     secs: u64,
     label: String,
     http: reqwest::Client,
+    timeline: bool,
 ) {
     let n = ((rate * secs as f64) as usize).min(bodies.len());
     let period = Duration::from_secs_f64(1.0 / rate);
     let url = Arc::new(url);
     let errors = Arc::new(AtomicUsize::new(0));
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<f64>();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, f64)>();
     let start = Instant::now() + Duration::from_millis(20);
     let mut bodies = bodies;
     bodies.truncate(n);
@@ -135,15 +138,22 @@ async fn open_loop(
                     if !ok {
                         errors.fetch_add(1, Ordering::Relaxed);
                     }
-                    let _ = tx.send(Instant::now().duration_since(due).as_secs_f64() * 1000.0);
+                    let _ = tx.send((i, Instant::now().duration_since(due).as_secs_f64() * 1000.0));
                 });
             }
             lags
         })
     };
     let mut all = Vec::with_capacity(n);
-    while let Some(l) = rx.recv().await {
+    // The worst latency among the requests due in each 100 ms slice of the schedule.
+    let slices = (n as f64 / (rate / 10.0)).ceil() as usize;
+    let mut worst = vec![0.0f64; slices.max(1)];
+    while let Some((i, l)) = rx.recv().await {
         all.push(l);
+        let k = ((i as f64 / rate) * 10.0) as usize;
+        if let Some(w) = worst.get_mut(k) {
+            *w = f64::max(*w, l);
+        }
     }
     let elapsed = start.elapsed().as_secs_f64();
     let mut lags = pacer.join().unwrap();
@@ -164,6 +174,13 @@ async fn open_loop(
             "dispatch_lag_p99_ms": ms2(percentile(&lags, 0.99)),
         })
     );
+    if timeline {
+        let w: Vec<f64> = worst.iter().map(|x| x.round()).collect();
+        println!(
+            "{}",
+            serde_json::json!({"label": label, "worst_ms_per_100ms": w})
+        );
+    }
 }
 
 async fn tokens(args: &[String]) {
@@ -206,7 +223,8 @@ async fn tokens(args: &[String]) {
             .tcp_nodelay(true)
             .build()
             .unwrap();
-        return open_loop(url, bodies, rate, secs, label, http).await;
+        let timeline = args.iter().any(|a| a == "--timeline");
+        return open_loop(url, bodies, rate, secs, label, http, timeline).await;
     }
     let bodies = Arc::new(bodies);
     let next = Arc::new(AtomicUsize::new(0));
