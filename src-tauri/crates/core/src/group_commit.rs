@@ -174,14 +174,21 @@ where
     T: Send + 'static,
     F: FnOnce(&Transaction<'_>, DateTime<Utc>) -> Result<T>,
 {
-    let out = match tx.execute_batch("SAVEPOINT grouped_write") {
+    // Cached statements: the leader runs these for every write of its batch while the others
+    // wait, so parsing them each time would lengthen every batch.
+    let exec = |sql: &str| {
+        tx.prepare_cached(sql)
+            .and_then(|mut s| s.execute([]))
+            .map(|_| ())
+    };
+    let out = match exec("SAVEPOINT grouped_write") {
         Err(e) => Err(Error::from(e)),
         Ok(()) => {
             let r = f(tx, now);
             let end = if r.is_ok() {
-                tx.execute_batch("RELEASE grouped_write")
+                exec("RELEASE grouped_write")
             } else {
-                tx.execute_batch("ROLLBACK TO grouped_write; RELEASE grouped_write")
+                exec("ROLLBACK TO grouped_write").and_then(|()| exec("RELEASE grouped_write"))
             };
             match (r, end) {
                 (Ok(v), Ok(())) => Ok(v),

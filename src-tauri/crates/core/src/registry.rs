@@ -86,7 +86,7 @@ pub struct IssuerKey {
 /// Longest token lifetime anyone may configure: 24 hours.
 pub const MAX_TTL_SECS: u32 = 24 * 3600;
 
-fn parse_time(s: &str) -> Result<DateTime<Utc>> {
+pub(crate) fn parse_time(s: &str) -> Result<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| Error::Storage(format!("a stored time is unreadable ({e})")))

@@ -98,6 +98,50 @@ fn signal(
     }
 }
 
+/// The facts [`state`] needs: those of [`TrustInputs`] without the keys' other fields.
+#[derive(Debug)]
+pub struct StateInputs<'a> {
+    pub status: AgentStatus,
+    pub has_owner: bool,
+    /// Each key's creation time and expiry.
+    pub key_times: &'a [(DateTime<Utc>, Option<DateTime<Utc>>)],
+    pub scope_count: usize,
+    pub created_at: DateTime<Utc>,
+    pub now: DateTime<Utc>,
+    pub override_state: Option<TrustState>,
+}
+
+/// The effective trust state alone, with the same rules as [`evaluate`] but without writing
+/// the signals' explanations: what the token endpoint checks on every request. A test
+/// compares the two over every combination of the signals.
+pub fn state(i: &StateInputs<'_>) -> TrustState {
+    let fail = i.status != AgentStatus::Active || !i.has_owner;
+    let newest = i
+        .key_times
+        .iter()
+        .filter(|(_, exp)| exp.is_none_or(|t| i.now < t))
+        .map(|(created, _)| *created)
+        .max();
+    let mut warn = match newest {
+        None => true,
+        Some(n) => i.now - n > Duration::days(KEY_MAX_AGE_DAYS),
+    };
+    warn |= i.scope_count == 0 || i.scope_count > NARROW_SCOPE_LIMIT;
+    warn |= i.now - i.created_at < Duration::hours(TRACK_RECORD_HOURS);
+    let computed = if fail {
+        TrustState::Untrusted
+    } else if warn {
+        TrustState::Pending
+    } else {
+        TrustState::Trusted
+    };
+    match (i.override_state, i.status) {
+        (_, AgentStatus::Suspended | AgentStatus::Revoked) => TrustState::Untrusted,
+        (Some(o), _) => o,
+        (None, _) => computed,
+    }
+}
+
 /// Evaluate an agent's trust.
 pub fn evaluate(i: TrustInputs<'_>) -> TrustReport {
     use SignalOutcome::*;
@@ -310,6 +354,93 @@ mod tests {
         let old = eval(AgentStatus::Active, &keys, &scopes, 48, None);
         assert_eq!(old.state, TrustState::Trusted);
         assert_eq!(old.score, old.signals.len() as i32);
+    }
+
+    /// `state` (the endpoint's) and `evaluate` (what people see) agree on every combination
+    /// of status, owner, keys (none, fresh, stale, expired, mixed), scope counts, agent age and
+    /// override.
+    #[test]
+    fn state_agrees_with_evaluate_everywhere() {
+        let now = Utc::now();
+        let fresh = key(now - Duration::days(3));
+        let stale = key(now - Duration::days(KEY_MAX_AGE_DAYS + 1));
+        let mut expired = key(now - Duration::days(2));
+        expired.expires_at = Some(now - Duration::hours(1));
+        let mut expiring = key(now - Duration::days(1));
+        expiring.expires_at = Some(now + Duration::hours(1));
+        let key_sets: Vec<Vec<AgentKey>> = vec![
+            vec![],
+            vec![fresh.clone()],
+            vec![stale.clone()],
+            vec![expired.clone()],
+            vec![expiring],
+            vec![stale.clone(), fresh],
+            vec![expired, stale],
+        ];
+        let scope_sets: Vec<Vec<Scope>> = [0usize, 1, NARROW_SCOPE_LIMIT, NARROW_SCOPE_LIMIT + 1]
+            .iter()
+            .map(|n| {
+                (0..*n)
+                    .map(|i| Scope::parse(&format!("github:repo.read{i}")).unwrap())
+                    .collect()
+            })
+            .collect();
+        let overrides = [
+            None,
+            Some(TrustState::Trusted),
+            Some(TrustState::Pending),
+            Some(TrustState::Untrusted),
+        ];
+        let mut seen = std::collections::BTreeSet::new();
+        for status in [
+            AgentStatus::Active,
+            AgentStatus::Suspended,
+            AgentStatus::Revoked,
+        ] {
+            for has_owner in [true, false] {
+                for keys in &key_sets {
+                    for scopes in &scope_sets {
+                        for age_h in [1, TRACK_RECORD_HOURS + 1] {
+                            for o in overrides {
+                                let created_at = now - Duration::hours(age_h);
+                                let full = evaluate(TrustInputs {
+                                    status,
+                                    has_owner,
+                                    keys,
+                                    scopes,
+                                    created_at,
+                                    now,
+                                    override_: o.map(|state| TrustOverride {
+                                        state,
+                                        reason: "r".into(),
+                                    }),
+                                });
+                                let times: Vec<_> =
+                                    keys.iter().map(|k| (k.created_at, k.expires_at)).collect();
+                                let narrow = state(&StateInputs {
+                                    status,
+                                    has_owner,
+                                    key_times: &times,
+                                    scope_count: scopes.len(),
+                                    created_at,
+                                    now,
+                                    override_state: o,
+                                });
+                                assert_eq!(
+                                    narrow,
+                                    full.state,
+                                    "{status:?} owner={has_owner} keys={keys:?} scopes={} \
+                                     age={age_h}h override={o:?}",
+                                    scopes.len()
+                                );
+                                seen.insert(full.state);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(seen.len(), 3, "every state must be reached");
     }
 
     #[test]

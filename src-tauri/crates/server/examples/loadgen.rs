@@ -3,11 +3,24 @@
 //! one fresh assertion per request, pre-generated so that the client's own signing is not
 //! measured. Also measures the crypto floor on this machine.
 //!
+//! Two ways to drive the server:
+//! - closed loop (`--concurrency N`): N keep-alive connections, each sending its next request
+//!   when the previous answer arrives. Throughput at a given concurrency.
+//! - open loop (`--rate R`): R requests per second on a fixed schedule, whatever the answers
+//!   do (a slow answer does not delay the next send, and connections are added as needed).
+//!   Each latency is measured from the request's *scheduled* send time, not from when it was
+//!   actually sent, so a stall in the server (or in this process) counts against every
+//!   request it delayed (no coordinated omission).
+//!
 //! Usage:
 //!   loadgen tokens --url URL --aud AUD --client-id ID --key JWK_FILE --concurrency N --seconds S
+//!   loadgen tokens --url URL --aud AUD --client-id ID --key JWK_FILE --rate R --seconds S [--timeline]
 //!   loadgen floor --seconds S
 //!
-//! Prints one JSON line per run: requests, errors, tokens/s, p50/p99 latency in ms.
+//! Prints one JSON line per run: requests, errors, tokens/s, p50/p90/p99/max latency in ms
+//! (open loop: also the rate asked for and the rate achieved; `--timeline` adds a line with the
+//! worst latency of the requests due in each 100 ms of the schedule, to tell one stall from a
+//! periodic one).
 
 #![allow(
     clippy::unwrap_used,
@@ -62,6 +75,114 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i]
 }
 
+/// Send one token request; whether it succeeded.
+async fn send(http: &reqwest::Client, url: &str, body: String) -> bool {
+    let r = http
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await;
+    match r {
+        Ok(r) => {
+            let st = r.status();
+            let _ = r.bytes().await;
+            st.is_success()
+        }
+        Err(_) => false,
+    }
+}
+
+fn ms2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// Fixed-rate sends: request `i` is due at `start + i / rate`; its latency runs from then.
+/// A dedicated OS thread keeps the schedule with `thread::sleep` (tokio's timer ticks in whole
+/// milliseconds, which would add up to 1 ms to every latency) and hands each request to the
+/// runtime when it is due. How late each hand-off was is reported too (`dispatch_lag_*`): it
+/// is the load generator's own share of the latency, counted against the server anyway.
+async fn open_loop(
+    url: String,
+    bodies: Vec<String>,
+    rate: f64,
+    secs: u64,
+    label: String,
+    http: reqwest::Client,
+    timeline: bool,
+) {
+    let n = ((rate * secs as f64) as usize).min(bodies.len());
+    let period = Duration::from_secs_f64(1.0 / rate);
+    let url = Arc::new(url);
+    let errors = Arc::new(AtomicUsize::new(0));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, f64)>();
+    let start = Instant::now() + Duration::from_millis(20);
+    let mut bodies = bodies;
+    bodies.truncate(n);
+    let rt = tokio::runtime::Handle::current();
+    let pacer = {
+        let errors = errors.clone();
+        std::thread::spawn(move || {
+            let mut lags = Vec::with_capacity(n);
+            for (i, body) in bodies.into_iter().enumerate() {
+                let due = start + period.mul_f64(i as f64);
+                let now = Instant::now();
+                if due > now {
+                    std::thread::sleep(due - now);
+                }
+                lags.push(Instant::now().duration_since(due).as_secs_f64() * 1000.0);
+                let (http, url, errors, tx) =
+                    (http.clone(), url.clone(), errors.clone(), tx.clone());
+                rt.spawn(async move {
+                    let ok = send(&http, &url, body).await;
+                    if !ok {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let _ = tx.send((i, Instant::now().duration_since(due).as_secs_f64() * 1000.0));
+                });
+            }
+            lags
+        })
+    };
+    let mut all = Vec::with_capacity(n);
+    // The worst latency among the requests due in each 100 ms slice of the schedule.
+    let slices = (n as f64 / (rate / 10.0)).ceil() as usize;
+    let mut worst = vec![0.0f64; slices.max(1)];
+    while let Some((i, l)) = rx.recv().await {
+        all.push(l);
+        let k = ((i as f64 / rate) * 10.0) as usize;
+        if let Some(w) = worst.get_mut(k) {
+            *w = f64::max(*w, l);
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let mut lags = pacer.join().unwrap();
+    lags.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    all.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let errs = errors.load(Ordering::Relaxed);
+    println!(
+        "{}",
+        serde_json::json!({
+            "label": label, "mode": "open loop", "rate": rate, "requests": all.len(),
+            "errors": errs,
+            "achieved_per_s": ((all.len() - errs) as f64 / elapsed).round(),
+            "p50_ms": ms2(percentile(&all, 0.50)),
+            "p90_ms": ms2(percentile(&all, 0.90)),
+            "p99_ms": ms2(percentile(&all, 0.99)),
+            "max_ms": ms2(all.last().copied().unwrap_or(0.0)),
+            "dispatch_lag_p50_ms": ms2(percentile(&lags, 0.50)),
+            "dispatch_lag_p99_ms": ms2(percentile(&lags, 0.99)),
+        })
+    );
+    if timeline {
+        let w: Vec<f64> = worst.iter().map(|x| x.round()).collect();
+        println!(
+            "{}",
+            serde_json::json!({"label": label, "worst_ms_per_100ms": w})
+        );
+    }
+}
+
 async fn tokens(args: &[String]) {
     let url = arg(args, "--url").expect("--url");
     let aud = arg(args, "--aud").unwrap_or_else(|| url.clone());
@@ -81,6 +202,11 @@ async fn tokens(args: &[String]) {
     let secs: u64 = arg(args, "--seconds").map_or(10, |c| c.parse().unwrap());
     let max: usize = arg(args, "--max").map_or(60_000, |c| c.parse().unwrap());
     let label = arg(args, "--label").unwrap_or_else(|| "run".into());
+    let rate: Option<f64> = arg(args, "--rate").map(|r| r.parse().unwrap());
+    let max = match rate {
+        Some(r) => max.max((r * secs as f64) as usize),
+        None => max,
+    };
     // One fresh assertion per request, made before the clock starts.
     let bodies: Vec<String> = (0..max)
         .map(|_| {
@@ -90,6 +216,16 @@ async fn tokens(args: &[String]) {
             )
         })
         .collect();
+    if let Some(rate) = rate {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .build()
+            .unwrap();
+        let timeline = args.iter().any(|a| a == "--timeline");
+        return open_loop(url, bodies, rate, secs, label, http, timeline).await;
+    }
     let bodies = Arc::new(bodies);
     let next = Arc::new(AtomicUsize::new(0));
     let errors = Arc::new(AtomicUsize::new(0));
@@ -117,20 +253,7 @@ async fn tokens(args: &[String]) {
                     break;
                 }
                 let t = Instant::now();
-                let r = http
-                    .post(&url)
-                    .header("content-type", "application/x-www-form-urlencoded")
-                    .body(bodies[i].clone())
-                    .send()
-                    .await;
-                let ok = match r {
-                    Ok(r) => {
-                        let st = r.status();
-                        let _ = r.bytes().await;
-                        st.is_success()
-                    }
-                    Err(_) => false,
-                };
+                let ok = send(&http, &url, bodies[i].clone()).await;
                 lat.push(t.elapsed().as_secs_f64() * 1000.0);
                 if !ok {
                     errors.fetch_add(1, Ordering::Relaxed);
@@ -149,10 +272,12 @@ async fn tokens(args: &[String]) {
     println!(
         "{}",
         serde_json::json!({
-            "label": label, "concurrency": conc, "requests": all.len(), "errors": errs,
+            "label": label, "mode": "closed loop", "concurrency": conc, "requests": all.len(), "errors": errs,
             "tokens_per_s": ((all.len() - errs) as f64 / elapsed).round(),
-            "p50_ms": (percentile(&all, 0.50) * 100.0).round() / 100.0,
-            "p99_ms": (percentile(&all, 0.99) * 100.0).round() / 100.0,
+            "p50_ms": ms2(percentile(&all, 0.50)),
+            "p90_ms": ms2(percentile(&all, 0.90)),
+            "p99_ms": ms2(percentile(&all, 0.99)),
+            "max_ms": ms2(all.last().copied().unwrap_or(0.0)),
         })
     );
 }
@@ -207,7 +332,7 @@ async fn main() {
         Some("tokens") => tokens(&args).await,
         Some("floor") => floor(&args),
         _ => eprintln!(
-            "usage: loadgen tokens --url URL --client-id ID --key JWK [--aud A] [--concurrency N] [--seconds S] | loadgen floor"
+            "usage: loadgen tokens --url URL --client-id ID --key JWK [--aud A] [--concurrency N | --rate R] [--seconds S] | loadgen floor"
         ),
     }
 }

@@ -292,11 +292,8 @@ fn check_details(v: &serde_json::Value) -> Result<()> {
 /// with `BEGIN IMMEDIATE` (the chain reads the previous hash).
 pub fn append(tx: &Transaction<'_>, now: DateTime<Utc>, ev: NewEvent) -> Result<AuditEvent> {
     let last: Option<(i64, Vec<u8>)> = tx
-        .query_row(
-            "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .prepare_cached("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     let (seq, prev) = match last {
         Some((s, h)) => {
@@ -324,19 +321,19 @@ pub fn append(tx: &Transaction<'_>, now: DateTime<Utc>, ev: NewEvent) -> Result<
     };
     let canonical = canonical_bytes(&event)?;
     let hash = chain_hash(&prev, &canonical);
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO audit_events (seq, time, agent_id, action, decision, body, hash)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![
-            seq as i64,
-            event.time,
-            ev.agent_id,
-            event.action,
-            event.decision.as_str(),
-            canonical,
-            hash.as_slice()
-        ],
-    )?;
+    )?
+    .execute(params![
+        seq as i64,
+        event.time,
+        ev.agent_id,
+        event.action,
+        event.decision.as_str(),
+        canonical,
+        hash.as_slice()
+    ])?;
     Ok(event)
 }
 

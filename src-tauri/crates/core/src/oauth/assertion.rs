@@ -14,6 +14,7 @@
 use ed25519_dalek::VerifyingKey;
 use serde_json::Value;
 
+use super::client_agent::{self, ClientAgent};
 use super::jws::{self, Jws};
 use super::readers::Readers;
 use super::{
@@ -21,14 +22,12 @@ use super::{
     SKEW_SECS,
 };
 use crate::Mandate;
-use crate::keys;
-use crate::model::{Agent, AgentName, AgentStatus};
-use crate::registry;
+use crate::model::{AgentName, AgentStatus};
 
 /// An authenticated client.
 #[derive(Debug)]
 pub(crate) struct Client {
-    pub agent: Agent,
+    pub agent: ClientAgent,
     pub kid: String,
     pub jti: String,
     pub exp: i64,
@@ -38,7 +37,7 @@ pub(crate) struct Client {
 #[derive(Debug)]
 pub(crate) struct Denial {
     pub err: OAuthError,
-    pub agent: Option<Box<Agent>>,
+    pub agent: Option<Box<ClientAgent>>,
 }
 
 impl Denial {
@@ -48,7 +47,7 @@ impl Denial {
             agent: None,
         }
     }
-    fn about(agent: &Agent, msg: impl Into<String>) -> Self {
+    fn about(agent: &ClientAgent, msg: impl Into<String>) -> Self {
         Denial {
             err: OAuthError::InvalidClient(msg.into()),
             agent: Some(Box::new(agent.clone())),
@@ -157,24 +156,22 @@ pub(crate) fn authenticate(
 }
 
 /// The agent whose name is exactly `client_id` (never by id, never by a near match).
-pub(crate) fn find_agent(m: &Mandate, readers: &Readers, client_id: &str) -> Option<Agent> {
+pub(crate) fn find_agent(m: &Mandate, readers: &Readers, client_id: &str) -> Option<ClientAgent> {
     let name = AgentName::parse(client_id).ok()?;
     if name.as_str() != client_id {
         return None;
     }
     let now = m.now();
     readers
-        .with(|c| {
-            let id = registry::agent_id_tx(c, name.as_str())?;
-            registry::load_agent(c, id.as_str(), now)
-        })
+        .with(|c| client_agent::load(c, name.as_str(), now))
         .ok()
+        .flatten()
         .filter(|a| a.name.as_str() == client_id)
 }
 
 /// The registered key the assertion names (exact `kid` match), or the only active key.
 fn pick_key(
-    agent: &Agent,
+    agent: &ClientAgent,
     jws: &Jws,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(String, VerifyingKey), &'static str> {
@@ -195,12 +192,9 @@ fn pick_key(
             }
         },
     };
-    let bytes = keys::b64url_decode(&chosen.public_x).ok_or("a registered key is unreadable")?;
-    let arr: [u8; 32] = bytes
-        .as_slice()
-        .try_into()
+    let vk = chosen
+        .verifying_key()
         .map_err(|_| "a registered key is unreadable")?;
-    let vk = VerifyingKey::from_bytes(&arr).map_err(|_| "a registered key is unreadable")?;
     Ok((chosen.kid.clone(), vk))
 }
 

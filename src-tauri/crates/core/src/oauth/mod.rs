@@ -6,6 +6,7 @@
 //! - [`jws`]: strict compact-JWS parsing, `verify_strict`, signing (why not a JOSE crate:
 //!   see its docs and `docs/ARCHITECTURE.md`).
 //! - `assertion`: RFC 7523 `private_key_jwt` client authentication.
+//! - `client_agent`: the narrow view of the client agent read on every request.
 //! - `dpop`: RFC 9449 proofs.
 //! - `policy`: scopes, audiences, lifetimes, trust floors, rate limits.
 //! - `records`: the token, used-`jti` and delegation rows; what "active" means.
@@ -18,6 +19,7 @@
 //! never reads the system clock (time comes from the `Mandate`'s clock).
 
 mod assertion;
+mod client_agent;
 mod delegation;
 pub mod dpop;
 mod issuer;

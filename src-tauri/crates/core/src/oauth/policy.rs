@@ -18,8 +18,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
 use super::OAuthError;
+use super::client_agent::ClientAgent;
 use crate::error::Result;
-use crate::model::{Agent, Scope, TrustState};
+use crate::model::{Scope, TrustState};
 use crate::registry::MAX_TTL_SECS;
 
 /// Most scopes a request may name.
@@ -131,7 +132,7 @@ fn resolve_resource<'a>(conns: &'a [ConnInfo], r: &str) -> Option<&'a ConnInfo> 
 
 /// Decide scopes, audience and expiry for `agent`, or refuse with the reason.
 pub(crate) fn plan(
-    agent: &Agent,
+    agent: &ClientAgent,
     conns: &[ConnInfo],
     scope_param: Option<&str>,
     resources: &[&str],
@@ -243,11 +244,11 @@ pub(crate) fn plan(
         }
     }
     for c in &aud_conns {
-        if agent.trust.state < c.floor {
+        if agent.trust < c.floor {
             return Err(OAuthError::UnauthorizedClient(format!(
                 "the agent '{}' is {} but the connection '{}' requires at least {}; raise its \
                  trust (or approve it in the app) before it gets tokens for this connection",
-                agent.name, agent.trust.state, c.name, c.floor
+                agent.name, agent.trust, c.name, c.floor
             )));
         }
     }

@@ -3,6 +3,9 @@
 //! write connection. Under WAL each statement sees the newest committed state, so a
 //! revocation is visible to the next request after it commits, as on the write connection.
 //!
+//! Statements are prepared once per connection (`prepare_cached`); only the parsed SQL is
+//! kept, never a result.
+//!
 //! What it is not: a cache. Nothing read here outlives the request.
 
 use std::sync::Mutex;
@@ -39,6 +42,7 @@ impl Readers {
                 OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )?;
             c.busy_timeout(Duration::from_secs(10))?;
+            c.set_prepared_statement_cache_capacity(64);
             pool.push(Mutex::new(c));
         }
         Ok(Readers {

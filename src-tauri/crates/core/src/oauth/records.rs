@@ -33,25 +33,25 @@ pub(crate) struct TokenRecord {
 }
 
 pub(crate) fn insert_token(conn: &Connection, r: &TokenRecord) -> Result<()> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO oauth_tokens (jti, agent_id, subject, act, scope, aud, kid, issued_at,
                                    expires_at, cnf_jkt, parent_jti, delegation_id)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-        params![
-            r.jti,
-            r.agent_id,
-            r.subject,
-            r.act.as_ref().map(Value::to_string),
-            r.scope,
-            serde_json::to_string(&r.aud).unwrap_or_else(|_| "[]".into()),
-            r.kid,
-            r.issued_at,
-            r.expires_at,
-            r.cnf_jkt,
-            r.parent_jti,
-            r.delegation_id,
-        ],
-    )?;
+    )?
+    .execute(params![
+        r.jti,
+        r.agent_id,
+        r.subject,
+        r.act.as_ref().map(Value::to_string),
+        r.scope,
+        serde_json::to_string(&r.aud).unwrap_or_else(|_| "[]".into()),
+        r.kid,
+        r.issued_at,
+        r.expires_at,
+        r.cnf_jkt,
+        r.parent_jti,
+        r.delegation_id,
+    ])?;
     Ok(())
 }
 
@@ -92,10 +92,11 @@ pub(crate) fn consume_jti(
     jti: &str,
     expires_at: i64,
 ) -> Result<bool> {
-    let n = conn.execute(
-        "INSERT OR IGNORE INTO oauth_used_jtis (client, jti, expires_at) VALUES (?1, ?2, ?3)",
-        params![client, jti, expires_at],
-    )?;
+    let n = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO oauth_used_jtis (client, jti, expires_at) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![client, jti, expires_at])?;
     Ok(n == 1)
 }
 

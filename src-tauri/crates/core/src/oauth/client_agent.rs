@@ -1,0 +1,162 @@
+//! The narrow view of an agent that client authentication and issuance read on every token,
+//! introspection and revocation request: its identity, status, DPoP and lifetime settings,
+//! grants, keys (raw public bytes, decoded only for the key an assertion names) and its
+//! effective trust state.
+//!
+//! Why not the full [`crate::model::Agent`]: that view also finds the agent's last audit event,
+//! computes every key's fingerprint, decompresses every key and writes the explanation of each
+//! trust signal, none of which a token needs. The trust *state* is still computed on every
+//! request from the committed facts (with [`crate::trust::state`], the same rules as the
+//! explained evaluation, checked equal by a test), so it is never stale: a change made in the
+//! app or CLI applies to the next request after it commits.
+//!
+//! Statements are prepared once per read connection (`prepare_cached`).
+//!
+//! What it is not: a cache. Nothing read here outlives the request.
+
+use chrono::{DateTime, Utc};
+use ed25519_dalek::VerifyingKey;
+use rusqlite::OptionalExtension;
+
+use crate::error::{Error, Result};
+use crate::model::{AgentId, AgentName, AgentStatus, Scope, TrustState};
+use crate::registry::parse_time;
+use crate::trust;
+
+/// One registered public key.
+#[derive(Debug, Clone)]
+pub(crate) struct ClientKey {
+    pub kid: String,
+    pub public: [u8; 32],
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl ClientKey {
+    pub fn is_active(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at.is_none_or(|t| now < t)
+    }
+
+    /// The key as a curve point (a decompression: done only for the key in use).
+    pub fn verifying_key(&self) -> Result<VerifyingKey> {
+        VerifyingKey::from_bytes(&self.public)
+            .map_err(|_| Error::Storage("a stored public key is not a valid point".into()))
+    }
+}
+
+/// What the endpoint knows about an authenticated (or claimed) client.
+#[derive(Debug, Clone)]
+pub(crate) struct ClientAgent {
+    pub id: AgentId,
+    pub name: AgentName,
+    pub parent: Option<AgentName>,
+    pub status: AgentStatus,
+    pub dpop_required: bool,
+    pub max_token_ttl_secs: Option<u32>,
+    pub scopes: Vec<Scope>,
+    pub keys: Vec<ClientKey>,
+    /// The effective trust state now (override included).
+    pub trust: TrustState,
+}
+
+/// The agent named exactly `name`, as of the newest committed state.
+pub(crate) fn load(
+    conn: &rusqlite::Connection,
+    name: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<ClientAgent>> {
+    type Row = (
+        String,
+        String,
+        Option<String>,
+        String,
+        bool,
+        Option<String>,
+        bool,
+        Option<u32>,
+        String,
+    );
+    let mut stmt = conn.prepare_cached(
+        "SELECT a.id, a.name, p.name, a.status, m.id IS NOT NULL, a.trust_override,
+                a.dpop_required, a.max_token_ttl_secs, a.created_at
+         FROM agents a
+         LEFT JOIN members m ON m.id = a.owner_id
+         LEFT JOIN agents p ON p.id = a.parent_id
+         WHERE a.name = ?1",
+    )?;
+    let row: Option<Row> = stmt
+        .query_row([name], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+                r.get(8)?,
+            ))
+        })
+        .optional()?;
+    let Some((id, name, parent, status, has_owner, t_override, dpop_required, max_ttl, created)) =
+        row
+    else {
+        return Ok(None);
+    };
+    let mut stmt = conn.prepare_cached("SELECT scope FROM agent_scopes WHERE agent_id = ?1")?;
+    let mut scopes = stmt
+        .query_map([&id], |r| r.get::<_, String>(0))?
+        .map(|s| s.map(Scope::from_db))
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    scopes.sort();
+    let mut stmt = conn.prepare_cached(
+        "SELECT kid, public_key, created_at, expires_at FROM agent_keys WHERE agent_id = ?1",
+    )?;
+    let raw = stmt
+        .query_map([&id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Option<String>>(3)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut keys = Vec::with_capacity(raw.len());
+    let mut key_times = Vec::with_capacity(raw.len());
+    for (kid, pk, created, expires) in raw {
+        let public: [u8; 32] = pk
+            .as_slice()
+            .try_into()
+            .map_err(|_| Error::Storage("a stored public key has the wrong length".into()))?;
+        let expires_at = expires.as_deref().map(parse_time).transpose()?;
+        key_times.push((parse_time(&created)?, expires_at));
+        keys.push(ClientKey {
+            kid,
+            public,
+            expires_at,
+        });
+    }
+    let status = AgentStatus::from_db(&status)?;
+    let override_state = t_override.map(|s| s.parse()).transpose()?;
+    let trust = trust::state(&trust::StateInputs {
+        status,
+        has_owner,
+        key_times: &key_times,
+        scope_count: scopes.len(),
+        created_at: parse_time(&created)?,
+        now,
+        override_state,
+    });
+    Ok(Some(ClientAgent {
+        id: AgentId(id),
+        name: AgentName::from_db(name),
+        parent: parent.map(AgentName::from_db),
+        status,
+        dpop_required,
+        max_token_ttl_secs: max_ttl,
+        scopes,
+        keys,
+        trust,
+    }))
+}
