@@ -288,7 +288,10 @@ fn secret_reaches_the_upstream_and_never_the_agent() {
     );
     // No JWT of any kind (tokens, assertions, DPoP proofs all start with `eyJ`), no form body.
     assert!(!log.contains("eyJ"), "a JWT is in the server's log");
-    assert!(!log.contains("client_assertion="), "a token request body is in the log");
+    assert!(
+        !log.contains("client_assertion="),
+        "a token request body is in the log"
+    );
     let signature = t.rsplit('.').next().unwrap();
     assert!(
         !log.contains(signature),
