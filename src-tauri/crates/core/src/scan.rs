@@ -548,6 +548,10 @@ mod tests {
                 "database_url",
             ),
             (
+                "REDIS_URL=redis://:r3disPass@cache.internal:6379/0".into(),
+                "database_url",
+            ),
+            (
                 "mongodb+srv://u:p4ss@cluster0.example.net/db".into(),
                 "database_url",
             ),
@@ -573,6 +577,8 @@ mod tests {
             format!("AIza{}", rep('k', 20)),
             "postgres://app@db/app".into(),         // no password
             "postgres://app:@db/app".into(),        // empty password
+            "redis://:@cache/0".into(),             // empty user and password
+            "redis://cache:6379/0".into(),          // no credentials at all
             "https://user:pass@example.com".into(), // not a database URL
             "-----BEGIN PUBLIC KEY-----".into(),
             "the word ghp_ alone".into(),
