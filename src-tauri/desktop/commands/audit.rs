@@ -311,8 +311,9 @@ fn choose_path(app: &AppHandle, format: ExportFormat, stamp: &str) -> Option<Pat
         .and_then(|p| p.into_path().ok())
 }
 
-/// Export the trail (or one agent's part of it) to a file the user picks in a native save
-/// dialog. Returns null when the dialog was cancelled.
+/// Export the trail (or one agent's part of it, or a time window: `since` inclusive, `until`
+/// exclusive, RFC 3339 or a date) to a file the user picks in a native save dialog. Returns
+/// null when the dialog was cancelled.
 #[tauri::command]
 #[specta::specta]
 pub async fn export_audit(
@@ -320,8 +321,12 @@ pub async fn export_audit(
     state: State<'_, AppState>,
     format: ExportFormat,
     agent: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
     on_progress: Channel<ExportProgress>,
 ) -> Result<Option<ExportDone>, ErrorReport> {
+    let since = parse_time("the start of the range", since.as_deref())?;
+    let until = parse_time("the end of the range", until.as_deref())?;
     let m = super::mandate(&state)?;
     let organisation = blocking(&state, |m| m.organisation_name()).await?;
     tauri::async_runtime::spawn_blocking(move || {
@@ -337,7 +342,8 @@ pub async fn export_audit(
         };
         let selection = ExportSelection {
             agent: agent.filter(|a| !a.trim().is_empty()),
-            ..ExportSelection::default()
+            since,
+            until,
         };
         let core = |e: &mandate_core::Error| ErrorReport::from(e);
         let (bytes, events) = match format {

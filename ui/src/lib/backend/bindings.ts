@@ -41,10 +41,11 @@ export const commands = {
 	 */
 	verifyAudit: () => typedError<AuditCheck_Serialize, ErrorReport>(__TAURI_INVOKE("verify_audit")),
 	/**
-	 *  Export the trail (or one agent's part of it) to a file the user picks in a native save
-	 *  dialog. Returns null when the dialog was cancelled.
+	 *  Export the trail (or one agent's part of it, or a time window: `since` inclusive, `until`
+	 *  exclusive, RFC 3339 or a date) to a file the user picks in a native save dialog. Returns
+	 *  null when the dialog was cancelled.
 	 */
-	exportAudit: (format: ExportFormat, agent: string | null, onProgress: Channel<ExportProgress>) => typedError<ExportDone | null, ErrorReport>(__TAURI_INVOKE("export_audit", { format, agent, onProgress })),
+	exportAudit: (format: ExportFormat, agent: string | null, since: string | null, until: string | null, onProgress: Channel<ExportProgress>) => typedError<ExportDone | null, ErrorReport>(__TAURI_INVOKE("export_audit", { format, agent, since, until, onProgress })),
 	listConnections: () => typedError<Connection[], ErrorReport>(__TAURI_INVOKE("list_connections")),
 	addConnection: (input: NewConnectionInput_Deserialize) => typedError<Connection, ErrorReport>(__TAURI_INVOKE("add_connection", { input })),
 	/**  Store or replace a connection's credential. The value is never returned or shown again. */

@@ -140,11 +140,12 @@ export const backend = {
   exportAudit: async (
     format: ExportFormat,
     agent: string | null,
+    range: { since: string | null; until: string | null },
     onProgress: (p: ExportProgress) => void,
   ): Promise<ExportDone | null> => {
     const channel = new Channel<ExportProgress>();
     channel.onmessage = onProgress;
-    return unwrap(await commands.exportAudit(format, agent, channel));
+    return unwrap(await commands.exportAudit(format, agent, range.since, range.until, channel));
   },
 
   listConnections: async (): Promise<Connection[]> => unwrap(await commands.listConnections()),
