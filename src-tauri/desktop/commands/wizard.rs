@@ -233,20 +233,26 @@ pub async fn wizard_test_token(
     })
     .await?;
     let (agent, now) = now;
-    let res = mandate_server::client::request_token(&mandate_server::client::TokenRequest {
-        port,
-        agent: &agent,
-        kid: &kid,
-        key: &key,
-        scopes: &[],
-        resource: None,
-        now,
-    })
-    .await
-    .map_err(|e| ErrorReport {
+    let report = |e: mandate_server::client::ClientError| ErrorReport {
         code: ErrorCode::Conflict,
         message: e.to_string(),
-    })?;
+    };
+    let http = mandate_server::client::http_client().map_err(report)?;
+    let base = format!("http://127.0.0.1:{port}");
+    let res = mandate_server::client::request_token(
+        &http,
+        &mandate_server::client::TokenRequest {
+            base: &base,
+            agent: &agent,
+            kid: &kid,
+            key: &key,
+            scopes: &[],
+            resource: None,
+            now,
+        },
+    )
+    .await
+    .map_err(report)?;
     let (header, claims) = decode(&res.access_token).ok_or_else(|| ErrorReport {
         code: ErrorCode::Storage,
         message: "the endpoint answered with a token that is not a JWT".into(),
@@ -260,20 +266,11 @@ pub async fn wizard_test_token(
     })
 }
 
-/// The header and claims of a compact JWS, decoded without checking the signature (the
-/// endpoint just made it; the window only shows what it says).
+/// The header and claims of a compact JWS, read with the core's strict JWS parser (no
+/// signature check: the endpoint just made it; the window only shows what it says).
 fn decode(jwt: &str) -> Option<(serde_json::Value, serde_json::Value)> {
-    use base64::Engine;
-    let mut parts = jwt.split('.');
-    let mut part = || -> Option<serde_json::Value> {
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(parts.next()?)
-            .ok()?;
-        serde_json::from_slice(&bytes).ok()
-    };
-    let header = part()?;
-    let claims = part()?;
-    Some((header, claims))
+    let j = mandate_core::oauth::jws::parse(jwt).ok()?;
+    Some((j.header.into(), j.claims.into()))
 }
 
 #[cfg(test)]
@@ -361,13 +358,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let m = open(d.path());
         let key = mandate_core::keys::generate();
-        let jwk = serde_json::json!({
-            "kty": "OKP", "crv": "Ed25519",
-            "x": base64::Engine::encode(
-                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-                key.verifying_key().as_bytes(),
-            ),
-        });
+        let jwk = mandate_core::keys::public_jwk(&key.verifying_key());
         let a = create(
             &m,
             input(
@@ -388,7 +379,12 @@ mod tests {
 
     #[test]
     fn decodes_a_compact_jws_and_refuses_garbage() {
-        let (h, c) = decode("eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJib3QifQ.c2ln").unwrap();
+        let token = mandate_core::oauth::jws::sign(
+            &serde_json::json!({"alg": "EdDSA", "typ": "at+jwt"}),
+            &serde_json::json!({"sub": "bot"}),
+            &mandate_core::keys::generate(),
+        );
+        let (h, c) = decode(&token).unwrap();
         assert_eq!(h["alg"], "EdDSA");
         assert_eq!(c["sub"], "bot");
         assert!(decode("not-a-jwt").is_none());

@@ -1,5 +1,6 @@
 //! A client for Mandate's own token endpoint, for callers on this machine that hold an
-//! agent's key: the desktop wizard's test token (and, like it, `mandate token`).
+//! agent's key: `mandate token`, `mandate exec` (and its refreshes) and the desktop wizard's
+//! test token all get their tokens here.
 //!
 //! It signs a `private_key_jwt` client assertion (RFC 7523) with the agent's Ed25519 key and
 //! posts a `client_credentials` request to `http://127.0.0.1:PORT/oauth2/token`, exactly what
@@ -17,8 +18,8 @@ use serde::Deserialize;
 /// What to ask for.
 #[derive(Debug)]
 pub struct TokenRequest<'a> {
-    /// The endpoint's port on 127.0.0.1.
-    pub port: u16,
+    /// The endpoint's base URL, `http://127.0.0.1:PORT` (or `https://` with `serve --tls`).
+    pub base: &'a str,
     /// The agent's name (its `client_id`).
     pub agent: &'a str,
     /// The key id and private key the assertion is signed with.
@@ -46,12 +47,12 @@ pub struct TokenResponse {
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error(
-        "no Mandate endpoint is running on 127.0.0.1:{port}; start it (the app's Settings, or \
-         `mandate serve`) and try again"
+        "no Mandate endpoint is running at {base}; start it (`mandate serve`, or open the app) \
+         and try again"
     )]
-    NotRunning { port: u16 },
-    #[error("the endpoint on 127.0.0.1:{port} did not answer: {reason}")]
-    Unreachable { port: u16, reason: String },
+    NotRunning { base: String },
+    #[error("the endpoint at {base} did not answer: {reason}")]
+    Unreachable { base: String, reason: String },
     #[error("the endpoint refused the token request ({error}): {description}")]
     Refused { error: String, description: String },
     #[error("the endpoint's answer was not a token response: {0}")]
@@ -66,14 +67,46 @@ struct ErrorBody {
     error_description: Option<String>,
 }
 
-/// The token endpoint's URL for `port`, as the assertion's `aud` names it.
-pub fn token_endpoint(port: u16) -> String {
-    format!("http://127.0.0.1:{port}/oauth2/token")
+impl ClientError {
+    /// The CLI's exit code: 9 when the endpoint refused, 8 when it could not be asked.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ClientError::Refused { .. } => 9,
+            _ => 8,
+        }
+    }
 }
 
-/// Ask the endpoint on `req.port` for an access token for `req.agent`.
-pub async fn request_token(req: &TokenRequest<'_>) -> Result<TokenResponse, ClientError> {
-    let url = token_endpoint(req.port);
+/// An HTTP client for the endpoint on loopback: no proxy, a 15 s timeout.
+pub fn http_client() -> Result<reqwest::Client, ClientError> {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .map_err(|e| ClientError::Unreachable {
+            base: "127.0.0.1".into(),
+            reason: e.to_string(),
+        })
+}
+
+/// An error and its causes in one line (reqwest keeps the TLS or socket reason in the chain).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Ask the endpoint at `req.base` for an access token for `req.agent`, through `http`.
+pub async fn request_token(
+    http: &reqwest::Client,
+    req: &TokenRequest<'_>,
+) -> Result<TokenResponse, ClientError> {
+    let url = format!("{}/oauth2/token", req.base);
     let assertion = client_assertion(req.agent, req.kid, req.key, &url, req.now);
     let mut form: Vec<(&str, String)> = vec![
         ("grant_type", GRANT_CLIENT_CREDENTIALS.into()),
@@ -86,22 +119,14 @@ pub async fn request_token(req: &TokenRequest<'_>) -> Result<TokenResponse, Clie
     if let Some(r) = req.resource {
         form.push(("resource", r.to_string()));
     }
-    let port = req.port;
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(15))
-        .build()
-        .map_err(|e| ClientError::Unreachable {
-            port,
-            reason: e.to_string(),
-        })?;
-    let r = client.post(&url).form(&form).send().await.map_err(|e| {
-        if e.is_connect() {
-            ClientError::NotRunning { port }
+    let base = req.base.to_string();
+    let r = http.post(&url).form(&form).send().await.map_err(|e| {
+        if e.is_connect() && base.starts_with("http:") {
+            ClientError::NotRunning { base }
         } else {
             ClientError::Unreachable {
-                port,
-                reason: e.to_string(),
+                base,
+                reason: chain(&e),
             }
         }
     })?;

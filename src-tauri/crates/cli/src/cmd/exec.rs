@@ -33,9 +33,7 @@ use clap::Args;
 use ed25519_dalek::SigningKey;
 use mandate_core::Mandate;
 use mandate_core::broker::{self, presets};
-use mandate_core::oauth::{ASSERTION_TYPE_JWT_BEARER, GRANT_CLIENT_CREDENTIALS, jws};
 use mandate_core::secret::Sensitive;
-use serde_json::json;
 
 use crate::context::{CliError, CliResult, Ctx};
 
@@ -78,69 +76,25 @@ struct Source {
 }
 
 async fn fetch(s: &Source) -> CliResult<Fetched> {
-    let token_endpoint = format!("http://127.0.0.1:{}/oauth2/token", s.port);
-    let now = chrono::Utc::now().timestamp();
-    let assertion = Sensitive::new(jws::sign(
-        &json!({"alg": "EdDSA", "typ": "JWT", "kid": s.kid}),
-        &json!({
-            "iss": s.agent, "sub": s.agent, "aud": token_endpoint,
-            "iat": now, "exp": now + 60, "jti": uuid::Uuid::new_v4().to_string(),
-        }),
-        &s.key,
-    ));
-    let mut form: Vec<(&str, &str)> = vec![
-        ("grant_type", GRANT_CLIENT_CREDENTIALS),
-        ("client_assertion_type", ASSERTION_TYPE_JWT_BEARER),
-        ("client_assertion", assertion.expose()),
-    ];
-    let scope = s.scopes.join(" ");
-    if !scope.is_empty() {
-        form.push(("scope", &scope));
-    }
-    let r = s
-        .client
-        .post(&token_endpoint)
-        .form(&form)
-        .send()
-        .await
-        .map_err(|e| {
-            fail(
-                8,
-                if e.is_connect() {
-                    format!(
-                        "no Mandate endpoint is running on 127.0.0.1:{}; start it with `mandate \
-                         serve` (or open the app), or give --port",
-                        s.port
-                    )
-                } else {
-                    "the endpoint did not answer".to_string()
-                },
-            )
-        })?;
-    let status = r.status();
-    let body: serde_json::Value = r
-        .json()
-        .await
-        .map_err(|_| fail(8, "the endpoint's answer is not JSON".into()))?;
-    if !status.is_success() {
-        return Err(fail(
-            9,
-            format!(
-                "the endpoint refused the token request ({}): {}",
-                body["error"].as_str().unwrap_or("error"),
-                body["error_description"]
-                    .as_str()
-                    .unwrap_or("no description")
-            ),
-        ));
-    }
-    let token = body["access_token"]
-        .as_str()
-        .ok_or_else(|| fail(8, "the endpoint's answer has no access_token".into()))?;
+    let base = format!("http://127.0.0.1:{}", s.port);
+    let res = mandate_server::client::request_token(
+        &s.client,
+        &mandate_server::client::TokenRequest {
+            base: &base,
+            agent: &s.agent,
+            kid: &s.kid,
+            key: &s.key,
+            scopes: &s.scopes,
+            resource: None,
+            now: chrono::Utc::now().timestamp(),
+        },
+    )
+    .await
+    .map_err(|e| fail(e.exit_code(), e.to_string()))?;
     Ok(Fetched {
-        token: Sensitive::new(token.to_string()),
-        expires_in: body["expires_in"].as_u64().unwrap_or(60),
-        scope: body["scope"].as_str().unwrap_or_default().to_string(),
+        token: Sensitive::new(res.access_token),
+        expires_in: res.expires_in,
+        scope: res.scope.unwrap_or_default(),
     })
 }
 

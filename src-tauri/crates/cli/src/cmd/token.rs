@@ -8,7 +8,6 @@
 
 use clap::Args;
 use mandate_core::Mandate;
-use mandate_core::oauth::{ASSERTION_TYPE_JWT_BEARER, GRANT_CLIENT_CREDENTIALS, client_assertion};
 
 use crate::context::{CliError, CliResult, Ctx};
 
@@ -78,90 +77,40 @@ pub fn endpoint(m: &Mandate, port: Option<u16>, tls: bool) -> CliResult<(String,
     Ok((format!("{scheme}://127.0.0.1:{port}"), client))
 }
 
-/// An error and its causes in one line (reqwest hides the TLS reason in the source chain).
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
 pub fn run(ctx: &mut Ctx, a: TokenArgs) -> CliResult {
     let m = ctx.mandate()?;
     let (kid, key) = m.agent_signing_key(&a.agent)?;
     let (base, client) = endpoint(&m, a.port, a.tls)?;
-    let token_endpoint = format!("{base}/oauth2/token");
-    let assertion = client_assertion(&a.agent, &kid, &key, &token_endpoint, m.now().timestamp());
-    let mut form: Vec<(&str, String)> = vec![
-        ("grant_type", GRANT_CLIENT_CREDENTIALS.into()),
-        ("client_assertion_type", ASSERTION_TYPE_JWT_BEARER.into()),
-        ("client_assertion", assertion),
-    ];
-    if !a.scopes.is_empty() {
-        form.push(("scope", a.scopes.join(" ")));
-    }
-    if let Some(aud) = &a.aud {
-        form.push(("resource", aud.clone()));
-    }
     let rt = super::serve::runtime()?;
-    let (status, body) = rt.block_on(async {
-        let r = client
-            .post(&token_endpoint)
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| {
-                if e.is_connect() && base.starts_with("https:") {
-                    fail(
-                        8,
-                        format!(
-                            "could not reach {base} over HTTPS ({}); is `mandate serve --tls` \
-                             running there, with the certificate in the data folder?",
-                            chain(&e)
-                        ),
-                    )
-                } else if e.is_connect() {
-                    fail(
-                        8,
-                        format!(
-                            "no Mandate endpoint is running at {base}; start it with \
-                         `mandate serve` (or open the app), or give --port"
-                        ),
-                    )
-                } else {
-                    fail(8, format!("the endpoint did not answer: {}", chain(&e)))
-                }
-            })?;
-        let status = r.status();
-        let body: serde_json::Value = r
-            .json()
-            .await
-            .map_err(|e| fail(8, format!("the endpoint's answer is not JSON: {e}")))?;
-        Ok::<_, CliError>((status, body))
-    })?;
-    if !status.is_success() {
-        return Err(fail(
-            9,
-            format!(
-                "the endpoint refused the token request ({}): {}",
-                body["error"].as_str().unwrap_or("error"),
-                body["error_description"]
-                    .as_str()
-                    .unwrap_or("no description")
-            ),
-        ));
-    }
-    match body["access_token"].as_str() {
-        Some(t) => {
-            println!("{t}");
-            Ok(())
-        }
-        None => Err(fail(8, "the endpoint's answer has no access_token".into())),
-    }
+    let res = rt
+        .block_on(mandate_server::client::request_token(
+            &client,
+            &mandate_server::client::TokenRequest {
+                base: &base,
+                agent: &a.agent,
+                kid: &kid,
+                key: &key,
+                scopes: &a.scopes,
+                resource: a.aud.as_deref(),
+                now: m.now().timestamp(),
+            },
+        ))
+        .map_err(|e| match e {
+            mandate_server::client::ClientError::Unreachable { reason, .. }
+                if base.starts_with("https:") =>
+            {
+                fail(
+                    8,
+                    format!(
+                        "could not reach {base} over HTTPS ({reason}); is `mandate serve --tls` \
+                         running there, with the certificate in the data folder?"
+                    ),
+                )
+            }
+            e => fail(e.exit_code(), e.to_string()),
+        })?;
+    println!("{}", res.access_token);
+    Ok(())
 }
 
 fn fail(code: u8, message: String) -> CliError {
