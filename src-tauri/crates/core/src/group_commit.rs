@@ -1,46 +1,60 @@
 //! Group commit: many concurrent writers share one durable SQLite transaction.
 //!
 //! With `synchronous=FULL` every commit costs an fsync, which caps one-transaction-per-write at
-//! a few thousand per second (FACTS.md). [`Mandate::write_grouped`] lets each caller queue a
-//! write; whichever caller next gets the connection becomes the leader, runs every queued write
-//! in one `BEGIN IMMEDIATE` transaction (each inside its own savepoint, so one failing write
-//! rolls back only itself), commits once, and hands each caller its result. A caller returns
-//! only after the transaction holding its write has committed, so "audit before response"
-//! holds for every caller, and nothing is lost on shutdown: a write is either committed before
-//! its caller returns or reported as failed.
+//! a few thousand per second (FACTS.md). [`Mandate::submit_grouped`] queues a write for the
+//! installation's *committer*, one thread that takes every write queued so far, runs them in one
+//! `BEGIN IMMEDIATE` transaction (each inside its own savepoint, so one failing write rolls back
+//! only itself), commits once, and only then hands each caller its result through the caller's
+//! own one-shot channel. While it commits, the next writes queue up and become the next batch.
 //!
-//! There is no background thread: the leader is always a caller that is waiting anyway.
-//! Followers sleep on a condition variable, not on the connection, so one commit wakes them
-//! all at once; a caller that obtains the connection checks its result first, then leads.
+//! Why a thread of its own: the earlier design let a waiting caller lead the batch and woke
+//! every waiter with one condition variable after each commit, so each commit woke threads
+//! whose writes were still queued, and a quarter of the endpoint's CPU went to futex wake-ups
+//! and context switches (docs/BENCHMARKS.md). Now each caller is woken exactly once, when its
+//! own result is ready, and an async caller (the token endpoint) holds no thread while it waits.
+//!
+//! Guarantees: a write's result is delivered only after the transaction holding it has
+//! committed durably, so "audit before response" holds; dropping the [`Mandate`] waits for the
+//! committer to finish every write already queued, so nothing is lost on shutdown; a write that
+//! panics is rolled back and reported as failed without stopping the committer.
 //!
 //! What it is not: a cache or a queue that outlives the call. Use [`Mandate::write`] for
 //! single changes made by people; use this for high-rate writes (token issuance, denials,
 //! introspection events) and any other audit appends that arrive concurrently.
 
-use std::sync::mpsc::{SyncSender, TryRecvError, sync_channel};
-use std::sync::{Condvar, Mutex, TryLockError};
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll};
+use std::thread::JoinHandle;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Transaction, TransactionBehavior};
+use futures_channel::oneshot;
+use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use crate::Mandate;
+use crate::clock::Clock;
 use crate::error::{Error, Result};
 
 /// Hands a job's result to its caller; given the commit failure, if any.
 type Deliver = Box<dyn FnOnce(Option<&Error>) + Send>;
-/// A queued write: runs inside the shared transaction and returns whether it succeeded.
-type Job = Box<dyn FnOnce(&Transaction<'_>, DateTime<Utc>) -> (bool, Deliver) + Send>;
+/// A queued write: runs inside the shared transaction and returns how to deliver its result.
+type Job = Box<dyn FnOnce(&Transaction<'_>, DateTime<Utc>) -> Deliver + Send>;
 
-/// Most writes committed in one transaction; the rest wait for the next leader.
-const MAX_BATCH: usize = 512;
+/// Most writes committed in one transaction; the rest form the next batch.
+const MAX_BATCH: usize = 1024;
 
-/// The queue of writes waiting for a leader.
+/// The committer thread and the queue into it, started on the first grouped write.
 #[derive(Default)]
 pub(crate) struct GroupQueue {
-    jobs: Mutex<Vec<Job>>,
-    /// Bumped and signalled each time a leader has delivered a batch.
-    delivered: Mutex<u64>,
-    wake: Condvar,
+    committer: OnceLock<Committer>,
+}
+
+struct Committer {
+    queue: Mutex<Option<Sender<Job>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for GroupQueue {
@@ -49,9 +63,25 @@ impl std::fmt::Debug for GroupQueue {
     }
 }
 
-/// A queued write was dropped unrun: its leader could not start a transaction.
+impl Drop for GroupQueue {
+    /// Close the queue and wait until every write already queued has been committed.
+    fn drop(&mut self) {
+        if let Some(c) = self.committer.take() {
+            if let Ok(mut q) = c.queue.lock() {
+                q.take();
+            }
+            if let Some(t) = c.thread.lock().ok().and_then(|mut t| t.take()) {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+/// A queued write was dropped unrun (the committer stopped or the installation was closed).
 fn not_run() -> Error {
-    Error::Storage("the database could not start a transaction for this write".into())
+    Error::Storage(
+        "the database could not run this write (its writer stopped, or Mandate is closing)".into(),
+    )
 }
 
 fn reissue(e: &Error) -> Error {
@@ -64,6 +94,44 @@ fn reissue(e: &Error) -> Error {
     }
 }
 
+/// A write queued with [`Mandate::submit_grouped`]: its result once the transaction holding it
+/// has committed. Wait for it with [`Ticket::wait`] (blocking) or `.await` it (async; holds no
+/// thread). Dropping it does not cancel the write.
+#[must_use = "a ticket is the only way to learn whether the write committed"]
+pub struct Ticket<T> {
+    rx: oneshot::Receiver<Result<T>>,
+}
+
+impl<T> std::fmt::Debug for Ticket<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ticket").finish_non_exhaustive()
+    }
+}
+
+impl<T> Ticket<T> {
+    /// Block the calling thread until the write has committed (or failed).
+    pub fn wait(self) -> Result<T> {
+        futures_executor::block_on(self)
+    }
+
+    /// A ticket already holding its result (a write that could not be queued).
+    fn ready(r: Result<T>) -> Self {
+        let (tx, rx) = oneshot::channel();
+        let _ = tx.send(r);
+        Ticket { rx }
+    }
+}
+
+impl<T> Future for Ticket<T> {
+    type Output = Result<T>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        Pin::new(&mut self.rx)
+            .poll(cx)
+            .map(|r| r.unwrap_or_else(|_| Err(not_run())))
+    }
+}
+
 impl Mandate {
     /// Run `f` in a transaction shared with other concurrent callers and return once it has
     /// committed durably. `f` runs inside a savepoint: if it fails, only its own writes are
@@ -73,93 +141,84 @@ impl Mandate {
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>, DateTime<Utc>) -> Result<T> + Send + 'static,
     {
-        let (tx_res, rx_res) = sync_channel::<Result<T>>(1);
-        let job: Job = Box::new(move |tx, now| run_one(tx, now, f, tx_res));
-        self.group
-            .jobs
-            .lock()
-            .map_err(|_| Error::Storage("an earlier write panicked".into()))?
-            .push(job);
-        let out = self.finish_grouped(rx_res);
+        let out = self.submit_grouped(f).wait();
         // Signs an audit checkpoint when one is due (every N events or M minutes).
         self.after_write();
         out
     }
 
-    /// Wait for our write: lead a batch whenever the connection is free, otherwise sleep
-    /// until a leader has delivered (followers never queue on the connection itself, so one
-    /// commit wakes all of them at once).
-    fn finish_grouped<T>(&self, rx: std::sync::mpsc::Receiver<Result<T>>) -> Result<T> {
-        loop {
+    /// Queue `f` for the next group commit without waiting; the [`Ticket`] yields its result
+    /// once committed. The caller is responsible for [`Mandate::after_write`] (or
+    /// [`Mandate::after_write_detached`]) once the ticket resolves.
+    pub fn submit_grouped<T, F>(&self, f: F) -> Ticket<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>, DateTime<Utc>) -> Result<T> + Send + 'static,
+    {
+        let (tx_res, rx) = oneshot::channel::<Result<T>>();
+        let job: Job = Box::new(move |tx, now| run_one(tx, now, f, tx_res));
+        let committer = self
+            .group
+            .committer
+            .get_or_init(|| start_committer(self.conn.clone(), self.clock.clone()));
+        let sent = committer
+            .queue
+            .lock()
+            .ok()
+            .and_then(|q| q.as_ref().map(|s| s.send(job).is_ok()))
+            .unwrap_or(false);
+        if !sent {
+            return Ticket::ready(Err(not_run()));
+        }
+        Ticket { rx }
+    }
+}
+
+fn start_committer(conn: Arc<Mutex<Connection>>, clock: Arc<dyn Clock>) -> Committer {
+    let (tx, rx) = channel::<Job>();
+    let thread = std::thread::Builder::new()
+        .name("mandate-commit".into())
+        .spawn(move || commit_loop(&conn, &*clock, &rx))
+        .ok();
+    Committer {
+        // Without a thread, nothing would run the writes: refuse them instead of hanging.
+        queue: Mutex::new(thread.is_some().then_some(tx)),
+        thread: Mutex::new(thread),
+    }
+}
+
+/// The committer: one batch per turn, everything queued so far (up to [`MAX_BATCH`]).
+fn commit_loop(conn: &Mutex<Connection>, clock: &dyn Clock, rx: &Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(r) => return r,
-                Err(TryRecvError::Disconnected) => return Err(not_run()),
-                Err(TryRecvError::Empty) => {}
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
             }
-            let seen = *self
-                .group
-                .delivered
-                .lock()
-                .map_err(|_| Error::Storage("an earlier write panicked".into()))?;
-            let conn = match self.conn.try_lock() {
-                Ok(c) => Some(c),
-                Err(TryLockError::WouldBlock) => None,
-                Err(TryLockError::Poisoned(_)) => {
-                    return Err(Error::Storage(
-                        "an earlier operation panicked while writing".into(),
-                    ));
-                }
-            };
-            let Some(mut conn) = conn else {
-                // Someone holds the connection: a leader (which will wake us) or another
-                // writer (so look again soon).
-                let g = self
-                    .group
-                    .delivered
-                    .lock()
-                    .map_err(|_| Error::Storage("an earlier write panicked".into()))?;
-                if *g == seen {
-                    let _ = self
-                        .group
-                        .wake
-                        .wait_timeout(g, std::time::Duration::from_millis(2));
-                }
-                continue;
-            };
-            // Our result may have been delivered between the check above and the lock.
-            match rx.try_recv() {
-                Ok(r) => return r,
-                Err(TryRecvError::Disconnected) => return Err(not_run()),
-                Err(TryRecvError::Empty) => {}
+        }
+        let mut delivers = Vec::with_capacity(jobs.len());
+        let err = match conn.lock() {
+            Err(_) => Some(Error::Storage(
+                "an earlier operation panicked while writing".into(),
+            )),
+            Ok(mut conn) => {
+                let now = clock.now();
+                let outcome = (|| -> Result<()> {
+                    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                    for job in jobs.drain(..) {
+                        delivers.push(job(&tx, now));
+                    }
+                    tx.commit()?;
+                    Ok(())
+                })();
+                outcome.err()
             }
-            let jobs: Vec<Job> = {
-                let mut q = self
-                    .group
-                    .jobs
-                    .lock()
-                    .map_err(|_| Error::Storage("an earlier write panicked".into()))?;
-                let n = q.len().min(MAX_BATCH);
-                q.drain(..n).collect()
-            };
-            let now = self.clock.now();
-            let mut delivers = Vec::with_capacity(jobs.len());
-            let outcome = (|| -> Result<()> {
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                for job in jobs {
-                    delivers.push(job(&tx, now));
-                }
-                tx.commit()?;
-                Ok(())
-            })();
-            let err = outcome.err();
-            for (_, deliver) in delivers {
-                deliver(err.as_ref());
-            }
-            drop(conn);
-            if let Ok(mut g) = self.group.delivered.lock() {
-                *g += 1;
-            }
-            self.group.wake.notify_all();
+        };
+        // Jobs never run (no transaction) are dropped here: their callers learn `not_run`.
+        drop(jobs);
+        for deliver in delivers {
+            deliver(err.as_ref());
         }
     }
 }
@@ -168,14 +227,13 @@ fn run_one<T, F>(
     tx: &Transaction<'_>,
     now: DateTime<Utc>,
     f: F,
-    sender: SyncSender<Result<T>>,
-) -> (bool, Deliver)
+    sender: oneshot::Sender<Result<T>>,
+) -> Deliver
 where
     T: Send + 'static,
     F: FnOnce(&Transaction<'_>, DateTime<Utc>) -> Result<T>,
 {
-    // Cached statements: the leader runs these for every write of its batch while the others
-    // wait, so parsing them each time would lengthen every batch.
+    // Cached statements: the committer runs these for every write of its batch.
     let exec = |sql: &str| {
         tx.prepare_cached(sql)
             .and_then(|mut s| s.execute([]))
@@ -184,7 +242,11 @@ where
     let out = match exec("SAVEPOINT grouped_write") {
         Err(e) => Err(Error::from(e)),
         Ok(()) => {
-            let r = f(tx, now);
+            let r = catch_unwind(AssertUnwindSafe(|| f(tx, now))).unwrap_or_else(|_| {
+                Err(Error::Storage(
+                    "a write failed unexpectedly and was rolled back".into(),
+                ))
+            });
             let end = if r.is_ok() {
                 exec("RELEASE grouped_write")
             } else {
@@ -197,15 +259,13 @@ where
             }
         }
     };
-    let ok = out.is_ok();
-    let deliver: Deliver = Box::new(move |commit_err| {
+    Box::new(move |commit_err| {
         let r = match commit_err {
             Some(e) => Err(reissue(e)),
             None => out,
         };
         let _ = sender.send(r);
-    });
-    (ok, deliver)
+    })
 }
 
 #[cfg(test)]

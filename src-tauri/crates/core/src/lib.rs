@@ -10,7 +10,7 @@ pub mod audit;
 pub mod broker;
 pub mod clock;
 pub mod error;
-mod group_commit;
+pub mod group_commit;
 pub mod keys;
 pub mod migrate;
 pub mod model;
@@ -71,7 +71,7 @@ impl OpenOptions {
 /// An open Mandate installation: the store, the keychain and the clock. Cheap to share
 /// behind an `Arc`; every method is safe to call from several threads.
 pub struct Mandate {
-    conn: Mutex<Connection>,
+    conn: Arc<Mutex<Connection>>,
     keychain: Arc<dyn Keychain>,
     clock: Arc<dyn Clock>,
     actor: Actor,
@@ -79,6 +79,8 @@ pub struct Mandate {
     install_id: String,
     group: group_commit::GroupQueue,
     audit_due: audit::checkpoint::DueThrottle,
+    /// Set while a detached checkpoint thread runs (see `Mandate::after_write_detached`).
+    checkpointing: std::sync::atomic::AtomicBool,
 }
 
 impl fmt::Debug for Mandate {
@@ -116,7 +118,7 @@ impl Mandate {
             }
         };
         Ok(Mandate {
-            conn: Mutex::new(conn),
+            conn: Arc::new(Mutex::new(conn)),
             keychain: opts.keychain,
             clock: opts.clock.unwrap_or_else(|| Arc::new(SystemClock)),
             actor: opts.actor,
@@ -124,6 +126,7 @@ impl Mandate {
             install_id,
             group: group_commit::GroupQueue::default(),
             audit_due: Default::default(),
+            checkpointing: Default::default(),
         })
     }
 

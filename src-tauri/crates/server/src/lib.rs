@@ -352,15 +352,33 @@ async fn not_found() -> Response {
     )
 }
 
-/// How many requests may run their blocking core work at once; the rest wait their turn
-/// (asynchronously, in arrival order) before taking a thread.
+fn internal_failure() -> Response {
+    plain_error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "server_error",
+        "the endpoint failed unexpectedly; the app logs say more",
+    )
+}
+
+/// Run an endpoint's rules on this worker thread: they only compute, read committed rows and
+/// queue their one write, so they take tens of microseconds and never wait for a commit (the
+/// returned answer is awaited, holding no thread). `None` after a panic there, which the
+/// caller answers with a 500 without detail.
+fn rules<T>(f: impl FnOnce() -> T) -> Option<T> {
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    if r.is_err() {
+        tracing::error!("an endpoint request panicked");
+    }
+    r.ok()
+}
+
+/// How many requests may run blocking core work (the broker's authorization of a proxied call,
+/// the JWKS) at once; the rest wait their turn asynchronously before taking a thread.
 ///
-/// Why: under a burst or an open-loop load above capacity, every waiting request used to hold
-/// a blocking thread, and each group commit woke all of them; with hundreds in flight the
-/// wake-ups and context switches ate the CPU the work needed and throughput collapsed (a 1,000
-/// requests/s open-loop run fell to 925/s with a p90 of 775 ms, on a server that sustains
-/// 2,700/s at 32 connections). A bound keeps the group-commit batches large and the per-commit
-/// wake-ups few. 4 per core, at least 16: enough concurrent writers for large batches.
+/// Why: under a burst above capacity, every waiting request would hold a blocking thread parked
+/// in the group commit, and the wake-ups and context switches eat the CPU the work needs (an
+/// open-loop token load once collapsed that way, before the token endpoint stopped using
+/// blocking threads). 4 per core, at least 16: enough concurrent writers for large batches.
 fn work_permits() -> &'static tokio::sync::Semaphore {
     static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
     PERMITS.get_or_init(|| {
@@ -373,13 +391,7 @@ fn work_permits() -> &'static tokio::sync::Semaphore {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, Response> {
-    let failed = || {
-        plain_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            "the endpoint failed unexpectedly; the app logs say more",
-        )
-    };
+    let failed = internal_failure;
     // The semaphore is never closed, so acquiring fails only if that changes.
     let _permit = work_permits().acquire().await.map_err(|_| failed())?;
     tokio::task::spawn_blocking(f).await.map_err(|_| failed())
@@ -475,11 +487,13 @@ async fn token(State(s): State<Arc<AppState>>, req: Request) -> Response {
             .map(|v| Sensitive::new(String::from_utf8_lossy(v.as_bytes()).into_owned()))
             .collect(),
     };
-    let st = s.clone();
-    match blocking(move || st.service.token(&body, &ctx)).await {
-        Ok(Ok(t)) => no_store(StatusCode::OK, &t.to_json()),
-        Ok(Err(e)) => oauth_error(&e),
-        Err(r) => r,
+    let pending = match rules(|| s.service.token(&body, &ctx)) {
+        Some(p) => p,
+        None => return internal_failure(),
+    };
+    match pending.finish().await {
+        Ok(t) => no_store(StatusCode::OK, &t.to_json()),
+        Err(e) => oauth_error(&e),
     }
 }
 
@@ -488,11 +502,13 @@ async fn introspect(State(s): State<Arc<AppState>>, req: Request) -> Response {
         Ok(x) => x,
         Err(r) => return r,
     };
-    let st = s.clone();
-    match blocking(move || st.service.introspect(&body)).await {
-        Ok(Ok(v)) => no_store(StatusCode::OK, &v),
-        Ok(Err(e)) => oauth_error(&e),
-        Err(r) => r,
+    let pending = match rules(|| s.service.introspect(&body)) {
+        Some(p) => p,
+        None => return internal_failure(),
+    };
+    match pending.finish().await {
+        Ok(v) => no_store(StatusCode::OK, &v),
+        Err(e) => oauth_error(&e),
     }
 }
 
@@ -501,10 +517,12 @@ async fn revoke(State(s): State<Arc<AppState>>, req: Request) -> Response {
         Ok(x) => x,
         Err(r) => return r,
     };
-    let st = s.clone();
-    match blocking(move || st.service.revoke(&body)).await {
-        Ok(Ok(())) => no_store(StatusCode::OK, &json!({})),
-        Ok(Err(e)) => oauth_error(&e),
-        Err(r) => r,
+    let pending = match rules(|| s.service.revoke(&body)) {
+        Some(p) => p,
+        None => return internal_failure(),
+    };
+    match pending.finish().await {
+        Ok(()) => no_store(StatusCode::OK, &json!({})),
+        Err(e) => oauth_error(&e),
     }
 }

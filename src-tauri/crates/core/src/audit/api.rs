@@ -113,10 +113,40 @@ impl Mandate {
         self.audit_checkpoint().map(Some)
     }
 
-    pub(crate) fn after_write(&self) {
+    /// Sign an audit checkpoint if one is due, on the calling thread. Called after writes; a
+    /// failure is logged, never returned to the writer.
+    pub fn after_write(&self) {
         if !self.audit_due.should_check(self.now()) {
             return;
         }
+        self.checkpoint_logged();
+    }
+
+    /// As [`Mandate::after_write`], but a due checkpoint is signed on a thread of its own, so
+    /// the caller (an endpoint request) never waits for the keychain or the checkpoint's
+    /// transaction. At most one such thread runs at a time.
+    pub fn after_write_detached(self: &std::sync::Arc<Self>) {
+        use std::sync::atomic::Ordering;
+        if !self.audit_due.should_check(self.now()) {
+            return;
+        }
+        if self.checkpointing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let m = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("mandate-checkpoint".into())
+            .spawn(move || {
+                m.checkpoint_logged();
+                m.checkpointing.store(false, Ordering::Release);
+            });
+        if spawned.is_err() {
+            self.checkpointing.store(false, Ordering::Release);
+            self.checkpoint_logged();
+        }
+    }
+
+    fn checkpoint_logged(&self) {
         if let Err(e) = self.audit_checkpoint_if_due() {
             tracing::warn!(error = %e, "an automatic audit checkpoint could not be made");
         }

@@ -40,7 +40,14 @@ fn jwk(kid: &str, key: &VerifyingKey) -> serde_json::Value {
 
 /// The retired issuer keys still published at `now`.
 pub(crate) fn retired_keys(m: &Mandate, now: i64) -> Result<Vec<(String, VerifyingKey)>> {
-    let conn = m.lock()?;
+    retired_keys_on(&*m.lock()?, now)
+}
+
+/// [`retired_keys`] on a given connection (the endpoint passes a read-only one).
+pub(crate) fn retired_keys_on(
+    conn: &rusqlite::Connection,
+    now: i64,
+) -> Result<Vec<(String, VerifyingKey)>> {
     let mut stmt = conn.prepare_cached(
         "SELECT kid, public_key FROM issuer_keys_retired WHERE publish_until > ?1
          ORDER BY retired_at DESC",
@@ -63,12 +70,10 @@ pub(crate) fn retired_keys(m: &Mandate, now: i64) -> Result<Vec<(String, Verifyi
 }
 
 /// The current issuer key id as stored (cheap; no keychain access).
-pub(crate) fn current_kid(m: &Mandate) -> Result<Option<String>> {
-    let conn = m.lock()?;
+pub(crate) fn current_kid(conn: &rusqlite::Connection) -> Result<Option<String>> {
     Ok(conn
-        .query_row("SELECT value FROM meta WHERE key = 'issuer_kid'", [], |r| {
-            r.get(0)
-        })
+        .prepare_cached("SELECT value FROM meta WHERE key = 'issuer_kid'")?
+        .query_row([], |r| r.get(0))
         .optional()?)
 }
 

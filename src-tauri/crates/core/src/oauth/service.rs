@@ -7,6 +7,12 @@
 //! scopes, the audience and the token's `jti`, never the token (a SHA-256 where one must be
 //! named).
 //!
+//! Each endpoint is split in two so that no thread waits for a commit: the rules run at once
+//! and return a [`Pending`] answer whose write is already queued for the group commit; the
+//! adapter awaits it ([`Pending::finish`]) or blocks on it ([`Pending::wait`]). Every path ends
+//! in at most one write, so every answer, denials included, leaves only after its audit event
+//! has committed.
+//!
 //! What it is not: HTTP. The server adapter passes the body, the method and URL the client
 //! addressed, and the `DPoP` header values; it maps [`OAuthError`] to a response.
 
@@ -30,6 +36,7 @@ use super::{
 };
 use crate::Mandate;
 use crate::audit::{self, Actor, Decision, NewEvent, Target};
+use crate::group_commit::Ticket;
 use crate::registry::IssuerKey;
 use crate::secret::Sensitive;
 
@@ -105,14 +112,6 @@ impl std::fmt::Debug for TokenService {
     }
 }
 
-/// Who a denial is attributed to.
-fn actor_of(agent: Option<&ClientAgent>) -> Actor {
-    match agent {
-        Some(a) => Actor::agent(a.id.as_str(), a.name.as_str()),
-        None => Actor::app("endpoint", "token endpoint"),
-    }
-}
-
 /// A value safe to put in the audit trail: short, printable, no token material.
 fn printable(s: Option<&str>, max: usize) -> Option<String> {
     s.filter(|s| s.len() <= max && s.chars().all(|c| c.is_ascii_graphic() || c == ' '))
@@ -131,9 +130,107 @@ struct Minted {
     extra: serde_json::Map<String, Value>,
 }
 
-enum Outcome {
-    Issued,
-    Refused(OAuthError),
+/// Why a request ends early: an answer to give as it is (malformed input the adapter refused,
+/// or a failure of Mandate itself), or a denial whose audit event is queued; its ticket yields
+/// the error to answer once the event has committed.
+enum Stop {
+    Answer(OAuthError),
+    Denied(Ticket<OAuthError>),
+}
+
+impl From<OAuthError> for Stop {
+    fn from(e: OAuthError) -> Self {
+        Stop::Answer(e)
+    }
+}
+
+impl From<crate::Error> for Stop {
+    fn from(e: crate::Error) -> Self {
+        Stop::Answer(OAuthError::from(e))
+    }
+}
+
+/// An endpoint's answer: ready now, or once the write it queued has committed. Await it with
+/// [`Pending::finish`] (holds no thread while the commit runs) or block with [`Pending::wait`].
+#[must_use = "the answer is only known once its audit write has committed"]
+pub struct Pending<T> {
+    state: PendingState<T>,
+    m: Arc<Mandate>,
+}
+
+enum PendingState<T> {
+    Ready(Result<T, OAuthError>),
+    Denied(Ticket<OAuthError>),
+    Commit(Ticket<Result<T, OAuthError>>),
+}
+
+impl<T> std::fmt::Debug for Pending<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending").finish_non_exhaustive()
+    }
+}
+
+impl<T> Pending<T> {
+    fn new(m: &Arc<Mandate>, r: Result<Ticket<Result<T, OAuthError>>, Stop>) -> Self {
+        let state = match r {
+            Ok(t) => PendingState::Commit(t),
+            Err(Stop::Answer(e)) => PendingState::Ready(Err(e)),
+            Err(Stop::Denied(t)) => PendingState::Denied(t),
+        };
+        Pending {
+            state,
+            m: m.clone(),
+        }
+    }
+
+    /// The answer, once its write (if any) has committed. A failed audit write answers 503:
+    /// the endpoint fails closed.
+    pub async fn finish(self) -> Result<T, OAuthError> {
+        let out = match self.state {
+            PendingState::Ready(r) => return r,
+            PendingState::Denied(t) => Err(t.await.unwrap_or_else(OAuthError::from)),
+            PendingState::Commit(t) => t.await.unwrap_or_else(|e| Err(OAuthError::from(e))),
+        };
+        // A signed audit checkpoint, when one is due, is made on a thread of its own.
+        self.m.after_write_detached();
+        out
+    }
+
+    /// [`Pending::finish`], blocking the calling thread.
+    pub fn wait(self) -> Result<T, OAuthError> {
+        futures_executor::block_on(self.finish())
+    }
+}
+
+/// The audit event of a refusal.
+fn denial_event(
+    agent: Option<(&str, &str)>,
+    action: &str,
+    err: &OAuthError,
+    mut details: serde_json::Map<String, Value>,
+) -> NewEvent {
+    details.insert("error".into(), json!(err.code()));
+    let actor = match agent {
+        Some((id, name)) => {
+            details.insert("client_id".into(), json!(name));
+            Actor::agent(id, name)
+        }
+        None => Actor::app("endpoint", "token endpoint"),
+    };
+    let mut ev = NewEvent::new(&actor, action, Decision::Deny)
+        .reason(err.to_string())
+        .details(Value::Object(details));
+    if let Some((id, _)) = agent {
+        ev = ev.agent(id);
+    }
+    ev
+}
+
+/// The answer to a reused client assertion.
+fn replayed_assertion() -> OAuthError {
+    OAuthError::InvalidClient(
+        "this client assertion was already used (replay); sign a new one for every request".into(),
+    )
 }
 
 impl TokenService {
@@ -142,7 +239,9 @@ impl TokenService {
     pub fn new(m: Arc<Mandate>, cfg: EndpointConfig) -> crate::Result<Self> {
         let key = m.issuer_key()?;
         let now = m.now().timestamp();
-        let readers = Readers::open(&m, 2)?;
+        // Rules run on every worker thread of the server at once, and the JWKS and exchange reads
+        // beside them.
+        let readers = Readers::open(&m, 4)?;
         Ok(TokenService {
             m,
             cfg,
@@ -192,7 +291,10 @@ impl TokenService {
             "kty": "OKP", "crv": "Ed25519", "x": crate::keys::b64url(vk.as_bytes()),
             "kid": signer.kid, "alg": "EdDSA", "use": "sig",
         })];
-        for (kid, k) in issuer::retired_keys(&self.m, self.m.now().timestamp())? {
+        for (kid, k) in self
+            .readers
+            .with(|c| issuer::retired_keys_on(c, self.m.now().timestamp()))?
+        {
             if kid != signer.kid {
                 keys.push(json!({
                     "kty": "OKP", "crv": "Ed25519", "x": crate::keys::b64url(k.as_bytes()),
@@ -211,7 +313,7 @@ impl TokenService {
         {
             return Ok(g.0.clone());
         }
-        let kid = issuer::current_kid(&self.m)?;
+        let kid = self.readers.with(issuer::current_kid)?;
         let mut g = self
             .signer
             .write()
@@ -228,7 +330,9 @@ impl TokenService {
         if s.kid == kid {
             return Ok(Some(s.signing.verifying_key()));
         }
-        Ok(issuer::retired_keys(&self.m, self.m.now().timestamp())?
+        Ok(self
+            .readers
+            .with(|c| issuer::retired_keys_on(c, self.m.now().timestamp()))?
             .into_iter()
             .find(|(k, _)| k == kid)
             .map(|(_, v)| v))
@@ -263,36 +367,29 @@ impl TokenService {
 
     // ----- audit ------------------------------------------------------------------------
 
-    /// Record a refusal, then return it. When the audit write fails, the endpoint fails
-    /// closed with 503 instead.
+    /// Queue the audit event of a refusal; the refusal is answered once it has committed (when
+    /// the audit write fails, the endpoint fails closed with 503 instead).
     fn deny(
         &self,
         agent: Option<&ClientAgent>,
         action: &str,
         err: OAuthError,
-        mut details: serde_json::Map<String, Value>,
+        details: serde_json::Map<String, Value>,
         consume: Option<(String, String, i64)>,
-    ) -> OAuthError {
-        details.insert("error".into(), json!(err.code()));
-        if let Some(a) = agent {
-            details.insert("client_id".into(), json!(a.name.as_str()));
-        }
-        let mut ev = NewEvent::new(&actor_of(agent), action, Decision::Deny)
-            .reason(err.to_string())
-            .details(Value::Object(details));
-        if let Some(a) = agent {
-            ev = ev.agent(a.id.as_str());
-        }
-        let res = self.m.write_grouped(move |tx, now| {
+    ) -> Stop {
+        let ev = denial_event(
+            agent.map(|a| (a.id.as_str(), a.name.as_str())),
+            action,
+            &err,
+            details,
+        );
+        Stop::Denied(self.m.submit_grouped(move |tx, now| {
             if let Some((client, jti, exp)) = consume {
                 records::consume_jti(tx, &client, &jti, exp)?;
             }
-            audit::append(tx, now, ev)
-        });
-        match res {
-            Ok(_) => err,
-            Err(e) => OAuthError::from(e),
-        }
+            audit::append(tx, now, ev)?;
+            Ok(err)
+        }))
     }
 
     fn base_details(form: &Form) -> serde_json::Map<String, Value> {
@@ -315,7 +412,7 @@ impl TokenService {
         d
     }
 
-    fn authenticate(&self, form: &Form, action: &str, now: i64) -> Result<Client, OAuthError> {
+    fn authenticate(&self, form: &Form, action: &str, now: i64) -> Result<Client, Stop> {
         assertion::authenticate(&self.m, &self.readers, &self.cfg, form, now).map_err(|d| {
             let mut details = Self::base_details(form);
             details.insert("authenticated".into(), json!(false));
@@ -333,7 +430,15 @@ impl TokenService {
 
     /// A token request: `client_credentials` or token exchange, `private_key_jwt` client
     /// authentication, optional DPoP.
-    pub fn token(&self, body: &[u8], http: &HttpContext) -> Result<TokenResponse, OAuthError> {
+    pub fn token(&self, body: &[u8], http: &HttpContext) -> Pending<TokenResponse> {
+        Pending::new(&self.m, self.token_rules(body, http))
+    }
+
+    fn token_rules(
+        &self,
+        body: &[u8],
+        http: &HttpContext,
+    ) -> Result<Ticket<Result<TokenResponse, OAuthError>>, Stop> {
         const ACTION: &str = "token.denied";
         let now = self.m.now().timestamp();
         let form = match Form::parse(body) {
@@ -614,7 +719,7 @@ impl TokenService {
         minted: Minted,
         proof: Option<DpopProof>,
         now: i64,
-    ) -> Result<TokenResponse, OAuthError> {
+    ) -> Result<Ticket<Result<TokenResponse, OAuthError>>, Stop> {
         let agent = &client.agent;
         let signer = self.signer()?;
         let jti = time_ordered_jti(self.m.now());
@@ -703,7 +808,16 @@ impl TokenService {
         } else {
             "token.issued"
         };
-        let outcome = self.m.write_grouped(move |tx, now_dt| {
+        let expires_in = plan.exp - now;
+        let response = TokenResponse {
+            access_token: Sensitive::new(token),
+            token_type,
+            expires_in,
+            scope,
+            issued_token_type: exchanged.then_some(TOKEN_TYPE_ACCESS_TOKEN),
+            jti,
+        };
+        Ok(self.m.submit_grouped(move |tx, now_dt| {
             let target = Target::new("token", &record.jti, "access token");
             let event = |decision: Decision| {
                 let mut ev = NewEvent::new(&actor, action, decision)
@@ -715,12 +829,12 @@ impl TokenService {
                 }
                 ev
             };
-            let refuse = |err: OAuthError| -> crate::Result<Outcome> {
+            let refuse = |err: OAuthError| -> crate::Result<Result<TokenResponse, OAuthError>> {
                 let mut ev = event(Decision::Deny).reason(err.to_string());
                 ev.action = "token.denied".into();
                 ev.details["error"] = json!(err.code());
                 audit::append(tx, now_dt, ev)?;
-                Ok(Outcome::Refused(err))
+                Ok(Err(err))
             };
             if prune {
                 records::prune_jtis(tx, now)?;
@@ -749,26 +863,19 @@ impl TokenService {
             }
             records::insert_token(tx, &record)?;
             audit::append(tx, now_dt, event(Decision::Allow))?;
-            Ok(Outcome::Issued)
-        })?;
-        match outcome {
-            Outcome::Refused(e) => Err(e),
-            Outcome::Issued => Ok(TokenResponse {
-                access_token: Sensitive::new(token),
-                token_type,
-                expires_in: plan.exp - now,
-                scope,
-                issued_token_type: exchanged.then_some(TOKEN_TYPE_ACCESS_TOKEN),
-                jti,
-            }),
-        }
+            Ok(Ok(response))
+        }))
     }
 
     // ----- POST /oauth2/introspect ----------------------------------------------------------
 
     /// RFC 7662. The caller authenticates like a token request. Unknown, expired, revoked,
     /// malformed and foreign tokens all answer `{"active": false}` and nothing else.
-    pub fn introspect(&self, body: &[u8]) -> Result<Value, OAuthError> {
+    pub fn introspect(&self, body: &[u8]) -> Pending<Value> {
+        Pending::new(&self.m, self.introspect_rules(body))
+    }
+
+    fn introspect_rules(&self, body: &[u8]) -> Result<Ticket<Result<Value, OAuthError>>, Stop> {
         const ACTION: &str = "introspection.denied";
         let now = self.m.now().timestamp();
         let form =
@@ -836,30 +943,34 @@ impl TokenService {
                 (json!({"active": false}), Some(ev))
             }
         };
-        let replay = self.m.write_grouped(move |tx, now_dt| {
+        let caller = (client.agent.id.to_string(), client.agent.name.to_string());
+        Ok(self.m.submit_grouped(move |tx, now_dt| {
             if !records::consume_jti(tx, &consume.0, &consume.1, consume.2)? {
-                return Ok(true);
+                let e = replayed_assertion();
+                let who = Some((caller.0.as_str(), caller.1.as_str()));
+                audit::append(
+                    tx,
+                    now_dt,
+                    denial_event(who, ACTION, &e, Default::default()),
+                )?;
+                return Ok(Err(e));
             }
             if let Some(ev) = inactive_event {
                 audit::append(tx, now_dt, ev)?;
             }
-            Ok(false)
-        })?;
-        if replay {
-            let e = OAuthError::InvalidClient(
-                "this client assertion was already used (replay); sign a new one for every request"
-                    .into(),
-            );
-            return Err(self.deny(Some(&client.agent), ACTION, e, Default::default(), None));
-        }
-        Ok(response)
+            Ok(Ok(response))
+        }))
     }
 
     // ----- POST /oauth2/revoke ----------------------------------------------------------------
 
     /// RFC 7009. Revoking an unknown or invalid token succeeds (§2.2); revoking another
     /// client's token is refused.
-    pub fn revoke(&self, body: &[u8]) -> Result<(), OAuthError> {
+    pub fn revoke(&self, body: &[u8]) -> Pending<()> {
+        Pending::new(&self.m, self.revoke_rules(body))
+    }
+
+    fn revoke_rules(&self, body: &[u8]) -> Result<Ticket<Result<(), OAuthError>>, Stop> {
         const ACTION: &str = "token.revocation_denied";
         let now = self.m.now().timestamp();
         let form =
@@ -896,9 +1007,16 @@ impl TokenService {
         }
         let actor = Actor::agent(agent.id.as_str(), agent.name.as_str());
         let agent_id = agent.id.to_string();
-        let replay = self.m.write_grouped(move |tx, now_dt| {
+        Ok(self.m.submit_grouped(move |tx, now_dt| {
             if !records::consume_jti(tx, &consume.0, &consume.1, consume.2)? {
-                return Ok(true);
+                let e = replayed_assertion();
+                let who = Some((agent_id.as_str(), consume.0.as_str()));
+                audit::append(
+                    tx,
+                    now_dt,
+                    denial_event(who, ACTION, &e, Default::default()),
+                )?;
+                return Ok(Err(e));
             }
             if let Some(r) = rec
                 && records::revoke_token(tx, &r.jti, now, &consume.0)?
@@ -922,16 +1040,8 @@ impl TokenService {
                         .details(d),
                 )?;
             }
-            Ok(false)
-        })?;
-        if replay {
-            let e = OAuthError::InvalidClient(
-                "this client assertion was already used (replay); sign a new one for every request"
-                    .into(),
-            );
-            return Err(self.deny(Some(agent), ACTION, e, Default::default(), None));
-        }
-        Ok(())
+            Ok(Ok(()))
+        }))
     }
 }
 
