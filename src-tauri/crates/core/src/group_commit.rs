@@ -341,4 +341,71 @@ mod tests {
         let r = m.verify_audit_chain().unwrap();
         assert_eq!(r.events, 1);
     }
+
+    fn open(dir: &std::path::Path) -> Mandate {
+        Mandate::open(OpenOptions::new(
+            dir,
+            Arc::new(MemoryKeychain::new()),
+            Actor::app("test", "t"),
+        ))
+        .unwrap()
+    }
+
+    fn event(action: &str) -> NewEvent {
+        NewEvent::new(&Actor::app("t", "t"), action, Decision::Allow)
+    }
+
+    #[test]
+    fn a_panicking_write_is_rolled_back_and_the_committer_keeps_going() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = open(dir.path());
+        let r: crate::Result<()> = m.write_grouped(|tx, now| {
+            crate::audit::append(tx, now, event("half-written"))?;
+            panic!("a bug in a write");
+        });
+        let err = r.unwrap_err().to_string();
+        assert!(err.contains("rolled back"), "{err}");
+        m.write_grouped(|tx, now| crate::audit::append(tx, now, event("after")))
+            .unwrap();
+        let events = m.audit_events(None, 10, None).unwrap();
+        let actions: Vec<_> = events.iter().map(|e| e.action.as_str()).collect();
+        assert_eq!(actions, ["after"]);
+        assert!(m.verify_audit_chain().unwrap().ok());
+    }
+
+    #[test]
+    fn closing_the_installation_commits_every_queued_write_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = open(dir.path());
+        let tickets: Vec<_> = (0..50)
+            .map(|i| {
+                m.submit_grouped(move |tx, now| {
+                    crate::audit::append(tx, now, event(&format!("queued.{i}")))
+                })
+            })
+            .collect();
+        // Nobody waits for the tickets: dropping the handle must still commit them all.
+        drop(m);
+        let r = open(dir.path()).verify_audit_chain().unwrap();
+        assert!(r.ok());
+        assert_eq!(r.events, 50);
+        for t in tickets {
+            assert!(t.wait().is_ok(), "every ticket reports its committed write");
+        }
+    }
+
+    #[test]
+    fn a_ticket_can_be_awaited_and_yields_the_committed_result() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = open(dir.path());
+        let t = m.submit_grouped(|tx, now| crate::audit::append(tx, now, event("awaited")));
+        // Polled as a future, as the endpoint does.
+        let ev = futures_executor::block_on(t).unwrap();
+        assert_eq!(ev.seq, 1);
+        let stored = m.audit_events(None, 1, None).unwrap();
+        assert_eq!(
+            stored[0].action, "awaited",
+            "committed before the ticket resolved"
+        );
+    }
 }
