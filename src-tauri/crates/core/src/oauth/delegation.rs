@@ -271,15 +271,23 @@ impl Mandate {
 
     /// The delegation row for an exchange, if it exists.
     pub(crate) fn delegation_row(&self, id: &str) -> Result<Option<Delegation>> {
-        let conn = self.lock()?;
-        let exists: Option<i64> = conn
-            .query_row("SELECT 1 FROM delegations WHERE id = ?1", [id], |r| {
-                r.get(0)
-            })
-            .optional()?;
-        if exists.is_none() {
-            return Ok(None);
-        }
-        Ok(load(&conn, Some(id), None, self.now().timestamp())?.pop())
+        delegation_row_on(&*self.lock()?, id, self.now().timestamp())
     }
+}
+
+/// [`Mandate::delegation_row`] on a given connection (the endpoint passes a read-only one, so
+/// that a token exchange never waits behind a group commit on the write connection).
+pub(crate) fn delegation_row_on(
+    conn: &rusqlite::Connection,
+    id: &str,
+    now: i64,
+) -> Result<Option<Delegation>> {
+    let exists: Option<i64> = conn
+        .prepare_cached("SELECT 1 FROM delegations WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    if exists.is_none() {
+        return Ok(None);
+    }
+    Ok(load(conn, Some(id), None, now)?.pop())
 }

@@ -638,8 +638,8 @@ impl TokenService {
                 }
                 let on_behalf_of = match &rec.delegation_id {
                     Some(d) => self
-                        .m
-                        .delegation_row(d)?
+                        .readers
+                        .with(|c| super::delegation::delegation_row_on(c, d, now))?
                         .map(|d| Actor::member(&d.member_id, &d.member)),
                     None => None,
                 };
@@ -660,7 +660,8 @@ impl TokenService {
             TOKEN_TYPE_DELEGATION => {
                 let id = subject_token.expose();
                 let d = if id.len() <= 64 {
-                    self.m.delegation_row(id)?
+                    self.readers
+                        .with(|c| super::delegation::delegation_row_on(c, id, now))?
                 } else {
                     None
                 };
