@@ -843,6 +843,56 @@ fn introspection_and_revocation() {
 }
 
 #[test]
+fn a_replayed_assertion_at_introspection_or_revocation_is_refused_and_audited() {
+    let mut ep = Endpoint::start();
+    ep.add_agent("resource-checker", &["github:repo.read"], None);
+    let token = ep.token(AGENT, &[]);
+    for (path, caller, action) in [
+        (
+            "/oauth2/introspect",
+            "resource-checker",
+            "introspection.denied",
+        ),
+        ("/oauth2/revoke", AGENT, "token.revocation_denied"),
+    ] {
+        let body = format!(
+            "client_assertion_type={}&client_assertion={}&token={}",
+            enc(ASSERTION_TYPE),
+            ep.assertion(caller),
+            enc(&token)
+        );
+        let first = ep.post_form(path, &[], &body);
+        assert_eq!(first.status, 200, "{path}: {}", first.body);
+        let again = ep.post_form(path, &[], &body);
+        assert_eq!(
+            (again.status, again.error().as_str()),
+            (401, "invalid_client"),
+            "{path}: {}",
+            again.body
+        );
+        assert!(
+            again.json()["error_description"]
+                .as_str()
+                .unwrap()
+                .contains("replay"),
+            "{path}: {}",
+            again.body
+        );
+        // The refusal was answered after its event committed: it is the newest event.
+        let (a, d, reason) = ep.audit_actions(1).remove(0);
+        assert_eq!((a.as_str(), d.as_str()), (action, "deny"), "{path}");
+        assert!(reason.unwrap().contains("replay"), "{path}");
+    }
+    // The replayed revocation wrote nothing else: the token was revoked once.
+    let revoked = ep
+        .audit_actions(20)
+        .into_iter()
+        .filter(|(a, _, _)| a == "token.revoked")
+        .count();
+    assert_eq!(revoked, 1);
+}
+
+#[test]
 fn suspending_or_revoking_the_agent_bites_at_once() {
     let mut ep = Endpoint::start();
     ep.add_agent("resource-checker", &["github:repo.read"], None);
