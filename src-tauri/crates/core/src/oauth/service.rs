@@ -383,7 +383,7 @@ impl TokenService {
             &err,
             details,
         );
-        Stop::Denied(self.m.submit_grouped(move |tx, now| {
+        Stop::Denied(self.m.submit_grouped_shared_fate(move |tx, now| {
             if let Some((client, jti, exp)) = consume {
                 records::consume_jti(tx, &client, &jti, exp)?;
             }
@@ -818,7 +818,7 @@ impl TokenService {
             issued_token_type: exchanged.then_some(TOKEN_TYPE_ACCESS_TOKEN),
             jti,
         };
-        Ok(self.m.submit_grouped(move |tx, now_dt| {
+        Ok(self.m.submit_grouped_shared_fate(move |tx, now_dt| {
             let target = Target::new("token", &record.jti, "access token");
             let event = |decision: Decision| {
                 let mut ev = NewEvent::new(&actor, action, decision)
@@ -945,7 +945,7 @@ impl TokenService {
             }
         };
         let caller = (client.agent.id.to_string(), client.agent.name.to_string());
-        Ok(self.m.submit_grouped(move |tx, now_dt| {
+        Ok(self.m.submit_grouped_shared_fate(move |tx, now_dt| {
             if !records::consume_jti(tx, &consume.0, &consume.1, consume.2)? {
                 let e = replayed_assertion();
                 let who = Some((caller.0.as_str(), caller.1.as_str()));
@@ -1008,7 +1008,7 @@ impl TokenService {
         }
         let actor = Actor::agent(agent.id.as_str(), agent.name.as_str());
         let agent_id = agent.id.to_string();
-        Ok(self.m.submit_grouped(move |tx, now_dt| {
+        Ok(self.m.submit_grouped_shared_fate(move |tx, now_dt| {
             if !records::consume_jti(tx, &consume.0, &consume.1, consume.2)? {
                 let e = replayed_assertion();
                 let who = Some((agent_id.as_str(), consume.0.as_str()));
