@@ -1,5 +1,5 @@
 //! Read-only SQLite connections for the endpoint's lookups (agents, keys, connections, token
-//! state), so that reads never wait behind the group-commit leader's fsync on the shared
+//! state), so that reads never wait behind the group committer's fsync on the shared
 //! write connection. Under WAL each statement sees the newest committed state, so a
 //! revocation is visible to the next request after it commits, as on the write connection.
 //!
