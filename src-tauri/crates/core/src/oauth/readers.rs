@@ -1,7 +1,8 @@
 //! Read-only SQLite connections for the endpoint's lookups (agents, keys, connections, token
 //! state), so that reads never wait behind the group committer's fsync on the shared
-//! write connection. Under WAL each statement sees the newest committed state, so a
-//! revocation is visible to the next request after it commits, as on the write connection.
+//! write connection. Under WAL each read transaction (one per [`Readers::with`] call) sees the
+//! newest state committed when it starts, so a revocation is visible to the next request after
+//! it commits, as on the write connection.
 //!
 //! Statements are prepared once per connection (`prepare_cached`); only the parsed SQL is
 //! kept, never a result. Each [`Readers::with`] call is one read transaction: its statements
