@@ -19,7 +19,7 @@
 //! committer to finish every write already queued, so nothing is lost on shutdown; a write that
 //! panics is rolled back and reported as failed without stopping the committer.
 //!
-//! What it is not: a cache or a queue that outlives the call. Use [`Mandate::write`] for
+//! What it is not: a cache or a queue that outlives the call. Use `Mandate::write` for
 //! single changes made by people; use this for high-rate writes (token issuance, denials,
 //! introspection events) and any other audit appends that arrive concurrently.
 
@@ -149,7 +149,7 @@ impl<T> Future for Ticket<T> {
 impl Mandate {
     /// Run `f` in a transaction shared with other concurrent callers and return once it has
     /// committed durably. `f` runs inside a savepoint: if it fails, only its own writes are
-    /// rolled back. Use `audit::append` inside `f` as in [`Mandate::write`].
+    /// rolled back. Use `audit::append` inside `f` as in `Mandate::write`.
     pub fn write_grouped<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
