@@ -226,11 +226,24 @@ fn denial_event(
     ev
 }
 
-/// The answer to a reused client assertion.
-fn replayed_assertion() -> OAuthError {
-    OAuthError::InvalidClient(
+/// Record the caller's client assertion `jti` (`(agent name, jti, keep until)`) as used. If it
+/// was used before, write the replay's denial instead and return the error to answer.
+fn consume_assertion(
+    tx: &rusqlite::Transaction<'_>,
+    now: chrono::DateTime<chrono::Utc>,
+    (client, jti, keep_until): &(String, String, i64),
+    agent_id: &str,
+    action: &str,
+) -> crate::Result<Option<OAuthError>> {
+    if records::consume_jti(tx, client, jti, *keep_until)? {
+        return Ok(None);
+    }
+    let e = OAuthError::InvalidClient(
         "this client assertion was already used (replay); sign a new one for every request".into(),
-    )
+    );
+    let ev = denial_event(Some((agent_id, client)), action, &e, Default::default());
+    audit::append(tx, now, ev)?;
+    Ok(Some(e))
 }
 
 impl TokenService {
@@ -944,16 +957,9 @@ impl TokenService {
                 (json!({"active": false}), Some(ev))
             }
         };
-        let caller = (client.agent.id.to_string(), client.agent.name.to_string());
+        let caller_id = client.agent.id.to_string();
         Ok(self.m.submit_grouped_shared_fate(move |tx, now_dt| {
-            if !records::consume_jti(tx, &consume.0, &consume.1, consume.2)? {
-                let e = replayed_assertion();
-                let who = Some((caller.0.as_str(), caller.1.as_str()));
-                audit::append(
-                    tx,
-                    now_dt,
-                    denial_event(who, ACTION, &e, Default::default()),
-                )?;
+            if let Some(e) = consume_assertion(tx, now_dt, &consume, &caller_id, ACTION)? {
                 return Ok(Err(e));
             }
             if let Some(ev) = inactive_event {
@@ -1009,14 +1015,7 @@ impl TokenService {
         let actor = Actor::agent(agent.id.as_str(), agent.name.as_str());
         let agent_id = agent.id.to_string();
         Ok(self.m.submit_grouped_shared_fate(move |tx, now_dt| {
-            if !records::consume_jti(tx, &consume.0, &consume.1, consume.2)? {
-                let e = replayed_assertion();
-                let who = Some((agent_id.as_str(), consume.0.as_str()));
-                audit::append(
-                    tx,
-                    now_dt,
-                    denial_event(who, ACTION, &e, Default::default()),
-                )?;
+            if let Some(e) = consume_assertion(tx, now_dt, &consume, &agent_id, ACTION)? {
                 return Ok(Err(e));
             }
             if let Some(r) = rec
