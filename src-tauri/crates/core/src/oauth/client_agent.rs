@@ -36,11 +36,38 @@ impl ClientKey {
         self.expires_at.is_none_or(|t| now < t)
     }
 
-    /// The key as a curve point (a decompression: done only for the key in use).
+    /// The key as a curve point (a decompression: done only for the key in use, and only once
+    /// per distinct key, see [`decompressed`]).
     pub fn verifying_key(&self) -> Result<VerifyingKey> {
-        VerifyingKey::from_bytes(&self.public)
-            .map_err(|_| Error::Storage("a stored public key is not a valid point".into()))
+        decompressed(&self.public)
     }
+}
+
+/// Most decompressed keys kept; past that the memo starts over.
+const MEMO_KEYS: usize = 4096;
+
+/// `VerifyingKey::from_bytes`, remembered by the key's exact 32 bytes. Decompressing a point
+/// (a field square root) was about 4 % of the endpoint's CPU, repeated on every request for the
+/// same few keys. This is a memo of a pure function of its input, not a cache of state: which
+/// key an agent has, and whether it is active, is still read from the database on every
+/// request, so a removed or expired key stops working at once.
+fn decompressed(public: &[u8; 32]) -> Result<VerifyingKey> {
+    use std::collections::HashMap;
+    use std::sync::{OnceLock, RwLock};
+    static MEMO: OnceLock<RwLock<HashMap<[u8; 32], VerifyingKey>>> = OnceLock::new();
+    let memo = MEMO.get_or_init(Default::default);
+    if let Some(k) = memo.read().ok().and_then(|m| m.get(public).copied()) {
+        return Ok(k);
+    }
+    let k = VerifyingKey::from_bytes(public)
+        .map_err(|_| Error::Storage("a stored public key is not a valid point".into()))?;
+    if let Ok(mut m) = memo.write() {
+        if m.len() >= MEMO_KEYS {
+            m.clear();
+        }
+        m.insert(*public, k);
+    }
+    Ok(k)
 }
 
 /// What the endpoint knows about an authenticated (or claimed) client.
@@ -159,4 +186,31 @@ pub(crate) fn load(
         keys,
         trust,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use super::decompressed;
+
+    #[test]
+    fn the_memo_answers_exactly_what_decompression_does() {
+        let key = crate::keys::generate().verifying_key();
+        let first = decompressed(key.as_bytes()).unwrap();
+        let again = decompressed(key.as_bytes()).unwrap();
+        assert_eq!(first, key);
+        assert_eq!(again, key);
+        // Bytes that are no curve point fail every time (a failure is never remembered).
+        let bad = (0u8..=255)
+            .map(|b| {
+                let mut y = [0u8; 32];
+                y[0] = b;
+                y
+            })
+            .find(|y| ed25519_dalek::VerifyingKey::from_bytes(y).is_err())
+            .expect("about half of all encodings are not points");
+        assert!(decompressed(&bad).is_err());
+        assert!(decompressed(&bad).is_err());
+    }
 }
