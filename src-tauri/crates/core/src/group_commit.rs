@@ -67,8 +67,9 @@ pub(crate) struct GroupQueue {
 }
 
 struct Committer {
-    queue: Mutex<Option<Sender<Job>>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    /// `None` when the thread could not be started: writes are refused instead of hanging.
+    queue: Option<Sender<Job>>,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for GroupQueue {
@@ -80,11 +81,9 @@ impl std::fmt::Debug for GroupQueue {
 impl Drop for GroupQueue {
     /// Close the queue and wait until every write already queued has been committed.
     fn drop(&mut self) {
-        if let Some(c) = self.committer.take() {
-            if let Ok(mut q) = c.queue.lock() {
-                q.take();
-            }
-            if let Some(t) = c.thread.lock().ok().and_then(|mut t| t.take()) {
+        if let Some(Committer { queue, thread }) = self.committer.take() {
+            drop(queue);
+            if let Some(t) = thread {
                 let _ = t.join();
             }
         }
@@ -197,10 +196,8 @@ impl Mandate {
             .get_or_init(|| start_committer(self.conn.clone(), self.clock.clone()));
         let sent = committer
             .queue
-            .lock()
-            .ok()
-            .and_then(|q| q.as_ref().map(|s| s.send(job).is_ok()))
-            .unwrap_or(false);
+            .as_ref()
+            .is_some_and(|q| q.send(job).is_ok());
         if !sent {
             return Ticket::ready(Err(not_run()));
         }
@@ -215,9 +212,8 @@ fn start_committer(conn: Arc<Mutex<Connection>>, clock: Arc<dyn Clock>) -> Commi
         .spawn(move || commit_loop(&conn, &*clock, &rx))
         .ok();
     Committer {
-        // Without a thread, nothing would run the writes: refuse them instead of hanging.
-        queue: Mutex::new(thread.is_some().then_some(tx)),
-        thread: Mutex::new(thread),
+        queue: thread.is_some().then_some(tx),
+        thread,
     }
 }
 
@@ -240,18 +236,21 @@ fn commit_loop(conn: &Mutex<Connection>, clock: &dyn Clock, rx: &Receiver<Job>) 
                 let now = clock.now();
                 let outcome = (|| -> Result<()> {
                     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                    let mut batch_failed = false;
                     for job in jobs.drain(..) {
-                        let (batch_failed, deliver) = job(&tx, now);
+                        // After a failed shared-fate write the rest still run (the rare path),
+                        // so that each caller learns why its write was not saved.
+                        let (failed, deliver) = job(&tx, now);
+                        batch_failed |= failed;
                         delivers.push(deliver);
-                        if batch_failed {
-                            // Dropping `tx` rolls the batch back; the jobs not yet run are
-                            // dropped with the drain, so their callers learn `not_run`.
-                            return Err(Error::Storage(
-                                "a write committed together with this one failed, so neither \
-                                 was saved; try again"
-                                    .into(),
-                            ));
-                        }
+                    }
+                    if batch_failed {
+                        // Dropping `tx` rolls the whole batch back.
+                        return Err(Error::Storage(
+                            "a write committed together with this one failed, so neither was \
+                             saved; try again"
+                                .into(),
+                        ));
                     }
                     tx.commit()?;
                     Ok(())
@@ -481,7 +480,11 @@ mod tests {
         let own = failing.wait().unwrap_err().to_string();
         assert!(own.contains("the disk is full"), "its own error: {own}");
         // The bystander either shared the batch (and failed, saying so) or ran in the next one.
-        let bystander_ok = bystander.wait().is_ok();
+        let bystander = bystander.wait();
+        if let Err(e) = &bystander {
+            assert!(e.to_string().contains("together"), "says why: {e}");
+        }
+        let bystander_ok = bystander.is_ok();
         m.write_grouped(|tx, now| crate::audit::append(tx, now, event("after")))
             .unwrap();
         let actions: Vec<String> = m

@@ -9,7 +9,7 @@
 //!
 //! Each endpoint is split in two so that no thread waits for a commit: the rules run at once
 //! and return a [`Pending`] answer whose write is already queued for the group commit; the
-//! adapter awaits it ([`Pending::finish`]) or blocks on it ([`Pending::wait`]). Every path ends
+//! adapter awaits it ([`Pending::finish`]). Every path ends
 //! in at most one write, so every answer, denials included, leaves only after its audit event
 //! has committed.
 //!
@@ -151,7 +151,7 @@ impl From<crate::Error> for Stop {
 }
 
 /// An endpoint's answer: ready now, or once the write it queued has committed. Await it with
-/// [`Pending::finish`] (holds no thread while the commit runs) or block with [`Pending::wait`].
+/// [`Pending::finish`] (holds no thread while the commit runs).
 #[must_use = "the answer is only known once its audit write has committed"]
 pub struct Pending<T> {
     state: PendingState<T>,
@@ -194,11 +194,6 @@ impl<T> Pending<T> {
         // A signed audit checkpoint, when one is due, is made on a thread of its own.
         self.m.after_write_detached();
         out
-    }
-
-    /// [`Pending::finish`], blocking the calling thread.
-    pub fn wait(self) -> Result<T, OAuthError> {
-        futures_executor::block_on(self.finish())
     }
 }
 
