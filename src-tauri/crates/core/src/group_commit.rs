@@ -325,21 +325,13 @@ where
 mod tests {
     use std::sync::Arc;
 
+    use crate::Mandate;
     use crate::audit::{Actor, Decision, NewEvent};
-    use crate::secret::MemoryKeychain;
-    use crate::{Mandate, OpenOptions};
 
     #[test]
     fn concurrent_writers_all_commit_and_the_chain_holds() {
         let dir = tempfile::tempdir().unwrap();
-        let m = Arc::new(
-            Mandate::open(OpenOptions::new(
-                dir.path(),
-                Arc::new(MemoryKeychain::new()),
-                Actor::app("test", "t"),
-            ))
-            .unwrap(),
-        );
+        let m = Arc::new(open(dir.path()));
         let threads: Vec<_> = (0..8)
             .map(|t| {
                 let m = m.clone();
@@ -368,12 +360,7 @@ mod tests {
     #[test]
     fn a_failing_write_rolls_back_only_itself() {
         let dir = tempfile::tempdir().unwrap();
-        let m = Mandate::open(OpenOptions::new(
-            dir.path(),
-            Arc::new(MemoryKeychain::new()),
-            Actor::app("test", "t"),
-        ))
-        .unwrap();
+        let m = open(dir.path());
         let r: crate::Result<()> = m.write_grouped(|tx, now| {
             crate::audit::append(
                 tx,
@@ -396,12 +383,7 @@ mod tests {
     }
 
     fn open(dir: &std::path::Path) -> Mandate {
-        Mandate::open(OpenOptions::new(
-            dir,
-            Arc::new(MemoryKeychain::new()),
-            Actor::app("test", "t"),
-        ))
-        .unwrap()
+        crate::open_for_test(dir)
     }
 
     fn event(action: &str) -> NewEvent {

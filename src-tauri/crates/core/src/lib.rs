@@ -248,3 +248,15 @@ impl Mandate {
         )
     }
 }
+
+/// A fresh installation in `dir` with an in-memory keychain, for the crate's unit tests.
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
+pub(crate) fn open_for_test(dir: &Path) -> Mandate {
+    Mandate::open(OpenOptions::new(
+        dir,
+        Arc::new(secret::MemoryKeychain::new()),
+        Actor::app("test", "t"),
+    ))
+    .unwrap()
+}

@@ -350,12 +350,7 @@ mod tests {
     use crate::{Mandate, OpenOptions};
 
     fn open(dir: &std::path::Path) -> Mandate {
-        Mandate::open(OpenOptions::new(
-            dir,
-            Arc::new(MemoryKeychain::new()),
-            Actor::app("test", "t"),
-        ))
-        .unwrap()
+        crate::open_for_test(dir)
     }
 
     #[test]
