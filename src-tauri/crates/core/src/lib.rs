@@ -81,6 +81,8 @@ pub struct Mandate {
     audit_due: audit::checkpoint::DueThrottle,
     /// Set while a detached checkpoint thread runs (see `Mandate::after_write_detached`).
     checkpointing: std::sync::atomic::AtomicBool,
+    /// Assertion and DPoP `jti`s already accepted, shared by every endpoint of this handle.
+    used_jtis: Arc<oauth::replay::UsedJtis>,
 }
 
 impl fmt::Debug for Mandate {
@@ -127,7 +129,13 @@ impl Mandate {
             group: group_commit::GroupQueue::default(),
             audit_due: Default::default(),
             checkpointing: Default::default(),
+            used_jtis: Default::default(),
         })
+    }
+
+    /// The used-`jti` memory every endpoint of this handle checks replays against.
+    pub(crate) fn used_jtis(&self) -> &Arc<oauth::replay::UsedJtis> {
+        &self.used_jtis
     }
 
     /// The data folder this handle uses.

@@ -23,6 +23,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/003_audit.sql"),
     include_str!("migrations/004_broker.sql"),
     include_str!("migrations/005_audit_members.sql"),
+    include_str!("migrations/006_jti_log.sql"),
 ];
 
 /// The schema version this build writes.
@@ -141,6 +142,44 @@ mod tests {
         assert_eq!(sync, 2, "synchronous=FULL");
         drop(c);
         open(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn upgrading_to_the_jti_log_keeps_every_used_jti() {
+        let dir = tempfile::tempdir().unwrap();
+        prepare_data_dir(dir.path()).unwrap();
+        // A schema-5 database (before the log) with two used jtis.
+        let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
+        for (i, sql) in MIGRATIONS[..5].iter().enumerate() {
+            c.execute_batch(sql).unwrap();
+            c.pragma_update(None, "user_version", (i + 1) as i64)
+                .unwrap();
+        }
+        c.execute_batch(
+            "INSERT INTO oauth_used_jtis (client, jti, expires_at) VALUES
+                 ('agent-a', 'late', 200), ('dpop:xyz', 'early', 100);",
+        )
+        .unwrap();
+        drop(c);
+        let c = open(dir.path()).unwrap();
+        let rows: Vec<(i64, String, String, i64)> = c
+            .prepare("SELECT seq, client, jti, expires_at FROM oauth_used_jtis ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                (1, "dpop:xyz".into(), "early".into(), 100),
+                (2, "agent-a".into(), "late".into(), 200)
+            ]
+        );
+        // And the replay memory refuses them.
+        let used = crate::oauth::replay::UsedJtis::default();
+        assert!(!used.consume(&c, "agent-a", "late", 200).unwrap());
+        assert!(used.consume(&c, "agent-a", "fresh", 300).unwrap());
     }
 
     #[test]

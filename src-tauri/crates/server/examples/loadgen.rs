@@ -187,16 +187,7 @@ async fn tokens(args: &[String]) {
     let url = arg(args, "--url").expect("--url");
     let aud = arg(args, "--aud").unwrap_or_else(|| url.clone());
     let client = arg(args, "--client-id").expect("--client-id");
-    let jwk: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(arg(args, "--key").expect("--key")).unwrap())
-            .unwrap();
-    let seed: [u8; 32] = B64
-        .decode(jwk["d"].as_str().unwrap())
-        .unwrap()
-        .try_into()
-        .unwrap();
-    let key = SigningKey::from_bytes(&seed);
-    let kid = jwk["kid"].as_str().unwrap_or("").to_string();
+    let (key, kid) = load_key(&arg(args, "--key").expect("--key"));
     let alg = arg(args, "--alg").unwrap_or_else(|| "EdDSA".into());
     let conc: usize = arg(args, "--concurrency").map_or(16, |c| c.parse().unwrap());
     let secs: u64 = arg(args, "--seconds").map_or(10, |c| c.parse().unwrap());
@@ -209,12 +200,7 @@ async fn tokens(args: &[String]) {
     };
     // One fresh assertion per request, made before the clock starts.
     let bodies: Vec<String> = (0..max)
-        .map(|_| {
-            format!(
-                "grant_type=client_credentials&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion={}",
-                assertion(&key, &kid, &client, &aud, &alg)
-            )
-        })
+        .map(|_| form_body(&key, &kid, &client, &aud, &alg))
         .collect();
     if let Some(rate) = rate {
         let http = reqwest::Client::builder()
@@ -282,6 +268,40 @@ async fn tokens(args: &[String]) {
     );
 }
 
+/// Pre-signed token request bodies, one per line, for an external load tool (wrk).
+fn bodies(args: &[String]) {
+    use std::io::Write as _;
+    let (key, kid) = load_key(&arg(args, "--key").expect("--key"));
+    let url = arg(args, "--url").expect("--url");
+    let aud = arg(args, "--aud").unwrap_or_else(|| url.clone());
+    let client = arg(args, "--client-id").expect("--client-id");
+    let alg = arg(args, "--alg").unwrap_or_else(|| "EdDSA".into());
+    let n: usize = arg(args, "--count").map_or(60_000, |c| c.parse().unwrap());
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for _ in 0..n {
+        writeln!(out, "{}", form_body(&key, &kid, &client, &aud, &alg)).unwrap();
+    }
+}
+
+fn form_body(key: &SigningKey, kid: &str, client: &str, aud: &str, alg: &str) -> String {
+    format!(
+        "grant_type=client_credentials&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion={}",
+        assertion(key, kid, client, aud, alg)
+    )
+}
+
+fn load_key(path: &str) -> (SigningKey, String) {
+    let jwk: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let seed: [u8; 32] = B64
+        .decode(jwk["d"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let kid = jwk["kid"].as_str().unwrap_or("").to_string();
+    (SigningKey::from_bytes(&seed), kid)
+}
+
 /// One Ed25519 verify + one sign + one SHA-256 chain link + an amortised durable append
 /// (WAL, synchronous=FULL, 100 rows per transaction), per token.
 fn floor(args: &[String]) {
@@ -331,6 +351,7 @@ async fn main() {
     match args.get(1).map(String::as_str) {
         Some("tokens") => tokens(&args).await,
         Some("floor") => floor(&args),
+        Some("bodies") => bodies(&args),
         _ => eprintln!(
             "usage: loadgen tokens --url URL --client-id ID --key JWK [--aud A] [--concurrency N | --rate R] [--seconds S] | loadgen floor"
         ),

@@ -492,6 +492,7 @@ impl Broker {
         let t = token.clone();
         let conn_name = connection.name.to_string();
         let action_name = scope.clone();
+        let used = m.used_jtis().clone();
         let outcome = m.write_grouped(move |tx, now_dt| {
             let refuse = |d: Denial| -> crate::Result<Result<u64, Denial>> {
                 let mut ev = deny_base;
@@ -502,7 +503,7 @@ impl Broker {
                 audit::append(tx, now_dt, ev)?;
                 Ok(Err(d))
             };
-            if let Err(why) = resource::confirm_active(tx, &t, now_dt.timestamp())? {
+            if let Err(why) = resource::confirm_active(&used, tx, &t, now_dt.timestamp())? {
                 let dpop = t.proof.is_some() && why.contains("DPoP");
                 let code = if dpop {
                     "invalid_dpop_proof"

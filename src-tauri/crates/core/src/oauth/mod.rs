@@ -9,7 +9,8 @@
 //! - `client_agent`: the narrow view of the client agent read on every request.
 //! - `dpop`: RFC 9449 proofs.
 //! - `policy`: scopes, audiences, lifetimes, trust floors, rate limits.
-//! - `records`: the token, used-`jti` and delegation rows; what "active" means.
+//! - `records`: the token and delegation rows; what "active" means.
+//! - `replay`: which assertion and DPoP `jti`s were already accepted (each is, once).
 //! - [`resource`]: checking a token where it is used (the secret broker), with the same code.
 //! - `service`: the three endpoints (token, introspect, revoke) and their audit events.
 //! - `delegation`: "agent X may act for member M" (the `Mandate` methods the CLI and app use).
@@ -27,6 +28,7 @@ pub mod jws;
 mod policy;
 mod readers;
 mod records;
+pub(crate) mod replay;
 pub mod resource;
 mod service;
 

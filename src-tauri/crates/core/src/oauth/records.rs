@@ -85,30 +85,6 @@ pub(crate) fn load_token(conn: &Connection, jti: &str) -> Result<Option<TokenRec
         .optional()?)
 }
 
-/// Record a `jti` as used. `false` when it was used before (a replay).
-pub(crate) fn consume_jti(
-    conn: &Connection,
-    client: &str,
-    jti: &str,
-    expires_at: i64,
-) -> Result<bool> {
-    let n = conn
-        .prepare_cached(
-            "INSERT OR IGNORE INTO oauth_used_jtis (client, jti, expires_at) VALUES (?1, ?2, ?3)",
-        )?
-        .execute(params![client, jti, expires_at])?;
-    Ok(n == 1)
-}
-
-/// Forget `jti`s whose assertion or proof can no longer be accepted anyway.
-pub(crate) fn prune_jtis(conn: &Connection, now: i64) -> Result<()> {
-    conn.execute(
-        "DELETE FROM oauth_used_jtis WHERE expires_at < ?1",
-        [now - super::SKEW_SECS],
-    )?;
-    Ok(())
-}
-
 /// Why a token is not active.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Inactive {

@@ -183,7 +183,8 @@ impl TokenService {
 /// delegation, the chain it was exchanged from), and is its DPoP proof fresh (its `jti` is
 /// recorded, so a replayed proof is refused even after a restart)? `Ok(Err(reason))` when
 /// not.
-pub fn confirm_active(
+pub(crate) fn confirm_active(
+    used: &super::replay::UsedJtis,
     tx: &rusqlite::Connection,
     t: &ResourceToken,
     now: i64,
@@ -192,7 +193,7 @@ pub fn confirm_active(
         return Ok(Err(format!("the token is not active: {}", why.as_str())));
     }
     if let Some(p) = &t.proof
-        && !records::consume_jti(
+        && !used.consume(
             tx,
             &format!("dpop:{}", p.jkt),
             &p.jti,

@@ -30,6 +30,7 @@ use super::jws::{self, Jws};
 use super::policy::{self, Ceiling, Plan, RateLimiter};
 use super::readers::Readers;
 use super::records::{self, TokenRecord};
+use super::replay::UsedJtis;
 use super::{
     EndpointConfig, Form, GRANT_CLIENT_CREDENTIALS, GRANT_TOKEN_EXCHANGE, OAuthError, SKEW_SECS,
     TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_DELEGATION, TOKEN_TYPE_JWT, issuer, token_hash,
@@ -102,6 +103,7 @@ pub struct TokenService {
     limiter: RateLimiter,
     readers: Readers,
     writes: AtomicU64,
+    used_jtis: Arc<UsedJtis>,
 }
 
 impl std::fmt::Debug for TokenService {
@@ -224,13 +226,14 @@ fn denial_event(
 /// Record the caller's client assertion `jti` (`(agent name, jti, keep until)`) as used. If it
 /// was used before, write the replay's denial instead and return the error to answer.
 fn consume_assertion(
+    used: &UsedJtis,
     tx: &rusqlite::Transaction<'_>,
     now: chrono::DateTime<chrono::Utc>,
     (client, jti, keep_until): &(String, String, i64),
     agent_id: &str,
     action: &str,
 ) -> crate::Result<Option<OAuthError>> {
-    if records::consume_jti(tx, client, jti, *keep_until)? {
+    if used.consume(tx, client, jti, *keep_until)? {
         return Ok(None);
     }
     let e = OAuthError::InvalidClient(
@@ -251,6 +254,7 @@ impl TokenService {
         // beside them.
         let readers = Readers::open(&m, 4)?;
         Ok(TokenService {
+            used_jtis: m.used_jtis().clone(),
             m,
             cfg,
             signer: RwLock::new((Arc::new(key), now)),
@@ -391,9 +395,10 @@ impl TokenService {
             &err,
             details,
         );
+        let used = self.used_jtis.clone();
         Stop::Denied(self.m.submit_grouped_shared_fate(move |tx, now| {
             if let Some((client, jti, exp)) = consume {
-                records::consume_jti(tx, &client, &jti, exp)?;
+                used.consume(tx, &client, &jti, exp)?;
             }
             audit::append(tx, now, ev)?;
             Ok(err)
@@ -439,6 +444,8 @@ impl TokenService {
     /// A token request: `client_credentials` or token exchange, `private_key_jwt` client
     /// authentication, optional DPoP.
     pub fn token(&self, body: &[u8], http: &HttpContext) -> Pending<TokenResponse> {
+        // Every path ends in at most one write: announce it (group_commit).
+        let _announced = self.m.announce_write();
         Pending::new(&self.m, self.token_rules(body, http))
     }
 
@@ -826,6 +833,7 @@ impl TokenService {
             issued_token_type: exchanged.then_some(TOKEN_TYPE_ACCESS_TOKEN),
             jti,
         };
+        let used = self.used_jtis.clone();
         Ok(self.m.submit_grouped_shared_fate(move |tx, now_dt| {
             let target = Target::new("token", &record.jti, "access token");
             let event = |decision: Decision| {
@@ -846,9 +854,9 @@ impl TokenService {
                 Ok(Err(err))
             };
             if prune {
-                records::prune_jtis(tx, now)?;
+                used.prune(tx, now - SKEW_SECS)?;
             }
-            if !records::consume_jti(tx, &client_name, &assertion.0, assertion.1)? {
+            if !used.consume(tx, &client_name, &assertion.0, assertion.1)? {
                 return refuse(OAuthError::InvalidClient(
                     "this client assertion was already used (replay); sign a new one with a \
                      fresh jti for every request"
@@ -856,7 +864,7 @@ impl TokenService {
                 ));
             }
             if let Some((client, jti, exp)) = &dpop_jti
-                && !records::consume_jti(tx, client, jti, *exp)?
+                && !used.consume(tx, client, jti, *exp)?
             {
                 return refuse(OAuthError::InvalidDpopProof(
                     "the DPoP proof's jti was already used (replay)".into(),
@@ -881,6 +889,8 @@ impl TokenService {
     /// RFC 7662. The caller authenticates like a token request. Unknown, expired, revoked,
     /// malformed and foreign tokens all answer `{"active": false}` and nothing else.
     pub fn introspect(&self, body: &[u8]) -> Pending<Value> {
+        // Every path ends in at most one write: announce it (group_commit).
+        let _announced = self.m.announce_write();
         Pending::new(&self.m, self.introspect_rules(body))
     }
 
@@ -953,8 +963,9 @@ impl TokenService {
             }
         };
         let caller_id = client.agent.id.to_string();
+        let used = self.used_jtis.clone();
         Ok(self.m.submit_grouped_shared_fate(move |tx, now_dt| {
-            if let Some(e) = consume_assertion(tx, now_dt, &consume, &caller_id, ACTION)? {
+            if let Some(e) = consume_assertion(&used, tx, now_dt, &consume, &caller_id, ACTION)? {
                 return Ok(Err(e));
             }
             if let Some(ev) = inactive_event {
@@ -969,6 +980,8 @@ impl TokenService {
     /// RFC 7009. Revoking an unknown or invalid token succeeds (§2.2); revoking another
     /// client's token is refused.
     pub fn revoke(&self, body: &[u8]) -> Pending<()> {
+        // Every path ends in at most one write: announce it (group_commit).
+        let _announced = self.m.announce_write();
         Pending::new(&self.m, self.revoke_rules(body))
     }
 
@@ -1009,8 +1022,9 @@ impl TokenService {
         }
         let actor = Actor::agent(agent.id.as_str(), agent.name.as_str());
         let agent_id = agent.id.to_string();
+        let used = self.used_jtis.clone();
         Ok(self.m.submit_grouped_shared_fate(move |tx, now_dt| {
-            if let Some(e) = consume_assertion(tx, now_dt, &consume, &agent_id, ACTION)? {
+            if let Some(e) = consume_assertion(&used, tx, now_dt, &consume, &agent_id, ACTION)? {
                 return Ok(Err(e));
             }
             if let Some(r) = rec

@@ -1,0 +1,273 @@
+//! Which client-assertion and DPoP-proof `jti`s were already accepted, so that each is
+//! accepted once (RFC 7523 §3, RFC 9449 §11.1), also after a restart and across processes.
+//!
+//! Why not a unique index: a client picks its `jti` at random, so a table keyed by it gets one
+//! random page dirtied per token to record the `jti` and another to forget it, which was the
+//! largest share of the bytes written per token (docs/BENCHMARKS.md). Instead the table
+//! `oauth_used_jtis` is an append-only log in `seq` order, forgotten from its oldest end, and
+//! uniqueness is checked here, in memory, against every row of it.
+//!
+//! Why that is as strict as the index was: [`UsedJtis::consume`] runs inside the write
+//! transaction, which holds SQLite's write lock, so no other writer (another process, another
+//! handle) can append meanwhile; and before each check it reads the rows appended since it
+//! last looked. Its memory is trusted only while the newest row it knows is still the row at
+//! that `seq`: if a rolled-back transaction took rows it had remembered, or someone else's
+//! pruning passed it, it reloads the whole table.
+//!
+//! What it is not: a cache that can say "unused" wrongly. At worst (a batch that consumed a
+//! `jti` and was then rolled back) it remembers a `jti` whose row is gone until its next
+//! reload, and refuses that assertion as a replay; a client signs a fresh one per request.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Mutex;
+
+use rusqlite::{Connection, params};
+use sha2::{Digest, Sha256};
+
+use crate::error::Result;
+
+/// A used `jti`, by client: the first 16 bytes of SHA-256 over both (length-prefixed).
+type Key = [u8; 16];
+
+fn key(client: &str, jti: &str) -> Key {
+    let mut h = Sha256::new();
+    h.update((client.len() as u64).to_be_bytes());
+    h.update(client.as_bytes());
+    h.update(jti.as_bytes());
+    let d = h.finalize();
+    let mut k = [0u8; 16];
+    k.copy_from_slice(&d[..16]);
+    k
+}
+
+/// The used `jti`s of the installation, as far as this process knows them.
+#[derive(Default)]
+pub(crate) struct UsedJtis {
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for UsedJtis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UsedJtis").finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    /// The table has been read into memory (and the fields below describe it).
+    loaded: bool,
+    /// The newest row known (`seq`, key); memory matches the table while that row is still
+    /// there unchanged.
+    newest: Option<(i64, Key)>,
+    seen: HashSet<Key>,
+    /// In `seq` order, with when each may be forgotten.
+    order: VecDeque<(i64, Key)>,
+}
+
+impl State {
+    fn remember(&mut self, seq: i64, k: Key, expires_at: i64) {
+        if self.seen.insert(k) {
+            self.order.push_back((expires_at, k));
+        }
+        self.newest = Some((seq, k));
+    }
+}
+
+impl UsedJtis {
+    /// Record `client`'s `jti` as used until `expires_at` (Unix seconds). `false` when it was
+    /// used before: a replay. Call inside the write transaction.
+    pub fn consume(
+        &self,
+        tx: &Connection,
+        client: &str,
+        jti: &str,
+        expires_at: i64,
+    ) -> Result<bool> {
+        let mut st = self.lock();
+        catch_up(&mut st, tx)?;
+        let k = key(client, jti);
+        if st.seen.contains(&k) {
+            return Ok(false);
+        }
+        tx.prepare_cached(
+            "INSERT INTO oauth_used_jtis (client, jti, expires_at) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![client, jti, expires_at])?;
+        st.remember(tx.last_insert_rowid(), k, expires_at);
+        Ok(true)
+    }
+
+    /// Forget `jti`s that expired before `cutoff`: from memory, and from the oldest end of the
+    /// table up to its first row still needed. The newest row always stays, so `seq` keeps
+    /// growing (SQLite reuses the largest rowid + 1), which is how other writers' rows are
+    /// told from ones already seen. Call inside the write transaction.
+    pub fn prune(&self, tx: &Connection, cutoff: i64) -> Result<()> {
+        let mut st = self.lock();
+        while let Some(&(exp, k)) = st.order.front() {
+            if exp >= cutoff {
+                break;
+            }
+            st.order.pop_front();
+            st.seen.remove(&k);
+        }
+        tx.prepare_cached(
+            "DELETE FROM oauth_used_jtis WHERE seq < min(
+                 coalesce((SELECT seq FROM oauth_used_jtis WHERE expires_at >= ?1
+                           ORDER BY seq LIMIT 1), 9223372036854775807),
+                 (SELECT max(seq) FROM oauth_used_jtis))",
+        )?
+        .execute([cutoff])?;
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding it can have left memory half-updated: start over from the table.
+        self.state.lock().unwrap_or_else(|poisoned| {
+            self.state.clear_poison();
+            let mut st = poisoned.into_inner();
+            *st = State::default();
+            st
+        })
+    }
+}
+
+/// Bring memory up to the table: read the rows appended since the newest one known, or the
+/// whole table when that row is gone or changed (a rollback, or pruning by another writer).
+fn catch_up(st: &mut State, tx: &Connection) -> Result<()> {
+    let from = match (st.loaded, st.newest) {
+        (true, Some((seq, _))) => seq,
+        (true, None) => 0,
+        (false, _) => {
+            *st = State::default();
+            0
+        }
+    };
+    let mut stmt = tx.prepare_cached(
+        "SELECT seq, client, jti, expires_at FROM oauth_used_jtis WHERE seq >= ?1 ORDER BY seq",
+    )?;
+    let mut rows = stmt.query([from])?;
+    let mut first = true;
+    while let Some(r) = rows.next()? {
+        let seq: i64 = r.get(0)?;
+        let k = key(&r.get::<_, String>(1)?, &r.get::<_, String>(2)?);
+        let expires_at: i64 = r.get(3)?;
+        if first && st.loaded {
+            first = false;
+            if let Some(newest) = st.newest {
+                if newest == (seq, k) {
+                    continue;
+                }
+                // Not the row remembered: reload everything.
+                drop(rows);
+                st.loaded = false;
+                return catch_up(st, tx);
+            }
+        }
+        first = false;
+        st.remember(seq, k, expires_at);
+    }
+    if first && st.loaded && st.newest.is_some() {
+        // The newest row remembered is gone and nothing came after it.
+        drop(rows);
+        st.loaded = false;
+        return catch_up(st, tx);
+    }
+    st.loaded = true;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let m = crate::open_for_test(dir.path());
+        drop(m);
+        let conn = Connection::open(dir.path().join(crate::store::DB_FILE)).unwrap();
+        (dir, conn)
+    }
+
+    fn count(c: &Connection) -> i64 {
+        c.query_row("SELECT count(*) FROM oauth_used_jtis", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_jti_is_accepted_once_per_client() {
+        let (_d, c) = db();
+        let u = UsedJtis::default();
+        assert!(u.consume(&c, "a", "j1", 100).unwrap());
+        assert!(!u.consume(&c, "a", "j1", 100).unwrap());
+        // Another client may use the same jti; the length prefix keeps ("a","bj") apart from
+        // ("ab","j").
+        assert!(u.consume(&c, "b", "j1", 100).unwrap());
+        assert!(u.consume(&c, "ab", "j", 100).unwrap());
+        assert!(u.consume(&c, "a", "bj", 100).unwrap());
+        assert_eq!(count(&c), 4);
+    }
+
+    #[test]
+    fn a_second_handle_and_a_restart_see_every_committed_jti() {
+        let (_d, c) = db();
+        let first = UsedJtis::default();
+        let second = UsedJtis::default();
+        assert!(first.consume(&c, "a", "j1", 100).unwrap());
+        // The second learns of j1 from the table, then the first of j2 from the table.
+        assert!(!second.consume(&c, "a", "j1", 100).unwrap());
+        assert!(second.consume(&c, "a", "j2", 100).unwrap());
+        assert!(!first.consume(&c, "a", "j2", 100).unwrap());
+        // A restart: a fresh memory reads the table.
+        let restarted = UsedJtis::default();
+        assert!(!restarted.consume(&c, "a", "j1", 100).unwrap());
+        assert!(!restarted.consume(&c, "a", "j2", 100).unwrap());
+    }
+
+    #[test]
+    fn a_rolled_back_row_whose_seq_another_writer_reused_is_not_missed() {
+        let (_d, mut c) = db();
+        let u = UsedJtis::default();
+        assert!(u.consume(&c, "a", "j1", 100).unwrap());
+        {
+            let tx = c.transaction().unwrap();
+            assert!(u.consume(&tx, "a", "j2", 100).unwrap());
+            // rolled back on drop: j2's row is gone, its seq free again
+        }
+        // Another writer takes that seq for its own jti.
+        let other = UsedJtis::default();
+        assert!(other.consume(&c, "a", "j3", 100).unwrap());
+        // The first notices the row it remembered changed, reloads, and so knows j3.
+        assert!(!u.consume(&c, "a", "j3", 100).unwrap());
+        assert!(!u.consume(&c, "a", "j1", 100).unwrap());
+        // j2 was never committed: after the reload it is accepted.
+        assert!(u.consume(&c, "a", "j2", 100).unwrap());
+    }
+
+    #[test]
+    fn pruning_forgets_expired_jtis_from_the_oldest_end_and_keeps_the_newest_row() {
+        let (_d, c) = db();
+        let u = UsedJtis::default();
+        assert!(u.consume(&c, "a", "old1", 10).unwrap());
+        assert!(u.consume(&c, "a", "old2", 10).unwrap());
+        assert!(u.consume(&c, "a", "live", 500).unwrap());
+        assert!(u.consume(&c, "a", "old3", 10).unwrap());
+        u.prune(&c, 100).unwrap();
+        // old1 and old2 are gone; old3 stays behind the live row (in the table, and it is
+        // the newest row); "live" is still refused.
+        assert_eq!(count(&c), 2);
+        assert!(!u.consume(&c, "a", "live", 500).unwrap());
+        let seq_before: i64 = c
+            .query_row("SELECT max(seq) FROM oauth_used_jtis", [], |r| r.get(0))
+            .unwrap();
+        u.prune(&c, 1000).unwrap();
+        // Everything expired, yet the newest row stays so that seq keeps growing.
+        assert_eq!(count(&c), 1);
+        assert!(u.consume(&c, "a", "next", 2000).unwrap());
+        let seq_after: i64 = c
+            .query_row("SELECT max(seq) FROM oauth_used_jtis", [], |r| r.get(0))
+            .unwrap();
+        assert!(seq_after > seq_before);
+        // And a fresh reader still refuses "next".
+        assert!(!UsedJtis::default().consume(&c, "a", "next", 2000).unwrap());
+    }
+}
