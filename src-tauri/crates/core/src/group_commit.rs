@@ -23,6 +23,7 @@
 //! single changes made by people; use this for high-rate writes (token issuance, denials,
 //! introspection events) and any other audit appends that arrive concurrently.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
@@ -111,6 +112,37 @@ pub struct WriteAnnouncement<'a> {
     group: &'a GroupQueue,
 }
 
+thread_local! {
+    /// The queue this thread has announced a write to and not queued yet (compared by address,
+    /// never dereferenced). Queueing the write ends the announcement, so the committer never
+    /// waits for a write it already has.
+    static ANNOUNCED: Cell<*const Siblings> = const { Cell::new(std::ptr::null()) };
+}
+
+impl GroupQueue {
+    /// End this thread's announcement to this queue, if it has one; wake a committer waiting
+    /// for nothing else.
+    fn withdraw(&self) {
+        let me = Arc::as_ptr(&self.siblings);
+        let had = ANNOUNCED.with(|a| {
+            let had = a.get() == me;
+            if had {
+                a.set(std::ptr::null());
+            }
+            had
+        });
+        // SeqCst with the committer's `lingering` store and `announced` load: either it sees
+        // this decrement and stops waiting, or this sees it waiting and wakes it.
+        if had
+            && self.siblings.announced.fetch_sub(1, SeqCst) == 1
+            && self.siblings.lingering.load(SeqCst)
+            && let Some(q) = self.committer.get().and_then(|c| c.queue.as_ref())
+        {
+            let _ = q.send(Msg::Wake);
+        }
+    }
+}
+
 impl std::fmt::Debug for WriteAnnouncement<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WriteAnnouncement").finish_non_exhaustive()
@@ -119,14 +151,7 @@ impl std::fmt::Debug for WriteAnnouncement<'_> {
 
 impl Drop for WriteAnnouncement<'_> {
     fn drop(&mut self) {
-        // SeqCst with the committer's `lingering` store and `announced` load: either it sees
-        // this decrement and stops waiting, or this sees it waiting and wakes it.
-        if self.group.siblings.announced.fetch_sub(1, SeqCst) == 1
-            && self.group.siblings.lingering.load(SeqCst)
-            && let Some(q) = self.group.committer.get().and_then(|c| c.queue.as_ref())
-        {
-            let _ = q.send(Msg::Wake);
-        }
+        self.group.withdraw();
     }
 }
 
@@ -226,10 +251,21 @@ impl Mandate {
     /// the same partly filled pages of each table and index for them. While writes are
     /// announced, the committer holds its batch open for them (at most half a millisecond,
     /// PostgreSQL's `commit_delay` with `commit_siblings`), so batches grow with the load and
-    /// the pages written per write fall. A lone caller never waits: its own announcement ends
-    /// when its write is queued.
+    /// the pages written per write fall. A lone caller never waits: queueing its write ends
+    /// its announcement (as does dropping the returned value, for a path that writes nothing).
     pub fn announce_write(&self) -> WriteAnnouncement<'_> {
-        self.group.siblings.announced.fetch_add(1, SeqCst);
+        let me = Arc::as_ptr(&self.group.siblings);
+        let fresh = ANNOUNCED.with(|a| {
+            let fresh = a.get().is_null();
+            if fresh {
+                a.set(me);
+            }
+            fresh
+        });
+        // One announcement per thread at a time; a nested one adds nothing.
+        if fresh {
+            self.group.siblings.announced.fetch_add(1, SeqCst);
+        }
         WriteAnnouncement { group: &self.group }
     }
 
@@ -288,6 +324,8 @@ impl Mandate {
             .queue
             .as_ref()
             .is_some_and(|q| q.send(Msg::Job(job)).is_ok());
+        // Queued (or refused): the committer no longer waits for this thread.
+        self.group.withdraw();
         if !sent {
             return Ticket::ready(Err(not_run()));
         }
@@ -549,39 +587,71 @@ mod tests {
     #[test]
     fn an_announced_write_joins_the_batch_the_committer_holds_open_for_it() {
         let dir = tempfile::tempdir().unwrap();
-        let m = lingering(dir.path());
-        let announced = m.announce_write();
+        let m = Arc::new(lingering(dir.path()));
+        let (announced_tx, announced) = std::sync::mpsc::channel();
+        let (go, go_rx) = std::sync::mpsc::channel::<()>();
+        let other = {
+            let m = m.clone();
+            std::thread::spawn(move || {
+                let _announced = m.announce_write();
+                announced_tx.send(()).unwrap();
+                go_rx.recv().unwrap();
+                m.submit_grouped(|_, now| Ok(now)).wait().unwrap()
+            })
+        };
+        announced.recv().unwrap();
         let a = m.submit_grouped(|_, now| Ok(now));
-        // Meanwhile the committer has taken `a` and waits for the announced write.
+        // Meanwhile the committer has taken `a` and waits for the other thread's write.
         std::thread::sleep(Duration::from_millis(100));
-        let b = m.submit_grouped(|_, now| Ok(now));
-        drop(announced);
-        assert_eq!(a.wait().unwrap(), b.wait().unwrap(), "one transaction");
+        go.send(()).unwrap();
+        let b = other.join().unwrap();
+        assert_eq!(a.wait().unwrap(), b, "one transaction");
     }
 
     #[test]
-    fn the_committer_waits_only_while_a_write_is_announced() {
+    fn the_committer_waits_only_for_writes_announced_and_not_yet_queued() {
         let dir = tempfile::tempdir().unwrap();
-        let m = lingering(dir.path());
-        // Nothing announced: a write commits at once, alone.
+        let m = Arc::new(lingering(dir.path()));
+        // Nothing announced: a write commits at once.
         let start = Instant::now();
         let first = m.submit_grouped(|_, now| Ok(now)).wait().unwrap();
         assert!(
             start.elapsed() < Duration::from_secs(4),
             "a lone write waited"
         );
-        // An announcement withdrawn without a write ends the wait early.
-        let announced = m.announce_write();
+        // A thread's own announcement ends when it queues its write.
+        let own = m.announce_write();
         let start = Instant::now();
-        let a = m.submit_grouped(|_, now| Ok(now));
+        let second = m.submit_grouped(|_, now| Ok(now)).wait().unwrap();
+        assert!(
+            start.elapsed() < Duration::from_secs(4),
+            "waited for itself"
+        );
+        drop(own);
+        // An announcement withdrawn without a write ends the wait early.
+        let (announced_tx, announced) = std::sync::mpsc::channel();
+        let (go, go_rx) = std::sync::mpsc::channel::<()>();
+        let other = {
+            let m = m.clone();
+            std::thread::spawn(move || {
+                let a = m.announce_write();
+                announced_tx.send(()).unwrap();
+                go_rx.recv().unwrap();
+                drop(a);
+            })
+        };
+        announced.recv().unwrap();
+        let start = Instant::now();
+        let t = m.submit_grouped(|_, now| Ok(now));
         std::thread::sleep(Duration::from_millis(100));
-        drop(announced);
-        let second = a.wait().unwrap();
+        go.send(()).unwrap();
+        let third = t.wait().unwrap();
+        other.join().unwrap();
         assert!(
             start.elapsed() < Duration::from_secs(4),
             "waited out the linger"
         );
-        assert!(second > first);
+        assert!(first < second && second < third);
     }
 
     fn event(action: &str) -> NewEvent {
