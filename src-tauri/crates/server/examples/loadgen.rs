@@ -16,6 +16,11 @@
 //!   loadgen tokens --url URL --aud AUD --client-id ID --key JWK_FILE --concurrency N --seconds S
 //!   loadgen tokens --url URL --aud AUD --client-id ID --key JWK_FILE --rate R --seconds S [--timeline]
 //!   loadgen floor --seconds S
+//!   loadgen bodies --url URL [--aud AUD] --client-id ID --key JWK_FILE --count N
+//!
+//! `bodies` prints N pre-signed token request bodies, one per line, for wrk
+//! (`tests/bench/wrk-bodies.lua`), which drives `scripts/bench`'s closed-loop runs with less
+//! of the shared CPU than this program's reqwest client.
 //!
 //! Prints one JSON line per run: requests, errors, tokens/s, p50/p90/p99/max latency in ms
 //! (open loop: also the rate asked for and the rate achieved; `--timeline` adds a line with the
@@ -353,7 +358,7 @@ async fn main() {
         Some("floor") => floor(&args),
         Some("bodies") => bodies(&args),
         _ => eprintln!(
-            "usage: loadgen tokens --url URL --client-id ID --key JWK [--aud A] [--concurrency N | --rate R] [--seconds S] | loadgen floor"
+            "usage: loadgen tokens --url URL --client-id ID --key JWK [--aud A] [--concurrency N | --rate R] [--seconds S] | loadgen floor | loadgen bodies --url URL --client-id ID --key JWK --count N"
         ),
     }
 }
