@@ -7,6 +7,9 @@
 //! only itself; [`Mandate::submit_grouped_shared_fate`] skips the savepoint for writes that can
 //! fail only when storage does), commits once, and only then hands each caller its result
 //! through the caller's own one-shot channel. While it commits, the next writes queue up and become the next batch.
+//! A caller that is about to queue a write can announce it ([`Mandate::announce_write`]); while
+//! writes are announced the committer holds its batch open for them, briefly, so that batches
+//! grow with the load instead of each commit rewriting the same tail pages for a few writes.
 //!
 //! Why a thread of its own: the earlier design let a waiting caller lead the batch and woke
 //! every waiter with one condition variable after each commit, so each commit woke threads
@@ -120,6 +123,18 @@ thread_local! {
 }
 
 impl GroupQueue {
+    /// A queue whose committer lingers `linger` for announced writes (tests make it long).
+    #[cfg(test)]
+    fn with_linger(linger: Duration) -> Self {
+        GroupQueue {
+            committer: OnceLock::new(),
+            siblings: Arc::new(Siblings {
+                linger,
+                ..Siblings::default()
+            }),
+        }
+    }
+
     /// End this thread's announcement to this queue, if it has one; wake a committer waiting
     /// for nothing else.
     fn withdraw(&self) {
@@ -152,20 +167,6 @@ impl std::fmt::Debug for WriteAnnouncement<'_> {
 impl Drop for WriteAnnouncement<'_> {
     fn drop(&mut self) {
         self.group.withdraw();
-    }
-}
-
-impl GroupQueue {
-    /// A queue whose committer lingers `linger` for announced writes (tests make it long).
-    #[cfg(test)]
-    fn with_linger(linger: Duration) -> Self {
-        GroupQueue {
-            committer: OnceLock::new(),
-            siblings: Arc::new(Siblings {
-                linger,
-                ..Siblings::default()
-            }),
-        }
     }
 }
 
@@ -262,7 +263,8 @@ impl Mandate {
             }
             fresh
         });
-        // One announcement per thread at a time; a nested one adds nothing.
+        // One announcement per thread at a time: a nested one adds nothing, and whichever
+        // ends first ends it.
         if fresh {
             self.group.siblings.announced.fetch_add(1, SeqCst);
         }
@@ -350,7 +352,7 @@ fn start_committer(
 }
 
 /// The next batch: everything queued so far (up to [`MAX_BATCH`]), and while writes are
-/// announced, what arrives within [`linger`]. Empty when the queue has closed.
+/// announced, what arrives within their [`LINGER`]. Empty when the queue has closed.
 fn next_batch(rx: &Receiver<Msg>, siblings: &Siblings) -> Vec<Job> {
     let mut jobs = Vec::new();
     let take = |m: Msg, jobs: &mut Vec<Job>| {
