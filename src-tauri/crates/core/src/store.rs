@@ -178,8 +178,8 @@ mod tests {
         );
         // And the replay memory refuses them.
         let used = crate::oauth::replay::UsedJtis::default();
-        assert!(!used.consume(&c, "agent-a", "late", 200).unwrap());
-        assert!(used.consume(&c, "agent-a", "fresh", 300).unwrap());
+        assert!(!used.consume(&c, "agent-a", "late", 200, 0).unwrap());
+        assert!(used.consume(&c, "agent-a", "fresh", 300, 0).unwrap());
     }
 
     #[test]

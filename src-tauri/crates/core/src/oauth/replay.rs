@@ -62,7 +62,12 @@ struct State {
     seen: HashSet<Key>,
     /// In `seq` order, with when each may be forgotten.
     order: VecDeque<(i64, Key)>,
+    /// `jti`s recorded through this memory; every [`PRUNE_EVERY`]th prunes.
+    consumed: u64,
 }
+
+/// How often (in `jti`s recorded) the expired ones are forgotten.
+const PRUNE_EVERY: u64 = 1024;
 
 impl State {
     fn remember(&mut self, seq: i64, k: Key, expires_at: i64) {
@@ -75,13 +80,15 @@ impl State {
 
 impl UsedJtis {
     /// Record `client`'s `jti` as used until `expires_at` (Unix seconds). `false` when it was
-    /// used before: a replay. Call inside the write transaction.
+    /// used before: a replay. Every [`PRUNE_EVERY`]th call also forgets the `jti`s that
+    /// expired before `now` less the clock skew allowed. Call inside the write transaction.
     pub fn consume(
         &self,
         tx: &Connection,
         client: &str,
         jti: &str,
         expires_at: i64,
+        now: i64,
     ) -> Result<bool> {
         let mut st = self.lock();
         catch_up(&mut st, tx)?;
@@ -94,30 +101,17 @@ impl UsedJtis {
         )?
         .execute(params![client, jti, expires_at])?;
         st.remember(tx.last_insert_rowid(), k, expires_at);
+        st.consumed += 1;
+        if st.consumed.is_multiple_of(PRUNE_EVERY) {
+            prune(&mut st, tx, now - super::SKEW_SECS)?;
+        }
         Ok(true)
     }
 
-    /// Forget `jti`s that expired before `cutoff`: from memory, and from the oldest end of the
-    /// table up to its first row still needed. The newest row always stays, so `seq` keeps
-    /// growing (SQLite reuses the largest rowid + 1), which is how other writers' rows are
-    /// told from ones already seen. Call inside the write transaction.
-    pub fn prune(&self, tx: &Connection, cutoff: i64) -> Result<()> {
-        let mut st = self.lock();
-        while let Some(&(exp, k)) = st.order.front() {
-            if exp >= cutoff {
-                break;
-            }
-            st.order.pop_front();
-            st.seen.remove(&k);
-        }
-        tx.prepare_cached(
-            "DELETE FROM oauth_used_jtis WHERE seq < min(
-                 coalesce((SELECT seq FROM oauth_used_jtis WHERE expires_at >= ?1
-                           ORDER BY seq LIMIT 1), 9223372036854775807),
-                 (SELECT max(seq) FROM oauth_used_jtis))",
-        )?
-        .execute([cutoff])?;
-        Ok(())
+    /// Forget at once what [`UsedJtis::consume`] forgets in passing (see [`prune`]).
+    #[cfg(test)]
+    fn prune(&self, tx: &Connection, cutoff: i64) -> Result<()> {
+        prune(&mut self.lock(), tx, cutoff)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -129,6 +123,28 @@ impl UsedJtis {
             st
         })
     }
+}
+
+/// Forget `jti`s that expired before `cutoff`: from memory, and from the oldest end of the table
+/// up to its first row still needed. The newest row always stays, so `seq` keeps growing
+/// (SQLite reuses the largest rowid + 1), which is how other writers' rows are told from ones
+/// already seen. Inside the write transaction.
+fn prune(st: &mut State, tx: &Connection, cutoff: i64) -> Result<()> {
+    while let Some(&(exp, k)) = st.order.front() {
+        if exp >= cutoff {
+            break;
+        }
+        st.order.pop_front();
+        st.seen.remove(&k);
+    }
+    tx.prepare_cached(
+        "DELETE FROM oauth_used_jtis WHERE seq < min(
+             coalesce((SELECT seq FROM oauth_used_jtis WHERE expires_at >= ?1
+                       ORDER BY seq LIMIT 1), 9223372036854775807),
+             (SELECT max(seq) FROM oauth_used_jtis))",
+    )?
+    .execute([cutoff])?;
+    Ok(())
 }
 
 /// Bring memory up to the table: read the rows appended since the newest one known, or the
@@ -197,13 +213,13 @@ mod tests {
     fn a_jti_is_accepted_once_per_client() {
         let (_d, c) = db();
         let u = UsedJtis::default();
-        assert!(u.consume(&c, "a", "j1", 100).unwrap());
-        assert!(!u.consume(&c, "a", "j1", 100).unwrap());
+        assert!(u.consume(&c, "a", "j1", 100, 0).unwrap());
+        assert!(!u.consume(&c, "a", "j1", 100, 0).unwrap());
         // Another client may use the same jti; the length prefix keeps ("a","bj") apart from
         // ("ab","j").
-        assert!(u.consume(&c, "b", "j1", 100).unwrap());
-        assert!(u.consume(&c, "ab", "j", 100).unwrap());
-        assert!(u.consume(&c, "a", "bj", 100).unwrap());
+        assert!(u.consume(&c, "b", "j1", 100, 0).unwrap());
+        assert!(u.consume(&c, "ab", "j", 100, 0).unwrap());
+        assert!(u.consume(&c, "a", "bj", 100, 0).unwrap());
         assert_eq!(count(&c), 4);
     }
 
@@ -212,62 +228,81 @@ mod tests {
         let (_d, c) = db();
         let first = UsedJtis::default();
         let second = UsedJtis::default();
-        assert!(first.consume(&c, "a", "j1", 100).unwrap());
+        assert!(first.consume(&c, "a", "j1", 100, 0).unwrap());
         // The second learns of j1 from the table, then the first of j2 from the table.
-        assert!(!second.consume(&c, "a", "j1", 100).unwrap());
-        assert!(second.consume(&c, "a", "j2", 100).unwrap());
-        assert!(!first.consume(&c, "a", "j2", 100).unwrap());
+        assert!(!second.consume(&c, "a", "j1", 100, 0).unwrap());
+        assert!(second.consume(&c, "a", "j2", 100, 0).unwrap());
+        assert!(!first.consume(&c, "a", "j2", 100, 0).unwrap());
         // A restart: a fresh memory reads the table.
         let restarted = UsedJtis::default();
-        assert!(!restarted.consume(&c, "a", "j1", 100).unwrap());
-        assert!(!restarted.consume(&c, "a", "j2", 100).unwrap());
+        assert!(!restarted.consume(&c, "a", "j1", 100, 0).unwrap());
+        assert!(!restarted.consume(&c, "a", "j2", 100, 0).unwrap());
     }
 
     #[test]
     fn a_rolled_back_row_whose_seq_another_writer_reused_is_not_missed() {
         let (_d, mut c) = db();
         let u = UsedJtis::default();
-        assert!(u.consume(&c, "a", "j1", 100).unwrap());
+        assert!(u.consume(&c, "a", "j1", 100, 0).unwrap());
         {
             let tx = c.transaction().unwrap();
-            assert!(u.consume(&tx, "a", "j2", 100).unwrap());
+            assert!(u.consume(&tx, "a", "j2", 100, 0).unwrap());
             // rolled back on drop: j2's row is gone, its seq free again
         }
         // Another writer takes that seq for its own jti.
         let other = UsedJtis::default();
-        assert!(other.consume(&c, "a", "j3", 100).unwrap());
+        assert!(other.consume(&c, "a", "j3", 100, 0).unwrap());
         // The first notices the row it remembered changed, reloads, and so knows j3.
-        assert!(!u.consume(&c, "a", "j3", 100).unwrap());
-        assert!(!u.consume(&c, "a", "j1", 100).unwrap());
+        assert!(!u.consume(&c, "a", "j3", 100, 0).unwrap());
+        assert!(!u.consume(&c, "a", "j1", 100, 0).unwrap());
         // j2 was never committed: after the reload it is accepted.
-        assert!(u.consume(&c, "a", "j2", 100).unwrap());
+        assert!(u.consume(&c, "a", "j2", 100, 0).unwrap());
     }
 
     #[test]
     fn pruning_forgets_expired_jtis_from_the_oldest_end_and_keeps_the_newest_row() {
         let (_d, c) = db();
         let u = UsedJtis::default();
-        assert!(u.consume(&c, "a", "old1", 10).unwrap());
-        assert!(u.consume(&c, "a", "old2", 10).unwrap());
-        assert!(u.consume(&c, "a", "live", 500).unwrap());
-        assert!(u.consume(&c, "a", "old3", 10).unwrap());
+        assert!(u.consume(&c, "a", "old1", 10, 0).unwrap());
+        assert!(u.consume(&c, "a", "old2", 10, 0).unwrap());
+        assert!(u.consume(&c, "a", "live", 500, 0).unwrap());
+        assert!(u.consume(&c, "a", "old3", 10, 0).unwrap());
         u.prune(&c, 100).unwrap();
         // old1 and old2 are gone; old3 stays behind the live row (in the table, and it is
         // the newest row); "live" is still refused.
         assert_eq!(count(&c), 2);
-        assert!(!u.consume(&c, "a", "live", 500).unwrap());
+        assert!(!u.consume(&c, "a", "live", 500, 0).unwrap());
         let seq_before: i64 = c
             .query_row("SELECT max(seq) FROM oauth_used_jtis", [], |r| r.get(0))
             .unwrap();
         u.prune(&c, 1000).unwrap();
         // Everything expired, yet the newest row stays so that seq keeps growing.
         assert_eq!(count(&c), 1);
-        assert!(u.consume(&c, "a", "next", 2000).unwrap());
+        assert!(u.consume(&c, "a", "next", 2000, 0).unwrap());
         let seq_after: i64 = c
             .query_row("SELECT max(seq) FROM oauth_used_jtis", [], |r| r.get(0))
             .unwrap();
         assert!(seq_after > seq_before);
         // And a fresh reader still refuses "next".
-        assert!(!UsedJtis::default().consume(&c, "a", "next", 2000).unwrap());
+        assert!(
+            !UsedJtis::default()
+                .consume(&c, "a", "next", 2000, 0)
+                .unwrap()
+        );
+    }
+
+    #[test]
+    fn recording_jtis_forgets_the_expired_ones_in_passing() {
+        let (_d, c) = db();
+        let u = UsedJtis::default();
+        // Expired long before `now` (1000, less the skew).
+        for i in 0..PRUNE_EVERY - 1 {
+            assert!(u.consume(&c, "a", &format!("old{i}"), 10, 1000).unwrap());
+        }
+        assert_eq!(count(&c), (PRUNE_EVERY - 1) as i64);
+        // The PRUNE_EVERY-th jti prunes: only it stays (it is the newest row, and live).
+        assert!(u.consume(&c, "a", "live", 5000, 1000).unwrap());
+        assert_eq!(count(&c), 1);
+        assert!(!u.consume(&c, "a", "live", 5000, 1000).unwrap());
     }
 }

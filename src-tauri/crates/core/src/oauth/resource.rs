@@ -198,6 +198,7 @@ pub(crate) fn confirm_active(
             &format!("dpop:{}", p.jkt),
             &p.jti,
             p.iat + dpop::IAT_WINDOW_SECS + super::SKEW_SECS,
+            now,
         )?
     {
         return Ok(Err(

@@ -16,7 +16,6 @@
 //! What it is not: HTTP. The server adapter passes the body, the method and URL the client
 //! addressed, and the `DPoP` header values; it maps [`OAuthError`] to a response.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use ed25519_dalek::VerifyingKey;
@@ -102,7 +101,6 @@ pub struct TokenService {
     signer: RwLock<(Arc<IssuerKey>, i64)>,
     limiter: RateLimiter,
     readers: Readers,
-    writes: AtomicU64,
     used_jtis: Arc<UsedJtis>,
 }
 
@@ -233,7 +231,7 @@ fn consume_assertion(
     agent_id: &str,
     action: &str,
 ) -> crate::Result<Option<OAuthError>> {
-    if used.consume(tx, client, jti, *keep_until)? {
+    if used.consume(tx, client, jti, *keep_until, now.timestamp())? {
         return Ok(None);
     }
     let e = OAuthError::InvalidClient(
@@ -260,7 +258,6 @@ impl TokenService {
             signer: RwLock::new((Arc::new(key), now)),
             limiter: RateLimiter::default(),
             readers,
-            writes: AtomicU64::new(0),
         })
     }
 
@@ -398,7 +395,7 @@ impl TokenService {
         let used = self.used_jtis.clone();
         Stop::Denied(self.m.submit_grouped_shared_fate(move |tx, now| {
             if let Some((client, jti, exp)) = consume {
-                used.consume(tx, &client, &jti, exp)?;
+                used.consume(tx, &client, &jti, exp, now.timestamp())?;
             }
             audit::append(tx, now, ev)?;
             Ok(err)
@@ -431,12 +428,6 @@ impl TokenService {
             details.insert("authenticated".into(), json!(false));
             self.deny(d.agent.as_deref(), action, d.err, details, None)
         })
-    }
-
-    fn tick(&self) -> bool {
-        self.writes
-            .fetch_add(1, Ordering::Relaxed)
-            .is_multiple_of(1024)
     }
 
     // ----- POST /oauth2/token -------------------------------------------------------------
@@ -818,7 +809,6 @@ impl TokenService {
                 p.iat + dpop::IAT_WINDOW_SECS + SKEW_SECS,
             )
         });
-        let prune = self.tick();
         let action = if exchanged {
             "token.exchanged"
         } else {
@@ -853,10 +843,7 @@ impl TokenService {
                 audit::append(tx, now_dt, ev)?;
                 Ok(Err(err))
             };
-            if prune {
-                used.prune(tx, now - SKEW_SECS)?;
-            }
-            if !used.consume(tx, &client_name, &assertion.0, assertion.1)? {
+            if !used.consume(tx, &client_name, &assertion.0, assertion.1, now)? {
                 return refuse(OAuthError::InvalidClient(
                     "this client assertion was already used (replay); sign a new one with a \
                      fresh jti for every request"
@@ -864,7 +851,7 @@ impl TokenService {
                 ));
             }
             if let Some((client, jti, exp)) = &dpop_jti
-                && !used.consume(tx, client, jti, *exp)?
+                && !used.consume(tx, client, jti, *exp, now)?
             {
                 return refuse(OAuthError::InvalidDpopProof(
                     "the DPoP proof's jti was already used (replay)".into(),
