@@ -586,27 +586,38 @@ mod tests {
         m
     }
 
+    /// Another thread announces a write and, once told to go, queues it (`write`) or withdraws
+    /// the announcement; it has announced by the time this returns.
+    fn announce_elsewhere(
+        m: &Arc<Mandate>,
+        write: bool,
+    ) -> (
+        std::sync::mpsc::Sender<()>,
+        std::thread::JoinHandle<Option<DateTime<Utc>>>,
+    ) {
+        let (announced_tx, announced) = std::sync::mpsc::channel();
+        let (go, go_rx) = std::sync::mpsc::channel::<()>();
+        let m = m.clone();
+        let other = std::thread::spawn(move || {
+            let _announced = m.announce_write();
+            announced_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+            write.then(|| m.submit_grouped(|_, now| Ok(now)).wait().unwrap())
+        });
+        announced.recv().unwrap();
+        (go, other)
+    }
+
     #[test]
     fn an_announced_write_joins_the_batch_the_committer_holds_open_for_it() {
         let dir = tempfile::tempdir().unwrap();
         let m = Arc::new(lingering(dir.path()));
-        let (announced_tx, announced) = std::sync::mpsc::channel();
-        let (go, go_rx) = std::sync::mpsc::channel::<()>();
-        let other = {
-            let m = m.clone();
-            std::thread::spawn(move || {
-                let _announced = m.announce_write();
-                announced_tx.send(()).unwrap();
-                go_rx.recv().unwrap();
-                m.submit_grouped(|_, now| Ok(now)).wait().unwrap()
-            })
-        };
-        announced.recv().unwrap();
+        let (go, other) = announce_elsewhere(&m, true);
         let a = m.submit_grouped(|_, now| Ok(now));
         // Meanwhile the committer has taken `a` and waits for the other thread's write.
         std::thread::sleep(Duration::from_millis(100));
         go.send(()).unwrap();
-        let b = other.join().unwrap();
+        let b = other.join().unwrap().unwrap();
         assert_eq!(a.wait().unwrap(), b, "one transaction");
     }
 
@@ -631,18 +642,7 @@ mod tests {
         );
         drop(own);
         // An announcement withdrawn without a write ends the wait early.
-        let (announced_tx, announced) = std::sync::mpsc::channel();
-        let (go, go_rx) = std::sync::mpsc::channel::<()>();
-        let other = {
-            let m = m.clone();
-            std::thread::spawn(move || {
-                let a = m.announce_write();
-                announced_tx.send(()).unwrap();
-                go_rx.recv().unwrap();
-                drop(a);
-            })
-        };
-        announced.recv().unwrap();
+        let (go, other) = announce_elsewhere(&m, false);
         let start = Instant::now();
         let t = m.submit_grouped(|_, now| Ok(now));
         std::thread::sleep(Duration::from_millis(100));
