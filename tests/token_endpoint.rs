@@ -508,6 +508,22 @@ fn client_authentication_bad_inputs_table() {
     assert!(denied >= 40, "only {denied} denials audited");
 }
 
+/// `r` refused a replayed client assertion (401 `invalid_client`, saying "replay"), and the
+/// newest audit event is that refusal: a denial named `action` whose reason says "replay".
+fn assert_replay_refused(ep: &Endpoint, r: &Resp, action: &str, context: &str) {
+    assert_eq!(
+        (r.status, r.error().as_str()),
+        (401, "invalid_client"),
+        "{context}: {}",
+        r.body
+    );
+    let description = r.json()["error_description"].as_str().unwrap().to_string();
+    assert!(description.contains("replay"), "{context}: {}", r.body);
+    let (a, d, reason) = ep.audit_actions(1).remove(0);
+    assert_eq!((a.as_str(), d.as_str()), (action, "deny"), "{context}");
+    assert!(reason.unwrap().contains("replay"), "{context}");
+}
+
 #[test]
 fn a_replayed_assertion_is_refused_even_after_a_restart() {
     let mut ep = Endpoint::start();
@@ -515,24 +531,7 @@ fn a_replayed_assertion_is_refused_even_after_a_restart() {
     let body = ep.form(&assertion, &[]);
     assert_eq!(ep.post_form("/oauth2/token", &[], &body).status, 200);
     let r = ep.post_form("/oauth2/token", &[], &body);
-    assert_eq!(
-        (r.status, r.error().as_str()),
-        (401, "invalid_client"),
-        "{}",
-        r.body
-    );
-    assert!(
-        r.json()["error_description"]
-            .as_str()
-            .unwrap()
-            .contains("replay")
-    );
-    let (action, decision, reason) = ep.audit_actions(1).remove(0);
-    assert_eq!(
-        (action.as_str(), decision.as_str()),
-        ("token.denied", "deny")
-    );
-    assert!(reason.unwrap().contains("replay"));
+    assert_replay_refused(&ep, &r, "token.denied", "before restart");
     // A restart: a new process over the same data folder (on a fresh port, see
     // `Endpoint::restart`). The same assertion (same jti, iat, exp), addressed to the new
     // token endpoint and signed again, is still a replay: the used jti survived the restart.
@@ -545,23 +544,7 @@ fn a_replayed_assertion_is_refused_even_after_a_restart() {
         &ep.keys[AGENT],
     );
     let r = ep.post_form("/oauth2/token", &[], &ep.form(&again, &[]));
-    assert_eq!(
-        (r.status, r.error().as_str()),
-        (401, "invalid_client"),
-        "after restart: {}",
-        r.body
-    );
-    assert!(
-        r.json()["error_description"]
-            .as_str()
-            .unwrap()
-            .contains("replay"),
-        "after restart: {}",
-        r.body
-    );
-    let (action, _, reason) = ep.audit_actions(1).remove(0);
-    assert_eq!(action, "token.denied");
-    assert!(reason.unwrap().contains("replay"));
+    assert_replay_refused(&ep, &r, "token.denied", "after restart");
     // A fresh assertion still works after the restart.
     ep.token(AGENT, &[]);
 }
@@ -864,24 +847,8 @@ fn a_replayed_assertion_at_introspection_or_revocation_is_refused_and_audited() 
         let first = ep.post_form(path, &[], &body);
         assert_eq!(first.status, 200, "{path}: {}", first.body);
         let again = ep.post_form(path, &[], &body);
-        assert_eq!(
-            (again.status, again.error().as_str()),
-            (401, "invalid_client"),
-            "{path}: {}",
-            again.body
-        );
-        assert!(
-            again.json()["error_description"]
-                .as_str()
-                .unwrap()
-                .contains("replay"),
-            "{path}: {}",
-            again.body
-        );
         // The refusal was answered after its event committed: it is the newest event.
-        let (a, d, reason) = ep.audit_actions(1).remove(0);
-        assert_eq!((a.as_str(), d.as_str()), (action, "deny"), "{path}");
-        assert!(reason.unwrap().contains("replay"), "{path}");
+        assert_replay_refused(&ep, &again, action, path);
     }
     // The replayed revocation wrote nothing else: the token was revoked once.
     let revoked = ep
