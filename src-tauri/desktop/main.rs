@@ -9,6 +9,10 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+// The same allocator as `mandate serve`: the app runs the same endpoint (docs/BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let path = match args.as_slice() {

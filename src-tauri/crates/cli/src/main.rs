@@ -13,6 +13,11 @@ use clap::{Parser, Subcommand};
 
 use context::Ctx;
 
+// mimalloc: glibc malloc cost the token endpoint (`mandate serve`) ~20 µs of CPU per token,
+// mostly freeing and consolidating in the group committer (docs/BENCHMARKS.md, run M).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const AFTER_HELP: &str = "\
 Environment:
   MANDATE_DATA_DIR          data folder (default: the OS convention, e.g. ~/.local/share/mandate)
