@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use super::client_agent::{self, ClientAgent};
 use super::jws::{self, Jws};
+use super::policy::{self, ConnInfo};
 use super::readers::Readers;
 use super::{
     ASSERTION_TYPE_JWT_BEARER, EndpointConfig, Form, MAX_ASSERTION_LIFETIME_SECS, OAuthError,
@@ -28,6 +29,10 @@ use crate::model::{AgentName, AgentStatus};
 #[derive(Debug)]
 pub(crate) struct Client {
     pub agent: ClientAgent,
+    /// Every connection, read in the same snapshot as the agent, so that its grants and the
+    /// connections' trust floors are judged against one committed state (and one read
+    /// transaction, which after a commit starts with a cold page cache).
+    pub conns: Vec<ConnInfo>,
     pub kid: String,
     pub jti: String,
     pub exp: i64,
@@ -121,7 +126,7 @@ pub(crate) fn authenticate(
             &"its \"sub\" is not the client_id parameter",
         )));
     }
-    let agent = find_agent(m, readers, sub)
+    let (agent, conns) = find_agent(m, readers, sub)
         .ok_or_else(|| Denial::new("no agent with this client_id is registered"))?;
     let key = pick_key(&agent, &jws, m.now()).map_err(|e| Denial::about(&agent, refused(&e)))?;
     jws.verify(&key.1)
@@ -150,23 +155,34 @@ pub(crate) fn authenticate(
     Ok(Client {
         kid: key.0,
         agent,
+        conns,
         jti,
         exp,
     })
 }
 
-/// The agent whose name is exactly `client_id` (never by id, never by a near match).
-pub(crate) fn find_agent(m: &Mandate, readers: &Readers, client_id: &str) -> Option<ClientAgent> {
+/// The agent whose name is exactly `client_id` (never by id, never by a near match), with
+/// every connection as of the same snapshot.
+fn find_agent(
+    m: &Mandate,
+    readers: &Readers,
+    client_id: &str,
+) -> Option<(ClientAgent, Vec<ConnInfo>)> {
     let name = AgentName::parse(client_id).ok()?;
     if name.as_str() != client_id {
         return None;
     }
     let now = m.now();
     readers
-        .with(|c| client_agent::load(c, name.as_str(), now))
+        .with(|c| {
+            let Some(agent) = client_agent::load(c, name.as_str(), now)? else {
+                return Ok(None);
+            };
+            Ok(Some((agent, policy::connections(c)?)))
+        })
         .ok()
         .flatten()
-        .filter(|a| a.name.as_str() == client_id)
+        .filter(|(a, _)| a.name.as_str() == client_id)
 }
 
 /// The registered key the assertion names (exact `kid` match), or the only active key.

@@ -516,7 +516,6 @@ impl TokenService {
                 agent.name
             ))));
         }
-        let conns = self.readers.with(policy::connections)?;
         let scope = form.get("scope");
         let resources: Vec<&str> = form
             .all("resource")
@@ -526,7 +525,7 @@ impl TokenService {
         let minted = if grant == GRANT_CLIENT_CREDENTIALS {
             let plan = policy::plan(
                 agent,
-                &conns,
+                &client.conns,
                 scope,
                 &resources,
                 None,
@@ -544,7 +543,7 @@ impl TokenService {
                 extra: Default::default(),
             }
         } else {
-            self.exchange(&form, agent, &conns, &resources, proof.as_ref(), now)
+            self.exchange(&form, agent, &client.conns, &resources, proof.as_ref(), now)
                 .map_err(&refuse)?
         };
         self.issue(&client, &grant, minted, proof, now)
