@@ -1225,3 +1225,33 @@ fn a_changed_trust_floor_applies_from_the_next_request() {
         r.body
     );
 }
+
+/// A registry row the endpoint cannot read (here a connection whose trust floor is not one of
+/// the three states, written past the CHECK constraint as a damaged file might hold it) fails
+/// closed: 503 `temporarily_unavailable`, never a token and never "unknown client".
+#[test]
+fn an_unreadable_registry_fails_closed() {
+    let ep = Endpoint::start();
+    let db = ep.dir.path().join("mandate.db");
+    let damage = |floor: &str| {
+        let o = std::process::Command::new("sqlite3")
+            .arg(&db)
+            .arg(format!(
+                "PRAGMA ignore_check_constraints=ON; UPDATE connections SET trust_floor = '{floor}';"
+            ))
+            .output()
+            .expect("sqlite3");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    ep.token(AGENT, &[]);
+    damage("SOMETIMES");
+    let r = ep.post_form("/oauth2/token", &[], &ep.form(&ep.assertion(AGENT), &[]));
+    assert_eq!(
+        (r.status, r.error().as_str()),
+        (503, "temporarily_unavailable"),
+        "{}",
+        r.body
+    );
+    damage("PENDING");
+    ep.token(AGENT, &[]);
+}

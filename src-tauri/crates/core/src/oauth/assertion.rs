@@ -127,6 +127,10 @@ pub(crate) fn authenticate(
         )));
     }
     let (agent, conns) = find_agent(m, readers, sub)
+        .map_err(|e| Denial {
+            err: OAuthError::from(e),
+            agent: None,
+        })?
         .ok_or_else(|| Denial::new("no agent with this client_id is registered"))?;
     let key = pick_key(&agent, &jws, m.now()).map_err(|e| Denial::about(&agent, refused(&e)))?;
     jws.verify(&key.1)
@@ -162,27 +166,27 @@ pub(crate) fn authenticate(
 }
 
 /// The agent whose name is exactly `client_id` (never by id, never by a near match), with
-/// every connection as of the same snapshot.
+/// every connection as of the same snapshot. A registry that cannot be read is an error (the
+/// endpoint fails closed with 503), never an unknown client.
 fn find_agent(
     m: &Mandate,
     readers: &Readers,
     client_id: &str,
-) -> Option<(ClientAgent, Vec<ConnInfo>)> {
-    let name = AgentName::parse(client_id).ok()?;
+) -> crate::Result<Option<(ClientAgent, Vec<ConnInfo>)>> {
+    let Ok(name) = AgentName::parse(client_id) else {
+        return Ok(None);
+    };
     if name.as_str() != client_id {
-        return None;
+        return Ok(None);
     }
     let now = m.now();
-    readers
-        .with(|c| {
-            let Some(agent) = client_agent::load(c, name.as_str(), now)? else {
-                return Ok(None);
-            };
-            Ok(Some((agent, policy::connections(c)?)))
-        })
-        .ok()
-        .flatten()
-        .filter(|(a, _)| a.name.as_str() == client_id)
+    let found = readers.with(|c| {
+        let Some(agent) = client_agent::load(c, name.as_str(), now)? else {
+            return Ok(None);
+        };
+        Ok(Some((agent, policy::connections(c)?)))
+    })?;
+    Ok(found.filter(|(a, _)| a.name.as_str() == client_id))
 }
 
 /// The registered key the assertion names (exact `kid` match), or the only active key.

@@ -424,6 +424,11 @@ impl TokenService {
 
     fn authenticate(&self, form: &Form, action: &str, now: i64) -> Result<Client, Stop> {
         assertion::authenticate(&self.m, &self.readers, &self.cfg, form, now).map_err(|d| {
+            // The registry could not be read: fail closed as for any storage failure (503,
+            // see `OAuthError::from`), without a denial event.
+            if let OAuthError::TemporarilyUnavailable(_) = d.err {
+                return Stop::Answer(d.err);
+            }
             let mut details = Self::base_details(form);
             details.insert("authenticated".into(), json!(false));
             self.deny(d.agent.as_deref(), action, d.err, details, None)
