@@ -136,16 +136,26 @@ export const backend = {
   auditPage: async (query: AuditQuery, limit: number, beforeSeq: number | null): Promise<AuditPage> =>
     unwrap(await commands.auditPage(query, { limit, before_seq: beforeSeq })),
   verifyAudit: async (): Promise<AuditCheck> => unwrap(await commands.verifyAudit()),
-  /** Export through a native save dialog; null when the person cancelled it. */
+  /** Export through a native save dialog; null when the person cancelled it. `onProgress` is
+   * called only until the returned promise settles: a progress message can arrive after the
+   * command's answer (they travel separately), and would otherwise show a finished export as
+   * still running. */
   exportAudit: async (
     format: ExportFormat,
     agent: string | null,
     range: { since: string | null; until: string | null },
     onProgress: (p: ExportProgress) => void,
   ): Promise<ExportDone | null> => {
+    let running = true;
     const channel = new Channel<ExportProgress>();
-    channel.onmessage = onProgress;
-    return unwrap(await commands.exportAudit(format, agent, range.since, range.until, channel));
+    channel.onmessage = (p) => {
+      if (running) onProgress(p);
+    };
+    try {
+      return unwrap(await commands.exportAudit(format, agent, range.since, range.until, channel));
+    } finally {
+      running = false;
+    }
   },
 
   listConnections: async (): Promise<Connection[]> => unwrap(await commands.listConnections()),
