@@ -9,9 +9,8 @@
 //!
 //! Each endpoint is split in two so that no thread waits for a commit: the rules run at once
 //! and return a [`Pending`] answer whose write is already queued for the group commit; the
-//! adapter awaits it ([`Pending::finish`]). Every path ends
-//! in at most one write, so every answer, denials included, leaves only after its audit event
-//! has committed.
+//! adapter awaits it ([`Pending::finish`]). Every path ends in at most one write, so every
+//! answer, denials included, leaves only after its audit event has committed.
 //!
 //! What it is not: HTTP. The server adapter passes the body, the method and URL the client
 //! addressed, and the `DPoP` header values; it maps [`OAuthError`] to a response.
@@ -101,7 +100,6 @@ pub struct TokenService {
     signer: RwLock<(Arc<IssuerKey>, i64)>,
     limiter: RateLimiter,
     readers: Readers,
-    used_jtis: Arc<UsedJtis>,
 }
 
 impl std::fmt::Debug for TokenService {
@@ -252,7 +250,6 @@ impl TokenService {
         // beside them.
         let readers = Readers::open(&m, 4)?;
         Ok(TokenService {
-            used_jtis: m.used_jtis().clone(),
             m,
             cfg,
             signer: RwLock::new((Arc::new(key), now)),
@@ -392,7 +389,7 @@ impl TokenService {
             &err,
             details,
         );
-        let used = self.used_jtis.clone();
+        let used = self.m.used_jtis().clone();
         Stop::Denied(self.m.submit_grouped_shared_fate(move |tx, now| {
             if let Some((client, jti, exp)) = consume {
                 used.consume(tx, &client, &jti, exp, now.timestamp())?;
@@ -827,7 +824,7 @@ impl TokenService {
             issued_token_type: exchanged.then_some(TOKEN_TYPE_ACCESS_TOKEN),
             jti,
         };
-        let used = self.used_jtis.clone();
+        let used = self.m.used_jtis().clone();
         Ok(self.m.submit_grouped_shared_fate(move |tx, now_dt| {
             let target = Target::new("token", &record.jti, "access token");
             let event = |decision: Decision| {
@@ -954,7 +951,7 @@ impl TokenService {
             }
         };
         let caller_id = client.agent.id.to_string();
-        let used = self.used_jtis.clone();
+        let used = self.m.used_jtis().clone();
         Ok(self.m.submit_grouped_shared_fate(move |tx, now_dt| {
             if let Some(e) = consume_assertion(&used, tx, now_dt, &consume, &caller_id, ACTION)? {
                 return Ok(Err(e));
@@ -1013,7 +1010,7 @@ impl TokenService {
         }
         let actor = Actor::agent(agent.id.as_str(), agent.name.as_str());
         let agent_id = agent.id.to_string();
-        let used = self.used_jtis.clone();
+        let used = self.m.used_jtis().clone();
         Ok(self.m.submit_grouped_shared_fate(move |tx, now_dt| {
             if let Some(e) = consume_assertion(&used, tx, now_dt, &consume, &agent_id, ACTION)? {
                 return Ok(Err(e));
