@@ -11,12 +11,14 @@
 //!
 //! What it is not: it does not decide what the client may get (see `policy`).
 
+use std::sync::Arc;
+
 use ed25519_dalek::VerifyingKey;
 use serde_json::Value;
 
-use super::client_agent::{self, ClientAgent};
+use super::client_agent::ClientAgent;
 use super::jws::{self, Jws};
-use super::policy::{self, ConnInfo};
+use super::policy::ConnInfo;
 use super::readers::Readers;
 use super::{
     ASSERTION_TYPE_JWT_BEARER, EndpointConfig, Form, MAX_ASSERTION_LIFETIME_SECS, OAuthError,
@@ -30,9 +32,8 @@ use crate::model::{AgentName, AgentStatus};
 pub(crate) struct Client {
     pub agent: ClientAgent,
     /// Every connection, read in the same snapshot as the agent, so that its grants and the
-    /// connections' trust floors are judged against one committed state (and one read
-    /// transaction, which after a commit starts with a cold page cache).
-    pub conns: Vec<ConnInfo>,
+    /// connections' trust floors are judged against one committed state.
+    pub conns: Arc<Vec<ConnInfo>>,
     pub kid: String,
     pub jti: String,
     pub exp: i64,
@@ -172,21 +173,18 @@ fn find_agent(
     m: &Mandate,
     readers: &Readers,
     client_id: &str,
-) -> crate::Result<Option<(ClientAgent, Vec<ConnInfo>)>> {
+) -> crate::Result<Option<(ClientAgent, Arc<Vec<ConnInfo>>)>> {
     let Ok(name) = AgentName::parse(client_id) else {
         return Ok(None);
     };
     if name.as_str() != client_id {
         return Ok(None);
     }
+    let found = readers.with(|c| readers.registry.agent(c, name.as_str()))?;
     let now = m.now();
-    let found = readers.with(|c| {
-        let Some(agent) = client_agent::load(c, name.as_str(), now)? else {
-            return Ok(None);
-        };
-        Ok(Some((agent, policy::connections(c)?)))
-    })?;
-    Ok(found.filter(|(a, _)| a.name.as_str() == client_id))
+    Ok(found
+        .map(|(facts, conns)| (facts.at(now), conns))
+        .filter(|(a, _)| a.name.as_str() == client_id))
 }
 
 /// The registered key the assertion names (exact `kid` match), or the only active key.

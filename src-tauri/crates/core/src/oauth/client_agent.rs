@@ -10,9 +10,10 @@
 //! explained evaluation, checked equal by a test), so it is never stale: a change made in the
 //! app or CLI applies to the next request after it commits.
 //!
-//! Statements are prepared once per read connection (`prepare_cached`).
-//!
-//! What it is not: a cache. Nothing read here outlives the request.
+//! Statements are prepared once per read connection (`prepare_cached`). What is read is split
+//! in two: the registry's facts ([`AgentFacts`], which `registry_memo` may reuse while the
+//! registry's generation is unchanged) and the trust state those facts give at the request's
+//! time ([`AgentFacts::at`], worked out anew on every request).
 
 use chrono::{DateTime, Utc};
 use ed25519_dalek::VerifyingKey;
@@ -85,12 +86,55 @@ pub(crate) struct ClientAgent {
     pub trust: TrustState,
 }
 
-/// The agent named exactly `name`, as of the newest committed state.
-pub(crate) fn load(
-    conn: &rusqlite::Connection,
-    name: &str,
-    now: DateTime<Utc>,
-) -> Result<Option<ClientAgent>> {
+/// What the registry says about one agent: everything [`ClientAgent`] is made of except the
+/// trust state, which depends on the time and is worked out by [`AgentFacts::at`] on every
+/// request. Kept between requests only by [`super::registry_memo`], and only while the
+/// registry is unchanged.
+#[derive(Debug, Clone)]
+pub(crate) struct AgentFacts {
+    id: AgentId,
+    name: AgentName,
+    parent: Option<AgentName>,
+    status: AgentStatus,
+    has_owner: bool,
+    override_state: Option<TrustState>,
+    dpop_required: bool,
+    max_token_ttl_secs: Option<u32>,
+    created_at: DateTime<Utc>,
+    scopes: Vec<Scope>,
+    keys: Vec<ClientKey>,
+    /// `(created_at, expires_at)` of each key, for the trust rules.
+    key_times: Vec<(DateTime<Utc>, Option<DateTime<Utc>>)>,
+}
+
+impl AgentFacts {
+    /// The agent as of `now`: its facts and the trust state they give at that time.
+    pub fn at(&self, now: DateTime<Utc>) -> ClientAgent {
+        let trust = trust::state(&trust::StateInputs {
+            status: self.status,
+            has_owner: self.has_owner,
+            key_times: &self.key_times,
+            scope_count: self.scopes.len(),
+            created_at: self.created_at,
+            now,
+            override_state: self.override_state,
+        });
+        ClientAgent {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            parent: self.parent.clone(),
+            status: self.status,
+            dpop_required: self.dpop_required,
+            max_token_ttl_secs: self.max_token_ttl_secs,
+            scopes: self.scopes.clone(),
+            keys: self.keys.clone(),
+            trust,
+        }
+    }
+}
+
+/// The registry's facts about the agent named exactly `name`, in `conn`'s snapshot.
+pub(crate) fn facts(conn: &rusqlite::Connection, name: &str) -> Result<Option<AgentFacts>> {
     type Row = (
         String,
         String,
@@ -164,27 +208,19 @@ pub(crate) fn load(
             expires_at,
         });
     }
-    let status = AgentStatus::from_db(&status)?;
-    let override_state = t_override.map(|s| s.parse()).transpose()?;
-    let trust = trust::state(&trust::StateInputs {
-        status,
-        has_owner,
-        key_times: &key_times,
-        scope_count: scopes.len(),
-        created_at: parse_time(&created)?,
-        now,
-        override_state,
-    });
-    Ok(Some(ClientAgent {
+    Ok(Some(AgentFacts {
         id: AgentId(id),
         name: AgentName::from_db(name),
         parent: parent.map(AgentName::from_db),
-        status,
+        status: AgentStatus::from_db(&status)?,
+        has_owner,
+        override_state: t_override.map(|s| s.parse()).transpose()?,
         dpop_required,
         max_token_ttl_secs: max_ttl,
+        created_at: parse_time(&created)?,
         scopes,
         keys,
-        trust,
+        key_times,
     }))
 }
 

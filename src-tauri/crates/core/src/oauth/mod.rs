@@ -28,6 +28,7 @@ pub mod jws;
 mod policy;
 mod readers;
 mod records;
+mod registry_memo;
 pub(crate) mod replay;
 pub mod resource;
 mod service;

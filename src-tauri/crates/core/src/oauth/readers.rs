@@ -9,7 +9,8 @@
 //! see one snapshot, and SQLite takes its WAL read lock (and revalidates its page cache after
 //! a commit) once per call instead of once per statement.
 //!
-//! What it is not: a cache. Nothing read here outlives the request.
+//! What it is not: a cache. Nothing read here outlives the request, except the agent facts
+//! that [`RegistryMemo`] keeps while the registry's generation is unchanged (see there).
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
+use super::registry_memo::RegistryMemo;
 use crate::Mandate;
 use crate::error::{Error, Result};
 
@@ -24,6 +26,8 @@ use crate::error::{Error, Result};
 pub(crate) struct Readers {
     pool: Vec<Mutex<Connection>>,
     next: AtomicUsize,
+    /// Client authentication's reads of the registry, reused while it is unchanged.
+    pub registry: RegistryMemo,
 }
 
 impl std::fmt::Debug for Readers {
@@ -51,6 +55,7 @@ impl Readers {
         Ok(Readers {
             pool,
             next: AtomicUsize::new(0),
+            registry: RegistryMemo::default(),
         })
     }
 
