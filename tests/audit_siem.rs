@@ -80,11 +80,13 @@ impl Rsyslog {
         Rsyslog { child, out }
     }
 
-    /// The sequence numbers received so far.
+    /// The sequence numbers received so far. rsyslog may be writing a line while it is read,
+    /// so only complete lines (ending in a newline) count.
     fn seqs(&self) -> Vec<u64> {
         std::fs::read_to_string(&self.out)
             .unwrap_or_default()
-            .lines()
+            .split_inclusive('\n')
+            .filter(|l| l.ends_with('\n'))
             .map(|l| {
                 let v: serde_json::Value = serde_json::from_str(l.trim())
                     .unwrap_or_else(|e| panic!("not OCSF JSON ({e}): {l}"));
