@@ -63,11 +63,7 @@ impl RegistryMemo {
     /// The agent named exactly `name` and every connection, as in `conn`'s snapshot. `conn`
     /// must be inside a read transaction (see `Readers::with`), so that the generation and
     /// anything read after it come from one snapshot.
-    pub fn agent(
-        &self,
-        conn: &Connection,
-        name: &str,
-    ) -> Result<Option<Found>> {
+    pub fn agent(&self, conn: &Connection, name: &str) -> Result<Option<Found>> {
         let n = generation(conn)?;
         let (known, conns) = match self.current.lock() {
             Ok(g) if g.n == n => (g.agents.get(name).cloned(), g.conns.clone()),
