@@ -310,7 +310,7 @@ fn bind(port: u16) -> Result<StdListener, ServeError> {
 
 /// A JSON response that no cache keeps (RFC 6749 §5.1).
 fn no_store(status: StatusCode, body: &Value) -> Response {
-    let mut r = (status, body.to_string()).into_response();
+    let mut r = (status, mandate_core::oauth::jws::json_bytes(body)).into_response();
     let h = r.headers_mut();
     h.insert(
         header::CONTENT_TYPE,

@@ -180,14 +180,21 @@ pub fn verify_detached(key: &VerifyingKey, msg: &[u8], sig: &[u8]) -> Result<(),
 
 /// Sign `claims` under `header` (which must already name `alg`) with `key`.
 pub fn sign(header: &Value, claims: &Value, key: &SigningKey) -> String {
-    let mut out = String::with_capacity(512);
-    out.push_str(&URL_SAFE_NO_PAD.encode(header.to_string()));
+    let mut out = String::with_capacity(768);
+    URL_SAFE_NO_PAD.encode_string(json_bytes(header), &mut out);
     out.push('.');
-    out.push_str(&URL_SAFE_NO_PAD.encode(claims.to_string()));
+    URL_SAFE_NO_PAD.encode_string(json_bytes(claims), &mut out);
     let sig = key.sign(out.as_bytes());
     out.push('.');
-    out.push_str(&URL_SAFE_NO_PAD.encode(sig.to_bytes()));
+    URL_SAFE_NO_PAD.encode_string(sig.to_bytes(), &mut out);
     out
+}
+
+/// Compact JSON of `v`, written straight into bytes (`Value`'s `Display` goes through
+/// `fmt::Write`, measurably slower on the token path). Serialising a `Value` cannot fail; the
+/// fallback only keeps that out of the types.
+pub fn json_bytes(v: &Value) -> Vec<u8> {
+    serde_json::to_vec(v).unwrap_or_else(|_| v.to_string().into_bytes())
 }
 
 /// A NumericDate claim (RFC 7519 §2): a JSON number of seconds; fractions are truncated.
