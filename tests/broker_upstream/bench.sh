@@ -13,8 +13,8 @@ fi
 CALLS="${1:-2000}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mandate/target}"
 cd "$ROOT"
-cargo build --release -p mandate-cli --bin mandate >&2
-BIN="$CARGO_TARGET_DIR/release/mandate"
+cargo build --profile dist -p mandate-cli --bin mandate >&2
+BIN="$CARGO_TARGET_DIR/dist/mandate"
 WORK="$(mktemp -d)"
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }

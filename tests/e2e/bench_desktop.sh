@@ -11,10 +11,10 @@ cd "$ROOT"
 if [ "${MANDATE_KEYRING_HARNESS:-}" != "1" ]; then
   # Build before entering the private keychain session (its own HOME).
   (cd ui && npm run --silent build >/dev/null)
-  cargo build --release --locked -p mandate-desktop --bin mandate-desktop --example seed >&2
+  cargo build --profile dist --locked -p mandate-desktop --bin mandate-desktop --example seed >&2
   DATA="${1:-$(mktemp -d)/data}"
   if [ ! -e "$DATA/mandate.db" ]; then
-    "$CARGO_TARGET_DIR/release/examples/seed" "$DATA" 1000 1000000
+    "$CARGO_TARGET_DIR/dist/examples/seed" "$DATA" 1000 1000000
   fi
   exec "$ROOT/scripts/with-keyring" "$0" "$DATA"
 fi
@@ -25,7 +25,7 @@ XVFB_PID=$!
 trap 'kill $XVFB_PID 2>/dev/null || true' EXIT
 for _ in $(seq 50); do [ -e "/tmp/.X11-unix/X$DISPLAY_NUM" ] && break; sleep 0.1; done
 export DISPLAY=":$DISPLAY_NUM" NO_AT_BRIDGE=1 GTK_USE_PORTAL=0
-export MANDATE_E2E_APP="$CARGO_TARGET_DIR/release/mandate-desktop"
+export MANDATE_E2E_APP="$CARGO_TARGET_DIR/dist/mandate-desktop"
 export MANDATE_E2E_CLI="$CARGO_TARGET_DIR/debug/mandate"
 export MANDATE_E2E_TAURI_DRIVER="$MANDATE_CACHE/tools/bin/tauri-driver"
 export MANDATE_BENCH_DATA="$DATA"
