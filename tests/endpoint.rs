@@ -149,7 +149,7 @@ impl Endpoint {
         let opts = ServeOptions {
             port,
             rate_limit: None,
-            tls: false,
+            ..Default::default()
         };
         let s = self.rt.block_on(mandate_server::serve(m, opts)).unwrap();
         self.port = s.addr().port();

@@ -69,6 +69,13 @@ fn run(ep: &Endpoint, cases: Vec<Case>) {
                 .iter()
                 .all(|(k, _)| !k.to_ascii_lowercase().starts_with("access-control-"))
         );
+        // Every 401 names its challenge (RFC 9110 §15.5.2).
+        if r.status == 401 {
+            let www = r.header("www-authenticate").unwrap_or_default();
+            if !(www.starts_with("private_key_jwt ") && www.contains("error=\"invalid_client\"")) {
+                failures.push(format!("{}: 401 without a challenge: {www:?}", c.name));
+            }
+        }
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
 }
@@ -185,8 +192,17 @@ fn client_authentication_bad_inputs_table() {
             "invalid_client",
         ),
         case(
-            "lifetime over 5 minutes",
-            form(a(&|_, c| c["exp"] = json!(t + 600))),
+            "lifetime over one hour",
+            form(a(&|_, c| c["exp"] = json!(t + 3600 + 120))),
+            401,
+            "invalid_client",
+        ),
+        case(
+            "no iat and expiring over one hour from now",
+            form(a(&|_, c| {
+                c.as_object_mut().unwrap().remove("iat");
+                c["exp"] = json!(t + 3600 + 120);
+            })),
             401,
             "invalid_client",
         ),
@@ -1095,7 +1111,7 @@ fn the_localhost_defences() {
             mandate_server::ServeOptions {
                 port,
                 rate_limit: None,
-                tls: false,
+                ..Default::default()
             },
         ))
         .unwrap_err()
@@ -1122,7 +1138,7 @@ fn the_localhost_defences() {
             mandate_server::ServeOptions {
                 port,
                 rate_limit: None,
-                tls: false,
+                ..Default::default()
             },
         ))
         .unwrap_err()

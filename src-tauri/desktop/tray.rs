@@ -1,5 +1,6 @@
-//! The tray icon: whether the endpoint runs (a line of text, the tooltip, and a dimmed icon
-//! while it does not), with Open, Pause/Resume endpoint and Quit.
+//! The tray icon: whether the endpoint runs and who serves it (a line of text, the tooltip, and
+//! a dimmed icon while it does not run), with Open, Pause/Resume endpoint (only for the app's
+//! own endpoint: the background service's is not the app's to pause) and Quit.
 
 use tauri::image::Image;
 use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
@@ -7,13 +8,26 @@ use tauri::tray::{MouseButton, MouseButtonState, TrayIconBuilder, TrayIconEvent}
 use tauri::{AppHandle, Manager, Wry};
 
 use crate::AppState;
-use crate::endpoint::{self, EndpointState, EndpointStatus};
+use crate::endpoint::{self, EndpointState, EndpointStatus, ServedByView};
 
 const TRAY_ID: &str = "mandate";
 const ICON: &[u8] = include_bytes!("../../icons/32x32.png");
 
 /// The one line the tray shows about the endpoint.
 pub fn describe(s: &EndpointStatus) -> String {
+    match (s.state, s.served_by) {
+        (EndpointState::Running, ServedByView::Service) => format!(
+            "Endpoint on 127.0.0.1:{}, served by the background service",
+            s.port
+        ),
+        (EndpointState::Running, ServedByView::Process) => {
+            format!("Endpoint on 127.0.0.1:{}, served by mandate serve", s.port)
+        }
+        _ => describe_own(s),
+    }
+}
+
+fn describe_own(s: &EndpointStatus) -> String {
     match s.state {
         EndpointState::Running => format!("Endpoint running on 127.0.0.1:{}", s.port),
         EndpointState::Starting => format!("Endpoint starting on 127.0.0.1:{}", s.port),
@@ -45,6 +59,13 @@ fn menu(app: &AppHandle, s: &EndpointStatus) -> tauri::Result<Menu<Wry>> {
     let status = MenuItem::with_id(app, "status", describe(s), false, None::<&str>)?;
     let open = MenuItem::with_id(app, "open", "Open Mandate", true, None::<&str>)?;
     let toggle = match s.state {
+        _ if s.served_by != ServedByView::App => MenuItem::with_id(
+            app,
+            "resume",
+            "Runs while Mandate is closed",
+            false,
+            None::<&str>,
+        )?,
         EndpointState::Running | EndpointState::Starting => {
             MenuItem::with_id(app, "pause", "Pause endpoint", true, None::<&str>)?
         }
@@ -70,9 +91,17 @@ pub fn create(app: &AppHandle) -> tauri::Result<()> {
             "open" => crate::focus_main(app),
             "pause" => {
                 let app = app.clone();
-                tauri::async_runtime::spawn(async move { endpoint::pause(&app).await });
+                tauri::async_runtime::spawn(async move {
+                    if let Err(why) = endpoint::pause(&app).await {
+                        tracing::info!(%why, "the endpoint was not paused");
+                    }
+                });
             }
-            "resume" => endpoint::resume(app),
+            "resume" => {
+                if let Err(why) = endpoint::resume(app) {
+                    tracing::info!(%why, "the endpoint was not started");
+                }
+            }
             "quit" => app.exit(0),
             _ => {}
         })

@@ -61,7 +61,8 @@ pub fn endpoint_status(state: State<'_, AppState>) -> EndpointStatus {
     state.endpoint.status()
 }
 
-/// Pause (`false`) or start (`true`) the token endpoint.
+/// Pause (`false`) or start (`true`) the app's own token endpoint; refused when the background
+/// service (or another `mandate serve`) serves it.
 #[tauri::command]
 #[specta::specta]
 pub async fn set_endpoint_running(
@@ -69,10 +70,14 @@ pub async fn set_endpoint_running(
     state: State<'_, AppState>,
     running: bool,
 ) -> Result<EndpointStatus, ErrorReport> {
-    if running {
-        endpoint::resume(&app);
+    let done = if running {
+        endpoint::resume(&app)
     } else {
-        endpoint::pause(&app).await;
-    }
+        endpoint::pause(&app).await
+    };
+    done.map_err(|message| ErrorReport {
+        code: mandate_core::ErrorCode::Conflict,
+        message,
+    })?;
     Ok(state.endpoint.status())
 }

@@ -226,23 +226,48 @@ pub async fn wizard_test_token(
             }),
         });
     }
-    let port = status.port;
-    let (kid, key, now) = blocking(&state, move |m| {
-        let (kid, key) = m.agent_signing_key(&agent)?;
-        Ok((kid, key, (agent, m.now().timestamp())))
+    let (port, tls) = (status.port, status.tls);
+    let (kid, key, now, cert) = blocking(&state, move |m| {
+        let (kid, key) = m.client_signing_key(&agent)?;
+        // An HTTPS endpoint (a `mandate serve --tls` the app attached to): trust exactly the
+        // data folder's certificate.
+        let cert = if tls {
+            Some(
+                std::fs::read(m.tls_cert_path()).map_err(|e| mandate_core::Error::Io {
+                    action: "could not read the endpoint's certificate",
+                    path: m.tls_cert_path(),
+                    reason: e.to_string(),
+                })?,
+            )
+        } else {
+            None
+        };
+        Ok((kid, key, (agent, m.now().timestamp()), cert))
     })
     .await?;
     let (agent, now) = now;
+    let addr = match cert {
+        None => mandate_server::client::EndpointAddr::http(port),
+        Some(pem) => {
+            mandate_server::client::EndpointAddr::https(port, &pem).map_err(|e| ErrorReport {
+                code: ErrorCode::Conflict,
+                message: format!("the endpoint's certificate cannot be used: {e}"),
+            })?
+        }
+    };
     let report = |e: mandate_server::client::ClientError| ErrorReport {
-        code: ErrorCode::Conflict,
+        code: if e.exit_code() == 9 {
+            ErrorCode::Refused
+        } else {
+            ErrorCode::Conflict
+        },
         message: e.to_string(),
     };
-    let http = mandate_server::client::http_client().map_err(report)?;
-    let base = format!("http://127.0.0.1:{port}");
+    let m = super::mandate(&state)?;
     let res = mandate_server::client::request_token(
-        &http,
+        &m,
+        &addr,
         &mandate_server::client::TokenRequest {
-            base: &base,
             agent: &agent,
             kid: &kid,
             key: &key,

@@ -5,6 +5,7 @@
 mod cmd;
 mod context;
 mod output;
+mod service;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,8 +34,9 @@ Exit codes:
   5   conflict (already exists, or not allowed in the current state, e.g. a revoked agent)
   6   keychain unavailable or locked
   7   storage or data-folder problem (newer database, unwritable folder, busy, disk full)
-  8   the token endpoint is not running or did not answer (mandate token)
-  9   the token endpoint refused the request (mandate token; the message says why)
+  8   the token endpoint is not running, did not answer, or could not prove it is this data
+      folder's own (mandate token, mandate exec; nothing secret was sent)
+  9   the request was refused: by the token endpoint, or before asking it (a revoked agent)
   10  audit verification failed (the trail, a bundle or a report was tampered with, is damaged
       or cut off, or is not signed by the key you trust)";
 
@@ -79,7 +81,10 @@ enum Command {
     Scan(cmd::scan::ScanArgs),
     /// Run the localhost token endpoint (127.0.0.1, default port 6263) without the app.
     Serve(cmd::serve::ServeArgs),
-    /// Print a fresh access token for an agent whose key is in the keychain.
+    /// Run the endpoint at every login, so agents get tokens while the app is closed.
+    #[command(subcommand)]
+    Service(cmd::service::ServiceCmd),
+    /// Print a fresh access token for an agent whose key is in the keychain (--json: the whole response).
     Token(cmd::token::TokenArgs),
     /// Run a program as an agent: proxy URLs and a fresh Mandate token in its environment, never the real secret.
     Exec(cmd::exec::ExecArgs),
@@ -107,6 +112,7 @@ fn main() -> ExitCode {
         Command::Connection(c) => cmd::connection::run(&mut ctx, c),
         Command::Scan(a) => cmd::scan::run(&mut ctx, a),
         Command::Serve(a) => cmd::serve::run(&mut ctx, a),
+        Command::Service(c) => cmd::service::run(&mut ctx, c),
         Command::Token(a) => cmd::token::run(&mut ctx, a),
         Command::Exec(a) => cmd::exec::run(&mut ctx, a),
         Command::Delegation(c) => cmd::delegation::run(&mut ctx, c),

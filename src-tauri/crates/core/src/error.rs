@@ -37,6 +37,11 @@ pub enum Error {
     #[error("{0}")]
     Conflict(String),
 
+    /// An authorization decision said no (for example a revoked agent asking for a token):
+    /// the same refusal the endpoint would give, made before anything was sent.
+    #[error("{0}")]
+    Refused(String),
+
     /// The OS keychain could not be used.
     #[error(transparent)]
     Keychain(#[from] KeychainError),
@@ -88,6 +93,7 @@ pub enum ErrorCode {
     NotFound,
     AlreadyExists,
     Conflict,
+    Refused,
     KeychainUnavailable,
     KeychainLocked,
     DatabaseTooNew,
@@ -104,6 +110,7 @@ impl ErrorCode {
             ErrorCode::InvalidInput => 3,
             ErrorCode::NotFound => 4,
             ErrorCode::AlreadyExists | ErrorCode::Conflict => 5,
+            ErrorCode::Refused => 9,
             ErrorCode::KeychainUnavailable | ErrorCode::KeychainLocked => 6,
             ErrorCode::DatabaseTooNew
             | ErrorCode::DataDir
@@ -120,6 +127,7 @@ impl ErrorCode {
             ErrorCode::NotFound => "not_found",
             ErrorCode::AlreadyExists => "already_exists",
             ErrorCode::Conflict => "conflict",
+            ErrorCode::Refused => "refused",
             ErrorCode::KeychainUnavailable => "keychain_unavailable",
             ErrorCode::KeychainLocked => "keychain_locked",
             ErrorCode::DatabaseTooNew => "database_too_new",
@@ -139,6 +147,7 @@ impl Error {
             Error::NotFound { .. } => ErrorCode::NotFound,
             Error::AlreadyExists { .. } => ErrorCode::AlreadyExists,
             Error::Conflict(_) => ErrorCode::Conflict,
+            Error::Refused(_) => ErrorCode::Refused,
             Error::Keychain(KeychainError::Locked { .. }) => ErrorCode::KeychainLocked,
             Error::Keychain(_) => ErrorCode::KeychainUnavailable,
             Error::DatabaseTooNew { .. } => ErrorCode::DatabaseTooNew,

@@ -16,6 +16,7 @@ pub mod migrate;
 pub mod model;
 pub mod oauth;
 pub mod paths;
+pub mod private_file;
 mod registry;
 pub mod scan;
 pub mod secret;
@@ -99,6 +100,7 @@ impl Mandate {
     /// Does not touch the keychain: listing agents works even while the keychain is locked.
     pub fn open(opts: OpenOptions) -> Result<Self> {
         let conn = store::open(&opts.data_dir)?;
+        store::narrow_data_files(&opts.data_dir)?;
         let install_id = {
             let existing: Option<String> = conn
                 .query_row("SELECT value FROM meta WHERE key = 'install_id'", [], |r| {

@@ -20,6 +20,11 @@ pub fn data_dir() -> Result<PathBuf> {
     if let Some(dir) = std::env::var_os(DATA_DIR_ENV).filter(|d| !d.is_empty()) {
         return Ok(PathBuf::from(dir));
     }
+    default_data_dir()
+}
+
+/// The OS convention's data folder, whatever `MANDATE_DATA_DIR` says.
+pub fn default_data_dir() -> Result<PathBuf> {
     directories::ProjectDirs::from("dev", "mandate", "mandate")
         .map(|p| p.data_dir().to_path_buf())
         .ok_or_else(|| Error::DataDir {

@@ -57,10 +57,41 @@ pub fn prepare_data_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Open (creating if needed) and migrate the database in `dir`.
+/// The files beside the database that hold data: SQLite's write-ahead log and shared-memory
+/// index (which copy the database file's mode when SQLite creates them).
+const DB_COMPANIONS: [&str; 2] = ["-wal", "-shm"];
+
+/// Open (creating if needed) and migrate the database in `dir`. The database (and its WAL and
+/// shared-memory files) are the owner's alone (0600), also in a folder that existed before
+/// (`private_file`).
 pub fn open(dir: &Path) -> Result<Connection> {
     prepare_data_dir(dir)?;
     let path = dir.join(DB_FILE);
+    let private = |p: &Path, r: std::io::Result<()>| {
+        r.map_err(|e| Error::DataDir {
+            path: p.to_path_buf(),
+            reason: format!("its permissions could not be narrowed to the owner ({e})"),
+        })
+    };
+    // Create the file ourselves, 0600, before SQLite would create it 0644 under the umask.
+    if let Err(e) = crate::private_file::options()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        && e.kind() != std::io::ErrorKind::AlreadyExists
+    {
+        return Err(Error::DataDir {
+            path: path.clone(),
+            reason: format!("the database could not be created ({e})"),
+        });
+    }
+    for p in std::iter::once(path.clone()).chain(
+        DB_COMPANIONS
+            .iter()
+            .map(|s| dir.join(format!("{DB_FILE}{s}"))),
+    ) {
+        private(&p, crate::private_file::narrow(&p))?;
+    }
     let conn = Connection::open_with_flags(
         &path,
         OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -74,6 +105,24 @@ pub fn open(dir: &Path) -> Result<Connection> {
     configure(&conn)?;
     migrate(&conn, &path)?;
     Ok(conn)
+}
+
+/// Narrow the other data files an older installation may have left readable to others: the
+/// checkpoint file, the HTTPS certificate and the endpoint's lock file (`serve.lock`, written by
+/// `mandate-server`); their writers now create them 0600.
+pub fn narrow_data_files(dir: &Path) -> Result<()> {
+    for name in [
+        crate::audit::checkpoint::FILE_NAME,
+        crate::tls::CERT_FILE,
+        "serve.lock",
+    ] {
+        let p = dir.join(name);
+        crate::private_file::narrow(&p).map_err(|e| Error::DataDir {
+            path: p.clone(),
+            reason: format!("its permissions could not be narrowed to the owner ({e})"),
+        })?;
+    }
+    Ok(())
 }
 
 fn configure(conn: &Connection) -> Result<()> {
@@ -222,6 +271,31 @@ mod tests {
             )
             .unwrap();
         assert_eq!(n, 0, "no table of the failed migration survives");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_database_and_its_wal_are_0600_in_a_folder_that_already_existed() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let c = open(dir.path()).unwrap();
+        c.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+            .unwrap();
+        for f in [DB_FILE, "mandate.db-wal", "mandate.db-shm"] {
+            assert_eq!(mode(&dir.path().join(f)), 0o600, "{f}");
+        }
+        drop(c);
+        // An older installation's 0644 database is narrowed when it is opened (the WAL went
+        // with the last connection).
+        std::fs::set_permissions(
+            dir.path().join(DB_FILE),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        drop(open(dir.path()).unwrap());
+        assert_eq!(mode(&dir.path().join(DB_FILE)), 0o600);
     }
 
     #[test]

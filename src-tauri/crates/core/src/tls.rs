@@ -193,7 +193,7 @@ fn write_atomically(path: &Path, text: &str) -> Result<()> {
         reason: e.to_string(),
     };
     let tmp = path.with_extension(format!("pem.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, text).map_err(|e| io("could not write", e))?;
+    crate::private_file::write(&tmp, text.as_bytes()).map_err(|e| io("could not write", e))?;
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         io("could not write", e)

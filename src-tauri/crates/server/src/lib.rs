@@ -30,13 +30,15 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use mandate_core::Mandate;
-use mandate_core::oauth::{EndpointConfig, HttpContext, OAuthError, RateLimit, TokenService};
+use mandate_core::oauth::{
+    EndpointConfig, HttpContext, OAuthError, RateLimit, TokenService, endpoint_proof,
+};
 use mandate_core::secret::Sensitive;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use lock::DataDirLock;
+pub use lock::{DataDirLock, ServedBy};
 
 /// The port the endpoint uses unless told otherwise.
 pub const DEFAULT_PORT: u16 = 6263;
@@ -76,6 +78,8 @@ pub struct ServeOptions {
     /// Serve HTTPS only, with the loopback certificate (created on first use; its key in the
     /// OS keychain). The issuer and every URL in the metadata are then `https://`.
     pub tls: bool,
+    /// Who runs this endpoint, recorded in the lock file for clients and the app.
+    pub served_by: lock::ServedBy,
 }
 
 impl Default for ServeOptions {
@@ -84,6 +88,7 @@ impl Default for ServeOptions {
             port: DEFAULT_PORT,
             rate_limit: Some(RateLimit::default()),
             tls: false,
+            served_by: lock::ServedBy::default(),
         }
     }
 }
@@ -117,11 +122,13 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/.well-known/oauth-authorization-server", get(metadata))
         .route("/.well-known/jwks.json", get(jwks))
+        .route(endpoint_proof::PATH, get(prove_endpoint))
         .route("/oauth2/token", post(token))
         .route("/oauth2/introspect", post(introspect))
         .route("/oauth2/revoke", post(revoke))
         .merge(proxy::routes(state.clone()))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             guard::guard,
@@ -215,7 +222,7 @@ pub async fn serve(mandate: Arc<Mandate>, opts: ServeOptions) -> Result<RunningS
         port: opts.port,
         reason: e.to_string(),
     })?;
-    lock.record(addr.port(), tls.is_some())?;
+    lock.record(addr.port(), tls.is_some(), opts.served_by)?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let mut cfg = EndpointConfig::new(format!("{scheme}://{addr}"));
     cfg.rate_limit = opts.rate_limit;
@@ -321,19 +328,57 @@ fn no_store(status: StatusCode, body: &Value) -> Response {
     r
 }
 
-/// An RFC 6749 §5.2 error response.
+/// An RFC 6749 §5.2 error response. A 401 (client authentication failed) carries a
+/// `WWW-Authenticate` challenge, as every 401 must (RFC 9110 §15.5.2), see [`client_challenge`].
 pub fn oauth_error(e: &OAuthError) -> Response {
     let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    let description = e.to_string();
     let mut r = no_store(
         status,
-        &json!({"error": e.code(), "error_description": e.to_string()}),
+        &json!({"error": e.code(), "error_description": description}),
     );
     if let Some(s) = e.retry_after()
         && let Ok(v) = HeaderValue::from_str(&s.to_string())
     {
         r.headers_mut().insert(header::RETRY_AFTER, v);
     }
+    if status == StatusCode::UNAUTHORIZED {
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            client_challenge(e.code(), &description),
+        );
+    }
     r
+}
+
+/// The `WWW-Authenticate` challenge of a refused client authentication.
+///
+/// No HTTP authentication scheme is registered for `private_key_jwt` (the client authenticates
+/// in the form body, RFC 7523 §2.2), and naming `Basic` or `Bearer` would send a client after a
+/// method Mandate refuses. So the scheme names the one method accepted, in the RFC 9110 §11.3
+/// syntax that any header parser reads, with the RFC 6750-style `error` and
+/// `error_description` parameters (the description cut to printable ASCII, quotes and
+/// backslashes escaped).
+pub fn client_challenge(code: &str, description: &str) -> HeaderValue {
+    let desc: String = description
+        .chars()
+        .take(300)
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .flat_map(|c| match c {
+            '"' | '\\' => vec!['\\', c],
+            c => vec![c],
+        })
+        .collect();
+    HeaderValue::from_str(&format!(
+        "private_key_jwt realm=\"mandate\", error=\"{code}\", error_description=\"{desc}\""
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static("private_key_jwt realm=\"mandate\""))
 }
 
 /// An error the middleware or router raises before the rules run.
@@ -341,6 +386,20 @@ pub fn plain_error(status: StatusCode, code: &str, description: &str) -> Respons
     no_store(
         status,
         &json!({"error": code, "error_description": description}),
+    )
+}
+
+/// A route that exists, asked with a method it does not take: the same JSON error shape as
+/// every other refusal (axum adds the `Allow` header).
+async fn method_not_allowed(method: Method) -> Response {
+    let name: String = method.as_str().chars().take(20).collect();
+    plain_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "invalid_request",
+        &format!(
+            "this endpoint does not take {} requests; the Allow header lists the methods it takes",
+            name.escape_default()
+        ),
     )
 }
 
@@ -420,6 +479,40 @@ async fn jwks(State(s): State<Arc<AppState>>) -> Response {
     }
 }
 
+/// `GET /mandate/endpoint-proof?nonce=N`: the issuer key's signature over the nonce and our
+/// issuer URL, so a local client knows this port is its own endpoint before it sends an
+/// assertion (`mandate_core::oauth::endpoint_proof`). Nothing secret goes out: a signature over
+/// a fixed-shape message that can be neither a token nor a checkpoint.
+async fn prove_endpoint(State(s): State<Arc<AppState>>, req: Request) -> Response {
+    let nonce = req
+        .uri()
+        .query()
+        .and_then(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "nonce")
+                .map(|(_, v)| v.into_owned())
+        })
+        .unwrap_or_default();
+    if !endpoint_proof::nonce_ok(&nonce) {
+        return plain_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the nonce must be 43 base64url characters (32 random bytes)",
+        );
+    }
+    let st = s.clone();
+    match blocking(move || st.service.endpoint_proof(&nonce)).await {
+        Ok(Ok(Some(p))) => no_store(StatusCode::OK, &json!(p)),
+        Ok(Ok(None)) => plain_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the nonce must be 43 base64url characters (32 random bytes)",
+        ),
+        Ok(Err(e)) => oauth_error(&OAuthError::from(e)),
+        Err(r) => r,
+    }
+}
+
 /// Read a form body: the right content type and at most [`MAX_BODY_BYTES`].
 async fn form_body(req: Request) -> Result<(HeaderMap, Bytes), Response> {
     let (parts, body) = req.into_parts();
@@ -458,7 +551,24 @@ async fn form_body(req: Request) -> Result<(HeaderMap, Bytes), Response> {
     }
     let bytes = axum::body::to_bytes(Body::new(body), MAX_BODY_BYTES)
         .await
-        .map_err(|_| too_big())?;
+        .map_err(|e| {
+            // Past the limit, or a body that could not be read at all (a malformed chunked
+            // encoding, a connection cut mid-body): only the first is "too large".
+            let over_limit = e
+                .into_inner()
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some();
+            if over_limit {
+                too_big()
+            } else {
+                plain_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "the request body could not be read (a malformed chunked encoding, or the \
+                     connection ended mid-body); send it again with a Content-Length",
+                )
+            }
+        })?;
     Ok((parts.headers, bytes))
 }
 

@@ -1,9 +1,11 @@
 //! One endpoint per data folder: an advisory lock on `serve.lock` in the data folder.
 //!
 //! The lock is held for the life of the server (the OS releases it if the process dies, so a
-//! crash never leaves a stale lock). The file also records the holder's pid, port and whether
-//! it speaks HTTPS, so a second `mandate serve` can say who holds it, and `mandate token` can
-//! find the endpoint.
+//! crash never leaves a stale lock). The file also records the holder's pid, port, whether it
+//! speaks HTTPS and who runs it (the app, `mandate serve` in a terminal, or the background
+//! service), so a second `mandate serve` can say who holds it, `mandate token` can find the
+//! endpoint, and the app can attach to the background service's endpoint instead of starting
+//! its own. The file is created 0600 like everything else in the data folder.
 //!
 //! What it is not: the database's own locking (SQLite's), which still serialises writers.
 
@@ -26,6 +28,36 @@ pub enum LockError {
     Io { path: PathBuf, reason: String },
 }
 
+/// Which kind of process serves a data folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ServedBy {
+    /// The desktop app's own endpoint, which lives and dies with its window.
+    App,
+    /// `mandate serve` started by hand (a terminal, a script).
+    #[default]
+    Cli,
+    /// `mandate serve --service`, run at login by `mandate service install`.
+    Service,
+}
+
+impl ServedBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServedBy::App => "app",
+            ServedBy::Cli => "cli",
+            ServedBy::Service => "service",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "app" => ServedBy::App,
+            "service" => ServedBy::Service,
+            _ => ServedBy::Cli,
+        }
+    }
+}
+
 /// Who holds a data folder, as written in its lock file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Holder {
@@ -33,6 +65,7 @@ pub struct Holder {
     pub port: u16,
     /// It serves HTTPS only (`mandate serve --tls`).
     pub tls: bool,
+    pub by: ServedBy,
 }
 
 impl Holder {
@@ -49,6 +82,7 @@ pub fn holder(dir: &Path) -> Option<Holder> {
     let mut pid = None;
     let mut port = None;
     let mut tls = false;
+    let mut by = ServedBy::default();
     for line in text.lines() {
         if let Some(v) = line.strip_prefix("pid=") {
             pid = v.trim().parse().ok();
@@ -56,13 +90,40 @@ pub fn holder(dir: &Path) -> Option<Holder> {
             port = v.trim().parse().ok();
         } else if let Some(v) = line.strip_prefix("tls=") {
             tls = v.trim() == "1";
+        } else if let Some(v) = line.strip_prefix("by=") {
+            by = ServedBy::parse(v.trim());
         }
     }
     Some(Holder {
         pid: pid?,
         port: port?,
         tls,
+        by,
     })
+}
+
+/// Whether some process holds `dir`'s lock right now (a live endpoint, not a stale file).
+pub fn is_held(dir: &Path) -> bool {
+    let Ok(file) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dir.join(LOCK_FILE))
+    else {
+        return false;
+    };
+    match fs4::FileExt::try_lock(&file) {
+        Ok(()) => {
+            let _ = fs4::FileExt::unlock(&file);
+            false
+        }
+        Err(fs4::TryLockError::WouldBlock) => true,
+        Err(fs4::TryLockError::Error(_)) => false,
+    }
+}
+
+/// The endpoint serving `dir` now: the lock file's holder, if the lock is held.
+pub fn running(dir: &Path) -> Option<Holder> {
+    if is_held(dir) { holder(dir) } else { None }
 }
 
 /// The held lock; released when dropped.
@@ -80,13 +141,14 @@ impl DataDirLock {
             path: path.clone(),
             reason: e.to_string(),
         };
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(io)?;
+        let mut opts = std::fs::OpenOptions::new();
+        opts.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let file = opts.open(&path).map_err(io)?;
         match fs4::FileExt::try_lock(&file) {
             Ok(()) => Ok(DataDirLock { file, path }),
             Err(fs4::TryLockError::WouldBlock) => {
@@ -103,8 +165,9 @@ impl DataDirLock {
         }
     }
 
-    /// Write our pid, the port we listen on and whether it is HTTPS into the lock file.
-    pub fn record(&mut self, port: u16, tls: bool) -> Result<(), LockError> {
+    /// Write our pid, the port we listen on, whether it is HTTPS and who we are into the lock
+    /// file.
+    pub fn record(&mut self, port: u16, tls: bool, by: ServedBy) -> Result<(), LockError> {
         let io = |e: std::io::Error| LockError::Io {
             path: self.path.clone(),
             reason: e.to_string(),
@@ -113,9 +176,10 @@ impl DataDirLock {
         self.file.seek(SeekFrom::Start(0)).map_err(io)?;
         write!(
             self.file,
-            "pid={}\nport={port}\ntls={}\n",
+            "pid={}\nport={port}\ntls={}\nby={}\n",
             std::process::id(),
-            u8::from(tls)
+            u8::from(tls),
+            by.as_str()
         )
         .map_err(io)?;
         self.file.flush().map_err(io)

@@ -2,7 +2,8 @@
 //! `op run` and `aws-vault exec` do, except that the program never gets the real credential.
 //!
 //! It asks the running endpoint for a token (signed with the agent's key from the keychain,
-//! like `mandate token`), then starts CMD with:
+//! like `mandate token`, and only after the endpoint proved it is this data folder's own), then
+//! starts CMD with:
 //!
 //! - `MANDATE_<CONNECTION>_URL` (e.g. `MANDATE_GITHUB_URL`) for every connection the token has
 //!   scopes on: the broker's `http://127.0.0.1:PORT/proxy/<connection>`;
@@ -27,6 +28,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
@@ -34,6 +36,7 @@ use ed25519_dalek::SigningKey;
 use mandate_core::Mandate;
 use mandate_core::broker::{self, presets};
 use mandate_core::secret::Sensitive;
+use mandate_server::client::EndpointAddr;
 
 use crate::context::{CliError, CliResult, Ctx};
 
@@ -67,20 +70,19 @@ struct Fetched {
 /// What a refresh needs.
 #[derive(Debug, Clone)]
 struct Source {
+    m: Arc<Mandate>,
     agent: String,
     kid: String,
     key: SigningKey,
     scopes: Vec<String>,
-    port: u16,
-    client: reqwest::Client,
+    addr: EndpointAddr,
 }
 
 async fn fetch(s: &Source) -> CliResult<Fetched> {
-    let base = format!("http://127.0.0.1:{}", s.port);
     let res = mandate_server::client::request_token(
-        &s.client,
+        &s.m,
+        &s.addr,
         &mandate_server::client::TokenRequest {
-            base: &base,
             agent: &s.agent,
             kid: &s.kid,
             key: &s.key,
@@ -91,6 +93,9 @@ async fn fetch(s: &Source) -> CliResult<Fetched> {
     )
     .await
     .map_err(|e| fail(e.exit_code(), e.to_string()))?;
+    if let Some(d) = &res.withheld_description {
+        eprintln!("mandate exec: note: {d}");
+    }
     Ok(Fetched {
         token: Sensitive::new(res.access_token),
         expires_in: res.expires_in,
@@ -241,7 +246,7 @@ pub fn run(ctx: &mut Ctx, a: ExecArgs) -> CliResult {
             ),
         ));
     }
-    let (kid, key) = m.agent_signing_key(&a.agent)?;
+    let (kid, key) = m.client_signing_key(&a.agent)?;
     let port = a
         .port
         .or_else(|| mandate_server::lock::holder(m.data_dir()).map(|h| h.port))
@@ -263,18 +268,13 @@ pub fn run(ctx: &mut Ctx, a: ExecArgs) -> CliResult {
             ),
         ));
     }
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(15))
-        .build()
-        .map_err(|_| fail(1, "could not set up HTTP".into()))?;
     let source = Source {
+        m: m.clone(),
         agent: agent.name.to_string(),
         kid,
         key,
         scopes: a.scopes.clone(),
-        port,
-        client,
+        addr: EndpointAddr::http(port),
     };
     let rt = super::serve::runtime()?;
     let code = rt.block_on(async {

@@ -9,6 +9,7 @@ pub mod jwks;
 pub mod member;
 pub mod scan;
 pub mod serve;
+pub mod service;
 pub mod tls;
 pub mod token;
 

@@ -4,10 +4,13 @@
 //! per data folder. It prints the address it listens on and stops cleanly on Ctrl-C or
 //! SIGTERM, letting requests in flight commit their audit events first. With `--tls` it serves
 //! HTTPS only, with the self-signed loopback certificate, and also prints where that
-//! certificate is for clients to trust.
+//! certificate is for clients to trust. `--service` (hidden; what `mandate service install`
+//! runs at login) marks the endpoint as the background service and, while the app's endpoint
+//! holds the data folder, waits and takes over when it stops.
 
 use clap::Args;
-use mandate_server::{ServeError, ServeOptions};
+use mandate_server::lock::LockError;
+use mandate_server::{ServeError, ServeOptions, ServedBy};
 
 use crate::context::{CliError, CliResult, Ctx};
 
@@ -27,6 +30,11 @@ pub struct ServeArgs {
     /// Turn off the per-agent rate limit (benchmarks only).
     #[arg(long, hide = true)]
     no_rate_limit: bool,
+    /// Run as the background service (`mandate service install` writes this): marked as such
+    /// for the app, and while another endpoint (the app's) serves the data folder, wait for it
+    /// to stop and then take over instead of failing.
+    #[arg(long, hide = true)]
+    service: bool,
 }
 
 pub fn run(ctx: &mut Ctx, a: ServeArgs) -> CliResult {
@@ -39,15 +47,40 @@ pub fn run(ctx: &mut Ctx, a: ServeArgs) -> CliResult {
         opts.rate_limit = None;
     }
     opts.tls = a.tls;
+    if a.service {
+        opts.served_by = ServedBy::Service;
+    }
     let rt = super::serve::runtime()?;
     rt.block_on(async move {
-        let mut server = mandate_server::serve(m, opts).await.map_err(|e| match e {
+        let failed = |e: ServeError| match e {
             ServeError::Core(e) => CliError::Core(e),
             other => CliError::Exit {
                 code: 5,
                 message: other.to_string(),
             },
-        })?;
+        };
+        let mut waited = false;
+        let mut server = loop {
+            match mandate_server::serve(m.clone(), opts.clone()).await {
+                Ok(s) => break s,
+                // The service waits for the app's endpoint to close, then takes over, so agents
+                // keep their endpoint when the window closes.
+                Err(ServeError::Locked(LockError::Held { holder, .. })) if a.service => {
+                    if !waited {
+                        println!(
+                            "Waiting: another Mandate endpoint{holder} serves this data folder; \
+                             the service takes over when it stops."
+                        );
+                        waited = true;
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                        _ = shutdown_signal() => return Ok(()),
+                    }
+                }
+                Err(e) => return Err(failed(e)),
+            }
+        };
         // One write, so a reader that stops after the first line never breaks the pipe.
         let mut banner = format!("Listening on {}\n", server.url());
         if let Some(t) = server.tls() {

@@ -3,11 +3,18 @@
 //! OS keychain, asks the running endpoint for a token and prints only the token, so that
 //! `Authorization: Bearer $(mandate token billing-report-agent)` works in a script.
 //!
-//! Against an HTTPS endpoint (`mandate serve --tls`, or `--tls` here) it trusts exactly the
-//! endpoint's certificate from the data folder, not the system's roots.
+//! Before it sends the assertion, the endpoint must prove it is this data folder's own (a nonce
+//! signed with the issuer key; `mandate_server::client`), so a program squatting on the port
+//! gets nothing. Against an HTTPS endpoint (`mandate serve --tls`, or `--tls` here) it trusts
+//! exactly the endpoint's certificate from the data folder, not the system's roots. `--json`
+//! prints the whole token response (with its expiry time) instead of the bare token.
+//!
+//! A revoked agent is refused here, as revoked (exit code 9), before anything is sent.
 
 use clap::Args;
 use mandate_core::Mandate;
+use mandate_server::client::EndpointAddr;
+use serde::Serialize;
 
 use crate::context::{CliError, CliResult, Ctx};
 
@@ -30,10 +37,11 @@ pub struct TokenArgs {
     tls: bool,
 }
 
-/// The running endpoint's base URL and an HTTP client for it: the port from `--port`, the
-/// running endpoint's lock file, `MANDATE_PORT` or 6263; HTTPS when asked or when the running
-/// endpoint on that port serves HTTPS, trusting only the endpoint's certificate.
-pub fn endpoint(m: &Mandate, port: Option<u16>, tls: bool) -> CliResult<(String, reqwest::Client)> {
+/// The running endpoint's address: the port from `--port`, the running endpoint's lock file,
+/// `MANDATE_PORT` or 6263; HTTPS when asked or when the running endpoint on that port serves
+/// HTTPS, trusting only the endpoint's certificate. Whatever listens there must still prove it
+/// is this data folder's endpoint before anything is sent (`mandate_server::client`).
+pub fn endpoint(m: &Mandate, port: Option<u16>, tls: bool) -> CliResult<EndpointAddr> {
     let holder = mandate_server::lock::holder(m.data_dir());
     let port = port
         .or_else(|| holder.as_ref().map(|h| h.port))
@@ -44,71 +52,76 @@ pub fn endpoint(m: &Mandate, port: Option<u16>, tls: bool) -> CliResult<(String,
         })
         .unwrap_or(mandate_server::DEFAULT_PORT);
     let tls = tls || holder.is_some_and(|h| h.tls && h.port == port);
-    let mut builder = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(std::time::Duration::from_secs(15));
-    if tls {
-        let path = m.tls_cert_path();
-        let pem = std::fs::read(&path).map_err(|e| {
-            fail(
-                8,
-                format!(
-                    "the endpoint's certificate {} cannot be read ({e}); start the endpoint with \
-                     `mandate serve --tls` once, or create it with `mandate tls export`",
-                    path.display()
-                ),
-            )
-        })?;
-        let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
-            fail(
-                8,
-                format!("{} is not a PEM certificate: {e}", path.display()),
-            )
-        })?;
-        builder = builder
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(cert)
-            .https_only(true);
+    if !tls {
+        return Ok(EndpointAddr::http(port));
     }
-    let client = builder
-        .build()
-        .map_err(|e| fail(1, format!("could not set up HTTP: {e}")))?;
-    let scheme = if tls { "https" } else { "http" };
-    Ok((format!("{scheme}://127.0.0.1:{port}"), client))
+    let path = m.tls_cert_path();
+    let pem = std::fs::read(&path).map_err(|e| {
+        fail(
+            8,
+            format!(
+                "the endpoint's certificate {} cannot be read ({e}); start the endpoint with \
+                 `mandate serve --tls` once, or create it with `mandate tls export`",
+                path.display()
+            ),
+        )
+    })?;
+    EndpointAddr::https(port, &pem).map_err(|e| fail(8, format!("{}: {e}", path.display())))
+}
+
+/// What `--json` prints.
+#[derive(Debug, Serialize)]
+struct TokenJson<'a> {
+    access_token: &'a str,
+    token_type: &'a str,
+    expires_in: u64,
+    /// RFC 3339, from this machine's clock.
+    expires_at: String,
+    scope: Option<&'a str>,
+    /// Grants the endpoint left out (a connection's trust floor) and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    withheld_scope: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    withheld_description: Option<&'a str>,
+    issuer: String,
 }
 
 pub fn run(ctx: &mut Ctx, a: TokenArgs) -> CliResult {
     let m = ctx.mandate()?;
-    let (kid, key) = m.agent_signing_key(&a.agent)?;
-    let (base, client) = endpoint(&m, a.port, a.tls)?;
+    let (kid, key) = m.client_signing_key(&a.agent)?;
+    let addr = endpoint(&m, a.port, a.tls)?;
     let rt = super::serve::runtime()?;
+    let now = m.now();
     let res = rt
         .block_on(mandate_server::client::request_token(
-            &client,
+            &m,
+            &addr,
             &mandate_server::client::TokenRequest {
-                base: &base,
                 agent: &a.agent,
                 kid: &kid,
                 key: &key,
                 scopes: &a.scopes,
                 resource: a.aud.as_deref(),
-                now: m.now().timestamp(),
+                now: now.timestamp(),
             },
         ))
-        .map_err(|e| match e {
-            mandate_server::client::ClientError::Unreachable { reason, .. }
-                if base.starts_with("https:") =>
-            {
-                fail(
-                    8,
-                    format!(
-                        "could not reach {base} over HTTPS ({reason}); is `mandate serve --tls` \
-                         running there, with the certificate in the data folder?"
-                    ),
-                )
-            }
-            e => fail(e.exit_code(), e.to_string()),
-        })?;
+        .map_err(|e| fail(e.exit_code(), e.to_string()))?;
+    if ctx.json {
+        let expires_at = now + chrono::Duration::seconds(res.expires_in.min(86_400 * 365) as i64);
+        return crate::output::json(&TokenJson {
+            access_token: &res.access_token,
+            token_type: &res.token_type,
+            expires_in: res.expires_in,
+            expires_at: expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            scope: res.scope.as_deref(),
+            withheld_scope: res.withheld_scope.as_deref(),
+            withheld_description: res.withheld_description.as_deref(),
+            issuer: addr.base(),
+        });
+    }
+    if let Some(d) = &res.withheld_description {
+        eprintln!("note: {d}");
+    }
     println!("{}", res.access_token);
     Ok(())
 }

@@ -287,7 +287,7 @@ pub fn write_file_if_newer(data_dir: &Path, cp: &SignedCheckpoint) -> Result<boo
         reason: e.to_string(),
     };
     let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = crate::private_file::create(&tmp)?;
         f.write_all(cp.text.as_bytes())?;
         f.sync_all()?;
         std::fs::rename(&tmp, &path)?;

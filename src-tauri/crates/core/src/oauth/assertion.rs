@@ -3,11 +3,14 @@
 //!
 //! Rules (SECURITY.md, "Client authentication"): the key comes only from the registry, found
 //! by exact `kid` match; the algorithm is fixed (Ed25519, named `EdDSA` or `Ed25519`), never
-//! chosen by the header; `aud` is exactly the issuer or the token endpoint (a single value);
-//! `iss` = `sub` = `client_id`; `exp` is required, at most 5 minutes after `iat`, with 60 s of
-//! skew; `jti` is required (whether it was used before is decided inside the transaction that
-//! records the decision, see `service`); an access token (`typ: at+jwt`) or a DPoP proof is
-//! never accepted as an assertion.
+//! chosen by the header; `aud` is exactly the issuer or one of this server's endpoint URLs (a
+//! single value: token, introspection or revocation endpoint, see
+//! [`EndpointConfig::is_own_audience`]); `iss` = `sub` = `client_id`; `exp` is required, at
+//! most one hour after `iat` (stock clients' default; SECURITY.md's five minutes refused
+//! Authlib's unchanged defaults), with 60 s of skew; `jti` is required (whether it was used
+//! before is decided inside the transaction that records the decision, see `service`, and it
+//! is remembered until the assertion expires, see `replay`); an access token (`typ: at+jwt`)
+//! or a DPoP proof is never accepted as an assertion.
 //!
 //! What it is not: it does not decide what the client may get (see `policy`).
 
@@ -217,14 +220,14 @@ fn pick_key(
 }
 
 fn check_claims(cfg: &EndpointConfig, jws: &Jws, now: i64) -> Result<(), &'static str> {
-    let token_endpoint = cfg.token_endpoint();
-    let aud_ok = |a: &str| a == cfg.issuer || a == token_endpoint;
+    let aud_ok = |a: &str| cfg.is_own_audience(a);
     match jws.claims.get("aud") {
         Some(Value::String(a)) if aud_ok(a) => {}
         Some(Value::Array(v)) if v.len() == 1 && v[0].as_str().is_some_and(aud_ok) => {}
         Some(_) => {
             return Err(
-                "its \"aud\" must be exactly this server's issuer identifier or token endpoint",
+                "its \"aud\" must be exactly this server's issuer identifier or one of its \
+                 endpoint URLs (see /.well-known/oauth-authorization-server)",
             );
         }
         None => return Err("it has no \"aud\""),
@@ -245,10 +248,10 @@ fn check_claims(cfg: &EndpointConfig, jws: &Jws, now: i64) -> Result<(), &'stati
             return Err("its \"iat\" is in the future");
         }
         if exp - iat > MAX_ASSERTION_LIFETIME_SECS {
-            return Err("its lifetime (exp - iat) is over 5 minutes");
+            return Err("its lifetime (exp - iat) is over one hour");
         }
     } else if exp - now > MAX_ASSERTION_LIFETIME_SECS {
-        return Err("it expires more than 5 minutes from now");
+        return Err("it expires more than one hour from now");
     }
     if let Some(v) = jws.claims.get("nbf") {
         let nbf = jws::numeric_date(Some(v)).ok_or("its \"nbf\" is not a number")?;

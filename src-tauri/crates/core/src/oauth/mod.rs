@@ -15,6 +15,10 @@
 //! - `service`: the three endpoints (token, introspect, revoke) and their audit events.
 //! - `delegation`: "agent X may act for member M" (the `Mandate` methods the CLI and app use).
 //! - `issuer`: the issuer keys, rotation and the JWKS.
+//! - `local_client`: the agent key a client on this machine signs with (a revoked agent is
+//!   refused there, audited).
+//! - [`endpoint_proof`]: how a local client knows the endpoint on a port is this
+//!   installation's own before it sends an assertion.
 //!
 //! What it is not: it never stores a token (only its `jti` and claims), never logs one, and
 //! never reads the system clock (time comes from the `Mandate`'s clock).
@@ -23,8 +27,10 @@ mod assertion;
 mod client_agent;
 mod delegation;
 pub mod dpop;
+pub mod endpoint_proof;
 mod issuer;
 pub mod jws;
+mod local_client;
 mod policy;
 mod readers;
 mod records;
@@ -77,8 +83,10 @@ pub fn client_assertion(
 
 /// Default access-token lifetime: 15 minutes.
 pub const DEFAULT_TTL_SECS: u32 = 15 * 60;
-/// Longest lifetime of a client assertion (`exp - iat`): 5 minutes.
-pub const MAX_ASSERTION_LIFETIME_SECS: i64 = 5 * 60;
+/// Longest lifetime of a client assertion (`exp - iat`): one hour, the default of stock clients
+/// (Authlib's `PrivateKeyJWT` signs assertions valid for 3600 s). Each `jti` is remembered until
+/// its assertion expires, so a longer lifetime costs memory, never a replay.
+pub const MAX_ASSERTION_LIFETIME_SECS: i64 = 60 * 60;
 /// Clock skew tolerated on `exp`, `iat` and `nbf`.
 pub const SKEW_SECS: i64 = 60;
 /// Most form fields a request may carry.
@@ -107,6 +115,26 @@ impl EndpointConfig {
 
     pub fn token_endpoint(&self) -> String {
         format!("{}/oauth2/token", self.issuer)
+    }
+
+    pub fn introspection_endpoint(&self) -> String {
+        format!("{}/oauth2/introspect", self.issuer)
+    }
+
+    pub fn revocation_endpoint(&self) -> String {
+        format!("{}/oauth2/revoke", self.issuer)
+    }
+
+    /// Whether `aud` names this server: its issuer identifier or one of the endpoints a client
+    /// authenticates at (RFC 7523 §3: the token endpoint; stock clients also use the
+    /// introspection or revocation URL when they call those). Exact string match: anything
+    /// else, another server included, is refused (the audience-injection fix of the RFC 7523
+    /// update).
+    pub fn is_own_audience(&self, aud: &str) -> bool {
+        aud == self.issuer
+            || aud == self.token_endpoint()
+            || aud == self.introspection_endpoint()
+            || aud == self.revocation_endpoint()
     }
 }
 

@@ -2,13 +2,17 @@
 //! agent may have it at all.
 //!
 //! - Scopes are a subset of the agent's grants (and, in an exchange, of the subject token's or
-//!   the delegation's scopes). No scope asked: every grant for the requested audience.
+//!   the delegation's scopes). No scope asked: every grant for the requested audience that the
+//!   agent may have now; grants held back by a connection's trust floor are left out and named
+//!   (`Plan::withheld`), so one strict connection does not cost the agent its other grants.
 //! - An audience (RFC 8707 `resource`) is a registered connection, named by its base URL or
 //!   its name; the token's `aud` is the connection's base URL. Anything else is
 //!   `invalid_target`: Mandate mints tokens only for systems it knows.
 //! - Lifetime: the agent's maximum if it has one, else the endpoint default (15 minutes),
 //!   never over 24 hours, never past the subject token or delegation.
-//! - Each connection's trust floor against the agent's trust state.
+//! - Each connection's trust floor against the agent's trust state: a scope or audience asked
+//!   for by name is refused when its floor is above the agent; one only implied by "no scope"
+//!   is left out.
 //! - A per-agent token bucket.
 //!
 //! What it is not: it reads no request and writes nothing; `service` calls it and audits
@@ -123,6 +127,24 @@ pub(crate) struct Plan {
     pub scopes: Vec<String>,
     pub aud: Vec<String>,
     pub exp: i64,
+    /// Grants left out of a request that named no scope, and why.
+    pub withheld: Vec<Withheld>,
+}
+
+/// A grant left out of a token because its connection's trust floor is above the agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Withheld {
+    pub scope: String,
+    pub connection: String,
+    pub floor: TrustState,
+}
+
+fn floor_refusal(agent: &ClientAgent, c: &ConnInfo) -> OAuthError {
+    OAuthError::UnauthorizedClient(format!(
+        "the agent '{}' is {} but the connection '{}' requires at least {}; raise its \
+         trust (or approve it in the app) before it gets tokens for this connection",
+        agent.name, agent.trust, c.name, c.floor
+    ))
 }
 
 fn resolve_resource<'a>(conns: &'a [ConnInfo], r: &str) -> Option<&'a ConnInfo> {
@@ -217,6 +239,34 @@ pub(crate) fn plan(
             .cloned()
             .collect(),
     };
+    // No scope and no audience named: the grants whose connection's floor is above the agent
+    // are left out (and named) instead of failing the whole request. If that leaves nothing,
+    // the first floor is the answer, as if it had been asked for.
+    let mut withheld = Vec::new();
+    let mut scopes = scopes;
+    if scope_param.is_none() && targets.is_empty() {
+        let mut first_refusal = None;
+        scopes.retain(|s| {
+            let cname = s.split_once(':').map_or("", |(c, _)| c);
+            match conns.iter().find(|c| c.name == cname) {
+                Some(c) if agent.trust < c.floor => {
+                    first_refusal.get_or_insert_with(|| floor_refusal(agent, c));
+                    withheld.push(Withheld {
+                        scope: s.clone(),
+                        connection: c.name.clone(),
+                        floor: c.floor,
+                    });
+                    false
+                }
+                _ => true,
+            }
+        });
+        if scopes.is_empty()
+            && let Some(e) = first_refusal
+        {
+            return Err(e);
+        }
+    }
     if scopes.is_empty() {
         return Err(OAuthError::InvalidScope(format!(
             "the agent '{}' holds no grant for that audience, so there is nothing to put in a token",
@@ -245,11 +295,7 @@ pub(crate) fn plan(
     }
     for c in &aud_conns {
         if agent.trust < c.floor {
-            return Err(OAuthError::UnauthorizedClient(format!(
-                "the agent '{}' is {} but the connection '{}' requires at least {}; raise its \
-                 trust (or approve it in the app) before it gets tokens for this connection",
-                agent.name, agent.trust, c.name, c.floor
-            )));
+            return Err(floor_refusal(agent, c));
         }
     }
     let ttl = agent
@@ -270,5 +316,6 @@ pub(crate) fn plan(
         scopes: scopes.into_iter().collect(),
         aud: aud_conns.iter().map(|c| c.base_url.clone()).collect(),
         exp,
+        withheld,
     })
 }

@@ -4,8 +4,13 @@
 //! Why not a unique index: a client picks its `jti` at random, so a table keyed by it gets one
 //! random page dirtied per token to record the `jti` and another to forget it, which was the
 //! largest share of the bytes written per token (docs/BENCHMARKS.md). Instead the table
-//! `oauth_used_jtis` is an append-only log in `seq` order, forgotten from its oldest end, and
-//! uniqueness is checked here, in memory, against every row of it.
+//! `oauth_used_jtis` is an append-only log in `seq` order, forgotten from its oldest end (and
+//! row by row behind a long-lived `jti` that holds that end back), and uniqueness is checked
+//! here, in memory, against every row of it.
+//!
+//! How long: each `jti` is kept until its assertion or proof expires (plus the clock skew), so
+//! a one-hour assertion (Authlib's default lifetime) is refused as a replay for that whole hour,
+//! also after a restart, while a one-minute one is forgotten a minute later.
 //!
 //! Why that is as strict as the index was: [`UsedJtis::consume`] runs inside the write
 //! transaction, which holds SQLite's write lock, so no other writer (another process, another
@@ -18,7 +23,8 @@
 //! `jti` and was then rolled back) it remembers a `jti` whose row is gone until its next
 //! reload, and refuses that assertion as a replay; a client signs a fresh one per request.
 
-use std::collections::{HashSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashSet};
 use std::sync::Mutex;
 
 use rusqlite::{Connection, params};
@@ -60,8 +66,13 @@ struct State {
     /// there unchanged.
     newest: Option<(i64, Key)>,
     seen: HashSet<Key>,
-    /// In `seq` order, with when each may be forgotten.
-    order: VecDeque<(i64, Key)>,
+    /// Every remembered row, soonest to expire first: `(expires_at, seq, key)`. Lifetimes
+    /// differ (a 60 s assertion beside Authlib's one-hour default), so rows expire out of
+    /// `seq` order; forgetting by expiry keeps memory to the `jti`s still live.
+    by_expiry: BinaryHeap<Reverse<(i64, i64, Key)>>,
+    /// The `seq` of every remembered row, so pruning knows which rows lie behind the oldest
+    /// live one.
+    live_seqs: BTreeSet<i64>,
     /// `jti`s recorded through this memory; every [`PRUNE_EVERY`]th prunes.
     consumed: u64,
 }
@@ -72,7 +83,8 @@ const PRUNE_EVERY: u64 = 1024;
 impl State {
     fn remember(&mut self, seq: i64, k: Key, expires_at: i64) {
         if self.seen.insert(k) {
-            self.order.push_back((expires_at, k));
+            self.by_expiry.push(Reverse((expires_at, seq, k)));
+            self.live_seqs.insert(seq);
         }
         self.newest = Some((seq, k));
     }
@@ -114,6 +126,12 @@ impl UsedJtis {
         prune(&mut self.lock(), tx, cutoff)
     }
 
+    /// How many `jti`s this memory holds (tests).
+    #[cfg(test)]
+    fn remembered(&self) -> usize {
+        self.lock().seen.len()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic while holding it can have left memory half-updated: start over from the table.
         self.state.lock().unwrap_or_else(|poisoned| {
@@ -125,18 +143,25 @@ impl UsedJtis {
     }
 }
 
-/// Forget `jti`s that expired before `cutoff`: from memory, and from the oldest end of the table
-/// up to its first row still needed. The newest row always stays, so `seq` keeps growing
-/// (SQLite reuses the largest rowid + 1), which is how other writers' rows are told from ones
-/// already seen. Inside the write transaction.
+/// Forget `jti`s that expired before `cutoff`: from memory (by expiry, whatever their order in
+/// the table), and from the table: in one range from its oldest end up to the first row still
+/// needed, and then one by one where an expired row sits behind a live one (a one-hour
+/// assertion recorded before many one-minute ones must not keep them all for an hour). The
+/// newest row always stays, so `seq` keeps growing (SQLite reuses the largest rowid + 1),
+/// which is how other writers' rows are told from ones already seen. Inside the write
+/// transaction.
 fn prune(st: &mut State, tx: &Connection, cutoff: i64) -> Result<()> {
-    while let Some(&(exp, k)) = st.order.front() {
+    let mut expired: Vec<i64> = Vec::new();
+    while let Some(Reverse((exp, seq, k))) = st.by_expiry.peek().copied() {
         if exp >= cutoff {
             break;
         }
-        st.order.pop_front();
+        st.by_expiry.pop();
         st.seen.remove(&k);
+        st.live_seqs.remove(&seq);
+        expired.push(seq);
     }
+    let newest = st.newest.map_or(i64::MAX, |(seq, _)| seq);
     tx.prepare_cached(
         "DELETE FROM oauth_used_jtis WHERE seq < min(
              coalesce((SELECT seq FROM oauth_used_jtis WHERE expires_at >= ?1
@@ -144,6 +169,15 @@ fn prune(st: &mut State, tx: &Connection, cutoff: i64) -> Result<()> {
              (SELECT max(seq) FROM oauth_used_jtis))",
     )?
     .execute([cutoff])?;
+    if let Some(&first_live) = st.live_seqs.first() {
+        let mut behind = tx.prepare_cached("DELETE FROM oauth_used_jtis WHERE seq = ?1")?;
+        for seq in expired
+            .into_iter()
+            .filter(|s| *s > first_live && *s != newest)
+        {
+            behind.execute([seq])?;
+        }
+    }
     Ok(())
 }
 
@@ -304,5 +338,34 @@ mod tests {
         assert!(u.consume(&c, "a", "live", 5000, 1000).unwrap());
         assert_eq!(count(&c), 1);
         assert!(!u.consume(&c, "a", "live", 5000, 1000).unwrap());
+    }
+
+    #[test]
+    fn a_one_hour_jti_is_kept_for_its_hour_without_keeping_the_short_ones_behind_it() {
+        let (_d, c) = db();
+        let u = UsedJtis::default();
+        // Authlib's default: valid for an hour from t=0.
+        assert!(u.consume(&c, "authlib", "long", 3600, 0).unwrap());
+        for i in 0..100 {
+            assert!(u.consume(&c, "a", &format!("short{i}"), 60, 0).unwrap());
+        }
+        assert!(u.consume(&c, "a", "newest", 120, 0).unwrap());
+        // Ten minutes on: the one-minute jtis are gone from memory and from the table, although
+        // the one-hour row is older than all of them; the newest row stays (seq keeps growing).
+        u.prune(&c, 600).unwrap();
+        assert_eq!(count(&c), 2, "the long-lived row and the newest row");
+        assert_eq!(u.remembered(), 1);
+        // The hour-long one is still refused, also by a restarted process reading the table.
+        assert!(!u.consume(&c, "authlib", "long", 3600, 600).unwrap());
+        assert!(
+            !UsedJtis::default()
+                .consume(&c, "authlib", "long", 3600, 600)
+                .unwrap()
+        );
+        // Past its hour (and the skew), it is forgotten too.
+        u.prune(&c, 3700).unwrap();
+        assert_eq!(u.remembered(), 0);
+        assert!(u.consume(&c, "a", "after", 5000, 3700).unwrap());
+        assert_eq!(count(&c), 2, "the previous newest row and the new one");
     }
 }

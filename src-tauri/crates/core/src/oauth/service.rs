@@ -63,6 +63,10 @@ pub struct TokenResponse {
     /// Set for token exchange (RFC 8693 §2.2.1).
     pub issued_token_type: Option<&'static str>,
     pub jti: String,
+    /// Grants left out because a connection's trust floor is above the agent (requests that
+    /// named no scope only), space-separated like `scope`, and why, as a sentence.
+    pub withheld_scope: Option<String>,
+    pub withheld_description: Option<String>,
 }
 
 impl std::fmt::Debug for TokenResponse {
@@ -73,6 +77,7 @@ impl std::fmt::Debug for TokenResponse {
             .field("expires_in", &self.expires_in)
             .field("scope", &self.scope)
             .field("jti", &self.jti)
+            .field("withheld_scope", &self.withheld_scope)
             .finish()
     }
 }
@@ -88,6 +93,11 @@ impl TokenResponse {
         });
         if let Some(t) = self.issued_token_type {
             v["issued_token_type"] = json!(t);
+        }
+        // RFC 6749 §5.1 lets a server add parameters; clients ignore those they do not know.
+        if let (Some(s), Some(d)) = (&self.withheld_scope, &self.withheld_description) {
+            v["withheld_scope"] = json!(s);
+            v["withheld_description"] = json!(d);
         }
         v
     }
@@ -287,6 +297,20 @@ impl TokenService {
             "dpop_signing_alg_values_supported": algs,
             "service_documentation": "https://github.com/mandate-dev/mandate/blob/main/docs/ARCHITECTURE.md",
         })
+    }
+
+    /// Sign a local client's nonce with the issuer key (see [`super::endpoint_proof`]); `None`
+    /// for a nonce of the wrong shape.
+    pub fn endpoint_proof(
+        &self,
+        nonce: &str,
+    ) -> crate::Result<Option<super::endpoint_proof::EndpointProof>> {
+        let signer = self.signer()?;
+        Ok(super::endpoint_proof::sign(
+            &signer,
+            &self.cfg.issuer,
+            nonce,
+        ))
     }
 
     /// The JWKS: the signing key in use and retired keys with tokens outstanding.
@@ -741,6 +765,7 @@ impl TokenService {
             extra,
         } = minted;
         let scope = plan.scopes.join(" ");
+        let (withheld_scope, withheld_description) = describe_withheld(agent, &plan.withheld);
         let aud_claim = match plan.aud.as_slice() {
             [one] => json!(one),
             many => json!(many),
@@ -798,6 +823,22 @@ impl TokenService {
         if let Some(p) = &proof {
             details.insert("cnf_jkt".into(), json!(p.jkt));
         }
+        if !plan.withheld.is_empty() {
+            details.insert(
+                "withheld_scopes".into(),
+                plan.withheld
+                    .iter()
+                    .map(|w| {
+                        json!({
+                            "scope": w.scope,
+                            "connection": w.connection,
+                            "requires": w.floor.to_string(),
+                            "agent_trust": agent.trust.to_string(),
+                        })
+                    })
+                    .collect(),
+            );
+        }
         details.extend(extra);
         let actor = Actor::agent(agent.id.as_str(), agent.name.as_str());
         let agent_id = agent.id.to_string();
@@ -823,6 +864,8 @@ impl TokenService {
             scope,
             issued_token_type: exchanged.then_some(TOKEN_TYPE_ACCESS_TOKEN),
             jti,
+            withheld_scope,
+            withheld_description,
         };
         let used = self.m.used_jtis().clone();
         Ok(self.m.submit_grouped_shared_fate(move |tx, now_dt| {
@@ -1040,6 +1083,31 @@ impl TokenService {
             Ok(Ok(()))
         }))
     }
+}
+
+/// The grants a token left out, as `(scope list, sentence)`, or `(None, None)`.
+fn describe_withheld(
+    agent: &ClientAgent,
+    withheld: &[policy::Withheld],
+) -> (Option<String>, Option<String>) {
+    if withheld.is_empty() {
+        return (None, None);
+    }
+    let scopes: Vec<&str> = withheld.iter().map(|w| w.scope.as_str()).collect();
+    let mut floors: Vec<String> = withheld
+        .iter()
+        .map(|w| format!("the connection '{}' requires {}", w.connection, w.floor))
+        .collect();
+    floors.dedup();
+    let sentence = format!(
+        "left out {}: the agent '{}' is {} and {}; raise the agent's trust or lower that trust \
+         floor to include them",
+        scopes.join(", "),
+        agent.name,
+        agent.trust,
+        floors.join(" and ")
+    );
+    (Some(scopes.join(" ")), Some(sentence))
 }
 
 /// A fresh token `jti`: a UUIDv7 (Mandate's clock's milliseconds, then 74 random bits).
