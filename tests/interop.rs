@@ -1,8 +1,9 @@
 //! Interoperability proven by others' code, against a real `mandate serve` process and the
-//! real keychain: Python Authlib (private_key_jwt) and Node `jose` obtain tokens and verify them
-//! through the JWKS with stock JWT libraries (PyJWT, jose); `mandate token` prints a usable
-//! token; revoking the agent makes the very next introspection inactive and the next token
-//! request `invalid_client`; and the example MCP-style resource server accepts Mandate tokens,
+//! real keychain: Python Authlib and Node openid-client, each with its own default
+//! `private_key_jwt` (Authlib: one-hour assertions to the URL called; openid-client: 60 s to the
+//! issuer), obtain, introspect and revoke tokens and verify them through the JWKS with stock
+//! JWT libraries (PyJWT, jose); `mandate token` prints a usable token; revoking the agent
+//! makes the very next introspection inactive and the next token request `invalid_client`; and the example MCP-style resource server accepts Mandate tokens,
 //! checking audience and scope. Dependencies come from `tests/interop/setup.sh` (cached).
 
 use std::io::{BufRead, BufReader};
@@ -94,7 +95,7 @@ fn audit_actions(env: &Env) -> Vec<String> {
 }
 
 #[test]
-fn authlib_and_jose_get_tokens_that_verify_and_revocation_bites() {
+fn authlib_and_openid_client_with_their_default_assertions_get_tokens_and_revocation_bites() {
     let env = Env::new();
     env.seed();
     let dir = env.dir.path();
@@ -125,7 +126,8 @@ fn authlib_and_jose_get_tokens_that_verify_and_revocation_bites() {
     let (_server, issuer) = serve(&env);
     let key = dir.join("interop.jwk");
 
-    // Python: Authlib private_key_jwt (aud = token endpoint), PyJWT verification.
+    // Python: Authlib's private_key_jwt as it ships (one-hour assertions, each addressed to
+    // the endpoint it is sent to: token, introspection, revocation), PyJWT verification.
     let (ok, v) = run_json(
         Command::new(&py)
             .arg(interop_dir().join("authlib_client.py"))
@@ -134,7 +136,8 @@ fn authlib_and_jose_get_tokens_that_verify_and_revocation_bites() {
                 "interop-agent",
                 key.to_str().unwrap(),
                 "github:repo.read",
-            ]),
+            ])
+            .env("REVOKE", "1"),
     );
     assert!(ok, "{v}");
     assert_eq!(v["token_type"], "Bearer");
@@ -143,8 +146,26 @@ fn authlib_and_jose_get_tokens_that_verify_and_revocation_bites() {
     assert_eq!(v["claims"]["client_id"], "interop-agent");
     assert_eq!(v["claims"]["scope"], "github:repo.read");
     assert_eq!(v["claims"]["aud"], "https://api.github.com");
+    assert_eq!(v["introspection"]["active"], true, "{v}");
+    assert_eq!(v["revocation_status"], 200, "{v}");
+    assert_eq!(v["after_revocation"], serde_json::json!({"active": false}));
+    // The library's defaults were what Mandate accepted.
+    let sent = v["assertions"].as_array().unwrap();
+    let auds: Vec<&str> = sent.iter().map(|a| a["aud"].as_str().unwrap()).collect();
+    assert_eq!(
+        auds,
+        [
+            format!("{issuer}/oauth2/token"),
+            format!("{issuer}/oauth2/introspect"),
+            format!("{issuer}/oauth2/revoke"),
+            format!("{issuer}/oauth2/introspect"),
+        ],
+        "{v}"
+    );
+    assert!(sent.iter().all(|a| a["lifetime"] == 3600), "{v}");
 
-    // Node: jose assertion (aud = issuer), jose JWKS verification, introspection.
+    // Node: openid-client as it ships (60 s assertions to the issuer, alg Ed25519), jose JWKS
+    // verification, openid-client introspection.
     let token_file = dir.join("token.txt");
     let (ok, v) = run_json(
         Command::new("node")
@@ -193,6 +214,14 @@ fn authlib_and_jose_get_tokens_that_verify_and_revocation_bites() {
     assert_eq!(
         (v["status"].as_i64(), v["error"].as_str()),
         (Some(401), Some("invalid_client")),
+        "{v}"
+    );
+    // The 401's challenge, parsed by openid-client's own WWW-Authenticate parser.
+    assert_eq!(v["scheme"], "private_key_jwt", "{v}");
+    assert!(
+        v["error_description"]
+            .as_str()
+            .is_some_and(|d| d.contains("revoked")),
         "{v}"
     );
     let actions = audit_actions(&env);

@@ -11,6 +11,8 @@
 //! - `secrets`       connection credentials reach the keychain and nowhere else
 //! - `endpoint`      token endpoint fixture: in-process server, hand-built assertions and proofs
 //! - `token_endpoint` SECURITY.md's endpoint lines as tables, revocation, delegation, exchange
+//! - `endpoint_walk` what a new user's walk found (issue 17 §5): stock clients' assertions,
+//!                   challenges, 405/chunked errors, floors, port squatters, revoked agents
 //! - `interop`       authlib, jose and the example resource server against `mandate serve`
 //! - `audit_trail`   sqlite3 tampers named by `verify`, the PDF verified offline, Python verifier
 //! - `audit_crash`   `mandate serve` killed with SIGKILL mid-load: every received token audited
@@ -33,6 +35,7 @@ mod audit_siem;
 mod audit_trail;
 mod broker;
 mod endpoint;
+mod endpoint_walk;
 mod fixture;
 mod interop;
 mod registry_cli;

@@ -1,8 +1,13 @@
-"""Interop: obtain a Mandate token with Authlib (private_key_jwt, client_credentials) and
-verify it through the JWKS with PyJWT, two libraries that know nothing about Mandate.
+"""Interop: obtain a Mandate token with Authlib's private_key_jwt exactly as Authlib ships it
+(its PrivateKeyJWT with no options: one-hour assertions, each addressed to the URL it is sent
+to), introspect it and optionally revoke it the same way, and verify the token through the
+JWKS with PyJWT: two libraries that know nothing about Mandate.
 
 Usage: authlib_client.py ISSUER CLIENT_ID PRIVATE_JWK_FILE [SCOPE]
-Prints one JSON object: the token response fields (token redacted) and the verified claims.
+Prints one JSON object: the token response fields (token redacted), the verified claims, the
+introspection answer and, for each request Authlib sent, its assertion's `aud` and lifetime
+(so the test sees the library's defaults were used). With REVOKE=1 it also revokes the token
+(Authlib's revoke_token, same client authentication) and introspects it again.
 With CA_FILE set (an https ISSUER, `mandate serve --tls`), every request trusts exactly that
 certificate file: requests' `verify=CA_FILE` and an SSL context for PyJWT's JWKS fetch.
 """
@@ -10,27 +15,13 @@ import json
 import os
 import ssl
 import sys
-import time
+from urllib.parse import parse_qs
 
 import jwt
 import requests
 from authlib.integrations.requests_client import OAuth2Session
-from authlib.oauth2.rfc7523 import PrivateKeyJWT, private_key_jwt_sign
+from authlib.oauth2.rfc7523 import PrivateKeyJWT
 from joserfc.jwk import OKPKey
-
-
-class ShortLivedPrivateKeyJWT(PrivateKeyJWT):
-    """Authlib's private_key_jwt with a 60 s assertion: its default lifetime is one hour, and
-    Mandate refuses assertions that live over 5 minutes (SECURITY.md)."""
-
-    def sign(self, auth, token_endpoint):
-        return private_key_jwt_sign(
-            auth.client_secret,
-            client_id=auth.client_id,
-            token_endpoint=token_endpoint,
-            alg=self.alg,
-            expires_at=int(time.time()) + 60,
-        )
 
 
 def main() -> int:
@@ -41,25 +32,44 @@ def main() -> int:
     meta = requests.get(
         f"{issuer}/.well-known/oauth-authorization-server", timeout=10, verify=verify
     ).json()
-    token_endpoint = meta["token_endpoint"]
     with open(key_file) as f:
         jwk = json.load(f)
     # Authlib (through joserfc) signs with the fully-specified RFC 9864 name "Ed25519"; the
     # key file says "alg": "EdDSA", which joserfc would hold it to, so drop that hint. The
-    # Node client signs with "EdDSA": both names are exercised.
+    # Node client signs with its own default: both names are exercised.
     jwk.pop("alg", None)
     private_key = OKPKey.import_key(jwk)
+    # Authlib's defaults: no token_endpoint (so `aud` is whichever endpoint is called) and its
+    # default lifetime (3600 s). Only the algorithm must be named: Authlib's default is RS256.
+    auth = PrivateKeyJWT(alg="Ed25519")
     session = OAuth2Session(
         client_id,
         private_key,
-        token_endpoint_auth_method=ShortLivedPrivateKeyJWT(token_endpoint, alg="Ed25519"),
+        token_endpoint_auth_method=auth,
+        revocation_endpoint_auth_method=auth,
         scope=scope,
     )
     session.verify = verify
+    sent = []
+
+    def record(response, *args, **kwargs):
+        body = parse_qs(response.request.body or "")
+        for assertion in body.get("client_assertion", []):
+            claims = jwt.decode(assertion, options={"verify_signature": False})
+            sent.append({
+                "url": response.request.url,
+                "aud": claims.get("aud"),
+                "lifetime": claims["exp"] - claims["iat"],
+            })
+
+    session.hooks["response"].append(record)
     token = session.fetch_token(
-        token_endpoint, grant_type="client_credentials", verify=verify
+        meta["token_endpoint"], grant_type="client_credentials", verify=verify
     )
     access_token = token["access_token"]
+    introspection = session.introspect_token(
+        meta["introspection_endpoint"], token=access_token, verify=verify
+    ).json()
     header = jwt.get_unverified_header(access_token)
     ssl_context = ssl.create_default_context(cafile=ca_file) if ca_file else None
     signing_key = jwt.PyJWKClient(
@@ -74,13 +84,24 @@ def main() -> int:
         audience=unverified["aud"],
         options={"require": ["exp", "iat", "iss", "sub", "aud", "jti"]},
     )
-    print(json.dumps({
+    out = {
         "token_type": token["token_type"],
         "expires_in": token["expires_in"],
         "typ": header.get("typ"),
         "kid": header.get("kid"),
         "claims": claims,
-    }))
+        "introspection": introspection,
+    }
+    if os.environ.get("REVOKE") == "1":
+        revoked = session.revoke_token(
+            meta["revocation_endpoint"], token=access_token, verify=verify
+        )
+        out["revocation_status"] = revoked.status_code
+        out["after_revocation"] = session.introspect_token(
+            meta["introspection_endpoint"], token=access_token, verify=verify
+        ).json()
+    out["assertions"] = sent
+    print(json.dumps(out))
     return 0
 
 

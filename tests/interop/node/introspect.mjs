@@ -1,29 +1,37 @@
-// Introspect a token (read from a file) as CLIENT_ID, authenticating with private_key_jwt
-// signed by jose. Prints the introspection response.
+// Introspect a token (read from a file) as CLIENT_ID with openid-client's defaults
+// (PrivateKeyJwt client authentication). Prints the HTTP status and the introspection answer.
 //
 // Usage: node introspect.mjs ISSUER CLIENT_ID PRIVATE_JWK_FILE TOKEN_FILE
 import { readFileSync } from 'node:fs';
-import { randomUUID } from 'node:crypto';
-import { SignJWT, importJWK } from 'jose';
+import * as client from 'openid-client';
+import { importJWK } from 'jose';
 
 const [issuer, clientId, keyFile, tokenFile] = process.argv.slice(2);
-const meta = await (await fetch(`${issuer}/.well-known/oauth-authorization-server`)).json();
 const jwk = JSON.parse(readFileSync(keyFile, 'utf8'));
-const assertion = await new SignJWT({})
-  .setProtectedHeader({ alg: 'EdDSA', kid: jwk.kid })
-  .setIssuer(clientId)
-  .setSubject(clientId)
-  .setAudience(meta.token_endpoint)
-  .setIssuedAt()
-  .setExpirationTime('60s')
-  .setJti(randomUUID())
-  .sign(await importJWK(jwk, 'EdDSA'));
-const res = await fetch(meta.introspection_endpoint, {
-  method: 'POST',
-  body: new URLSearchParams({
-    client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
-    client_assertion: assertion,
-    token: readFileSync(tokenFile, 'utf8').trim(),
-  }),
-});
-console.log(JSON.stringify({ status: res.status, body: await res.json() }));
+const config = await client.discovery(
+  new URL(issuer),
+  clientId,
+  undefined,
+  client.PrivateKeyJwt({ key: await importJWK(jwk, jwk.alg ?? 'EdDSA'), kid: jwk.kid }),
+  { algorithm: 'oauth2', execute: [client.allowInsecureRequests] },
+);
+try {
+  const body = await client.tokenIntrospection(config, readFileSync(tokenFile, 'utf8').trim());
+  console.log(JSON.stringify({ status: 200, body }));
+} catch (e) {
+  console.log(JSON.stringify(refusal(e)));
+  process.exit(1);
+}
+
+// A refusal as {status, error, error_description, scheme}. A 401 carries a WWW-Authenticate
+// challenge, which openid-client reports as a WWWAuthenticateChallengeError whose `cause` holds
+// the parsed challenges (the error code is a parameter of the challenge).
+function refusal(e) {
+  const challenge = Array.isArray(e.cause) ? e.cause[0] : undefined;
+  return {
+    status: e.status,
+    error: e.error ?? challenge?.parameters?.error,
+    error_description: e.error_description ?? challenge?.parameters?.error_description,
+    scheme: challenge?.scheme,
+  };
+}

@@ -236,8 +236,9 @@ async fn exchange(
                 .await
                 .map_err(|e| {
                     unreachable(format!(
-                        "the TLS handshake failed ({}); is `mandate serve --tls` running there, \
-                         with the certificate in the data folder?",
+                        "it could not be reached over HTTPS: the TLS handshake failed ({}); is \
+                         `mandate serve --tls` running there, with the certificate that is in the \
+                         data folder now?",
                         chain(&e)
                     ))
                 })?;
