@@ -21,6 +21,8 @@
 //! - `token_cli`     `mandate delegation`, `jwks export`, `serve` and its data-folder lock
 //! - `tls`           `serve --tls`: clients trusting only Mandate's certificate, plain HTTP
 //! - `broker`        the secret broker and `mandate exec` against a real upstream process
+//! - `service`       `mandate service` under a real systemd user manager: starts at a fresh
+//!                   login, serves with no app open, hands over, uninstalls
 
 #![allow(
     clippy::unwrap_used,
@@ -40,6 +42,7 @@ mod fixture;
 mod interop;
 mod registry_cli;
 mod secrets;
+mod service;
 mod tls;
 mod token_cli;
 mod token_endpoint;
