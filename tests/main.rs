@@ -12,7 +12,7 @@
 //! - `endpoint`      token endpoint fixture: in-process server, hand-built assertions and proofs
 //! - `token_endpoint` SECURITY.md's endpoint lines as tables, revocation, delegation, exchange
 //! - `endpoint_walk` what a new user's walk found (issue 17 §5): stock clients' assertions,
-//!                   challenges, 405/chunked errors, floors, port squatters, revoked agents
+//!   challenges, 405/chunked errors, floors, port squatters, revoked agents
 //! - `interop`       authlib, jose and the example resource server against `mandate serve`
 //! - `audit_trail`   sqlite3 tampers named by `verify`, the PDF verified offline, Python verifier
 //! - `audit_crash`   `mandate serve` killed with SIGKILL mid-load: every received token audited
@@ -22,7 +22,7 @@
 //! - `tls`           `serve --tls`: clients trusting only Mandate's certificate, plain HTTP
 //! - `broker`        the secret broker and `mandate exec` against a real upstream process
 //! - `service`       `mandate service` under a real systemd user manager: starts at a fresh
-//!                   login, serves with no app open, hands over, uninstalls
+//!   login, serves with no app open, hands over, uninstalls
 
 #![allow(
     clippy::unwrap_used,

@@ -57,8 +57,6 @@ impl Mandate {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn a_revoked_agent_is_refused_as_revoked_with_the_refusal_audited() {
         let dir = tempfile::tempdir().unwrap();
