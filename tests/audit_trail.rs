@@ -291,6 +291,15 @@ fn the_pdf_report_verifies_offline_and_fails_when_its_attachment_changes() {
     ] {
         assert!(text.contains(needle), "the PDF text lacks {needle:?}");
     }
+    // Commands are set as code (monospace), not printed with literal backticks.
+    assert!(
+        text.contains("mandate audit verify <this file>"),
+        "the PDF text lacks the verify command"
+    );
+    assert!(
+        !text.contains('`'),
+        "a literal backtick is printed in the PDF"
+    );
 
     // `mandate audit verify report.pdf` checks the attached bundle.
     let (code, out) = mandate_verify(&pdf, &[]);

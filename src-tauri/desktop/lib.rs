@@ -81,6 +81,7 @@ fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
         audit::audit_page,
         audit::verify_audit,
         audit::export_audit,
+        audit::show_export_in_folder,
         connections::list_connections,
         connections::add_connection,
         connections::set_connection_secret,
@@ -172,6 +173,7 @@ pub fn run() -> ExitCode {
     let result = app
         .plugin(tauri_plugin_dialog::init())
         .plugin(tauri_plugin_notification::init())
+        .plugin(tauri_plugin_opener::init())
         .manage(state)
         .invoke_handler(builder.invoke_handler())
         .setup(|app| {

@@ -381,6 +381,9 @@ pub async fn export_audit(
         };
         send(96, "writing the file");
         write_file(&path, &bytes)?;
+        if let Ok(mut done) = EXPORTED.lock() {
+            done.push(path.clone());
+        }
         send(100, "done");
         Ok(Some(ExportDone {
             path: path.display().to_string(),
@@ -393,6 +396,45 @@ pub async fn export_audit(
         code: ErrorCode::Storage,
         message: format!("the export stopped unexpectedly ({e}); try again"),
     })?
+}
+
+/// The files this app exported since it started: the only ones "Show in folder" reveals, so the
+/// window cannot have the file manager open an arbitrary path.
+static EXPORTED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// Show an exported file in the system's file manager (selected in its folder).
+#[tauri::command]
+#[specta::specta]
+pub async fn show_export_in_folder(app: AppHandle, path: String) -> Result<(), ErrorReport> {
+    use tauri_plugin_opener::OpenerExt;
+    let path = PathBuf::from(path);
+    let ours = EXPORTED.lock().map(|d| d.contains(&path)).unwrap_or(false);
+    if !ours {
+        return Err(ErrorReport {
+            code: ErrorCode::InvalidInput,
+            message: "only a file exported from this window can be shown in its folder".into(),
+        });
+    }
+    if !path.exists() {
+        return Err(io_error(
+            "find",
+            &path,
+            "it was moved or deleted since the export; export again",
+        ));
+    }
+    // The plugin speaks D-Bus through blocking zbus, which must not run on the async runtime.
+    let shown = path.clone();
+    tauri::async_runtime::spawn_blocking(move || app.opener().reveal_item_in_dir(&shown))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()))
+        .map_err(|e| ErrorReport {
+            code: ErrorCode::Io,
+            message: format!(
+                "the file manager could not be opened ({e}); the file is {}",
+                path.display()
+            ),
+        })
 }
 
 #[cfg(test)]

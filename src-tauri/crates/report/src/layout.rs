@@ -4,6 +4,11 @@
 //! Laying out first and drawing second lets every footer say "page X of Y" and keeps the PDF
 //! byte-for-byte deterministic: no clock, no random ids, fonts embedded from the crate.
 //!
+//! Text may carry Markdown code spans (`mandate audit verify`, as the core's messages and audit
+//! reasons write commands): they are measured and drawn in the monospace face, without the
+//! backticks, in every width, wrap, fit and draw ([`runs`]). Text drawn in the monospace face
+//! (ids, hashes) is taken as it is.
+//!
 //! What it is not: a general typesetter. Left-to-right Latin text, wrapped on spaces.
 
 use std::collections::HashMap;
@@ -192,15 +197,21 @@ impl Fonts {
         }
     }
 
-    /// Width of `text` in points.
+    /// Width of `text` in points (code spans in the monospace face, without their backticks).
     pub fn width(&self, face: Face, size: f32, text: &str) -> f32 {
-        self.get(face).1.width(text, size)
+        runs(face, text)
+            .iter()
+            .map(|(f, t)| self.get(*f).1.width(t, size))
+            .sum()
     }
 
     /// Cut `text` to fit `max` points, ending with an ellipsis when cut.
     pub fn fit(&self, face: Face, size: f32, text: &str, max: f32) -> String {
         if self.width(face, size, text) <= max {
             return text.to_string();
+        }
+        if marked(face, text) {
+            return self.fit_marked(face, size, text, max);
         }
         let m = &self.get(face).1;
         let ell = m.width("…", size);
@@ -218,8 +229,44 @@ impl Fonts {
         out
     }
 
-    /// Break `text` into lines no wider than `max` points.
+    /// [`Fonts::fit`] for text with code spans: cut inside a span, the span is closed before
+    /// the ellipsis, so the result is still balanced.
+    fn fit_marked(&self, face: Face, size: f32, text: &str, max: f32) -> String {
+        let ell = self.get(face).1.width("…", size);
+        let mut out = String::new();
+        let mut w = 0.0;
+        'runs: for (f, t) in runs(face, text) {
+            let code = f != face;
+            if code {
+                out.push('`');
+            }
+            let m = &self.get(f).1;
+            for c in t.chars() {
+                let cw = m.width(c.encode_utf8(&mut [0; 4]), size);
+                if w + cw + ell > max {
+                    if code {
+                        out.push('`');
+                    }
+                    break 'runs;
+                }
+                w += cw;
+                out.push(c);
+            }
+            if code {
+                out.push('`');
+            }
+        }
+        // An empty span left at the cut reads as nothing.
+        let out = out.strip_suffix("``").map(str::to_string).unwrap_or(out);
+        format!("{out}…")
+    }
+
+    /// Break `text` into lines no wider than `max` points. Each line of a text with code spans
+    /// is balanced on its own: a span broken across lines is closed and reopened.
     pub fn wrap(&self, face: Face, size: f32, text: &str, max: f32) -> Vec<String> {
+        if marked(face, text) {
+            return self.wrap_marked(face, size, text, max);
+        }
         let mut lines = Vec::new();
         for para in text.split('\n') {
             let mut line = String::new();
@@ -240,6 +287,96 @@ impl Fonts {
         }
         lines
     }
+}
+
+impl Fonts {
+    fn wrap_marked(&self, face: Face, size: f32, text: &str, max: f32) -> Vec<String> {
+        let mut lines = Vec::new();
+        for para in text.split('\n') {
+            // Words as (code?, text) pieces; a space inside a span stays inside it.
+            let mut words: Vec<Vec<(bool, String)>> = vec![Vec::new()];
+            for (f, t) in runs(face, para) {
+                let code = f != face;
+                for (i, piece) in t.split(' ').enumerate() {
+                    if i > 0 {
+                        words.push(Vec::new());
+                    }
+                    if !piece.is_empty()
+                        && let Some(w) = words.last_mut()
+                    {
+                        w.push((code, piece.to_string()));
+                    }
+                }
+            }
+            let mut line: Vec<(bool, String)> = Vec::new();
+            for word in words.into_iter().filter(|w| !w.is_empty()) {
+                let mut candidate = line.clone();
+                if !candidate.is_empty() {
+                    let code_both = candidate.last().is_some_and(|l| l.0) && word[0].0;
+                    candidate.push((code_both, " ".into()));
+                }
+                candidate.extend(word.iter().cloned());
+                if line.is_empty() || self.width(face, size, &serialize(&candidate)) <= max {
+                    line = candidate;
+                } else {
+                    lines.push(serialize(&line));
+                    line = word;
+                }
+            }
+            lines.push(serialize(&line));
+        }
+        lines
+    }
+}
+
+/// Whether `text` in `face` may hold code spans to honour.
+fn marked(face: Face, text: &str) -> bool {
+    face != Face::Mono && text.contains('`')
+}
+
+/// `text` in `face` as runs to draw: its `code` spans in [`Face::Mono`] (without backticks),
+/// the rest in `face`. Backticks pair up left to right; an unpaired one is kept as a character.
+pub fn runs(face: Face, text: &str) -> Vec<(Face, &str)> {
+    if !marked(face, text) {
+        return vec![(face, text)];
+    }
+    let mut out = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let Some(open) = rest.find('`') else {
+            out.push((face, rest));
+            break;
+        };
+        let Some(len) = rest[open + 1..].find('`') else {
+            out.push((face, rest));
+            break;
+        };
+        if open > 0 {
+            out.push((face, &rest[..open]));
+        }
+        if len > 0 {
+            out.push((Face::Mono, &rest[open + 1..open + 1 + len]));
+        }
+        rest = &rest[open + 1 + len + 1..];
+    }
+    out
+}
+
+/// Pieces back to marked text, neighbours of one kind merged into one run.
+fn serialize(pieces: &[(bool, String)]) -> String {
+    let mut out = String::new();
+    let mut open = false;
+    for (code, t) in pieces {
+        if *code != open {
+            out.push('`');
+            open = *code;
+        }
+        out.push_str(t);
+    }
+    if open {
+        out.push('`');
+    }
+    out
 }
 
 /// Pages being laid out, with a cursor.
@@ -376,15 +513,19 @@ pub fn render(
                         continue;
                     }
                     s.set_fill(Some(fill(*c)));
-                    let (font, metrics) = fonts.get(*face);
-                    s.draw_glyphs(
-                        Point::from_xy(*x, *y),
-                        &metrics.glyphs(text),
-                        font.clone(),
-                        text,
-                        *size,
-                        false,
-                    );
+                    let mut at = *x;
+                    for (f, t) in runs(*face, text) {
+                        let (font, metrics) = fonts.get(f);
+                        s.draw_glyphs(
+                            Point::from_xy(at, *y),
+                            &metrics.glyphs(t),
+                            font.clone(),
+                            t,
+                            *size,
+                            false,
+                        );
+                        at += metrics.width(t, *size);
+                    }
                 }
                 Op::Rect {
                     x,
@@ -432,4 +573,62 @@ pub fn render(
         progress(i as u64 + 1, total as u64);
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_spans_are_mono_runs_without_backticks_and_a_lone_backtick_stays() {
+        assert_eq!(
+            runs(Face::Sans, "Run `mandate audit verify` now"),
+            vec![
+                (Face::Sans, "Run "),
+                (Face::Mono, "mandate audit verify"),
+                (Face::Sans, " now")
+            ]
+        );
+        assert_eq!(
+            runs(Face::Sans, "it's `odd"),
+            vec![(Face::Sans, "it's `odd")]
+        );
+        assert_eq!(runs(Face::Mono, "`x`"), vec![(Face::Mono, "`x`")]);
+    }
+
+    #[test]
+    fn widths_wraps_and_fits_measure_what_is_drawn_and_stay_balanced() {
+        let fonts = Fonts::load().unwrap();
+        let marked = "Run `mandate audit verify` now";
+        let plain = fonts.width(Face::Sans, 9.0, "Run ")
+            + fonts.width(Face::Mono, 9.0, "mandate audit verify")
+            + fonts.width(Face::Sans, 9.0, " now");
+        assert!((fonts.width(Face::Sans, 9.0, marked) - plain).abs() < 0.01);
+        let text = "How to check: run `mandate audit verify <this file>` where the file is, \
+                    or `mandate audit export --format pdf` for a new one.";
+        for max in [60.0, 120.0, 200.0] {
+            for line in fonts.wrap(Face::Sans, 8.5, text, max) {
+                assert_eq!(line.matches('`').count() % 2, 0, "{line:?}");
+                assert!(!line.contains("``"), "{line:?}");
+                if line.contains(' ') {
+                    assert!(
+                        fonts.width(Face::Sans, 8.5, &line) <= max + 0.01,
+                        "{line:?}"
+                    );
+                }
+            }
+            let cut = fonts.fit(Face::Sans, 8.5, text, max);
+            assert_eq!(cut.matches('`').count() % 2, 0, "{cut:?}");
+            assert!(cut.ends_with('…'));
+        }
+        let joined: String = fonts
+            .wrap(Face::Sans, 8.5, text, 120.0)
+            .iter()
+            .flat_map(|l| runs(Face::Sans, l).into_iter().map(|(_, t)| t.to_string()))
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(joined.contains("mandate audit"), "{joined}");
+        assert!(!joined.contains('`'), "{joined}");
+    }
 }

@@ -158,6 +158,11 @@ export const backend = {
     }
   },
 
+  /** Open the file manager on a file this window exported. */
+  showExportInFolder: async (path: string): Promise<void> => {
+    unwrap(await commands.showExportInFolder(path));
+  },
+
   listConnections: async (): Promise<Connection[]> => unwrap(await commands.listConnections()),
   addConnection: async (input: NewConnection): Promise<Connection> =>
     unwrap(await commands.addConnection(input)),

@@ -1,14 +1,35 @@
 import { describe, expect, it } from "vitest";
-import { endpointLine, endpointTone, lifetime } from "./format";
+import type { EndpointStatus } from "../backend";
+import { endpointLine, endpointShort, endpointTone, lifetime, servedBy } from "./format";
+
+const running = (over: Partial<EndpointStatus> = {}): EndpointStatus => ({
+  state: "running",
+  port: 6263,
+  url: "http://127.0.0.1:6263",
+  message: null,
+  served_by: "app",
+  pid: null,
+  tls: false,
+  ...over,
+});
 
 describe("settings wording", () => {
   it("describes the endpoint", () => {
-    expect(endpointLine({ state: "running", port: 6263, url: "http://127.0.0.1:6263", message: null })).toBe(
-      "Agents get tokens at http://127.0.0.1:6263.",
-    );
-    expect(endpointLine({ state: "paused", port: 6263, url: null, message: null })).toMatch(/^Paused/);
+    expect(endpointLine(running())).toBe("Agents get tokens at http://127.0.0.1:6263.");
+    expect(endpointLine(running({ state: "paused", url: null }))).toMatch(/^Paused/);
     expect(endpointTone("running")).toBe("good");
     expect(endpointTone("failed")).toBe("bad");
+  });
+
+  it("says who serves it when it is not this app", () => {
+    expect(servedBy(running())).toBeNull();
+    expect(servedBy(running({ served_by: "service", pid: 4242 }))).toBe(
+      "Served by the background service (process 4242): it keeps running while Mandate is closed.",
+    );
+    expect(servedBy(running({ served_by: "process", pid: 7 }))).toContain("`mandate serve` (process 7)");
+    expect(endpointShort(running({ served_by: "service" }))).toBe("Endpoint on :6263 (service)");
+    expect(endpointShort(running())).toBe("Endpoint on :6263");
+    expect(endpointShort(running({ state: "paused" }))).toBe("Endpoint paused");
   });
 
   it("writes lifetimes in human units", () => {

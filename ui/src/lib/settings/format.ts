@@ -14,6 +14,25 @@ export function endpointTone(state: EndpointStatus["state"]): Tone {
   }
 }
 
+/** Who serves the endpoint, when it is not this app; null when it is. */
+export function servedBy(s: EndpointStatus): string | null {
+  const pid = s.pid != null ? ` (process ${s.pid})` : "";
+  switch (s.served_by) {
+    case "service":
+      return `Served by the background service${pid}: it keeps running while Mandate is closed.`;
+    case "process":
+      return `Served by \`mandate serve\`${pid}, started outside this app.`;
+    default:
+      return null;
+  }
+}
+
+/** The sidebar's short status. */
+export function endpointShort(s: EndpointStatus): string {
+  if (s.state !== "running") return `Endpoint ${s.state}`;
+  return s.served_by === "service" ? `Endpoint on :${s.port} (service)` : `Endpoint on :${s.port}`;
+}
+
 /** One sentence about the endpoint for Settings (and the sidebar). */
 export function endpointLine(s: EndpointStatus): string {
   switch (s.state) {
