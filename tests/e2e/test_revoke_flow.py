@@ -3,6 +3,8 @@ revoke it with one confirmation, see the status change and the revocation in the
 export the audit PDF."""
 
 import os
+import subprocess
+import time
 import re
 
 from selenium.webdriver.common.by import By
@@ -98,6 +100,23 @@ def test_export_audit_pdf_with_progress(seeded, app_for):
     # The PDF carries the evidence: the CLI verifies the very file the window wrote.
     out = seeded.cli("audit", "verify", path, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
+    # "Show in folder" asks the desktop's file manager (org.freedesktop.FileManager1.ShowItems on
+    # the session bus) to show exactly that file. Nothing here owns that name, so the call is
+    # watched with dbus-monitor, and the window then says the file manager could not be opened.
+    assert app.wait('[data-testid="export-path"]').text == path
+    monitor = subprocess.Popen(
+        ["dbus-monitor", "--session", "interface=org.freedesktop.FileManager1"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        time.sleep(0.5)
+        app.click('[data-testid="show-in-folder"]')
+        app.wait_text("the file is", timeout=20)
+    finally:
+        monitor.terminate()
+    seen = monitor.communicate(timeout=10)[0]
+    assert "member=ShowItems" in seen, seen
+    assert f'string "file://{path}"' in seen, seen
 
 
 def test_keyboard_moves_between_screens_and_esc_closes_dialogs(seeded, app_for):

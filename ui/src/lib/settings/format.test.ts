@@ -27,7 +27,7 @@ describe("settings wording", () => {
       "Served by the background service (process 4242): it keeps running while Mandate is closed.",
     );
     expect(servedBy(running({ served_by: "process", pid: 7 }))).toContain("`mandate serve` (process 7)");
-    expect(endpointShort(running({ served_by: "service" }))).toBe("Endpoint on :6263 (service)");
+    expect(endpointShort(running({ served_by: "service" }))).toBe("Endpoint on :6263");
     expect(endpointShort(running())).toBe("Endpoint on :6263");
     expect(endpointShort(running({ state: "paused" }))).toBe("Endpoint paused");
   });

@@ -27,10 +27,9 @@ export function servedBy(s: EndpointStatus): string | null {
   }
 }
 
-/** The sidebar's short status. */
+/** The sidebar's short status (a "service" tag beside it says who serves it). */
 export function endpointShort(s: EndpointStatus): string {
-  if (s.state !== "running") return `Endpoint ${s.state}`;
-  return s.served_by === "service" ? `Endpoint on :${s.port} (service)` : `Endpoint on :${s.port}`;
+  return s.state === "running" ? `Endpoint on :${s.port}` : `Endpoint ${s.state}`;
 }
 
 /** One sentence about the endpoint for Settings (and the sidebar). */
