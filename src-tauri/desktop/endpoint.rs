@@ -157,7 +157,8 @@ pub fn start(app: &AppHandle, mandate: Arc<Mandate>) {
     let ep = app.state::<AppState>().endpoint.clone();
     static WATCHING: std::sync::Once = std::sync::Once::new();
     WATCHING.call_once(|| watch(app.clone(), mandate.clone()));
-    if let Some(h) = lock::running(mandate.data_dir()) {
+    // (A lock held by this very process is the app's own endpoint, already running.)
+    if let Some(h) = lock::running(mandate.data_dir()).filter(|h| h.pid != std::process::id()) {
         ep.attach(h);
         changed(app);
         return;
@@ -203,7 +204,9 @@ pub fn start(app: &AppHandle, mandate: Arc<Mandate>) {
                 i.state = EndpointState::Running;
             }),
             // Someone took the data folder between the look and the start: use theirs.
-            Err(ServeError::Locked(LockError::Held { .. })) if lock::running(&dir).is_some() => {
+            Err(ServeError::Locked(LockError::Held { .. }))
+                if lock::running(&dir).is_some_and(|h| h.pid != std::process::id()) =>
+            {
                 if let Some(h) = lock::running(&dir) {
                     ep.attach(h);
                 }
