@@ -16,6 +16,7 @@ APT_PACKAGES=(
   libdbus-1-dev dbus gnome-keyring libsecret-tools
   xvfb imagemagick x11-utils webkit2gtk-driver
   poppler-utils qpdf sqlite3 python3-venv python3-cryptography rsyslog rsyslog-openssl openssl
+  systemd util-linux
 )
 
 as_root() {
