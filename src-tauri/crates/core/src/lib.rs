@@ -10,6 +10,7 @@ pub mod audit;
 pub mod broker;
 pub mod clock;
 pub mod error;
+pub mod fit;
 pub mod group_commit;
 pub mod keys;
 pub mod migrate;

@@ -345,6 +345,97 @@ impl ConnectionAction {
     }
 }
 
+/// What kind of system a connection is, which decides how its credential reaches an agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionKind {
+    /// An HTTP API. The broker adds the credential to each call under `/proxy/NAME`; the
+    /// agent's program never holds it.
+    #[default]
+    Http,
+    /// A database. The credential is its URL (with the password), which `mandate exec` hands
+    /// to the program in an environment variable when its token holds `NAME:connect`: the
+    /// program holds the URL while it runs.
+    Database,
+}
+
+impl ConnectionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionKind::Http => "http",
+            ConnectionKind::Database => "database",
+        }
+    }
+
+    pub(crate) fn from_db(s: &str) -> Result<Self> {
+        match s {
+            "http" => Ok(ConnectionKind::Http),
+            "database" => Ok(ConnectionKind::Database),
+            other => Err(Error::Storage(format!("unknown connection kind '{other}'"))),
+        }
+    }
+}
+
+impl fmt::Display for ConnectionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ConnectionKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "http" => Ok(ConnectionKind::Http),
+            "database" | "db" => Ok(ConnectionKind::Database),
+            _ => Err(Error::invalid(format!(
+                "'{s}' is not a kind of connection: use http (an API the broker calls) or \
+                 database (a URL `mandate exec` hands to the program)"
+            ))),
+        }
+    }
+}
+
+/// The one action of a database connection: its scope `NAME:connect` lets `mandate exec` hand
+/// the program the database URL.
+pub const DATABASE_ACTION: &str = "connect";
+
+/// The variable a database URL is handed over in when nothing else was said.
+pub const DEFAULT_DATABASE_VARIABLE: &str = "DATABASE_URL";
+
+/// Check the name of an environment variable a database URL is handed over in: a shell
+/// identifier, not one of Mandate's own (`MANDATE_*`) and not one that changes how programs
+/// run (`PATH`, `LD_*`...).
+pub fn validate_variable(raw: &str) -> Result<String> {
+    let v = raw.trim();
+    let ok = !v.is_empty()
+        && v.len() <= 128
+        && v.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !ok {
+        return Err(Error::invalid(format!(
+            "'{raw}' is not an environment variable name: use letters, digits and '_', \
+             starting with a letter (for example DATABASE_URL)"
+        )));
+    }
+    let upper = v.to_ascii_uppercase();
+    const RESERVED: [&str; 8] = [
+        "PATH", "HOME", "SHELL", "USER", "LOGNAME", "PWD", "IFS", "ENV",
+    ];
+    if upper.starts_with("MANDATE_")
+        || upper.starts_with("LD_")
+        || upper.starts_with("DYLD_")
+        || RESERVED.contains(&upper.as_str())
+    {
+        return Err(Error::invalid(format!(
+            "{v} is a variable programs or Mandate rely on; hand the database URL over in \
+             another one, for example DATABASE_URL"
+        )));
+    }
+    Ok(v.to_string())
+}
+
 /// A system agents reach. Its credential lives only in the OS keychain; `has_secret` says
 /// whether one is set, never what it is.
 #[derive(Debug, Clone, Serialize)]
@@ -352,15 +443,35 @@ impl ConnectionAction {
 pub struct Connection {
     pub id: ConnectionId,
     pub name: ConnectionName,
+    pub kind: ConnectionKind,
+    /// For an HTTP API, its base URL; a database connection has
+    /// `urn:mandate:connection:NAME` (the audience its tokens carry), since its real address
+    /// is part of the URL in the keychain.
     pub base_url: String,
+    /// The preset it was made from (`github`, `openai`...), if any.
+    pub preset: Option<String>,
+    /// For a database: the environment variable `mandate exec` hands its URL over in.
+    pub variable: Option<String>,
     pub actions: Vec<ConnectionAction>,
     pub has_secret: bool,
+    /// When the credential last changed (set, replaced, moved in or restored); `None` when
+    /// that happened before Mandate recorded it, or never.
+    pub secret_changed_at: Option<DateTime<Utc>>,
     /// Agents below this trust state are refused tokens for this connection.
     pub trust_floor: TrustState,
     /// Names of agents that hold at least one scope on this connection.
     pub granted_to: Vec<AgentName>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// An agent that holds scopes on a connection, and which: what changing the connection's
+/// credential affects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub struct AgentUse {
+    pub agent: AgentName,
+    pub scopes: Vec<Scope>,
 }
 
 /// Where an agent's key came from and where its private half is.

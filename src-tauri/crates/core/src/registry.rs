@@ -403,7 +403,63 @@ impl Mandate {
         connection_tx(&conn, name)
     }
 
-    /// Store (or replace) a connection's credential in the OS keychain.
+    /// Add a database connection: its credential will be a database URL, which `mandate exec`
+    /// hands to a program in `variable` (default `DATABASE_URL`) when the program's token
+    /// holds the scope `NAME:connect`. Audited as `connection.added` with `kind: database`.
+    pub fn add_database_connection(
+        &self,
+        name: &str,
+        variable: Option<&str>,
+        trust_floor: Option<TrustState>,
+    ) -> Result<Connection> {
+        let name = ConnectionName::parse(name)?;
+        let variable = validate_variable(variable.unwrap_or(DEFAULT_DATABASE_VARIABLE))?;
+        let floor = trust_floor.unwrap_or(TrustState::Pending);
+        let audience = database_audience(name.as_str());
+        let actor = self.actor().clone();
+        let id = self.write(|tx, now| {
+            if exists(tx, "connections", name.as_str())? {
+                return Err(Error::AlreadyExists {
+                    kind: "connection",
+                    name: name.to_string(),
+                });
+            }
+            let id = ConnectionId::generate();
+            tx.execute(
+                "INSERT INTO connections (id, name, base_url, trust_floor, created_at, updated_at,
+                                          kind, variable)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, 'database', ?6)",
+                params![
+                    id.as_str(),
+                    name.as_str(),
+                    audience,
+                    floor.as_str(),
+                    ts(now),
+                    variable
+                ],
+            )?;
+            audit::append(
+                tx,
+                now,
+                NewEvent::new(&actor, "connection.added", Decision::Allow)
+                    .target(Target::new("connection", id.as_str(), name.as_str()))
+                    .details(json!({
+                        "kind": "database",
+                        "variable": variable,
+                        "actions": [DATABASE_ACTION],
+                        "trust_floor": floor.as_str(),
+                    })),
+            )?;
+            Ok(id)
+        })?;
+        self.get_connection(id.as_str())
+    }
+
+    /// Store (or replace) a connection's credential in the OS keychain. The value must fit the
+    /// connection (`fit::check_value`: a database URL for a database connection, never another
+    /// vendor's token). Audited as `connection.secret_set`, or `connection.secret_replaced`
+    /// naming the agents that use the connection when it held a credential already. If the
+    /// audit write fails, the keychain gets its previous value back.
     pub fn set_connection_secret(&self, name: &str, secret: Sensitive<String>) -> Result<()> {
         if secret.expose().trim().is_empty() {
             return Err(Error::invalid(
@@ -412,23 +468,42 @@ impl Mandate {
             ));
         }
         let c = self.get_connection(name)?;
-        let replaced = c.has_secret;
-        self.keychain_set(SecretRef::connection(c.id.as_str()), &secret)?;
+        crate::fit::check_value(&c, &secret)?;
+        let slot = SecretRef::connection(c.id.as_str());
+        let previous = if c.has_secret {
+            self.keychain_get(slot.clone())?
+        } else {
+            None
+        };
+        self.keychain_set(slot.clone(), &secret)?;
         let actor = self.actor().clone();
-        self.write(|tx, now| {
-            tx.execute(
-                "UPDATE connections SET has_secret = 1, updated_at = ?2 WHERE id = ?1",
-                params![c.id.as_str(), ts(now)],
-            )?;
-            audit::append(
-                tx,
-                now,
-                NewEvent::new(&actor, "connection.secret_set", Decision::Allow)
-                    .target(Target::new("connection", c.id.as_str(), c.name.as_str()))
-                    .details(json!({"replaced": replaced, "stored_in": "os-keychain"})),
-            )?;
-            Ok(())
-        })
+        let written = self.write(|tx, now| {
+            record_secret_stored(tx, now, &actor, &c, json!({"source": "entered"}))
+        });
+        if let Err(e) = written {
+            self.restore_slot(slot, previous);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Put a keychain slot back as it was (after a failed write): the previous value, or none.
+    pub(crate) fn restore_slot(&self, slot: SecretRef, previous: Option<Sensitive<String>>) {
+        let undone = match &previous {
+            Some(p) => self.keychain_set(slot, p),
+            None => self.keychain_delete(slot),
+        };
+        if let Err(e) = undone {
+            tracing::warn!(error = %e, "a keychain change could not be undone after a failed write");
+        }
+    }
+
+    /// The agents (not revoked) that hold scopes on a connection, with those scopes: what a
+    /// new credential affects.
+    pub fn agents_using(&self, connection: &str) -> Result<Vec<AgentUse>> {
+        let c = self.get_connection(connection)?;
+        let conn = self.lock()?;
+        agents_using_tx(&conn, c.id.as_str())
     }
 
     /// A connection's credential, for the secret broker. Never log or return it to a client.
@@ -457,19 +532,29 @@ impl Mandate {
                 ],
             )?;
             tx.execute("DELETE FROM connections WHERE id = ?1", [c.id.as_str()])?;
+            // Moves into it can no longer be undone; what they kept goes with it.
+            let kept = crate::migrate::close_moves_of(tx, c.id.as_str(), now)?;
             audit::append(
                 tx,
                 now,
                 NewEvent::new(&actor, "connection.removed", Decision::Allow)
                     .target(Target::new("connection", c.id.as_str(), c.name.as_str()))
-                    .details(json!({"scopes_removed_from": affected})),
+                    .details(json!({
+                        "scopes_removed_from": affected,
+                        "kept_secrets_deleted": kept.len(),
+                    })),
             )?;
-            Ok(affected)
+            Ok((affected, kept))
         })?;
+        let (affected, kept) = affected;
         // The credential goes after the rows: if this fails the secret is orphaned (and
         // unreachable, since the id is gone), never the other way round.
-        if let Err(e) = self.keychain_delete(SecretRef::connection(c.id.as_str())) {
-            tracing::warn!(connection = %c.name, error = %e, "credential could not be deleted from the keychain");
+        for slot in std::iter::once(SecretRef::connection(c.id.as_str()))
+            .chain(kept.iter().map(|id| SecretRef::moved_previous(id)))
+        {
+            if let Err(e) = self.keychain_delete(slot) {
+                tracing::warn!(connection = %c.name, error = %e, "a credential could not be deleted from the keychain");
+            }
         }
         Ok(affected)
     }
@@ -1054,21 +1139,43 @@ fn creates_cycle(conn: &rusqlite::Connection, child: &AgentId, parent: &AgentId)
     Ok(false)
 }
 
+/// `(id, name, base_url, has_secret, trust_floor, created, updated, kind, variable,
+/// secret_changed_at, preset)` of a connection row.
+type ConnectionRow = (
+    String,
+    String,
+    String,
+    bool,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
 fn connection_tx(conn: &rusqlite::Connection, name: &str) -> Result<Connection> {
-    let row = conn
+    let row: ConnectionRow = conn
         .query_row(
-            "SELECT id, name, base_url, has_secret, trust_floor, created_at, updated_at
-             FROM connections WHERE name = ?1 OR id = ?1",
+            "SELECT c.id, c.name, c.base_url, c.has_secret, c.trust_floor, c.created_at,
+                    c.updated_at, c.kind, c.variable, c.secret_changed_at, b.preset
+             FROM connections c LEFT JOIN broker_connections b ON b.connection_id = c.id
+             WHERE c.name = ?1 OR c.id = ?1",
             [name],
             |r| {
                 Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, bool>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, String>(5)?,
-                    r.get::<_, String>(6)?,
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                    r.get(9)?,
+                    r.get(10)?,
                 ))
             },
         )
@@ -1080,20 +1187,30 @@ fn connection_tx(conn: &rusqlite::Connection, name: &str) -> Result<Connection> 
                 "`mandate connection list` shows the connections",
             )
         })?;
-    let (id, cname, base_url, has_secret, floor, created, updated) = row;
-    let mut stmt = conn.prepare(
-        "SELECT name, method, path_pattern FROM connection_actions
-         WHERE connection_id = ?1 ORDER BY name",
-    )?;
-    let actions = stmt
-        .query_map([&id], |r| {
+    let (id, cname, base_url, has_secret, floor, created, updated, kind, variable, changed, preset) =
+        row;
+    let kind = ConnectionKind::from_db(&kind)?;
+    let actions = if kind == ConnectionKind::Database {
+        // Not stored: a database connection offers exactly this one action.
+        vec![ConnectionAction {
+            name: DATABASE_ACTION.to_string(),
+            method: String::new(),
+            path_pattern: String::new(),
+        }]
+    } else {
+        let mut stmt = conn.prepare(
+            "SELECT name, method, path_pattern FROM connection_actions
+             WHERE connection_id = ?1 ORDER BY name",
+        )?;
+        stmt.query_map([&id], |r| {
             Ok(ConnectionAction {
                 name: r.get(0)?,
                 method: r.get(1)?,
                 path_pattern: r.get(2)?,
             })
         })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        .collect::<rusqlite::Result<Vec<_>>>()?
+    };
     let mut stmt = conn.prepare(
         "SELECT DISTINCT a.name FROM agent_scopes s JOIN agents a ON a.id = s.agent_id
          WHERE s.connection_id = ?1 ORDER BY a.name",
@@ -1105,14 +1222,98 @@ fn connection_tx(conn: &rusqlite::Connection, name: &str) -> Result<Connection> 
     Ok(Connection {
         id: ConnectionId(id),
         name: ConnectionName::from_db(cname),
+        kind,
         base_url,
+        preset,
+        variable,
         actions,
         has_secret,
+        secret_changed_at: changed.as_deref().map(parse_time).transpose()?,
         trust_floor: floor.parse()?,
         granted_to,
         created_at: parse_time(&created)?,
         updated_at: parse_time(&updated)?,
     })
+}
+
+/// The audience of a database connection's tokens: it has no HTTP base URL, and its real
+/// address is part of the secret URL.
+pub(crate) fn database_audience(name: &str) -> String {
+    format!("urn:mandate:connection:{name}")
+}
+
+/// See [`Mandate::agents_using`].
+pub(crate) fn agents_using_tx(
+    conn: &rusqlite::Connection,
+    connection_id: &str,
+) -> Result<Vec<AgentUse>> {
+    let mut stmt = conn.prepare(
+        "SELECT a.name, s.scope FROM agent_scopes s JOIN agents a ON a.id = s.agent_id
+         WHERE s.connection_id = ?1 AND a.status <> 'revoked' ORDER BY a.name, s.scope",
+    )?;
+    let rows = stmt
+        .query_map([connection_id], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut out: Vec<AgentUse> = Vec::new();
+    for (agent, scope) in rows {
+        match out.last_mut() {
+            Some(u) if u.agent.as_str() == agent => u.scopes.push(Scope::from_db(scope)),
+            _ => out.push(AgentUse {
+                agent: AgentName::from_db(agent),
+                scopes: vec![Scope::from_db(scope)],
+            }),
+        }
+    }
+    Ok(out)
+}
+
+/// Inside a write: record that `c`'s credential in the keychain changed. Sets `has_secret`,
+/// raises `secret_version`, and appends `connection.secret_set` or, when it held one,
+/// `connection.secret_replaced` with the agents and scopes that use it (what a wrong
+/// credential would break). `details` adds to the event (`source`...). Returns the new
+/// `secret_version`.
+pub(crate) fn record_secret_stored(
+    tx: &Transaction<'_>,
+    now: DateTime<Utc>,
+    actor: &crate::audit::Actor,
+    c: &Connection,
+    details: serde_json::Value,
+) -> Result<i64> {
+    let version: i64 = tx.query_row(
+        "UPDATE connections SET has_secret = 1, secret_version = secret_version + 1,
+                secret_changed_at = ?2, updated_at = ?2
+         WHERE id = ?1 RETURNING secret_version",
+        params![c.id.as_str(), ts(now)],
+        |r| r.get(0),
+    )?;
+    let mut d = json!({"replaced": c.has_secret, "stored_in": "os-keychain"});
+    if c.has_secret {
+        let uses = agents_using_tx(tx, c.id.as_str())?;
+        d["agents_affected"] = json!(uses.iter().map(|u| u.agent.as_str()).collect::<Vec<_>>());
+        d["scopes_affected"] = json!(
+            uses.iter()
+                .flat_map(|u| u.scopes.iter().map(Scope::as_str))
+                .collect::<Vec<_>>()
+        );
+    }
+    if let (Some(d), serde_json::Value::Object(extra)) = (d.as_object_mut(), details) {
+        d.extend(extra);
+    }
+    let action = if c.has_secret {
+        "connection.secret_replaced"
+    } else {
+        "connection.secret_set"
+    };
+    audit::append(
+        tx,
+        now,
+        NewEvent::new(actor, action, Decision::Allow)
+            .target(Target::new("connection", c.id.as_str(), c.name.as_str()))
+            .details(d),
+    )?;
+    Ok(version)
 }
 
 fn parse_scopes(raw: &[String]) -> Result<Vec<Scope>> {

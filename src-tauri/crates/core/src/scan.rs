@@ -148,6 +148,118 @@ const PATTERNS: &[Pattern] = &[
     },
 ];
 
+/// The kind id of database URLs with a password.
+pub const DATABASE_URL: &str = "database_url";
+
+/// Values published in vendors' documentation as examples. They look real but unlock
+/// nothing, so they are never offered as findings (moving one would replace a real
+/// credential with a dead one). Beside these, any value ending in `EXAMPLE` or holding
+/// `EXAMPLEKEY` is skipped: that is AWS's convention for its documented keys.
+const DOCUMENTED_EXAMPLES: &[&str] = &[
+    // AWS: "Managing access keys" and the CLI configuration guide.
+    "AKIAIOSFODNN7EXAMPLE",
+    "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    "AKIAI44QH8DHBEXAMPLE",
+    "je7MtGbClwBF/2Zp9Utk/h3yCo8nvbEXAMPLEKEY",
+    // Stripe: the test keys shown in its API reference.
+    "sk_test_4eC39HqLyjWDarjtT1zdp7dc",
+    "pk_test_TYooMQauvdEDq54NiTphI7jx",
+    "sk_test_BQokikJOvBiI2HlWgH4olfQ2",
+    // GitHub: the personal access token in "Creating a personal access token".
+    "ghp_16C7e42F292c6912E7710c838347Ae178B4a",
+];
+
+/// A documented example (see [`DOCUMENTED_EXAMPLES`]) rather than a credential.
+pub fn is_documented_example(value: &str) -> bool {
+    DOCUMENTED_EXAMPLES.contains(&value)
+        || value.ends_with("EXAMPLE")
+        || value.contains("EXAMPLEKEY")
+}
+
+/// A database URL whose password is a reference to one kept elsewhere (`${DB_PASSWORD}`,
+/// `$PASSWORD`, `{{ password }}`, `<password>`, `%(password)s`): there is nothing to move.
+fn password_is_a_reference(url: &str) -> bool {
+    let Some(rest) = url.split_once("://").map(|(_, r)| r) else {
+        return false;
+    };
+    let Some(userinfo) = rest.rsplit_once('@').map(|(u, _)| u) else {
+        return false;
+    };
+    let password = userinfo.split_once(':').map_or("", |(_, p)| p);
+    password.starts_with(['$', '<', '{']) || password.starts_with("%(")
+}
+
+/// The preset a credential kind belongs to (`github_token` → `github`).
+pub fn preset_of(kind: &str) -> Option<&'static str> {
+    PATTERNS
+        .iter()
+        .find(|p| p.kind == kind)
+        .and_then(|p| p.preset)
+}
+
+/// The kind of a whole value, when it is a credential in a known format (a typed secret, a
+/// keychain value); `None` for anything else.
+pub fn identify(value: &str) -> Option<&'static str> {
+    let v = value.trim();
+    match matches_in_line(v).as_slice() {
+        [(p, 0, end)] if *end == v.len() => Some(p.kind),
+        _ => None,
+    }
+}
+
+/// A credential's label and masked value, for confirmations ("GitHub token", `ghp_••••WXYZ`).
+/// Values in no known format keep only their last 4 characters, and only when long enough.
+pub fn describe_value(value: &Sensitive<String>) -> (String, String) {
+    let v = value.expose().trim();
+    if let [(p, 0, end)] = matches_in_line(v).as_slice()
+        && *end == v.len()
+    {
+        return (p.label.to_string(), mask(p, v));
+    }
+    let chars: Vec<char> = v.chars().collect();
+    let tail: String = if chars.len() >= 16 {
+        chars[chars.len() - 4..].iter().collect()
+    } else {
+        String::new()
+    };
+    ("credential".to_string(), format!("••••••••{tail}"))
+}
+
+/// A connection name for a credential of `kind` with `value`: the preset's name, or for a
+/// database URL the database's name (`…/warehouse` → `warehouse`), else its host's first
+/// label, else `database`. `None` when Mandate cannot tell what the credential is for.
+fn suggest_connection(p: &Pattern, value: &str) -> Option<String> {
+    if let Some(preset) = p.preset {
+        return Some(preset.to_string());
+    }
+    if p.kind != DATABASE_URL {
+        return None;
+    }
+    let name_from = |raw: &str| {
+        let s: String = raw
+            .to_ascii_lowercase()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        let s = s
+            .trim_matches('-')
+            .split('-')
+            .filter(|p| !p.is_empty())
+            .collect::<Vec<_>>()
+            .join("-");
+        crate::model::ConnectionName::parse(&s)
+            .ok()
+            .map(|n| n.as_str().to_string())
+    };
+    let after = value.rsplit_once('@').map_or("", |(_, h)| h);
+    let (host, path) = after.split_once('/').unwrap_or((after, ""));
+    let db = path.split(['?', '#', '/']).next().unwrap_or("");
+    let host = host.split(':').next().unwrap_or("");
+    name_from(db)
+        .or_else(|| name_from(host.split('.').next().unwrap_or("")))
+        .or_else(|| Some("database".to_string()))
+}
+
 /// One credential found in a file. Holds no secret: only where it is and a masked value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "specta", derive(specta::Type))]
@@ -173,6 +285,10 @@ pub struct Finding {
     /// Moving it can replace the line with a comment (a plain assignment in a file with `#`
     /// comments); otherwise the line has to be deleted by hand.
     pub rewritable: bool,
+    /// A name for the connection it belongs in: the preset (`github`), or for a database URL
+    /// one made from the database's name. `None` when Mandate cannot tell what it is for
+    /// (an AWS key id, a Google API key): the person chooses.
+    pub suggested_connection: Option<String>,
 }
 
 /// The result of a scan.
@@ -185,6 +301,83 @@ pub struct ScanReport {
     /// True when the scan stopped at [`MAX_FILES`].
     pub truncated: bool,
     pub findings: Vec<Finding>,
+    /// How the project seems to be started, for the copy-ready `mandate exec` line.
+    pub program: Option<Program>,
+}
+
+/// How a project is started, guessed from the files at its top level: `npm start` when
+/// `package.json` has a start script, `python3 main.py` for a Python entry file, and so on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub struct Program {
+    /// The command, relative to the scanned folder (`python3 agent.py`).
+    pub command: String,
+    /// The file it was guessed from (`agent.py`, `package.json`).
+    pub file: String,
+}
+
+/// Guess how the project in `root` is started; `None` when nothing at its top level says.
+pub fn guess_program(root: &Path) -> Option<Program> {
+    let has = |f: &str| root.join(f).is_file();
+    let program = |command: String, file: &str| {
+        Some(Program {
+            command,
+            file: file.to_string(),
+        })
+    };
+    if has("package.json")
+        && let Ok(text) = std::fs::read_to_string(root.join("package.json"))
+        && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+    {
+        if v["scripts"]["start"].is_string() {
+            return program("npm start".into(), "package.json");
+        }
+        if let Some(main) = v["main"].as_str().filter(|m| has(m)) {
+            return program(format!("node {main}"), "package.json");
+        }
+    }
+    const PYTHON: [&str; 6] = [
+        "main.py",
+        "agent.py",
+        "app.py",
+        "bot.py",
+        "run.py",
+        "__main__.py",
+    ];
+    if let Some(f) = PYTHON.iter().find(|f| has(f)) {
+        return program(format!("python3 {f}"), f);
+    }
+    const NODE: [&str; 6] = [
+        "index.js",
+        "main.js",
+        "agent.js",
+        "index.mjs",
+        "main.mjs",
+        "agent.mjs",
+    ];
+    if let Some(f) = NODE.iter().find(|f| has(f)) {
+        return program(format!("node {f}"), f);
+    }
+    if has("Cargo.toml") {
+        return program("cargo run".into(), "Cargo.toml");
+    }
+    if has("go.mod") {
+        return program("go run .".into(), "go.mod");
+    }
+    // A single Python or shell script at the top.
+    let mut scripts: Vec<String> = std::fs::read_dir(root)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".py") || n.ends_with(".sh"))
+        .collect();
+    scripts.sort();
+    match scripts.as_slice() {
+        [one] if one.ends_with(".py") => program(format!("python3 {one}"), one),
+        [one] => program(format!("sh {one}"), one),
+        _ => None,
+    }
 }
 
 fn compiled() -> &'static Vec<(&'static Pattern, Regex)> {
@@ -247,6 +440,11 @@ fn matches_in_line(line: &str) -> Vec<(&'static Pattern, usize, usize)> {
             if p.kind == "openai_api_key" && m.as_str().starts_with("sk-ant-") {
                 continue;
             }
+            if is_documented_example(m.as_str())
+                || (p.kind == DATABASE_URL && password_is_a_reference(m.as_str()))
+            {
+                continue;
+            }
             // A longer, more specific match at the same place wins (Anthropic over OpenAI...).
             if out.iter().any(|(_, s, e)| m.start() < *e && *s < m.end()) {
                 continue;
@@ -274,6 +472,7 @@ pub fn scan_text(file: &str, text: &str) -> Vec<Finding> {
                 masked: mask(p, &line[s..e]),
                 variable: variable_of(line, s),
                 rewritable: crate::migrate::rewritable(file, line, (s, e)),
+                suggested_connection: suggest_connection(p, &line[s..e]),
             });
         }
     }
@@ -307,6 +506,7 @@ impl Scanner {
             files_skipped: 0,
             truncated: false,
             findings: Vec::new(),
+            program: guess_program(&self.root),
         };
         let walker = walkdir::WalkDir::new(&self.root)
             .follow_links(false)
@@ -416,6 +616,7 @@ impl Scanner {
                     kind: p.kind,
                     preset: p.preset,
                     variable: variable_of(line, s),
+                    suggested_connection: suggest_connection(p, &line[s..e]),
                     secret: Sensitive::new(line[s..e].to_string()),
                 });
             }
@@ -468,6 +669,8 @@ pub struct Located {
     pub kind: &'static str,
     pub preset: Option<&'static str>,
     pub variable: Option<String>,
+    /// See [`Finding::suggested_connection`].
+    pub suggested_connection: Option<String>,
     pub secret: Sensitive<String>,
 }
 

@@ -84,6 +84,13 @@ impl SecretRef {
             account: format!("agent-key/{kid}"),
         }
     }
+    /// The credential a connection held before a credential was moved into it, kept until
+    /// the move's undo window closes.
+    pub fn moved_previous(move_id: &str) -> Self {
+        SecretRef {
+            account: format!("moved-previous/{move_id}"),
+        }
+    }
 }
 
 /// Why the keychain could not be used. Each message names the fix.

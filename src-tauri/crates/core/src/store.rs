@@ -25,6 +25,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/005_audit_members.sql"),
     include_str!("migrations/006_jti_log.sql"),
     include_str!("migrations/007_registry_generation.sql"),
+    include_str!("migrations/008_credentials.sql"),
 ];
 
 /// The schema version this build writes.

@@ -307,6 +307,22 @@ impl Mandate {
     /// agents); everything is checked before anything is written.
     pub fn edit_connection(&self, name: &str, edit: ConnectionEdit) -> Result<BrokerConfig> {
         let c = self.get_connection(name)?;
+        let broker_only = edit.auth.is_some()
+            || !edit.add_actions.is_empty()
+            || !edit.remove_actions.is_empty()
+            || edit.rate_per_minute.is_some()
+            || edit.daily_budget.is_some()
+            || !edit.costs.is_empty()
+            || !edit.essential.is_empty()
+            || !edit.not_essential.is_empty();
+        if c.kind == crate::model::ConnectionKind::Database && broker_only {
+            return Err(Error::invalid(format!(
+                "'{}' is a database connection: its one action is `connect` and the broker never \
+                 calls it, so actions, credential placement, limits and costs do not apply; only \
+                 its trust floor can change",
+                c.name
+            )));
+        }
         let mut actions = c.actions.clone();
         let mut added = Vec::new();
         for raw in &edit.add_actions {
