@@ -829,4 +829,90 @@ mod tests {
         assert!(s.secret_of(&(&r.findings[0]).into()).is_err());
         assert!(Scanner::new(dir.path().join(".env")).is_err());
     }
+
+    #[test]
+    fn documented_example_keys_are_not_findings() {
+        let text = [
+            "AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE",
+            "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            "AWS_ACCESS_KEY_ID=AKIAI44QH8DHBEXAMPLE",
+            "STRIPE_KEY=sk_test_4eC39HqLyjWDarjtT1zdp7dc",
+            "STRIPE_PUBLISHABLE=pk_test_TYooMQauvdEDq54NiTphI7jx",
+            "GITHUB_TOKEN=ghp_16C7e42F292c6912E7710c838347Ae178B4a",
+            "DATABASE_URL=postgres://app:${DB_PASSWORD}@db:5432/app",
+            "REDIS_URL=redis://:$REDIS_PASSWORD@cache:6379/0",
+            "url: mysql://app:{{ password }}@db/app",
+            "DSN=postgresql://user:<password>@localhost/db",
+        ]
+        .join("\n");
+        assert!(kinds(&text).is_empty(), "{:?}", kinds(&text));
+        // A real-looking key beside them still is one.
+        let real = format!("{text}\nAWS_ACCESS_KEY_ID=AKIA{}", rep('Q', 16));
+        assert_eq!(kinds(&real), vec!["aws_access_key_id".to_string()]);
+    }
+
+    #[test]
+    fn findings_suggest_a_connection_of_their_kind() {
+        let sugg = |t: &str| scan_text("f", t)[0].suggested_connection.clone();
+        assert_eq!(
+            sugg(&format!("T=ghp_{}", rep('a', 36))).as_deref(),
+            Some("github")
+        );
+        assert_eq!(
+            sugg("DATABASE_URL=postgres://app:pw12@db.internal:5432/Warehouse_2").as_deref(),
+            Some("warehouse-2")
+        );
+        assert_eq!(
+            sugg("REDIS_URL=redis://:pw12@cache.internal:6379/0").as_deref(),
+            Some("cache"),
+            "a database named 0 is no name: the host's first label"
+        );
+        assert_eq!(sugg(&format!("K=AKIA{}", rep('Q', 16))), None);
+    }
+
+    #[test]
+    fn identifies_whole_values_and_masks_them_for_confirmations() {
+        let t = format!("ghp_{}WXYZ", rep('s', 32));
+        assert_eq!(identify(&t), Some("github_token"));
+        assert_eq!(identify(&format!(" {t}\n")), Some("github_token"));
+        assert_eq!(identify(&format!("token {t}")), None);
+        assert_eq!(identify("opaque"), None);
+        let (label, masked) = describe_value(&Sensitive::new(t));
+        assert_eq!(
+            (label.as_str(), masked.as_str()),
+            ("GitHub token", "ghp_••••••••WXYZ")
+        );
+        let (label, masked) = describe_value(&Sensitive::new("an-opaque-api-key-9876".into()));
+        assert_eq!(
+            (label.as_str(), masked.as_str()),
+            ("credential", "••••••••9876")
+        );
+        let (_, masked) = describe_value(&Sensitive::new("short".into()));
+        assert_eq!(masked, "••••••••");
+    }
+
+    #[test]
+    fn guesses_how_a_project_is_started() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(guess_program(d.path()), None);
+        std::fs::write(d.path().join("report.py"), "").unwrap();
+        assert_eq!(
+            guess_program(d.path()).unwrap().command,
+            "python3 report.py"
+        );
+        std::fs::write(d.path().join("other.py"), "").unwrap();
+        assert_eq!(guess_program(d.path()), None, "two scripts: no guess");
+        std::fs::write(d.path().join("main.py"), "").unwrap();
+        assert_eq!(guess_program(d.path()).unwrap().command, "python3 main.py");
+        std::fs::write(
+            d.path().join("package.json"),
+            r#"{"scripts":{"start":"node a.js"}}"#,
+        )
+        .unwrap();
+        let p = guess_program(d.path()).unwrap();
+        assert_eq!(
+            (p.command.as_str(), p.file.as_str()),
+            ("npm start", "package.json")
+        );
+    }
 }

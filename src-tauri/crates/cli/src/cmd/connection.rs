@@ -8,7 +8,7 @@ use std::io::{IsTerminal, Read};
 use clap::{Args, Subcommand};
 use mandate_core::NewConnection;
 use mandate_core::broker::{BrokerSetup, ConnectionEdit, CredentialPlacement, presets};
-use mandate_core::model::TrustState;
+use mandate_core::model::{ConnectionKind, TrustState};
 use mandate_core::secret::Sensitive;
 use zeroize::Zeroize;
 
@@ -21,8 +21,17 @@ pub enum ConnectionCmd {
     Add {
         /// Its name, the first half of its scopes (e.g. `github` for `github:repo.read`).
         name: String,
+        /// `http` (default): an API the broker calls with the credential. `database`: its
+        /// credential is a database URL that `mandate exec` hands to the program as
+        /// --variable when its token holds the scope NAME:connect.
+        #[arg(long, value_name = "KIND")]
+        kind: Option<ConnectionKind>,
+        /// For a database: the environment variable the URL is handed over in (default
+        /// DATABASE_URL).
+        #[arg(long, value_name = "VAR")]
+        variable: Option<String>,
         /// The API's base URL, e.g. https://api.github.com (a --preset gives one).
-        #[arg(long, required_unless_present = "preset")]
+        #[arg(long, required_unless_present_any = ["preset", "kind"])]
         base_url: Option<String>,
         /// An action as NAME=METHOD:PATH-PATTERN, e.g. repo.read=GET:/repos/** (repeatable;
         /// replaces a preset's action of the same name).
@@ -181,11 +190,53 @@ pub fn run(ctx: &mut Ctx, cmd: ConnectionCmd) -> CliResult {
     match cmd {
         ConnectionCmd::Add {
             name,
+            kind,
+            variable,
             base_url,
             actions,
             trust_floor,
             broker,
         } => {
+            if kind == Some(ConnectionKind::Database) {
+                let http_only = base_url.is_some()
+                    || !actions.is_empty()
+                    || broker.preset.is_some()
+                    || broker.auth.is_some()
+                    || broker.rate_limit.is_some()
+                    || broker.daily_budget.is_some()
+                    || !broker.costs.is_empty()
+                    || !broker.essential.is_empty();
+                if http_only {
+                    return Err(usage(
+                        "a database connection has no base URL, actions, preset or broker \
+                         settings: its one action is `connect`, and its credential is the \
+                         database URL (`mandate connection set-secret NAME`)"
+                            .to_string(),
+                    ));
+                }
+                let c = m.add_database_connection(&name, variable.as_deref(), trust_floor)?;
+                if ctx.json {
+                    return output::json(&c);
+                }
+                let var = c.variable.clone().unwrap_or_default();
+                println!(
+                    "Added database connection '{}'. Grant it with the scope {}:connect; \
+                     `mandate exec` then hands the program the URL as {var}, and the program \
+                     holds it while it runs.",
+                    c.name, c.name
+                );
+                println!(
+                    "Store its URL with: mandate connection set-secret {} (reads stdin, e.g. \
+                     postgres://USER:PASSWORD@HOST:5432/DB)",
+                    c.name
+                );
+                return Ok(());
+            }
+            if variable.is_some() {
+                return Err(usage(
+                    "--variable is for database connections (--kind database)".to_string(),
+                ));
+            }
             let preset = match &broker.preset {
                 Some(p) => Some(presets::preset(p).ok_or_else(|| {
                     usage(format!(
@@ -356,7 +407,13 @@ pub fn run(ctx: &mut Ctx, cmd: ConnectionCmd) -> CliResult {
             for c in list {
                 t.add_row(vec![
                     c.name.to_string(),
-                    c.base_url.clone(),
+                    match c.kind {
+                        ConnectionKind::Database => format!(
+                            "database (handed over as {})",
+                            c.variable.as_deref().unwrap_or("DATABASE_URL")
+                        ),
+                        ConnectionKind::Http => c.base_url.clone(),
+                    },
                     c.actions
                         .iter()
                         .map(|a| a.name.as_str())
@@ -395,13 +452,41 @@ pub fn run(ctx: &mut Ctx, cmd: ConnectionCmd) -> CliResult {
                 return output::json(&v);
             }
             println!("Connection   {}", c.name);
+            let changed = c
+                .secret_changed_at
+                .map(|t| format!(", last changed {}", t.format("%Y-%m-%d %H:%M UTC")))
+                .unwrap_or_default();
+            if c.kind == ConnectionKind::Database {
+                let var = c.variable.as_deref().unwrap_or("DATABASE_URL");
+                println!("Kind         database");
+                println!(
+                    "Credential   {}",
+                    if c.has_secret {
+                        format!("its URL, stored in the OS keychain{changed}")
+                    } else {
+                        "not set (mandate connection set-secret, the URL on stdin)".into()
+                    }
+                );
+                println!("Trust floor  {}", c.trust_floor);
+                println!(
+                    "Handed over  as {var} by `mandate exec` to programs whose token holds \
+                     {}:connect. Unlike an HTTP connection, the program then holds the URL \
+                     while it runs; every hand-over is audited (secret.handed_over).",
+                    c.name
+                );
+                if !c.granted_to.is_empty() {
+                    let names: Vec<&str> = c.granted_to.iter().map(|a| a.as_str()).collect();
+                    println!("Granted to   {}", names.join(", "));
+                }
+                return Ok(());
+            }
             println!("Base URL     {}", c.base_url);
             println!(
                 "Credential   {}",
                 if c.has_secret {
-                    "stored in the OS keychain"
+                    format!("stored in the OS keychain{changed}")
                 } else {
-                    "not set (mandate connection set-secret)"
+                    "not set (mandate connection set-secret)".into()
                 }
             );
             println!("Trust floor  {}", c.trust_floor);
@@ -441,13 +526,28 @@ pub fn run(ctx: &mut Ctx, cmd: ConnectionCmd) -> CliResult {
         }
         ConnectionCmd::SetSecret { name } => {
             // Check the connection exists before asking for a secret.
-            m.get_connection(&name)?;
+            let before = m.get_connection(&name)?;
             let secret = read_secret()?;
             m.set_connection_secret(&name, secret)?;
             if ctx.json {
-                return output::json(&serde_json::json!({"connection": name, "stored": true}));
+                return output::json(&serde_json::json!({
+                    "connection": name,
+                    "stored": true,
+                    "replaced": before.has_secret,
+                }));
             }
-            println!("Stored the credential of '{name}' in the OS keychain.");
+            if before.has_secret {
+                println!(
+                    "Replaced the credential of '{name}' in the OS keychain; the previous one is \
+                     gone."
+                );
+                if !before.granted_to.is_empty() {
+                    let names: Vec<&str> = before.granted_to.iter().map(|a| a.as_str()).collect();
+                    println!("{} use the new one from their next call.", names.join(", "));
+                }
+            } else {
+                println!("Stored the credential of '{name}' in the OS keychain.");
+            }
             Ok(())
         }
         ConnectionCmd::Remove { name } => {

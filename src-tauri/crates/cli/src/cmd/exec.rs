@@ -14,9 +14,13 @@
 //!   `MANDATE_TOKEN_FILE`, a file (mode 0600, in a private 0700 folder removed at exit) that a
 //!   background refresher rewrites atomically before each token expires: long-running
 //!   programs read the file;
-//! - `MANDATE_AGENT`.
+//! - `MANDATE_AGENT`;
+//! - for each database connection the token holds `NAME:connect` on, the database URL itself
+//!   in the connection's variable (`DATABASE_URL` by default). A database cannot be brokered,
+//!   so this is the one real secret a program is given; the core checks the token and audits
+//!   each hand-over (`secret.handed_over`), and the program holds the URL while it runs.
 //!
-//! The real secret is never put in the child's environment, arguments or files, and any
+//! Other real secrets are never put in the child's environment, arguments or files, and any
 //! inherited variable that holds a connection's real secret (a founder's shell often exports
 //! `OPENAI_API_KEY`) is removed, as are the variables a preset's SDK would read a real key from.
 //! SIGINT, SIGTERM, SIGHUP and SIGQUIT are forwarded to the child; its exit code (or 128 +
@@ -34,9 +38,12 @@ use std::time::Duration;
 use clap::Args;
 use ed25519_dalek::SigningKey;
 use mandate_core::Mandate;
-use mandate_core::broker::{self, presets};
+use mandate_core::broker::{self, HandedOver, presets};
+use mandate_core::model::DATABASE_ACTION;
+use mandate_core::oauth::{EndpointConfig, TokenService};
 use mandate_core::secret::Sensitive;
 use mandate_server::client::EndpointAddr;
+use std::sync::Arc;
 
 use crate::context::{CliError, CliResult, Ctx};
 
@@ -179,6 +186,7 @@ fn child_env(
     agent: &str,
     first: &Fetched,
     token_file: &Path,
+    handed: &[HandedOver],
 ) -> CliResult<ChildEnv> {
     let mut connections: Vec<&str> = first
         .scope
@@ -191,6 +199,13 @@ fn child_env(
     let mut remove: Vec<String> = Vec::new();
     let mut secrets: Vec<Sensitive<String>> = Vec::new();
     for c in &connections {
+        if handed.iter().any(|h| h.connection == *c) {
+            // A database: its URL is handed over below, and there is no proxy for it.
+            if let Some(s) = m.connection_secret(c)? {
+                secrets.push(s);
+            }
+            continue;
+        }
         let url = format!("http://127.0.0.1:{port}{}/{c}", broker::PROXY_PREFIX);
         set.push((broker::url_var(c), url.clone()));
         let cfg = m.broker_config(c)?;
@@ -228,6 +243,9 @@ fn child_env(
         token_file.to_string_lossy().into_owned(),
     ));
     set.push(("MANDATE_AGENT".into(), agent.to_string()));
+    for h in handed {
+        set.push((h.variable.clone(), h.url.expose().clone()));
+    }
     remove.retain(|r| !set.iter().any(|(k, _)| k == r));
     Ok(ChildEnv { set, remove })
 }
@@ -283,7 +301,10 @@ pub fn run(ctx: &mut Ctx, a: ExecArgs) -> CliResult {
         let file = dir.token_file();
         write_token(&file, &first.token)
             .map_err(|e| fail(1, format!("could not write the token file: {e}")))?;
-        let ChildEnv { set, remove } = child_env(&m, port, &source.agent, &first, &file)?;
+        let handed = hand_over(&m, port, &first)?;
+        let ChildEnv { set, remove } =
+            child_env(&m, port, &source.agent, &first, &file, &handed)?;
+        drop(handed);
         let (program, args) = a
             .command
             .split_first()
@@ -343,6 +364,36 @@ pub fn run(ctx: &mut Ctx, a: ExecArgs) -> CliResult {
     // Nothing is writing any more (the runtime is gone and the store was only read), so
     // leaving with the child's code is safe; a `CliError` would print an "error:" line.
     std::process::exit(code)
+}
+
+/// The database URLs the first token entitles the program to (see
+/// `mandate_core::broker::handover`): checked and audited by the core.
+fn hand_over(m: &Arc<Mandate>, port: u16, first: &Fetched) -> CliResult<Vec<HandedOver>> {
+    if !first
+        .scope
+        .split_whitespace()
+        .any(|s| s.ends_with(&format!(":{DATABASE_ACTION}")))
+    {
+        return Ok(Vec::new());
+    }
+    let svc = TokenService::new(
+        m.clone(),
+        EndpointConfig::new(format!("http://127.0.0.1:{port}")),
+    )?;
+    let handed = svc.hand_over_database_urls(&first.token)?.map_err(|why| {
+        fail(
+            9,
+            format!("mandate exec will not hand the program a database URL: {why}"),
+        )
+    })?;
+    for h in &handed {
+        eprintln!(
+            "mandate exec: the program gets the URL of database connection '{}' as {}, and \
+             holds it while it runs",
+            h.connection, h.variable
+        );
+    }
+    Ok(handed)
 }
 
 /// Wait for the child, passing on SIGINT, SIGTERM, SIGHUP and SIGQUIT; its exit code, or

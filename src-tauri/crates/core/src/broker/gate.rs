@@ -309,6 +309,18 @@ impl Broker {
         };
         ctx.connection = Some(&connection);
         let count = Some((agent.id.as_str(), connection.id.as_str()));
+        if connection.kind == crate::model::ConnectionKind::Database {
+            let d = Denial::new(
+                400,
+                "not_brokered",
+                format!(
+                    "'{}' is a database connection: the broker does not call it. Its URL is \
+                     handed to the program by `mandate exec` when the token holds {}:connect",
+                    connection.name, connection.name
+                ),
+            );
+            return Err(deny(&ctx, d, count));
+        }
         if !token.aud.contains(&connection.base_url) {
             let d = Denial::new(
                 403,

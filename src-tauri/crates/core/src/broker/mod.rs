@@ -15,6 +15,8 @@
 //! - `config`: the settings per connection, editing them, budget use per agent.
 //! - `presets`: GitHub, Slack, Stripe, OpenAI, Anthropic and a generic HTTP API.
 //! - `gate`: the decision for one call and its audit events.
+//! - `handover`: database URLs, which cannot be brokered, handed to `mandate exec`'s program
+//!   under a `NAME:connect` scope, each hand-over audited.
 //!
 //! What it is not: an HTTP client or server. `mandate-server`'s `proxy.rs` does the HTTP;
 //! `mandate exec` (CLI) starts programs pointed at it.
@@ -22,6 +24,7 @@
 pub mod auth;
 mod config;
 mod gate;
+mod handover;
 pub mod limits;
 pub mod path;
 pub mod presets;
@@ -29,6 +32,7 @@ pub mod presets;
 pub use auth::{CredentialPlacement, Injection};
 pub use config::{ActionPolicy, BrokerConfig, BrokerSetup, BudgetUsage, ConnectionEdit, day_of};
 pub use gate::{Broker, CallOutcome, CallRecord, Denial, Permit, ProxyRequest};
+pub use handover::{HandOverRefused, HandedOver};
 pub use limits::BudgetState;
 
 /// The route prefix the endpoint serves the broker under.

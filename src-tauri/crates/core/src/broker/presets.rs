@@ -21,12 +21,19 @@ use crate::model::Connection;
 use crate::registry::NewConnection;
 
 /// A preset's action: `NAME=METHOD:PATH`, its cost in budget units, whether it stays
-/// allowed after 90 % of the daily budget is used.
+/// allowed after 90 % of the daily budget is used, whether the wizard ticks it by default,
+/// and a real request of the vendor's API that it covers (for copy-ready examples).
 #[derive(Debug, Clone, Copy)]
 pub struct PresetAction {
     pub spec: &'static str,
     pub cost: u32,
     pub essential: bool,
+    /// Ticked by default in the wizard: only narrow reads of non-sensitive data (the token's
+    /// own account, the list of models). Reads of private content (repositories, messages,
+    /// payments) are the person's explicit choice.
+    pub default: bool,
+    /// A path (and query) of a real endpoint this action covers, e.g. `/user`.
+    pub example: Option<&'static str>,
 }
 
 /// A connection template.
@@ -52,6 +59,26 @@ const fn a(spec: &'static str, cost: u32, essential: bool) -> PresetAction {
         spec,
         cost,
         essential,
+        default: false,
+        example: None,
+    }
+}
+
+impl PresetAction {
+    /// Ticked by default in the wizard (see [`PresetAction::default`]).
+    const fn by_default(mut self) -> Self {
+        self.default = true;
+        self
+    }
+
+    const fn try_at(mut self, path: &'static str) -> Self {
+        self.example = Some(path);
+        self
+    }
+
+    /// The action's name (`repo.read`).
+    pub fn name(&self) -> &'static str {
+        self.spec.split_once('=').map_or(self.spec, |(n, _)| n)
     }
 }
 
@@ -62,9 +89,11 @@ pub const PRESETS: &[Preset] = &[
         base_url: "https://api.github.com",
         auth: "bearer",
         actions: &[
-            a("repo.read=GET:/repos/**", 1, true),
-            a("user.read=GET:/user", 1, true),
-            a("search.read=GET:/search/**", 1, false),
+            a("repo.read=GET:/repos/**", 1, true).try_at("/repos/octocat/Hello-World"),
+            a("user.read=GET:/user", 1, true)
+                .by_default()
+                .try_at("/user"),
+            a("search.read=GET:/search/**", 1, false).try_at("/search/repositories?q=mandate"),
             a("issues.write=POST:/repos/*/*/issues", 1, false),
             a("comments.write=POST:/repos/*/*/issues/*/comments", 1, false),
         ],
@@ -77,9 +106,11 @@ pub const PRESETS: &[Preset] = &[
         base_url: "https://slack.com/api",
         auth: "bearer",
         actions: &[
-            a("conversations.read=GET:/conversations.list", 1, true),
+            a("conversations.read=GET:/conversations.list", 1, true)
+                .by_default()
+                .try_at("/conversations.list"),
             a("history.read=GET:/conversations.history", 1, true),
-            a("users.read=GET:/users.list", 1, false),
+            a("users.read=GET:/users.list", 1, false).try_at("/users.list"),
             a("chat.write=POST:/chat.postMessage", 1, false),
         ],
         url_vars: &["SLACK_API_URL"],
@@ -91,10 +122,10 @@ pub const PRESETS: &[Preset] = &[
         base_url: "https://api.stripe.com",
         auth: "bearer",
         actions: &[
-            a("balance.read=GET:/v1/balance", 1, true),
-            a("charges.read=GET:/v1/charges/**", 1, true),
-            a("invoices.read=GET:/v1/invoices/**", 1, true),
-            a("customers.read=GET:/v1/customers/**", 1, false),
+            a("balance.read=GET:/v1/balance", 1, true).try_at("/v1/balance"),
+            a("charges.read=GET:/v1/charges/**", 1, true).try_at("/v1/charges"),
+            a("invoices.read=GET:/v1/invoices/**", 1, true).try_at("/v1/invoices"),
+            a("customers.read=GET:/v1/customers/**", 1, false).try_at("/v1/customers"),
             a("refunds.write=POST:/v1/refunds", 5, false),
         ],
         url_vars: &["STRIPE_API_BASE"],
@@ -106,7 +137,9 @@ pub const PRESETS: &[Preset] = &[
         base_url: "https://api.openai.com/v1",
         auth: "bearer",
         actions: &[
-            a("models.read=GET:/models/**", 1, true),
+            a("models.read=GET:/models/**", 1, true)
+                .by_default()
+                .try_at("/models"),
             a("chat=POST:/chat/completions", 10, false),
             a("responses=POST:/responses", 10, false),
             a("embeddings=POST:/embeddings", 2, false),
@@ -120,7 +153,9 @@ pub const PRESETS: &[Preset] = &[
         base_url: "https://api.anthropic.com",
         auth: "header:x-api-key",
         actions: &[
-            a("models.read=GET:/v1/models/**", 1, true),
+            a("models.read=GET:/v1/models/**", 1, true)
+                .by_default()
+                .try_at("/v1/models"),
             a("messages=POST:/v1/messages", 10, false),
             a("tokens.count=POST:/v1/messages/count_tokens", 1, false),
         ],
@@ -160,6 +195,19 @@ pub struct PresetView {
     pub auth: String,
     pub actions: Vec<String>,
     pub sdk_variables: Vec<String>,
+    /// The actions the wizard ticks by default: narrow reads of non-sensitive data only.
+    pub default_actions: Vec<String>,
+    /// A real request per action that has one (`user.read` → `/user`), for examples.
+    pub examples: Vec<ActionExample>,
+}
+
+/// A real request of a vendor's API that an action covers.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub struct ActionExample {
+    pub action: String,
+    /// Path and query under the connection's base URL (`/user`).
+    pub path: String,
 }
 
 impl Preset {
@@ -178,6 +226,22 @@ impl Preset {
                 .iter()
                 .chain(self.token_vars)
                 .map(|v| v.to_string())
+                .collect(),
+            default_actions: self
+                .actions
+                .iter()
+                .filter(|a| a.default)
+                .map(|a| a.name().to_string())
+                .collect(),
+            examples: self
+                .actions
+                .iter()
+                .filter_map(|a| {
+                    a.example.map(|path| ActionExample {
+                        action: a.name().to_string(),
+                        path: path.to_string(),
+                    })
+                })
                 .collect(),
         }
     }
@@ -261,5 +325,32 @@ mod tests {
             );
         }
         assert!(preset("GitHub").is_some());
+    }
+
+    #[test]
+    fn defaults_are_narrow_reads_and_examples_are_covered_by_their_action() {
+        for p in PRESETS {
+            for a in p.actions {
+                let action = ConnectionAction::parse(a.spec).unwrap();
+                if a.default {
+                    assert_eq!(action.method, "GET", "{}: a default is a read", a.spec);
+                }
+                if let Some(ex) = a.example {
+                    let path = ex.split('?').next().unwrap();
+                    let segs = super::super::path::confine(path).unwrap().segments;
+                    assert!(
+                        super::super::path::matches(&action.path_pattern, &segs),
+                        "{}: {ex} is not covered",
+                        a.spec
+                    );
+                }
+            }
+        }
+        // What the walk pre-ticked: never the history of Slack channels or private repos.
+        let ticked = |p: &str| preset(p).unwrap().view().default_actions;
+        assert_eq!(ticked("github"), ["user.read"]);
+        assert_eq!(ticked("slack"), ["conversations.read"]);
+        assert!(ticked("stripe").is_empty());
+        assert_eq!(ticked("openai"), ["models.read"]);
     }
 }
