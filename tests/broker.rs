@@ -685,6 +685,82 @@ fn exec_passes_the_exit_code_and_forwards_sigterm() {
 }
 
 #[test]
+fn exec_hands_the_database_url_over_only_under_its_connect_scope_and_audits_it() {
+    let b = Broker::start(&[]);
+    let url = "postgres://report:Wh5ecretPw@db.internal:5432/warehouse";
+    b.env
+        .run(&["connection", "add", "warehouse", "--kind", "database"])
+        .ok();
+    b.env
+        .run_stdin(&["connection", "set-secret", "warehouse"], url.as_bytes())
+        .ok();
+    let print = "printf 'URL=%s\\n' \"${DATABASE_URL:-none}\"; env | grep -c Wh5ecretPw || true";
+    // Not granted: the program does not get it.
+    let r = b.env.run(&["exec", AGENT, "--", "sh", "-c", print]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.starts_with("URL=none\n0"), "{}", r.stdout);
+    // Granted: handed over as DATABASE_URL, said on stderr, audited without the value.
+    b.env
+        .run(&["agent", "edit", AGENT, "--add-scope", "warehouse:connect"])
+        .ok();
+    let r = b.env.run(&["exec", AGENT, "--", "sh", "-c", print]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.starts_with(&format!("URL={url}\n")),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stderr
+            .contains("database connection 'warehouse' as DATABASE_URL"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains(url));
+    // Asking for other scopes only: no URL.
+    let r = b.env.run(&[
+        "exec",
+        AGENT,
+        "--scope",
+        "github:repo.read",
+        "--",
+        "sh",
+        "-c",
+        print,
+    ]);
+    assert!(r.stdout.starts_with("URL=none\n"), "{}", r.stdout);
+    let o = Command::new("sqlite3")
+        .arg(b.env.db_path())
+        .arg(
+            "SELECT action || ' ' || json_extract(CAST(body AS TEXT), '$.actor.name') || ' ' || \
+             json_extract(CAST(body AS TEXT), '$.details.variable') FROM audit_events \
+             WHERE action LIKE 'secret.%'",
+        )
+        .output()
+        .unwrap();
+    let events = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(
+        events.trim(),
+        format!("secret.handed_over {AGENT} DATABASE_URL"),
+        "one hand-over, one event"
+    );
+    let db = std::fs::read(b.env.db_path()).unwrap();
+    assert!(!String::from_utf8_lossy(&db).contains("Wh5ecretPw"));
+    // The broker does not call a database.
+    let token = String::from_utf8(
+        b.env
+            .run(&["token", AGENT, "--scope", "warehouse:connect"])
+            .ok()
+            .stdout
+            .into_bytes(),
+    )
+    .unwrap();
+    let resp = b.call("GET", "/proxy/warehouse/x", token.trim(), &[]);
+    assert_eq!(resp.status, 400, "{}", resp.body);
+    assert!(resp.body.contains("not_brokered"), "{}", resp.body);
+}
+
+#[test]
 fn exec_keeps_the_token_file_fresh() {
     let b = Broker::start(&[]);
     b.env.run(&["agent", "edit", AGENT, "--max-ttl", "3s"]).ok();

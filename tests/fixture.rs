@@ -198,6 +198,45 @@ impl Env {
     }
 }
 
+impl Env {
+    /// What the real keychain holds for this installation, read with `secret-tool` (an
+    /// independent client): `(account, secret)` pairs, the account being
+    /// `<install id>/<kind>/<id>`.
+    pub fn keychain_items(&self) -> Vec<(String, String)> {
+        // secret-tool prints each item's label and secret on stdout (its attributes go to
+        // stderr); the label is `keyring:<account>@<service>`.
+        let out = Command::new("secret-tool")
+            .args(["search", "--all", "--unlock", "service", &self.service])
+            .output()
+            .expect("secret-tool");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let suffix = format!("@{}", self.service);
+        let mut items = Vec::new();
+        let mut account = None::<String>;
+        for line in text.lines() {
+            if let Some(label) = line.strip_prefix("label = keyring:") {
+                account = label.strip_suffix(suffix.as_str()).map(String::from);
+            } else if let (Some(v), Some(a)) = (line.strip_prefix("secret = "), account.take()) {
+                items.push((a, v.to_string()));
+            }
+        }
+        items
+    }
+
+    /// The secret the real keychain holds for connection `name`, if any.
+    pub fn connection_secret(&self, name: &str) -> Option<String> {
+        let c = self
+            .run(&["connection", "show", name, "--json"])
+            .ok()
+            .json();
+        let id = c["id"].as_str().unwrap().to_string();
+        self.keychain_items()
+            .into_iter()
+            .find(|(a, _)| a.ends_with(&format!("/connection/{id}")))
+            .map(|(_, s)| s)
+    }
+}
+
 /// Count rows with the sqlite3 command-line tool, independent of our code.
 fn sqlite_counts(db: &Path) -> Vec<(String, i64)> {
     let mut out = Vec::new();

@@ -9,6 +9,7 @@
 //! - `fixture`       temp data folders, running `mandate`, JSON helpers
 //! - `registry_cli`  members, connections, agents, keys, trust, bad input, nothing half-written
 //! - `secrets`       connection credentials reach the keychain and nowhere else
+//! - `credentials`   issue 17's walk: moved credentials go only to their own kind, never lost
 //! - `endpoint`      token endpoint fixture: in-process server, hand-built assertions and proofs
 //! - `token_endpoint` SECURITY.md's endpoint lines as tables, revocation, delegation, exchange
 //! - `endpoint_walk` what a new user's walk found (issue 17 §5): stock clients' assertions,
@@ -36,6 +37,7 @@ mod audit_errors;
 mod audit_siem;
 mod audit_trail;
 mod broker;
+mod credentials;
 mod endpoint;
 mod endpoint_walk;
 mod fixture;

@@ -261,11 +261,15 @@ pub async fn serve(mandate: Arc<Mandate>, opts: ServeOptions) -> Result<RunningS
             // (tap_io only to get `ConnectInfo<SocketAddr>`; TCP_NODELAY is set before the
             // handshake.)
             let listener = axum::serve::ListenerExt::tap_io(listener, |_| {});
+            let m = mandate.clone();
             let task = tokio::spawn(async move {
                 let _lock = lock;
-                axum::serve(listener, app)
+                let chores = tokio::spawn(housekeeping(m));
+                let served = axum::serve(listener, app)
                     .with_graceful_shutdown(stopped)
-                    .await
+                    .await;
+                chores.abort();
+                served
             });
             (task, Some(summary))
         }
@@ -276,11 +280,15 @@ pub async fn serve(mandate: Arc<Mandate>, opts: ServeOptions) -> Result<RunningS
             let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
                 let _ = tcp.set_nodelay(true);
             });
+            let m = mandate.clone();
             let task = tokio::spawn(async move {
                 let _lock = lock;
-                axum::serve(listener, app)
+                let chores = tokio::spawn(housekeeping(m));
+                let served = axum::serve(listener, app)
                     .with_graceful_shutdown(stopped)
-                    .await
+                    .await;
+                chores.abort();
+                served
             });
             (task, None)
         }
@@ -292,6 +300,30 @@ pub async fn serve(mandate: Arc<Mandate>, opts: ServeOptions) -> Result<RunningS
         stop: Some(stop),
         task,
     })
+}
+
+/// How often a running endpoint does its housekeeping.
+const HOUSEKEEPING_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// What a running endpoint does besides answering, for as long as it runs: close credential
+/// moves whose undo window has passed, deleting the credentials kept for them from the
+/// keychain (`Mandate::close_expired_moves`), at start and every 10 minutes. A failure (a
+/// locked keychain) is logged and tried again next time.
+async fn housekeeping(m: Arc<Mandate>) {
+    loop {
+        let m2 = m.clone();
+        match tokio::task::spawn_blocking(move || m2.close_expired_moves()).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => {
+                tracing::info!(closed = n, "credential moves past their undo window closed")
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "expired credential moves could not be closed yet")
+            }
+            Err(e) => tracing::warn!(error = %e, "housekeeping failed"),
+        }
+        tokio::time::sleep(HOUSEKEEPING_EVERY).await;
+    }
 }
 
 /// Bind without `SO_REUSEADDR` tricks: a second process on the same port fails.
