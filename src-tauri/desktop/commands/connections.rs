@@ -5,7 +5,7 @@
 //! No command ever returns it.
 
 use mandate_core::broker::{BudgetState, ConnectionEdit, CredentialPlacement, presets};
-use mandate_core::model::{AgentName, Connection, TrustState};
+use mandate_core::model::{AgentName, Connection, ConnectionKind, TrustState};
 use mandate_core::secret::Sensitive;
 use mandate_core::{Error, ErrorReport, NewConnection};
 use serde::{Deserialize, Serialize};
@@ -31,6 +31,11 @@ pub struct NewConnectionInput {
     /// The preset it starts from (`github`, `anthropic`...): where the credential goes, the
     /// cost of each action and which actions stay essential, for the actions kept.
     pub preset: Option<String>,
+    /// `database` for a database connection (no base URL or actions; its URL is handed to
+    /// programs by `mandate exec`); absent or `http` for an API.
+    pub kind: Option<ConnectionKind>,
+    /// For a database: the variable its URL is handed over in (default `DATABASE_URL`).
+    pub variable: Option<String>,
 }
 
 #[tauri::command]
@@ -40,6 +45,13 @@ pub async fn add_connection(
     input: NewConnectionInput,
 ) -> Result<Connection, ErrorReport> {
     blocking(&state, move |m| {
+        if input.kind == Some(ConnectionKind::Database) {
+            return m.add_database_connection(
+                &input.name,
+                input.variable.as_deref().filter(|v| !v.trim().is_empty()),
+                input.trust_floor,
+            );
+        }
         let new = NewConnection {
             name: input.name,
             base_url: input.base_url,

@@ -7,9 +7,11 @@
 //! agent would get one (a signed client assertion over HTTP), so it is checked and audited
 //! like any other; it is returned to the window so the person can see its claims and try it.
 
-use mandate_core::migrate::{MoveFinding, MovedCredential};
+use mandate_core::migrate::{
+    MoveChoices, MoveFinding, MovePlan, MovedCredential, OpenMove, UndoneMove,
+};
 use mandate_core::model::{Agent, AgentName};
-use mandate_core::scan::{FindingRef, ScanReport, Scanner};
+use mandate_core::scan::{Finding, FindingRef, ScanReport, Scanner};
 use mandate_core::{Error, ErrorCode, ErrorReport, KeyChoice, NewAgent};
 use serde::{Deserialize, Serialize};
 use tauri::{AppHandle, State};
@@ -55,8 +57,46 @@ pub async fn scan_folder(
     .await
 }
 
+/// For each finding, the connections of its kind it may go into and the default choice
+/// (none when Mandate cannot tell what the credential is for).
+#[tauri::command]
+#[specta::specta]
+pub async fn move_choices(
+    state: State<'_, AppState>,
+    findings: Vec<Finding>,
+) -> Result<Vec<MoveChoices>, ErrorReport> {
+    blocking(&state, move |m| {
+        findings.iter().map(|f| m.move_choices(f)).collect()
+    })
+    .await
+}
+
+/// What moving a finding into `connection` would do, for the confirmation: both credentials
+/// masked and the agents that use the connection. Changes nothing.
+#[tauri::command]
+#[specta::specta]
+pub async fn plan_move(
+    state: State<'_, AppState>,
+    root: String,
+    finding: FindingRef,
+    connection: String,
+) -> Result<MovePlan, ErrorReport> {
+    blocking(&state, move |m| {
+        m.plan_move(&MoveFinding {
+            root: std::path::Path::new(&root),
+            finding: &finding,
+            connection: &connection,
+            rewrite_for_agent: None,
+            replace: false,
+        })
+    })
+    .await
+}
+
 /// Move one finding's credential into the OS keychain as `connection`'s secret; with
 /// `rewrite_for_agent`, also replace its line with a comment pointing at `mandate exec`.
+/// `replace` is the person's answer to the confirmation when the connection holds a
+/// credential; without it such a move is refused.
 #[tauri::command]
 #[specta::specta]
 pub async fn move_finding(
@@ -65,6 +105,7 @@ pub async fn move_finding(
     finding: FindingRef,
     connection: String,
     rewrite_for_agent: Option<String>,
+    replace: bool,
 ) -> Result<MovedCredential, ErrorReport> {
     blocking(&state, move |m| {
         m.move_finding(MoveFinding {
@@ -72,9 +113,28 @@ pub async fn move_finding(
             finding: &finding,
             connection: &connection,
             rewrite_for_agent: rewrite_for_agent.as_deref(),
+            replace,
         })
     })
     .await
+}
+
+/// Undo a move: the line comes back into its file, the connection gets back the credential
+/// it held before.
+#[tauri::command]
+#[specta::specta]
+pub async fn undo_move(
+    state: State<'_, AppState>,
+    move_id: String,
+) -> Result<UndoneMove, ErrorReport> {
+    blocking(&state, move |m| m.undo_move(&move_id)).await
+}
+
+/// The moves that can still be undone, newest first.
+#[tauri::command]
+#[specta::specta]
+pub async fn open_moves(state: State<'_, AppState>) -> Result<Vec<OpenMove>, ErrorReport> {
+    blocking(&state, |m| m.open_moves()).await
 }
 
 /// The connection presets (GitHub, Slack, ...): base URL, credential placement, actions.
@@ -87,11 +147,25 @@ pub fn list_presets() -> Vec<mandate_core::broker::presets::PresetView> {
         .collect()
 }
 
-/// A connection the wizard makes from a preset before it creates the agent.
+/// A connection the wizard makes before it creates the agent.
 #[derive(Debug, Clone, Deserialize, specta::Type)]
-pub struct PresetConnection {
-    pub name: String,
-    pub preset: String,
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum WizardConnection {
+    /// From a preset (`github`, `openai`...).
+    Preset { name: String, preset: String },
+    /// A database connection, its URL handed to the program in `variable`.
+    Database {
+        name: String,
+        variable: Option<String>,
+    },
+}
+
+impl WizardConnection {
+    fn name(&self) -> &str {
+        match self {
+            WizardConnection::Preset { name, .. } | WizardConnection::Database { name, .. } => name,
+        }
+    }
 }
 
 /// How the agent proves who it is.
@@ -113,8 +187,8 @@ pub struct WizardAgentInput {
     pub owner: String,
     pub parent: Option<String>,
     pub scopes: Vec<String>,
-    /// Connections to create from presets first (those that do not exist yet).
-    pub new_connections: Vec<PresetConnection>,
+    /// Connections to create first (those that do not exist yet).
+    pub new_connections: Vec<WizardConnection>,
     /// The longest token lifetime, in seconds (1 s to 24 h).
     pub max_ttl_secs: u32,
     pub key: WizardKey,
@@ -156,13 +230,19 @@ fn create(m: &mandate_core::Mandate, input: WizardAgentInput) -> mandate_core::R
     }
     let mut created = Vec::new();
     for c in &input.new_connections {
-        match m.get_connection(&c.name) {
+        match m.get_connection(c.name()) {
             Ok(_) => continue,
             Err(Error::NotFound { .. }) => {}
             Err(e) => return Err(undo(m, &created, e)),
         }
-        match m.add_preset_connection(&c.name, &c.preset) {
-            Ok(_) => created.push(c.name.clone()),
+        let made = match c {
+            WizardConnection::Preset { name, preset } => m.add_preset_connection(name, preset),
+            WizardConnection::Database { name, variable } => {
+                m.add_database_connection(name, variable.as_deref(), None)
+            }
+        };
+        match made {
+            Ok(_) => created.push(c.name().to_string()),
             Err(e) => return Err(undo(m, &created, e)),
         }
     }
@@ -323,11 +403,17 @@ mod tests {
             purpose: "monthly billing report".into(),
             owner: "founder".into(),
             parent: None,
-            scopes: vec!["github:repo.read".into()],
-            new_connections: vec![PresetConnection {
-                name: "github".into(),
-                preset: "github".into(),
-            }],
+            scopes: vec!["github:repo.read".into(), "warehouse:connect".into()],
+            new_connections: vec![
+                WizardConnection::Preset {
+                    name: "github".into(),
+                    preset: "github".into(),
+                },
+                WizardConnection::Database {
+                    name: "warehouse".into(),
+                    variable: Some("WAREHOUSE_URL".into()),
+                },
+            ],
             max_ttl_secs: 600,
             key,
         }
@@ -347,6 +433,10 @@ mod tests {
             m.broker_config("github").unwrap().preset.as_deref(),
             Some("github")
         );
+        let w = m.get_connection("warehouse").unwrap();
+        assert_eq!(w.kind, mandate_core::model::ConnectionKind::Database);
+        assert_eq!(w.variable.as_deref(), Some("WAREHOUSE_URL"));
+        assert!(a.scopes.iter().any(|s| s.as_str() == "warehouse:connect"));
     }
 
     #[test]

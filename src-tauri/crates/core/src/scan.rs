@@ -261,7 +261,7 @@ fn suggest_connection(p: &Pattern, value: &str) -> Option<String> {
 }
 
 /// One credential found in a file. Holds no secret: only where it is and a masked value.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct Finding {
     /// Path relative to the scanned folder.

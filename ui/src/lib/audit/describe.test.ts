@@ -41,6 +41,18 @@ describe("events in words", () => {
     expect(
       describeEvent(ev({ action: "credential.moved_to_keychain", target: { kind: "connection", id: "c", name: "github" } })),
     ).toBe("founder moved a credential from a project file into the keychain for github");
+    // Issue 17: a replacement is named as one, and so is a hand-over of a database URL.
+    expect(
+      describeEvent(ev({ action: "connection.secret_replaced", target: { kind: "connection", id: "c", name: "github" } })),
+    ).toBe("founder replaced the secret of github");
+    expect(
+      describeEvent(ev({ action: "credential.move_undone", target: { kind: "connection", id: "c", name: "github" } })),
+    ).toBe("founder undid a credential move into github");
+    expect(
+      describeEvent(
+        ev({ actor: { kind: "agent", id: "a1", name: "bot" }, action: "secret.handed_over", target: { kind: "connection", id: "c", name: "app" } }),
+      ),
+    ).toBe("bot was handed the database URL of app");
     expect(describeEvent(ev({ actor: { kind: "agent", id: "a1", name: "bot" }, action: "proxy.completed" }))).toBe("bot called through the broker");
     expect(describeEvent(ev({ actor: { kind: "app", id: "cli", name: "ann" }, action: "endpoint.tls_certificate_created" }))).toBe(
       "ann (the CLI) created the endpoint's HTTPS certificate",

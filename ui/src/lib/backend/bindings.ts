@@ -46,12 +46,10 @@ export const commands = {
 	 *  null when the dialog was cancelled.
 	 */
 	exportAudit: (format: ExportFormat, agent: string | null, since: string | null, until: string | null, onProgress: Channel<ExportProgress>) => typedError<ExportDone | null, ErrorReport>(__TAURI_INVOKE("export_audit", { format, agent, since, until, onProgress })),
-	/**  Show an exported file in the system's file manager (selected in its folder). */
-	showExportInFolder: (path: string) => typedError<null, ErrorReport>(__TAURI_INVOKE("show_export_in_folder", { path })),
-	listConnections: () => typedError<Connection[], ErrorReport>(__TAURI_INVOKE("list_connections")),
-	addConnection: (input: NewConnectionInput_Deserialize) => typedError<Connection, ErrorReport>(__TAURI_INVOKE("add_connection", { input })),
+	listConnections: () => typedError<Connection_Serialize[], ErrorReport>(__TAURI_INVOKE("list_connections")),
+	addConnection: (input: NewConnectionInput_Deserialize) => typedError<Connection_Serialize, ErrorReport>(__TAURI_INVOKE("add_connection", { input })),
 	/**  Store or replace a connection's credential. The value is never returned or shown again. */
-	setConnectionSecret: (name: string, secret: string) => typedError<Connection, ErrorReport>(__TAURI_INVOKE("set_connection_secret", { name, secret })),
+	setConnectionSecret: (name: string, secret: string) => typedError<Connection_Serialize, ErrorReport>(__TAURI_INVOKE("set_connection_secret", { name, secret })),
 	/**
 	 *  Remove a connection, its credential and every scope on it; returns the agents that lost
 	 *  scopes.
@@ -65,25 +63,41 @@ export const commands = {
 	 *  Set the lowest trust state that still gets tokens for a connection; applies from the next
 	 *  token request. Audited by the core.
 	 */
-	setTrustFloor: (name: string, floor: TrustState) => typedError<Connection, ErrorReport>(__TAURI_INVOKE("set_trust_floor", { name, floor })),
+	setTrustFloor: (name: string, floor: TrustState) => typedError<Connection_Serialize, ErrorReport>(__TAURI_INVOKE("set_trust_floor", { name, floor })),
 	settings: () => typedError<Settings_Serialize, ErrorReport>(__TAURI_INVOKE("settings")),
 	/**  Set (or with an empty name clear) the organisation name printed on reports. */
 	setOrganisation: (name: string) => typedError<string | null, ErrorReport>(__TAURI_INVOKE("set_organisation", { name })),
 	endpointStatus: () => __TAURI_INVOKE<EndpointStatus_Serialize>("endpoint_status"),
-	/**
-	 *  Pause (`false`) or start (`true`) the app's own token endpoint; refused when the background
-	 *  service (or another `mandate serve`) serves it.
-	 */
+	/**  Pause (`false`) or start (`true`) the token endpoint. */
 	setEndpointRunning: (running: boolean) => typedError<EndpointStatus_Serialize, ErrorReport>(__TAURI_INVOKE("set_endpoint_running", { running })),
 	/**  Ask for the agent's project folder with the native folder dialog; null when cancelled. */
 	pickFolder: () => __TAURI_INVOKE<string | null>("pick_folder"),
 	/**  Scan the agent's project folder for credentials in known formats (masked values only). */
 	scanFolder: (path: string) => typedError<ScanReport_Serialize, ErrorReport>(__TAURI_INVOKE("scan_folder", { path })),
 	/**
+	 *  For each finding, the connections of its kind it may go into and the default choice
+	 *  (none when Mandate cannot tell what the credential is for).
+	 */
+	moveChoices: (findings: Finding_Deserialize[]) => typedError<MoveChoices_Serialize[], ErrorReport>(__TAURI_INVOKE("move_choices", { findings })),
+	/**
+	 *  What moving a finding into `connection` would do, for the confirmation: both credentials
+	 *  masked and the agents that use the connection. Changes nothing.
+	 */
+	planMove: (root: string, finding: FindingRef, connection: string) => typedError<MovePlan_Serialize, ErrorReport>(__TAURI_INVOKE("plan_move", { root, finding, connection })),
+	/**
 	 *  Move one finding's credential into the OS keychain as `connection`'s secret; with
 	 *  `rewrite_for_agent`, also replace its line with a comment pointing at `mandate exec`.
+	 *  `replace` is the person's answer to the confirmation when the connection holds a
+	 *  credential; without it such a move is refused.
 	 */
-	moveFinding: (root: string, finding: FindingRef, connection: string, rewriteForAgent: string | null) => typedError<MovedCredential_Serialize, ErrorReport>(__TAURI_INVOKE("move_finding", { root, finding, connection, rewriteForAgent })),
+	moveFinding: (root: string, finding: FindingRef, connection: string, rewriteForAgent: string | null, replace: boolean) => typedError<MovedCredential_Serialize, ErrorReport>(__TAURI_INVOKE("move_finding", { root, finding, connection, rewriteForAgent, replace })),
+	/**
+	 *  Undo a move: the line comes back into its file, the connection gets back the credential
+	 *  it held before.
+	 */
+	undoMove: (moveId: string) => typedError<UndoneMove, ErrorReport>(__TAURI_INVOKE("undo_move", { moveId })),
+	/**  The moves that can still be undone, newest first. */
+	openMoves: () => typedError<OpenMove_Serialize[], ErrorReport>(__TAURI_INVOKE("open_moves")),
 	/**  The connection presets (GitHub, Slack, ...): base URL, credential placement, actions. */
 	listPresets: () => __TAURI_INVOKE<PresetView[]>("list_presets"),
 	/**
@@ -99,6 +113,13 @@ export const commands = {
 };
 
 /* Types */
+/**  A real request of a vendor's API that an action covers. */
+export type ActionExample = {
+	action: string,
+	/**  Path and query under the connection's base URL (`/user`). */
+	path: string,
+};
+
 /**  Who did something. */
 export type Actor = {
 	/**  `member`, `agent` or `app`. */
@@ -189,6 +210,15 @@ export type AgentName = string;
 
 /**  An agent's lifecycle status. `Revoked` is final. */
 export type AgentStatus = "active" | "suspended" | "revoked";
+
+/**
+ *  An agent that holds scopes on a connection, and which: what changing the connection's
+ *  credential affects.
+ */
+export type AgentUse = {
+	agent: AgentName,
+	scopes: Scope[],
+};
 
 /**  An agent as users see it: everything but secrets, with its trust evaluation. */
 export type Agent_Deserialize = {
@@ -423,19 +453,7 @@ export type CheckpointInfo = {
  *  A system agents reach. Its credential lives only in the OS keychain; `has_secret` says
  *  whether one is set, never what it is.
  */
-export type Connection = {
-	id: ConnectionId,
-	name: ConnectionName,
-	base_url: string,
-	actions: ConnectionAction[],
-	has_secret: boolean,
-	/**  Agents below this trust state are refused tokens for this connection. */
-	trust_floor: TrustState,
-	/**  Names of agents that hold at least one scope on this connection. */
-	granted_to: AgentName[],
-	created_at: string,
-	updated_at: string,
-};
+export type Connection = Connection_Serialize | Connection_Deserialize;
 
 /**  One action a connection offers: a name and the HTTP requests it covers. */
 export type ConnectionAction = {
@@ -449,8 +467,88 @@ export type ConnectionAction = {
 /**  A connection's stable id. */
 export type ConnectionId = string;
 
+/**  What kind of system a connection is, which decides how its credential reaches an agent. */
+export type ConnectionKind = 
+/**
+ *  An HTTP API. The broker adds the credential to each call under `/proxy/NAME`; the
+ *  agent's program never holds it.
+ */
+"http" | 
+/**
+ *  A database. The credential is its URL (with the password), which `mandate exec` hands
+ *  to the program in an environment variable when its token holds `NAME:connect`: the
+ *  program holds the URL while it runs.
+ */
+"database";
+
 /**  A connection's name, the first half of its scopes. */
 export type ConnectionName = string;
+
+/**
+ *  A system agents reach. Its credential lives only in the OS keychain; `has_secret` says
+ *  whether one is set, never what it is.
+ */
+export type Connection_Deserialize = {
+	id: ConnectionId,
+	name: ConnectionName,
+	kind: ConnectionKind,
+	/**
+	 *  For an HTTP API, its base URL; a database connection has
+	 *  `urn:mandate:connection:NAME` (the audience its tokens carry), since its real address
+	 *  is part of the URL in the keychain.
+	 */
+	base_url: string,
+	/**  The preset it was made from (`github`, `openai`...), if any. */
+	preset?: string | null,
+	/**  For a database: the environment variable `mandate exec` hands its URL over in. */
+	variable?: string | null,
+	actions: ConnectionAction[],
+	has_secret: boolean,
+	/**
+	 *  When the credential last changed (set, replaced, moved in or restored); `None` when
+	 *  that happened before Mandate recorded it, or never.
+	 */
+	secret_changed_at?: string | null,
+	/**  Agents below this trust state are refused tokens for this connection. */
+	trust_floor: TrustState,
+	/**  Names of agents that hold at least one scope on this connection. */
+	granted_to: AgentName[],
+	created_at: string,
+	updated_at: string,
+};
+
+/**
+ *  A system agents reach. Its credential lives only in the OS keychain; `has_secret` says
+ *  whether one is set, never what it is.
+ */
+export type Connection_Serialize = {
+	id: ConnectionId,
+	name: ConnectionName,
+	kind: ConnectionKind,
+	/**
+	 *  For an HTTP API, its base URL; a database connection has
+	 *  `urn:mandate:connection:NAME` (the audience its tokens carry), since its real address
+	 *  is part of the URL in the keychain.
+	 */
+	base_url: string,
+	/**  The preset it was made from (`github`, `openai`...), if any. */
+	preset: string | null,
+	/**  For a database: the environment variable `mandate exec` hands its URL over in. */
+	variable: string | null,
+	actions: ConnectionAction[],
+	has_secret: boolean,
+	/**
+	 *  When the credential last changed (set, replaced, moved in or restored); `None` when
+	 *  that happened before Mandate recorded it, or never.
+	 */
+	secret_changed_at: string | null,
+	/**  Agents below this trust state are refused tokens for this connection. */
+	trust_floor: TrustState,
+	/**  Names of agents that hold at least one scope on this connection. */
+	granted_to: AgentName[],
+	created_at: string,
+	updated_at: string,
+};
 
 /**  Where the credential goes. */
 export type CredentialPlacement = 
@@ -523,11 +621,6 @@ export type EndpointStatus_Deserialize = {
 	url?: string | null,
 	/**  Why it is not running, as a sentence that says what to do. */
 	message?: string | null,
-	served_by: ServedByView,
-	/**  The serving process when it is not this app. */
-	pid?: number | null,
-	/**  It serves HTTPS only (`mandate serve --tls`). */
-	tls: boolean,
 };
 
 /**  The endpoint as the UI and the tray show it. */
@@ -539,15 +632,10 @@ export type EndpointStatus_Serialize = {
 	url: string | null,
 	/**  Why it is not running, as a sentence that says what to do. */
 	message: string | null,
-	served_by: ServedByView,
-	/**  The serving process when it is not this app. */
-	pid: number | null,
-	/**  It serves HTTPS only (`mandate serve --tls`). */
-	tls: boolean,
 };
 
 /**  Stable, machine-readable error codes, shared by the CLI (`--json`), HTTP and the UI. */
-export type ErrorCode = "invalid_input" | "not_found" | "already_exists" | "conflict" | "refused" | "keychain_unavailable" | "keychain_locked" | "database_too_new" | "data_dir" | "busy" | "storage" | "io";
+export type ErrorCode = "invalid_input" | "not_found" | "already_exists" | "conflict" | "keychain_unavailable" | "keychain_locked" | "database_too_new" | "data_dir" | "busy" | "storage" | "io";
 
 /**  The serialisable form of an error for IPC and `--json` output: a code and a sentence. */
 export type ErrorReport = {
@@ -616,6 +704,12 @@ export type Finding_Deserialize = {
 	 *  comments); otherwise the line has to be deleted by hand.
 	 */
 	rewritable: boolean,
+	/**
+	 *  A name for the connection it belongs in: the preset (`github`), or for a database URL
+	 *  one made from the database's name. `None` when Mandate cannot tell what it is for
+	 *  (an AWS key id, a Google API key): the person chooses.
+	 */
+	suggested_connection?: string | null,
 };
 
 /**  One credential found in a file. Holds no secret: only where it is and a masked value. */
@@ -643,6 +737,12 @@ export type Finding_Serialize = {
 	 *  comments); otherwise the line has to be deleted by hand.
 	 */
 	rewritable: boolean,
+	/**
+	 *  A name for the connection it belongs in: the preset (`github`), or for a database URL
+	 *  one made from the database's name. `None` when Mandate cannot tell what it is for
+	 *  (an AWS key id, a Google API key): the person chooses.
+	 */
+	suggested_connection: string | null,
 };
 
 /**  Where an agent's key came from and where its private half is. */
@@ -659,6 +759,13 @@ export type KeychainStatus = {
 	ok: boolean,
 	/**  What the keychain is, or what is wrong and how to fix it. */
 	message: string,
+};
+
+/**  A credential as a confirmation shows it: what it is and a masked value. */
+export type MaskedCredential = {
+	/**  "GitHub token", "Database URL with a password", or "credential" when unknown. */
+	label: string,
+	masked: string,
 };
 
 /**  A team member: a human who owns agents and on whose behalf agents may act. */
@@ -686,37 +793,141 @@ export type Member_Serialize = {
 	created_at: string,
 };
 
+/**  Where a finding could go: the connections of its kind and which one to use by default. */
+export type MoveChoices = MoveChoices_Serialize | MoveChoices_Deserialize;
+
+/**  Where a finding could go: the connections of its kind and which one to use by default. */
+export type MoveChoices_Deserialize = {
+	/**  `vendor`, `database`, or `unknown` (Mandate cannot tell what it is for). */
+	home: string,
+	/**  The connections it may go into, existing ones first, then one to create. */
+	options: MoveOption[],
+	/**
+	 *  The choice a person who accepts every default makes; `None` when the kind is unknown
+	 *  (the person must choose) or nothing fits.
+	 */
+	default?: string | null,
+	/**  Why there is no default, or what to do when there are no options, as a sentence. */
+	note?: string | null,
+};
+
+/**  Where a finding could go: the connections of its kind and which one to use by default. */
+export type MoveChoices_Serialize = {
+	/**  `vendor`, `database`, or `unknown` (Mandate cannot tell what it is for). */
+	home: string,
+	/**  The connections it may go into, existing ones first, then one to create. */
+	options: MoveOption[],
+	/**
+	 *  The choice a person who accepts every default makes; `None` when the kind is unknown
+	 *  (the person must choose) or nothing fits.
+	 */
+	default: string | null,
+	/**  Why there is no default, or what to do when there are no options, as a sentence. */
+	note: string | null,
+};
+
+/**  One connection a finding may go into. */
+export type MoveOption = {
+	connection: string,
+	kind: ConnectionKind,
+	/**  False: moving makes this connection. */
+	exists: boolean,
+	/**  It holds a credential: moving into it replaces that one (after a confirmation). */
+	has_secret: boolean,
+};
+
+/**  What a move would do, shown before anything changes. Holds no secret. */
+export type MovePlan = MovePlan_Serialize | MovePlan_Deserialize;
+
+/**  What a move would do, shown before anything changes. Holds no secret. */
+export type MovePlan_Deserialize = {
+	connection: string,
+	kind: ConnectionKind,
+	/**
+	 *  The connection does not exist yet: the move makes it (from the finding's preset, or as
+	 *  a database connection).
+	 */
+	creates: boolean,
+	incoming: MaskedCredential,
+	/**
+	 *  Set when the connection holds a credential: the move replaces it, and needs
+	 *  `replace: true`.
+	 */
+	replaces?: Replacement_Deserialize | null,
+	/**  The line can be replaced by a comment. */
+	rewritable: boolean,
+	/**  Until when the move could be undone, if made now. */
+	undo_until: string,
+};
+
+/**  What a move would do, shown before anything changes. Holds no secret. */
+export type MovePlan_Serialize = {
+	connection: string,
+	kind: ConnectionKind,
+	/**
+	 *  The connection does not exist yet: the move makes it (from the finding's preset, or as
+	 *  a database connection).
+	 */
+	creates: boolean,
+	incoming: MaskedCredential,
+	/**
+	 *  Set when the connection holds a credential: the move replaces it, and needs
+	 *  `replace: true`.
+	 */
+	replaces: Replacement_Serialize | null,
+	/**  The line can be replaced by a comment. */
+	rewritable: boolean,
+	/**  Until when the move could be undone, if made now. */
+	undo_until: string,
+};
+
 /**  What moving did. Holds no secret. */
 export type MovedCredential = MovedCredential_Serialize | MovedCredential_Deserialize;
 
 /**  What moving did. Holds no secret. */
 export type MovedCredential_Deserialize = {
+	/**  Names the move for [`Mandate::undo_move`] (`mandate scan --undo ID`). */
+	move_id: string,
 	connection: string,
-	/**  The connection did not exist and was made from the finding's preset. */
+	kind: ConnectionKind,
+	/**  The connection did not exist and was made for this credential. */
 	created_connection: boolean,
-	/**  The connection had a credential already; it was replaced. */
+	/**
+	 *  The connection had a credential already; it was replaced (and is kept until
+	 *  `undo_until`).
+	 */
 	replaced_secret: boolean,
 	file: string,
 	line: number,
 	/**  The line in the file was replaced by `comment`. */
 	rewritten: boolean,
 	comment?: string | null,
+	/**  Until when the move can be undone. */
+	undo_until: string,
 	/**  What the person should do next, as a sentence. */
 	next_step: string,
 };
 
 /**  What moving did. Holds no secret. */
 export type MovedCredential_Serialize = {
+	/**  Names the move for [`Mandate::undo_move`] (`mandate scan --undo ID`). */
+	move_id: string,
 	connection: string,
-	/**  The connection did not exist and was made from the finding's preset. */
+	kind: ConnectionKind,
+	/**  The connection did not exist and was made for this credential. */
 	created_connection: boolean,
-	/**  The connection had a credential already; it was replaced. */
+	/**
+	 *  The connection had a credential already; it was replaced (and is kept until
+	 *  `undo_until`).
+	 */
 	replaced_secret: boolean,
 	file: string,
 	line: number,
 	/**  The line in the file was replaced by `comment`. */
 	rewritten: boolean,
 	comment: string | null,
+	/**  Until when the move can be undone. */
+	undo_until: string,
 	/**  What the person should do next, as a sentence. */
 	next_step: string,
 };
@@ -746,6 +957,13 @@ export type NewConnectionInput_Deserialize = {
 	 *  cost of each action and which actions stay essential, for the actions kept.
 	 */
 	preset?: string | null,
+	/**
+	 *  `database` for a database connection (no base URL or actions; its URL is handed to
+	 *  programs by `mandate exec`); absent or `http` for an API.
+	 */
+	kind?: ConnectionKind | null,
+	/**  For a database: the variable its URL is handed over in (default `DATABASE_URL`). */
+	variable?: string | null,
 };
 
 /**  A new connection as the UI's form gives it. */
@@ -760,6 +978,13 @@ export type NewConnectionInput_Serialize = {
 	 *  cost of each action and which actions stay essential, for the actions kept.
 	 */
 	preset: string | null,
+	/**
+	 *  `database` for a database connection (no base URL or actions; its URL is handed to
+	 *  programs by `mandate exec`); absent or `http` for an API.
+	 */
+	kind: ConnectionKind | null,
+	/**  For a database: the variable its URL is handed over in (default `DATABASE_URL`). */
+	variable: string | null,
 };
 
 /**  A delegation as the agent page's form gives it. */
@@ -771,6 +996,45 @@ export type NewDelegationInput = {
 	/**  RFC 3339, in the future. */
 	until: string,
 	task: string,
+};
+
+/**  A move that can still be undone. */
+export type OpenMove = OpenMove_Serialize | OpenMove_Deserialize;
+
+/**  A move that can still be undone. */
+export type OpenMove_Deserialize = {
+	id: string,
+	moved_at: string,
+	undo_until: string,
+	/**  The scanned folder and the file inside it. */
+	root: string,
+	file: string,
+	line: number,
+	kind: string,
+	label: string,
+	variable?: string | null,
+	connection: string,
+	/**  The connection held a credential that the move replaced; undoing gives it back. */
+	replaced_secret: boolean,
+	rewritten: boolean,
+};
+
+/**  A move that can still be undone. */
+export type OpenMove_Serialize = {
+	id: string,
+	moved_at: string,
+	undo_until: string,
+	/**  The scanned folder and the file inside it. */
+	root: string,
+	file: string,
+	line: number,
+	kind: string,
+	label: string,
+	variable: string | null,
+	connection: string,
+	/**  The connection held a credential that the move replaced; undoing gives it back. */
+	replaced_secret: boolean,
+	rewritten: boolean,
 };
 
 /**  A token that was issued, is not revoked and has not expired. Never the token itself. */
@@ -829,12 +1093,6 @@ export type PageRequest_Serialize = {
 	before_seq: number | null,
 };
 
-/**  A connection the wizard makes from a preset before it creates the agent. */
-export type PresetConnection = {
-	name: string,
-	preset: string,
-};
-
 /**  What the app and `mandate connection presets` show of a preset. */
 export type PresetView = {
 	name: string,
@@ -842,6 +1100,10 @@ export type PresetView = {
 	auth: string,
 	actions: string[],
 	sdk_variables: string[],
+	/**  The actions the wizard ticks by default: narrow reads of non-sensitive data only. */
+	default_actions: string[],
+	/**  A real request per action that has one (`user.read` → `/user`), for examples. */
+	examples: ActionExample[],
 };
 
 /**  What kind of problem verification found. */
@@ -876,6 +1138,46 @@ export type ProblemKind =
 /**  The bundle's seal (its signature over every byte before the end line) is wrong. */
 "broken_seal";
 
+/**
+ *  How a project is started, guessed from the files at its top level: `npm start` when
+ *  `package.json` has a start script, `python3 main.py` for a Python entry file, and so on.
+ */
+export type Program = {
+	/**  The command, relative to the scanned folder (`python3 agent.py`). */
+	command: string,
+	/**  The file it was guessed from (`agent.py`, `package.json`). */
+	file: string,
+};
+
+/**  What replacing a connection's credential would do. */
+export type Replacement = Replacement_Serialize | Replacement_Deserialize;
+
+/**  What replacing a connection's credential would do. */
+export type Replacement_Deserialize = {
+	/**  The credential the connection holds now, masked; `None` when the keychain has lost it. */
+	current?: MaskedCredential | null,
+	/**
+	 *  The agents that use the connection, with their scopes on it: from their next call
+	 *  they use the new credential, and whatever only the current one allowed stops working.
+	 */
+	affected: AgentUse[],
+	/**  The same, in one sentence. */
+	summary: string,
+};
+
+/**  What replacing a connection's credential would do. */
+export type Replacement_Serialize = {
+	/**  The credential the connection holds now, masked; `None` when the keychain has lost it. */
+	current: MaskedCredential | null,
+	/**
+	 *  The agents that use the connection, with their scopes on it: from their next call
+	 *  they use the new credential, and whatever only the current one allowed stops working.
+	 */
+	affected: AgentUse[],
+	/**  The same, in one sentence. */
+	summary: string,
+};
+
 /**  The result of a scan. */
 export type ScanReport = ScanReport_Serialize | ScanReport_Deserialize;
 
@@ -887,6 +1189,8 @@ export type ScanReport_Deserialize = {
 	/**  True when the scan stopped at [`MAX_FILES`]. */
 	truncated: boolean,
 	findings: Finding_Deserialize[],
+	/**  How the project seems to be started, for the copy-ready `mandate exec` line. */
+	program?: Program | null,
 };
 
 /**  The result of a scan. */
@@ -897,19 +1201,12 @@ export type ScanReport_Serialize = {
 	/**  True when the scan stopped at [`MAX_FILES`]. */
 	truncated: boolean,
 	findings: Finding_Serialize[],
+	/**  How the project seems to be started, for the copy-ready `mandate exec` line. */
+	program: Program | null,
 };
 
 /**  A grant of one action on one connection: `connection:action`. No wildcards. */
 export type Scope = string;
-
-/**  Which process serves the endpoint. */
-export type ServedByView = 
-/**  This app: it stops when the app closes, and can be paused here. */
-"app" | 
-/**  The background service (`mandate service install`): it runs with the window closed. */
-"service" | 
-/**  A `mandate serve` started by hand. */
-"process";
 
 /**  Everything the Settings screen shows. */
 export type Settings = Settings_Serialize | Settings_Deserialize;
@@ -1061,6 +1358,20 @@ export type TrustSignal = {
 /**  How far Mandate trusts an agent right now. Ordered: `Untrusted < Pending < Trusted`. */
 export type TrustState = "UNTRUSTED" | "PENDING" | "TRUSTED";
 
+/**  What an undo did. */
+export type UndoneMove = {
+	move_id: string,
+	connection: string,
+	file: string,
+	line: number,
+	/**  The line is back in the file (it had been replaced by a comment). */
+	file_restored: boolean,
+	/**  The connection has its previous credential back; false: it now has none. */
+	previous_restored: boolean,
+	/**  What happened, as a sentence. */
+	summary: string,
+};
+
 /**  One agent's use of one connection today, as the agent's page shows it. */
 export type UsageView = UsageView_Serialize | UsageView_Deserialize;
 
@@ -1101,8 +1412,8 @@ export type WizardAgentInput_Deserialize = {
 	owner: string,
 	parent?: string | null,
 	scopes: string[],
-	/**  Connections to create from presets first (those that do not exist yet). */
-	new_connections: PresetConnection[],
+	/**  Connections to create first (those that do not exist yet). */
+	new_connections: WizardConnection_Deserialize[],
 	/**  The longest token lifetime, in seconds (1 s to 24 h). */
 	max_ttl_secs: number,
 	key: WizardKey,
@@ -1116,12 +1427,29 @@ export type WizardAgentInput_Serialize = {
 	owner: string,
 	parent: string | null,
 	scopes: string[],
-	/**  Connections to create from presets first (those that do not exist yet). */
-	new_connections: PresetConnection[],
+	/**  Connections to create first (those that do not exist yet). */
+	new_connections: WizardConnection_Serialize[],
 	/**  The longest token lifetime, in seconds (1 s to 24 h). */
 	max_ttl_secs: number,
 	key: WizardKey,
 };
+
+/**  A connection the wizard makes before it creates the agent. */
+export type WizardConnection = WizardConnection_Serialize | WizardConnection_Deserialize;
+
+/**  A connection the wizard makes before it creates the agent. */
+export type WizardConnection_Deserialize = 
+/**  From a preset (`github`, `openai`...). */
+{ kind: "preset"; name: string; preset: string } | 
+/**  A database connection, its URL handed to the program in `variable`. */
+{ kind: "database"; name: string; variable?: string | null };
+
+/**  A connection the wizard makes before it creates the agent. */
+export type WizardConnection_Serialize = 
+/**  From a preset (`github`, `openai`...). */
+{ kind: "preset"; name: string; preset: string } | 
+/**  A database connection, its URL handed to the program in `variable`. */
+{ kind: "database"; name: string; variable: string | null };
 
 /**  How the agent proves who it is. */
 export type WizardKey = 

@@ -15,7 +15,8 @@ import type {
   BrokerView_Serialize,
   BudgetState,
   CredentialPlacement,
-  Connection,
+  Connection_Serialize,
+  ConnectionKind,
   Decision,
   Delegation_Serialize,
   EndpointStatus_Serialize,
@@ -23,6 +24,10 @@ import type {
   FindingRef,
   Finding_Serialize,
   MovedCredential_Serialize,
+  MoveChoices_Serialize,
+  MovePlan_Serialize,
+  OpenMove_Serialize,
+  UndoneMove,
   PresetView,
   ScanReport_Serialize,
   TestToken_Serialize,
@@ -63,6 +68,10 @@ export type UsageView = UsageView_Serialize;
 export type Finding = Finding_Serialize;
 export type ScanReport = ScanReport_Serialize;
 export type MovedCredential = MovedCredential_Serialize;
+export type MoveChoices = MoveChoices_Serialize;
+export type MovePlan = MovePlan_Serialize;
+export type OpenMove = OpenMove_Serialize;
+export type Connection = Connection_Serialize;
 export type TestToken = Omit<TestToken_Serialize, "header" | "claims"> & {
   header: Record<string, unknown>;
   claims: Record<string, unknown>;
@@ -74,7 +83,8 @@ export type {
   FindingRef,
   PresetView,
   Actor,
-  Connection,
+  ConnectionKind,
+  UndoneMove,
   Decision,
   ErrorReport,
   ExportDone,
@@ -190,13 +200,23 @@ export const backend = {
   pickFolder: (): Promise<string | null> => commands.pickFolder(),
   /** Masked findings only: no secret ever comes back. */
   scanFolder: async (path: string): Promise<ScanReport> => unwrap(await commands.scanFolder(path)),
-  /** The backend re-reads the file; the secret goes straight to the keychain. */
+  /** Per finding: the connections of its kind and the default choice (none for an unknown kind). */
+  moveChoices: async (findings: Finding[]): Promise<MoveChoices[]> => unwrap(await commands.moveChoices(findings)),
+  /** What a move would do: both credentials masked, who uses the connection. Changes nothing. */
+  planMove: async (root: string, finding: FindingRef, connection: string): Promise<MovePlan> =>
+    unwrap(await commands.planMove(root, finding, connection)),
+  /** The backend re-reads the file; the secret goes straight to the keychain. `replace` is the
+   * person's answer to the confirmation when the connection already holds a credential. */
   moveFinding: async (
     root: string,
     finding: FindingRef,
     connection: string,
     rewriteForAgent: string | null,
-  ): Promise<MovedCredential> => unwrap(await commands.moveFinding(root, finding, connection, rewriteForAgent)),
+    replace: boolean,
+  ): Promise<MovedCredential> => unwrap(await commands.moveFinding(root, finding, connection, rewriteForAgent, replace)),
+  /** The line comes back into its file and the connection gets its previous credential back. */
+  undoMove: async (moveId: string): Promise<UndoneMove> => unwrap(await commands.undoMove(moveId)),
+  openMoves: async (): Promise<OpenMove[]> => unwrap(await commands.openMoves()),
   listPresets: (): Promise<PresetView[]> => commands.listPresets(),
   createWizardAgent: async (input: WizardAgentInput): Promise<Agent> =>
     unwrap(await commands.createWizardAgent(input)),

@@ -17,6 +17,20 @@ export type Preset = {
   auth: string;
   /** Where the credential comes from, in one sentence. */
   secretHint: string;
+  /** "database": no base URL or actions; its URL is handed to the program by `mandate exec`. */
+  kind: "http" | "database";
+};
+
+/** The Add dialog's database choice (not a broker preset: a database is not called over HTTP). */
+export const DATABASE_CHOICE: Preset = {
+  id: "database",
+  label: "Database",
+  name: "",
+  baseUrl: "",
+  actions: [],
+  auth: "",
+  secretHint: "The URL the program connects with, password included (postgres://USER:PASSWORD@HOST:5432/DB).",
+  kind: "database",
 };
 
 const INFO: Record<string, { label: string; secretHint: string }> = {
@@ -39,8 +53,9 @@ export function presetChoices(views: PresetView[]): Preset[] {
     actions: v.actions,
     auth: v.auth,
     secretHint: INFO[v.name]?.secretHint ?? "The credential the API expects.",
+    kind: "http" as const,
   }));
-  return [...out.filter((p) => p.id !== "http"), ...out.filter((p) => p.id === "http")];
+  return [...out.filter((p) => p.id !== "http"), ...out.filter((p) => p.id === "http"), DATABASE_CHOICE];
 }
 
 /** "bearer" → "Authorization: Bearer", "header:x-api-key" → "x-api-key header". */

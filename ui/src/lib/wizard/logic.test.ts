@@ -3,6 +3,11 @@ import {
   blastRadius,
   claimRows,
   concretePath,
+  defaultScopes,
+  exampleCall,
+  moveOptionLabel,
+  surfacesWithoutTargets,
+  untilText,
   formatTtl,
   isReadOnly,
   isWildcard,
@@ -111,6 +116,30 @@ describe("blastRadius", () => {
   it("explains an agent with no scopes", () => {
     expect(blastRadius([github], [], 900)[0]).toMatch(/Can do nothing yet/);
   });
+  it("says plainly that the program holds a database URL", () => {
+    const db: ScopeTarget = { connection: "app", createFrom: "database", kind: "database", variable: "DATABASE_URL", actions: [{ name: "connect", method: "", path: "" }] };
+    const lines = blastRadius([github, db], ["github:repo.read", "app:connect"], 900);
+    expect(lines[1]).toBe(
+      "Is handed the URL of the app database as DATABASE_URL by mandate exec, and holds it while it runs: it may do whatever that URL's database user may.",
+    );
+    expect(lines).not.toContain("Cannot change anything: every action is read-only.");
+    expect(lines[2]).toMatch(/in the database it is limited only by the database user/);
+  });
+});
+
+describe("defaults (issue 17: no broad reads of private data pre-ticked)", () => {
+  it("ticks only the preset's narrow reads, never a database", () => {
+    const gh: ScopeTarget = { ...github, defaults: ["user.read"] };
+    expect(defaultScopes(gh)).toEqual(["github:user.read"]);
+    expect(defaultScopes(github)).toEqual([]);
+    const slack: ScopeTarget = {
+      connection: "slack",
+      createFrom: "slack",
+      actions: ["conversations.read=GET:/conversations.list", "history.read=GET:/conversations.history"].map(parseAction),
+      defaults: ["conversations.read"],
+    };
+    expect(defaultScopes(slack)).not.toContain("slack:history.read");
+  });
 });
 
 describe("formatting", () => {
@@ -148,6 +177,18 @@ describe("snippets", () => {
     expect(s[2].text).toContain("$(mandate token billing-report-agent)");
     expect(s[2].text).toContain("http://127.0.0.1:6263/proxy/github/user");
     expect(s[3].text).toContain('"mandate", "token", "billing-report-agent"');
+    expect(s[1].text).toBe("mandate exec billing-report-agent -- <command that starts it>");
+  });
+  it("runs the program the scan found, and calls a real endpoint of the preset", () => {
+    const gh: ScopeTarget = { ...github, examples: { "repo.read": "/repos/octocat/Hello-World", "user.read": "/user" } };
+    const example = exampleCall([gh], ["github:repo.read"]);
+    expect(example).toEqual({ connection: "github", path: "/repos/octocat/Hello-World" });
+    const s = snippets({ agent: "bot", port: 6263, keyInKeychain: true, kid: null, example, command: "python3 main.py" });
+    expect(s[1].text).toBe("mandate exec bot -- python3 main.py");
+    expect(s[2].text).toContain("http://127.0.0.1:6263/proxy/github/repos/octocat/Hello-World");
+    expect(s.map((x) => x.text).join("\n")).not.toContain("/proxy/github/repos\n");
+    // A custom connection: only a fixed path, never a made-up one.
+    expect(exampleCall([api], ["crm:read"])).toBeNull();
   });
   it("signs with the agent's own key when it was pasted", () => {
     const s = snippets({ agent: "remote-agent", port: 7000, keyInKeychain: false, kid: "kid-9", example: null });
@@ -184,6 +225,28 @@ describe("scopeTargets", () => {
     const t = scopeTargets(["llm"], [{ surface: "llm", preset: "anthropic" }], [], presets);
     expect(t.map((x) => x.connection)).toEqual(["anthropic"]);
     expect(scopeTargets(["llm"], [], [], presets).map((x) => x.connection)).toEqual(["openai", "anthropic"]);
+  });
+  it("keeps a ticked Database at Scope: one database connection per URL found", () => {
+    const t = scopeTargets(
+      ["database"],
+      [{ surface: "database", preset: null, suggested_connection: "app", variable: "DATABASE_URL" }],
+      [{ name: "app", kind: "http", actions: [] }],
+      presets,
+    );
+    expect(t[0]).toMatchObject({ connection: "app-db", createFrom: "database", kind: "database", variable: "DATABASE_URL", defaults: [] });
+    expect(t[0].actions.map((a) => a.name)).toEqual(["connect"]);
+    // Ticked without a scan: a database connection to make, named database.
+    expect(scopeTargets(["database"], [], [], presets)[0]).toMatchObject({ connection: "database", kind: "database" });
+    // An existing database connection is offered instead.
+    const wh = { name: "warehouse", kind: "database" as const, variable: "WAREHOUSE_URL", actions: [] };
+    expect(scopeTargets(["database"], [], [wh], presets)[0]).toMatchObject({ connection: "warehouse", createFrom: null, variable: "WAREHOUSE_URL" });
+    expect(surfacesWithoutTargets(["database", "tickets", "code_host", "cloud"])).toEqual(["Ticket tracker", "Cloud"]);
+  });
+  it("labels where a credential may move", () => {
+    expect(moveOptionLabel({ connection: "app", kind: "database", exists: false, has_secret: false })).toBe("app (new database connection)");
+    expect(moveOptionLabel({ connection: "github", kind: "http", exists: true, has_secret: true })).toMatch(/asked before it is replaced/);
+    const now = new Date(2026, 11, 4, 9, 0);
+    expect(untilText(new Date(2026, 11, 5, 9, 5).toISOString(), now)).toBe("tomorrow 09:05");
   });
   it("maps findings to surfaces", () => {
     expect(surfacesFromFindings([{ surface: "llm" }, { surface: "llm" }, { surface: "weird" }])).toEqual(["llm", "other"]);

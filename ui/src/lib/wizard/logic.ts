@@ -113,17 +113,42 @@ export function isWildcard(a: ActionSpec): boolean {
   return a.method === "*" || /^\/?\*\*?$/.test(a.path.trim());
 }
 
-/** One connection in the Scope step: an existing one, or one the wizard makes from a preset. */
+/** One connection in the Scope step: an existing one, or one the wizard makes (from a preset,
+ * or a database connection for a database URL the scan found). */
 export type ScopeTarget = {
   connection: string;
-  /** The preset it will be made from, when it does not exist yet. */
+  /** How it will be made when it does not exist yet: a preset's name, or "database". */
   createFrom: string | null;
+  /** "http": an API the broker calls; "database": its URL is handed to the program. */
+  kind?: "http" | "database";
+  /** For a database: the variable `mandate exec` hands its URL over in. */
+  variable?: string | null;
   actions: ActionSpec[];
+  /** Action names ticked by default: the preset's narrow reads of non-sensitive data. */
+  defaults?: string[];
+  /** A real request per action name (`user.read` → `/user`), for the proof's examples. */
+  examples?: Record<string, string>;
 };
+
+/** The one action of a database connection. */
+export const DATABASE_ACTION: ActionSpec = { name: "connect", method: "", path: "" };
+
+export function isDatabase(t: { kind?: string }): boolean {
+  return t.kind === "database";
+}
 
 /** The read-only actions of a target, as `connection:action` scopes. */
 export function readOnlyScopes(t: ScopeTarget): string[] {
   return t.actions.filter(isReadOnly).map((a) => `${t.connection}:${a.name}`);
+}
+
+/** What a target starts with ticked: its preset's narrow, non-sensitive reads only (the token's
+ * own account, the list of models). Reads of private content and a database's URL are the
+ * person's explicit choice. */
+export function defaultScopes(t: ScopeTarget): string[] {
+  return (t.defaults ?? [])
+    .filter((n) => t.actions.some((a) => a.name === n))
+    .map((n) => `${t.connection}:${n}`);
 }
 
 /** The chosen actions that are wildcards, as `connection:action`. */
@@ -143,11 +168,19 @@ function list(items: string[]): string {
 export function blastRadius(targets: ScopeTarget[], chosen: string[], ttlSecs: number): string[] {
   const lines: string[] = [];
   let writes = 0;
+  let databases = 0;
   const untouched: string[] = [];
   for (const t of targets) {
     const picked = t.actions.filter((a) => chosen.includes(`${t.connection}:${a.name}`));
     if (picked.length === 0) {
       untouched.push(t.connection);
+      continue;
+    }
+    if (isDatabase(t)) {
+      databases++;
+      lines.push(
+        `Is handed the URL of the ${t.connection} database as ${t.variable ?? "DATABASE_URL"} by mandate exec, and holds it while it runs: it may do whatever that URL's database user may.`,
+      );
       continue;
     }
     writes += picked.filter((a) => !isReadOnly(a)).length;
@@ -158,10 +191,13 @@ export function blastRadius(targets: ScopeTarget[], chosen: string[], ttlSecs: n
   if (lines.length === 0) {
     return ["Can do nothing yet: it has no scopes, so every token request for a connection is refused."];
   }
+  const apis = writes === 0 ? "every API action is read-only" : `it can change data through ${writes} API write action${writes === 1 ? "" : "s"}`;
   lines.push(
-    writes === 0
-      ? "Cannot change anything: every action is read-only."
-      : `Can change data through ${writes} write action${writes === 1 ? "" : "s"}; everything else is read-only.`,
+    databases > 0
+      ? `Through the APIs, ${apis}; in ${databases === 1 ? "the database" : "the databases"} it is limited only by the database user.`
+      : writes === 0
+        ? "Cannot change anything: every action is read-only."
+        : `Can change data through ${writes} write action${writes === 1 ? "" : "s"}; everything else is read-only.`,
   );
   lines.push(
     untouched.length > 0
@@ -198,19 +234,23 @@ export function snippets(opts: {
   port: number;
   keyInKeychain: boolean;
   kid: string | null;
-  /** A connection the agent can reach, with one GET path it may call. */
+  /** A connection the agent can reach, with one real request it may make (`/user`). */
   example: { connection: string; path: string } | null;
+  /** How the scanned project is started (`python3 main.py`), when the scan could tell. */
+  command?: string | null;
 }): Snippet[] {
   const { agent, port, keyInKeychain, kid, example } = opts;
   const base = `http://127.0.0.1:${port}`;
-  const call = example ? `${base}/proxy/${example.connection}${concretePath(example.path)}` : `${base}/.well-known/oauth-authorization-server`;
+  const call = example ? `${base}/proxy/${example.connection}${example.path}` : `${base}/.well-known/oauth-authorization-server`;
   const out: Snippet[] = [];
   if (keyInKeychain) {
     out.push({ id: "token", title: "Print a token (like gcloud auth print-access-token)", text: `mandate token ${agent}` });
     out.push({
       id: "exec",
-      title: "Run the agent with its own identity",
-      text: `mandate exec ${agent} -- python3 agent.py`,
+      title: opts.command
+        ? "Run the agent with its own identity, from its project folder"
+        : "Run the agent with its own identity (put the command that starts it after --)",
+      text: `mandate exec ${agent} -- ${opts.command ?? "<command that starts it>"}`,
     });
     out.push({
       id: "curl",
@@ -298,34 +338,94 @@ export function surfacesFromFindings(findings: { surface: string }[]): string[] 
   return [...new Set(findings.map((f) => (known.has(f.surface) ? f.surface : "other")))];
 }
 
+type PresetInfo = { name: string; actions: string[]; default_actions?: string[]; examples?: { action: string; path: string }[] };
+type ConnectionInfo = {
+  name: string;
+  kind?: "http" | "database";
+  preset?: string | null;
+  variable?: string | null;
+  actions: { name: string; method: string; path_pattern: string }[];
+};
+
 /** What the Scope step offers: for each chosen surface with presets, the existing connection
  * of that name or one to make from the preset (only the presets the scan found, when it found
- * some); then every other existing connection. `suggested` marks the ones tied to a chosen
- * surface, whose read-only actions start checked. */
+ * some); for a chosen Database, a database connection per database URL the scan found (or one
+ * named `database`, or the existing database connections); then every other existing
+ * connection. `suggested` marks the ones tied to a chosen surface; their `defaults` start
+ * checked. */
 export function scopeTargets(
   surfaces: string[],
-  findings: { surface: string; preset: string | null }[],
-  connections: { name: string; actions: { name: string; method: string; path_pattern: string }[] }[],
-  presets: { name: string; actions: string[] }[],
+  findings: { surface: string; preset: string | null; suggested_connection?: string | null; variable?: string | null }[],
+  connections: ConnectionInfo[],
+  presets: PresetInfo[],
 ): (ScopeTarget & { suggested: boolean })[] {
   const out: (ScopeTarget & { suggested: boolean })[] = [];
   const seen = new Set<string>();
-  const fromConnection = (c: (typeof connections)[number], suggested: boolean) => ({
-    connection: c.name,
-    createFrom: null,
-    suggested,
-    actions: c.actions.map((a) => ({ name: a.name, method: a.method, path: a.path_pattern })),
+  const presetOf = (name: string | null | undefined) => presets.find((x) => x.name === name);
+  const examplesOf = (p: PresetInfo | undefined) => Object.fromEntries((p?.examples ?? []).map((e) => [e.action, e.path]));
+  const fromConnection = (c: ConnectionInfo, suggested: boolean): ScopeTarget & { suggested: boolean } => {
+    const p = presetOf(c.preset);
+    return {
+      connection: c.name,
+      createFrom: null,
+      kind: c.kind ?? "http",
+      variable: c.variable ?? null,
+      suggested,
+      actions: c.kind === "database" ? [DATABASE_ACTION] : c.actions.map((a) => ({ name: a.name, method: a.method, path: a.path_pattern })),
+      defaults: c.kind === "database" ? [] : (p?.default_actions ?? []),
+      examples: examplesOf(p),
+    };
+  };
+  const newDatabase = (name: string, variable: string | null | undefined) => ({
+    connection: name,
+    createFrom: "database",
+    kind: "database" as const,
+    variable: variable ?? "DATABASE_URL",
+    suggested: true,
+    actions: [DATABASE_ACTION],
+    defaults: [],
   });
   for (const s of SURFACES) {
     if (!surfaces.includes(s.id)) continue;
+    if (s.id === "database") {
+      const urls = findings.filter((f) => f.surface === "database");
+      const existingDbs = connections.filter((c) => c.kind === "database");
+      if (urls.length === 0 && existingDbs.length > 0) {
+        for (const c of existingDbs) if (!seen.has(c.name)) (seen.add(c.name), out.push(fromConnection(c, true)));
+        continue;
+      }
+      for (const f of urls.length > 0 ? urls : [{ suggested_connection: "database", variable: "DATABASE_URL" }]) {
+        const base = f.suggested_connection ?? "database";
+        const existing = connections.find((c) => c.name === base);
+        if (existing?.kind === "database") {
+          if (!seen.has(base)) (seen.add(base), out.push(fromConnection(existing, true)));
+          continue;
+        }
+        const taken = (n: string) => seen.has(n) || connections.some((c) => c.name === n);
+        let name = taken(base) ? `${base}-db` : base;
+        for (let i = 2; taken(name); i++) name = `${base}-${i}`;
+        seen.add(name);
+        out.push(newDatabase(name, f.variable));
+      }
+      continue;
+    }
     const found = findings.filter((f) => f.surface === s.id && f.preset).map((f) => f.preset as string);
     const wanted = found.length > 0 ? s.presets.filter((p) => found.includes(p)) : s.presets;
     for (const p of wanted) {
       if (seen.has(p)) continue;
       const existing = connections.find((c) => c.name === p);
-      const preset = presets.find((x) => x.name === p);
+      const preset = presetOf(p);
       if (existing) out.push(fromConnection(existing, true));
-      else if (preset) out.push({ connection: p, createFrom: p, suggested: true, actions: preset.actions.map(parseAction) });
+      else if (preset)
+        out.push({
+          connection: p,
+          createFrom: p,
+          kind: "http",
+          suggested: true,
+          actions: preset.actions.map(parseAction),
+          defaults: preset.default_actions ?? [],
+          examples: examplesOf(preset),
+        });
       else continue;
       seen.add(p);
     }
@@ -337,4 +437,41 @@ export function scopeTargets(
     }
   }
   return out;
+}
+
+/** The surfaces the person ticked that the Scope step has nothing for (no preset, no found
+ * credential): they are added on the Connections screen and granted from the agent's page. */
+export function surfacesWithoutTargets(surfaces: string[]): string[] {
+  return SURFACES.filter((s) => surfaces.includes(s.id) && s.presets.length === 0 && s.id !== "database").map((s) => s.label);
+}
+
+/** One request the agent may make, for the proof's copy-ready lines: a chosen read action with
+ * a real example request (`/user`), else a chosen read of a fixed path, else none. */
+export function exampleCall(targets: ScopeTarget[], chosen: string[]): { connection: string; path: string } | null {
+  const reads = targets.flatMap((t) =>
+    isDatabase(t) ? [] : t.actions.filter((a) => isReadOnly(a) && chosen.includes(`${t.connection}:${a.name}`)).map((a) => ({ t, a })),
+  );
+  const real = reads.find(({ t, a }) => t.examples?.[a.name]);
+  if (real) return { connection: real.t.connection, path: real.t.examples![real.a.name] };
+  const fixed = reads.find(({ a }) => !a.path.includes("*"));
+  return fixed ? { connection: fixed.t.connection, path: fixed.a.path } : null;
+}
+
+/** A connection a found credential may move into, as the Rotate step's menu shows it. */
+export function moveOptionLabel(o: { connection: string; kind: string; exists: boolean; has_secret: boolean }): string {
+  if (!o.exists) return o.kind === "database" ? `${o.connection} (new database connection)` : `${o.connection} (new)`;
+  if (o.has_secret) return `${o.connection} (holds a secret: you will be asked before it is replaced)`;
+  return o.connection;
+}
+
+/** "tomorrow 10:42" / "10:42" / a date, for undo windows (local time). */
+export function untilText(iso: string, now: Date = new Date()): string {
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return iso;
+  const hm = `${String(d.getHours()).padStart(2, "0")}:${String(d.getMinutes()).padStart(2, "0")}`;
+  const day = (x: Date) => new Date(x.getFullYear(), x.getMonth(), x.getDate()).getTime();
+  const days = Math.round((day(d) - day(now)) / 86_400_000);
+  if (days === 0) return `today ${hm}`;
+  if (days === 1) return `tomorrow ${hm}`;
+  return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-${String(d.getDate()).padStart(2, "0")} ${hm}`;
 }

@@ -1,6 +1,6 @@
 // What the wizard's steps share: one object with reactive fields, so each step component reads
 // and changes the same answers without a tangle of bindings.
-import type { Agent, Connection, Member, MovedCredential, PresetView, ScanReport, TestToken } from "../backend";
+import type { Agent, Connection, Member, MoveChoices, MovedCredential, PresetView, ScanReport, TestToken } from "../backend";
 import { nameProblem, scopeTargets, TTL_CHOICES } from "./logic";
 
 export const STEPS = ["Inventory", "Issue", "Scope", "Rotate", "Proof"] as const;
@@ -40,6 +40,8 @@ export class WizardState {
   agent: Agent | null = $state(null);
   /** Moved findings, by `file:line:column`. */
   moved: Record<string, MovedCredential> = $state({});
+  /** Where each finding may go, by `file:line:column` (from the backend, after creation). */
+  choices: Record<string, MoveChoices> = $state({});
 
   // 5. Proof
   token: TestToken | null = $state(null);
@@ -50,7 +52,7 @@ export class WizardState {
     scopeTargets(
       this.surfaces,
       this.findings,
-      this.connections.map((c) => ({ name: c.name, actions: c.actions })),
+      this.connections.map((c) => ({ name: c.name, kind: c.kind, preset: c.preset, variable: c.variable, actions: c.actions })),
       this.presets,
     ),
   );
