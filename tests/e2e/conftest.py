@@ -61,14 +61,41 @@ class Install:
             MANDATE_EXPORT_DIR=self.export_dir,
         )
 
-    def cli(self, *args, check=True):
-        out = subprocess.run([CLI, *args], env=self.env, capture_output=True, text=True)
+    def cli(self, *args, check=True, input=None):
+        out = subprocess.run(
+            [CLI, *args], env=self.env, capture_output=True, text=True, input=input
+        )
         if check and out.returncode != 0:
             raise AssertionError(f"mandate {' '.join(args)} failed: {out.stderr}")
         return out
 
     def cli_json(self, *args):
         return json.loads(self.cli(*args, "--json").stdout)
+
+    def keychain(self):
+        """What the real Secret Service holds for this installation, read with secret-tool
+        (an independent client): {account: secret}. secret-tool prints each item's label
+        (`keyring:<account>@<service>`) and secret on stdout."""
+        service = self.env["MANDATE_KEYCHAIN_SERVICE"]
+        out = subprocess.run(
+            ["secret-tool", "search", "--all", "--unlock", "service", service],
+            env=self.env, capture_output=True, text=True,
+        ).stdout
+        items, account = {}, None
+        for line in out.splitlines():
+            if line.startswith("label = keyring:"):
+                account = line[len("label = keyring:"):].removesuffix("@" + service)
+            elif line.startswith("secret = ") and account:
+                items[account] = line[len("secret = "):]
+                account = None
+        return items
+
+    def connection_secret(self, name):
+        """The secret the keychain holds as connection `name`'s, or None."""
+        cid = self.cli_json("connection", "show", name)["id"]
+        return next(
+            (v for k, v in self.keychain().items() if k.endswith(f"/connection/{cid}")), None
+        )
 
 
 @pytest.fixture

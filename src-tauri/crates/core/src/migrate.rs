@@ -424,17 +424,14 @@ fn affected_summary(connection: &str, affected: &[AgentUse]) -> String {
             format!("{} ({})", u.agent, scopes.join(", "))
         })
         .collect();
+    let one = affected.len() == 1;
     format!(
-        "{} use{} '{connection}': from {} next call on it {} the new credential, and whatever \
-         only the current one allowed stops working.",
+        "{} use{} '{connection}'. From {} next call, {} the new credential, and whatever only \
+         the current one allowed stops working.",
         who.join(", "),
-        if affected.len() == 1 { "s" } else { "" },
-        if affected.len() == 1 { "its" } else { "their" },
-        if affected.len() == 1 {
-            "it uses"
-        } else {
-            "they use"
-        },
+        if one { "s" } else { "" },
+        if one { "its" } else { "their" },
+        if one { "it uses" } else { "they use" },
     )
 }
 

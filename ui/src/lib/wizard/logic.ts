@@ -451,7 +451,9 @@ export function exampleCall(targets: ScopeTarget[], chosen: string[]): { connect
   const reads = targets.flatMap((t) =>
     isDatabase(t) ? [] : t.actions.filter((a) => isReadOnly(a) && chosen.includes(`${t.connection}:${a.name}`)).map((a) => ({ t, a })),
   );
-  const real = reads.find(({ t, a }) => t.examples?.[a.name]);
+  // A default action's example first: the narrowest request (`/user`), the likeliest to work.
+  const real =
+    reads.find(({ t, a }) => t.examples?.[a.name] && t.defaults?.includes(a.name)) ?? reads.find(({ t, a }) => t.examples?.[a.name]);
   if (real) return { connection: real.t.connection, path: real.t.examples![real.a.name] };
   const fixed = reads.find(({ a }) => !a.path.includes("*"));
   return fixed ? { connection: fixed.t.connection, path: fixed.a.path } : null;
