@@ -12,12 +12,19 @@ def test_add_connection_set_secret_and_remove(install, app_for):
     app.button("Stripe")
     assert app.wait('input[required][data-autofocus]').get_attribute("value") == "stripe"
     app.button("Add connection")
-    # Straight on to the secret, in a password field.
+    # Straight on to the secret, in a password field. A credential of another kind is
+    # refused (issue 17: a GitHub token never becomes the Stripe key).
+    field = app.wait('input[type="password"]')
+    field.send_keys("ghp_" + "Gh7" * 12)
+    app.button("Save to keychain")
+    err = app.wait('[role="dialog"] .form-error')
+    assert "'stripe' is a Stripe connection, so it cannot hold a GitHub token" in err.text, err.text
     field = app.wait('input[type="password"]')
     field.send_keys(SECRET)
     app.button("Save to keychain")
     row = app.wait('tr[data-connection="stripe"]')
-    app.wait_until(lambda: "● set" in row.text)
+    app.wait_until(lambda: "● in the keychain" in row.text)
+    assert "changed just now" in row.text
     assert SECRET not in app.driver.page_source
     listed = install.cli_json("connection", "list")
     stripe = next(c for c in listed if c["name"] == "stripe")

@@ -364,3 +364,19 @@ def test_the_walk_with_every_default_loses_no_credential(install, app_for, tmp_p
     body = app.body()
     for v in (FOUNDER_TOKEN, github, openai, db):
         assert v not in body
+
+    # The Connections screen tells the truth: a move that replaced a secret says so (not just
+    # "set"), a database says the program holds its URL, and the move can be undone there.
+    install.cli("scan", project, "--move", ".env:1", "--to", "github", "--replace")
+    app.go("connections")
+    row = app.wait('tr[data-connection="github"]')
+    app.wait_until(lambda: "it replaced the previous secret" in row.text, message=row.text)
+    assert "Moved in from .env:1" in row.text
+    assert "holds it while it runs" in app.wait('tr[data-connection="app"]').text
+    app.screenshot("connections-after-move")
+    undo = row.find_element(By.XPATH, ".//button[normalize-space(.)='Undo']")
+    app.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", undo)
+    undo.click()
+    app.wait_text("Undone.")
+    assert install.connection_secret("github") == FOUNDER_TOKEN
+    assert github in dotenv()

@@ -1091,6 +1091,14 @@ impl Mandate {
                     r.file, r.line, r.connection, r.connection, r.connection
                 )));
             }
+            // Past its window but not yet closed (the keychain was locked at the sweep).
+            _ if r.undo_until <= ts(now) => {
+                return Err(Error::Conflict(format!(
+                    "the move of {}:{} into '{}' can no longer be undone: 24 hours have passed. \
+                     The credential stays in the keychain as the secret of '{}'",
+                    r.file, r.line, r.connection, r.connection
+                )));
+            }
             _ => {}
         }
         let c = self.get_connection(&r.connection_id).map_err(|_| {
@@ -1183,8 +1191,7 @@ impl Mandate {
                 None
             }
         };
-        let put_comment_back = |m: &Mandate| {
-            let _ = m;
+        let put_comment_back = || {
             if let Some((at, comment, line)) = &restored_at
                 && let Err(e) = replace_line(&path, *at, line, comment)
             {
@@ -1196,7 +1203,7 @@ impl Mandate {
             Some(p) => self.keychain_set(slot.clone(), p),
             None => self.keychain_delete(slot.clone()),
         } {
-            put_comment_back(self);
+            put_comment_back();
             return Err(e);
         }
         let actor = self.actor().clone();
@@ -1231,7 +1238,7 @@ impl Mandate {
             if let Err(u) = self.keychain_set(slot, &moved) {
                 tracing::warn!(error = %u, "a moved credential could not be put back");
             }
-            put_comment_back(self);
+            put_comment_back();
             return Err(e);
         }
         if previous.is_some()
@@ -1239,7 +1246,6 @@ impl Mandate {
         {
             tracing::warn!(error = %e, "a kept credential could not be deleted");
         }
-        let _ = now;
         let summary = format!(
             "{}{}",
             if file_restored {
@@ -1827,6 +1833,16 @@ mod tests {
         assert_eq!(m.open_moves().unwrap().len(), 1);
         clock.advance(Duration::seconds(1));
         assert!(m.open_moves().unwrap().is_empty());
+        // A locked keychain keeps the value a little longer, but the undo is over.
+        k.fail_with(Some(crate::secret::KeychainError::Locked {
+            detail: "locked".into(),
+            fix: "unlock it".into(),
+        }));
+        assert!(m.close_expired_moves().is_err());
+        let e = m.undo_move(&second.move_id).unwrap_err();
+        assert!(e.to_string().contains("24 hours have passed"), "{e}");
+        k.fail_with(None);
+        assert_eq!(kept(&k), 1);
         assert_eq!(m.close_expired_moves().unwrap(), 1);
         assert_eq!(kept(&k), 0);
         let e = m.undo_move(&second.move_id).unwrap_err();
