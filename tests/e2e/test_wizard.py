@@ -380,3 +380,11 @@ def test_the_walk_with_every_default_loses_no_credential(install, app_for, tmp_p
     app.wait_text("Undone.")
     assert install.connection_secret("github") == FOUNDER_TOKEN
     assert github in dotenv()
+
+    # The agent's page says plainly that its program holds the database URL once granted.
+    install.cli("agent", "edit", agent, "--add-scope", "app:connect")
+    app.go("agents")
+    app.click(f'tr[data-agent="{agent}"] td:nth-child(2)')
+    hold = app.wait('[data-testid="agent-db-hold"]').text
+    assert "the URL of app as DATABASE_URL" in hold and "holds that URL while it runs" in hold
+    app.screenshot("agent-detail-database")
