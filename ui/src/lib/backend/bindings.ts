@@ -46,6 +46,8 @@ export const commands = {
 	 *  null when the dialog was cancelled.
 	 */
 	exportAudit: (format: ExportFormat, agent: string | null, since: string | null, until: string | null, onProgress: Channel<ExportProgress>) => typedError<ExportDone | null, ErrorReport>(__TAURI_INVOKE("export_audit", { format, agent, since, until, onProgress })),
+	/**  Show an exported file in the system's file manager (selected in its folder). */
+	showExportInFolder: (path: string) => typedError<null, ErrorReport>(__TAURI_INVOKE("show_export_in_folder", { path })),
 	listConnections: () => typedError<Connection_Serialize[], ErrorReport>(__TAURI_INVOKE("list_connections")),
 	addConnection: (input: NewConnectionInput_Deserialize) => typedError<Connection_Serialize, ErrorReport>(__TAURI_INVOKE("add_connection", { input })),
 	/**  Store or replace a connection's credential. The value is never returned or shown again. */
@@ -68,7 +70,10 @@ export const commands = {
 	/**  Set (or with an empty name clear) the organisation name printed on reports. */
 	setOrganisation: (name: string) => typedError<string | null, ErrorReport>(__TAURI_INVOKE("set_organisation", { name })),
 	endpointStatus: () => __TAURI_INVOKE<EndpointStatus_Serialize>("endpoint_status"),
-	/**  Pause (`false`) or start (`true`) the token endpoint. */
+	/**
+	 *  Pause (`false`) or start (`true`) the app's own token endpoint; refused when the background
+	 *  service (or another `mandate serve`) serves it.
+	 */
 	setEndpointRunning: (running: boolean) => typedError<EndpointStatus_Serialize, ErrorReport>(__TAURI_INVOKE("set_endpoint_running", { running })),
 	/**  Ask for the agent's project folder with the native folder dialog; null when cancelled. */
 	pickFolder: () => __TAURI_INVOKE<string | null>("pick_folder"),
@@ -621,6 +626,11 @@ export type EndpointStatus_Deserialize = {
 	url?: string | null,
 	/**  Why it is not running, as a sentence that says what to do. */
 	message?: string | null,
+	served_by: ServedByView,
+	/**  The serving process when it is not this app. */
+	pid?: number | null,
+	/**  It serves HTTPS only (`mandate serve --tls`). */
+	tls: boolean,
 };
 
 /**  The endpoint as the UI and the tray show it. */
@@ -632,10 +642,15 @@ export type EndpointStatus_Serialize = {
 	url: string | null,
 	/**  Why it is not running, as a sentence that says what to do. */
 	message: string | null,
+	served_by: ServedByView,
+	/**  The serving process when it is not this app. */
+	pid: number | null,
+	/**  It serves HTTPS only (`mandate serve --tls`). */
+	tls: boolean,
 };
 
 /**  Stable, machine-readable error codes, shared by the CLI (`--json`), HTTP and the UI. */
-export type ErrorCode = "invalid_input" | "not_found" | "already_exists" | "conflict" | "keychain_unavailable" | "keychain_locked" | "database_too_new" | "data_dir" | "busy" | "storage" | "io";
+export type ErrorCode = "invalid_input" | "not_found" | "already_exists" | "conflict" | "refused" | "keychain_unavailable" | "keychain_locked" | "database_too_new" | "data_dir" | "busy" | "storage" | "io";
 
 /**  The serialisable form of an error for IPC and `--json` output: a code and a sentence. */
 export type ErrorReport = {
@@ -1207,6 +1222,15 @@ export type ScanReport_Serialize = {
 
 /**  A grant of one action on one connection: `connection:action`. No wildcards. */
 export type Scope = string;
+
+/**  Which process serves the endpoint. */
+export type ServedByView = 
+/**  This app: it stops when the app closes, and can be paused here. */
+"app" | 
+/**  The background service (`mandate service install`): it runs with the window closed. */
+"service" | 
+/**  A `mandate serve` started by hand. */
+"process";
 
 /**  Everything the Settings screen shows. */
 export type Settings = Settings_Serialize | Settings_Deserialize;

@@ -43,7 +43,6 @@ use mandate_core::model::DATABASE_ACTION;
 use mandate_core::oauth::{EndpointConfig, TokenService};
 use mandate_core::secret::Sensitive;
 use mandate_server::client::EndpointAddr;
-use std::sync::Arc;
 
 use crate::context::{CliError, CliResult, Ctx};
 
