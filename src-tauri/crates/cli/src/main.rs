@@ -77,7 +77,8 @@ enum Command {
     /// Connections: the systems agents reach, and their credentials in the OS keychain.
     #[command(subcommand)]
     Connection(cmd::connection::ConnectionCmd),
-    /// Find credentials in an agent's project folder (masked; nothing is changed).
+    /// Find credentials in an agent's project folder (masked; nothing is changed), move one
+    /// into the keychain (--move), or undo a move (--undo, --moves).
     Scan(cmd::scan::ScanArgs),
     /// Run the localhost token endpoint (127.0.0.1, default port 6263) without the app.
     Serve(cmd::serve::ServeArgs),
@@ -86,7 +87,7 @@ enum Command {
     Service(cmd::service::ServiceCmd),
     /// Print a fresh access token for an agent whose key is in the keychain (--json: the whole response).
     Token(cmd::token::TokenArgs),
-    /// Run a program as an agent: proxy URLs and a fresh Mandate token in its environment, never the real secret.
+    /// Run a program as an agent: proxy URLs and a fresh Mandate token in its environment, never an API's real key; a database's URL only under its NAME:connect scope (audited).
     Exec(cmd::exec::ExecArgs),
     /// Delegations: let an agent act for a team member, for a task, until a time.
     #[command(subcommand)]
