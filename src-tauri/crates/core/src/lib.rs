@@ -13,6 +13,7 @@ pub mod error;
 pub mod fit;
 pub mod group_commit;
 pub mod keys;
+pub mod mcp;
 pub mod migrate;
 pub mod model;
 pub mod oauth;

@@ -157,7 +157,9 @@ pub fn validate_action_name(raw: &str) -> Result<String> {
     }
 }
 
-/// A grant of one action on one connection: `connection:action`. No wildcards.
+/// A grant of one action on one connection: `connection:action`. No wildcards. On an MCP
+/// server the action is a tool's exact name (case kept, ASCII only: `github-mcp:create_issue`,
+/// `everything:getTinyImage`), `prompts/NAME` or `resources/read` (see [`crate::mcp`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(transparent)]
@@ -181,7 +183,16 @@ impl Scope {
             )));
         }
         let conn = ConnectionName::parse(conn)?;
-        let action = validate_action_name(action)?;
+        let action = match validate_action_name(action) {
+            Ok(a) => a,
+            Err(e) => {
+                if crate::mcp::is_action_name(action) {
+                    action.to_string()
+                } else {
+                    return Err(e);
+                }
+            }
+        };
         Ok(Scope(format!("{conn}:{action}")))
     }
 

@@ -92,7 +92,7 @@ pub(crate) fn parse_time(s: &str) -> Result<DateTime<Utc>> {
         .map_err(|e| Error::Storage(format!("a stored time is unreadable ({e})")))
 }
 
-fn ts(t: DateTime<Utc>) -> String {
+pub(crate) fn ts(t: DateTime<Utc>) -> String {
     audit::format_time(t)
 }
 
@@ -517,6 +517,18 @@ impl Mandate {
     pub fn remove_connection(&self, name: &str) -> Result<Vec<AgentName>> {
         let c = self.get_connection(name)?;
         let actor = self.actor().clone();
+        // An MCP server's secret variables are keychain entries of their own.
+        let mcp_secrets: Vec<String> = {
+            let conn = self.lock()?;
+            conn.query_row(
+                "SELECT secret_env FROM mcp_servers WHERE connection_id = ?1",
+                [c.id.as_str()],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()?
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_default()
+        };
         let affected = self.write(|tx, now| {
             let affected = c.granted_to.clone();
             tx.execute(
@@ -556,6 +568,7 @@ impl Mandate {
                 tracing::warn!(connection = %c.name, error = %e, "a credential could not be deleted from the keychain");
             }
         }
+        self.forget_mcp_secrets(c.id.as_str(), &mcp_secrets);
         Ok(affected)
     }
 
@@ -1051,7 +1064,7 @@ impl Mandate {
 
 // ----- transaction-level helpers (shared by reads and writes) ---------------------------------
 
-fn exists(conn: &rusqlite::Connection, table: &str, name: &str) -> Result<bool> {
+pub(crate) fn exists(conn: &rusqlite::Connection, table: &str, name: &str) -> Result<bool> {
     let sql = format!("SELECT 1 FROM {table} WHERE name = ?1");
     Ok(conn
         .query_row(&sql, [name], |_| Ok(()))
@@ -1155,7 +1168,7 @@ type ConnectionRow = (
     Option<String>,
 );
 
-fn connection_tx(conn: &rusqlite::Connection, name: &str) -> Result<Connection> {
+pub(crate) fn connection_tx(conn: &rusqlite::Connection, name: &str) -> Result<Connection> {
     let row: ConnectionRow = conn
         .query_row(
             "SELECT c.id, c.name, c.base_url, c.has_secret, c.trust_floor, c.created_at,

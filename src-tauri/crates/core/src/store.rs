@@ -26,6 +26,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/006_jti_log.sql"),
     include_str!("migrations/007_registry_generation.sql"),
     include_str!("migrations/008_credentials.sql"),
+    include_str!("migrations/009_mcp.sql"),
 ];
 
 /// The schema version this build writes.

@@ -192,7 +192,7 @@ fn check_action_names(actions: &[ConnectionAction], names: &[&str]) -> Result<()
 }
 
 /// Write the settings row and action policies.
-fn write_settings(
+pub(crate) fn write_settings(
     tx: &Transaction<'_>,
     connection_id: &str,
     auth: &CredentialPlacement,
@@ -216,7 +216,7 @@ fn write_settings(
     Ok(())
 }
 
-fn write_policy(
+pub(crate) fn write_policy(
     tx: &Transaction<'_>,
     connection_id: &str,
     action: &str,

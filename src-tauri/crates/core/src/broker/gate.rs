@@ -566,7 +566,7 @@ impl Broker {
 }
 
 /// Count a call (`units` reserved) or a refusal on the agent's row for `day`.
-fn bump(
+pub(crate) fn bump(
     tx: &rusqlite::Connection,
     agent_id: &str,
     connection_id: &str,

@@ -22,8 +22,8 @@
 //! `mandate exec` (CLI) starts programs pointed at it.
 
 pub mod auth;
-mod config;
-mod gate;
+pub(crate) mod config;
+pub(crate) mod gate;
 mod handover;
 pub mod limits;
 pub mod path;
