@@ -89,6 +89,10 @@ enum Command {
     Token(cmd::token::TokenArgs),
     /// Run a program as an agent: proxy URLs and a fresh Mandate token in its environment, never an API's real key; a database's URL only under its NAME:connect scope (audited).
     Exec(cmd::exec::ExecArgs),
+    /// MCP servers: register them, their tools as scopes (SERVER:tool), and the gateway
+    /// (`mandate mcp run`) that shows each agent only its tools and audits every call.
+    #[command(subcommand)]
+    Mcp(cmd::mcp::McpCmd),
     /// Delegations: let an agent act for a team member, for a task, until a time.
     #[command(subcommand)]
     Delegation(cmd::delegation::DelegationCmd),
@@ -116,6 +120,7 @@ fn main() -> ExitCode {
         Command::Service(c) => cmd::service::run(&mut ctx, c),
         Command::Token(a) => cmd::token::run(&mut ctx, a),
         Command::Exec(a) => cmd::exec::run(&mut ctx, a),
+        Command::Mcp(c) => cmd::mcp::run(&mut ctx, c),
         Command::Delegation(c) => cmd::delegation::run(&mut ctx, c),
         Command::Jwks(c) => cmd::jwks::run(&mut ctx, c),
         Command::Tls(c) => cmd::tls::run(&mut ctx, c),

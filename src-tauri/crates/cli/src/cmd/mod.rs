@@ -6,6 +6,7 @@ pub mod connection;
 pub mod delegation;
 pub mod exec;
 pub mod jwks;
+pub mod mcp;
 pub mod member;
 pub mod scan;
 pub mod serve;
