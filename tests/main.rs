@@ -24,6 +24,8 @@
 //! - `broker`        the secret broker and `mandate exec` against a real upstream process
 //! - `service`       `mandate service` under a real systemd user manager: starts at a fresh
 //!   login, serves with no app open, hands over, uninstalls
+//! - `mcp_gateway`   `mandate mcp run` between real MCP clients (TypeScript, Python) and the
+//!                   reference servers: invisible tools, refusals, masking, bad input, crashes
 
 #![allow(
     clippy::unwrap_used,
@@ -42,6 +44,7 @@ mod endpoint;
 mod endpoint_walk;
 mod fixture;
 mod interop;
+mod mcp_gateway;
 mod registry_cli;
 mod secrets;
 mod service;

@@ -29,5 +29,7 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.requirements.sha256" 2>/dev/n
   "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$HERE/requirements.txt" >&2
   echo "$want_py" >"$VENV/.requirements.sha256"
 fi
+# The test client resolves the SDK from the cache folder's node_modules, so it runs from there.
+cp "$HERE/client.mjs" "$NODE_DIR/client.mjs"
 echo "$NODE_DIR"
 echo "$VENV/bin/python"

@@ -1,0 +1,552 @@
+//! The MCP gateway with real parts: the reference servers from npm
+//! (`@modelcontextprotocol/server-filesystem`, `server-everything`), real clients (the
+//! TypeScript SDK's and the Python `mcp` package's) started as an MCP client starts a server,
+//! `mandate mcp run` between them, and the real keychain. Dependencies come from
+//! `tests/mcp/setup.sh` (pinned, cached under `$MANDATE_CACHE`).
+//!
+//! Checked: invisible tools stay invisible; refused calls never reach the server (the
+//! filesystem server's file does not change); case and Unicode-lookalike names are other
+//! names; revocation bites on the next call; the server's credential never reaches the client;
+//! the audit trail holds each call; bad input (malformed JSON, batches, oversized messages,
+//! unknown methods, duplicate members) is answered with an error and the gateway stays up; a
+//! server that hangs or crashes mid-call, and a client that leaves mid-call, each end in an
+//! audit event.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::fixture::{Env, bin};
+
+/// The installed parts: the folder holding `node_modules` and `client.mjs`, and the venv's python.
+pub struct Parts {
+    pub node_dir: PathBuf,
+    pub python: PathBuf,
+}
+
+pub fn parts() -> &'static Parts {
+    static PARTS: OnceLock<Parts> = OnceLock::new();
+    PARTS.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("mcp/setup.sh");
+        let out = Command::new(script).output().expect("run tests/mcp/setup.sh");
+        assert!(
+            out.status.success(),
+            "tests/mcp/setup.sh failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let mut lines = text.lines();
+        Parts {
+            node_dir: PathBuf::from(lines.next().expect("node dir")),
+            python: PathBuf::from(lines.next().expect("python")),
+        }
+    })
+}
+
+pub fn server_js(name: &str) -> String {
+    parts()
+        .node_dir
+        .join(format!(
+            "node_modules/@modelcontextprotocol/server-{name}/dist/index.js"
+        ))
+        .to_string_lossy()
+        .into_owned()
+}
+
+pub const GITHUB_STYLE_TOKEN: &str = "ghp_Z7cQ2mN8vR4tY6uI0oP3aS5dF7gH9jK1lL2x";
+
+/// Register `agent` (owned by `founder`) with `scopes`.
+pub fn agent(env: &Env, agent: &str, scopes: &[&str]) {
+    env.run(&["member", "add", "founder"]);
+    let mut args = vec![
+        "agent",
+        "add",
+        agent,
+        "--owner",
+        "founder",
+        "--purpose",
+        "works through MCP",
+    ];
+    for s in scopes {
+        args.push("--scope");
+        args.push(s);
+    }
+    env.run(&args).ok();
+}
+
+/// Run a client (`ts` or `py`) with `plan` against `mandate mcp run --agent AGENT SERVER`.
+pub fn client(env: &Env, which: &str, plan: &Value, agent: &str, server: &str) -> Command {
+    let p = parts();
+    let mut c = match which {
+        "ts" => {
+            let mut c = Command::new("node");
+            c.arg(p.node_dir.join("client.mjs"));
+            c
+        }
+        _ => {
+            let mut c = Command::new(&p.python);
+            c.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("mcp/client.py"));
+            c
+        }
+    };
+    c.arg(plan.to_string())
+        .arg(bin("mandate"))
+        .args(["mcp", "run", "--agent", agent, server])
+        .env("MANDATE_DATA_DIR", env.data_dir())
+        .env("MANDATE_KEYCHAIN_SERVICE", &env.service)
+        .env_remove("MANDATE_ACTOR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
+pub fn run_client(mut c: Command) -> Value {
+    let out = c.output().expect("run the MCP client");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap_or_else(|e| {
+        panic!(
+            "the client's output is not JSON ({e}): {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// (action, decision, reason, details) of every event, oldest first.
+pub fn audit(env: &Env) -> Vec<(String, String, String, Value)> {
+    let o = Command::new("sqlite3")
+        .arg("-json")
+        .arg(env.db_path())
+        .arg(
+            "SELECT action, decision, json_extract(body, '$.reason') AS reason, \
+             json_extract(body, '$.details') AS details FROM audit_events ORDER BY seq",
+        )
+        .output()
+        .unwrap();
+    let rows: Vec<Value> =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|_| Vec::new());
+    rows.into_iter()
+        .map(|r| {
+            (
+                r["action"].as_str().unwrap_or("").to_string(),
+                r["decision"].as_str().unwrap_or("").to_string(),
+                r["reason"].as_str().unwrap_or("").to_string(),
+                serde_json::from_str(r["details"].as_str().unwrap_or("null")).unwrap_or(Value::Null),
+            )
+        })
+        .collect()
+}
+
+fn step(out: &Value, i: usize) -> &Value {
+    &out["steps"][i]
+}
+
+#[test]
+fn ts_client_sees_only_granted_tools_and_refused_calls_never_reach_the_filesystem_server() {
+    let env = Env::new();
+    let root = env.dir.path().join("files");
+    std::fs::create_dir_all(&root).unwrap();
+    let notes = root.join("notes.txt");
+    std::fs::write(&notes, "original").unwrap();
+    let root_s = std::fs::canonicalize(&root).unwrap().to_string_lossy().into_owned();
+    env.run(&["mcp", "add", "fs", "--", "node", &server_js("filesystem"), &root_s])
+        .ok();
+    // The tools came from the server itself, with its annotations.
+    let tools = env.run(&["--json", "mcp", "tools", "fs"]).ok().json();
+    let write = tools
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["action"] == "write_file")
+        .expect("write_file listed");
+    assert_eq!(write["destructive"], json!(true));
+    assert_eq!(tools[0]["read_only"], json!(true), "read-only tools first");
+    agent(&env, "coder", &["fs:read_text_file", "fs:list_allowed_directories"]);
+
+    let ready = env.dir.path().join("ready");
+    let go = env.dir.path().join("go");
+    let path = std::fs::canonicalize(&notes).unwrap().to_string_lossy().into_owned();
+    let plan = json!([
+        {"op": "tools"},
+        {"op": "call", "name": "read_text_file", "args": {"path": path}},
+        {"op": "call", "name": "write_file", "args": {"path": path, "content": "overwritten"}},
+        {"op": "call", "name": "Write_File", "args": {"path": path, "content": "overwritten"}},
+        {"op": "call", "name": "read_text_filе", "args": {"path": path}},
+        {"op": "mark", "file": ready},
+        {"op": "wait", "file": go},
+        {"op": "call", "name": "read_text_file", "args": {"path": path}},
+    ]);
+    let mut child = client(&env, "ts", &plan, "coder", "fs").spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ready.exists() {
+        assert!(Instant::now() < deadline, "the client never got ready");
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).ok();
+            panic!("the client exited early ({status}): {err}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    env.run(&["agent", "revoke", "coder", "--reason", "left the project"])
+        .ok();
+    std::fs::write(&go, "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let out: Value = serde_json::from_str(
+        String::from_utf8_lossy(&out.stdout).lines().last().unwrap(),
+    )
+    .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+
+    assert_eq!(out["connected"], json!(true), "{out}");
+    let mut listed: Vec<&str> = step(&out, 0)["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    listed.sort();
+    assert_eq!(listed, ["list_allowed_directories", "read_text_file"], "{out}");
+    assert_eq!(step(&out, 1)["ok"], json!(true), "{out}");
+    assert!(step(&out, 1)["value"].to_string().contains("original"));
+    for (i, scope) in [(2, "fs:write_file"), (3, "fs:Write_File"), (4, "fs:read_text_fil")] {
+        let s = step(&out, i);
+        assert_eq!(s["ok"], json!(false), "step {i}: {out}");
+        assert_eq!(s["code"], json!(-32001), "step {i}: {out}");
+        assert!(s["error"].as_str().unwrap().contains(scope), "step {i}: {s}");
+    }
+    let last = step(&out, 7);
+    assert_eq!(last["ok"], json!(false), "revocation must bite: {out}");
+    assert!(last["error"].as_str().unwrap().contains("revoked"), "{last}");
+    assert_eq!(
+        std::fs::read_to_string(&notes).unwrap(),
+        "original",
+        "a refused write reached the server"
+    );
+
+    let events = audit(&env);
+    let called: Vec<&Value> = events
+        .iter()
+        .filter(|e| e.0 == "mcp.tool_called")
+        .map(|e| &e.3)
+        .collect();
+    assert_eq!(called.len(), 1, "{events:?}");
+    assert_eq!(called[0]["tool"], "read_text_file");
+    assert_eq!(called[0]["arguments_sha256"].as_str().unwrap().len(), 64);
+    assert!(called[0].get("arguments").is_none(), "arguments are not recorded by default");
+    let completed: Vec<&Value> = events
+        .iter()
+        .filter(|e| e.0 == "mcp.tool_completed")
+        .map(|e| &e.3)
+        .collect();
+    assert_eq!(completed.len(), 1);
+    assert_eq!(completed[0]["result"], "ok");
+    assert_eq!(completed[0]["is_error"], json!(false));
+    assert!(completed[0]["bytes"].as_u64().unwrap() > 0);
+    let denied: Vec<&str> = events
+        .iter()
+        .filter(|e| e.0 == "mcp.denied")
+        .map(|e| e.3["error"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        denied,
+        ["insufficient_scope", "insufficient_scope", "insufficient_scope", "agent_inactive"],
+        "{events:?}"
+    );
+}
+
+#[test]
+fn python_client_never_sees_the_servers_credential_and_prompts_are_gated() {
+    let env = Env::new();
+    let secret = format!("{GITHUB_STYLE_TOKEN}\n");
+    env.run_stdin(
+        &[
+            "mcp",
+            "add",
+            "everything",
+            "--secret-env",
+            "GITHUB_PERSONAL_ACCESS_TOKEN",
+            "--",
+            "node",
+            &server_js("everything"),
+            "stdio",
+        ],
+        secret.as_bytes(),
+    )
+    .ok();
+    agent(
+        &env,
+        "helper-agent",
+        &[
+            "everything:echo",
+            "everything:get-env",
+            "everything:prompts/simple-prompt",
+        ],
+    );
+    let plan = json!([
+        {"op": "tools"},
+        {"op": "prompts"},
+        {"op": "call", "name": "get-env"},
+        {"op": "call", "name": "echo", "args": {"message": "hello"}},
+        {"op": "call", "name": "get-sum", "args": {"a": 1, "b": 2}},
+        {"op": "prompt", "name": "simple-prompt"},
+        {"op": "prompt", "name": "args-prompt", "args": {"city": "Paris"}},
+    ]);
+    let out = run_client(client(&env, "py", &plan, "helper-agent", "everything"));
+    assert_eq!(out["connected"], json!(true), "{out}");
+    assert_eq!(step(&out, 0)["value"], json!(["echo", "get-env"]), "{out}");
+    assert_eq!(step(&out, 1)["value"], json!(["simple-prompt"]), "{out}");
+    let env_dump = step(&out, 2)["value"].to_string();
+    assert!(
+        env_dump.contains("GITHUB_PERSONAL_ACCESS_TOKEN"),
+        "the server got its variable: {env_dump}"
+    );
+    assert!(
+        !env_dump.contains("ghp_Z7cQ"),
+        "the credential reached the client: {env_dump}"
+    );
+    assert!(env_dump.contains(&"*".repeat(GITHUB_STYLE_TOKEN.len())));
+    assert_eq!(step(&out, 3)["value"]["isError"], json!(false));
+    assert_eq!(step(&out, 4)["ok"], json!(false));
+    assert!(step(&out, 4)["error"]
+        .as_str()
+        .unwrap()
+        .contains("everything:get-sum"));
+    assert_eq!(step(&out, 5)["ok"], json!(true), "{out}");
+    assert_eq!(step(&out, 6)["ok"], json!(false));
+    assert!(step(&out, 6)["error"]
+        .as_str()
+        .unwrap()
+        .contains("everything:prompts/args-prompt"));
+
+    let events = audit(&env);
+    let text = format!("{events:?}");
+    assert!(!text.contains("ghp_Z7cQ"), "the credential reached the audit trail");
+    let called: Vec<String> = events
+        .iter()
+        .filter(|e| e.0 == "mcp.tool_called")
+        .map(|e| e.3["scope"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        called,
+        ["everything:get-env", "everything:echo", "everything:prompts/simple-prompt"]
+    );
+    assert_eq!(
+        events.iter().filter(|e| e.0 == "mcp.tool_completed").count(),
+        3
+    );
+    // The database holds no trace of the credential either.
+    let db = std::fs::read(env.db_path()).unwrap();
+    assert!(!db.windows(8).any(|w| w == b"ghp_Z7cQ"));
+}
+
+/// `mandate mcp run` driven line by line.
+struct Raw {
+    child: std::process::Child,
+    out: BufReader<std::process::ChildStdout>,
+}
+
+impl Raw {
+    fn start(env: &Env, agent: &str, server: &str) -> Raw {
+        let mut child = env
+            .cmd(&["mcp", "run", "--agent", agent, server])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = BufReader::new(child.stdout.take().unwrap());
+        Raw { child, out }
+    }
+
+    fn send(&mut self, line: &str) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin.write_all(line.as_bytes()).unwrap();
+        stdin.write_all(b"\n").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// The next response (the server's own notifications and requests are skipped).
+    fn recv(&mut self) -> Value {
+        loop {
+            let mut line = String::new();
+            self.out.read_line(&mut line).unwrap();
+            let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+            if v.get("method").is_none() {
+                return v;
+            }
+        }
+    }
+
+    fn initialize(&mut self) {
+        self.send(r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#);
+        let r = self.recv();
+        assert!(r["result"]["serverInfo"].is_object(), "{r}");
+        self.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    }
+}
+
+impl Drop for Raw {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn bad_input_is_answered_with_errors_and_the_gateway_stays_up() {
+    let env = Env::new();
+    env.run(&["mcp", "add", "everything", "--", "node", &server_js("everything"), "stdio"])
+        .ok();
+    agent(&env, "coder", &["everything:echo"]);
+    let mut raw = Raw::start(&env, "coder", "everything");
+    raw.initialize();
+    let cases: Vec<(String, i64, Option<Value>)> = vec![
+        ("{not json".into(), -32700, None),
+        (
+            r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#.into(),
+            -32600,
+            None,
+        ),
+        (
+            format!(
+                r#"{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"{}"}}}}}}"#,
+                "x".repeat(5 * 1024 * 1024)
+            ),
+            -32600,
+            None,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":3,"method":"admin/shutdown"}"#.into(),
+            -32601,
+            Some(json!(3)),
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"echo","name":"get-env"}}"#.into(),
+            -32602,
+            Some(json!(4)),
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"ECHO","arguments":{"message":"x"}}}"#.into(),
+            -32001,
+            Some(json!(5)),
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"еcho","arguments":{"message":"x"}}}"#.into(),
+            -32001,
+            Some(json!(6)),
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"get-env"}}"#.into(),
+            -32001,
+            Some(json!(7)),
+        ),
+    ];
+    for (line, code, id) in &cases {
+        raw.send(line);
+        let r = raw.recv();
+        assert_eq!(r["error"]["code"], json!(code), "{}: {r}", &line[..line.len().min(80)]);
+        assert_eq!(r["id"], id.clone().unwrap_or(Value::Null), "{r}");
+        assert!(r["error"]["message"].as_str().unwrap().len() > 20, "a sentence: {r}");
+    }
+    // Still up: a granted call passes.
+    raw.send(r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"echo","arguments":{"message":"still here"}}}"#);
+    let r = raw.recv();
+    assert_eq!(r["id"], json!(9));
+    assert!(r["result"].to_string().contains("still here"), "{r}");
+    drop(raw);
+    let events = audit(&env);
+    let denied: Vec<&str> = events
+        .iter()
+        .filter(|e| e.0 == "mcp.denied")
+        .map(|e| e.3["error"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        denied,
+        [
+            "parse_error",
+            "batch_refused",
+            "message_too_large",
+            "method_not_relayed",
+            "invalid_params",
+            "insufficient_scope",
+            "insufficient_scope",
+            "insufficient_scope"
+        ],
+        "{events:?}"
+    );
+}
+
+#[test]
+fn a_hanging_or_crashing_server_and_a_leaving_client_each_end_in_an_audit_event() {
+    let env = Env::new();
+    let log = env.dir.path().join("crashy.log");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("mcp/crashy_server.py");
+    env.run(&[
+        "mcp",
+        "add",
+        "crashy",
+        "--call-timeout",
+        "1",
+        "--env",
+        &format!("CRASHY_LOG={}", log.display()),
+        "--",
+        "python3",
+        script.to_str().unwrap(),
+    ])
+    .ok();
+    agent(&env, "coder", &["crashy:hang", "crashy:crash"]);
+
+    // A server that never answers: the client gets a timeout error after 1 s.
+    let mut raw = Raw::start(&env, "coder", "crashy");
+    raw.initialize();
+    let t0 = Instant::now();
+    raw.send(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"hang"}}"#);
+    let r = raw.recv();
+    assert_eq!(r["id"], json!(1));
+    assert!(r["error"]["message"].as_str().unwrap().contains("did not answer within 1 s"), "{r}");
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    // A server that crashes mid-call: an error for the call, and the bridge ends with it.
+    raw.send(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"crash"}}"#);
+    let r = raw.recv();
+    assert_eq!(r["id"], json!(2));
+    assert!(r["error"]["message"].as_str().unwrap().contains("exited before answering"), "{r}");
+    // (Keep our side open: the bridge must end because the server did.)
+    let _stdin = raw.child.stdin.take();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = raw.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the bridge outlived its server");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(3), "the bridge exits with the server's status");
+
+    // A client that leaves mid-call.
+    let mut raw = Raw::start(&env, "coder", "crashy");
+    raw.initialize();
+    raw.send(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"hang"}}"#);
+    // Wait until the call reached the server, then hang up.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::read_to_string(&log).unwrap_or_default().matches("\"hang\"").count() < 2 {
+        assert!(Instant::now() < deadline, "the call never reached the server");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(raw.child.stdin.take());
+    let status = raw.child.wait().unwrap();
+    assert!(status.success(), "a client leaving is a normal end: {status}");
+
+    let results: Vec<String> = audit(&env)
+        .iter()
+        .filter(|e| e.0 == "mcp.tool_completed")
+        .map(|e| e.3["result"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(results, ["timeout", "server_exited", "client_disconnected"]);
+    // The server saw the calls it was allowed to see, and the gateway asked it to cancel the
+    // one that timed out.
+    let seen = std::fs::read_to_string(&log).unwrap();
+    assert!(seen.contains("notifications/cancelled"), "{seen}");
+}
