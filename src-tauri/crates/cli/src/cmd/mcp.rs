@@ -538,9 +538,10 @@ pub fn run(ctx: &mut Ctx, cmd: McpCmd) -> CliResult {
             let status = rt
                 .block_on(mandate_mcp::stdio::run(Arc::new(session)))
                 .map_err(run_error)?;
-            // Every audit write has committed (the relay waits for them); the handle closes
-            // the committer when it drops.
-            drop(rt);
+            // Every audit write has committed (the relay waits for them). A thread may still
+            // be blocked reading our standard input (the client keeps it open while the
+            // server died): do not wait for it.
+            rt.shutdown_timeout(Duration::from_millis(100));
             if status == 0 {
                 Ok(())
             } else {
