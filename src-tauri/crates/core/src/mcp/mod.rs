@@ -9,6 +9,8 @@
 //!
 //! - `registry`: adding, editing and removing servers; their secrets in the keychain; the
 //!   tool list read from the server itself, with its annotations.
+//! - `config_file`: MCP client config files (`.mcp.json`, `claude_desktop_config.json`,
+//!   Cursor, VS Code): finding them, reading inline secrets, importing with a backup and undo.
 //! - `decide`: the decision for one message an agent sends through the gateway (still active,
 //!   scope held, trust floor, rate limit, budget) and its audit events.
 //!
@@ -20,6 +22,7 @@
 //! What it is not: the protocol. Framing, relaying, filtering lists and starting servers are
 //! the `mandate-mcp` crate's; this module holds the rules and the records.
 
+mod config_file;
 mod decide;
 mod registry;
 
@@ -27,6 +30,10 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+pub use config_file::{
+    ConfigEntry, ConfigEnv, ConfigFile, ConfigFlavor, ImportPlan, ImportedServer, RewriteBackup,
+    config_locations, read_config,
+};
 pub use decide::{McpCall, McpCallOutcome, McpDenial, McpPermit, McpSession, Need};
 pub use registry::{McpServerEdit, NewMcpServer};
 

@@ -47,3 +47,17 @@ CREATE TABLE mcp_tools (
 
 CREATE TRIGGER mcp_servers_update_generation AFTER UPDATE ON mcp_servers
     BEGIN UPDATE registry_generation SET n = n + 1 WHERE id = 1; END;
+
+-- Imports of MCP client config files: which file was rewritten, for which agent, and the hash
+-- of what was written, so an undo never overwrites a file someone changed since. The original
+-- text (it held the secrets) is kept in the OS keychain under `mcp-import/<id>`, not here.
+CREATE TABLE mcp_imports (
+    id               TEXT PRIMARY KEY,
+    path             TEXT NOT NULL,
+    agent_id         TEXT NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+    -- JSON: [{key, server, secrets_moved}]
+    servers          TEXT NOT NULL,
+    rewritten_sha256 TEXT NOT NULL,
+    created_at       TEXT NOT NULL,
+    undone_at        TEXT
+) STRICT;
