@@ -550,3 +550,141 @@ fn a_hanging_or_crashing_server_and_a_leaving_client_each_end_in_an_audit_event(
     let seen = std::fs::read_to_string(&log).unwrap();
     assert!(seen.contains("notifications/cancelled"), "{seen}");
 }
+
+/// Issue 18's "Done when", as a test: a Claude-Code-style `.mcp.json` holding a plain
+/// GitHub-style token is found by `mandate scan` and imported (the same core call the wizard
+/// makes); afterwards the file holds no secret, a real client started from that config as
+/// `coder` lists only the granted tool and calls it, a hidden tool is refused and audited,
+/// revoking `coder` stops the next call, and the PDF report shows the calls under the agent.
+#[test]
+fn done_when_an_imported_mcp_json_runs_through_the_gate_until_revocation() {
+    let env = Env::new();
+    let project = env.dir.path().join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    let config = project.join(".mcp.json");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{
+  "mcpServers": {{
+    "github": {{
+      "command": "node",
+      "args": ["{}", "stdio"],
+      "env": {{ "GITHUB_PERSONAL_ACCESS_TOKEN": "{GITHUB_STYLE_TOKEN}" }}
+    }}
+  }}
+}}
+"#,
+            server_js("everything")
+        ),
+    )
+    .unwrap();
+    agent(&env, "coder", &[]);
+
+    let scan = env.run(&["scan", project.to_str().unwrap()]).ok();
+    assert!(scan.stdout.contains("MCP server 'github'"), "{}", scan.stdout);
+    assert!(!scan.stdout.contains("ghp_Z7cQ2mN8"), "the scan printed the token");
+    env.run(&[
+        "mcp",
+        "import",
+        config.to_str().unwrap(),
+        "--agent",
+        "coder",
+        "--server",
+        "github=github-mcp",
+        "--grant",
+        "github-mcp:echo",
+    ])
+    .ok();
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(!text.contains("ghp_"), "the file still holds the token: {text}");
+
+    // A real client started exactly as the config says (`mandate` found on PATH).
+    let v: Value = serde_json::from_str(&text).unwrap();
+    let entry = &v["mcpServers"]["github"];
+    assert_eq!(entry["command"], "mandate");
+    let args: Vec<String> = entry["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(args, ["mcp", "run", "--agent", "coder", "github-mcp"]);
+    let ready = env.dir.path().join("ready");
+    let go = env.dir.path().join("go");
+    let plan = json!([
+        {"op": "tools"},
+        {"op": "call", "name": "echo", "args": {"message": "from coder"}},
+        {"op": "call", "name": "get-env"},
+        {"op": "mark", "file": ready},
+        {"op": "wait", "file": go},
+        {"op": "call", "name": "echo", "args": {"message": "after revocation"}},
+    ]);
+    let bin_dir = bin("mandate").parent().unwrap().to_path_buf();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let mut child = Command::new("node")
+        .arg(parts().node_dir.join("client.mjs"))
+        .arg(plan.to_string())
+        .arg(entry["command"].as_str().unwrap())
+        .args(&args)
+        .env("PATH", path)
+        .env("MANDATE_DATA_DIR", env.data_dir())
+        .env("MANDATE_KEYCHAIN_SERVICE", &env.service)
+        .env_remove("MANDATE_ACTOR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ready.exists() {
+        assert!(Instant::now() < deadline, "the client never got ready");
+        assert!(child.try_wait().unwrap().is_none(), "the client exited early");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    env.run(&["agent", "revoke", "coder", "--reason", "laptop stolen"])
+        .ok();
+    std::fs::write(&go, "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let out: Value = serde_json::from_str(
+        String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or(""),
+    )
+    .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(step(&out, 0)["value"], json!(["echo"]), "{out}");
+    assert_eq!(step(&out, 1)["ok"], json!(true), "{out}");
+    assert!(step(&out, 1)["value"].to_string().contains("from coder"));
+    assert_eq!(step(&out, 2)["ok"], json!(false), "{out}");
+    assert!(step(&out, 2)["error"]
+        .as_str()
+        .unwrap()
+        .contains("github-mcp:get-env"));
+    assert_eq!(step(&out, 5)["ok"], json!(false), "revocation must stop the next call");
+
+    let events = audit(&env);
+    assert!(
+        events
+            .iter()
+            .any(|e| e.0 == "mcp.denied" && e.3["tool"] == "get-env"),
+        "{events:?}"
+    );
+
+    let pdf = env.dir.path().join("report.pdf");
+    env.run(&["audit", "export", "--format", "pdf", "--out", pdf.to_str().unwrap()])
+        .ok();
+    let text = Command::new("pdftotext")
+        .args([pdf.to_str().unwrap(), "-"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    // The agent's own section: its heading, then its facts (Purpose...) and its timeline.
+    let section = text
+        .match_indices("\ncoder\n")
+        .map(|(i, _)| &text[i..])
+        .find(|rest| rest.contains("Purpose") && rest[..rest.find("Purpose").unwrap()].len() < 200)
+        .unwrap_or_else(|| panic!("no section for coder in the report:\n{text}"));
+    std::fs::write(env.dir.path().join("report.txt"), text.as_bytes()).ok();
+    for needle in ["mcp.tool_called", "github-mcp:echo", "mcp.denied", "github-mcp:get-env"] {
+        assert!(section.contains(needle), "{needle} not under coder:\n{section}");
+    }
+    assert!(!text.contains("ghp_Z7cQ2mN8"), "the report holds the token");
+}

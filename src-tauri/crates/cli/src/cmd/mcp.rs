@@ -122,6 +122,34 @@ pub enum McpCmd {
     },
     /// Remove a server, every scope granted on it and its secrets.
     Remove { name: String },
+    /// Import servers from an MCP client's config (.mcp.json, claude_desktop_config.json,
+    /// .cursor/mcp.json, .vscode/mcp.json): register each, move its inline secrets into the
+    /// OS keychain, and rewrite its entry to `mandate mcp run --agent AGENT SERVER`.
+    ///
+    /// Only the chosen entries change; comments, order and other servers stay. The original
+    /// file is kept in the OS keychain (it held the secrets): `mandate mcp undo-import ID`
+    /// puts it back. Without --server, lists what the file holds and changes nothing.
+    Import {
+        /// The config file.
+        file: std::path::PathBuf,
+        /// The agent the rewritten entries run as.
+        #[arg(long, value_name = "AGENT")]
+        agent: Option<String>,
+        /// An entry to import, as KEY or KEY=SERVER-NAME (repeatable).
+        #[arg(long = "server", value_name = "KEY[=NAME]")]
+        servers: Vec<String>,
+        /// After reading the servers' tools, grant the agent these scopes (SERVER:TOOL,
+        /// repeatable).
+        #[arg(long = "grant", value_name = "SERVER:TOOL")]
+        grants: Vec<String>,
+    },
+    /// List config imports (newest first), to undo one.
+    Imports,
+    /// Put a config file back as it was before an import (refused if it changed since).
+    UndoImport {
+        /// The import's id (`mandate mcp imports`).
+        id: String,
+    },
     /// The stdio bridge an MCP client starts in place of the server.
     #[command(after_help = RUN_HELP)]
     Run {
@@ -530,6 +558,148 @@ pub fn run(ctx: &mut Ctx, cmd: McpCmd) -> CliResult {
             if !affected.is_empty() {
                 println!("Scopes on it were removed from: {}", affected.join(", "));
             }
+            Ok(())
+        }
+        McpCmd::Import {
+            file,
+            agent,
+            servers,
+            grants,
+        } => {
+            let found = mandate_core::mcp::read_config(&file)?;
+            if servers.is_empty() {
+                if ctx.json {
+                    return output::json(&found);
+                }
+                let mut t = output::table(&["KEY", "STARTS", "INLINE SECRETS", "IMPORT"]);
+                for e in &found.entries {
+                    t.add_row(vec![
+                        e.key.clone(),
+                        e.command
+                            .clone()
+                            .map(|c| format!("{c} {}", e.args.join(" ")))
+                            .or_else(|| e.url.clone())
+                            .unwrap_or_default(),
+                        e.env
+                            .iter()
+                            .filter(|v| v.secret)
+                            .map(|v| format!("{}={}", v.name, v.shown))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        if e.bridged {
+                            "already through Mandate".into()
+                        } else if let Some(b) = &e.blocked {
+                            b.clone()
+                        } else {
+                            format!("--server {}={}", e.key, e.suggested_name)
+                        },
+                    ]);
+                }
+                println!("{t}");
+                println!("Import with: mandate mcp import FILE --agent AGENT --server KEY[=NAME]");
+                return Ok(());
+            }
+            let agent = agent.ok_or_else(|| {
+                usage("give --agent AGENT: the rewritten entries run as that agent".into())
+            })?;
+            let chosen: Vec<(String, String)> = servers
+                .iter()
+                .map(|s| match s.split_once('=') {
+                    Some((k, n)) => (k.to_string(), n.to_string()),
+                    None => {
+                        let name = found
+                            .entries
+                            .iter()
+                            .find(|e| e.key == *s)
+                            .map(|e| e.suggested_name.clone())
+                            .unwrap_or_else(|| s.clone());
+                        (s.clone(), name)
+                    }
+                })
+                .collect();
+            let imp = m.import_mcp_config(&mandate_core::mcp::ImportPlan {
+                path: file.clone(),
+                agent: agent.clone(),
+                servers: chosen,
+            })?;
+            let mut read_errors = Vec::new();
+            for s in &imp.servers {
+                if let Err(e) = refresh_tools(&m, &s.server) {
+                    read_errors.push(e);
+                }
+            }
+            if !grants.is_empty() {
+                m.edit_agent(
+                    &agent,
+                    mandate_core::AgentEdit {
+                        add_scopes: grants.clone(),
+                        ..Default::default()
+                    },
+                )?;
+            }
+            if ctx.json {
+                return output::json(&imp);
+            }
+            for s in &imp.servers {
+                println!(
+                    "Imported '{}' as MCP server '{}'{}.",
+                    s.key,
+                    s.server,
+                    if s.secrets_moved.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; moved {} into the OS keychain", s.secrets_moved.join(", "))
+                    }
+                );
+            }
+            println!(
+                "{} now starts them through `mandate mcp run --agent {agent}`; the original is                  kept in the OS keychain (undo: mandate mcp undo-import {}).",
+                imp.path, imp.id
+            );
+            if !grants.is_empty() {
+                println!("Granted {agent}: {}", grants.join(", "));
+            } else {
+                println!(
+                    "{agent} sees no tool until you grant some: mandate agent edit {agent}                      --add-scope SERVER:TOOL (`mandate mcp tools SERVER` lists them)."
+                );
+            }
+            for e in &read_errors {
+                ctx.report_error(e);
+            }
+            Ok(())
+        }
+        McpCmd::Imports => {
+            let all = m.mcp_imports()?;
+            if ctx.json {
+                return output::json(&all);
+            }
+            let mut t = output::table(&["ID", "WHEN", "FILE", "AGENT", "SERVERS", "UNDONE"]);
+            for i in &all {
+                t.add_row(vec![
+                    i.id.clone(),
+                    i.created_at.clone(),
+                    i.path.clone(),
+                    i.agent.clone(),
+                    i.servers
+                        .iter()
+                        .map(|s| s.server.clone())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    i.undone_at.clone().unwrap_or_default(),
+                ]);
+            }
+            println!("{t}");
+            Ok(())
+        }
+        McpCmd::UndoImport { id } => {
+            let i = m.undo_mcp_import(&id)?;
+            if ctx.json {
+                return output::json(&i);
+            }
+            println!(
+                "Put {} back as it was before the import (its secrets are in it again). The                  servers stay registered: remove them with `mandate mcp remove NAME`.",
+                i.path
+            );
             Ok(())
         }
         McpCmd::Run { agent, server } => {

@@ -62,9 +62,13 @@ pub fn run(ctx: &mut Ctx, args: ScanArgs) -> CliResult {
         let f = pick(&report.findings, at, path)?;
         return move_one(ctx, path, f, to, &args);
     }
+    let mcp = mcp_configs(&args.path);
     if ctx.json {
-        return output::json(&report);
+        let mut v = serde_json::to_value(&report).unwrap_or_default();
+        v["mcp_configs"] = serde_json::to_value(&mcp).unwrap_or_default();
+        return output::json(&v);
     }
+    print_mcp_configs(&mcp);
     if report.findings.is_empty() {
         println!(
             "No credentials in known formats found in {} ({} files read).",
@@ -322,6 +326,40 @@ mod tests {
         );
         for bad in ["", ".env", ":3", ".env:x", ".env:3:"] {
             assert!(parse_place(bad).is_err(), "{bad}");
+        }
+    }
+}
+
+/// MCP client configs in the project and the user's home that start servers with inline
+/// secrets (masked), for `mandate mcp import`.
+fn mcp_configs(project: &std::path::Path) -> Vec<mandate_core::mcp::ConfigFile> {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    mandate_core::mcp::config_locations(Some(project), home.as_deref())
+        .iter()
+        .filter_map(|p| mandate_core::mcp::read_config(p).ok())
+        .filter(|c| c.entries.iter().any(|e| e.has_inline_secret() && !e.bridged))
+        .collect()
+}
+
+fn print_mcp_configs(configs: &[mandate_core::mcp::ConfigFile]) {
+    for c in configs {
+        for e in c.entries.iter().filter(|e| e.has_inline_secret() && !e.bridged) {
+            let secrets: Vec<String> = e
+                .env
+                .iter()
+                .filter(|v| v.secret)
+                .map(|v| format!("{}={}", v.name, v.shown))
+                .collect();
+            println!(
+                "MCP server '{}' in {} holds {} in plain text.",
+                e.key,
+                c.path,
+                secrets.join(", ")
+            );
+            println!(
+                "  Move it into the keychain and route it through Mandate: mandate mcp import \"{}\" --agent AGENT --server {}",
+                c.path, e.key
+            );
         }
     }
 }
