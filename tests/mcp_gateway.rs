@@ -688,3 +688,145 @@ fn done_when_an_imported_mcp_json_runs_through_the_gate_until_revocation() {
     }
     assert!(!text.contains("ghp_Z7cQ2mN8"), "the report holds the token");
 }
+
+/// `mandate serve --port 0`, and the issuer URL it prints.
+fn serve(env: &Env) -> (crate::interop::Running, String) {
+    let mut child = env
+        .cmd(&["serve", "--port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line.trim().strip_prefix("Listening on ").unwrap().to_string();
+    (crate::interop::Running(child), url)
+}
+
+#[test]
+fn streamable_http_endpoint_follows_the_mcp_authorization_spec_and_gates_like_the_bridge() {
+    let env = Env::new();
+    let root = env.dir.path().join("files");
+    std::fs::create_dir_all(&root).unwrap();
+    let notes = std::fs::canonicalize(&root).unwrap().join("notes.txt");
+    std::fs::write(&notes, "original").unwrap();
+    env.run(&[
+        "mcp",
+        "add",
+        "fs",
+        "--",
+        "node",
+        &server_js("filesystem"),
+        std::fs::canonicalize(&root).unwrap().to_str().unwrap(),
+    ])
+    .ok();
+    env.run(&["member", "add", "founder"]).ok();
+    env.run(&[
+        "agent",
+        "add",
+        "coder",
+        "--owner",
+        "founder",
+        "--purpose",
+        "works through MCP over HTTP",
+        "--scope",
+        "fs:read_text_file",
+        "--generate-key",
+    ])
+    .ok();
+    let (_server, issuer) = serve(&env);
+    let resource = format!("{issuer}/mcp/fs");
+    let http = reqwest::blocking::Client::new();
+
+    // No token: 401 pointing at the RFC 9728 metadata, which names Mandate as the AS.
+    let r = http
+        .post(&resource)
+        .header("content-type", "application/json")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_string();
+    let meta_url = format!("{issuer}/.well-known/oauth-protected-resource/mcp/fs");
+    assert!(challenge.contains(&format!("resource_metadata=\"{meta_url}\"")), "{challenge}");
+    let meta: Value = http.get(&meta_url).send().unwrap().json().unwrap();
+    assert_eq!(meta["resource"], json!(resource));
+    assert_eq!(meta["authorization_servers"], json!([issuer]));
+    assert!(meta["scopes_supported"].as_array().unwrap().contains(&json!("fs:write_file")));
+    // A token for another audience is refused.
+    env.run(&["connection", "add", "other", "--base-url", "https://api.example.com", "--action", "r=GET:/x"]).ok();
+    env.run(&["agent", "edit", "coder", "--add-scope", "other:r"]).ok();
+    let other = env.run(&["token", "coder", "--aud", "other", "--port", issuer.rsplit(':').next().unwrap()]).ok();
+    let r = http
+        .post(&resource)
+        .header("content-type", "application/json")
+        .bearer_auth(other.stdout.trim())
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    assert!(r.headers()["www-authenticate"].to_str().unwrap().contains("invalid_token"));
+
+    // A token with the server as audience (RFC 8707), used by the TypeScript SDK's client.
+    let port = issuer.rsplit(':').next().unwrap().to_string();
+    let token = env
+        .run(&["token", "coder", "--aud", &resource, "--port", &port])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    let ready = env.dir.path().join("ready");
+    let go = env.dir.path().join("go");
+    let path = notes.to_string_lossy().into_owned();
+    let plan = json!([
+        {"op": "tools"},
+        {"op": "call", "name": "read_text_file", "args": {"path": path}},
+        {"op": "call", "name": "write_file", "args": {"path": path, "content": "overwritten"}},
+        {"op": "mark", "file": ready},
+        {"op": "wait", "file": go},
+        {"op": "call", "name": "read_text_file", "args": {"path": path}},
+    ]);
+    let mut child = Command::new("node")
+        .arg(parts().node_dir.join("client.mjs"))
+        .arg(plan.to_string())
+        .arg(&resource)
+        .env("MANDATE_MCP_TOKEN", &token)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ready.exists() {
+        assert!(Instant::now() < deadline, "the client never got ready");
+        if child.try_wait().unwrap().is_some() {
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "the client exited early: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    env.run(&["agent", "revoke", "coder", "--reason", "done"]).ok();
+    std::fs::write(&go, "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let out: Value = serde_json::from_str(
+        String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or(""),
+    )
+    .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(out["connected"], json!(true), "{out}");
+    assert_eq!(step(&out, 0)["value"], json!(["read_text_file"]), "{out}");
+    assert_eq!(step(&out, 1)["ok"], json!(true), "{out}");
+    assert_eq!(step(&out, 2)["ok"], json!(false), "{out}");
+    assert!(step(&out, 2)["error"].as_str().unwrap().contains("fs:write_file"));
+    assert_eq!(step(&out, 5)["ok"], json!(false), "revocation must bite: {out}");
+    assert_eq!(std::fs::read_to_string(&notes).unwrap(), "original");
+    let events = audit(&env);
+    assert!(events
+        .iter()
+        .any(|e| e.0 == "mcp.tool_called" && e.3["via"] == "http"), "{events:?}");
+    assert!(events.iter().any(|e| e.0 == "mcp.denied" && e.3["error"] == "invalid_token"));
+}

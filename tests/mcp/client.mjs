@@ -1,17 +1,23 @@
 // A real MCP client (the TypeScript SDK's) for Mandate's gateway tests. It starts the command
 // given after the plan, runs the plan's steps in order and prints one JSON line of results.
-// Usage: node client.mjs PLAN_JSON COMMAND [ARGS...]
+// Usage: node client.mjs PLAN_JSON COMMAND [ARGS...]   or   node client.mjs PLAN_JSON URL
 // Steps: {"op":"tools"} | {"op":"prompts"} | {"op":"call","name":N,"args":{...}}
 //        | {"op":"prompt","name":N} | {"op":"resources"}
 //        | {"op":"mark","file":PATH} (creates it) | {"op":"wait","file":PATH} (until it exists)
 import { existsSync, writeFileSync } from "node:fs";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 
 const [plan, command, ...args] = process.argv.slice(2);
 const out = { connected: false, steps: [] };
 const client = new Client({ name: "mandate-test-ts", version: "1.0.0" });
-const transport = new StdioClientTransport({ command, args, env: process.env, stderr: "inherit" });
+// An http(s) URL instead of a command: Streamable HTTP, with the token from MANDATE_MCP_TOKEN.
+const transport = command.startsWith("http")
+  ? new StreamableHTTPClientTransport(new URL(command), {
+      requestInit: { headers: { Authorization: `Bearer ${process.env.MANDATE_MCP_TOKEN}` } },
+    })
+  : new StdioClientTransport({ command, args, env: process.env, stderr: "inherit" });
 try {
   await client.connect(transport);
   out.connected = true;

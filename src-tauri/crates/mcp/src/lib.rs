@@ -8,6 +8,7 @@
 //! - [`bridge`]: the relay between a client and a server, with the gate and the audit.
 //! - [`stdio`]: `mandate mcp run`: start the real server with its secrets from the keychain
 //!   and relay the client's stdin/stdout to it.
+//! - [`http`]: sessions of the Streamable HTTP endpoint `/mcp/{server}` (the same relay).
 //! - [`offer`]: reading a server's tools, prompts and resources with rmcp's client.
 //!
 //! The decisions and records are `mandate_core::mcp`'s: this crate owns the protocol and the
@@ -21,6 +22,7 @@
 
 pub mod bridge;
 pub mod gate;
+pub mod http;
 pub mod mask;
 pub mod message;
 pub mod offer;

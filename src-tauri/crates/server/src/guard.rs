@@ -80,7 +80,9 @@ pub async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next)
     }
     // The secret broker waits on remote APIs (an LLM may think for minutes) and sets its own
     // upstream timeouts (`proxy.rs`).
-    let deadline = if req.uri().path().starts_with("/proxy/") {
+    // So does the MCP gateway (a tool call may run for minutes; each server has its own call
+    // timeout, `mandate mcp edit --call-timeout`).
+    let deadline = if req.uri().path().starts_with("/proxy/") || req.uri().path().starts_with("/mcp/") {
         crate::proxy::READ_TIMEOUT
     } else {
         REQUEST_TIMEOUT

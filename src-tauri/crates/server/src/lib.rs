@@ -16,6 +16,7 @@
 pub mod client;
 pub mod guard;
 pub mod lock;
+pub mod mcp;
 pub mod proxy;
 pub mod tls;
 
@@ -127,6 +128,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/oauth2/introspect", post(introspect))
         .route("/oauth2/revoke", post(revoke))
         .merge(proxy::routes(state.clone()))
+        .merge(mcp::routes(state.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

@@ -165,6 +165,11 @@ pub struct McpSession {
     /// `stdio` (`mandate mcp run`) or `http` (the endpoint's `/mcp/{server}`).
     via: &'static str,
     on_behalf_of: Option<Actor>,
+    /// Over HTTP: the access token of the latest request. A call needs its scope in the token
+    /// too (a token may carry fewer than the agent holds), and the token must still be active
+    /// (not revoked, its delegation valid) in the transaction of the call's event. `None` for
+    /// the stdio bridge.
+    token: Mutex<Option<crate::oauth::resource::ResourceToken>>,
     view: Mutex<Option<View>>,
     buckets: RateBuckets,
 }
@@ -184,6 +189,7 @@ impl McpSession {
             server: s.name.to_string(),
             via,
             on_behalf_of: None,
+            token: Mutex::new(None),
             view: Mutex::new(None),
             buckets: RateBuckets::default(),
         })
@@ -193,6 +199,28 @@ impl McpSession {
     pub fn acting_for(mut self, member: Actor) -> Self {
         self.on_behalf_of = Some(member);
         self
+    }
+
+    /// Limit the next messages to what this access token carries, and check it (revocation,
+    /// the agent, a delegation) with every call. Its DPoP proof, if any, was checked and
+    /// recorded by the caller for the request that carried it.
+    pub fn use_token(&self, mut token: crate::oauth::resource::ResourceToken) {
+        token.proof = None;
+        if let Ok(mut t) = self.token.lock() {
+            *t = Some(token);
+        }
+    }
+
+    /// The agent's id.
+    pub fn agent_id(&self) -> &str {
+        &self.agent_id
+    }
+
+    fn token_allows(&self, scope: &str) -> bool {
+        match self.token.lock() {
+            Ok(t) => t.as_ref().is_none_or(|t| t.scopes.iter().any(|s| s == scope)),
+            Err(_) => false,
+        }
     }
 
     pub fn agent(&self) -> &str {
@@ -262,9 +290,11 @@ impl McpSession {
     /// the scope and trusted enough for the server.
     pub fn may(&self, action: &str) -> bool {
         self.view().is_ok_and(|v| {
+            let scope = super::tool_scope(&self.server, action);
             v.status == AgentStatus::Active
                 && v.trust >= v.floor
-                && v.scopes.contains(&super::tool_scope(&self.server, action))
+                && v.scopes.contains(&scope)
+                && self.token_allows(&scope)
         })
     }
 
@@ -275,6 +305,7 @@ impl McpSession {
             .map(|v| {
                 v.scopes
                     .iter()
+                    .filter(|s| self.token_allows(s))
                     .filter_map(|s| s.strip_prefix(&prefix).map(String::from))
                     .collect()
             })
@@ -391,7 +422,7 @@ impl McpSession {
             });
         };
         let scope = super::tool_scope(&self.server, &action);
-        if !view.scopes.contains(&scope) {
+        if !view.scopes.contains(&scope) || !self.token_allows(&scope) {
             let what = match &call.need {
                 Need::Tool(t) => format!("the tool '{}'", t.escape_default()),
                 Need::Prompt(p) => format!("the prompt '{}'", p.escape_default()),
@@ -457,6 +488,8 @@ impl McpSession {
         let (agent_id, server_id) = (self.agent_id.clone(), self.server_id.clone());
         let day = day_of(self.mandate.now());
         let (server, agent, scope_c) = (self.server.clone(), self.agent.clone(), scope.clone());
+        let token = self.token.lock().ok().and_then(|t| t.clone());
+        let used = self.mandate.used_jtis().clone();
         let ticket = self.mandate.submit_grouped(move |tx, now| {
             let refuse = |d: McpDenial| -> Result<std::result::Result<u64, McpDenial>> {
                 let mut ev = deny_base;
@@ -466,6 +499,12 @@ impl McpSession {
                 audit::append(tx, now, ev)?;
                 Ok(Err(d))
             };
+            if let Some(t) = &token
+                && let Err(why) =
+                    crate::oauth::resource::confirm_active(&used, tx, t, now.timestamp())?
+            {
+                return refuse(McpDenial::new("invalid_token", why));
+            }
             let status: Option<String> = tx
                 .prepare_cached("SELECT status FROM agents WHERE id = ?1")?
                 .query_row([&agent_id], |r| r.get(0))

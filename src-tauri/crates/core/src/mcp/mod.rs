@@ -78,6 +78,33 @@ pub fn prompt_scope(server: &str, prompt: &str) -> String {
     format!("{server}:{PROMPT_PREFIX}{prompt}")
 }
 
+/// The path under which the endpoint serves each MCP server over Streamable HTTP.
+pub const GATEWAY_PREFIX: &str = "/mcp/";
+
+/// The server name in a gateway resource URL (`http(s)://127.0.0.1:PORT/mcp/NAME`, also
+/// `localhost` and `[::1]`), the RFC 8707 `resource` an HTTP MCP client asks a token for.
+pub fn gateway_resource_name(resource: &str) -> Option<String> {
+    let u = url::Url::parse(resource).ok()?;
+    let loopback = matches!(
+        u.host()?,
+        url::Host::Domain("localhost") | url::Host::Ipv4(_) | url::Host::Ipv6(_)
+    ) && match u.host()? {
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
+        url::Host::Domain(_) => true,
+    };
+    if !loopback || !matches!(u.scheme(), "http" | "https") || u.query().is_some() {
+        return None;
+    }
+    let name = u.path().strip_prefix(GATEWAY_PREFIX)?.trim_end_matches('/');
+    ConnectionName::parse(name).ok().map(|n| n.to_string())
+}
+
+/// The audience a token for the gateway's `/mcp/NAME` carries.
+pub fn audience(server: &str) -> String {
+    format!("{BASE_URL_SCHEME}{server}")
+}
+
 /// Whether a connection's base URL marks it as an MCP server.
 pub fn is_mcp_base_url(base_url: &str) -> bool {
     base_url.starts_with(BASE_URL_SCHEME)
@@ -242,6 +269,21 @@ mod tests {
             &"x".repeat(129),
         ] {
             assert!(!is_action_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn gateway_resource_urls_name_their_server() {
+        for (url, name) in [
+            ("http://127.0.0.1:6263/mcp/github-mcp", Some("github-mcp")),
+            ("https://localhost:6263/mcp/fs/", Some("fs")),
+            ("http://[::1]:9/mcp/fs", Some("fs")),
+            ("http://evil.example:6263/mcp/fs", None),
+            ("http://127.0.0.1:6263/proxy/fs", None),
+            ("http://127.0.0.1:6263/mcp/Fs", None),
+            ("http://127.0.0.1:6263/mcp/fs?x=1", None),
+        ] {
+            assert_eq!(gateway_resource_name(url).as_deref(), name, "{url}");
         }
     }
 

@@ -270,6 +270,15 @@ impl Mandate {
     }
 
     /// The delegation row for an exchange, if it exists.
+    /// The team member a delegation lets its agent act for, as an audit actor (`None` when
+    /// the delegation is unknown).
+    pub fn delegation_member(&self, id: &str) -> Option<crate::audit::Actor> {
+        self.delegation_row(id)
+            .ok()
+            .flatten()
+            .map(|d| crate::audit::Actor::member(&d.member_id, &d.member))
+    }
+
     pub(crate) fn delegation_row(&self, id: &str) -> Result<Option<Delegation>> {
         delegation_row_on(&*self.lock()?, id, self.now().timestamp())
     }

@@ -149,7 +149,16 @@ fn floor_refusal(agent: &ClientAgent, c: &ConnInfo) -> OAuthError {
 
 fn resolve_resource<'a>(conns: &'a [ConnInfo], r: &str) -> Option<&'a ConnInfo> {
     let r = r.trim_end_matches('/');
-    conns.iter().find(|c| c.base_url == r || c.name == r)
+    conns
+        .iter()
+        .find(|c| c.base_url == r || c.name == r)
+        .or_else(|| {
+            // An MCP server's resource URL on the gateway, `http(s)://LOOPBACK:PORT/mcp/NAME`,
+            // names the MCP connection `mcp://NAME` (its token audience).
+            let name = crate::mcp::gateway_resource_name(r)?;
+            let base = format!("{}{name}", crate::mcp::BASE_URL_SCHEME);
+            conns.iter().find(|c| c.base_url == base)
+        })
 }
 
 /// Decide scopes, audience and expiry for `agent`, or refuse with the reason.

@@ -208,3 +208,19 @@ pub(crate) fn confirm_active(
     }
     Ok(Ok(()))
 }
+
+impl TokenService {
+    /// [`confirm_active`] on its own grouped write, for a resource that has no transaction of
+    /// its own to run it in (the MCP gateway's HTTP endpoint, per request): the token is still
+    /// active and its DPoP proof's `jti` is recorded (a replay is refused). Returns once durable.
+    pub async fn confirm_resource_token(
+        &self,
+        t: &ResourceToken,
+    ) -> Result<Result<(), String>, crate::Error> {
+        let m = self.mandate();
+        let used = m.used_jtis().clone();
+        let t = t.clone();
+        m.submit_grouped(move |tx, now| confirm_active(&used, tx, &t, now.timestamp()))
+            .await
+    }
+}
