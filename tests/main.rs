@@ -24,8 +24,8 @@
 //! - `broker`        the secret broker and `mandate exec` against a real upstream process
 //! - `service`       `mandate service` under a real systemd user manager: starts at a fresh
 //!   login, serves with no app open, hands over, uninstalls
-//! - `mcp_gateway`   `mandate mcp run` between real MCP clients (TypeScript, Python) and the
-//!                   reference servers: invisible tools, refusals, masking, bad input, crashes
+//! - `mcp_gateway`   `mandate mcp run` and `/mcp/{server}` between real MCP clients (TypeScript,
+//!   Python) and the reference servers: invisible tools, refusals, masking, bad input, crashes
 
 #![allow(
     clippy::unwrap_used,

@@ -32,7 +32,9 @@ pub fn parts() -> &'static Parts {
     static PARTS: OnceLock<Parts> = OnceLock::new();
     PARTS.get_or_init(|| {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("mcp/setup.sh");
-        let out = Command::new(script).output().expect("run tests/mcp/setup.sh");
+        let out = Command::new(script)
+            .output()
+            .expect("run tests/mcp/setup.sh");
         assert!(
             out.status.success(),
             "tests/mcp/setup.sh failed: {}",
@@ -127,15 +129,15 @@ pub fn audit(env: &Env) -> Vec<(String, String, String, Value)> {
         )
         .output()
         .unwrap();
-    let rows: Vec<Value> =
-        serde_json::from_slice(&o.stdout).unwrap_or_else(|_| Vec::new());
+    let rows: Vec<Value> = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| Vec::new());
     rows.into_iter()
         .map(|r| {
             (
                 r["action"].as_str().unwrap_or("").to_string(),
                 r["decision"].as_str().unwrap_or("").to_string(),
                 r["reason"].as_str().unwrap_or("").to_string(),
-                serde_json::from_str(r["details"].as_str().unwrap_or("null")).unwrap_or(Value::Null),
+                serde_json::from_str(r["details"].as_str().unwrap_or("null"))
+                    .unwrap_or(Value::Null),
             )
         })
         .collect()
@@ -152,9 +154,20 @@ fn ts_client_sees_only_granted_tools_and_refused_calls_never_reach_the_filesyste
     std::fs::create_dir_all(&root).unwrap();
     let notes = root.join("notes.txt");
     std::fs::write(&notes, "original").unwrap();
-    let root_s = std::fs::canonicalize(&root).unwrap().to_string_lossy().into_owned();
-    env.run(&["mcp", "add", "fs", "--", "node", &server_js("filesystem"), &root_s])
-        .ok();
+    let root_s = std::fs::canonicalize(&root)
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    env.run(&[
+        "mcp",
+        "add",
+        "fs",
+        "--",
+        "node",
+        &server_js("filesystem"),
+        &root_s,
+    ])
+    .ok();
     // The tools came from the server itself, with its annotations.
     let tools = env.run(&["--json", "mcp", "tools", "fs"]).ok().json();
     let write = tools
@@ -165,11 +178,18 @@ fn ts_client_sees_only_granted_tools_and_refused_calls_never_reach_the_filesyste
         .expect("write_file listed");
     assert_eq!(write["destructive"], json!(true));
     assert_eq!(tools[0]["read_only"], json!(true), "read-only tools first");
-    agent(&env, "coder", &["fs:read_text_file", "fs:list_allowed_directories"]);
+    agent(
+        &env,
+        "coder",
+        &["fs:read_text_file", "fs:list_allowed_directories"],
+    );
 
     let ready = env.dir.path().join("ready");
     let go = env.dir.path().join("go");
-    let path = std::fs::canonicalize(&notes).unwrap().to_string_lossy().into_owned();
+    let path = std::fs::canonicalize(&notes)
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
     let plan = json!([
         {"op": "tools"},
         {"op": "call", "name": "read_text_file", "args": {"path": path}},
@@ -195,10 +215,9 @@ fn ts_client_sees_only_granted_tools_and_refused_calls_never_reach_the_filesyste
         .ok();
     std::fs::write(&go, "").unwrap();
     let out = child.wait_with_output().unwrap();
-    let out: Value = serde_json::from_str(
-        String::from_utf8_lossy(&out.stdout).lines().last().unwrap(),
-    )
-    .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let out: Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap())
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
 
     assert_eq!(out["connected"], json!(true), "{out}");
     let mut listed: Vec<&str> = step(&out, 0)["value"]
@@ -208,18 +227,32 @@ fn ts_client_sees_only_granted_tools_and_refused_calls_never_reach_the_filesyste
         .map(|v| v.as_str().unwrap())
         .collect();
     listed.sort();
-    assert_eq!(listed, ["list_allowed_directories", "read_text_file"], "{out}");
+    assert_eq!(
+        listed,
+        ["list_allowed_directories", "read_text_file"],
+        "{out}"
+    );
     assert_eq!(step(&out, 1)["ok"], json!(true), "{out}");
     assert!(step(&out, 1)["value"].to_string().contains("original"));
-    for (i, scope) in [(2, "fs:write_file"), (3, "fs:Write_File"), (4, "fs:read_text_fil")] {
+    for (i, scope) in [
+        (2, "fs:write_file"),
+        (3, "fs:Write_File"),
+        (4, "fs:read_text_fil"),
+    ] {
         let s = step(&out, i);
         assert_eq!(s["ok"], json!(false), "step {i}: {out}");
         assert_eq!(s["code"], json!(-32001), "step {i}: {out}");
-        assert!(s["error"].as_str().unwrap().contains(scope), "step {i}: {s}");
+        assert!(
+            s["error"].as_str().unwrap().contains(scope),
+            "step {i}: {s}"
+        );
     }
     let last = step(&out, 7);
     assert_eq!(last["ok"], json!(false), "revocation must bite: {out}");
-    assert!(last["error"].as_str().unwrap().contains("revoked"), "{last}");
+    assert!(
+        last["error"].as_str().unwrap().contains("revoked"),
+        "{last}"
+    );
     assert_eq!(
         std::fs::read_to_string(&notes).unwrap(),
         "original",
@@ -235,7 +268,10 @@ fn ts_client_sees_only_granted_tools_and_refused_calls_never_reach_the_filesyste
     assert_eq!(called.len(), 1, "{events:?}");
     assert_eq!(called[0]["tool"], "read_text_file");
     assert_eq!(called[0]["arguments_sha256"].as_str().unwrap().len(), 64);
-    assert!(called[0].get("arguments").is_none(), "arguments are not recorded by default");
+    assert!(
+        called[0].get("arguments").is_none(),
+        "arguments are not recorded by default"
+    );
     let completed: Vec<&Value> = events
         .iter()
         .filter(|e| e.0 == "mcp.tool_completed")
@@ -252,7 +288,12 @@ fn ts_client_sees_only_granted_tools_and_refused_calls_never_reach_the_filesyste
         .collect();
     assert_eq!(
         denied,
-        ["insufficient_scope", "insufficient_scope", "insufficient_scope", "agent_inactive"],
+        [
+            "insufficient_scope",
+            "insufficient_scope",
+            "insufficient_scope",
+            "agent_inactive"
+        ],
         "{events:?}"
     );
 }
@@ -310,20 +351,27 @@ fn python_client_never_sees_the_servers_credential_and_prompts_are_gated() {
     assert!(env_dump.contains(&"*".repeat(GITHUB_STYLE_TOKEN.len())));
     assert_eq!(step(&out, 3)["value"]["isError"], json!(false));
     assert_eq!(step(&out, 4)["ok"], json!(false));
-    assert!(step(&out, 4)["error"]
-        .as_str()
-        .unwrap()
-        .contains("everything:get-sum"));
+    assert!(
+        step(&out, 4)["error"]
+            .as_str()
+            .unwrap()
+            .contains("everything:get-sum")
+    );
     assert_eq!(step(&out, 5)["ok"], json!(true), "{out}");
     assert_eq!(step(&out, 6)["ok"], json!(false));
-    assert!(step(&out, 6)["error"]
-        .as_str()
-        .unwrap()
-        .contains("everything:prompts/args-prompt"));
+    assert!(
+        step(&out, 6)["error"]
+            .as_str()
+            .unwrap()
+            .contains("everything:prompts/args-prompt")
+    );
 
     let events = audit(&env);
     let text = format!("{events:?}");
-    assert!(!text.contains("ghp_Z7cQ"), "the credential reached the audit trail");
+    assert!(
+        !text.contains("ghp_Z7cQ"),
+        "the credential reached the audit trail"
+    );
     let called: Vec<String> = events
         .iter()
         .filter(|e| e.0 == "mcp.tool_called")
@@ -331,10 +379,17 @@ fn python_client_never_sees_the_servers_credential_and_prompts_are_gated() {
         .collect();
     assert_eq!(
         called,
-        ["everything:get-env", "everything:echo", "everything:prompts/simple-prompt"]
+        [
+            "everything:get-env",
+            "everything:echo",
+            "everything:prompts/simple-prompt"
+        ]
     );
     assert_eq!(
-        events.iter().filter(|e| e.0 == "mcp.tool_completed").count(),
+        events
+            .iter()
+            .filter(|e| e.0 == "mcp.tool_completed")
+            .count(),
         3
     );
     // The database holds no trace of the credential either.
@@ -398,8 +453,16 @@ impl Drop for Raw {
 #[test]
 fn bad_input_is_answered_with_errors_and_the_gateway_stays_up() {
     let env = Env::new();
-    env.run(&["mcp", "add", "everything", "--", "node", &server_js("everything"), "stdio"])
-        .ok();
+    env.run(&[
+        "mcp",
+        "add",
+        "everything",
+        "--",
+        "node",
+        &server_js("everything"),
+        "stdio",
+    ])
+    .ok();
     agent(&env, "coder", &["everything:echo"]);
     let mut raw = Raw::start(&env, "coder", "everything");
     raw.initialize();
@@ -447,9 +510,17 @@ fn bad_input_is_answered_with_errors_and_the_gateway_stays_up() {
     for (line, code, id) in &cases {
         raw.send(line);
         let r = raw.recv();
-        assert_eq!(r["error"]["code"], json!(code), "{}: {r}", &line[..line.len().min(80)]);
+        assert_eq!(
+            r["error"]["code"],
+            json!(code),
+            "{}: {r}",
+            &line[..line.len().min(80)]
+        );
         assert_eq!(r["id"], id.clone().unwrap_or(Value::Null), "{r}");
-        assert!(r["error"]["message"].as_str().unwrap().len() > 20, "a sentence: {r}");
+        assert!(
+            r["error"]["message"].as_str().unwrap().len() > 20,
+            "a sentence: {r}"
+        );
     }
     // Still up: a granted call passes.
     raw.send(r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"echo","arguments":{"message":"still here"}}}"#);
@@ -506,13 +577,25 @@ fn a_hanging_or_crashing_server_and_a_leaving_client_each_end_in_an_audit_event(
     raw.send(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"hang"}}"#);
     let r = raw.recv();
     assert_eq!(r["id"], json!(1));
-    assert!(r["error"]["message"].as_str().unwrap().contains("did not answer within 1 s"), "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("did not answer within 1 s"),
+        "{r}"
+    );
     assert!(t0.elapsed() < Duration::from_secs(10));
     // A server that crashes mid-call: an error for the call, and the bridge ends with it.
     raw.send(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"crash"}}"#);
     let r = raw.recv();
     assert_eq!(r["id"], json!(2));
-    assert!(r["error"]["message"].as_str().unwrap().contains("exited before answering"), "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("exited before answering"),
+        "{r}"
+    );
     // (Keep our side open: the bridge must end because the server did.)
     let _stdin = raw.child.stdin.take();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -523,7 +606,11 @@ fn a_hanging_or_crashing_server_and_a_leaving_client_each_end_in_an_audit_event(
         assert!(Instant::now() < deadline, "the bridge outlived its server");
         std::thread::sleep(Duration::from_millis(20));
     };
-    assert_eq!(status.code(), Some(3), "the bridge exits with the server's status");
+    assert_eq!(
+        status.code(),
+        Some(3),
+        "the bridge exits with the server's status"
+    );
 
     // A client that leaves mid-call.
     let mut raw = Raw::start(&env, "coder", "crashy");
@@ -531,13 +618,24 @@ fn a_hanging_or_crashing_server_and_a_leaving_client_each_end_in_an_audit_event(
     raw.send(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"hang"}}"#);
     // Wait until the call reached the server, then hang up.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while std::fs::read_to_string(&log).unwrap_or_default().matches("\"hang\"").count() < 2 {
-        assert!(Instant::now() < deadline, "the call never reached the server");
+    while std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .matches("\"hang\"")
+        .count()
+        < 2
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the call never reached the server"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     drop(raw.child.stdin.take());
     let status = raw.child.wait().unwrap();
-    assert!(status.success(), "a client leaving is a normal end: {status}");
+    assert!(
+        status.success(),
+        "a client leaving is a normal end: {status}"
+    );
 
     let results: Vec<String> = audit(&env)
         .iter()
@@ -582,8 +680,15 @@ fn done_when_an_imported_mcp_json_runs_through_the_gate_until_revocation() {
     agent(&env, "coder", &[]);
 
     let scan = env.run(&["scan", project.to_str().unwrap()]).ok();
-    assert!(scan.stdout.contains("MCP server 'github'"), "{}", scan.stdout);
-    assert!(!scan.stdout.contains("ghp_Z7cQ2mN8"), "the scan printed the token");
+    assert!(
+        scan.stdout.contains("MCP server 'github'"),
+        "{}",
+        scan.stdout
+    );
+    assert!(
+        !scan.stdout.contains("ghp_Z7cQ2mN8"),
+        "the scan printed the token"
+    );
     env.run(&[
         "mcp",
         "import",
@@ -597,7 +702,10 @@ fn done_when_an_imported_mcp_json_runs_through_the_gate_until_revocation() {
     ])
     .ok();
     let text = std::fs::read_to_string(&config).unwrap();
-    assert!(!text.contains("ghp_"), "the file still holds the token: {text}");
+    assert!(
+        !text.contains("ghp_"),
+        "the file still holds the token: {text}"
+    );
 
     // A real client started exactly as the config says (`mandate` found on PATH).
     let v: Value = serde_json::from_str(&text).unwrap();
@@ -621,7 +729,11 @@ fn done_when_an_imported_mcp_json_runs_through_the_gate_until_revocation() {
         {"op": "call", "name": "echo", "args": {"message": "after revocation"}},
     ]);
     let bin_dir = bin("mandate").parent().unwrap().to_path_buf();
-    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let mut child = Command::new("node")
         .arg(parts().node_dir.join("client.mjs"))
         .arg(plan.to_string())
@@ -639,7 +751,10 @@ fn done_when_an_imported_mcp_json_runs_through_the_gate_until_revocation() {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !ready.exists() {
         assert!(Instant::now() < deadline, "the client never got ready");
-        assert!(child.try_wait().unwrap().is_none(), "the client exited early");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the client exited early"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     env.run(&["agent", "revoke", "coder", "--reason", "laptop stolen"])
@@ -647,18 +762,27 @@ fn done_when_an_imported_mcp_json_runs_through_the_gate_until_revocation() {
     std::fs::write(&go, "").unwrap();
     let out = child.wait_with_output().unwrap();
     let out: Value = serde_json::from_str(
-        String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or(""),
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap_or(""),
     )
     .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
     assert_eq!(step(&out, 0)["value"], json!(["echo"]), "{out}");
     assert_eq!(step(&out, 1)["ok"], json!(true), "{out}");
     assert!(step(&out, 1)["value"].to_string().contains("from coder"));
     assert_eq!(step(&out, 2)["ok"], json!(false), "{out}");
-    assert!(step(&out, 2)["error"]
-        .as_str()
-        .unwrap()
-        .contains("github-mcp:get-env"));
-    assert_eq!(step(&out, 5)["ok"], json!(false), "revocation must stop the next call");
+    assert!(
+        step(&out, 2)["error"]
+            .as_str()
+            .unwrap()
+            .contains("github-mcp:get-env")
+    );
+    assert_eq!(
+        step(&out, 5)["ok"],
+        json!(false),
+        "revocation must stop the next call"
+    );
 
     let events = audit(&env);
     assert!(
@@ -669,8 +793,15 @@ fn done_when_an_imported_mcp_json_runs_through_the_gate_until_revocation() {
     );
 
     let pdf = env.dir.path().join("report.pdf");
-    env.run(&["audit", "export", "--format", "pdf", "--out", pdf.to_str().unwrap()])
-        .ok();
+    env.run(&[
+        "audit",
+        "export",
+        "--format",
+        "pdf",
+        "--out",
+        pdf.to_str().unwrap(),
+    ])
+    .ok();
     let text = Command::new("pdftotext")
         .args([pdf.to_str().unwrap(), "-"])
         .output()
@@ -683,8 +814,16 @@ fn done_when_an_imported_mcp_json_runs_through_the_gate_until_revocation() {
         .find(|rest| rest.contains("Purpose") && rest[..rest.find("Purpose").unwrap()].len() < 200)
         .unwrap_or_else(|| panic!("no section for coder in the report:\n{text}"));
     std::fs::write(env.dir.path().join("report.txt"), text.as_bytes()).ok();
-    for needle in ["mcp.tool_called", "github-mcp:echo", "mcp.denied", "github-mcp:get-env"] {
-        assert!(section.contains(needle), "{needle} not under coder:\n{section}");
+    for needle in [
+        "mcp.tool_called",
+        "github-mcp:echo",
+        "mcp.denied",
+        "github-mcp:get-env",
+    ] {
+        assert!(
+            section.contains(needle),
+            "{needle} not under coder:\n{section}"
+        );
     }
     assert!(!text.contains("ghp_Z7cQ2mN8"), "the report holds the token");
 }
@@ -701,7 +840,11 @@ fn serve(env: &Env) -> (crate::interop::Running, String) {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let url = line.trim().strip_prefix("Listening on ").unwrap().to_string();
+    let url = line
+        .trim()
+        .strip_prefix("Listening on ")
+        .unwrap()
+        .to_string();
     (crate::interop::Running(child), url)
 }
 
@@ -748,17 +891,47 @@ fn streamable_http_endpoint_follows_the_mcp_authorization_spec_and_gates_like_th
         .send()
         .unwrap();
     assert_eq!(r.status().as_u16(), 401);
-    let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_string();
+    let challenge = r.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string();
     let meta_url = format!("{issuer}/.well-known/oauth-protected-resource/mcp/fs");
-    assert!(challenge.contains(&format!("resource_metadata=\"{meta_url}\"")), "{challenge}");
+    assert!(
+        challenge.contains(&format!("resource_metadata=\"{meta_url}\"")),
+        "{challenge}"
+    );
     let meta: Value = http.get(&meta_url).send().unwrap().json().unwrap();
     assert_eq!(meta["resource"], json!(resource));
     assert_eq!(meta["authorization_servers"], json!([issuer]));
-    assert!(meta["scopes_supported"].as_array().unwrap().contains(&json!("fs:write_file")));
+    assert!(
+        meta["scopes_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("fs:write_file"))
+    );
     // A token for another audience is refused.
-    env.run(&["connection", "add", "other", "--base-url", "https://api.example.com", "--action", "r=GET:/x"]).ok();
-    env.run(&["agent", "edit", "coder", "--add-scope", "other:r"]).ok();
-    let other = env.run(&["token", "coder", "--aud", "other", "--port", issuer.rsplit(':').next().unwrap()]).ok();
+    env.run(&[
+        "connection",
+        "add",
+        "other",
+        "--base-url",
+        "https://api.example.com",
+        "--action",
+        "r=GET:/x",
+    ])
+    .ok();
+    env.run(&["agent", "edit", "coder", "--add-scope", "other:r"])
+        .ok();
+    let other = env
+        .run(&[
+            "token",
+            "coder",
+            "--aud",
+            "other",
+            "--port",
+            issuer.rsplit(':').next().unwrap(),
+        ])
+        .ok();
     let r = http
         .post(&resource)
         .header("content-type", "application/json")
@@ -767,7 +940,12 @@ fn streamable_http_endpoint_follows_the_mcp_authorization_spec_and_gates_like_th
         .send()
         .unwrap();
     assert_eq!(r.status().as_u16(), 401);
-    assert!(r.headers()["www-authenticate"].to_str().unwrap().contains("invalid_token"));
+    assert!(
+        r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("invalid_token")
+    );
 
     // A token with the server as audience (RFC 8707), used by the TypeScript SDK's client.
     let port = issuer.rsplit(':').next().unwrap().to_string();
@@ -810,23 +988,43 @@ fn streamable_http_endpoint_follows_the_mcp_authorization_spec_and_gates_like_th
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    env.run(&["agent", "revoke", "coder", "--reason", "done"]).ok();
+    env.run(&["agent", "revoke", "coder", "--reason", "done"])
+        .ok();
     std::fs::write(&go, "").unwrap();
     let out = child.wait_with_output().unwrap();
     let out: Value = serde_json::from_str(
-        String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or(""),
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap_or(""),
     )
     .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
     assert_eq!(out["connected"], json!(true), "{out}");
     assert_eq!(step(&out, 0)["value"], json!(["read_text_file"]), "{out}");
     assert_eq!(step(&out, 1)["ok"], json!(true), "{out}");
     assert_eq!(step(&out, 2)["ok"], json!(false), "{out}");
-    assert!(step(&out, 2)["error"].as_str().unwrap().contains("fs:write_file"));
-    assert_eq!(step(&out, 5)["ok"], json!(false), "revocation must bite: {out}");
+    assert!(
+        step(&out, 2)["error"]
+            .as_str()
+            .unwrap()
+            .contains("fs:write_file")
+    );
+    assert_eq!(
+        step(&out, 5)["ok"],
+        json!(false),
+        "revocation must bite: {out}"
+    );
     assert_eq!(std::fs::read_to_string(&notes).unwrap(), "original");
     let events = audit(&env);
-    assert!(events
-        .iter()
-        .any(|e| e.0 == "mcp.tool_called" && e.3["via"] == "http"), "{events:?}");
-    assert!(events.iter().any(|e| e.0 == "mcp.denied" && e.3["error"] == "invalid_token"));
+    assert!(
+        events
+            .iter()
+            .any(|e| e.0 == "mcp.tool_called" && e.3["via"] == "http"),
+        "{events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.0 == "mcp.denied" && e.3["error"] == "invalid_token")
+    );
 }

@@ -111,7 +111,14 @@ impl Shared {
     }
 
     /// Audit how a call ended, on a task the relay waits for before it returns.
-    fn complete(&self, p: &Pending, result: &'static str, is_error: Option<bool>, error_code: Option<i64>, bytes: u64) {
+    fn complete(
+        &self,
+        p: &Pending,
+        result: &'static str,
+        is_error: Option<bool>,
+        error_code: Option<i64>,
+        bytes: u64,
+    ) {
         if p.permit.scope.is_none() {
             return;
         }
@@ -134,7 +141,12 @@ impl Shared {
 
 fn call_of(method: &str, id: Option<&RawValue>, need: Need, bytes: usize) -> McpCall {
     McpCall {
-        method: method.chars().take(128).collect::<String>().escape_default().to_string(),
+        method: method
+            .chars()
+            .take(128)
+            .collect::<String>()
+            .escape_default()
+            .to_string(),
         need,
         request_id: id.map(|i| i.get().chars().take(200).collect()),
         arguments_sha256: None,
@@ -302,10 +314,19 @@ async fn from_client<R: AsyncRead + Unpin>(shared: Arc<Shared>, reader: R, opts:
                 let d = session
                     .refuse(
                         &call_of("(oversized)", None, Need::Nothing, opts.max_client_message),
-                        McpDenial { code: "message_too_large", message: msg.clone(), scope: None },
+                        McpDenial {
+                            code: "message_too_large",
+                            message: msg.clone(),
+                            scope: None,
+                        },
                     )
                     .await;
-                shared.send_client(gate::error_response(None, codes::INVALID_REQUEST, &d.message, Some(json!({"mandate_error": d.code}))));
+                shared.send_client(gate::error_response(
+                    None,
+                    codes::INVALID_REQUEST,
+                    &d.message,
+                    Some(json!({"mandate_error": d.code})),
+                ));
                 continue;
             }
             Line::NotJson => {
@@ -319,7 +340,12 @@ async fn from_client<R: AsyncRead + Unpin>(shared: Arc<Shared>, reader: R, opts:
                         },
                     )
                     .await;
-                shared.send_client(gate::error_response(None, codes::PARSE_ERROR, &d.message, Some(json!({"mandate_error": d.code}))));
+                shared.send_client(gate::error_response(
+                    None,
+                    codes::PARSE_ERROR,
+                    &d.message,
+                    Some(json!({"mandate_error": d.code})),
+                ));
                 continue;
             }
         };
@@ -336,15 +362,26 @@ async fn from_client<R: AsyncRead + Unpin>(shared: Arc<Shared>, reader: R, opts:
                             .to_string(),
                         None,
                     ),
-                    Invalid::Request { reason, id } => (codes::INVALID_REQUEST, "invalid_request", reason, id),
+                    Invalid::Request { reason, id } => {
+                        (codes::INVALID_REQUEST, "invalid_request", reason, id)
+                    }
                 };
                 let d = session
                     .refuse(
                         &call_of("(invalid)", id.as_deref(), Need::Nothing, bytes),
-                        McpDenial { code, message: msg, scope: None },
+                        McpDenial {
+                            code,
+                            message: msg,
+                            scope: None,
+                        },
                     )
                     .await;
-                shared.send_client(gate::error_response(id.as_deref(), rpc, &d.message, Some(json!({"mandate_error": d.code}))));
+                shared.send_client(gate::error_response(
+                    id.as_deref(),
+                    rpc,
+                    &d.message,
+                    Some(json!({"mandate_error": d.code})),
+                ));
             }
             Ok(Message::Request { id, method, params }) => {
                 let classified = match gate::classify_request(&method, params.as_deref()) {
@@ -353,15 +390,28 @@ async fn from_client<R: AsyncRead + Unpin>(shared: Arc<Shared>, reader: R, opts:
                         let d = session
                             .refuse(
                                 &call_of(&method, Some(&id), Need::Nothing, bytes),
-                                McpDenial { code: r.code, message: r.message, scope: None },
+                                McpDenial {
+                                    code: r.code,
+                                    message: r.message,
+                                    scope: None,
+                                },
                             )
                             .await;
-                        shared.send_client(gate::error_response(Some(&id), r.rpc_code, &d.message, Some(json!({"mandate_error": d.code}))));
+                        shared.send_client(gate::error_response(
+                            Some(&id),
+                            r.rpc_code,
+                            &d.message,
+                            Some(json!({"mandate_error": d.code})),
+                        ));
                         continue;
                     }
                 };
                 let key = id_key(&id);
-                let in_use = shared.pending.lock().map(|p| p.contains_key(&key)).unwrap_or(true);
+                let in_use = shared
+                    .pending
+                    .lock()
+                    .map(|p| p.contains_key(&key))
+                    .unwrap_or(true);
                 if in_use {
                     shared.send_client(gate::error_response(
                         Some(&id),
@@ -381,7 +431,12 @@ async fn from_client<R: AsyncRead + Unpin>(shared: Arc<Shared>, reader: R, opts:
                         if let Ok(mut p) = shared.pending.lock() {
                             p.insert(
                                 key.clone(),
-                                Pending { id: id.clone(), permit, list: classified.list, started: Instant::now() },
+                                Pending {
+                                    id: id.clone(),
+                                    permit,
+                                    list: classified.list,
+                                    started: Instant::now(),
+                                },
                             );
                         }
                         let _ = shared.to_server.send(text);
@@ -442,7 +497,12 @@ async fn time_out(shared: Arc<Shared>, key: String, after: Duration) {
     shared.complete(&p, "timeout", None, None, 0);
 }
 
-async fn from_server<R: AsyncRead + Unpin>(shared: Arc<Shared>, reader: R, needles: Needles, max: usize) {
+async fn from_server<R: AsyncRead + Unpin>(
+    shared: Arc<Shared>,
+    reader: R,
+    needles: Needles,
+    max: usize,
+) {
     let mut lines = Lines::new(reader, max);
     while let Some(line) = lines.next().await {
         let mut text = match line {
@@ -465,7 +525,8 @@ async fn from_server<R: AsyncRead + Unpin>(shared: Arc<Shared>, reader: R, needl
                 };
                 let out = match (p.list, &result) {
                     (Some(kind), Some(r)) => {
-                        let granted: BTreeSet<String> = shared.session.granted_actions().into_iter().collect();
+                        let granted: BTreeSet<String> =
+                            shared.session.granted_actions().into_iter().collect();
                         match gate::filter_list(r, kind, &granted) {
                             Some(filtered) => gate::result_response(&id, &filtered),
                             None => gate::error_response(
@@ -478,7 +539,8 @@ async fn from_server<R: AsyncRead + Unpin>(shared: Arc<Shared>, reader: R, needl
                     }
                     _ => text,
                 };
-                let (result_s, is_error, code) = gate::outcome_of(result.as_deref(), error.as_deref());
+                let (result_s, is_error, code) =
+                    gate::outcome_of(result.as_deref(), error.as_deref());
                 shared.complete(&p, result_s, is_error, code, out.len() as u64);
                 shared.send_client(out);
             }

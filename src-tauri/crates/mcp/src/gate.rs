@@ -280,7 +280,10 @@ pub fn filter_list(
 
 /// How a `tools/call` (or other) response ended, for the audit trail: (`result`, `isError`,
 /// error code).
-pub fn outcome_of(result: Option<&RawValue>, error: Option<&RawValue>) -> (&'static str, Option<bool>, Option<i64>) {
+pub fn outcome_of(
+    result: Option<&RawValue>,
+    error: Option<&RawValue>,
+) -> (&'static str, Option<bool>, Option<i64>) {
     #[derive(Deserialize)]
     struct Flag {
         #[serde(rename = "isError")]
@@ -291,7 +294,9 @@ pub fn outcome_of(result: Option<&RawValue>, error: Option<&RawValue>) -> (&'sta
         code: Option<i64>,
     }
     if let Some(e) = error {
-        let code = serde_json::from_str::<Code>(e.get()).ok().and_then(|c| c.code);
+        let code = serde_json::from_str::<Code>(e.get())
+            .ok()
+            .and_then(|c| c.code);
         return ("rpc_error", None, code);
     }
     let flag = result
@@ -305,7 +310,12 @@ pub fn outcome_of(result: Option<&RawValue>, error: Option<&RawValue>) -> (&'sta
 
 /// A JSON-RPC error response (one line, no newline). `id` is `null` when the request's id
 /// could not be read.
-pub fn error_response(id: Option<&RawValue>, code: i64, message: &str, data: Option<Value>) -> String {
+pub fn error_response(
+    id: Option<&RawValue>,
+    code: i64,
+    message: &str,
+    data: Option<Value>,
+) -> String {
     let mut err = json!({"code": code, "message": message});
     if let Some(d) = data {
         err["data"] = d;

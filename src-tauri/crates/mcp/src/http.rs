@@ -109,27 +109,47 @@ impl HttpGateway {
 
     /// Start a session: the server process and the relay.
     fn start(&self, mcp: McpSession) -> Result<(String, Arc<Session>), Answer> {
-        let busy = |msg: &str| Answer::json(503, gate::error_response(None, codes::INTERNAL_ERROR, msg, None), None);
+        let busy = |msg: &str| {
+            Answer::json(
+                503,
+                gate::error_response(None, codes::INTERNAL_ERROR, msg, None),
+                None,
+            )
+        };
         if let Ok(mut all) = self.sessions.lock() {
-            all.retain(|_, s| s.last_used.lock().map(|t| t.elapsed() < IDLE).unwrap_or(false));
+            all.retain(|_, s| {
+                s.last_used
+                    .lock()
+                    .map(|t| t.elapsed() < IDLE)
+                    .unwrap_or(false)
+            });
             if all.len() >= MAX_SESSIONS {
-                return Err(busy("too many MCP sessions are open; end one (DELETE) or retry later"));
+                return Err(busy(
+                    "too many MCP sessions are open; end one (DELETE) or retry later",
+                ));
             }
         }
         let m: Arc<Mandate> = mcp.mandate().clone();
         let server = m
             .get_mcp_server(mcp.server())
             .map_err(|e| busy(&e.to_string()))?;
-        let (mut cmd, secrets) = crate::stdio::command(&m, mcp.server()).map_err(|e| busy(&e.to_string()))?;
+        let (mut cmd, secrets) =
+            crate::stdio::command(&m, mcp.server()).map_err(|e| busy(&e.to_string()))?;
         let mut child = cmd.spawn().map_err(|e| {
-            busy(&format!("could not start the MCP server '{}': {e}", server.name))
+            busy(&format!(
+                "could not start the MCP server '{}': {e}",
+                server.name
+            ))
         })?;
         let (Some(stdin), Some(stdout), Some(stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
             return Err(busy("the server's standard streams could not be opened"));
         };
-        tokio::spawn(crate::stdio::relay_stderr(stderr, Needles::new(secrets.iter())));
+        tokio::spawn(crate::stdio::relay_stderr(
+            stderr,
+            Needles::new(secrets.iter()),
+        ));
         let needles = Needles::new(secrets.iter());
         let (client_in_w, client_in_r) = tokio::io::duplex(256 * 1024);
         let (client_out_w, client_out_r) = tokio::io::duplex(256 * 1024);
@@ -141,8 +161,20 @@ impl HttpGateway {
         };
         let relay_session = mcp.clone();
         tokio::spawn(async move {
-            let _ = bridge::relay(relay_session, client_in_r, client_out_w, stdin, stdout, needles, opts).await;
-            if tokio::time::timeout(Duration::from_secs(2), child.wait()).await.is_err() {
+            let _ = bridge::relay(
+                relay_session,
+                client_in_r,
+                client_out_w,
+                stdin,
+                stdout,
+                needles,
+                opts,
+            )
+            .await;
+            if tokio::time::timeout(Duration::from_secs(2), child.wait())
+                .await
+                .is_err()
+            {
                 let _ = child.kill().await;
             }
         });
@@ -226,7 +258,12 @@ impl HttpGateway {
                     Err(e) => {
                         return Answer::json(
                             404,
-                            gate::error_response(None, codes::INVALID_REQUEST, &e.to_string(), None),
+                            gate::error_response(
+                                None,
+                                codes::INVALID_REQUEST,
+                                &e.to_string(),
+                                None,
+                            ),
                             None,
                         );
                     }
@@ -264,11 +301,23 @@ impl HttpGateway {
                 };
                 let d = s
                     .mcp
-                    .refuse(&call, McpDenial { code, message: msg, scope: None })
+                    .refuse(
+                        &call,
+                        McpDenial {
+                            code,
+                            message: msg,
+                            scope: None,
+                        },
+                    )
                     .await;
                 Answer::json(
                     400,
-                    gate::error_response(rid.as_deref(), rpc, &d.message, Some(json!({"mandate_error": d.code}))),
+                    gate::error_response(
+                        rid.as_deref(),
+                        rpc,
+                        &d.message,
+                        Some(json!({"mandate_error": d.code})),
+                    ),
                     sid,
                 )
             }
@@ -313,7 +362,10 @@ impl HttpGateway {
                             gate::error_response(
                                 Some(&id),
                                 codes::INTERNAL_ERROR,
-                                &format!("the MCP server '{}' ended before answering; start a new session", s.server),
+                                &format!(
+                                    "the MCP server '{}' ended before answering; start a new session",
+                                    s.server
+                                ),
                                 None,
                             ),
                             sid,

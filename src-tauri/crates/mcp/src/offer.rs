@@ -30,9 +30,10 @@ pub async fn read_offer(
         tokio::spawn(crate::stdio::relay_stderr(err, needles));
     }
     let work = async move {
-        let client = ().serve(transport).await.map_err(|e| {
-            format!("the server did not complete the MCP handshake: {e}")
-        })?;
+        let client = ()
+            .serve(transport)
+            .await
+            .map_err(|e| format!("the server did not complete the MCP handshake: {e}"))?;
         let caps = client.peer_info().map(|i| i.capabilities.clone());
         let mut out = Vec::new();
         for t in client

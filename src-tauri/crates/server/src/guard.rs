@@ -82,11 +82,12 @@ pub async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next)
     // upstream timeouts (`proxy.rs`).
     // So does the MCP gateway (a tool call may run for minutes; each server has its own call
     // timeout, `mandate mcp edit --call-timeout`).
-    let deadline = if req.uri().path().starts_with("/proxy/") || req.uri().path().starts_with("/mcp/") {
-        crate::proxy::READ_TIMEOUT
-    } else {
-        REQUEST_TIMEOUT
-    };
+    let deadline =
+        if req.uri().path().starts_with("/proxy/") || req.uri().path().starts_with("/mcp/") {
+            crate::proxy::READ_TIMEOUT
+        } else {
+            REQUEST_TIMEOUT
+        };
     let mut res = match tokio::time::timeout(deadline, next.run(req)).await {
         Ok(r) => r,
         Err(_) => plain_error(

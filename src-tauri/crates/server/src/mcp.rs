@@ -223,7 +223,7 @@ async fn authenticate(
     };
     let agent = (token.agent_id.clone(), token.client_id.clone());
     let aud = mandate_core::mcp::audience(server);
-    if !token.aud.iter().any(|a| *a == aud) {
+    if !token.aud.contains(&aud) {
         return Err(unauthorized(
             st,
             server,
@@ -325,7 +325,13 @@ async fn endpoint(
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json"));
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/json")
+        });
     if !ct_ok {
         return crate::plain_error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -339,7 +345,9 @@ async fn endpoint(
             mandate_mcp::gate::error_response(
                 None,
                 mandate_mcp::gate::codes::INVALID_REQUEST,
-                &format!("the message is larger than {MAX_MESSAGE_BYTES} bytes, the gateway's limit"),
+                &format!(
+                    "the message is larger than {MAX_MESSAGE_BYTES} bytes, the gateway's limit"
+                ),
                 None,
             ),
         )
@@ -364,7 +372,14 @@ async fn endpoint(
     let agent_id = token.agent_id.clone();
     let answer = st
         .gateway
-        .post(session_id.as_deref(), &agent_id, &server, open, token, &text)
+        .post(
+            session_id.as_deref(),
+            &agent_id,
+            &server,
+            open,
+            token,
+            &text,
+        )
         .await;
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut r = match answer.body {

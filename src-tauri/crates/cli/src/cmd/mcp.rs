@@ -529,9 +529,7 @@ pub fn run(ctx: &mut Ctx, cmd: McpCmd) -> CliResult {
             let mut values = read_secrets(&names)?;
             let http_secret = if credential { values.pop() } else { None };
             let edit = McpServerEdit {
-                command: command
-                    .split_first()
-                    .map(|(c, a)| (c.clone(), a.to_vec())),
+                command: command.split_first().map(|(c, a)| (c.clone(), a.to_vec())),
                 url,
                 set_env: parse_env(&env)?,
                 unset_env,
@@ -552,7 +550,9 @@ pub fn run(ctx: &mut Ctx, cmd: McpCmd) -> CliResult {
         McpCmd::Remove { name } => {
             let affected = m.remove_mcp_server(&name)?;
             if ctx.json {
-                return output::json(&serde_json::json!({"removed": name, "scopes_removed_from": affected}));
+                return output::json(
+                    &serde_json::json!({"removed": name, "scopes_removed_from": affected}),
+                );
             }
             println!("Removed MCP server '{name}' and its secrets.");
             if !affected.is_empty() {
@@ -648,7 +648,10 @@ pub fn run(ctx: &mut Ctx, cmd: McpCmd) -> CliResult {
                     if s.secrets_moved.is_empty() {
                         String::new()
                     } else {
-                        format!("; moved {} into the OS keychain", s.secrets_moved.join(", "))
+                        format!(
+                            "; moved {} into the OS keychain",
+                            s.secrets_moved.join(", ")
+                        )
                     }
                 );
             }

@@ -313,23 +313,6 @@ fn usage(message: String) -> CliError {
     CliError::Exit { code: 2, message }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::parse_place;
-
-    #[test]
-    fn places_parse_with_and_without_a_column() {
-        assert_eq!(parse_place(".env:3").unwrap(), (".env".into(), 3, None));
-        assert_eq!(
-            parse_place("a/b.yml:4:9").unwrap(),
-            ("a/b.yml".into(), 4, Some(9))
-        );
-        for bad in ["", ".env", ":3", ".env:x", ".env:3:"] {
-            assert!(parse_place(bad).is_err(), "{bad}");
-        }
-    }
-}
-
 /// MCP client configs in the project and the user's home that start servers with inline
 /// secrets (masked), for `mandate mcp import`.
 fn mcp_configs(project: &std::path::Path) -> Vec<mandate_core::mcp::ConfigFile> {
@@ -337,13 +320,21 @@ fn mcp_configs(project: &std::path::Path) -> Vec<mandate_core::mcp::ConfigFile> 
     mandate_core::mcp::config_locations(Some(project), home.as_deref())
         .iter()
         .filter_map(|p| mandate_core::mcp::read_config(p).ok())
-        .filter(|c| c.entries.iter().any(|e| e.has_inline_secret() && !e.bridged))
+        .filter(|c| {
+            c.entries
+                .iter()
+                .any(|e| e.has_inline_secret() && !e.bridged)
+        })
         .collect()
 }
 
 fn print_mcp_configs(configs: &[mandate_core::mcp::ConfigFile]) {
     for c in configs {
-        for e in c.entries.iter().filter(|e| e.has_inline_secret() && !e.bridged) {
+        for e in c
+            .entries
+            .iter()
+            .filter(|e| e.has_inline_secret() && !e.bridged)
+        {
             let secrets: Vec<String> = e
                 .env
                 .iter()
@@ -360,6 +351,23 @@ fn print_mcp_configs(configs: &[mandate_core::mcp::ConfigFile]) {
                 "  Move it into the keychain and route it through Mandate: mandate mcp import \"{}\" --agent AGENT --server {}",
                 c.path, e.key
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_place;
+
+    #[test]
+    fn places_parse_with_and_without_a_column() {
+        assert_eq!(parse_place(".env:3").unwrap(), (".env".into(), 3, None));
+        assert_eq!(
+            parse_place("a/b.yml:4:9").unwrap(),
+            ("a/b.yml".into(), 4, Some(9))
+        );
+        for bad in ["", ".env", ":3", ".env:x", ".env:3:"] {
+            assert!(parse_place(bad).is_err(), "{bad}");
         }
     }
 }

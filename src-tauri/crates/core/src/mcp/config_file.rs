@@ -198,15 +198,27 @@ fn classify_env(name: &str, value: &str) -> (bool, Option<String>) {
         return (false, None);
     }
     let n = name.to_ascii_uppercase();
-    let secretish = ["TOKEN", "SECRET", "KEY", "PASSWORD", "PASSWD", "CREDENTIAL", "PAT", "AUTH"]
-        .iter()
-        .any(|w| n.split('_').any(|part| part == *w) || n.ends_with(w));
+    let secretish = [
+        "TOKEN",
+        "SECRET",
+        "KEY",
+        "PASSWORD",
+        "PASSWD",
+        "CREDENTIAL",
+        "PAT",
+        "AUTH",
+    ]
+    .iter()
+    .any(|w| n.split('_').any(|part| part == *w) || n.ends_with(w));
     (secretish && v.len() >= 8, None)
 }
 
 fn mask(v: &str) -> String {
     let keep: String = v.chars().take(4).collect();
-    format!("{keep}{}", "*".repeat(v.chars().count().saturating_sub(4).min(24)))
+    format!(
+        "{keep}{}",
+        "*".repeat(v.chars().count().saturating_sub(4).min(24))
+    )
 }
 
 fn suggested_name(key: &str) -> String {
@@ -271,7 +283,11 @@ fn entries_of(root: &Value, flavor: ConfigFlavor) -> Vec<ConfigEntry> {
         let strs = |k: &str| -> Vec<String> {
             v.get(k)
                 .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(String::from))
+                        .collect()
+                })
                 .unwrap_or_default()
         };
         let command = v.get("command").and_then(Value::as_str).map(String::from);
@@ -284,7 +300,10 @@ fn entries_of(root: &Value, flavor: ConfigFlavor) -> Vec<ConfigEntry> {
         let mut env = Vec::new();
         if let Some(e) = v.get("env").and_then(Value::as_object) {
             for (name, val) in e {
-                let val = val.as_str().map(String::from).unwrap_or_else(|| val.to_string());
+                let val = val
+                    .as_str()
+                    .map(String::from)
+                    .unwrap_or_else(|| val.to_string());
                 let (secret, kind) = classify_env(name, &val);
                 env.push(ConfigEnv {
                     name: name.clone(),
@@ -298,7 +317,10 @@ fn entries_of(root: &Value, flavor: ConfigFlavor) -> Vec<ConfigEntry> {
             && args.first().map(String::as_str) == Some("mcp");
         let blocked = if command.is_none() {
             Some("a remote (url) server: Mandate's bridge starts local servers only, so it is left as it is".into())
-        } else if args.iter().any(|a| !crate::scan::scan_text("", a).is_empty()) {
+        } else if args
+            .iter()
+            .any(|a| !crate::scan::scan_text("", a).is_empty())
+        {
             Some("an argument holds a credential: move it into an environment variable of the server first".into())
         } else {
             None
@@ -379,7 +401,15 @@ impl Mandate {
                 Error::not_found_hint(
                     "server entry",
                     key.clone(),
-                    format!("{} lists: {}", path.display(), entries.iter().map(|e| e.key.as_str()).collect::<Vec<_>>().join(", ")),
+                    format!(
+                        "{} lists: {}",
+                        path.display(),
+                        entries
+                            .iter()
+                            .map(|e| e.key.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
                 )
             })?;
             if let Some(why) = &e.blocked {
@@ -401,7 +431,10 @@ impl Mandate {
         }
         // The new text, before anything is registered.
         let root = CstRootNode::parse(&text, &ParseOptions::default()).map_err(|e| {
-            Error::invalid(format!("{} could not be parsed for editing ({e})", path.display()))
+            Error::invalid(format!(
+                "{} could not be parsed for editing ({e})",
+                path.display()
+            ))
         })?;
         let servers_obj = root
             .object_value()
@@ -412,7 +445,10 @@ impl Mandate {
                 Error::invalid(format!("the entry '{}' disappeared while reading", e.key))
             })?;
             let mut fields: Vec<(String, CstInputValue)> = Vec::new();
-            if let Some(t) = root_value[flavor.servers_key()][&e.key].get("type").and_then(Value::as_str) {
+            if let Some(t) = root_value[flavor.servers_key()][&e.key]
+                .get("type")
+                .and_then(Value::as_str)
+            {
                 fields.push(("type".into(), CstInputValue::String(t.to_string())));
             }
             fields.push(("command".into(), CstInputValue::String("mandate".into())));
@@ -442,7 +478,10 @@ impl Mandate {
             let mut secret_env = Vec::new();
             if let Some(obj) = raw.get("env").and_then(Value::as_object) {
                 for (k, v) in obj {
-                    let v = v.as_str().map(String::from).unwrap_or_else(|| v.to_string());
+                    let v = v
+                        .as_str()
+                        .map(String::from)
+                        .unwrap_or_else(|| v.to_string());
                     if classify_env(k, &v).0 {
                         secret_env.push((k.clone(), Sensitive::new(v)));
                     } else {
@@ -572,7 +611,11 @@ impl Mandate {
                         server: s["server"].as_str().unwrap_or("").into(),
                         secrets_moved: s["secrets_moved"]
                             .as_array()
-                            .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+                            .map(|a| {
+                                a.iter()
+                                    .filter_map(|x| x.as_str().map(String::from))
+                                    .collect()
+                            })
                             .unwrap_or_default(),
                     })
                     .collect(),
@@ -589,7 +632,9 @@ impl Mandate {
     pub fn undo_mcp_import(&self, id: &str) -> Result<RewriteBackup> {
         let imp = self.mcp_import(id)?;
         if imp.undone_at.is_some() {
-            return Err(Error::Conflict(format!("the import {id} was already undone")));
+            return Err(Error::Conflict(format!(
+                "the import {id} was already undone"
+            )));
         }
         let path = PathBuf::from(&imp.path);
         let expected: String = {
@@ -691,8 +736,19 @@ mod tests {
         let found = read_config(&p).unwrap();
         let gh = found.entries.iter().find(|e| e.key == "github").unwrap();
         assert!(gh.has_inline_secret());
-        assert!(!format!("{found:?}").contains(TOKEN), "a finding leaked the value");
-        assert!(found.entries.iter().find(|e| e.key == "remote").unwrap().blocked.is_some());
+        assert!(
+            !format!("{found:?}").contains(TOKEN),
+            "a finding leaked the value"
+        );
+        assert!(
+            found
+                .entries
+                .iter()
+                .find(|e| e.key == "remote")
+                .unwrap()
+                .blocked
+                .is_some()
+        );
 
         let imp = m
             .import_mcp_config(&ImportPlan {
@@ -701,7 +757,10 @@ mod tests {
                 servers: vec![("github".into(), "github-mcp".into())],
             })
             .unwrap();
-        assert_eq!(imp.servers[0].secrets_moved, ["GITHUB_PERSONAL_ACCESS_TOKEN"]);
+        assert_eq!(
+            imp.servers[0].secrets_moved,
+            ["GITHUB_PERSONAL_ACCESS_TOKEN"]
+        );
         let now = std::fs::read_to_string(&p).unwrap();
         assert!(!now.contains("ghp_"), "{now}");
         assert!(now.contains("// my servers"), "comments kept: {now}");
@@ -714,9 +773,15 @@ mod tests {
             json!(["mcp", "run", "--agent", "coder", "github-mcp"])
         );
         let s = m.get_mcp_server("github-mcp").unwrap();
-        assert_eq!(s.env.get("GITHUB_HOST").map(String::as_str), Some("github.com"));
+        assert_eq!(
+            s.env.get("GITHUB_HOST").map(String::as_str),
+            Some("github.com")
+        );
         let env = m.mcp_server_env("github-mcp").unwrap();
-        assert!(env.iter().any(|(k, v)| k == "GITHUB_PERSONAL_ACCESS_TOKEN" && v.expose() == TOKEN));
+        assert!(
+            env.iter()
+                .any(|(k, v)| k == "GITHUB_PERSONAL_ACCESS_TOKEN" && v.expose() == TOKEN)
+        );
 
         m.undo_mcp_import(&imp.id).unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), original);
@@ -748,7 +813,10 @@ mod tests {
         std::fs::write(&p, "{\"mcpServers\": {}}\n").unwrap();
         let e = m.undo_mcp_import(&imp.id).unwrap_err();
         assert!(e.to_string().contains("changed after the import"), "{e}");
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), "{\"mcpServers\": {}}\n");
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "{\"mcpServers\": {}}\n"
+        );
         // A name already taken is refused before anything is written.
         let p2 = config(&dir.path().join("x").tap_mkdir());
         let before = std::fs::read_to_string(&p2).unwrap();

@@ -178,7 +178,12 @@ impl McpSession {
     /// Open a session for `agent` (name or id) on `server` (an MCP server's name). Fails if
     /// either does not exist; the agent's status is checked per message, not here, so a
     /// refused agent's attempts are audited.
-    pub fn open(mandate: Arc<Mandate>, agent: &str, server: &str, via: &'static str) -> Result<Self> {
+    pub fn open(
+        mandate: Arc<Mandate>,
+        agent: &str,
+        server: &str,
+        via: &'static str,
+    ) -> Result<Self> {
         let a = mandate.get_agent(agent)?;
         let s = mandate.get_mcp_server(server)?;
         Ok(McpSession {
@@ -218,7 +223,9 @@ impl McpSession {
 
     fn token_allows(&self, scope: &str) -> bool {
         match self.token.lock() {
-            Ok(t) => t.as_ref().is_none_or(|t| t.scopes.iter().any(|s| s == scope)),
+            Ok(t) => t
+                .as_ref()
+                .is_none_or(|t| t.scopes.iter().any(|s| s == scope)),
             Err(_) => false,
         }
     }
@@ -257,7 +264,11 @@ impl McpSession {
             let s = load_server(&conn, &self.server_id)?
                 .ok_or_else(|| Error::not_found("MCP server", self.server.clone()))?;
             let c = crate::registry::connection_tx(&conn, &self.server_id)?;
-            (s.trust_floor, crate::broker::config::load(&conn, &c)?, s.audit_arguments)
+            (
+                s.trust_floor,
+                crate::broker::config::load(&conn, &c)?,
+                s.audit_arguments,
+            )
         };
         let mut parent_chain = Vec::new();
         let mut next = agent.parent.as_ref().map(|p| p.to_string());
@@ -719,7 +730,11 @@ mod tests {
             ][..],
             "{acts:?}"
         );
-        assert!(acts[5].1.contains("fs:read_fil\\u{435}"), "escaped: {}", acts[5].1);
+        assert!(
+            acts[5].1.contains("fs:read_fil\\u{435}"),
+            "escaped: {}",
+            acts[5].1
+        );
         // The arguments themselves are not recorded by default, only their hash.
         let ev = &m.audit_events(Some("coder"), 100, None).unwrap();
         let called = ev.iter().find(|e| e.action == "mcp.tool_called").unwrap();

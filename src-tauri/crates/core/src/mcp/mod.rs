@@ -65,7 +65,9 @@ pub fn is_action_name(s: &str) -> bool {
             && n.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
     }
-    s == RESOURCES_ACTION || s.strip_prefix(PROMPT_PREFIX).map_or_else(|| plain(s), plain)
+    s == RESOURCES_ACTION
+        || s.strip_prefix(PROMPT_PREFIX)
+            .map_or_else(|| plain(s), plain)
 }
 
 /// The scope that lets an agent call `tool` on `server`.
@@ -172,7 +174,6 @@ impl McpTool {
 pub struct McpServer {
     pub id: ConnectionId,
     pub name: ConnectionName,
-    #[serde(flatten)]
     pub transport: McpTransport,
     /// Plain (non-secret) environment variables for a stdio server.
     pub env: BTreeMap<String, String>,
@@ -260,8 +261,8 @@ mod tests {
         for bad in [
             "",
             "create issue",
-            "create_іssue", // Cyrillic і
-            "ｃreate_issue",  // fullwidth
+            "create_іssue",  // Cyrillic і
+            "ｃreate_issue", // fullwidth
             "prompts/",
             "resources/write",
             "a/b",

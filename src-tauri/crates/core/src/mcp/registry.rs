@@ -167,10 +167,7 @@ type ServerRow = (
 );
 
 /// The server row of a connection, `None` if it is not an MCP server.
-pub(crate) fn load_server(
-    conn: &rusqlite::Connection,
-    name: &str,
-) -> Result<Option<McpServer>> {
+pub(crate) fn load_server(conn: &rusqlite::Connection, name: &str) -> Result<Option<McpServer>> {
     let c = connection_tx(conn, name)?;
     let row: Option<ServerRow> = conn
         .query_row(
@@ -250,7 +247,9 @@ pub(crate) fn load_server(
         audit_arguments: audit_args,
         trust_floor: c.trust_floor,
         tools,
-        tools_read_at: read_at.map(|t| parse_time(&t).map(audit::format_time)).transpose()?,
+        tools_read_at: read_at
+            .map(|t| parse_time(&t).map(audit::format_time))
+            .transpose()?,
         granted_to: c.granted_to.iter().map(|a| a.to_string()).collect(),
     }))
 }
@@ -312,7 +311,11 @@ impl Mandate {
             }
             secret_names.push(k.clone());
         }
-        if new.http_secret.as_ref().is_some_and(|s| s.expose().trim().is_empty()) {
+        if new
+            .http_secret
+            .as_ref()
+            .is_some_and(|s| s.expose().trim().is_empty())
+        {
             return Err(Error::invalid(
                 "the credential is empty; nothing was stored. Pipe it on standard input",
             ));
@@ -449,14 +452,16 @@ impl Mandate {
             .map(|(k, v)| (k.clone(), Sensitive::new(v.clone())))
             .collect();
         for k in &s.secret_env {
-            let v = self.keychain_get(env_ref(s.id.as_str(), k))?.ok_or_else(|| {
-                Error::Conflict(format!(
-                    "the secret {k} of the MCP server '{}' is missing from the OS keychain; \
+            let v = self
+                .keychain_get(env_ref(s.id.as_str(), k))?
+                .ok_or_else(|| {
+                    Error::Conflict(format!(
+                        "the secret {k} of the MCP server '{}' is missing from the OS keychain; \
                      store it again with `mandate mcp edit {} --secret-env {k}` (value on \
                      standard input)",
-                    s.name, s.name
-                ))
-            })?;
+                        s.name, s.name
+                    ))
+                })?;
             out.push((k.clone(), v));
         }
         Ok(out)
@@ -470,7 +475,11 @@ impl Mandate {
             Err(Error::invalid(format!(
                 "'{}' is a {} server: {what}",
                 s.name,
-                if is_stdio { "local (stdio)" } else { "remote (--url)" }
+                if is_stdio {
+                    "local (stdio)"
+                } else {
+                    "remote (--url)"
+                }
             )))
         };
         if is_stdio && (edit.url.is_some() || edit.http_secret.is_some() || edit.auth.is_some()) {
@@ -543,7 +552,9 @@ impl Mandate {
         }
         if let Some(v) = &edit.http_secret {
             if v.expose().trim().is_empty() {
-                return Err(Error::invalid("the credential is empty; nothing was stored"));
+                return Err(Error::invalid(
+                    "the credential is empty; nothing was stored",
+                ));
             }
             self.keychain_set(SecretRef::connection(s.id.as_str()), v)?;
         }
@@ -802,9 +813,7 @@ mod tests {
         let wal = std::fs::read(dir.path().join("mandate.db-wal")).unwrap_or_default();
         for bytes in [db, wal] {
             assert!(
-                !bytes
-                    .windows(10)
-                    .any(|w| w == b"ghp_abcdef"),
+                !bytes.windows(10).any(|w| w == b"ghp_abcdef"),
                 "the token reached SQLite"
             );
         }
@@ -823,9 +832,15 @@ mod tests {
             ],
         };
         let e = m.add_mcp_server(n).unwrap_err().to_string();
-        assert!(e.contains("argument 2") && e.contains("--secret-env"), "{e}");
+        assert!(
+            e.contains("argument 2") && e.contains("--secret-env"),
+            "{e}"
+        );
         assert!(m.list_mcp_servers().unwrap().is_empty());
-        assert!(!e.contains("ghp_abcdefghij"), "the error echoed the secret: {e}");
+        assert!(
+            !e.contains("ghp_abcdefghij"),
+            "the error echoed the secret: {e}"
+        );
     }
 
     #[test]
