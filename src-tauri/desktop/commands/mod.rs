@@ -7,6 +7,7 @@
 pub mod agents;
 pub mod audit;
 pub mod connections;
+pub mod mcp;
 pub mod settings;
 pub mod wizard;
 

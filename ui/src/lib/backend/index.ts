@@ -45,7 +45,17 @@ import type {
   TrustSignal,
   TrustState,
   UsageView_Serialize,
+  McpServer as McpServerBinding,
+  NewMcpServerInput,
+  ToolsUpdate,
+  ConfigFile,
+  RewriteBackup,
 } from "./bindings";
+
+export type McpServer = McpServerBinding;
+export type McpToolsUpdate = ToolsUpdate;
+export type McpConfigFile = ConfigFile;
+export type McpImport = RewriteBackup;
 
 // What the backend sends (the `_Serialize` shapes: optional fields are explicit nulls).
 export type Agent = Agent_Serialize;
@@ -222,4 +232,18 @@ export const backend = {
     unwrap(await commands.createWizardAgent(input)),
   wizardTestToken: async (agent: string): Promise<TestToken> =>
     unwrap(await commands.wizardTestToken(agent)) as TestToken,
+
+  listMcpServers: async (): Promise<McpServer[]> => unwrap(await commands.listMcpServers()),
+  /** The secret value goes straight to the keychain; nothing returns it. */
+  addMcpServer: async (input: NewMcpServerInput): Promise<McpServer> => unwrap(await commands.addMcpServer(input)),
+  /** Starts the server once with its secrets and reads its tools. */
+  readMcpTools: async (name: string): Promise<McpToolsUpdate> => unwrap(await commands.readMcpTools(name)),
+  removeMcpServer: async (name: string): Promise<string[]> => unwrap(await commands.removeMcpServer(name)),
+  /** Configs in `folder` (optional) and the home folder; secret values come back masked. */
+  findMcpConfigs: async (folder: string | null): Promise<McpConfigFile[]> =>
+    unwrap(await commands.findMcpConfigs(folder)),
+  importMcpEntry: async (path: string, key: string, server: string, agent: string): Promise<McpImport> =>
+    unwrap(await commands.importMcpEntry(path, key, server, agent)),
+  listMcpImports: async (): Promise<McpImport[]> => unwrap(await commands.listMcpImports()),
+  undoMcpImport: async (id: string): Promise<McpImport> => unwrap(await commands.undoMcpImport(id)),
 };

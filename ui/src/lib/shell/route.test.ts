@@ -5,6 +5,7 @@ describe("routes", () => {
   it("parses screens and agent detail", () => {
     expect(parseRoute("")).toEqual({ screen: "agents", agent: null });
     expect(parseRoute("#audit")).toEqual({ screen: "audit", agent: null });
+    expect(parseRoute("#mcp")).toEqual({ screen: "mcp", agent: null });
     expect(parseRoute("#agents/billing-report-agent")).toEqual({
       screen: "agents",
       agent: "billing-report-agent",

@@ -1,6 +1,6 @@
 // Which screen is showing, kept in the URL hash so back/forward and reloads keep the place.
 
-export type Screen = "agents" | "audit" | "connections" | "settings";
+export type Screen = "agents" | "audit" | "connections" | "mcp" | "settings";
 export type Route = { screen: Screen; agent: string | null };
 
 export const SCREENS: { id: Screen; label: string; key: string; icon: string }[] = [
@@ -12,7 +12,8 @@ export const SCREENS: { id: Screen; label: string; key: string; icon: string }[]
     key: "3",
     icon: "M9 15l6-6M7.5 12.5l-2 2a3.5 3.5 0 005 5l2-2M16.5 11.5l2-2a3.5 3.5 0 00-5-5l-2 2",
   },
-  { id: "settings", label: "Settings", key: "4", icon: "M4 7h10M18 7h2M4 17h4M12 17h8M16 5v4M10 15v4" },
+  { id: "mcp", label: "MCP servers", key: "4", icon: "M4 5h16v5H4zM4 14h16v5H4zM8 7.5h.01M8 16.5h.01" },
+  { id: "settings", label: "Settings", key: "5", icon: "M4 7h10M18 7h2M4 17h4M12 17h8M16 5v4M10 15v4" },
 ];
 
 /** "#agents/billing-report-agent" → { screen: "agents", agent: "billing-report-agent" }. */
