@@ -45,17 +45,17 @@ import type {
   TrustSignal,
   TrustState,
   UsageView_Serialize,
-  McpServer as McpServerBinding,
+  McpServer_Serialize,
   NewMcpServerInput,
   ToolsUpdate,
-  ConfigFile,
-  RewriteBackup,
+  ConfigFile_Serialize,
+  RewriteBackup_Serialize,
 } from "./bindings";
 
-export type McpServer = McpServerBinding;
+export type McpServer = McpServer_Serialize;
 export type McpToolsUpdate = ToolsUpdate;
-export type McpConfigFile = ConfigFile;
-export type McpImport = RewriteBackup;
+export type McpConfigFile = ConfigFile_Serialize;
+export type McpImport = RewriteBackup_Serialize;
 
 // What the backend sends (the `_Serialize` shapes: optional fields are explicit nulls).
 export type Agent = Agent_Serialize;
