@@ -54,11 +54,18 @@ pub enum Invalid {
 #[derive(Deserialize)]
 struct Envelope {
     jsonrpc: Option<String>,
+    /// `Some` whenever the member is present, `null` included (a plain `Option` would read
+    /// `"id": null` as absent and turn a request into a notification).
+    #[serde(default, deserialize_with = "present")]
     id: Option<Box<RawValue>>,
     method: Option<String>,
     params: Option<Box<RawValue>>,
     result: Option<Box<RawValue>>,
     error: Option<Box<RawValue>>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D::Error> {
+    Box::<RawValue>::deserialize(d).map(Some)
 }
 
 /// Longest method name relayed (MCP's are under 40 bytes).
