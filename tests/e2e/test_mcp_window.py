@@ -65,3 +65,51 @@ def test_import_a_client_config_and_see_the_tools(install, app_for, tmp_path):
     app.button("Undo")
     app.wait_until(lambda: "back as it was" in app.body())
     assert config.read_text() == original
+
+    # The agent page offers the tools, read-only first, and ticking one grants it.
+    app.driver.execute_script("location.hash = '#agents/coder'")
+    tools = app.wait('[data-testid="mcp-tools"]')
+    box = tools.find_element(By.XPATH, ".//label[.//span[normalize-space(.)='echo']]/input")
+    box.click()
+    app.wait_until(lambda: "github:echo" in install.cli_json("agent", "show", "coder")["scopes"])
+    app.screenshot("agent-mcp-tools")
+
+
+def test_wizard_offers_to_route_an_mcp_server_through_mandate(install, app_for, tmp_path):
+    project = tmp_path / "coder-project"
+    project.mkdir()
+    config = project / ".mcp.json"
+    config.write_text(json.dumps({
+        "mcpServers": {
+            "github": {
+                "command": "node",
+                "args": [everything_server(), "stdio"],
+                "env": {"GITHUB_PERSONAL_ACCESS_TOKEN": TOKEN},
+            }
+        }
+    }, indent=2))
+    install.cli("member", "add", "founder")
+    app = app_for(install)
+    app.button("Add your first agent")
+    app.wait('[data-testid="wizard"]')
+    app.type('input[name="folder"]', str(project))
+    app.button("Scan")
+    found = app.wait('[data-testid="mcp-found"]')
+    assert "GITHUB_PERSONAL_ACCESS_TOKEN" in found.text
+    assert TOKEN not in app.driver.page_source
+    app.button("Next")
+    app.type('input[name="purpose"]', "writes code")
+    app.type('input[name="name"]', "coder")
+    app.button("Next")
+    app.button("Next")
+    app.button("Create coder")
+    app.wait('[data-testid="agent-created"]')
+    entry = app.wait('[data-mcp-entry="github"]')
+    entry.find_element(By.XPATH, ".//button[normalize-space(.)='Import as github-mcp']").click()
+    done = app.wait('[data-testid="mcp-imported"]', timeout=60)
+    assert "moved into the OS keychain" in done.text
+    app.wait_until(lambda: "Read " in app.wait('[data-testid="mcp-imported"]').text, timeout=60)
+    app.screenshot("wizard-4-mcp-import")
+    text = config.read_text()
+    assert "ghp_" not in text
+    assert json.loads(text)["mcpServers"]["github"]["args"] == ["mcp", "run", "--agent", "coder", "github-mcp"]

@@ -1,6 +1,6 @@
 // What the wizard's steps share: one object with reactive fields, so each step component reads
 // and changes the same answers without a tangle of bindings.
-import type { Agent, Connection, Member, MoveChoices, MovedCredential, PresetView, ScanReport, TestToken } from "../backend";
+import type { Agent, Connection, McpConfigFile, Member, MoveChoices, MovedCredential, PresetView, ScanReport, TestToken } from "../backend";
 import { nameProblem, scopeTargets, TTL_CHOICES } from "./logic";
 
 export const STEPS = ["Inventory", "Issue", "Scope", "Rotate", "Proof"] as const;
@@ -18,6 +18,11 @@ export class WizardState {
   surfaces: string[] = $state([]);
   folder = $state("");
   scan: ScanReport | null = $state(null);
+  /** MCP client configs (the folder's and the user's) whose servers start with a key in plain
+   * text: offered for import in step 4, once the agent exists. */
+  mcp: McpConfigFile[] = $state([]);
+  /** Per `path\0key`: what importing it did (a sentence), or why it failed. */
+  mcpDone: Record<string, { ok: boolean; text: string }> = $state({});
 
   // 2. Issue
   purpose = $state("");
