@@ -2,22 +2,32 @@
 // reference "everything" server) called directly and through `mandate mcp run`, in the same
 // run, with the TypeScript SDK's client over stdio.
 //
-// Usage: node bench.mjs SEQ_CALLS CLIENTS SECONDS -- DIRECT_CMD... -- GATEWAY_CMD...
+// Usage: node bench.mjs SEQ_CALLS CLIENTS SECONDS -- DIRECT_CMD... -- GATEWAY_CMD... [-- URL]
+// (URL: the endpoint's /mcp/{server}, measured too, with the token in MANDATE_MCP_TOKEN).
 // Prints one JSON object: per-call latency (sequential, one client) for both, the added
 // latency at p50/p90/p99, and calls per second with CLIENTS concurrent clients for both.
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 
 const argv = process.argv.slice(2);
 const [seq, clients, seconds] = argv.slice(0, 3).map(Number);
 const rest = argv.slice(4);
 const cut = rest.indexOf("--");
 const direct = rest.slice(0, cut);
-const gateway = rest.slice(cut + 1);
+const tail = rest.slice(cut + 1);
+const cut2 = tail.indexOf("--");
+const gateway = cut2 < 0 ? tail : tail.slice(0, cut2);
+const http = cut2 < 0 ? null : [tail[cut2 + 1]];
 
 async function connect([command, ...args]) {
   const c = new Client({ name: "mandate-bench", version: "1.0.0" });
-  await c.connect(new StdioClientTransport({ command, args, env: process.env, stderr: "ignore" }));
+  const transport = command.startsWith("http")
+    ? new StreamableHTTPClientTransport(new URL(command), {
+        requestInit: { headers: { Authorization: `Bearer ${process.env.MANDATE_MCP_TOKEN}` } },
+      })
+    : new StdioClientTransport({ command, args, env: process.env, stderr: "ignore" });
+  await c.connect(transport);
   return c;
 }
 
@@ -71,4 +81,12 @@ out.added_ms = {
 };
 out.direct_throughput = await throughput(direct);
 out.gateway_throughput = await throughput(gateway);
+if (http) {
+  out.http_latency_ms = await latency(http);
+  out.http_added_ms = {
+    p50: out.http_latency_ms.p50 - out.direct_latency_ms.p50,
+    p99: out.http_latency_ms.p99 - out.direct_latency_ms.p99,
+  };
+  out.http_throughput = await throughput(http);
+}
 console.log(JSON.stringify(out, null, 2));

@@ -22,11 +22,20 @@ export MANDATE_DATA_DIR="$WORK/data" MANDATE_KEYCHAIN_SERVICE="mandate-bench-$$"
 "$MANDATE_BIN" member add founder >/dev/null
 "$MANDATE_BIN" mcp add everything -- node "$SERVER" stdio >/dev/null
 "$MANDATE_BIN" agent add bench-agent --owner founder --purpose "MCP gateway benchmark" \
-  --scope everything:echo >/dev/null
+  --scope everything:echo --generate-key >/dev/null
+# The endpoint, for the Streamable HTTP side (one process: its audit writes share group commits).
+"$MANDATE_BIN" serve --port 0 --no-rate-limit >"$WORK/serve.out" 2>&1 &
+SERVE_PID=$!
+trap 'kill $SERVE_PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
+for _ in $(seq 100); do grep -q "Listening on" "$WORK/serve.out" 2>/dev/null && break; sleep 0.1; done
+ISSUER="$(sed -n 's/^Listening on //p' "$WORK/serve.out" | head -1)"
+PORT="${ISSUER##*:}"
+export MANDATE_MCP_TOKEN="$("$MANDATE_BIN" token bench-agent --aud "$ISSUER/mcp/everything" --port "$PORT")"
 say "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 node "$NODE_DIR/bench.mjs" "$SEQ" "$CLIENTS" "$SECONDS_" \
   -- node "$SERVER" stdio \
-  -- "$MANDATE_BIN" mcp run --agent bench-agent everything
+  -- "$MANDATE_BIN" mcp run --agent bench-agent everything \
+  -- "$ISSUER/mcp/everything"
 events="$(sqlite3 "$MANDATE_DATA_DIR/mandate.db" "SELECT count(*) FROM audit_events WHERE action LIKE 'mcp.tool_%'")"
 say "audit events written by the gateway runs: $events"
 "$MANDATE_BIN" audit verify >&2
