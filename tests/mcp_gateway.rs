@@ -1028,3 +1028,86 @@ fn streamable_http_endpoint_follows_the_mcp_authorization_spec_and_gates_like_th
             .any(|e| e.0 == "mcp.denied" && e.3["error"] == "invalid_token")
     );
 }
+
+/// The HTTP endpoint with a DPoP-bound token (RFC 9449): the token works only as `DPoP` with a
+/// fresh proof for this method and URL carrying its hash; as a bearer token, without a proof,
+/// or with a replayed proof it is refused with 401 and a `DPoP` challenge.
+#[test]
+fn streamable_http_endpoint_holds_dpop_bound_tokens_to_their_key() {
+    use crate::endpoint::{AGENT, Endpoint, b64, dpop_proof};
+    use sha2::Digest as _;
+    let mut ep = Endpoint::start();
+    ep.m.add_mcp_server(mandate_core::mcp::NewMcpServer {
+        name: "everything".into(),
+        transport: mandate_core::mcp::McpTransport::Stdio {
+            command: "node".into(),
+            args: vec![server_js("everything"), "stdio".into()],
+        },
+        env: vec![],
+        secret_env: vec![],
+        http_secret: None,
+        auth: None,
+        trust_floor: Some(mandate_core::model::TrustState::Untrusted),
+        call_timeout_secs: None,
+        audit_arguments: false,
+    })
+    .unwrap();
+    ep.m.set_mcp_tools(
+        "everything",
+        &[mandate_core::mcp::OfferedTool {
+            name: "echo".into(),
+            kind: "tool".into(),
+            ..Default::default()
+        }],
+    )
+    .unwrap();
+    ep.add_agent("bound-agent", &["everything:echo"], None);
+    let resource = format!("{}/mcp/everything", ep.issuer());
+    let key = mandate_core::keys::generate();
+    let proof = dpop_proof(&key, &ep.token_endpoint(), |_, _| {});
+    let r = ep.post_form(
+        "/oauth2/token",
+        &[("DPoP", &proof)],
+        &ep.form(&ep.assertion("bound-agent"), &[("resource", &resource)]),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let token = r.json()["access_token"].as_str().unwrap().to_string();
+    let ath = b64(&sha2::Sha256::digest(token.as_bytes()));
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"dpop","version":"1"}}}"#;
+    let post = |headers: &[(&str, &str)]| {
+        let mut h = vec![("content-type", "application/json")];
+        h.extend_from_slice(headers);
+        ep.request("POST", "/mcp/everything", &h, init)
+    };
+    // As a bearer token: refused.
+    let bearer = format!("Bearer {token}");
+    let r = post(&[("authorization", &bearer)]);
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(r.header("www-authenticate").unwrap().starts_with("DPoP"));
+    let dpop_auth = format!("DPoP {token}");
+    // Without a proof, or with a proof for another URL: refused.
+    let r = post(&[("authorization", &dpop_auth)]);
+    assert_eq!((r.status, r.error().as_str()), (401, "invalid_dpop_proof"), "{}", r.body);
+    let elsewhere = dpop_proof(&key, &ep.token_endpoint(), |_, c| c["ath"] = json!(ath));
+    let r = post(&[("authorization", &dpop_auth), ("dpop", &elsewhere)]);
+    assert_eq!(r.status, 401, "{}", r.body);
+    // A correct proof: the session starts.
+    let good = dpop_proof(&key, &resource, |_, c| c["ath"] = json!(ath));
+    let r = post(&[("authorization", &dpop_auth), ("dpop", &good)]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.json()["result"]["serverInfo"].is_object(), "{}", r.body);
+    assert!(r.header("mcp-session-id").is_some());
+    // The same proof again: a replay.
+    let r = post(&[("authorization", &dpop_auth), ("dpop", &good)]);
+    assert_eq!((r.status, r.error().as_str()), (401, "invalid_dpop_proof"), "{}", r.body);
+    // Another agent's session is not found with this token, and the unbound agent's token
+    // from the fixture is for another audience.
+    let other = ep.token(AGENT, &[]);
+    let r = ep.request(
+        "POST",
+        "/mcp/everything",
+        &[("content-type", "application/json"), ("authorization", &format!("Bearer {other}"))],
+        init,
+    );
+    assert_eq!(r.status, 401, "{}", r.body);
+}
