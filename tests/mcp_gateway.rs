@@ -1087,7 +1087,12 @@ fn streamable_http_endpoint_holds_dpop_bound_tokens_to_their_key() {
     let dpop_auth = format!("DPoP {token}");
     // Without a proof, or with a proof for another URL: refused.
     let r = post(&[("authorization", &dpop_auth)]);
-    assert_eq!((r.status, r.error().as_str()), (401, "invalid_dpop_proof"), "{}", r.body);
+    assert_eq!(
+        (r.status, r.error().as_str()),
+        (401, "invalid_dpop_proof"),
+        "{}",
+        r.body
+    );
     let elsewhere = dpop_proof(&key, &ep.token_endpoint(), |_, c| c["ath"] = json!(ath));
     let r = post(&[("authorization", &dpop_auth), ("dpop", &elsewhere)]);
     assert_eq!(r.status, 401, "{}", r.body);
@@ -1099,15 +1104,95 @@ fn streamable_http_endpoint_holds_dpop_bound_tokens_to_their_key() {
     assert!(r.header("mcp-session-id").is_some());
     // The same proof again: a replay.
     let r = post(&[("authorization", &dpop_auth), ("dpop", &good)]);
-    assert_eq!((r.status, r.error().as_str()), (401, "invalid_dpop_proof"), "{}", r.body);
+    assert_eq!(
+        (r.status, r.error().as_str()),
+        (401, "invalid_dpop_proof"),
+        "{}",
+        r.body
+    );
     // Another agent's session is not found with this token, and the unbound agent's token
     // from the fixture is for another audience.
     let other = ep.token(AGENT, &[]);
     let r = ep.request(
         "POST",
         "/mcp/everything",
-        &[("content-type", "application/json"), ("authorization", &format!("Bearer {other}"))],
+        &[
+            ("content-type", "application/json"),
+            ("authorization", &format!("Bearer {other}")),
+        ],
         init,
     );
     assert_eq!(r.status, 401, "{}", r.body);
+}
+
+/// A remote server (`mandate mcp add --url`): the reference server in its Streamable HTTP mode,
+/// reached by the bridge with its credential from the keychain; its tools are read over HTTP,
+/// and the gate applies as for a local one.
+#[test]
+fn a_remote_streamable_http_server_is_reached_through_the_gate() {
+    let env = Env::new();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let server = Command::new("node")
+        .args([server_js("everything").as_str(), "streamableHttp"])
+        .env("PORT", port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _server = crate::interop::Running(server);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the remote server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let added = env
+        .run_stdin(
+            &[
+                "--json",
+                "mcp",
+                "add",
+                "remote-everything",
+                "--url",
+                &url,
+                "--credential",
+                "--auth",
+                "header:x-api-key",
+            ],
+            format!("{GITHUB_STYLE_TOKEN}\n").as_bytes(),
+        )
+        .ok()
+        .json();
+    assert_eq!(added["transport"]["url"], json!(url));
+    assert!(
+        added["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["action"] == "echo"),
+        "tools read over HTTP: {added}"
+    );
+    agent(&env, "coder", &["remote-everything:echo"]);
+    let plan = json!([
+        {"op": "tools"},
+        {"op": "call", "name": "echo", "args": {"message": "over http"}},
+        {"op": "call", "name": "get-env"},
+    ]);
+    let out = run_client(client(&env, "ts", &plan, "coder", "remote-everything"));
+    assert_eq!(step(&out, 0)["value"], json!(["echo"]), "{out}");
+    assert!(
+        step(&out, 1)["value"].to_string().contains("over http"),
+        "{out}"
+    );
+    assert_eq!(step(&out, 2)["ok"], json!(false), "{out}");
+    let events = audit(&env);
+    assert!(
+        events
+            .iter()
+            .any(|e| e.0 == "mcp.tool_completed" && e.3["result"] == "ok")
+    );
+    assert!(!format!("{events:?}").contains("ghp_Z7cQ"));
 }

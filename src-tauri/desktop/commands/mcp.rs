@@ -79,29 +79,12 @@ pub async fn read_mcp_tools(
     name: String,
 ) -> Result<ToolsUpdate, ErrorReport> {
     let m = mandate(&state)?;
-    let (cmd, secrets) = {
-        let m = m.clone();
-        let name = name.clone();
-        tauri::async_runtime::spawn_blocking(move || mandate_mcp::stdio::command(&m, &name))
-            .await
-            .map_err(|e| ErrorReport {
-                code: ErrorCode::Storage,
-                message: format!("reading the server's settings failed unexpectedly ({e})"),
-            })?
-            .map_err(|e| match e {
-                mandate_mcp::stdio::RunError::Core(e) => ErrorReport::from(&e),
-                mandate_mcp::stdio::RunError::Start(message) => ErrorReport {
-                    code: ErrorCode::Conflict,
-                    message,
-                },
-            })?
-    };
-    let offered = mandate_mcp::offer::read_offer(cmd, &secrets, Duration::from_secs(60))
+    let offered = mandate_mcp::offer::read_server_offer(&m, &name, Duration::from_secs(60))
         .await
         .map_err(|e| ErrorReport {
             code: ErrorCode::Conflict,
             message: format!(
-                "could not read the tools of '{name}': {e}. Check its command, then try again"
+                "could not read the tools of '{name}': {e}. Check how it is reached, then try again"
             ),
         })?;
     blocking(&state, move |m| m.set_mcp_tools(&name, &offered)).await

@@ -1,7 +1,8 @@
 //! The Streamable HTTP side of the gateway: `/mcp/{server}` sessions on the local endpoint.
 //!
-//! Each session is one agent talking to one stdio server, started for the session with its
-//! secrets from the keychain and stopped when the session ends. Inside, it is the same relay
+//! Each session is one agent talking to one server: a local one started for the session with
+//! its secrets from the keychain and stopped when the session ends, or a remote one reached
+//! with its own credential (`crate::remote`). Inside, it is the same relay
 //! as `mandate mcp run` ([`crate::bridge::relay`]): the HTTP side writes each POSTed message
 //! into the relay's client end and waits for the answer with that id, so the gate, the masking,
 //! the list filtering and the audit are exactly the bridge's. Answers are plain JSON
@@ -133,24 +134,6 @@ impl HttpGateway {
         let server = m
             .get_mcp_server(mcp.server())
             .map_err(|e| busy(&e.to_string()))?;
-        let (mut cmd, secrets) =
-            crate::stdio::command(&m, mcp.server()).map_err(|e| busy(&e.to_string()))?;
-        let mut child = cmd.spawn().map_err(|e| {
-            busy(&format!(
-                "could not start the MCP server '{}': {e}",
-                server.name
-            ))
-        })?;
-        let (Some(stdin), Some(stdout), Some(stderr)) =
-            (child.stdin.take(), child.stdout.take(), child.stderr.take())
-        else {
-            return Err(busy("the server's standard streams could not be opened"));
-        };
-        tokio::spawn(crate::stdio::relay_stderr(
-            stderr,
-            Needles::new(secrets.iter()),
-        ));
-        let needles = Needles::new(secrets.iter());
         let (client_in_w, client_in_r) = tokio::io::duplex(256 * 1024);
         let (client_out_w, client_out_r) = tokio::io::duplex(256 * 1024);
         let mcp = Arc::new(mcp);
@@ -160,24 +143,62 @@ impl HttpGateway {
             ..RelayOptions::default()
         };
         let relay_session = mcp.clone();
-        tokio::spawn(async move {
-            let _ = bridge::relay(
-                relay_session,
-                client_in_r,
-                client_out_w,
-                stdin,
-                stdout,
-                needles,
-                opts,
-            )
-            .await;
-            if tokio::time::timeout(Duration::from_secs(2), child.wait())
-                .await
-                .is_err()
-            {
-                let _ = child.kill().await;
-            }
-        });
+        if matches!(
+            server.transport,
+            mandate_core::mcp::McpTransport::Http { .. }
+        ) {
+            let (server_in, server_out, needles) =
+                crate::remote::connect(&m, mcp.server()).map_err(|e| busy(&e.to_string()))?;
+            tokio::spawn(async move {
+                let _ = bridge::relay(
+                    relay_session,
+                    client_in_r,
+                    client_out_w,
+                    server_in,
+                    server_out,
+                    needles,
+                    opts,
+                )
+                .await;
+            });
+        } else {
+            let (mut cmd, secrets) =
+                crate::stdio::command(&m, mcp.server()).map_err(|e| busy(&e.to_string()))?;
+            let mut child = cmd.spawn().map_err(|e| {
+                busy(&format!(
+                    "could not start the MCP server '{}': {e}",
+                    server.name
+                ))
+            })?;
+            let (Some(stdin), Some(stdout), Some(stderr)) =
+                (child.stdin.take(), child.stdout.take(), child.stderr.take())
+            else {
+                return Err(busy("the server's standard streams could not be opened"));
+            };
+            tokio::spawn(crate::stdio::relay_stderr(
+                stderr,
+                Needles::new(secrets.iter()),
+            ));
+            let needles = Needles::new(secrets.iter());
+            tokio::spawn(async move {
+                let _ = bridge::relay(
+                    relay_session,
+                    client_in_r,
+                    client_out_w,
+                    stdin,
+                    stdout,
+                    needles,
+                    opts,
+                )
+                .await;
+                if tokio::time::timeout(Duration::from_secs(2), child.wait())
+                    .await
+                    .is_err()
+                {
+                    let _ = child.kill().await;
+                }
+            });
+        }
         // Lines for the relay's client end.
         let (to_relay, mut rx) = mpsc::unbounded_channel::<String>();
         tokio::spawn(async move {

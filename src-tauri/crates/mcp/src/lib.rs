@@ -9,6 +9,7 @@
 //! - [`stdio`]: `mandate mcp run`: start the real server with its secrets from the keychain
 //!   and relay the client's stdin/stdout to it.
 //! - [`http`]: sessions of the Streamable HTTP endpoint `/mcp/{server}` (the same relay).
+//! - [`remote`]: a remote (Streamable HTTP) server as the relay's server end, credential added.
 //! - [`offer`]: reading a server's tools, prompts and resources with rmcp's client.
 //!
 //! The decisions and records are `mandate_core::mcp`'s: this crate owns the protocol and the
@@ -26,4 +27,5 @@ pub mod http;
 pub mod mask;
 pub mod message;
 pub mod offer;
+pub mod remote;
 pub mod stdio;

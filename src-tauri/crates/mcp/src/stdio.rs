@@ -13,7 +13,8 @@
 //! bridge keeps the credential out of what the agent is given; it is not a sandbox against the
 //! user who configured it.
 //!
-//! What it is not: a remote transport. A server registered with `--url` is not started here.
+//! A server registered with `--url` is not started: the relay's server end is then a Streamable
+//! HTTP client (`crate::remote`) with the credential in a header.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,8 +61,7 @@ pub fn command(
     let s = mandate.get_mcp_server(server)?;
     let McpTransport::Stdio { command, args } = &s.transport else {
         return Err(RunError::Start(format!(
-            "'{}' is a remote (--url) server; `mandate mcp run` starts local (stdio) servers \
-             only. Point an HTTP-capable client at the server directly for now",
+            "'{}' is a remote (--url) server: Mandate connects to it, there is no command to start",
             s.name
         )));
     };
@@ -100,6 +100,24 @@ pub async fn relay_stderr<R: AsyncRead + Unpin>(err: R, needles: Needles) {
 pub async fn run(session: Arc<McpSession>) -> Result<i32, RunError> {
     let m = session.mandate().clone();
     let server = m.get_mcp_server(session.server())?;
+    let opts = RelayOptions {
+        call_timeout: Duration::from_secs(u64::from(server.call_timeout_secs)),
+        ..RelayOptions::default()
+    };
+    if matches!(server.transport, McpTransport::Http { .. }) {
+        let (server_in, server_out, needles) = crate::remote::connect(&m, session.server())?;
+        let _ = bridge::relay(
+            session,
+            tokio::io::stdin(),
+            tokio::io::stdout(),
+            server_in,
+            server_out,
+            needles,
+            opts,
+        )
+        .await;
+        return Ok(0);
+    }
     let (mut cmd, secrets) = command(&m, session.server())?;
     let program = match &server.transport {
         McpTransport::Stdio { command, .. } => command.clone(),
@@ -122,10 +140,6 @@ pub async fn run(session: Arc<McpSession>) -> Result<i32, RunError> {
     tokio::spawn(relay_stderr(stderr, Needles::new(secrets.iter())));
     let needles = Needles::new(secrets.iter());
     drop(secrets);
-    let opts = RelayOptions {
-        call_timeout: Duration::from_secs(u64::from(server.call_timeout_secs)),
-        ..RelayOptions::default()
-    };
     let end = bridge::relay(
         session,
         tokio::io::stdin(),

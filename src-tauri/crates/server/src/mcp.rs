@@ -17,7 +17,8 @@
 //!   offered: 405.
 //!
 //! Every refused token is audited (`mcp.denied`), as the gate audits every refused message.
-//! What it is not: a proxy to remote MCP servers (`mandate mcp add --url`); those answer 501.
+//! A remote server (`mandate mcp add --url`) is reached the same way as from the bridge, with its
+//! own credential (`mandate_mcp::remote`); the agent's token never goes to it.
 
 use std::sync::Arc;
 
@@ -28,7 +29,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use mandate_core::audit::{Actor, Decision, NewEvent, Target};
-use mandate_core::mcp::{McpSession, McpTransport};
+use mandate_core::mcp::McpSession;
 use mandate_core::oauth::resource::{ResourceToken, ResourceTokenError};
 use mandate_core::secret::Sensitive;
 use mandate_mcp::http::HttpGateway;
@@ -271,16 +272,8 @@ async fn endpoint(
     req: Request,
 ) -> Response {
     let m = st.app.service.mandate().clone();
-    let Ok(s) = m.get_mcp_server(&server) else {
+    if m.get_mcp_server(&server).is_err() {
         return not_an_mcp_server(&server);
-    };
-    if matches!(s.transport, McpTransport::Http { .. }) {
-        return crate::plain_error(
-            StatusCode::NOT_IMPLEMENTED,
-            "invalid_request",
-            "this MCP server is remote (--url); the gateway's HTTP endpoint serves local (stdio) \
-             servers only for now",
-        );
     }
     let (parts, body) = req.into_parts();
     if parts.method == Method::GET {

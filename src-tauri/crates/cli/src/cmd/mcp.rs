@@ -231,12 +231,11 @@ pub fn refresh_tools(
     m: &Arc<mandate_core::Mandate>,
     name: &str,
 ) -> CliResult<mandate_core::mcp::ToolsUpdate> {
-    let (cmd, secrets) = mandate_mcp::stdio::command(m, name).map_err(run_error)?;
     let rt = super::serve::runtime()?;
     let offered = rt
-        .block_on(mandate_mcp::offer::read_offer(
-            cmd,
-            &secrets,
+        .block_on(mandate_mcp::offer::read_server_offer(
+            m,
+            name,
             Duration::from_secs(60),
         ))
         .map_err(|e| CliError::Exit {
@@ -365,8 +364,7 @@ pub fn run(ctx: &mut Ctx, cmd: McpCmd) -> CliResult {
                 audit_arguments,
             };
             let s = m.add_mcp_server(new)?;
-            let is_stdio = matches!(s.transport, McpTransport::Stdio { .. });
-            let update = if is_stdio && !no_read_tools {
+            let update = if !no_read_tools {
                 match refresh_tools(&m, s.name.as_str()) {
                     Ok(u) => Some(u),
                     Err(e) => {
