@@ -66,6 +66,23 @@ export const commands = {
 	 *  token request. Audited by the core.
 	 */
 	setTrustFloor: (name: string, floor: TrustState) => typedError<Connection_Serialize, ErrorReport>(__TAURI_INVOKE("set_trust_floor", { name, floor })),
+	listMcpServers: () => typedError<McpServer_Serialize[], ErrorReport>(__TAURI_INVOKE("list_mcp_servers")),
+	addMcpServer: (input: NewMcpServerInput) => typedError<McpServer_Serialize, ErrorReport>(__TAURI_INVOKE("add_mcp_server", { input })),
+	/**  Start the server with its secrets and read its tools, prompts and resources. */
+	readMcpTools: (name: string) => typedError<ToolsUpdate, ErrorReport>(__TAURI_INVOKE("read_mcp_tools", { name })),
+	removeMcpServer: (name: string) => typedError<string[], ErrorReport>(__TAURI_INVOKE("remove_mcp_server", { name })),
+	/**
+	 *  MCP client configs in a project folder and the user's home (Claude Code, Claude Desktop,
+	 *  Cursor, VS Code) that start servers, with secrets masked.
+	 */
+	findMcpConfigs: (folder: string | null) => typedError<ConfigFile_Serialize[], ErrorReport>(__TAURI_INVOKE("find_mcp_configs", { folder })),
+	/**
+	 *  Import one entry of a config for an agent: register the server, move its secrets into the
+	 *  keychain, rewrite the entry to `mandate mcp run`, keep the original for undo.
+	 */
+	importMcpEntry: (path: string, key: string, server: string, agent: string) => typedError<RewriteBackup_Serialize, ErrorReport>(__TAURI_INVOKE("import_mcp_entry", { path, key, server, agent })),
+	listMcpImports: () => typedError<RewriteBackup_Serialize[], ErrorReport>(__TAURI_INVOKE("list_mcp_imports")),
+	undoMcpImport: (id: string) => typedError<RewriteBackup_Serialize, ErrorReport>(__TAURI_INVOKE("undo_mcp_import", { id })),
 	settings: () => typedError<Settings_Serialize, ErrorReport>(__TAURI_INVOKE("settings")),
 	/**  Set (or with an empty name clear) the organisation name printed on reports. */
 	setOrganisation: (name: string) => typedError<string | null, ErrorReport>(__TAURI_INVOKE("set_organisation", { name })),
@@ -454,6 +471,101 @@ export type CheckpointInfo = {
 	key_fingerprint: string,
 };
 
+/**  A server entry of a config file. */
+export type ConfigEntry = ConfigEntry_Serialize | ConfigEntry_Deserialize;
+
+/**  A server entry of a config file. */
+export type ConfigEntry_Deserialize = {
+	/**  The entry's key in the file. */
+	key: string,
+	/**  A valid Mandate server name derived from the key. */
+	suggested_name: string,
+	command?: string | null,
+	args: string[],
+	url?: string | null,
+	env: ConfigEnv_Deserialize[],
+	/**  Already goes through `mandate mcp run`. */
+	bridged: boolean,
+	/**  Why it cannot be imported, if it cannot. */
+	blocked?: string | null,
+};
+
+/**  A server entry of a config file. */
+export type ConfigEntry_Serialize = {
+	/**  The entry's key in the file. */
+	key: string,
+	/**  A valid Mandate server name derived from the key. */
+	suggested_name: string,
+	command: string | null,
+	args: string[],
+	url: string | null,
+	env: ConfigEnv_Serialize[],
+	/**  Already goes through `mandate mcp run`. */
+	bridged: boolean,
+	/**  Why it cannot be imported, if it cannot. */
+	blocked: string | null,
+};
+
+/**
+ *  One environment variable of an entry: its name, and whether its value is an inline secret
+ *  (masked; the value itself never leaves this module).
+ */
+export type ConfigEnv = ConfigEnv_Serialize | ConfigEnv_Deserialize;
+
+/**
+ *  One environment variable of an entry: its name, and whether its value is an inline secret
+ *  (masked; the value itself never leaves this module).
+ */
+export type ConfigEnv_Deserialize = {
+	name: string,
+	secret: boolean,
+	/**  The value, masked when secret; as written otherwise. */
+	shown: string,
+	/**  What the secret looks like (`GitHub personal access token`), when known. */
+	kind?: string | null,
+};
+
+/**
+ *  One environment variable of an entry: its name, and whether its value is an inline secret
+ *  (masked; the value itself never leaves this module).
+ */
+export type ConfigEnv_Serialize = {
+	name: string,
+	secret: boolean,
+	/**  The value, masked when secret; as written otherwise. */
+	shown: string,
+	/**  What the secret looks like (`GitHub personal access token`), when known. */
+	kind: string | null,
+};
+
+/**  A config file and its server entries. */
+export type ConfigFile = ConfigFile_Serialize | ConfigFile_Deserialize;
+
+/**  A config file and its server entries. */
+export type ConfigFile_Deserialize = {
+	path: string,
+	flavor: ConfigFlavor,
+	entries: ConfigEntry_Deserialize[],
+};
+
+/**  A config file and its server entries. */
+export type ConfigFile_Serialize = {
+	path: string,
+	flavor: ConfigFlavor,
+	entries: ConfigEntry_Serialize[],
+};
+
+/**  Which client a config file belongs to (they differ in the key holding the servers). */
+export type ConfigFlavor = 
+/**  `.mcp.json` (project) and `~/.claude.json` (user): `mcpServers`. */
+"claude_code" | 
+/**  `claude_desktop_config.json`: `mcpServers`. */
+"claude_desktop" | 
+/**  `.cursor/mcp.json`: `mcpServers`. */
+"cursor" | 
+/**  `.vscode/mcp.json` and VS Code's user `mcp.json`: `servers` (JSON with comments). */
+"vs_code";
+
 /**
  *  A system agents reach. Its credential lives only in the OS keychain; `has_secret` says
  *  whether one is set, never what it is.
@@ -760,6 +872,14 @@ export type Finding_Serialize = {
 	suggested_connection: string | null,
 };
 
+/**  What an import did. */
+export type ImportedServer = {
+	key: string,
+	server: string,
+	/**  Secret variables moved to the keychain (names only). */
+	secrets_moved: string[],
+};
+
 /**  Where an agent's key came from and where its private half is. */
 export type KeyOrigin = 
 /**  Generated here; the private key is in the OS keychain. */
@@ -782,6 +902,120 @@ export type MaskedCredential = {
 	label: string,
 	masked: string,
 };
+
+/**  An MCP server as users see it: how it is reached, what it offers, never a secret value. */
+export type McpServer = McpServer_Serialize | McpServer_Deserialize;
+
+/**  An MCP server as users see it: how it is reached, what it offers, never a secret value. */
+export type McpServer_Deserialize = {
+	id: ConnectionId,
+	name: ConnectionName,
+	transport: McpTransport,
+	/**  Plain (non-secret) environment variables for a stdio server. */
+	env: { [key in string]: string },
+	/**  Names of the environment variables whose values are in the OS keychain. */
+	secret_env: string[],
+	/**  Where a remote server's credential goes (`bearer`, `header:NAME`, `basic`). */
+	auth?: CredentialPlacement | null,
+	/**  Whether every credential it needs is in the keychain. */
+	has_secret: boolean,
+	call_timeout_secs: number,
+	/**  Whether tool-call events carry the arguments themselves (always their SHA-256). */
+	audit_arguments: boolean,
+	trust_floor: TrustState,
+	/**  Its tools, prompts and resources, read-only tools first. */
+	tools: McpTool_Deserialize[],
+	/**  When the tool list was last read from the server. */
+	tools_read_at?: string | null,
+	/**  Agents holding at least one scope on it. */
+	granted_to: string[],
+};
+
+/**  An MCP server as users see it: how it is reached, what it offers, never a secret value. */
+export type McpServer_Serialize = {
+	id: ConnectionId,
+	name: ConnectionName,
+	transport: McpTransport,
+	/**  Plain (non-secret) environment variables for a stdio server. */
+	env: { [key in string]: string },
+	/**  Names of the environment variables whose values are in the OS keychain. */
+	secret_env: string[],
+	/**  Where a remote server's credential goes (`bearer`, `header:NAME`, `basic`). */
+	auth: CredentialPlacement | null,
+	/**  Whether every credential it needs is in the keychain. */
+	has_secret: boolean,
+	call_timeout_secs: number,
+	/**  Whether tool-call events carry the arguments themselves (always their SHA-256). */
+	audit_arguments: boolean,
+	trust_floor: TrustState,
+	/**  Its tools, prompts and resources, read-only tools first. */
+	tools: McpTool_Serialize[],
+	/**  When the tool list was last read from the server. */
+	tools_read_at: string | null,
+	/**  Agents holding at least one scope on it. */
+	granted_to: string[],
+};
+
+/**
+ *  What a server offers, as it described it (`tools/list`, `prompts/list`), with the
+ *  broker's policy for the action.
+ */
+export type McpTool = McpTool_Serialize | McpTool_Deserialize;
+
+/**
+ *  What a server offers, as it described it (`tools/list`, `prompts/list`), with the
+ *  broker's policy for the action.
+ */
+export type McpTool_Deserialize = {
+	/**  The action: the tool's exact name, `prompts/NAME` or `resources/read`. */
+	action: string,
+	/**  `tool`, `prompt` or `resources`. */
+	kind: string,
+	/**  The scope that grants it: `SERVER:action`. */
+	scope: string,
+	title?: string | null,
+	description?: string | null,
+	/**  The server's hints (MCP tool annotations). Hints only: never used for a decision. */
+	read_only?: boolean | null,
+	destructive?: boolean | null,
+	idempotent?: boolean | null,
+	open_world?: boolean | null,
+	/**  Budget units a call costs (1 unless set with `mandate connection edit --cost`). */
+	cost: number,
+	/**  Still allowed after 90 % of the daily budget. */
+	essential: boolean,
+};
+
+/**
+ *  What a server offers, as it described it (`tools/list`, `prompts/list`), with the
+ *  broker's policy for the action.
+ */
+export type McpTool_Serialize = {
+	/**  The action: the tool's exact name, `prompts/NAME` or `resources/read`. */
+	action: string,
+	/**  `tool`, `prompt` or `resources`. */
+	kind: string,
+	/**  The scope that grants it: `SERVER:action`. */
+	scope: string,
+	title: string | null,
+	description: string | null,
+	/**  The server's hints (MCP tool annotations). Hints only: never used for a decision. */
+	read_only: boolean | null,
+	destructive: boolean | null,
+	idempotent: boolean | null,
+	open_world: boolean | null,
+	/**  Budget units a call costs (1 unless set with `mandate connection edit --cost`). */
+	cost: number,
+	/**  Still allowed after 90 % of the daily budget. */
+	essential: boolean,
+};
+
+/**  How Mandate reaches a server. */
+export type McpTransport = 
+/**  A local program Mandate starts, speaking MCP on its standard input and output. */
+{ transport: "stdio"; command: string; args: string[] } | 
+/**  A remote Streamable HTTP server; its credential goes in a header. */
+{ transport: "http"; url: string };
 
 /**  A team member: a human who owns agents and on whose behalf agents may act. */
 export type Member = Member_Serialize | Member_Deserialize;
@@ -1013,6 +1247,17 @@ export type NewDelegationInput = {
 	task: string,
 };
 
+/**  A new local MCP server as the UI's form gives it. */
+export type NewMcpServerInput = {
+	name: string,
+	command: string,
+	args: string[],
+	/**  A secret environment variable's name (empty: none). */
+	secret_name: string,
+	/**  Its value, moved into a `Sensitive` at once; never echoed back. */
+	secret_value: string,
+};
+
 /**  A move that can still be undone. */
 export type OpenMove = OpenMove_Serialize | OpenMove_Deserialize;
 
@@ -1193,6 +1438,29 @@ export type Replacement_Serialize = {
 	summary: string,
 };
 
+/**  The record of an import, for undoing it. */
+export type RewriteBackup = RewriteBackup_Serialize | RewriteBackup_Deserialize;
+
+/**  The record of an import, for undoing it. */
+export type RewriteBackup_Deserialize = {
+	id: string,
+	path: string,
+	agent: string,
+	servers: ImportedServer[],
+	created_at: string,
+	undone_at?: string | null,
+};
+
+/**  The record of an import, for undoing it. */
+export type RewriteBackup_Serialize = {
+	id: string,
+	path: string,
+	agent: string,
+	servers: ImportedServer[],
+	created_at: string,
+	undone_at: string | null,
+};
+
 /**  The result of a scan. */
 export type ScanReport = ScanReport_Serialize | ScanReport_Deserialize;
 
@@ -1220,7 +1488,11 @@ export type ScanReport_Serialize = {
 	program: Program | null,
 };
 
-/**  A grant of one action on one connection: `connection:action`. No wildcards. */
+/**
+ *  A grant of one action on one connection: `connection:action`. No wildcards. On an MCP
+ *  server the action is a tool's exact name (case kept, ASCII only: `github-mcp:create_issue`,
+ *  `everything:getTinyImage`), `prompts/NAME` or `resources/read` (see [`crate::mcp`]).
+ */
 export type Scope = string;
 
 /**  Which process serves the endpoint. */
@@ -1334,6 +1606,19 @@ export type TimelineEvent_Serialize = {
 	reason: string | null,
 	/**  Plain JSON: names, ids and hashes, never secrets. */
 	details: unknown,
+};
+
+/**  What [`crate::Mandate::set_mcp_tools`] did. */
+export type ToolsUpdate = {
+	added: string[],
+	removed: string[],
+	/**
+	 *  Tools still held by an agent that the server no longer lists: kept, so the grant
+	 *  stays visible until a person removes it.
+	 */
+	kept_while_granted: string[],
+	/**  Names that cannot be granted (not plain ASCII, or too long); they stay invisible. */
+	skipped: string[],
 };
 
 /**  A manual trust decision by a person. */

@@ -62,7 +62,7 @@ pub fn run(ctx: &mut Ctx, args: ScanArgs) -> CliResult {
         let f = pick(&report.findings, at, path)?;
         return move_one(ctx, path, f, to, &args);
     }
-    let mcp = mcp_configs(&args.path);
+    let mcp = mcp_configs(path);
     if ctx.json {
         let mut v = serde_json::to_value(&report).unwrap_or_default();
         v["mcp_configs"] = serde_json::to_value(&mcp).unwrap_or_default();
