@@ -1,5 +1,10 @@
 //! What every subcommand needs: the open core handle, the output mode and error reporting.
 //!
+//! Every change names a person (`mandate_core::people`): `--as MEMBER` or `MANDATE_ACTOR`,
+//! else the member remembered for this OS login (`mandate member use NAME`, or the app's
+//! choice), else the login name itself as an `os_user` actor, which the event states as "no
+//! member chosen".
+//!
 //! The keychain is opened lazily through the `mandate-keychain` crate; when it cannot be
 //! opened, read-only commands still work and commands that need a secret fail with the
 //! keychain's own explanation. There is never an in-memory or plaintext fallback.
@@ -10,7 +15,7 @@ use std::sync::Arc;
 
 use mandate_core::audit::Actor;
 use mandate_core::secret::{Keychain, UnavailableKeychain};
-use mandate_core::{Error, ErrorReport, Mandate, OpenOptions, paths};
+use mandate_core::{Error, ErrorReport, Mandate, OpenOptions, paths, people};
 
 /// The CLI's failure: a core error, or a CLI-level one with its own exit code.
 #[derive(Debug)]
@@ -64,15 +69,18 @@ impl Ctx {
                 Ok(k) => Arc::new(k),
                 Err(e) => Arc::new(UnavailableKeychain(e)),
             };
-        let actor = Actor::local("cli", |k| std::env::var(k).ok());
-        let mut m = Mandate::open(OpenOptions::new(data_dir, keychain, actor))?;
-        if let Some(member) = &self.as_member {
-            let actor = m.member_actor(member)?;
-            m.set_actor(actor);
-        }
+        let m = Mandate::open(OpenOptions::without_person(data_dir, keychain))?;
+        let (actor, _) = resolve_person(&m, self.as_member.as_deref())?;
+        m.set_actor(actor);
         let m = Arc::new(m);
         self.mandate = Some(m.clone());
         Ok(m)
+    }
+
+    /// Who this invocation's changes are attributed to, and why.
+    pub fn person(&mut self) -> CliResult<(Actor, PersonSource)> {
+        let m = self.mandate()?;
+        Ok(resolve_person(&m, self.as_member.as_deref())?)
     }
 
     /// Print an error the way the output mode asks and return the documented exit code.
@@ -97,6 +105,54 @@ impl Ctx {
         }
         ExitCode::from(code)
     }
+}
+
+/// Where the person named in this invocation's events came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PersonSource {
+    /// `--as MEMBER` or `MANDATE_ACTOR`.
+    Flag,
+    /// The member remembered for this OS login.
+    Remembered { login: String },
+    /// No member chosen: the OS login name itself.
+    OsUser,
+}
+
+/// The OS login name, from the environment (see `people::os_login`).
+pub fn login() -> Option<String> {
+    people::os_login(|k| std::env::var(k).ok())
+}
+
+/// `--as`/`MANDATE_ACTOR` (which must name a member), else the member remembered for this
+/// login, else the login as an `os_user` actor.
+fn resolve_person(m: &Mandate, as_member: Option<&str>) -> Result<(Actor, PersonSource), Error> {
+    if let Some(member) = as_member.map(str::trim).filter(|s| !s.is_empty()) {
+        return match m.member_actor(member) {
+            Ok(a) => Ok((a, PersonSource::Flag)),
+            Err(Error::NotFound { .. }) => Err(Error::NotFound {
+                kind: "team member",
+                name: member.to_string(),
+                hint: format!(
+                    " (named by --as or MANDATE_ACTOR); `mandate member list` shows the members, \
+                     and `mandate member add {member}` adds one"
+                ),
+            }),
+            Err(e) => Err(e),
+        };
+    }
+    let login = login();
+    if let Some(l) = &login
+        && let Some(member) = m.remembered_member(l)?
+    {
+        return Ok((
+            Actor::member(member.id.as_str(), member.name.as_str()),
+            PersonSource::Remembered { login: l.clone() },
+        ));
+    }
+    Ok((
+        Actor::os_user(login.as_deref().unwrap_or("unknown")),
+        PersonSource::OsUser,
+    ))
 }
 
 /// Logs go to stderr, filtered by `MANDATE_LOG` (default: warnings). Secrets never reach

@@ -24,6 +24,11 @@ Environment:
   MANDATE_DATA_DIR          data folder (default: the OS convention, e.g. ~/.local/share/mandate)
   MANDATE_PORT              port of the local token endpoint (default 6263)
   MANDATE_KEYCHAIN_SERVICE  keychain service name (default: mandate; debug builds: mandate-dev)
+  MANDATE_ACTOR             the team member your changes name (as --as)
+
+Who changes name: --as MEMBER (or MANDATE_ACTOR), else the member chosen for your OS login
+with `mandate member use NAME` (the desktop app shares that choice), else your OS login name,
+recorded as \"OS user NAME (no member chosen)\". `mandate member whoami` says which applies.
 
 Exit codes:
   0   success
@@ -53,7 +58,8 @@ struct Cli {
     #[arg(long, global = true)]
     json: bool,
 
-    /// Record changes in the audit trail as made by this team member.
+    /// The team member your changes name in the audit trail (default: the one chosen with
+    /// `mandate member use`, else your OS login name).
     #[arg(
         long = "as",
         global = true,

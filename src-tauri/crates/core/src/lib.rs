@@ -14,11 +14,13 @@ pub mod fit;
 pub mod group_commit;
 pub mod keys;
 pub mod mcp;
+mod lineage;
 pub mod migrate;
 pub mod model;
 pub mod oauth;
 pub mod paths;
 pub mod private_file;
+pub mod people;
 mod registry;
 pub mod scan;
 pub mod secret;
@@ -29,7 +31,7 @@ pub mod views;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
@@ -49,8 +51,9 @@ pub struct OpenOptions {
     /// Where secrets go. The app and CLI pass the OS keychain; unit tests pass a
     /// [`secret::MemoryKeychain`].
     pub keychain: Arc<dyn Keychain>,
-    /// Who the changes made through this handle are attributed to in the audit trail.
-    pub actor: Actor,
+    /// Who the changes made through this handle are attributed to in the audit trail; `None`
+    /// until a person is chosen (the desktop app at first run): changes are then refused.
+    pub actor: Option<Actor>,
     /// The time source; `None` means the system clock.
     pub clock: Option<Arc<dyn Clock>>,
 }
@@ -60,7 +63,18 @@ impl OpenOptions {
         OpenOptions {
             data_dir: data_dir.into(),
             keychain,
-            actor,
+            actor: Some(actor),
+            clock: None,
+        }
+    }
+
+    /// Open without a person: reads work, changes are refused until
+    /// [`Mandate::set_actor`] names who makes them.
+    pub fn without_person(data_dir: impl Into<PathBuf>, keychain: Arc<dyn Keychain>) -> Self {
+        OpenOptions {
+            data_dir: data_dir.into(),
+            keychain,
+            actor: None,
             clock: None,
         }
     }
@@ -77,7 +91,7 @@ pub struct Mandate {
     conn: Arc<Mutex<Connection>>,
     keychain: Arc<dyn Keychain>,
     clock: Arc<dyn Clock>,
-    actor: Actor,
+    actor: RwLock<Option<Actor>>,
     data_dir: PathBuf,
     install_id: String,
     group: group_commit::GroupQueue,
@@ -127,7 +141,7 @@ impl Mandate {
             conn: Arc::new(Mutex::new(conn)),
             keychain: opts.keychain,
             clock: opts.clock.unwrap_or_else(|| Arc::new(SystemClock)),
-            actor: opts.actor,
+            actor: RwLock::new(opts.actor),
             data_dir: opts.data_dir,
             install_id,
             group: group_commit::GroupQueue::default(),
@@ -157,14 +171,41 @@ impl Mandate {
         self.clock.now()
     }
 
-    /// The actor changes are attributed to.
-    pub fn actor(&self) -> &Actor {
-        &self.actor
+    /// Who changes made through this handle are attributed to. Every change asks for it, so
+    /// until a person is chosen nothing can be changed in nobody's name.
+    pub fn actor(&self) -> Result<Actor> {
+        self.person()?.ok_or_else(|| {
+            Error::Conflict(
+                "nobody is named for this change yet: say who is using Mandate first (the \
+                 prompt when the app starts, or Settings → You)"
+                    .into(),
+            )
+        })
     }
 
-    /// Attribute later changes made through this handle to `actor`.
-    pub fn set_actor(&mut self, actor: Actor) {
-        self.actor = actor;
+    /// The person changes are attributed to, if one is chosen.
+    pub fn person(&self) -> Result<Option<Actor>> {
+        self.actor
+            .read()
+            .map(|a| a.clone())
+            .map_err(|_| Error::Storage("the actor lock was poisoned".into()))
+    }
+
+    /// The actor of something Mandate does by itself as part of a person's work (an issuer
+    /// key made on first use, a TLS certificate renewed): the person when one is chosen, else
+    /// the system actor `part`/`what` (docs/ARCHITECTURE.md lists where that happens).
+    pub fn actor_or_system(&self, part: &str, what: &str) -> Actor {
+        match self.person() {
+            Ok(Some(a)) => a,
+            _ => Actor::system(part, what),
+        }
+    }
+
+    /// Attribute later changes made through this handle (and its clones) to `actor`.
+    pub fn set_actor(&self, actor: Actor) {
+        if let Ok(mut a) = self.actor.write() {
+            *a = Some(actor);
+        }
     }
 
     /// The audit actor for a team member (by name or id).

@@ -43,7 +43,7 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 use crate::Mandate;
-use crate::audit::{self, Decision, NewEvent, Target};
+use crate::audit::{self, Actor, Decision, NewEvent, Target};
 use crate::error::{Error, Result};
 use crate::fit::{self, Home};
 use crate::model::{AgentName, AgentUse, Connection, ConnectionKind, ConnectionName};
@@ -659,6 +659,8 @@ impl Mandate {
     /// the value), besides the connection's own `connection.secret_set` or
     /// `connection.secret_replaced`.
     pub fn move_finding(&self, req: MoveFinding<'_>) -> Result<MovedCredential> {
+        // Nothing moves in nobody's name: a person is needed before anything changes.
+        let actor = self.actor()?;
         let agent = req
             .rewrite_for_agent
             .map(|a| AgentName::parse(a).map(|n| n.as_str().to_string()))
@@ -768,7 +770,6 @@ impl Mandate {
             .map(|c| replace_line(&located.path, located.line, &located.line_text, c));
         let rewritten = matches!(rewrite, Some(Ok(())));
         // 5. The record and its events, in one transaction.
-        let actor = self.actor().clone();
         let now_for_window = self.now();
         let undo_until = now_for_window + UNDO_WINDOW;
         let (before, after) = (
@@ -997,7 +998,8 @@ impl Mandate {
             deleted.push(r);
         }
         if !deleted.is_empty() {
-            let actor = self.actor().clone();
+            // Nobody acted: the undo window ran out (docs/ARCHITECTURE.md, system actors).
+            let actor = Actor::system("keychain", "undo window closed");
             self.write(|tx, now| {
                 for r in &deleted {
                     tx.execute(
@@ -1036,6 +1038,7 @@ impl Mandate {
     /// not rewritten) the file no longer holds the credential, since undoing would then leave
     /// it nowhere. Audited as `credential.move_undone`.
     pub fn undo_move(&self, id: &str) -> Result<UndoneMove> {
+        let actor = self.actor()?;
         if let Err(e) = self.close_expired_moves() {
             tracing::warn!(error = %e, "expired credential moves could not be closed yet");
         }
@@ -1206,7 +1209,6 @@ impl Mandate {
             put_comment_back();
             return Err(e);
         }
-        let actor = self.actor().clone();
         let file_restored = restored_at.is_some();
         let written = self.write(|tx, now| {
             tx.execute(

@@ -563,6 +563,20 @@ pub struct Agent {
     pub updated_at: DateTime<Utc>,
     /// Time of the newest audit event about or by this agent.
     pub last_activity: Option<DateTime<Utc>>,
+    /// The agents above this one, its parent first (empty unless it is a sub-agent).
+    pub parents: Vec<AgentName>,
+    /// Set while an agent above it is suspended or revoked: it then gets nothing.
+    pub held_by_parent: Option<ParentHold>,
+}
+
+/// A suspended or revoked agent above a sub-agent, which holds the sub-agent back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub struct ParentHold {
+    pub parent: AgentName,
+    pub status: AgentStatus,
+    /// What this means and what to do, as a sentence.
+    pub message: String,
 }
 
 /// A generated private key handed back once, when the user asked for a file.

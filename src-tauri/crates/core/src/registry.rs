@@ -17,6 +17,7 @@ use crate::Mandate;
 use crate::audit::{self, Decision, NewEvent, Target};
 use crate::error::{Error, Result};
 use crate::keys::{self, PrivateKeyFormat};
+use crate::lineage;
 use crate::model::*;
 use crate::secret::{SecretRef, Sensitive};
 use crate::trust::{self, TrustInputs, TrustOverride};
@@ -210,13 +211,15 @@ impl Mandate {
                 ))),
             };
         }
+        // Made at the endpoint's first start: by the person starting it when one is chosen,
+        // else (the desktop app opening before anyone said who they are) by Mandate itself.
+        let actor = self.actor_or_system("endpoint", "issuer key made at the first start");
         let signing = keys::generate();
         let kid = keys::thumbprint(&signing.verifying_key());
         self.keychain_set(
             SecretRef::issuer_key(&kid),
             &keys::signing_key_to_secret(&signing),
         )?;
-        let actor = self.actor().clone();
         let res = self.write(|tx, now| {
             let inserted = tx.execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('issuer_kid', ?1)",
@@ -252,44 +255,16 @@ impl Mandate {
     /// Add a team member.
     pub fn add_member(&self, name: &str, email: Option<&str>) -> Result<Member> {
         let name = MemberName::parse(name)?;
-        let email = match email.map(str::trim).filter(|e| !e.is_empty()) {
-            Some(e) if e.contains('@') && !e.contains(char::is_whitespace) => Some(e.to_string()),
-            Some(e) => {
-                return Err(Error::invalid(format!("'{e}' is not an email address")));
-            }
-            None => None,
-        };
-        let actor = self.actor().clone();
+        let email = validate_email(email)?;
+        let actor = self.actor()?;
         self.write(|tx, now| {
-            if exists(tx, "members", name.as_str())? {
-                return Err(Error::AlreadyExists {
-                    kind: "member",
-                    name: name.to_string(),
-                });
-            }
-            if exists(tx, "agents", name.as_str())? {
-                return Err(Error::Conflict(format!(
-                    "'{name}' is already an agent's name; a person and an agent must never share \
-                     an identifier, choose another name"
-                )));
-            }
             let m = Member {
                 id: MemberId::generate(),
                 name: name.clone(),
                 email: email.clone(),
                 created_at: now,
             };
-            tx.execute(
-                "INSERT INTO members (id, name, email, created_at) VALUES (?1, ?2, ?3, ?4)",
-                params![m.id.as_str(), m.name.as_str(), m.email, ts(now)],
-            )?;
-            audit::append(
-                tx,
-                now,
-                NewEvent::new(&actor, "member.added", Decision::Allow)
-                    .target(Target::new("member", m.id.as_str(), m.name.as_str()))
-                    .details(json!({"email": m.email})),
-            )?;
+            insert_member(tx, &m, &actor, now)?;
             Ok(m)
         })
     }
@@ -349,7 +324,7 @@ impl Mandate {
             actions.push(a);
         }
         let floor = new.trust_floor.unwrap_or(TrustState::Pending);
-        let actor = self.actor().clone();
+        let actor = self.actor()?;
         let id = self.write(|tx, now| {
             if exists(tx, "connections", name.as_str())? {
                 return Err(Error::AlreadyExists {
@@ -416,7 +391,7 @@ impl Mandate {
         let variable = validate_variable(variable.unwrap_or(DEFAULT_DATABASE_VARIABLE))?;
         let floor = trust_floor.unwrap_or(TrustState::Pending);
         let audience = database_audience(name.as_str());
-        let actor = self.actor().clone();
+        let actor = self.actor()?;
         let id = self.write(|tx, now| {
             if exists(tx, "connections", name.as_str())? {
                 return Err(Error::AlreadyExists {
@@ -469,6 +444,7 @@ impl Mandate {
         }
         let c = self.get_connection(name)?;
         crate::fit::check_value(&c, &secret)?;
+        let actor = self.actor()?;
         let slot = SecretRef::connection(c.id.as_str());
         let previous = if c.has_secret {
             self.keychain_get(slot.clone())?
@@ -476,7 +452,6 @@ impl Mandate {
             None
         };
         self.keychain_set(slot.clone(), &secret)?;
-        let actor = self.actor().clone();
         let written = self.write(|tx, now| {
             record_secret_stored(tx, now, &actor, &c, json!({"source": "entered"}))
         });
@@ -516,7 +491,7 @@ impl Mandate {
     /// loses scopes is named in the audit event).
     pub fn remove_connection(&self, name: &str) -> Result<Vec<AgentName>> {
         let c = self.get_connection(name)?;
-        let actor = self.actor().clone();
+        let actor = self.actor()?;
         // An MCP server's secret variables are keychain entries of their own.
         let mcp_secrets: Vec<String> = {
             let conn = self.lock()?;
@@ -642,16 +617,17 @@ impl Mandate {
             let conn = self.lock()?;
             check_agent_name_free(&conn, &name)?;
             member_id_tx(&conn, &new.owner)?;
-            if let Some(p) = &new.parent {
-                agent_id_tx(&conn, p)?;
-            }
             resolve_scopes(&conn, &scopes)?;
+            if let Some(p) = &new.parent {
+                let pid = active_agent_for_parent(&conn, p)?;
+                check_within_parent(&conn, name.as_str(), &pid, &scopes)?;
+            }
         }
         if let KeyChoice::Register { public_key } = &new.key {
             keys::parse_public_key(public_key)?;
         }
         let key = self.prepare_key(&new.key)?;
-        let actor = self.actor().clone();
+        let actor = self.actor()?;
         let res = self.write(|tx, now| {
             check_agent_name_free(tx, &name)?;
             let owner_id = member_id_tx(tx, &new.owner)?;
@@ -660,6 +636,11 @@ impl Mandate {
                 None => None,
             };
             let grants = resolve_scopes(tx, &scopes)?;
+            let mut chain = Vec::new();
+            if let Some(pid) = &parent_id {
+                check_within_parent(tx, name.as_str(), pid, &scopes)?;
+                chain = lineage::names(&lineage::ancestors_from(tx, pid)?);
+            }
             let id = AgentId::generate();
             tx.execute(
                 "INSERT INTO agents (id, name, purpose, owner_id, parent_id, max_token_ttl_secs,
@@ -690,6 +671,7 @@ impl Mandate {
                         "purpose": purpose,
                         "owner": new.owner,
                         "parent": new.parent,
+                        "parents": (!chain.is_empty()).then_some(&chain),
                         "scopes": scopes.iter().map(Scope::as_str).collect::<Vec<_>>(),
                         "key": kid.as_ref().map(|kid| json!({"kid": kid, "origin": key.as_ref().map(|k| k.origin.as_str())})),
                         "max_token_ttl_secs": max_ttl_secs,
@@ -736,7 +718,7 @@ impl Mandate {
                 "the maximum token lifetime must be between 1 second and 24 hours; {ttl} s is not"
             )));
         }
-        let actor = self.actor().clone();
+        let actor = self.actor()?;
         let id = self.write(|tx, now| {
             let agent = load_agent(tx, agent_id_tx(tx, name)?.as_str(), now)?;
             refuse_if_revoked(&agent, "edit")?;
@@ -756,6 +738,7 @@ impl Mandate {
                 )?;
                 changes.insert("owner".into(), json!(o));
             }
+            let mut new_parent = None;
             if let Some(parent) = &edit.parent {
                 let pid = match parent {
                     Some(p) => {
@@ -766,15 +749,16 @@ impl Mandate {
                                 agent.name
                             )));
                         }
-                        Some(pid.0)
+                        Some(pid)
                     }
                     None => None,
                 };
                 tx.execute(
                     "UPDATE agents SET parent_id = ?2 WHERE id = ?1",
-                    params![agent.id.as_str(), pid],
+                    params![agent.id.as_str(), pid.as_ref().map(AgentId::as_str)],
                 )?;
                 changes.insert("parent".into(), json!(parent));
+                new_parent = Some(pid);
             }
             for s in &remove {
                 if !agent.scopes.contains(s) {
@@ -785,6 +769,29 @@ impl Mandate {
                 }
             }
             let grants = resolve_scopes(tx, &add)?;
+            // A sub-agent never holds more than its parent: the scopes it gains, and with a
+            // new parent every scope it keeps, must be the parent's.
+            let parent_after = match &new_parent {
+                Some(p) => p.clone(),
+                None => match &agent.parent {
+                    Some(p) => Some(agent_id_tx(tx, p.as_str())?),
+                    None => None,
+                },
+            };
+            if let Some(pid) = &parent_after {
+                let must_fit: Vec<Scope> = if new_parent.is_some() {
+                    agent
+                        .scopes
+                        .iter()
+                        .filter(|s| !remove.contains(s))
+                        .chain(add.iter())
+                        .cloned()
+                        .collect()
+                } else {
+                    add.clone()
+                };
+                check_within_parent(tx, agent.name.as_str(), pid, &must_fit)?;
+            }
             for s in &remove {
                 tx.execute(
                     "DELETE FROM agent_scopes WHERE agent_id = ?1 AND scope = ?2",
@@ -808,6 +815,15 @@ impl Mandate {
                     json!(remove.iter().map(Scope::as_str).collect::<Vec<_>>()),
                 );
             }
+            // Narrowing a parent narrows every agent below it, each change audited.
+            let narrowed = if remove.is_empty() {
+                Vec::new()
+            } else {
+                narrow_descendants(tx, &actor, &agent, &remove, now)?
+            };
+            if !narrowed.is_empty() {
+                changes.insert("also_removed_from".into(), json!(narrowed));
+            }
             if let Some(d) = edit.dpop_required {
                 tx.execute(
                     "UPDATE agents SET dpop_required = ?2 WHERE id = ?1",
@@ -830,6 +846,13 @@ impl Mandate {
             }
             bump_version(tx, &agent.id, now)?;
             changes.insert("config_version".into(), json!(agent.config_version + 1));
+            let chain = match &parent_after {
+                Some(pid) => lineage::names(&lineage::ancestors_from(tx, pid)?),
+                None => Vec::new(),
+            };
+            if !chain.is_empty() {
+                changes.insert("parents".into(), json!(chain));
+            }
             audit::append(
                 tx,
                 now,
@@ -850,7 +873,7 @@ impl Mandate {
         reason: Option<&str>,
         action: &str,
     ) -> Result<Agent> {
-        let actor = self.actor().clone();
+        let actor = self.actor()?;
         let reason = reason
             .map(str::trim)
             .filter(|r| !r.is_empty())
@@ -882,6 +905,9 @@ impl Mandate {
                 .target(Target::new("agent", agent.id.as_str(), agent.name.as_str()))
                 .agent(agent.id.as_str())
                 .details(json!({"from": agent.status.as_str(), "to": to.as_str()}));
+            if !agent.parents.is_empty() {
+                ev.details["parents"] = json!(agent.parents);
+            }
             if let Some(r) = &reason {
                 ev = ev.reason(r.clone());
             }
@@ -950,7 +976,7 @@ impl Mandate {
             keys::parse_public_key(public_key)?;
         }
         let key = self.prepare_key(&choice)?;
-        let actor = self.actor().clone();
+        let actor = self.actor()?;
         let res = self.write(|tx, now| {
             let agent = load_agent(tx, agent_id_tx(tx, name)?.as_str(), now)?;
             refuse_if_revoked(&agent, "rotate the key of")?;
@@ -1003,7 +1029,7 @@ impl Mandate {
                 "say why you override the trust state (--reason): the audit trail records it",
             ));
         }
-        let actor = self.actor().clone();
+        let actor = self.actor()?;
         let id = self.write(|tx, now| {
             let agent = load_agent(tx, agent_id_tx(tx, name)?.as_str(), now)?;
             refuse_if_revoked(&agent, "change the trust of")?;
@@ -1063,6 +1089,60 @@ impl Mandate {
 }
 
 // ----- transaction-level helpers (shared by reads and writes) ---------------------------------
+
+/// An optional email address, trimmed; a blank one is none.
+pub(crate) fn validate_email(email: Option<&str>) -> Result<Option<String>> {
+    match email.map(str::trim).filter(|e| !e.is_empty()) {
+        Some(e)
+            if e.len() <= 254
+                && !e.contains(char::is_whitespace)
+                && !e.chars().any(char::is_control)
+                && e.split_once('@').is_some_and(|(local, domain)| {
+                    !local.is_empty() && !domain.is_empty() && !domain.contains('@')
+                }) =>
+        {
+            Ok(Some(e.to_string()))
+        }
+        Some(e) => Err(Error::invalid(format!(
+            "'{e}' is not an email address; write it as name@example.com, or leave it empty"
+        ))),
+        None => Ok(None),
+    }
+}
+
+/// Insert a new member and its `member.added` event, in the caller's transaction.
+pub(crate) fn insert_member(
+    tx: &Transaction<'_>,
+    m: &Member,
+    actor: &audit::Actor,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    if exists(tx, "members", m.name.as_str())? {
+        return Err(Error::AlreadyExists {
+            kind: "member",
+            name: m.name.to_string(),
+        });
+    }
+    if exists(tx, "agents", m.name.as_str())? {
+        return Err(Error::Conflict(format!(
+            "'{}' is already an agent's name; a person and an agent must never share an \
+             identifier, choose another name",
+            m.name
+        )));
+    }
+    tx.execute(
+        "INSERT INTO members (id, name, email, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![m.id.as_str(), m.name.as_str(), m.email, ts(now)],
+    )?;
+    audit::append(
+        tx,
+        now,
+        NewEvent::new(actor, "member.added", Decision::Allow)
+            .target(Target::new("member", m.id.as_str(), m.name.as_str()))
+            .details(json!({"email": m.email})),
+    )?;
+    Ok(())
+}
 
 pub(crate) fn exists(conn: &rusqlite::Connection, table: &str, name: &str) -> Result<bool> {
     let sql = format!("SELECT 1 FROM {table} WHERE name = ?1");
@@ -1129,6 +1209,104 @@ fn active_agent_for_parent(conn: &rusqlite::Connection, name: &str) -> Result<Ag
         )));
     }
     Ok(id)
+}
+
+/// Refuse any of `scopes` that the parent `parent` does not hold: a sub-agent never holds
+/// more than its parent.
+fn check_within_parent(
+    conn: &rusqlite::Connection,
+    child: &str,
+    parent: &AgentId,
+    scopes: &[Scope],
+) -> Result<()> {
+    if scopes.is_empty() {
+        return Ok(());
+    }
+    let pname: String = conn.query_row(
+        "SELECT name FROM agents WHERE id = ?1",
+        [parent.as_str()],
+        |r| r.get(0),
+    )?;
+    let held: BTreeSet<String> = conn
+        .prepare_cached("SELECT scope FROM agent_scopes WHERE agent_id = ?1")?
+        .query_map([parent.as_str()], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let outside: Vec<&str> = scopes
+        .iter()
+        .map(Scope::as_str)
+        .filter(|s| !held.contains(*s))
+        .collect();
+    match outside.as_slice() {
+        [] => Ok(()),
+        [one] => Err(Error::invalid(format!(
+            "the sub-agent '{child}' cannot hold the scope {one}: its parent agent '{pname}' does \
+             not, and a sub-agent never holds more than its parent. Grant {one} to '{pname}' \
+             first, or leave it out"
+        ))),
+        many => Err(Error::invalid(format!(
+            "the sub-agent '{child}' cannot hold the scopes {}: its parent agent '{pname}' does \
+             not, and a sub-agent never holds more than its parent. Grant them to '{pname}' \
+             first, or leave them out",
+            many.join(", ")
+        ))),
+    }
+}
+
+/// Take `removed` from every (unrevoked) agent below `parent`, each with its own
+/// `agent.edited` event; returns the names of the agents that lost scopes.
+fn narrow_descendants(
+    tx: &Transaction<'_>,
+    actor: &audit::Actor,
+    parent: &Agent,
+    removed: &[Scope],
+    now: DateTime<Utc>,
+) -> Result<Vec<String>> {
+    let mut narrowed = Vec::new();
+    for child in lineage::descendants(tx, parent.id.as_str())? {
+        if child.status == AgentStatus::Revoked {
+            continue;
+        }
+        let mut lost = Vec::new();
+        for s in removed {
+            let n = tx.execute(
+                "DELETE FROM agent_scopes WHERE agent_id = ?1 AND scope = ?2",
+                params![child.id.as_str(), s.as_str()],
+            )?;
+            if n > 0 {
+                lost.push(s.as_str());
+            }
+        }
+        if lost.is_empty() {
+            continue;
+        }
+        bump_version(tx, &child.id, now)?;
+        let version: u32 = tx.query_row(
+            "SELECT config_version FROM agents WHERE id = ?1",
+            [child.id.as_str()],
+            |r| r.get(0),
+        )?;
+        let chain = lineage::names(&lineage::ancestors(tx, child.id.as_str())?);
+        audit::append(
+            tx,
+            now,
+            NewEvent::new(actor, "agent.edited", Decision::Allow)
+                .target(Target::new("agent", child.id.as_str(), child.name.as_str()))
+                .agent(child.id.as_str())
+                .reason(format!(
+                    "its parent agent '{}' lost {}: a sub-agent never holds more than its parent",
+                    parent.name,
+                    lost.join(", ")
+                ))
+                .details(json!({
+                    "scopes_removed": lost,
+                    "because_parent": parent.name.as_str(),
+                    "parents": chain,
+                    "config_version": version,
+                })),
+        )?;
+        narrowed.push(child.name.to_string());
+    }
+    Ok(narrowed)
 }
 
 fn creates_cycle(conn: &rusqlite::Connection, child: &AgentId, parent: &AgentId) -> Result<bool> {
@@ -1547,6 +1725,12 @@ pub(crate) fn load_agent(
     ) = r;
     let status = AgentStatus::from_db(&status)?;
     let created_at = parse_time(&created)?;
+    let chain = lineage::ancestors(conn, &id)?;
+    let held_by_parent = lineage::holding_parent(&chain).map(|p| ParentHold {
+        parent: p.name.clone(),
+        status: p.status,
+        message: lineage::held_back(&name, p.name.as_str(), p.status),
+    });
     let override_ = match t_override {
         Some(s) => Some(TrustOverride {
             state: s.parse()?,
@@ -1580,5 +1764,7 @@ pub(crate) fn load_agent(
         created_at,
         updated_at: parse_time(&updated)?,
         last_activity: last_activity.as_deref().map(parse_time).transpose()?,
+        parents: chain.into_iter().map(|a| a.name).collect(),
+        held_by_parent,
     })
 }

@@ -283,6 +283,8 @@ impl Mandate {
     /// Make a new certificate. With `reuse_until`, a good certificate that another process
     /// wrote meanwhile is used instead.
     fn create_tls(&self, why: &str, reuse_until: Option<DateTime<Utc>>) -> Result<LoopbackTls> {
+        // Made at first use or renewal as part of a person's work (`mandate serve --tls`).
+        let actor = self.actor_or_system("endpoint", "HTTPS certificate made at first use");
         let (der, pem, pkcs8) = generate(self.install_id(), self.now())?;
         // The key goes to the keychain first (invariant 4), under an account only this
         // certificate names.
@@ -291,7 +293,6 @@ impl Mandate {
             kref.clone(),
             &Sensitive::new(crate::keys::b64url(pkcs8.expose())),
         )?;
-        let actor = self.actor().clone();
         let path = self.tls_cert_path();
         let fp = fingerprint(&der);
         let na = not_after(&der, self.now());

@@ -298,7 +298,7 @@ impl Mandate {
                  one line",
             ));
         }
-        let actor = self.actor().clone();
+        let actor = self.actor()?;
         let value = (!name.is_empty()).then(|| name.to_string());
         self.write(|tx, now| {
             let before: Option<String> = tx

@@ -55,6 +55,24 @@ fn target_text(e: &AuditEvent) -> String {
         .unwrap_or_else(|| "–".into())
 }
 
+/// The people who made changes, for the cover: "ann (ann@example.com), bob".
+fn people_line(d: &ReportData) -> String {
+    let named: Vec<String> = d
+        .people
+        .iter()
+        .filter(|p| p.changes > 0)
+        .map(|p| match &p.email {
+            Some(e) => format!("{} ({e})", p.name),
+            None => p.name.clone(),
+        })
+        .collect();
+    if named.is_empty() {
+        "no person made a change in these events".into()
+    } else {
+        named.join(", ")
+    }
+}
+
 fn actor_text(e: &AuditEvent) -> String {
     let base = e.actor.describe();
     match &e.on_behalf_of {
@@ -203,6 +221,7 @@ fn cover(p: &mut Pages<'_>, d: &ReportData) {
             Face::Sans,
         ),
         ("Covers", d.scope.clone(), Face::Sans),
+        ("People", people_line(d), Face::Sans),
         (
             "Generated",
             d.generated.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
@@ -637,6 +656,47 @@ fn summary(p: &mut Pages<'_>, d: &ReportData) {
                 ("EVENTS", 42.0),
                 ("TOKENS", 42.0),
                 ("DENIALS", 45.0),
+            ],
+            &rows,
+            8.0,
+            None,
+        );
+    }
+    p.heading("People", 12.0);
+    if d.people.is_empty() {
+        p.para(
+            9.0,
+            Face::Sans,
+            MUTED,
+            "No team member made a change, owns an agent or was acted for in these events.",
+            0.0,
+        );
+    } else {
+        let rows: Vec<Vec<String>> = d
+            .people
+            .iter()
+            .map(|x| {
+                vec![
+                    x.name.clone(),
+                    x.email.clone().unwrap_or_else(|| "–".into()),
+                    x.changes.to_string(),
+                    if x.owns.is_empty() {
+                        "–".into()
+                    } else {
+                        x.owns.join(", ")
+                    },
+                    x.acted_for.to_string(),
+                ]
+            })
+            .collect();
+        table(
+            p,
+            &[
+                ("PERSON", 130.0),
+                ("EMAIL", 130.0),
+                ("CHANGES", 50.0),
+                ("OWNS AGENTS", 118.0),
+                ("ACTED FOR", 55.0),
             ],
             &rows,
             8.0,

@@ -25,6 +25,7 @@ use krilla::metadata::Metadata;
 use mandate_core::Mandate;
 use mandate_core::audit::verify::{self, BundleOptions, VerifyReport};
 use mandate_core::audit::{AuditEvent, ExportSelection, bundle::BundleScope};
+use mandate_core::model::Member;
 
 /// The attachment's file name inside the PDF.
 pub const ATTACHMENT_NAME: &str = "mandate-evidence.jsonl";
@@ -65,6 +66,71 @@ pub struct AgentInfo {
     pub created: String,
 }
 
+/// A person the report names: a team member, or an OS login that chose no member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersonInfo {
+    /// "ann", or "OS user ann (no member chosen)".
+    pub name: String,
+    pub email: Option<String>,
+    /// Changes they made in the events of this report.
+    pub changes: usize,
+    /// Agents in the report they own.
+    pub owns: Vec<String>,
+    /// Requests agents made on their behalf (delegations) in the events of this report.
+    pub acted_for: usize,
+}
+
+/// The people of a report: every member who made a change, owns an agent in it or was acted
+/// for, and every OS login that made changes without choosing a member; most changes first.
+fn people_of(members: &[Member], agents: &[AgentInfo], events: &[AuditEvent]) -> Vec<PersonInfo> {
+    use mandate_core::audit::actor_kind;
+    use std::collections::BTreeMap;
+    let mut changes: BTreeMap<(bool, String), usize> = BTreeMap::new();
+    let mut acted_for: BTreeMap<String, usize> = BTreeMap::new();
+    for e in events {
+        match e.actor.kind.as_str() {
+            actor_kind::MEMBER => *changes.entry((true, e.actor.id.clone())).or_default() += 1,
+            actor_kind::OS_USER => *changes.entry((false, e.actor.name.clone())).or_default() += 1,
+            _ => {}
+        }
+        if let Some(b) = e
+            .on_behalf_of
+            .as_ref()
+            .filter(|b| b.kind == actor_kind::MEMBER)
+        {
+            *acted_for.entry(b.id.clone()).or_default() += 1;
+        }
+    }
+    let mut out: Vec<PersonInfo> = members
+        .iter()
+        .map(|m| PersonInfo {
+            name: m.name.to_string(),
+            email: m.email.clone(),
+            changes: changes.get(&(true, m.id.to_string())).copied().unwrap_or(0),
+            owns: agents
+                .iter()
+                .filter(|a| a.owner.as_deref() == Some(m.name.as_str()))
+                .map(|a| a.name.clone())
+                .collect(),
+            acted_for: acted_for.get(m.id.as_str()).copied().unwrap_or(0),
+        })
+        .filter(|p| p.changes > 0 || !p.owns.is_empty() || p.acted_for > 0)
+        .collect();
+    for ((is_member, login), n) in &changes {
+        if !is_member {
+            out.push(PersonInfo {
+                name: mandate_core::audit::Actor::os_user(login).describe(),
+                email: None,
+                changes: *n,
+                owns: Vec::new(),
+                acted_for: 0,
+            });
+        }
+    }
+    out.sort_by(|a, b| b.changes.cmp(&a.changes).then(a.name.cmp(&b.name)));
+    out
+}
+
 /// Everything the PDF shows.
 #[derive(Debug, Clone)]
 pub struct ReportData {
@@ -87,6 +153,8 @@ pub struct ReportData {
     pub agents: Vec<AgentInfo>,
     /// Names of the team members who own agents.
     pub owners: Vec<String>,
+    /// The people who made changes, own agents or were acted for (see [`PersonInfo`]).
+    pub people: Vec<PersonInfo>,
     pub events: Vec<AuditEvent>,
     pub bundle: Vec<u8>,
 }
@@ -94,7 +162,8 @@ pub struct ReportData {
 /// What to put in a report.
 #[derive(Debug, Clone, Default)]
 pub struct PdfOptions {
-    /// Shown on the cover; defaults to "Mandate installation <id>".
+    /// Shown on the cover; defaults to the organisation name set in the app's Settings (or
+    /// at the first export), else "Mandate installation <id>".
     pub organisation: Option<String>,
     pub selection: ExportSelection,
 }
@@ -190,9 +259,14 @@ pub fn build(m: &Mandate, opts: &PdfOptions, progress: Progress<'_>) -> Result<B
             format!("an excerpt: {}", parts.join(" "))
         }
     };
+    let people = people_of(&m.list_members()?, &agents, &export.events);
+    let organisation = match opts.organisation.clone() {
+        Some(o) => Some(o),
+        None => m.organisation_name()?,
+    };
     let cp = &export.checkpoint.checkpoint;
     let data = ReportData {
-        organisation: opts.organisation.clone().unwrap_or_else(|| {
+        organisation: organisation.unwrap_or_else(|| {
             format!(
                 "Mandate installation {}",
                 m.install_id().chars().take(8).collect::<String>()
@@ -211,6 +285,7 @@ pub fn build(m: &Mandate, opts: &PdfOptions, progress: Progress<'_>) -> Result<B
         store_check: Some(store_check),
         agents,
         owners,
+        people,
         events: export.events,
         bundle: export.bundle,
     };
@@ -479,6 +554,51 @@ mod tests {
         }
     }
 
+    /// The report named no human: every change said "the app" (issue 17 §3).
+    #[test]
+    fn the_report_names_the_people_who_made_changes_and_the_organisation() {
+        let dir = tempfile::tempdir().unwrap();
+        let (m, _clock) = sample::installation(dir.path(), 50).unwrap();
+        m.set_organisation_name("Example Robotics Ltd").unwrap();
+        let built = build(&m, &PdfOptions::default(), &mut |_, _| {}).unwrap();
+        let d = &built.data;
+        assert_eq!(d.organisation, "Example Robotics Ltd");
+        let founder = d.people.iter().find(|p| p.name == "founder").unwrap();
+        assert_eq!(founder.email.as_deref(), Some("founder@example.com"));
+        assert!(founder.changes > 5, "{founder:?}");
+        assert!(!founder.owns.is_empty());
+        let fonts = layout::Fonts::load().unwrap();
+        let text: String = content::lay_out(d, &fonts)
+            .pages
+            .iter()
+            .flatten()
+            .filter_map(|op| match op {
+                layout::Op::Text { text, .. } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(
+            text.contains("founder (founder@example.com)"),
+            "cover names them"
+        );
+        assert!(text.contains("member founder"), "events name them");
+        assert!(!text.contains("the app"), "no change is the app's");
+        // A log written by a login that chose no member says so.
+        m.set_actor(mandate_core::audit::Actor::os_user("ann"));
+        m.add_member("zed", None).unwrap();
+        let built = build(&m, &PdfOptions::default(), &mut |_, _| {}).unwrap();
+        assert!(
+            built
+                .data
+                .people
+                .iter()
+                .any(|p| p.name == "OS user ann (no member chosen)" && p.changes == 1),
+            "{:?}",
+            built.data.people
+        );
+    }
+
     #[test]
     fn a_pdf_without_the_attachment_is_refused_clearly() {
         let err = extract_bundle(b"not a pdf").unwrap_err();
@@ -498,6 +618,7 @@ mod tests {
             store_check: None,
             agents: Vec::new(),
             owners: Vec::new(),
+            people: Vec::new(),
             events: Vec::new(),
             bundle: b"x".to_vec(),
         };

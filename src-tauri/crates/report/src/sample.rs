@@ -9,6 +9,7 @@ use std::sync::Arc;
 use chrono::{Duration, TimeZone, Utc};
 use mandate_core::audit::{Actor, Decision, NewEvent, Target};
 use mandate_core::clock::ManualClock;
+use mandate_core::people::PersonChoice;
 use mandate_core::secret::MemoryKeychain;
 use mandate_core::{KeyChoice, Mandate, NewAgent, NewConnection, OpenOptions, Result};
 
@@ -20,18 +21,19 @@ pub fn installation(dir: &std::path::Path, events: u64) -> Result<(Mandate, Arc<
             .single()
             .unwrap_or_default(),
     ));
-    let mut m = Mandate::open(
-        OpenOptions::new(
-            dir,
-            Arc::new(MemoryKeychain::new()),
-            Actor::app("cli", "founder"),
-        )
-        .clock(clock.clone()),
+    let m = Mandate::open(
+        OpenOptions::without_person(dir, Arc::new(MemoryKeychain::new())).clock(clock.clone()),
     )?;
-    m.add_member("founder", Some("founder@example.com"))?;
-    m.add_member("ana", None)?;
+    // The founder says who they are at first run, then adds the team.
+    m.choose_person(
+        "founder",
+        &PersonChoice {
+            member: "founder".into(),
+            email: Some("founder@example.com".into()),
+        },
+    )?;
+    m.add_member("ana", Some("ana@example.com"))?;
     m.add_member("ops", None)?;
-    m.set_actor(m.member_actor("founder")?);
     m.add_connection(NewConnection {
         name: "github".into(),
         base_url: "https://api.github.com".into(),
@@ -88,7 +90,7 @@ pub fn installation(dir: &std::path::Path, events: u64) -> Result<(Mandate, Arc<
     m.issuer_key()?;
     // Spread the events over 30 days.
     let step = Duration::seconds((30 * 86_400 / events.max(1) as i64).max(1));
-    let endpoint = Actor::app("endpoint", "");
+    let founder = m.actor()?;
     let mut batch = Vec::new();
     for i in 0..events {
         clock.advance(step);
@@ -99,7 +101,7 @@ pub fn installation(dir: &std::path::Path, events: u64) -> Result<(Mandate, Arc<
                 .reason("invalid_scope: the agent is not granted github:admin")
                 .details(serde_json::json!({"requested": "github:admin"}))
         } else if i % 101 == 50 {
-            NewEvent::new(&endpoint, "token.revoked", Decision::Allow)
+            NewEvent::new(&founder, "token.revoked", Decision::Allow)
                 .reason("revoked by its owner")
                 .target(Target::new("token", &format!("jti-{i}"), ""))
         } else {

@@ -1,8 +1,8 @@
-//! `mandate member ...`: the people who own agents.
+//! `mandate member ...`: the people who own agents, and which of them is using this login.
 
 use clap::Subcommand;
 
-use crate::context::{CliResult, Ctx};
+use crate::context::{self, CliError, CliResult, Ctx, PersonSource};
 use crate::output;
 
 #[derive(Debug, Subcommand)]
@@ -17,6 +17,14 @@ pub enum MemberCmd {
     },
     /// List team members.
     List,
+    /// Remember that this OS login is this member: changes made here name them (until `--as`
+    /// or MANDATE_ACTOR says otherwise). The desktop app uses the same choice.
+    Use {
+        /// The member's name.
+        name: String,
+    },
+    /// Say who this invocation's changes are attributed to, and why.
+    Whoami,
 }
 
 pub fn run(ctx: &mut Ctx, cmd: MemberCmd) -> CliResult {
@@ -28,6 +36,13 @@ pub fn run(ctx: &mut Ctx, cmd: MemberCmd) -> CliResult {
                 output::json(&member)
             } else {
                 println!("Added team member '{}'.", member.name);
+                if matches!(ctx.person()?.1, PersonSource::OsUser) {
+                    println!(
+                        "Your changes name your OS login until you choose a member: if this is \
+                         you, run `mandate member use {}`.",
+                        member.name
+                    );
+                }
                 Ok(())
             }
         }
@@ -50,6 +65,45 @@ pub fn run(ctx: &mut Ctx, cmd: MemberCmd) -> CliResult {
             }
             println!("{t}");
             Ok(())
+        }
+        MemberCmd::Use { name } => {
+            let Some(login) = context::login() else {
+                return Err(CliError::Exit {
+                    code: 3,
+                    message: "the OS login name is unknown (USER, LOGNAME and USERNAME are \
+                              empty), so there is nothing to remember the member for; use \
+                              --as MEMBER on each command instead"
+                        .into(),
+                });
+            };
+            let member = m.remember_member(&login, &name)?;
+            if ctx.json {
+                output::json(&serde_json::json!({"os_user": login, "member": member}))
+            } else {
+                println!(
+                    "Changes made by the OS user '{login}' now name the team member '{}'.",
+                    member.name
+                );
+                Ok(())
+            }
+        }
+        MemberCmd::Whoami => {
+            let (actor, source) = ctx.person()?;
+            let why = match &source {
+                PersonSource::Flag => "named by --as or MANDATE_ACTOR".to_string(),
+                PersonSource::Remembered { login } => {
+                    format!("remembered for the OS user '{login}' (`mandate member use`)")
+                }
+                PersonSource::OsUser => "no member chosen: choose one with `mandate member use \
+                                         NAME`, or pass --as NAME"
+                    .to_string(),
+            };
+            if ctx.json {
+                output::json(&serde_json::json!({"actor": actor, "because": why}))
+            } else {
+                println!("{} ({why})", actor.describe());
+                Ok(())
+            }
         }
     }
 }

@@ -39,69 +39,108 @@ pub use api::{Export, ExportSelection, Progress};
 pub use canonical::canonical_bytes;
 
 /// Who did something.
+///
+/// Every change names a person or an agent: `member` (a team member, the person who used the
+/// app or the CLI), `agent` (an agent's own request to the endpoint or the broker), or
+/// `os_user` (the CLI run by a login that has chosen no member: the login name, stated as
+/// such). `system` is kept for what Mandate does when no person or agent acted (a request
+/// whose client could not be identified; an issuer key made at the first start before anyone
+/// chose who they are); docs/ARCHITECTURE.md lists each use. `app` is what versions before
+/// people were named wrote (`id` the part of the app, `name` the login name); old events keep
+/// it, and it still reads and verifies.
+///
+/// The serialised shape (`kind`, `id`, `name`) is the same for every kind, so events written
+/// by any version hash the same (docs/AUDIT_FORMAT.md §2).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct Actor {
-    /// `member`, `agent` or `app`.
+    /// `member`, `agent`, `os_user`, `system`, or (older events) `app`.
     pub kind: String,
-    /// The member's or agent's id; for `app`, which part of the app (`cli`, `desktop`, `endpoint`).
+    /// The member's or agent's id; the login name for `os_user`; the part of Mandate for
+    /// `system` (`endpoint`, `broker`) and `app` (`cli`, `desktop`).
     pub id: String,
-    /// A human-readable name (member or agent name; for `app`, the OS user where known).
+    /// A human-readable name: the member's or agent's name, the login name, or what the
+    /// system part is.
     pub name: String,
 }
 
+/// The actor kinds in use, as [`Actor::kind`] spells them.
+pub mod actor_kind {
+    pub const MEMBER: &str = "member";
+    pub const AGENT: &str = "agent";
+    pub const OS_USER: &str = "os_user";
+    pub const SYSTEM: &str = "system";
+    /// Written by versions before people were named; read, never written.
+    pub const APP: &str = "app";
+}
+
 impl Actor {
+    /// The kind older versions wrote for every change. Only tests and old logs use it.
     pub fn app(part: &str, name: &str) -> Self {
         Actor {
-            kind: "app".into(),
+            kind: actor_kind::APP.into(),
             id: part.into(),
             name: name.into(),
         }
     }
     pub fn member(id: &str, name: &str) -> Self {
         Actor {
-            kind: "member".into(),
+            kind: actor_kind::MEMBER.into(),
             id: id.into(),
             name: name.into(),
         }
     }
     pub fn agent(id: &str, name: &str) -> Self {
         Actor {
-            kind: "agent".into(),
+            kind: actor_kind::AGENT.into(),
             id: id.into(),
             name: name.into(),
         }
     }
-
-    /// The app part `part` (`cli`, `desktop`) acting for the person logged in: the login name
-    /// from `USER`, `LOGNAME` or `USERNAME` (in that order, blank values skipped), read through
-    /// `var`; without one, the name stays empty rather than a made-up "unknown".
-    pub fn local(part: &str, var: impl Fn(&str) -> Option<String>) -> Self {
-        let name = ["USER", "LOGNAME", "USERNAME"]
-            .iter()
-            .filter_map(|k| var(k))
-            .map(|v| v.trim().to_owned())
-            .find(|v| !v.is_empty())
-            .unwrap_or_default();
-        Actor::app(part, &name)
+    /// A login that chose no member: the CLI's last resort (see `people`).
+    pub fn os_user(login: &str) -> Self {
+        Actor {
+            kind: actor_kind::OS_USER.into(),
+            id: login.into(),
+            name: login.into(),
+        }
+    }
+    /// Mandate itself, where no person or agent acted; `part` says which (`endpoint`,
+    /// `broker`), `what` says it in words.
+    pub fn system(part: &str, what: &str) -> Self {
+        Actor {
+            kind: actor_kind::SYSTEM.into(),
+            id: part.into(),
+            name: what.into(),
+        }
     }
 
-    /// In words, for reports: "ann (the CLI)", "the app" when no login name is known, "agent
-    /// billing-bot", "member maria".
+    /// Whether this actor is a person (a member, or a login that chose no member).
+    pub fn is_person(&self) -> bool {
+        self.kind == actor_kind::MEMBER || self.kind == actor_kind::OS_USER
+    }
+
+    /// In words, for reports: "member maria", "agent billing-bot", "OS user ann (no member
+    /// chosen)", "Mandate (token endpoint)"; older events: "ann (the CLI)", or "the app" when
+    /// no login name was recorded.
     pub fn describe(&self) -> String {
-        if self.kind != "app" {
-            return format!("{} {}", self.kind, self.name);
-        }
-        let part = match self.id.as_str() {
-            "cli" => "the CLI".to_string(),
-            "desktop" => "the app".to_string(),
-            other => format!("Mandate ({other})"),
-        };
-        let name = self.name.trim();
-        if name.is_empty() || name == "unknown" || name == "Mandate app" {
-            part
-        } else {
-            format!("{name} ({part})")
+        match self.kind.as_str() {
+            actor_kind::OS_USER => format!("OS user {} (no member chosen)", self.name),
+            actor_kind::SYSTEM => format!("Mandate ({})", self.name),
+            actor_kind::APP => {
+                let part = match self.id.as_str() {
+                    "cli" => "the CLI".to_string(),
+                    "desktop" => "the app".to_string(),
+                    other => format!("Mandate ({other})"),
+                };
+                let name = self.name.trim();
+                if name.is_empty() || name == "unknown" || name == "Mandate app" {
+                    part
+                } else {
+                    format!("{name} ({part})")
+                }
+            }
+            kind => format!("{kind} {}", self.name),
         }
     }
 }
@@ -111,17 +150,27 @@ mod actor_tests {
     use super::Actor;
 
     #[test]
-    fn local_actor_takes_the_first_non_blank_login_name() {
-        let a = Actor::local("cli", |k| match k {
-            "USER" => Some(" ".into()),
-            "LOGNAME" => Some("ann".into()),
-            _ => None,
-        });
-        assert_eq!((a.id.as_str(), a.name.as_str()), ("cli", "ann"));
-        assert_eq!(a.describe(), "ann (the CLI)");
-        assert_eq!(Actor::local("desktop", |_| None).describe(), "the app");
-        assert_eq!(Actor::app("cli", "unknown").describe(), "the CLI");
+    fn actors_say_who_in_words() {
         assert_eq!(Actor::member("m", "maria").describe(), "member maria");
+        assert_eq!(Actor::agent("a", "bot").describe(), "agent bot");
+        assert_eq!(
+            Actor::os_user("ann").describe(),
+            "OS user ann (no member chosen)"
+        );
+        assert_eq!(
+            Actor::system("endpoint", "token endpoint").describe(),
+            "Mandate (token endpoint)"
+        );
+        assert!(Actor::os_user("ann").is_person() && Actor::member("m", "m").is_person());
+        assert!(!Actor::agent("a", "a").is_person() && !Actor::system("x", "x").is_person());
+    }
+
+    #[test]
+    fn events_of_older_versions_still_describe_their_app_actor() {
+        assert_eq!(Actor::app("cli", "ann").describe(), "ann (the CLI)");
+        assert_eq!(Actor::app("desktop", "").describe(), "the app");
+        assert_eq!(Actor::app("cli", "unknown").describe(), "the CLI");
+        assert_eq!(Actor::app("endpoint", "").describe(), "Mandate (endpoint)");
     }
 }
 

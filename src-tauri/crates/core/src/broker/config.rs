@@ -261,7 +261,7 @@ impl Mandate {
                 presets::names().join(", ")
             )));
         }
-        let actor = self.actor().clone();
+        let actor = self.actor()?;
         self.add_connection_with(new, move |tx, id, name, now| {
             write_settings(
                 tx,
@@ -347,7 +347,7 @@ impl Mandate {
             .chain(edit.not_essential.iter().map(String::as_str))
             .collect();
         check_action_names(&actions, &named)?;
-        let actor = self.actor().clone();
+        let actor = self.actor()?;
         let connection_id = c.id.to_string();
         let cname = c.name.to_string();
         self.write(|tx, now| {

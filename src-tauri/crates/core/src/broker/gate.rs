@@ -175,13 +175,18 @@ impl Context<'_> {
             v["token_jti"] = json!(t.jti);
             v["sub"] = json!(t.subject);
         }
+        if let Some(a) = self.agent.filter(|a| !a.parents.is_empty()) {
+            v["parents"] = json!(a.parents);
+        }
         v
     }
 
     fn event(&self, d: &Denial) -> NewEvent {
         let actor = match self.agent {
             Some(a) => Actor::agent(a.id.as_str(), a.name.as_str()),
-            None => Actor::app("broker", "secret broker"),
+            // No agent could be identified from the request (no token, or not ours): the
+            // broker's own refusal.
+            None => Actor::system("broker", "secret broker, no agent identified"),
         };
         let mut ev = NewEvent::new(&actor, "proxy.denied", Decision::Deny)
             .reason(d.description.clone())
@@ -290,6 +295,14 @@ impl Broker {
                     "the token is not active: its agent '{}' is {}",
                     agent.name, agent.status
                 ),
+                false,
+            );
+            return Err(deny(&ctx, d, None));
+        }
+        if let Some(held) = &agent.held_by_parent {
+            let d = Denial::unauthorized(
+                "invalid_token",
+                format!("the token is not active: {}", held.message),
                 false,
             );
             return Err(deny(&ctx, d, None));

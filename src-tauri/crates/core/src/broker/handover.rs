@@ -158,7 +158,8 @@ impl TokenService {
             }
         }
         let used = m.used_jtis().clone();
-        let started_by = m.actor().clone();
+        // The person who ran `mandate exec` (none when a handle has no person).
+        let started_by = m.person().ok().flatten();
         let outcome = m.write(|tx, now| {
             if let Err(why) = resource::confirm_active(&used, tx, &t, now.timestamp())? {
                 return Ok(Err(why));

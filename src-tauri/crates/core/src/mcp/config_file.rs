@@ -382,6 +382,7 @@ impl Mandate {
     /// every entry exists and can be imported, every name is free. If a later step fails, the
     /// servers registered so far are removed again and the file is left as it was.
     pub fn import_mcp_config(&self, plan: &ImportPlan) -> Result<RewriteBackup> {
+        let actor = self.actor()?;
         let agent = self.get_agent(&plan.agent)?;
         let path = std::fs::canonicalize(&plan.path).map_err(|e| Error::Io {
             action: "could not open",
@@ -535,7 +536,6 @@ impl Mandate {
             let _ = self.keychain_delete(import_ref(&id));
             return Err(err);
         }
-        let actor = self.actor().clone();
         let path_s = path.display().to_string();
         let rewritten = sha256_hex(new_text.as_bytes());
         let servers_json = serde_json::to_string(&done).unwrap_or_default();
@@ -630,6 +630,7 @@ impl Mandate {
     /// import wrote (a file changed since is refused, never overwritten). The servers stay
     /// registered; remove them with `remove_mcp_server` if they are no longer wanted.
     pub fn undo_mcp_import(&self, id: &str) -> Result<RewriteBackup> {
+        let actor = self.actor()?;
         let imp = self.mcp_import(id)?;
         if imp.undone_at.is_some() {
             return Err(Error::Conflict(format!(
@@ -661,7 +662,6 @@ impl Mandate {
             ))
         })?;
         replace_file(&path, original.expose())?;
-        let actor = self.actor().clone();
         let res = self.write(|tx, now| {
             tx.execute(
                 "UPDATE mcp_imports SET undone_at = ?2 WHERE id = ?1",

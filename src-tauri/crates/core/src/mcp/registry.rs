@@ -267,6 +267,7 @@ impl Mandate {
     /// Register an MCP server. Its secret values go to the keychain first; the server, its
     /// connection row and the `mcp.server_added` event commit together.
     pub fn add_mcp_server(&self, new: NewMcpServer) -> Result<McpServer> {
+        let actor = self.actor()?;
         let name = ConnectionName::parse(&new.name)?;
         let timeout = check_timeout(new.call_timeout_secs)?;
         let (transport_s, command, args, url) = match &new.transport {
@@ -347,7 +348,6 @@ impl Mandate {
         let floor = new.trust_floor.unwrap_or(TrustState::Pending);
         let has_secret = transport_s == "stdio" || new.http_secret.is_some();
         let auth = new.auth.clone().unwrap_or_default();
-        let actor = self.actor().clone();
         let res = self.write(|tx, now| {
             if exists(tx, "connections", name.as_str())? {
                 return Err(Error::AlreadyExists {
@@ -469,6 +469,7 @@ impl Mandate {
 
     /// Change how a server is reached, its variables, secrets, timeout or argument auditing.
     pub fn edit_mcp_server(&self, name: &str, edit: McpServerEdit) -> Result<McpServer> {
+        let actor = self.actor()?;
         let s = self.get_mcp_server(name)?;
         let is_stdio = matches!(s.transport, McpTransport::Stdio { .. });
         let wrong = |what: &str| {
@@ -558,7 +559,6 @@ impl Mandate {
             }
             self.keychain_set(SecretRef::connection(s.id.as_str()), v)?;
         }
-        let actor = self.actor().clone();
         let id = s.id.to_string();
         self.write(|tx, now| {
             if let Some((c, a)) = &edit.command {
@@ -660,6 +660,7 @@ impl Mandate {
     /// they can be granted); tools it no longer lists are removed unless an agent holds them
     /// (then they stay, and are reported). Names that cannot be granted are skipped.
     pub fn set_mcp_tools(&self, name: &str, offered: &[OfferedTool]) -> Result<ToolsUpdate> {
+        let actor = self.actor()?;
         let s = self.get_mcp_server(name)?;
         let mut update = ToolsUpdate::default();
         let mut wanted: BTreeMap<String, &OfferedTool> = BTreeMap::new();
@@ -671,7 +672,6 @@ impl Mandate {
             }
             wanted.entry(action).or_insert(t);
         }
-        let actor = self.actor().clone();
         let id = s.id.to_string();
         self.write(|tx, now| {
             let held: BTreeSet<String> = {

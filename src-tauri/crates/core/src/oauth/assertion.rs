@@ -160,6 +160,12 @@ pub(crate) fn authenticate(
             ));
         }
     }
+    if let Some((parent, status)) = &agent.held_by {
+        return Err(Denial::about(
+            &agent,
+            crate::lineage::held_back(agent.name.as_str(), parent.as_str(), *status),
+        ));
+    }
     Ok(Client {
         kid: key.0,
         agent,

@@ -20,6 +20,7 @@ use ed25519_dalek::VerifyingKey;
 use rusqlite::OptionalExtension;
 
 use crate::error::{Error, Result};
+use crate::lineage::{self, Ancestor};
 use crate::model::{AgentId, AgentName, AgentStatus, Scope, TrustState};
 use crate::registry::parse_time;
 use crate::trust;
@@ -80,7 +81,14 @@ pub(crate) struct ClientAgent {
     pub status: AgentStatus,
     pub dpop_required: bool,
     pub max_token_ttl_secs: Option<u32>,
+    /// The scopes it may get: its own grants that every agent above it holds too.
     pub scopes: Vec<Scope>,
+    /// Its own grants that an agent above it lacks, with that agent (they are not in `scopes`).
+    pub capped: Vec<(Scope, AgentName)>,
+    /// The agents above it, its parent first.
+    pub parents: Vec<String>,
+    /// The nearest agent above it that is suspended or revoked: it then gets no token.
+    pub held_by: Option<(AgentName, AgentStatus)>,
     pub keys: Vec<ClientKey>,
     /// The effective trust state now (override included).
     pub trust: TrustState,
@@ -102,6 +110,8 @@ pub(crate) struct AgentFacts {
     max_token_ttl_secs: Option<u32>,
     created_at: DateTime<Utc>,
     scopes: Vec<Scope>,
+    /// The agents above it, parent first, each with its own grants.
+    ancestors: Vec<(Ancestor, Vec<Scope>)>,
     keys: Vec<ClientKey>,
     /// `(created_at, expires_at)` of each key, for the trust rules.
     key_times: Vec<(DateTime<Utc>, Option<DateTime<Utc>>)>,
@@ -119,6 +129,17 @@ impl AgentFacts {
             now,
             override_state: self.override_state,
         });
+        // A sub-agent never exceeds its parent: what an agent above lacks is cut here too,
+        // whatever the registry holds (defence in depth; see `lineage`).
+        let mut scopes = Vec::with_capacity(self.scopes.len());
+        let mut capped = Vec::new();
+        for s in &self.scopes {
+            match self.ancestors.iter().find(|(_, held)| !held.contains(s)) {
+                Some((a, _)) => capped.push((s.clone(), a.name.clone())),
+                None => scopes.push(s.clone()),
+            }
+        }
+        let chain: Vec<Ancestor> = self.ancestors.iter().map(|(a, _)| a.clone()).collect();
         ClientAgent {
             id: self.id.clone(),
             name: self.name.clone(),
@@ -126,7 +147,10 @@ impl AgentFacts {
             status: self.status,
             dpop_required: self.dpop_required,
             max_token_ttl_secs: self.max_token_ttl_secs,
-            scopes: self.scopes.clone(),
+            scopes,
+            capped,
+            parents: lineage::names(&chain),
+            held_by: lineage::holding_parent(&chain).map(|a| (a.name.clone(), a.status)),
             keys: self.keys.clone(),
             trust,
         }
@@ -174,12 +198,23 @@ pub(crate) fn facts(conn: &rusqlite::Connection, name: &str) -> Result<Option<Ag
     else {
         return Ok(None);
     };
-    let mut stmt = conn.prepare_cached("SELECT scope FROM agent_scopes WHERE agent_id = ?1")?;
-    let mut scopes = stmt
-        .query_map([&id], |r| r.get::<_, String>(0))?
-        .map(|s| s.map(Scope::from_db))
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    scopes.sort();
+    let grants = |agent_id: &str| -> Result<Vec<Scope>> {
+        let mut stmt = conn.prepare_cached("SELECT scope FROM agent_scopes WHERE agent_id = ?1")?;
+        let mut scopes = stmt
+            .query_map([agent_id], |r| r.get::<_, String>(0))?
+            .map(|s| s.map(Scope::from_db))
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        scopes.sort();
+        Ok(scopes)
+    };
+    let scopes = grants(&id)?;
+    let mut ancestors = Vec::new();
+    if parent.is_some() {
+        for a in lineage::ancestors(conn, &id)? {
+            let held = grants(a.id.as_str())?;
+            ancestors.push((a, held));
+        }
+    }
     let mut stmt = conn.prepare_cached(
         "SELECT kid, public_key, created_at, expires_at FROM agent_keys WHERE agent_id = ?1",
     )?;
@@ -219,6 +254,7 @@ pub(crate) fn facts(conn: &rusqlite::Connection, name: &str) -> Result<Option<Ag
         max_token_ttl_secs: max_ttl,
         created_at: parse_time(&created)?,
         scopes,
+        ancestors,
         keys,
         key_times,
     }))

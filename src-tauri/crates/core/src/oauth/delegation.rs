@@ -170,7 +170,7 @@ impl Mandate {
             }
         }
         let member = self.member_actor(&new.member)?;
-        let actor = self.actor().clone();
+        let actor = self.actor()?;
         let id = uuid::Uuid::now_v7().to_string();
         let until = new.until.timestamp();
         let scopes_json =
@@ -241,7 +241,7 @@ impl Mandate {
                 "the delegation {id} is already revoked"
             )));
         }
-        let actor = self.actor().clone();
+        let actor = self.actor()?;
         let member = Actor::member(&d.member_id, &d.member);
         self.write(|tx, now| {
             let n = tx.execute(

@@ -92,6 +92,7 @@ impl Mandate {
     /// Replace the issuer signing key. The old public key stays in the JWKS until its last
     /// token has expired (and for at least 24 hours). Returns the new `kid`.
     pub fn rotate_issuer_key(&self) -> Result<String> {
+        let actor = self.actor()?;
         let old = self.issuer_key()?;
         let signing = keys::generate();
         let kid = keys::thumbprint(&signing.verifying_key());
@@ -99,7 +100,6 @@ impl Mandate {
             SecretRef::issuer_key(&kid),
             &keys::signing_key_to_secret(&signing),
         )?;
-        let actor = self.actor().clone();
         let old_kid = old.kid.clone();
         let old_pub = old.signing.verifying_key().to_bytes();
         let new_kid = kid.clone();

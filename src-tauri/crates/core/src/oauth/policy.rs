@@ -229,10 +229,16 @@ pub(crate) fn plan(
                                 c.what
                             )
                         }
-                        _ => format!(
-                            "the agent '{}' holds no grant for the scope {s}",
-                            agent.name
-                        ),
+                        _ => match agent.capped.iter().find(|(c, _)| c.as_str() == s.as_str()) {
+                            Some((_, parent)) => format!(
+                                "the scope {s} is outside what the parent agent '{parent}' \
+                                 holds, and a sub-agent never exceeds its parent"
+                            ),
+                            None => format!(
+                                "the agent '{}' holds no grant for the scope {s}",
+                                agent.name
+                            ),
+                        },
                     }));
                 }
                 out.insert(s.as_str().to_string());

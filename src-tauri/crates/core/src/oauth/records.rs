@@ -1,10 +1,10 @@
 //! The rows behind tokens: issued-token records, used `jti`s, and what "active" means.
 //!
 //! A token is active when its own row is unrevoked and unexpired, the agent it was issued to
-//! is active, its delegation (if any) is unrevoked and unexpired, and the same holds for the
-//! token it was exchanged from, all the way up. That is what makes revocation bite at once:
-//! introspection reads these rows on every request, so the first request after a revocation
-//! commits sees it.
+//! and every agent above it (a sub-agent's parents) are active, its delegation (if any) is
+//! unrevoked and unexpired, and the same holds for the token it was exchanged from, all the
+//! way up. That is what makes revocation bite at once: introspection reads these rows on every
+//! request, so the first request after a revocation commits sees it.
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
@@ -92,6 +92,7 @@ pub(crate) enum Inactive {
     Expired,
     Revoked,
     AgentNotActive,
+    ParentNotActive,
     DelegationEnded,
     ChainBroken,
 }
@@ -103,6 +104,7 @@ impl Inactive {
             Inactive::Expired => "expired",
             Inactive::Revoked => "revoked",
             Inactive::AgentNotActive => "its agent is suspended or revoked",
+            Inactive::ParentNotActive => "a parent agent of its agent is suspended or revoked",
             Inactive::DelegationEnded => "its delegation was revoked or has ended",
             Inactive::ChainBroken => "the token it was exchanged from is no longer active",
         }
@@ -147,15 +149,18 @@ fn check_one(conn: &Connection, r: &TokenRecord, now: i64) -> Result<Option<Inac
     if r.expires_at <= now {
         return Ok(Some(Inactive::Expired));
     }
-    let status: Option<String> = conn
-        .query_row(
-            "SELECT status FROM agents WHERE id = ?1",
-            [&r.agent_id],
-            |x| x.get(0),
-        )
-        .optional()?;
-    if status.as_deref() != Some("active") {
+    let exists = conn
+        .prepare_cached("SELECT 1 FROM agents WHERE id = ?1")?
+        .query_row([&r.agent_id], |_| Ok(()))
+        .optional()?
+        .is_some();
+    if !exists {
         return Ok(Some(Inactive::AgentNotActive));
+    }
+    match first_inactive_in_chain(conn, &r.agent_id)? {
+        None => {}
+        Some(h) if h.depth == 0 => return Ok(Some(Inactive::AgentNotActive)),
+        Some(_) => return Ok(Some(Inactive::ParentNotActive)),
     }
     if let Some(d) = &r.delegation_id {
         let row: Option<(Option<i64>, i64)> = conn
@@ -171,6 +176,40 @@ fn check_one(conn: &Connection, r: &TokenRecord, now: i64) -> Result<Option<Inac
         }
     }
     Ok(None)
+}
+
+/// An agent in a chain that is not active: `depth` 0 is the agent itself, 1 its parent...
+#[derive(Debug, Clone)]
+pub(crate) struct Held {
+    pub depth: u32,
+    pub name: String,
+    pub status: crate::model::AgentStatus,
+}
+
+/// The nearest agent, from `agent_id` itself upwards, that is not active; `None` when the agent
+/// and every agent above it are active. One query (the agent's row, then its parents').
+pub(crate) fn first_inactive_in_chain(conn: &Connection, agent_id: &str) -> Result<Option<Held>> {
+    let row: Option<(u32, String, String)> = conn
+        .prepare_cached(
+            "WITH RECURSIVE up(id, parent_id, name, status, depth) AS (
+                 SELECT id, parent_id, name, status, 0 FROM agents WHERE id = ?1
+                 UNION ALL
+                 SELECT a.id, a.parent_id, a.name, a.status, up.depth + 1
+                 FROM agents a JOIN up ON a.id = up.parent_id WHERE up.depth < ?2)
+             SELECT depth, name, status FROM up WHERE status <> 'active' ORDER BY depth LIMIT 1",
+        )?
+        .query_row(params![agent_id, crate::lineage::MAX_DEPTH], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?;
+    row.map(|(depth, name, status)| {
+        Ok(Held {
+            depth,
+            name,
+            status: crate::model::AgentStatus::from_db(&status)?,
+        })
+    })
+    .transpose()
 }
 
 /// Mark a token revoked. `false` if it was already revoked.

@@ -39,6 +39,10 @@ use crate::group_commit::Ticket;
 use crate::registry::IssuerKey;
 use crate::secret::Sensitive;
 
+/// The claim that names a sub-agent's parents in its tokens (and in introspection), parent
+/// first: a private claim name (RFC 7519 §4.3), which JWT libraries pass through.
+pub const PARENTS_CLAIM: &str = "mandate_parents";
+
 /// How often the endpoint looks for an issuer key rotated by another process.
 const SIGNER_RECHECK_SECS: i64 = 5;
 
@@ -218,7 +222,9 @@ fn denial_event(
             details.insert("client_id".into(), json!(name));
             Actor::agent(id, name)
         }
-        None => Actor::app("endpoint", "token endpoint"),
+        // No agent could be identified (a malformed request, an unknown client_id): the
+        // endpoint's own refusal.
+        None => Actor::system("endpoint", "token endpoint, no agent identified"),
     };
     let mut ev = NewEvent::new(&actor, action, Decision::Deny)
         .reason(err.to_string())
@@ -407,6 +413,12 @@ impl TokenService {
         details: serde_json::Map<String, Value>,
         consume: Option<(String, String, i64)>,
     ) -> Stop {
+        let mut details = details;
+        if let Some(a) = agent
+            && !a.parents.is_empty()
+        {
+            details.insert("parents".into(), json!(a.parents));
+        }
         let ev = denial_event(
             agent.map(|a| (a.id.as_str(), a.name.as_str())),
             action,
@@ -784,6 +796,10 @@ impl TokenService {
         if let Some(a) = &act {
             claims["act"] = a.clone();
         }
+        // A sub-agent's token names the agents above it, parent first (README, "Sub-agents").
+        if !agent.parents.is_empty() {
+            claims[PARENTS_CLAIM] = json!(agent.parents);
+        }
         if let Some(p) = &proof {
             claims["cnf"] = json!({"jkt": p.jkt});
         }
@@ -819,6 +835,9 @@ impl TokenService {
         details.insert("assertion_kid".into(), json!(client.kid));
         if let Some(a) = &act {
             details.insert("act".into(), a.clone());
+        }
+        if !agent.parents.is_empty() {
+            details.insert("parents".into(), json!(agent.parents));
         }
         if let Some(p) = &proof {
             details.insert("cnf_jkt".into(), json!(p.jkt));
@@ -901,13 +920,23 @@ impl TokenService {
                     "the DPoP proof's jti was already used (replay)".into(),
                 ));
             }
-            let status: String = tx
-                .prepare_cached("SELECT status FROM agents WHERE id = ?1")?
-                .query_row([&agent_id], |r| r.get(0))?;
-            if status != "active" {
-                return refuse(OAuthError::InvalidClient(format!(
-                    "the agent '{client_name}' is {status}: it gets no tokens"
-                )));
+            // Authoritative: the agent and every agent above it are still active as this
+            // token is recorded.
+            match records::first_inactive_in_chain(tx, &agent_id)? {
+                None => {}
+                Some(held) if held.depth == 0 => {
+                    return refuse(OAuthError::InvalidClient(format!(
+                        "the agent '{client_name}' is {}: it gets no tokens",
+                        held.status
+                    )));
+                }
+                Some(held) => {
+                    return refuse(OAuthError::InvalidClient(crate::lineage::held_back(
+                        &client_name,
+                        &held.name,
+                        held.status,
+                    )));
+                }
             }
             records::insert_token(tx, &record)?;
             audit::append(tx, now_dt, event(Decision::Allow))?;
@@ -1138,6 +1167,9 @@ fn active_response(j: &Jws, rec: &TokenRecord) -> Value {
         "jti": rec.jti,
         "token_type": if rec.cnf_jkt.is_some() { "DPoP" } else { "Bearer" },
     });
+    if let Some(p) = j.claims.get(PARENTS_CLAIM) {
+        v[PARENTS_CLAIM] = p.clone();
+    }
     if let Some(a) = &rec.act {
         v["act"] = a.clone();
     }
@@ -1150,7 +1182,7 @@ fn active_response(j: &Jws, rec: &TokenRecord) -> Value {
 impl Mandate {
     /// Revoke an issued token by its `jti` (for people, through the app or CLI). Audited.
     pub fn revoke_token(&self, jti: &str, reason: &str) -> crate::Result<bool> {
-        let actor = self.actor().clone();
+        let actor = self.actor()?;
         let jti = jti.to_string();
         let reason = reason.trim().to_string();
         self.write(|tx, now| {
