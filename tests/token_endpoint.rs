@@ -1271,3 +1271,154 @@ fn an_unreadable_registry_fails_closed() {
     damage("PENDING");
     ep.token(AGENT, &[]);
 }
+
+/// Seen in a new user's walk: a sub-agent got tokens for a scope its parent lacked, also while
+/// its parent was suspended. The registry now refuses such a grant; a database written before
+/// that (the grant put straight into the table here) is still held to the parent at issue time.
+#[test]
+fn a_sub_agent_token_holds_only_its_parents_scopes_and_names_the_chain() {
+    let mut ep = Endpoint::start();
+    ep.m.edit_agent(
+        AGENT,
+        mandate_core::AgentEdit {
+            remove_scopes: vec!["github:issues.write".into()],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    ep.add_agent("report-helper", &["github:repo.read"], Some(AGENT));
+    ep.add_agent("resource-checker", &["github:repo.read"], None);
+    let out = std::process::Command::new("sqlite3")
+        .arg(ep.dir.path().join("mandate.db"))
+        .arg(
+            "INSERT INTO agent_scopes (agent_id, scope, connection_id) \
+             SELECT a.id, 'github:issues.write', c.id FROM agents a, connections c \
+             WHERE a.name = 'report-helper' AND c.name = 'github';",
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Asked for the scope its parent lacks: refused, naming the parent, audited with the chain.
+    let r = ep.post_form(
+        "/oauth2/token",
+        &[],
+        &ep.form(
+            &ep.assertion("report-helper"),
+            &[("scope", "github:issues.write")],
+        ),
+    );
+    assert_eq!(
+        (r.status, r.error().as_str()),
+        (400, "invalid_scope"),
+        "{}",
+        r.body
+    );
+    let why = r.json()["error_description"].as_str().unwrap().to_string();
+    assert!(why.contains(&format!("parent agent '{AGENT}'")), "{why}");
+    let denied = &ep.m.audit_events(Some("report-helper"), 1, None).unwrap()[0];
+    assert_eq!(denied.action, "token.denied");
+    assert_eq!(denied.details["parents"], json!([AGENT]));
+    // No scope asked: only what the parent holds too.
+    let token = ep.token("report-helper", &[]);
+    let c = claims_of(&token);
+    assert_eq!(c["scope"], "github:repo.read");
+    assert_eq!(c["sub"], "report-helper");
+    assert_eq!(c["mandate_parents"], json!([AGENT]));
+    let issued = &ep.m.audit_events(Some("report-helper"), 1, None).unwrap()[0];
+    assert_eq!(issued.action, "token.issued");
+    assert_eq!(issued.actor.name, "report-helper");
+    assert_eq!(issued.details["parents"], json!([AGENT]));
+    // Introspection tells resource servers the chain too.
+    let i = ep.introspect("resource-checker", &token).json();
+    assert_eq!(i["active"], true);
+    assert_eq!(i["mandate_parents"], json!([AGENT]));
+    // A top-level agent's token has no such claim.
+    assert!(
+        claims_of(&ep.token(AGENT, &[]))
+            .get("mandate_parents")
+            .is_none()
+    );
+}
+
+/// Seen in a new user's walk: a sub-agent kept getting tokens while its parent was suspended.
+#[test]
+fn a_suspended_or_revoked_parent_stops_its_sub_agents_next_request() {
+    let mut ep = Endpoint::start();
+    ep.add_agent("report-helper", &["github:repo.read"], Some(AGENT));
+    ep.add_agent("sub-helper", &["github:repo.read"], Some("report-helper"));
+    ep.add_agent("resource-checker", &["github:repo.read"], None);
+    let token = ep.token("sub-helper", &[]);
+    assert_eq!(
+        claims_of(&token)["mandate_parents"],
+        json!(["report-helper", AGENT])
+    );
+    ep.m.suspend_agent(AGENT, Some("investigating")).unwrap();
+    // Its token stops at introspection, with the reason audited.
+    assert_eq!(
+        ep.introspect("resource-checker", &token).json(),
+        json!({"active": false})
+    );
+    let ev =
+        ep.m.audit_events(None, 5, None)
+            .unwrap()
+            .into_iter()
+            .find(|e| e.action == "token.introspected_inactive")
+            .unwrap();
+    assert_eq!(
+        ev.details["inactive_because"],
+        "a parent agent of its agent is suspended or revoked"
+    );
+    // Its next token request is refused, naming the parent, and audited with the chain.
+    let refused = |who: &str| {
+        let r = ep.post_form("/oauth2/token", &[], &ep.form(&ep.assertion(who), &[]));
+        assert_eq!(
+            (r.status, r.error().as_str()),
+            (401, "invalid_client"),
+            "{}",
+            r.body
+        );
+        r.json()["error_description"].as_str().unwrap().to_string()
+    };
+    let why = refused("sub-helper");
+    assert!(
+        why.contains(&format!("parent agent '{AGENT}' is suspended")),
+        "{why}"
+    );
+    let ev = &ep.m.audit_events(Some("sub-helper"), 1, None).unwrap()[0];
+    assert_eq!(
+        (ev.action.as_str(), ev.decision.as_str()),
+        ("token.denied", "deny")
+    );
+    assert_eq!(ev.details["parents"], json!(["report-helper", AGENT]));
+    // Resumed: it works again, and the old token is active again.
+    ep.m.resume_agent(AGENT).unwrap();
+    ep.token("sub-helper", &[]);
+    assert_eq!(
+        ep.introspect("resource-checker", &token).json()["active"],
+        true
+    );
+    // Revoked: refused, and the message says how to go on.
+    ep.m.revoke_agent("report-helper", "replaced").unwrap();
+    let why = refused("sub-helper");
+    assert!(
+        why.contains("'report-helper' is revoked") && why.contains("--no-parent"),
+        "{why}"
+    );
+    ep.m.edit_agent(
+        "sub-helper",
+        mandate_core::AgentEdit {
+            parent: Some(None),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(
+        claims_of(&ep.token("sub-helper", &[]))
+            .get("mandate_parents")
+            .is_none()
+    );
+}

@@ -44,6 +44,39 @@ pub struct PersonChoice {
     pub email: Option<String>,
 }
 
+/// The accountable owner someone typed (the wizard's Issue step): an existing member, or one
+/// to add, with their email when an email was typed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub struct OwnerPlan {
+    pub name: MemberName,
+    pub email: Option<String>,
+    /// The member exists already; otherwise it is added when the agent is created.
+    pub exists: bool,
+}
+
+/// A member handle made from an email's local part: `Ann.Smith+x@acme.com` → `ann-smith`.
+fn handle_from_email(email: &str) -> String {
+    let local = email.split('@').next().unwrap_or_default();
+    let local = local.split('+').next().unwrap_or_default();
+    let mut out = String::new();
+    for c in local.chars() {
+        let c = c.to_ascii_lowercase();
+        if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            out.push(c);
+        } else if !out.is_empty() && !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    let out = out.trim_end_matches('-');
+    let out = out.trim_start_matches(|c: char| c.is_ascii_digit() || c == '-');
+    out.chars()
+        .take(63)
+        .collect::<String>()
+        .trim_end_matches('-')
+        .to_string()
+}
+
 fn meta_key(login: &str) -> String {
     format!("member_for_os_user:{login}")
 }
@@ -206,6 +239,92 @@ impl Mandate {
         Ok(member)
     }
 
+    /// What `typed` (a member's name, or an email) means as an agent's owner: an existing
+    /// member (by name, or by email), or a new member named after the email's local part and
+    /// keeping the email. Reads only; refused input says how to fix it.
+    pub fn plan_owner(&self, typed: &str) -> Result<OwnerPlan> {
+        let typed = typed.trim();
+        if typed.is_empty() {
+            return Err(Error::invalid(
+                "name the team member who answers for this agent (a name such as 'ann', or an \
+                 email address)",
+            ));
+        }
+        let members = self.list_members()?;
+        if !typed.contains('@') {
+            let name = MemberName::parse(typed)?;
+            let existing = members.iter().find(|m| m.name == name);
+            if existing.is_none() {
+                self.check_name_not_an_agent(&name)?;
+            }
+            return Ok(OwnerPlan {
+                email: existing.and_then(|m| m.email.clone()),
+                exists: existing.is_some(),
+                name,
+            });
+        }
+        let email = validate_email(Some(typed))?.unwrap_or_default();
+        if let Some(m) = members.iter().find(|m| {
+            m.email
+                .as_deref()
+                .is_some_and(|e| e.eq_ignore_ascii_case(&email))
+        }) {
+            return Ok(OwnerPlan {
+                name: m.name.clone(),
+                email: m.email.clone(),
+                exists: true,
+            });
+        }
+        let handle = handle_from_email(&email);
+        let name = MemberName::parse(&handle).map_err(|_| {
+            Error::invalid(format!(
+                "no member name can be made from {email}; type a name for this person (for \
+                 example 'ann') and add their email later"
+            ))
+        })?;
+        if let Some(m) = members.iter().find(|m| m.name == name) {
+            return Err(Error::Conflict(format!(
+                "the team member '{}' already exists{}, so {email} cannot become '{}'; type \
+                 '{}' to choose them, or a different name for this person",
+                m.name,
+                m.email
+                    .as_deref()
+                    .map(|e| format!(" with the email {e}"))
+                    .unwrap_or_default(),
+                name,
+                m.name
+            )));
+        }
+        self.check_name_not_an_agent(&name)?;
+        Ok(OwnerPlan {
+            name,
+            email: Some(email),
+            exists: false,
+        })
+    }
+
+    /// The owner `typed` means (see [`Mandate::plan_owner`]), added as a member (by the person
+    /// making the change) when new.
+    pub fn ensure_owner(&self, typed: &str) -> Result<Member> {
+        let plan = self.plan_owner(typed)?;
+        if plan.exists {
+            let conn = self.lock()?;
+            return member_by_name(&conn, plan.name.as_str())?
+                .ok_or_else(|| Error::not_found("team member", plan.name.as_str()));
+        }
+        self.add_member(plan.name.as_str(), plan.email.as_deref())
+    }
+
+    fn check_name_not_an_agent(&self, name: &MemberName) -> Result<()> {
+        if self.get_agent(name.as_str()).is_ok() {
+            return Err(Error::Conflict(format!(
+                "'{name}' is already an agent's name; a person and an agent must never share an \
+                 identifier, choose another name"
+            )));
+        }
+        Ok(())
+    }
+
     /// Remember the existing member `member` (name or id) for `login` (`mandate member use`),
     /// without changing who this handle's changes are attributed to.
     pub fn remember_member(&self, login: &str, member: &str) -> Result<Member> {
@@ -365,6 +484,41 @@ mod tests {
             ]
         );
         assert_eq!(m.actor().unwrap().name, "bob");
+    }
+
+    #[test]
+    fn an_owner_typed_as_an_email_becomes_a_member_with_that_email() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = crate::open_for_test(dir.path());
+        m.add_member("bob", Some("bob@example.com")).unwrap();
+        let plan = m.plan_owner("  Ann.Smith+agents@Example.com ").unwrap();
+        assert_eq!(
+            (plan.name.as_str(), plan.email.as_deref(), plan.exists),
+            ("ann-smith", Some("Ann.Smith+agents@Example.com"), false)
+        );
+        // By name or by email, an existing member is theirs.
+        assert!(m.plan_owner("bob").unwrap().exists);
+        let by_mail = m.plan_owner("BOB@example.com").unwrap();
+        assert_eq!((by_mail.name.as_str(), by_mail.exists), ("bob", true));
+        // Nothing was written by planning.
+        assert_eq!(m.list_members().unwrap().len(), 1);
+        let ann = m.ensure_owner("ann.smith@example.com").unwrap();
+        assert_eq!(ann.email.as_deref(), Some("ann.smith@example.com"));
+        assert_eq!(m.ensure_owner("ann-smith").unwrap().id, ann.id);
+        // What cannot be an owner says how to fix it.
+        for (typed, says) in [
+            ("", "name the team member"),
+            ("Ann Smith", "not a valid member name"),
+            (
+                "bob@elsewhere.org",
+                "already exists with the email bob@example.com",
+            ),
+            ("ann@", "not an email address"),
+            ("42@example.com", "no member name can be made"),
+        ] {
+            let e = m.plan_owner(typed).unwrap_err().to_string();
+            assert!(e.contains(says), "{typed:?}: {e}");
+        }
     }
 
     #[test]

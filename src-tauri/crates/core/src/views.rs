@@ -42,6 +42,18 @@ pub struct OutstandingToken {
     pub delegation_id: Option<String>,
 }
 
+/// The newest suspension or revocation of an agent, as its page tells it: who, when, why.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub struct StatusChange {
+    /// `agent.suspended` or `agent.revoked`.
+    pub action: String,
+    pub by: audit::Actor,
+    /// RFC 3339, as the event has it.
+    pub time: String,
+    pub reason: Option<String>,
+}
+
 /// Which audit events to list. Every field narrows; all empty means every event.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
@@ -268,6 +280,31 @@ impl Mandate {
             );
         }
         Ok(out)
+    }
+
+    /// The newest `agent.suspended` or `agent.revoked` event of the agent `agent` (name or
+    /// id), read from the audit trail (walking its events newest first).
+    pub fn last_status_change(&self, agent: &str) -> Result<Option<StatusChange>> {
+        let id = self.agent_id_by_name(agent)?;
+        let conn = self.lock()?;
+        let body: Option<Vec<u8>> = conn
+            .query_row(
+                "SELECT body FROM audit_events
+                 WHERE agent_id = ?1 AND action IN ('agent.suspended', 'agent.revoked')
+                 ORDER BY seq DESC LIMIT 1",
+                [id.as_str()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(body) = body else { return Ok(None) };
+        let e: AuditEvent = serde_json::from_slice(&body)
+            .map_err(|e| Error::Storage(format!("an audit event is unreadable: {e}")))?;
+        Ok(Some(StatusChange {
+            action: e.action,
+            by: e.actor,
+            time: e.time,
+            reason: e.reason,
+        }))
     }
 
     /// The organisation name printed on audit reports, if one was set.

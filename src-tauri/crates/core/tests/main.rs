@@ -2,6 +2,7 @@
 //! (the real keychain is covered by `mandate-keychain`'s tests and the workspace `tests/`).
 //!
 //! - `registry`: members, connections, agents, rollback when the keychain fails, the chain.
+//! - `subagents`: a sub-agent never exceeds its parent; narrowing and holding back.
 //! - `tls`: the endpoint's loopback certificate (names, key only in the keychain, renewal).
 //! - `wycheproof`: Project Wycheproof's Ed25519 vectors through key registration and verification.
 //! - `fuzz`: property tests feeding arbitrary input to every parser an attacker reaches.
@@ -15,5 +16,6 @@
 
 mod fuzz;
 mod registry;
+mod subagents;
 mod tls;
 mod wycheproof;
