@@ -899,3 +899,66 @@ fn request_bodies_reach_the_upstream_intact() {
     assert_eq!(done.3["action"], "github:issues.write");
     assert_eq!(done.3["bytes_sent"], body.len());
 }
+
+/// Seen in a new user's walk: a sub-agent kept working while its parent was suspended. Through
+/// the real `mandate serve`: the sub-agent's broker calls stop with a reason naming the parent
+/// (audited with the chain), `mandate token` refuses it with exit code 9, and both work again
+/// once the parent is resumed.
+#[test]
+fn a_suspended_parent_stops_its_sub_agent_at_the_broker_and_the_token_endpoint() {
+    let b = Broker::start(&[]);
+    b.env
+        .run(&[
+            "agent",
+            "add",
+            "report-helper",
+            "--owner",
+            "founder",
+            "--purpose",
+            "helps the billing report",
+            "--parent",
+            AGENT,
+            "--scope",
+            "github:repo.read",
+            "--generate-key",
+        ])
+        .ok();
+    let token = |who: &str| b.env.run(&["token", who]);
+    let t = token("report-helper").ok().stdout.trim().to_string();
+    assert_eq!(
+        crate::endpoint::claims_of(&t)["mandate_parents"],
+        serde_json::json!([AGENT])
+    );
+    let path = "/proxy/github/repos/acme/billing/issues";
+    assert_eq!(b.call("GET", path, &t, &[]).status, 200);
+    b.env
+        .run(&["agent", "suspend", AGENT, "--reason", "investigating"])
+        .ok();
+    let r = b.call("GET", path, &t, &[]);
+    assert_eq!(
+        (r.status, r.error().as_str()),
+        (401, "invalid_token"),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body
+            .contains(&format!("parent agent '{AGENT}' is suspended")),
+        "{}",
+        r.body
+    );
+    assert_no_secret(&r);
+    token("report-helper").fails(9, &format!("parent agent '{AGENT}' is suspended"));
+    let ev = b.proxy_events();
+    let (_, _, actor, details) = ev.iter().rfind(|e| e.0 == "proxy.denied").unwrap();
+    assert_eq!(actor, "report-helper");
+    assert_eq!(details["parents"], serde_json::json!([AGENT]));
+    b.env.run(&["agent", "resume", AGENT]).ok();
+    assert_eq!(b.call("GET", path, &t, &[]).status, 200);
+    token("report-helper").ok();
+    assert_eq!(
+        b.seen().len(),
+        2,
+        "only the calls while the parent was active"
+    );
+}

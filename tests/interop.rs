@@ -368,3 +368,49 @@ fn example_resource_server_checks_audience_and_scope() {
     );
     let _ = bin("mandate");
 }
+
+/// A sub-agent's token names its parents in `mandate_parents`, and stock libraries that know
+/// nothing of the claim (Authlib to get it, PyJWT to verify it through the JWKS) accept it.
+#[test]
+fn a_sub_agents_token_names_its_parents_and_verifies_with_pyjwt() {
+    let env = Env::new();
+    env.seed();
+    let key = env.dir.path().join("helper.jwk");
+    env.run(&[
+        "agent",
+        "add",
+        "report-helper",
+        "--owner",
+        "founder",
+        "--purpose",
+        "helps the billing report",
+        "--parent",
+        "billing-report-agent",
+        "--scope",
+        "github:repo.read",
+        "--generate-key",
+        "--key-file",
+        key.to_str().unwrap(),
+        "--key-format",
+        "jwk",
+    ])
+    .ok();
+    let py = python();
+    let (_server, issuer) = serve(&env);
+    let (ok, v) = run_json(
+        Command::new(&py)
+            .arg(interop_dir().join("authlib_client.py"))
+            .args([
+                &issuer,
+                "report-helper",
+                key.to_str().unwrap(),
+                "github:repo.read",
+            ]),
+    );
+    assert!(ok, "{v}");
+    assert_eq!(v["claims"]["sub"], "report-helper");
+    assert_eq!(
+        v["claims"]["mandate_parents"],
+        serde_json::json!(["billing-report-agent"])
+    );
+}

@@ -10,6 +10,7 @@
 //! - `registry_cli`  members, connections, agents, keys, trust, bad input, nothing half-written
 //! - `secrets`       connection credentials reach the keychain and nowhere else
 //! - `credentials`   issue 17's walk: moved credentials go only to their own kind, never lost
+//! - `people_cli`    every change names a person: OS login, `member use`, `--as`; sub-agent rules
 //! - `endpoint`      token endpoint fixture: in-process server, hand-built assertions and proofs
 //! - `token_endpoint` SECURITY.md's endpoint lines as tables, revocation, delegation, exchange
 //! - `endpoint_walk` what a new user's walk found (issue 17 §5): stock clients' assertions,
@@ -45,6 +46,7 @@ mod endpoint_walk;
 mod fixture;
 mod interop;
 mod mcp_gateway;
+mod people_cli;
 mod registry_cli;
 mod secrets;
 mod service;

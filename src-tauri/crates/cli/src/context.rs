@@ -118,9 +118,9 @@ pub enum PersonSource {
     OsUser,
 }
 
-/// The OS login name, from the environment (see `people::os_login`).
+/// The OS login name (see `people::current_login`).
 pub fn login() -> Option<String> {
-    people::os_login(|k| std::env::var(k).ok())
+    people::current_login()
 }
 
 /// `--as`/`MANDATE_ACTOR` (which must name a member), else the member remembered for this

@@ -111,6 +111,8 @@ enum Command {
     /// The audit trail: verify it, export it (PDF, evidence bundle, OCSF), checkpoints.
     #[command(subcommand)]
     Audit(cmd::audit::AuditCmd),
+    /// The organisation name on the cover of audit reports (the app's Settings share it).
+    Org(cmd::org::OrgArgs),
 }
 
 fn main() -> ExitCode {
@@ -131,6 +133,7 @@ fn main() -> ExitCode {
         Command::Jwks(c) => cmd::jwks::run(&mut ctx, c),
         Command::Tls(c) => cmd::tls::run(&mut ctx, c),
         Command::Audit(c) => cmd::audit::run(&mut ctx, c),
+        Command::Org(a) => cmd::org::run(&mut ctx, a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -35,6 +35,36 @@ pub fn os_login(var: impl Fn(&str) -> Option<String>) -> Option<String> {
         .find(|v| !v.is_empty() && v.len() <= 256 && !v.chars().any(char::is_control))
 }
 
+/// This process's login name: [`os_login`] over the environment, else (on Unix) the name
+/// `/etc/passwd` gives the process's user id, else `uid-<n>`. A desktop session always sets
+/// `USER`; services, containers and CI often do not.
+pub fn current_login() -> Option<String> {
+    os_login(|k| std::env::var(k).ok()).or_else(login_from_uid)
+}
+
+#[cfg(unix)]
+fn login_from_uid() -> Option<String> {
+    let uid = rustix::process::getuid().as_raw();
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    Some(name_for_uid(&passwd, uid).unwrap_or_else(|| format!("uid-{uid}")))
+}
+
+#[cfg(not(unix))]
+fn login_from_uid() -> Option<String> {
+    None
+}
+
+/// The user name of `uid` in `/etc/passwd`-formatted text.
+#[cfg_attr(not(unix), allow(dead_code))]
+fn name_for_uid(passwd: &str, uid: u32) -> Option<String> {
+    passwd.lines().find_map(|l| {
+        let mut f = l.split(':');
+        let name = f.next()?;
+        let id: u32 = f.nth(1)?.parse().ok()?;
+        (id == uid && !name.is_empty() && !name.starts_with('#')).then(|| name.to_string())
+    })
+}
+
 /// Who a person says they are: an existing member's name, or a new member's name and email.
 #[derive(Debug, Clone)]
 pub struct PersonChoice {
@@ -379,6 +409,12 @@ mod tests {
         });
         assert_eq!(login.as_deref(), Some("ann"));
         assert_eq!(os_login(|_| None), None);
+        let passwd =
+            "root:x:0:0:root:/root:/bin/bash\n# comment\nann:x:1000:1000::/home/ann:/bin/sh\n";
+        assert_eq!(name_for_uid(passwd, 1000).as_deref(), Some("ann"));
+        assert_eq!(name_for_uid(passwd, 0).as_deref(), Some("root"));
+        assert_eq!(name_for_uid(passwd, 7), None);
+        assert!(current_login().is_some_and(|l| !l.is_empty()));
     }
 
     #[test]

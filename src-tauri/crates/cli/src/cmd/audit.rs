@@ -92,7 +92,8 @@ pub struct ExportArgs {
     /// Only events before this time.
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     until: Option<DateTime<Utc>>,
-    /// Organisation name on the PDF's cover.
+    /// Organisation name on the PDF's cover (default: the one set with `mandate org` or in the
+    /// app's Settings).
     #[arg(long, value_name = "NAME")]
     org: Option<String>,
 }
@@ -383,6 +384,7 @@ fn export(ctx: &mut Ctx, a: ExportArgs) -> CliResult {
             if ctx.json {
                 output::json(&serde_json::json!({
                     "out": out,
+                    "organisation": built.data.organisation,
                     "events": built.data.events.len(),
                     "checkpoint": {"size": built.data.checkpoint_size, "root": built.data.checkpoint_root},
                     "key_fingerprint": built.data.key_fingerprint,

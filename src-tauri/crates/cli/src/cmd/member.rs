@@ -67,12 +67,12 @@ pub fn run(ctx: &mut Ctx, cmd: MemberCmd) -> CliResult {
             Ok(())
         }
         MemberCmd::Use { name } => {
+            m.member_actor(&name)?;
             let Some(login) = context::login() else {
                 return Err(CliError::Exit {
                     code: 3,
-                    message: "the OS login name is unknown (USER, LOGNAME and USERNAME are \
-                              empty), so there is nothing to remember the member for; use \
-                              --as MEMBER on each command instead"
+                    message: "the OS login name is unknown, so there is nothing to remember the \
+                              member for; use --as MEMBER on each command instead"
                         .into(),
                 });
             };
@@ -94,14 +94,14 @@ pub fn run(ctx: &mut Ctx, cmd: MemberCmd) -> CliResult {
                 PersonSource::Remembered { login } => {
                     format!("remembered for the OS user '{login}' (`mandate member use`)")
                 }
-                PersonSource::OsUser => "no member chosen: choose one with `mandate member use \
-                                         NAME`, or pass --as NAME"
+                PersonSource::OsUser => "choose a member with `mandate member use NAME`, or \
+                                         pass --as NAME"
                     .to_string(),
             };
             if ctx.json {
                 output::json(&serde_json::json!({"actor": actor, "because": why}))
             } else {
-                println!("{} ({why})", actor.describe());
+                println!("Changes name {}: {why}.", actor.describe());
                 Ok(())
             }
         }

@@ -8,6 +8,7 @@ pub mod exec;
 pub mod jwks;
 pub mod mcp;
 pub mod member;
+pub mod org;
 pub mod scan;
 pub mod serve;
 pub mod service;
