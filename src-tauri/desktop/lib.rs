@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use mandate_core::audit::Actor;
 use mandate_core::secret::{Keychain, KeychainError, UnavailableKeychain};
-use mandate_core::{ErrorReport, Mandate, OpenOptions, paths};
+use mandate_core::{ErrorReport, Mandate, OpenOptions, paths, people};
 use tauri::Manager;
 
 pub use endpoint::Endpoint;
@@ -43,13 +43,17 @@ fn open_state() -> AppState {
             }
             Err(e) => (Arc::new(UnavailableKeychain(e.clone())), Err(e)),
         };
+    // Nobody is named until the person says who they are (the first-run prompt), or the
+    // member this OS login chose before is remembered: no change is made in nobody's name.
     let mandate = paths::data_dir()
-        .and_then(|dir| {
-            Mandate::open(OpenOptions::new(
-                dir,
-                keychain,
-                Actor::local("desktop", |k| std::env::var(k).ok()),
-            ))
+        .and_then(|dir| Mandate::open(OpenOptions::without_person(dir, keychain)))
+        .and_then(|m| {
+            if let Some(login) = people::current_login()
+                && let Some(member) = m.remembered_member(&login)?
+            {
+                m.set_actor(Actor::member(member.id.as_str(), member.name.as_str()));
+            }
+            Ok(m)
         })
         .map(Arc::new)
         .map_err(|e| ErrorReport::from(&e));
@@ -101,6 +105,8 @@ fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
         settings::set_organisation,
         settings::endpoint_status,
         settings::set_endpoint_running,
+        person::current_person,
+        person::choose_person,
         wizard::pick_folder,
         wizard::scan_folder,
         wizard::move_choices,
@@ -109,6 +115,7 @@ fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
         wizard::undo_move,
         wizard::open_moves,
         wizard::list_presets,
+        wizard::check_owner,
         wizard::create_wizard_agent,
         wizard::wizard_test_token,
     ])

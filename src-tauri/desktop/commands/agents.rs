@@ -1,9 +1,9 @@
 //! Agents: the table, the detail screen and the actions on one agent.
 
 use chrono::Duration;
-use mandate_core::model::{Agent, Member, TrustState};
+use mandate_core::model::{Agent, AgentStatus, Member, TrustState};
 use mandate_core::oauth::Delegation;
-use mandate_core::views::OutstandingToken;
+use mandate_core::views::{OutstandingToken, StatusChange};
 use mandate_core::{AgentEdit, ErrorReport, KeyChoice, NewAgent};
 use serde::{Deserialize, Serialize};
 use tauri::State;
@@ -25,6 +25,8 @@ pub struct AgentDetail {
     pub delegations: Vec<Delegation>,
     /// Today's calls and budget on each connection it holds scopes on.
     pub usage: Vec<super::connections::UsageView>,
+    /// Its newest suspension or revocation: who, when, why.
+    pub status_change: Option<StatusChange>,
 }
 
 #[tauri::command]
@@ -36,6 +38,10 @@ pub async fn get_agent(
     blocking(&state, move |m| {
         let agent = m.get_agent(&name)?;
         Ok(AgentDetail {
+            status_change: match agent.status {
+                AgentStatus::Active => None,
+                _ => m.last_status_change(agent.id.as_str())?,
+            },
             tokens: m.outstanding_tokens(Some(agent.id.as_str()))?,
             delegations: m.list_delegations(Some(agent.id.as_str()))?,
             usage: m

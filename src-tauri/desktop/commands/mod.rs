@@ -8,6 +8,7 @@ pub mod agents;
 pub mod audit;
 pub mod connections;
 pub mod mcp;
+pub mod person;
 pub mod settings;
 pub mod wizard;
 

@@ -11,6 +11,7 @@ use mandate_core::migrate::{
     MoveChoices, MoveFinding, MovePlan, MovedCredential, OpenMove, UndoneMove,
 };
 use mandate_core::model::{Agent, AgentName};
+use mandate_core::people::OwnerPlan;
 use mandate_core::scan::{Finding, FindingRef, ScanReport, Scanner};
 use mandate_core::{Error, ErrorCode, ErrorReport, KeyChoice, NewAgent};
 use serde::{Deserialize, Serialize};
@@ -147,6 +148,17 @@ pub fn list_presets() -> Vec<mandate_core::broker::presets::PresetView> {
         .collect()
 }
 
+/// What the owner typed on the Issue step means (an existing member, or one to add with the
+/// email typed), checked on that step so a mistake is shown there, not at Create.
+#[tauri::command]
+#[specta::specta]
+pub async fn check_owner(
+    state: State<'_, AppState>,
+    owner: String,
+) -> Result<OwnerPlan, ErrorReport> {
+    blocking(&state, move |m| m.plan_owner(&owner)).await
+}
+
 /// A connection the wizard makes before it creates the agent.
 #[derive(Debug, Clone, Deserialize, specta::Type)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -183,7 +195,8 @@ pub enum WizardKey {
 pub struct WizardAgentInput {
     pub name: String,
     pub purpose: String,
-    /// The accountable team member; added as a member when new.
+    /// The accountable team member, by name or email; added as a member when new (with the
+    /// email when one was typed).
     pub owner: String,
     pub parent: Option<String>,
     pub scopes: Vec<String>,
@@ -219,15 +232,7 @@ fn create(m: &mandate_core::Mandate, input: WizardAgentInput) -> mandate_core::R
         Err(Error::NotFound { .. }) => {}
         Err(e) => return Err(e),
     }
-    let owner = input.owner.trim().to_string();
-    if owner.is_empty() {
-        return Err(Error::Invalid(
-            "name the team member who answers for this agent".into(),
-        ));
-    }
-    if !m.list_members()?.iter().any(|x| x.name.as_str() == owner) {
-        m.add_member(&owner, None)?;
-    }
+    let owner = m.ensure_owner(&input.owner)?.name.to_string();
     let mut created = Vec::new();
     for c in &input.new_connections {
         match m.get_connection(c.name()) {
@@ -437,6 +442,24 @@ mod tests {
         assert_eq!(w.kind, mandate_core::model::ConnectionKind::Database);
         assert_eq!(w.variable.as_deref(), Some("WAREHOUSE_URL"));
         assert!(a.scopes.iter().any(|s| s.as_str() == "warehouse:connect"));
+    }
+
+    /// The Issue step took an email as the owner and Create failed two steps later.
+    #[test]
+    fn an_owner_typed_as_an_email_becomes_a_member_with_that_email() {
+        let d = tempfile::tempdir().unwrap();
+        let m = open(d.path());
+        let mut i = input("billing-report-agent", WizardKey::Generate);
+        i.owner = "Ann.Smith@example.com".into();
+        let a = create(&m, i).unwrap();
+        assert_eq!(a.owner.as_ref().map(|o| o.as_str()), Some("ann-smith"));
+        let ann = m.list_members().unwrap().remove(0);
+        assert_eq!(ann.email.as_deref(), Some("Ann.Smith@example.com"));
+        // A bad owner is refused before anything is written.
+        let mut i = input("second-agent", WizardKey::Generate);
+        i.owner = "Ann Smith".into();
+        assert!(create(&m, i).is_err());
+        assert_eq!(m.list_agents().unwrap().len(), 1);
     }
 
     #[test]

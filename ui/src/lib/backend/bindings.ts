@@ -92,6 +92,12 @@ export const commands = {
 	 *  service (or another `mandate serve`) serves it.
 	 */
 	setEndpointRunning: (running: boolean) => typedError<EndpointStatus_Serialize, ErrorReport>(__TAURI_INVOKE("set_endpoint_running", { running })),
+	currentPerson: () => typedError<PersonStatus_Serialize, ErrorReport>(__TAURI_INVOKE("current_person")),
+	/**
+	 *  The person says who they are: an existing member's name, or a new member with an optional
+	 *  email; with `organisation`, also the name on reports (set as them).
+	 */
+	choosePerson: (member: string, email: string | null, organisation: string | null) => typedError<PersonStatus_Serialize, ErrorReport>(__TAURI_INVOKE("choose_person", { member, email, organisation })),
 	/**  Ask for the agent's project folder with the native folder dialog; null when cancelled. */
 	pickFolder: () => __TAURI_INVOKE<string | null>("pick_folder"),
 	/**  Scan the agent's project folder for credentials in known formats (masked values only). */
@@ -123,6 +129,11 @@ export const commands = {
 	/**  The connection presets (GitHub, Slack, ...): base URL, credential placement, actions. */
 	listPresets: () => __TAURI_INVOKE<PresetView[]>("list_presets"),
 	/**
+	 *  What the owner typed on the Issue step means (an existing member, or one to add with the
+	 *  email typed), checked on that step so a mistake is shown there, not at Create.
+	 */
+	checkOwner: (owner: string) => typedError<OwnerPlan_Serialize, ErrorReport>(__TAURI_INVOKE("check_owner", { owner })),
+	/**
 	 *  Create the agent, with its owner and any preset connections it needs, as one step: when
 	 *  the agent cannot be created, the connections made for it are removed again.
 	 */
@@ -144,11 +155,17 @@ export type ActionExample = {
 
 /**  Who did something. */
 export type Actor = {
-	/**  `member`, `agent` or `app`. */
+	/**  `member`, `agent`, `os_user`, `system`, or (older events) `app`. */
 	kind: string,
-	/**  The member's or agent's id; for `app`, which part of the app (`cli`, `desktop`, `endpoint`). */
+	/**
+	 *  The member's or agent's id; the login name for `os_user`; the part of Mandate for
+	 *  `system` (`endpoint`, `broker`) and `app` (`cli`, `desktop`).
+	 */
 	id: string,
-	/**  A human-readable name (member or agent name; for `app`, the OS user where known). */
+	/**
+	 *  A human-readable name: the member's or agent's name, the login name, or what the
+	 *  system part is.
+	 */
 	name: string,
 };
 
@@ -165,6 +182,8 @@ export type AgentDetail_Deserialize = {
 	delegations: Delegation_Deserialize[],
 	/**  Today's calls and budget on each connection it holds scopes on. */
 	usage: UsageView_Deserialize[],
+	/**  Its newest suspension or revocation: who, when, why. */
+	status_change?: StatusChange_Deserialize | null,
 };
 
 /**  Everything the detail screen shows about one agent. */
@@ -174,6 +193,8 @@ export type AgentDetail_Serialize = {
 	delegations: Delegation_Serialize[],
 	/**  Today's calls and budget on each connection it holds scopes on. */
 	usage: UsageView_Serialize[],
+	/**  Its newest suspension or revocation: who, when, why. */
+	status_change: StatusChange_Serialize | null,
 };
 
 /**  Changes from the detail screen; empty fields leave things as they are. */
@@ -264,6 +285,10 @@ export type Agent_Deserialize = {
 	updated_at: string,
 	/**  Time of the newest audit event about or by this agent. */
 	last_activity?: string | null,
+	/**  The agents above this one, its parent first (empty unless it is a sub-agent). */
+	parents: AgentName[],
+	/**  Set while an agent above it is suspended or revoked: it then gets nothing. */
+	held_by_parent?: ParentHold | null,
 };
 
 /**  An agent as users see it: everything but secrets, with its trust evaluation. */
@@ -288,6 +313,10 @@ export type Agent_Serialize = {
 	updated_at: string,
 	/**  Time of the newest audit event about or by this agent. */
 	last_activity: string | null,
+	/**  The agents above this one, its parent first (empty unless it is a sub-agent). */
+	parents: AgentName[],
+	/**  Set while an agent above it is suspended or revoked: it then gets nothing. */
+	held_by_parent: ParentHold | null,
 };
 
 /**  Facts about this installation for the status bar and Settings. */
@@ -1338,6 +1367,34 @@ export type OutstandingToken_Serialize = {
 	delegation_id: string | null,
 };
 
+/**
+ *  The accountable owner someone typed (the wizard's Issue step): an existing member, or one
+ *  to add, with their email when an email was typed.
+ */
+export type OwnerPlan = OwnerPlan_Serialize | OwnerPlan_Deserialize;
+
+/**
+ *  The accountable owner someone typed (the wizard's Issue step): an existing member, or one
+ *  to add, with their email when an email was typed.
+ */
+export type OwnerPlan_Deserialize = {
+	name: MemberName,
+	email?: string | null,
+	/**  The member exists already; otherwise it is added when the agent is created. */
+	exists: boolean,
+};
+
+/**
+ *  The accountable owner someone typed (the wizard's Issue step): an existing member, or one
+ *  to add, with their email when an email was typed.
+ */
+export type OwnerPlan_Serialize = {
+	name: MemberName,
+	email: string | null,
+	/**  The member exists already; otherwise it is added when the agent is created. */
+	exists: boolean,
+};
+
 /**  Which page: at most `limit` events, each older than `before_seq` when given. */
 export type PageRequest = PageRequest_Serialize | PageRequest_Deserialize;
 
@@ -1540,6 +1597,29 @@ export type Settings_Serialize = {
 /**  How one signal came out. */
 export type SignalOutcome = "pass" | "warn" | "fail";
 
+/**  The newest suspension or revocation of an agent, as its page tells it: who, when, why. */
+export type StatusChange = StatusChange_Serialize | StatusChange_Deserialize;
+
+/**  The newest suspension or revocation of an agent, as its page tells it: who, when, why. */
+export type StatusChange_Deserialize = {
+	/**  `agent.suspended` or `agent.revoked`. */
+	action: string,
+	by: Actor,
+	/**  RFC 3339, as the event has it. */
+	time: string,
+	reason?: string | null,
+};
+
+/**  The newest suspension or revocation of an agent, as its page tells it: who, when, why. */
+export type StatusChange_Serialize = {
+	/**  `agent.suspended` or `agent.revoked`. */
+	action: string,
+	by: Actor,
+	/**  RFC 3339, as the event has it. */
+	time: string,
+	reason: string | null,
+};
+
 /**  What an event is about. */
 export type Target = {
 	/**  `agent`, `member`, `connection`, `token`, `key`, `issuer`, `delegation`... */
@@ -1717,7 +1797,10 @@ export type WizardAgentInput = WizardAgentInput_Serialize | WizardAgentInput_Des
 export type WizardAgentInput_Deserialize = {
 	name: string,
 	purpose: string,
-	/**  The accountable team member; added as a member when new. */
+	/**
+	 *  The accountable team member, by name or email; added as a member when new (with the
+	 *  email when one was typed).
+	 */
 	owner: string,
 	parent?: string | null,
 	scopes: string[],
@@ -1732,7 +1815,10 @@ export type WizardAgentInput_Deserialize = {
 export type WizardAgentInput_Serialize = {
 	name: string,
 	purpose: string,
-	/**  The accountable team member; added as a member when new. */
+	/**
+	 *  The accountable team member, by name or email; added as a member when new (with the
+	 *  email when one was typed).
+	 */
 	owner: string,
 	parent: string | null,
 	scopes: string[],
