@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { matchesQuery, relativeTime, trustReason, trustTone } from "./format";
+import { keyState, matchesQuery, relativeTime, statusBanner, trustReason, trustTone } from "./format";
 import type { Agent } from "../backend";
 
 const now = new Date("2026-11-23T09:00:00Z");
@@ -31,6 +31,8 @@ function agent(over: Partial<Agent> = {}): Agent {
     created_at: "2026-11-23T08:00:00Z",
     updated_at: "2026-11-23T08:00:00Z",
     last_activity: null,
+    parents: [],
+    held_by_parent: null,
     ...over,
   };
 }
@@ -195,5 +197,40 @@ describe("revoke confirmation", () => {
     expect(lines.join(" ")).toMatch(/github:repo.read/);
     expect(lines.at(-1)).toMatch(/final/);
     expect(revokeConsequences(agent(), [])[0]).toMatch(/can no longer get tokens/);
+  });
+});
+
+describe("the revoked agent's page", () => {
+  const who = (a: { kind: string; name: string }) => a.name;
+  const time = (iso: string) => iso.slice(0, 16).replace("T", " ");
+  const change = { action: "agent.revoked", by: { kind: "member", id: "m1", name: "ann" }, time: "2026-11-23T09:05:00.000000Z", reason: "key leaked" };
+
+  it("shows one red banner with who revoked it, when and why, the reason once", () => {
+    const b = statusBanner(agent({ status: "revoked", status_reason: "key leaked" }), change, who, time)!;
+    expect(b.tone).toBe("bad");
+    expect(b.title).toBe("Revoked by ann on 2026-11-23 09:05.");
+    expect(b.text.split("key leaked").length - 1).toBe(1);
+    expect(b.text).toMatch(/Revocation is final/);
+  });
+
+  it("never lists a revoked agent's key as active", () => {
+    const k = { origin: "keychain" as const, expires_at: null };
+    expect(keyState(k, "active", now)).toEqual({ label: "active", tone: "good" });
+    expect(keyState(k, "revoked", now).label).toBe("destroyed (deleted from the keychain)");
+    expect(keyState({ origin: "registered", expires_at: null }, "revoked", now).label).toBe("refused (agent revoked)");
+    expect(keyState({ origin: "file", expires_at: "2026-11-23T08:00:00Z" }, "active", now).label).toBe("retired");
+  });
+
+  it("says when a parent holds a sub-agent back, and nothing for an unhindered agent", () => {
+    expect(statusBanner(agent({}), null, who, time)).toBeNull();
+    const b = statusBanner(
+      agent({ held_by_parent: { parent: "top-agent", status: "suspended", message: "its parent agent 'top-agent' is suspended, so the sub-agent 'billing-report-agent' gets nothing until 'top-agent' is resumed" } }),
+      null,
+      who,
+      time,
+    )!;
+    expect(b.tone).toBe("warn");
+    expect(b.title).toBe("Held back by its parent agent top-agent.");
+    expect(b.text).toMatch(/^Its parent agent 'top-agent' is suspended/);
   });
 });

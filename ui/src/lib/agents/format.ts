@@ -195,3 +195,56 @@ export function revokeConsequences(agent: Agent, tokens: OutstandingToken[]): st
   out.push("Revoking is final: to run the agent again, register it anew.");
   return out;
 }
+
+/** A key's state on the agent page. A revoked agent's keys are never "active": a key this
+ * machine generated was deleted from the keychain at revocation, any other is refused. */
+export function keyState(
+  k: Pick<Agent["keys"][number], "origin" | "expires_at">,
+  status: Agent["status"],
+  now: Date,
+): { label: string; tone: Tone } {
+  if (status === "revoked") {
+    return k.origin === "keychain"
+      ? { label: "destroyed (deleted from the keychain)", tone: "bad" }
+      : { label: "refused (agent revoked)", tone: "bad" };
+  }
+  if (k.expires_at !== null && new Date(k.expires_at) <= now) return { label: "retired", tone: "muted" };
+  if (k.expires_at !== null) return { label: `retiring in ${countdown(k.expires_at, now)}`, tone: "warn" };
+  return { label: "active", tone: "good" };
+}
+
+/** The one banner about the agent's state, with who changed it, when and why: a revocation
+ * (red), a suspension (amber), or a parent agent holding a sub-agent back (amber). Null when
+ * the agent is active and unhindered. */
+export function statusBanner(
+  agent: Pick<Agent, "status" | "status_reason" | "held_by_parent">,
+  change: { action: string; by: { kind: string; name: string }; time: string; reason: string | null } | null,
+  describeActor: (a: { kind: string; id: string; name: string }) => string,
+  formatTime: (iso: string) => string,
+): { tone: "bad" | "warn"; title: string; text: string } | null {
+  const reason = change?.reason ?? agent.status_reason;
+  const why = reason ? ` “${reason}”` : "";
+  const byWhom = change ? ` by ${describeActor({ id: "", ...change.by })} on ${formatTime(change.time)}` : "";
+  if (agent.status === "revoked") {
+    return {
+      tone: "bad",
+      title: `Revoked${byWhom}.`,
+      text: `${why ? `Reason:${why}. ` : ""}It gets no tokens, its outstanding tokens are refused and its keys no longer work. Revocation is final: register a new agent to replace it.`,
+    };
+  }
+  if (agent.status === "suspended") {
+    return {
+      tone: "warn",
+      title: `Suspended${byWhom}.`,
+      text: `${why ? `Reason:${why}. ` : ""}It gets no tokens and its tokens are refused until it is resumed.`,
+    };
+  }
+  if (agent.held_by_parent) {
+    return {
+      tone: "warn",
+      title: `Held back by its parent agent ${agent.held_by_parent.parent}.`,
+      text: `${agent.held_by_parent.message.charAt(0).toUpperCase()}${agent.held_by_parent.message.slice(1)}.`,
+    };
+  }
+  return null;
+}

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { AuditCheck, AuditEvent } from "../backend";
-import { describeActor, describeEvent, detailPairs, verifyBanner } from "./describe";
+import { actorKind, auditSubtitle, describeActor, describeEvent, detailPairs, verifyBanner } from "./describe";
 
 function ev(over: Partial<AuditEvent>): AuditEvent {
   return {
@@ -62,6 +62,19 @@ describe("events in words", () => {
     ).toBe("billing-report-agent was issued a token by the endpoint");
   });
 
+  it("names people: a member, an OS login without one, and Mandate only where nobody acted", () => {
+    expect(describeActor({ kind: "member", id: "m1", name: "ann" })).toBe("ann");
+    expect(actorKind({ kind: "member", id: "m1", name: "ann" })).toBe("team member");
+    expect(describeActor({ kind: "os_user", id: "ann", name: "ann" })).toBe("OS user ann (no member chosen)");
+    expect(actorKind({ kind: "os_user", id: "ann", name: "ann" })).toBeNull();
+    expect(describeActor({ kind: "system", id: "endpoint", name: "token endpoint, no agent identified" })).toBe(
+      "Mandate (token endpoint, no agent identified)",
+    );
+    expect(
+      describeEvent(ev({ actor: { kind: "member", id: "m1", name: "ann" }, action: "person.chosen", target: { kind: "member", id: "m1", name: "ann" } })),
+    ).toBe("ann said they are team member ann");
+  });
+
   it("lists details as pairs", () => {
     expect(detailPairs(ev({}))).toEqual([
       ["from", "active"],
@@ -77,6 +90,16 @@ describe("verification banner", () => {
     const b = verifyBanner(check);
     expect(b.tone).toBe("good");
     expect(b.text).toMatch(/^Verified: 1,234 events, checkpoint of 1,200 events signed .* by SHA256:xyz\./);
+  });
+
+  it("claims signed only once a checkpoint is signed, in the banner and under the heading", () => {
+    const unsigned = { ...check, checkpoint: null, checkpoints_verified: 0 };
+    const b = verifyBanner(unsigned);
+    expect(b.tone).toBe("good");
+    expect(b.text).toMatch(/^Verified: 1,234 events, every hash link holds\. Not signed yet/);
+    expect(auditSubtitle(unsigned)).not.toMatch(/signed\./);
+    expect(auditSubtitle(unsigned)).toMatch(/hash-chained/);
+    expect(auditSubtitle(check)).toMatch(/hash-chained and signed\.$/);
   });
 
   it("names the first broken event", () => {

@@ -10,6 +10,8 @@ const VERBS: Record<string, string> = {
   "agent.key_rotated": "rotated the key of",
   "agent.trust_overridden": "set the trust of",
   "member.added": "added team member",
+  "member.edited": "changed team member",
+  "person.chosen": "said they are team member",
   "connection.added": "added connection",
   "connection.removed": "removed connection",
   "connection.secret_set": "stored the secret of",
@@ -57,12 +59,24 @@ export const ACTION_CHOICES: { value: string; label: string }[] = [
   { value: "settings.", label: "Settings" },
 ];
 
-/** Who acted, in words: "maria", "ann (the app)", or "the CLI" when no login name was known. */
+/** Who acted, in words: a member's or agent's name ("maria"), "OS user ann (no member
+ * chosen)", "Mandate (token endpoint, no agent identified)"; events written before people were
+ * named: "ann (the app)", or "the CLI" when no login name was known. */
 export function describeActor(actor: AuditEvent["actor"]): string {
+  if (actor.kind === "os_user") return `OS user ${actor.name} (no member chosen)`;
+  if (actor.kind === "system") return `Mandate (${actor.name})`;
   if (actor.kind !== "app") return actor.name;
   const app = actor.id === "cli" ? "the CLI" : actor.id === "desktop" ? "the app" : actor.id;
   const named = actor.name && actor.name !== "unknown" && actor.name !== "Mandate app";
   return named ? `${actor.name} (${app})` : app;
+}
+
+/** What kind of actor, for the event's details: "team member", "agent"; null where
+ * [describeActor] already says it. */
+export function actorKind(actor: AuditEvent["actor"]): string | null {
+  if (actor.kind === "member") return "team member";
+  if (actor.kind === "agent") return "agent";
+  return null;
 }
 
 /** "founder revoked agent billing-report-agent". */
@@ -85,14 +99,29 @@ export function eventTime(iso: string): string {
   return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
 }
 
+/** The line under the Audit heading: it claims "signed" only once a checkpoint is. */
+export function auditSubtitle(c: AuditCheck | null): string {
+  const base = "Every change and every decision, newest first";
+  if (c && c.checkpoint === null) {
+    return `${base}, each hash-chained to the one before. Signing starts with the first checkpoint.`;
+  }
+  return `${base}, hash-chained and signed.`;
+}
+
 /** The banner over the timeline, as a tone and a sentence. */
 export function verifyBanner(c: AuditCheck): { tone: "good" | "bad"; text: string } {
   const n = c.events.toLocaleString("en-US");
-  if (c.ok) {
-    const cp = c.checkpoint
-      ? `, checkpoint of ${c.checkpoint.size.toLocaleString("en-US")} events signed ${eventTime(c.checkpoint.time)} by ${c.checkpoint.key_fingerprint}`
-      : ", no signed checkpoint yet";
+  if (c.ok && c.checkpoint) {
+    const cp = `, checkpoint of ${c.checkpoint.size.toLocaleString("en-US")} events signed ${eventTime(c.checkpoint.time)} by ${c.checkpoint.key_fingerprint}`;
     return { tone: "good", text: `Verified: ${n} events${cp}. Nothing was changed, removed or inserted.` };
+  }
+  if (c.ok) {
+    return {
+      tone: "good",
+      text:
+        `Verified: ${n} events, every hash link holds. Not signed yet: Mandate signs the first ` +
+        "checkpoint 10 minutes after the first event, or at once when you export.",
+    };
   }
   const p = c.first_problem;
   const where = p?.seq != null ? `event #${p.seq}` : "the log";

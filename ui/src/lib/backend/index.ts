@@ -40,7 +40,10 @@ import type {
   NewAgentInput,
   NewConnectionInput_Deserialize,
   OutstandingToken_Serialize,
+  OwnerPlan_Serialize,
+  PersonStatus_Serialize,
   Settings_Serialize,
+  StatusChange_Serialize,
   TimelineEvent_Serialize,
   TrustSignal,
   TrustState,
@@ -71,6 +74,9 @@ export type EndpointStatus = EndpointStatus_Serialize;
 export type Member = Member_Serialize;
 export type OutstandingToken = OutstandingToken_Serialize;
 export type Settings = Settings_Serialize;
+export type PersonStatus = PersonStatus_Serialize;
+export type OwnerPlan = OwnerPlan_Serialize;
+export type StatusChange = StatusChange_Serialize;
 export type NewConnection = NewConnectionInput_Deserialize;
 export type AgentEdit = AgentEditInput_Deserialize;
 export type BrokerView = BrokerView_Serialize;
@@ -199,6 +205,12 @@ export const backend = {
     unwrap(await commands.setConnectionLimits(name, ratePerMinute, dailyBudget));
   },
 
+  /** Who the window's changes name (null member until the person says who they are). */
+  currentPerson: async (): Promise<PersonStatus> => unwrap(await commands.currentPerson()),
+  /** Say who is using Mandate: an existing member, or a new one (and the organisation name). */
+  choosePerson: async (member: string, email: string | null, organisation: string | null): Promise<PersonStatus> =>
+    unwrap(await commands.choosePerson(member, email, organisation)),
+
   settings: async (): Promise<Settings> => unwrap(await commands.settings()),
   setOrganisation: async (name: string): Promise<string | null> =>
     unwrap(await commands.setOrganisation(name)),
@@ -228,6 +240,8 @@ export const backend = {
   undoMove: async (moveId: string): Promise<UndoneMove> => unwrap(await commands.undoMove(moveId)),
   openMoves: async (): Promise<OpenMove[]> => unwrap(await commands.openMoves()),
   listPresets: (): Promise<PresetView[]> => commands.listPresets(),
+  /** What the owner typed means: an existing member, or one to add (with its email). */
+  checkOwner: async (owner: string): Promise<OwnerPlan> => unwrap(await commands.checkOwner(owner)),
   createWizardAgent: async (input: WizardAgentInput): Promise<Agent> =>
     unwrap(await commands.createWizardAgent(input)),
   wizardTestToken: async (agent: string): Promise<TestToken> =>

@@ -1,6 +1,6 @@
 // What the wizard's steps share: one object with reactive fields, so each step component reads
 // and changes the same answers without a tangle of bindings.
-import type { Agent, Connection, McpConfigFile, Member, MoveChoices, MovedCredential, PresetView, ScanReport, TestToken } from "../backend";
+import type { Agent, Connection, McpConfigFile, Member, MoveChoices, MovedCredential, OwnerPlan, PresetView, ScanReport, TestToken } from "../backend";
 import { nameProblem, scopeTargets, TTL_CHOICES } from "./logic";
 
 export const STEPS = ["Inventory", "Issue", "Scope", "Rotate", "Proof"] as const;
@@ -30,6 +30,8 @@ export class WizardState {
   /** The person typed a name: stop suggesting one. */
   nameEdited = $state(false);
   owner = $state("");
+  /** What the core made of `owner` (checked as it is typed), or why it cannot be the owner. */
+  ownerCheck: { for: string; plan: OwnerPlan | null; problem: string | null } | null = $state(null);
   parent = $state("");
 
   // 3. Scope
