@@ -6,6 +6,7 @@ and its own tauri-driver (which starts the real desktop binary through WebKitWeb
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import tempfile
@@ -42,6 +43,35 @@ def wait_for_port(port, timeout=20):
         except OSError:
             time.sleep(0.1)
     raise AssertionError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+def descendants(pid):
+    """Ids of every process below `pid` (children, their children...), read from /proc."""
+    children = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def alive(pid):
+    """The process exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 class Install:
@@ -97,6 +127,13 @@ class Install:
             (v for k, v in self.keychain().items() if k.endswith(f"/connection/{cid}")), None
         )
 
+    def remember_person(self, name):
+        """Make `name` the member this OS login is (as the app's first-run prompt would), so the
+        window opens without asking. The CLI runs as the same login as the app."""
+        if all(m["name"] != name for m in self.cli_json("member", "list")):
+            self.cli("member", "add", name)
+        self.cli("member", "use", name)
+
 
 @pytest.fixture
 def install(tmp_path):
@@ -120,6 +157,7 @@ def seeded(install):
 class App:
     def __init__(self, install):
         self.install = install
+        self.closed = False
         self.driver_port = free_port()
         self.native_port = free_port()
         self.proc = subprocess.Popen(
@@ -148,6 +186,8 @@ class App:
                 if attempt == 3:
                     raise
                 time.sleep(1)
+        # The native driver, the app and its web processes: waited for (and ended) at close.
+        self.family = descendants(self.proc.pid)
 
     def wait_text(self, text, timeout=20):
         WebDriverWait(self.driver, timeout).until(
@@ -203,18 +243,38 @@ class App:
         return path
 
     def close(self):
+        if self.closed:
+            return
+        self.closed = True
         try:
             self.driver.quit()
         finally:
             self.proc.terminate()
             self.proc.wait(10)
+            # The app and the native driver outlive tauri-driver for a while; a second window
+            # on the same data folder would only focus the old one (single instance) and never
+            # open. Wait for the processes this App started, and end lingering ones by id.
+            for _ in range(2):
+                deadline = time.time() + 10
+                while any(alive(p) for p in self.family) and time.time() < deadline:
+                    time.sleep(0.2)
+                for pid in [p for p in self.family if alive(p)]:
+                    try:
+                        os.kill(pid, signal.SIGTERM)
+                    except ProcessLookupError:
+                        pass
 
 
 @pytest.fixture
 def app_for():
+    """Start the real window on `install`. Unless `person` is None, the person using it is
+    remembered first (default: the member "founder", added if missing), so the first-run
+    prompt does not stand in the way; `test_people.py` answers the prompt itself."""
     apps = []
 
-    def start(install):
+    def start(install, person="founder"):
+        if person is not None:
+            install.remember_person(person)
         a = App(install)
         apps.append(a)
         return a

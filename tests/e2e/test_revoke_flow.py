@@ -68,7 +68,8 @@ def test_add_watch_revoke_and_audit(install, app_for):
     assert "deleted from this machine's keychain" in dialog.text
     app.type('textarea[name="reason"]', "end-to-end test")
     app.button("Revoke agent")
-    app.wait_text("is revoked")
+    banner = app.wait('[data-testid="status-banner"]')
+    assert banner.text.startswith("Revoked by founder on "), banner.text
     assert install.cli_json("agent", "show", "billing-report-agent")["status"] == "revoked"
     app.wait_until(
         lambda: app.driver.find_elements(By.CSS_SELECTOR, '[data-testid="agent-timeline"] [data-action="agent.revoked"]'),

@@ -202,15 +202,19 @@ export function keyState(
   k: Pick<Agent["keys"][number], "origin" | "expires_at">,
   status: Agent["status"],
   now: Date,
-): { label: string; tone: Tone } {
+): { label: string; tone: Tone; title: string } {
   if (status === "revoked") {
     return k.origin === "keychain"
-      ? { label: "destroyed (deleted from the keychain)", tone: "bad" }
-      : { label: "refused (agent revoked)", tone: "bad" };
+      ? { label: "destroyed", tone: "bad", title: "Deleted from this machine's keychain when the agent was revoked." }
+      : { label: "refused", tone: "bad", title: "The agent is revoked: assertions signed with this key are refused." };
   }
-  if (k.expires_at !== null && new Date(k.expires_at) <= now) return { label: "retired", tone: "muted" };
-  if (k.expires_at !== null) return { label: `retiring in ${countdown(k.expires_at, now)}`, tone: "warn" };
-  return { label: "active", tone: "good" };
+  if (k.expires_at !== null && new Date(k.expires_at) <= now) {
+    return { label: "retired", tone: "muted", title: "Past its rotation overlap: refused." };
+  }
+  if (k.expires_at !== null) {
+    return { label: `retiring in ${countdown(k.expires_at, now)}`, tone: "warn", title: "Accepted until the rotation overlap ends." };
+  }
+  return { label: "active", tone: "good", title: "The agent signs its assertions with this key." };
 }
 
 /** The one banner about the agent's state, with who changed it, when and why: a revocation

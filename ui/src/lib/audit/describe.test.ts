@@ -71,8 +71,13 @@ describe("events in words", () => {
       "Mandate (token endpoint, no agent identified)",
     );
     expect(
-      describeEvent(ev({ actor: { kind: "member", id: "m1", name: "ann" }, action: "person.chosen", target: { kind: "member", id: "m1", name: "ann" } })),
-    ).toBe("ann said they are team member ann");
+      describeEvent(
+        ev({ actor: { kind: "member", id: "m1", name: "ann" }, action: "person.chosen", target: { kind: "member", id: "m1", name: "ann" }, details: { os_user: "ann", previous: null } }),
+      ),
+    ).toBe("ann is now the person using Mandate for the OS user ann");
+    expect(
+      describeEvent(ev({ action: "settings.organisation_set", target: { kind: "settings", id: "organisation_name", name: "organisation name" } })),
+    ).toBe("founder changed the organisation name");
   });
 
   it("lists details as pairs", () => {

@@ -11,7 +11,6 @@ const VERBS: Record<string, string> = {
   "agent.trust_overridden": "set the trust of",
   "member.added": "added team member",
   "member.edited": "changed team member",
-  "person.chosen": "said they are team member",
   "connection.added": "added connection",
   "connection.removed": "removed connection",
   "connection.secret_set": "stored the secret of",
@@ -86,7 +85,12 @@ export function describeEvent(e: AuditEvent): string {
   const verb = VERBS[e.action];
   const byEndpoint = /^(token|introspection|proxy)\./.test(e.action) && e.actor.kind === "agent";
   if (verb && byEndpoint) return `${who} ${verb} ${e.action.startsWith("proxy.") ? "the broker" : "the endpoint"}`;
-  if (verb && /^(issuer|endpoint)\./.test(e.action)) return `${who} ${verb}`;
+  if (verb && /^(issuer|endpoint|settings)\./.test(e.action)) return `${who} ${verb}`;
+  if (e.action === "person.chosen") {
+    const d = e.details as { os_user?: unknown } | null;
+    const os = typeof d?.os_user === "string" ? ` for the OS user ${d.os_user}` : "";
+    return `${who} is now the person using Mandate${os}`;
+  }
   if (verb) return [who, verb, target].filter(Boolean).join(" ");
   return [who, e.action, target].filter(Boolean).join(" · ");
 }

@@ -1,6 +1,6 @@
 // What the wizard's steps share: one object with reactive fields, so each step component reads
 // and changes the same answers without a tangle of bindings.
-import type { Agent, Connection, McpConfigFile, Member, MoveChoices, MovedCredential, OwnerPlan, PresetView, ScanReport, TestToken } from "../backend";
+import { backend, messageOf, type Agent, type Connection, type McpConfigFile, type Member, type MoveChoices, type MovedCredential, type OwnerPlan, type PresetView, type ScanReport, type TestToken } from "../backend";
 import { nameProblem, scopeTargets, TTL_CHOICES } from "./logic";
 
 export const STEPS = ["Inventory", "Issue", "Scope", "Rotate", "Proof"] as const;
@@ -65,6 +65,20 @@ export class WizardState {
   );
 
   nameError = $derived(nameProblem(this.name));
+
+  /** Ask the core what the owner as typed means (unless already known), and keep the answer
+   * while the field still says the same. */
+  async checkOwner(): Promise<void> {
+    const typed = this.owner.trim();
+    if (typed === "" || this.ownerCheck?.for === typed) return;
+    let check: { for: string; plan: OwnerPlan | null; problem: string | null };
+    try {
+      check = { for: typed, plan: await backend.checkOwner(typed), problem: null };
+    } catch (e) {
+      check = { for: typed, plan: null, problem: messageOf(e) };
+    }
+    if (this.owner.trim() === typed) this.ownerCheck = check;
+  }
 
   /** The agent exists: the steps before Rotate are settled. */
   created = $derived(this.agent !== null);
