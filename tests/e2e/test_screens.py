@@ -5,7 +5,9 @@ from selenium.webdriver.common.by import By
 
 
 def rich(install):
-    install.cli("member", "add", "founder")
+    install.cli("member", "add", "founder", "--email", "founder@example.com")
+    # The founder's CLI: changes below name them, as the app's do.
+    install.cli("member", "use", "founder")
     install.cli("member", "add", "maria")
     install.cli(
         "connection", "add", "github", "--base-url", "https://api.github.com",
