@@ -413,12 +413,16 @@ fn print_agent(a: &Agent, now: chrono::DateTime<chrono::Utc>) {
         "Owner          {}",
         a.owner.as_ref().map(|o| o.as_str()).unwrap_or("-")
     );
-    if let Some(p) = &a.parent {
-        println!("Parent         {p}");
+    if a.parent.is_some() {
+        let chain: Vec<&str> = a.parents.iter().map(|p| p.as_str()).collect();
+        println!("Parents        {} (it never holds more)", chain.join(" → "));
     }
     match &a.status_reason {
         Some(r) => println!("Status         {} ({r})", a.status),
         None => println!("Status         {}", a.status),
+    }
+    if let Some(h) = &a.held_by_parent {
+        println!("Held back      {}", h.message);
     }
     println!("Config version {}", a.config_version);
     let scopes: Vec<&str> = a.scopes.iter().map(|s| s.as_str()).collect();
