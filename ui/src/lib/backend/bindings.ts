@@ -153,7 +153,21 @@ export type ActionExample = {
 	path: string,
 };
 
-/**  Who did something. */
+/**
+ *  Who did something.
+ * 
+ *  Every change names a person or an agent: `member` (a team member, the person who used the
+ *  app or the CLI), `agent` (an agent's own request to the endpoint or the broker), or
+ *  `os_user` (the CLI run by a login that has chosen no member: the login name, stated as
+ *  such). `system` is kept for what Mandate does when no person or agent acted (a request
+ *  whose client could not be identified; an issuer key made at the first start before anyone
+ *  chose who they are); docs/ARCHITECTURE.md lists each use. `app` is what versions before
+ *  people were named wrote (`id` the part of the app, `name` the login name); old events keep
+ *  it, and it still reads and verifies.
+ * 
+ *  The serialised shape (`kind`, `id`, `name`) is the same for every kind, so events written
+ *  by any version hash the same (docs/AUDIT_FORMAT.md §2).
+ */
 export type Actor = {
 	/**  `member`, `agent`, `os_user`, `system`, or (older events) `app`. */
 	kind: string,
@@ -1408,6 +1422,41 @@ export type PageRequest_Deserialize = {
 export type PageRequest_Serialize = {
 	limit: number,
 	before_seq: number | null,
+};
+
+/**  A suspended or revoked agent above a sub-agent, which holds the sub-agent back. */
+export type ParentHold = {
+	parent: AgentName,
+	status: AgentStatus,
+	/**  What this means and what to do, as a sentence. */
+	message: string,
+};
+
+/**  Who the window's changes name, if anyone yet. */
+export type PersonStatus = PersonStatus_Serialize | PersonStatus_Deserialize;
+
+/**  Who the window's changes name, if anyone yet. */
+export type PersonStatus_Deserialize = {
+	/**  The OS login the choice is remembered for. */
+	os_user?: string | null,
+	/**  The member changes name; null until the person says who they are. */
+	member?: Member_Deserialize | null,
+	/**  Every team member, to choose from. */
+	members: Member_Deserialize[],
+	/**  The organisation name on reports, if set. */
+	organisation?: string | null,
+};
+
+/**  Who the window's changes name, if anyone yet. */
+export type PersonStatus_Serialize = {
+	/**  The OS login the choice is remembered for. */
+	os_user: string | null,
+	/**  The member changes name; null until the person says who they are. */
+	member: Member_Serialize | null,
+	/**  Every team member, to choose from. */
+	members: Member_Serialize[],
+	/**  The organisation name on reports, if set. */
+	organisation: string | null,
 };
 
 /**  What the app and `mandate connection presets` show of a preset. */
