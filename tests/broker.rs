@@ -952,7 +952,7 @@ fn a_suspended_parent_stops_its_sub_agent_at_the_broker_and_the_token_endpoint()
     let ev = b.proxy_events();
     let (_, _, actor, details) = ev.iter().rfind(|e| e.0 == "proxy.denied").unwrap();
     assert_eq!(actor, "report-helper");
-    assert_eq!(details["parents"], serde_json::json!([AGENT]));
+    assert_eq!(details["parent_chain"], serde_json::json!([AGENT]));
     b.env.run(&["agent", "resume", AGENT]).ok();
     assert_eq!(b.call("GET", path, &t, &[]).status, 200);
     token("report-helper").ok();

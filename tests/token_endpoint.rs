@@ -1321,7 +1321,7 @@ fn a_sub_agent_token_holds_only_its_parents_scopes_and_names_the_chain() {
     assert!(why.contains(&format!("parent agent '{AGENT}'")), "{why}");
     let denied = &ep.m.audit_events(Some("report-helper"), 1, None).unwrap()[0];
     assert_eq!(denied.action, "token.denied");
-    assert_eq!(denied.details["parents"], json!([AGENT]));
+    assert_eq!(denied.details["parent_chain"], json!([AGENT]));
     // No scope asked: only what the parent holds too.
     let token = ep.token("report-helper", &[]);
     let c = claims_of(&token);
@@ -1331,7 +1331,7 @@ fn a_sub_agent_token_holds_only_its_parents_scopes_and_names_the_chain() {
     let issued = &ep.m.audit_events(Some("report-helper"), 1, None).unwrap()[0];
     assert_eq!(issued.action, "token.issued");
     assert_eq!(issued.actor.name, "report-helper");
-    assert_eq!(issued.details["parents"], json!([AGENT]));
+    assert_eq!(issued.details["parent_chain"], json!([AGENT]));
     // Introspection tells resource servers the chain too.
     let i = ep.introspect("resource-checker", &token).json();
     assert_eq!(i["active"], true);
@@ -1393,7 +1393,7 @@ fn a_suspended_or_revoked_parent_stops_its_sub_agents_next_request() {
         (ev.action.as_str(), ev.decision.as_str()),
         ("token.denied", "deny")
     );
-    assert_eq!(ev.details["parents"], json!(["report-helper", AGENT]));
+    assert_eq!(ev.details["parent_chain"], json!(["report-helper", AGENT]));
     // Resumed: it works again, and the old token is active again.
     ep.m.resume_agent(AGENT).unwrap();
     ep.token("sub-helper", &[]);

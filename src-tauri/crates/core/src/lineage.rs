@@ -12,7 +12,7 @@
 //! revoke children when a parent is: a child is held back while its parent is, and works
 //! again when the parent is resumed.
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 use crate::error::Result;
 use crate::model::{AgentId, AgentName, AgentStatus};
@@ -126,6 +126,40 @@ pub(crate) fn held_back(child: &str, parent: &str, status: AgentStatus) -> Strin
              until '{parent}' is resumed"
         ),
     }
+}
+
+/// An agent in a chain that is not active: `depth` 0 is the agent itself, 1 its parent...
+#[derive(Debug, Clone)]
+pub(crate) struct Held {
+    pub depth: u32,
+    pub name: String,
+    pub status: AgentStatus,
+}
+
+/// The nearest agent, from `agent_id` itself upwards, that is not active; `None` when the agent
+/// and every agent above it are active. One query (the agent's row, then its parents').
+pub(crate) fn first_inactive_in_chain(conn: &Connection, agent_id: &str) -> Result<Option<Held>> {
+    let row: Option<(u32, String, String)> = conn
+        .prepare_cached(
+            "WITH RECURSIVE up(id, parent_id, name, status, depth) AS (
+                 SELECT id, parent_id, name, status, 0 FROM agents WHERE id = ?1
+                 UNION ALL
+                 SELECT a.id, a.parent_id, a.name, a.status, up.depth + 1
+                 FROM agents a JOIN up ON a.id = up.parent_id WHERE up.depth < ?2)
+             SELECT depth, name, status FROM up WHERE status <> 'active' ORDER BY depth LIMIT 1",
+        )?
+        .query_row(rusqlite::params![agent_id, MAX_DEPTH], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?;
+    row.map(|(depth, name, status)| {
+        Ok(Held {
+            depth,
+            name,
+            status: AgentStatus::from_db(&status)?,
+        })
+    })
+    .transpose()
 }
 
 /// The names of a chain, parent first (what tokens and audit events carry).

@@ -671,7 +671,7 @@ impl Mandate {
                         "purpose": purpose,
                         "owner": new.owner,
                         "parent": new.parent,
-                        "parents": (!chain.is_empty()).then_some(&chain),
+                        "parent_chain": (!chain.is_empty()).then_some(&chain),
                         "scopes": scopes.iter().map(Scope::as_str).collect::<Vec<_>>(),
                         "key": kid.as_ref().map(|kid| json!({"kid": kid, "origin": key.as_ref().map(|k| k.origin.as_str())})),
                         "max_token_ttl_secs": max_ttl_secs,
@@ -851,7 +851,7 @@ impl Mandate {
                 None => Vec::new(),
             };
             if !chain.is_empty() {
-                changes.insert("parents".into(), json!(chain));
+                changes.insert("parent_chain".into(), json!(chain));
             }
             audit::append(
                 tx,
@@ -906,7 +906,7 @@ impl Mandate {
                 .agent(agent.id.as_str())
                 .details(json!({"from": agent.status.as_str(), "to": to.as_str()}));
             if !agent.parents.is_empty() {
-                ev.details["parents"] = json!(agent.parents);
+                ev.details["parent_chain"] = json!(agent.parents);
             }
             if let Some(r) = &reason {
                 ev = ev.reason(r.clone());
@@ -1300,7 +1300,7 @@ fn narrow_descendants(
                 .details(json!({
                     "scopes_removed": lost,
                     "because_parent": parent.name.as_str(),
-                    "parents": chain,
+                    "parent_chain": chain,
                     "config_version": version,
                 })),
         )?;

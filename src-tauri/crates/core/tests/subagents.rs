@@ -92,7 +92,10 @@ fn a_sub_agent_registered_beyond_its_parent_is_refused_and_nothing_is_written() 
     .unwrap();
     let ev = &m.audit_events(Some("report-helper"), 1, None).unwrap()[0];
     assert_eq!(ev.action, "agent.created");
-    assert_eq!(ev.details["parents"], serde_json::json!(["report-agent"]));
+    assert_eq!(
+        ev.details["parent_chain"],
+        serde_json::json!(["report-agent"])
+    );
     assert_eq!(ev.actor.kind, "member");
     assert_eq!(
         m.get_agent("report-helper").unwrap().parents[0].as_str(),
@@ -211,7 +214,7 @@ fn narrowing_a_parent_narrows_every_agent_below_it_each_audited() {
             serde_json::json!(["github:admin"])
         );
         assert_eq!(ev.details["because_parent"], "top-agent");
-        assert_eq!(ev.details["parents"], chain);
+        assert_eq!(ev.details["parent_chain"], chain);
         assert!(ev.reason.as_deref().unwrap().contains("never holds more"));
     }
     // The side agent had nothing to lose: no event for it.

@@ -152,7 +152,8 @@ async fn unauthorized(
     let m = st.app.service.mandate().clone();
     let actor = match agent {
         Some((id, name)) => Actor::agent(id, name),
-        None => Actor::app("mcp-gateway", "MCP gateway"),
+        // No agent could be identified from the request: the gateway's own refusal.
+        None => Actor::system("mcp-gateway", "MCP gateway, no agent identified"),
     };
     let mut ev = NewEvent::new(&actor, "mcp.denied", Decision::Deny)
         .reason(description.clone())

@@ -176,7 +176,7 @@ impl Context<'_> {
             v["sub"] = json!(t.subject);
         }
         if let Some(a) = self.agent.filter(|a| !a.parents.is_empty()) {
-            v["parents"] = json!(a.parents);
+            v["parent_chain"] = json!(a.parents);
         }
         v
     }

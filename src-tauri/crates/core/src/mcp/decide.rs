@@ -152,6 +152,8 @@ struct View {
     cfg: BrokerConfig,
     audit_arguments: bool,
     parent_chain: Vec<String>,
+    /// Why a suspended or revoked agent above holds this one back (it then gets nothing).
+    held_by_parent: Option<String>,
 }
 
 /// One agent's conversation with one MCP server.
@@ -270,22 +272,11 @@ impl McpSession {
                 s.audit_arguments,
             )
         };
-        let mut parent_chain = Vec::new();
-        let mut next = agent.parent.as_ref().map(|p| p.to_string());
-        while let Some(p) = next.take() {
-            if parent_chain.contains(&p) || parent_chain.len() >= 16 {
-                break;
-            }
-            next = self
-                .mandate
-                .get_agent(&p)
-                .ok()
-                .and_then(|a| a.parent.map(|x| x.to_string()));
-            parent_chain.push(p);
-        }
+        let parent_chain = agent.parents.iter().map(|p| p.to_string()).collect();
         let v = View {
             generation,
             status: agent.status,
+            held_by_parent: agent.held_by_parent.as_ref().map(|h| h.message.clone()),
             scopes: agent.scopes.iter().map(|s| s.to_string()).collect(),
             trust: agent.trust.state,
             floor,
@@ -303,6 +294,7 @@ impl McpSession {
         self.view().is_ok_and(|v| {
             let scope = super::tool_scope(&self.server, action);
             v.status == AgentStatus::Active
+                && v.held_by_parent.is_none()
                 && v.trust >= v.floor
                 && v.scopes.contains(&scope)
                 && self.token_allows(&scope)
@@ -424,6 +416,16 @@ impl McpSession {
             );
             return Err(self.write_denial(call, d, Some(&view), false).await);
         }
+        if let Some(held) = &view.held_by_parent {
+            let d = McpDenial::new(
+                "agent_inactive",
+                format!(
+                    "Mandate passes none of its messages to '{}': {held}",
+                    self.server
+                ),
+            );
+            return Err(self.write_denial(call, d, Some(&view), false).await);
+        }
         let Some(action) = call.need.action() else {
             return Ok(McpPermit {
                 scope: None,
@@ -527,6 +529,16 @@ impl McpSession {
                         "the agent '{agent}' is {}, so Mandate passes none of its messages to \
                          '{server}'",
                         status.as_deref().unwrap_or("removed")
+                    ),
+                ));
+            }
+            // Authoritative too: a parent suspended or revoked since the view was read.
+            if let Some(h) = crate::lineage::first_inactive_in_chain(tx, &agent_id)? {
+                return refuse(McpDenial::new(
+                    "agent_inactive",
+                    format!(
+                        "Mandate passes none of its messages to '{server}': {}",
+                        crate::lineage::held_back(&agent, &h.name, h.status)
                     ),
                 ));
             }
@@ -740,6 +752,39 @@ mod tests {
         let called = ev.iter().find(|e| e.action == "mcp.tool_called").unwrap();
         assert!(called.details.get("arguments").is_none());
         assert_eq!(called.details["arguments_sha256"], json!("ab".repeat(32)));
+    }
+
+    /// A sub-agent kept working while its parent was suspended (issue 17 §4): the gateway
+    /// holds it back too, naming the parent, and lets it through again once resumed.
+    #[test]
+    fn a_suspended_parent_holds_its_sub_agent_back_at_the_gateway() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = setup(dir.path());
+        m.add_agent(NewAgent {
+            name: "coder-helper".into(),
+            purpose: "helps the coder".into(),
+            owner: "ann".into(),
+            parent: Some("coder".into()),
+            scopes: vec!["fs:read_file".into()],
+            key: KeyChoice::None,
+        })
+        .unwrap();
+        let s = McpSession::open(m.clone(), "coder-helper", "fs", "stdio").unwrap();
+        assert!(futures_executor::block_on(s.authorize(&call("read_file"))).is_ok());
+        m.suspend_agent("coder", Some("investigating")).unwrap();
+        assert!(!s.may("read_file"));
+        let d = futures_executor::block_on(s.authorize(&call("read_file"))).unwrap_err();
+        assert_eq!(d.code, "agent_inactive");
+        assert!(
+            d.message.contains("parent agent 'coder' is suspended"),
+            "{}",
+            d.message
+        );
+        let ev = &m.audit_events(Some("coder-helper"), 1, None).unwrap()[0];
+        assert_eq!(ev.action, "mcp.denied");
+        assert_eq!(ev.details["parent_chain"], json!(["coder"]));
+        m.resume_agent("coder").unwrap();
+        assert!(futures_executor::block_on(s.authorize(&call("read_file"))).is_ok());
     }
 
     #[test]

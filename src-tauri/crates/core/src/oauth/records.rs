@@ -157,7 +157,7 @@ fn check_one(conn: &Connection, r: &TokenRecord, now: i64) -> Result<Option<Inac
     if !exists {
         return Ok(Some(Inactive::AgentNotActive));
     }
-    match first_inactive_in_chain(conn, &r.agent_id)? {
+    match crate::lineage::first_inactive_in_chain(conn, &r.agent_id)? {
         None => {}
         Some(h) if h.depth == 0 => return Ok(Some(Inactive::AgentNotActive)),
         Some(_) => return Ok(Some(Inactive::ParentNotActive)),
@@ -176,40 +176,6 @@ fn check_one(conn: &Connection, r: &TokenRecord, now: i64) -> Result<Option<Inac
         }
     }
     Ok(None)
-}
-
-/// An agent in a chain that is not active: `depth` 0 is the agent itself, 1 its parent...
-#[derive(Debug, Clone)]
-pub(crate) struct Held {
-    pub depth: u32,
-    pub name: String,
-    pub status: crate::model::AgentStatus,
-}
-
-/// The nearest agent, from `agent_id` itself upwards, that is not active; `None` when the agent
-/// and every agent above it are active. One query (the agent's row, then its parents').
-pub(crate) fn first_inactive_in_chain(conn: &Connection, agent_id: &str) -> Result<Option<Held>> {
-    let row: Option<(u32, String, String)> = conn
-        .prepare_cached(
-            "WITH RECURSIVE up(id, parent_id, name, status, depth) AS (
-                 SELECT id, parent_id, name, status, 0 FROM agents WHERE id = ?1
-                 UNION ALL
-                 SELECT a.id, a.parent_id, a.name, a.status, up.depth + 1
-                 FROM agents a JOIN up ON a.id = up.parent_id WHERE up.depth < ?2)
-             SELECT depth, name, status FROM up WHERE status <> 'active' ORDER BY depth LIMIT 1",
-        )?
-        .query_row(params![agent_id, crate::lineage::MAX_DEPTH], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
-        .optional()?;
-    row.map(|(depth, name, status)| {
-        Ok(Held {
-            depth,
-            name,
-            status: crate::model::AgentStatus::from_db(&status)?,
-        })
-    })
-    .transpose()
 }
 
 /// Mark a token revoked. `false` if it was already revoked.

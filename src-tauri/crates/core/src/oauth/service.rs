@@ -417,7 +417,7 @@ impl TokenService {
         if let Some(a) = agent
             && !a.parents.is_empty()
         {
-            details.insert("parents".into(), json!(a.parents));
+            details.insert("parent_chain".into(), json!(a.parents));
         }
         let ev = denial_event(
             agent.map(|a| (a.id.as_str(), a.name.as_str())),
@@ -837,7 +837,7 @@ impl TokenService {
             details.insert("act".into(), a.clone());
         }
         if !agent.parents.is_empty() {
-            details.insert("parents".into(), json!(agent.parents));
+            details.insert("parent_chain".into(), json!(agent.parents));
         }
         if let Some(p) = &proof {
             details.insert("cnf_jkt".into(), json!(p.jkt));
@@ -922,7 +922,7 @@ impl TokenService {
             }
             // Authoritative: the agent and every agent above it are still active as this
             // token is recorded.
-            match records::first_inactive_in_chain(tx, &agent_id)? {
+            match crate::lineage::first_inactive_in_chain(tx, &agent_id)? {
                 None => {}
                 Some(held) if held.depth == 0 => {
                     return refuse(OAuthError::InvalidClient(format!(
