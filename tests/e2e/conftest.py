@@ -127,6 +127,29 @@ class Install:
             (v for k, v in self.keychain().items() if k.endswith(f"/connection/{cid}")), None
         )
 
+    def instance_name_taken(self):
+        """Whether the session bus still has an owner for this installation's single-instance
+        name (`instance_id` in src-tauri/desktop/lib.rs: FNV-1a of the installation id, to which
+        tauri-plugin-single-instance appends ".SingleInstance")."""
+        db = os.path.join(self.data_dir, "mandate.db")
+        out = subprocess.run(
+            ["sqlite3", db, "SELECT value FROM meta WHERE key = 'install_id'"],
+            capture_output=True, text=True,
+        ).stdout.strip()
+        if not out:
+            return False
+        h = 0xCBF29CE484222325
+        for b in out.encode():
+            h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+        # The plugin appends ".SingleInstance" (and, with its semver feature, a version).
+        prefix = f'"dev.mandate.app.i{h:016x}.SingleInstance'
+        r = subprocess.run(
+            ["dbus-send", "--session", "--print-reply", "--dest=org.freedesktop.DBus",
+             "/org/freedesktop/DBus", "org.freedesktop.DBus.ListNames"],
+            env=self.env, capture_output=True, text=True,
+        )
+        return prefix in r.stdout
+
     def remember_person(self, name):
         """Make `name` the member this OS login is (as the app's first-run prompt would), so the
         window opens without asking. The CLI runs as the same login as the app."""
@@ -263,6 +286,11 @@ class App:
                         os.kill(pid, signal.SIGTERM)
                     except ProcessLookupError:
                         pass
+            # The session bus may still list the single-instance name for a moment after the
+            # process is gone; a window started then would hand over to nobody and exit.
+            deadline = time.time() + 10
+            while self.install.instance_name_taken() and time.time() < deadline:
+                time.sleep(0.2)
 
 
 @pytest.fixture
