@@ -13,6 +13,7 @@ Usage:
 import base64
 import hashlib
 import json
+import os
 import sys
 
 from cryptography.exceptions import InvalidSignature
@@ -54,6 +55,35 @@ def _utf16_key(k):
     return k.encode("utf-16-be")
 
 
+def es6_number(x):
+    """A number as ECMAScript's Number.prototype.toString writes it (RFC 8785 §3.2.2.3).
+    Events never hold such numbers (§2: a verifier reports them), but their hash is still
+    computed, as any RFC 8785 implementation would."""
+    if x != x or x in (float("inf"), float("-inf")):
+        raise ValueError("not a finite number")
+    if x == 0:
+        return "0"
+    sign = "-" if x < 0 else ""
+    t = repr(abs(x))  # the shortest digits that read back as the same double
+    mant, _, exp = t.partition("e")
+    intpart, _, frac = mant.partition(".")
+    digits = (intpart + frac).lstrip("0")
+    n = len(intpart.lstrip("0")) if intpart.strip("0") else -(len(frac) - len(frac.lstrip("0")))
+    n += int(exp or 0)
+    digits = digits.rstrip("0") or "0"
+    k = len(digits)
+    if k <= n <= 21:
+        out = digits + "0" * (n - k)
+    elif 0 < n <= 21:
+        out = digits[:n] + "." + digits[n:]
+    elif -6 < n <= 0:
+        out = "0." + "0" * (-n) + digits
+    else:
+        e = n - 1
+        out = digits[0] + ("." + digits[1:] if k > 1 else "") + "e" + ("+" if e >= 0 else "-") + str(abs(e))
+    return sign + out
+
+
 def jcs(v):
     if v is None:
         return "null"
@@ -62,11 +92,9 @@ def jcs(v):
     if v is False:
         return "false"
     if isinstance(v, int):
-        if abs(v) >= 2**53:
-            raise ValueError("integer out of range")
-        return str(v)
+        return str(v) if abs(v) < 2**53 else es6_number(float(v))
     if isinstance(v, float):
-        raise ValueError("fractions are not allowed in events")
+        return es6_number(v)
     if isinstance(v, str):
         return _jcs_string(v)
     if isinstance(v, list):
@@ -219,7 +247,7 @@ class Key:
 
 def parse_vkey(s):
     name, hid, b64 = s.strip().split("+", 2)
-    raw = base64.b64decode(b64)
+    raw = base64.b64decode(b64, validate=True)
     if len(raw) != 33 or raw[0] != 1:
         raise ValueError("not an Ed25519 verifier key")
     k = Key(name, raw[1:])
@@ -228,38 +256,89 @@ def parse_vkey(s):
     return k
 
 
+def thumbprint(pub):
+    jwk = '{"crv":"Ed25519","kty":"OKP","x":"%s"}' % b64url(pub)
+    return b64url(sha256(jwk.encode()))
+
+
+def _is_event_time(t):
+    # YYYY-MM-DDTHH:MM:SS.ffffffZ
+    if len(t) != 27:
+        return False
+    for i, c in enumerate(t):
+        want = {4: "-", 7: "-", 10: "T", 13: ":", 16: ":", 19: ".", 26: "Z"}.get(i)
+        if want is not None:
+            if c != want:
+                return False
+        elif c not in "0123456789":
+            return False
+    return True
+
+
+def _b64_hash(s):
+    raw = base64.b64decode(s, validate=True)
+    if len(raw) != 32:
+        raise ValueError("not 32 bytes")
+    return raw
+
+
+EMPTY_ROOT = sha256(b"")
+
+
 class Note:
+    """A checkpoint (§5): a C2SP signed note with our two extension lines."""
+
     def __init__(self, text):
         i = text.rfind("\n\n")
         if i < 0:
             raise ValueError("no blank line before the signatures")
         self.text = text
         self.body = text[: i + 1]
+        if not self.body.endswith("\n"):
+            raise ValueError("the text does not end with a newline")
         lines = self.body[:-1].split("\n")
         if len(lines) < 3:
             raise ValueError("fewer than three lines")
-        self.origin = lines[0]
-        if not lines[1].isdigit() or (lines[1].startswith("0") and lines[1] != "0"):
+        self.origin, size, root = lines[0], lines[1], lines[2]
+        if not self.origin:
+            raise ValueError("the origin line is empty")
+        if not size or not all(c in "0123456789" for c in size) or (size.startswith("0") and size != "0"):
             raise ValueError("bad size")
-        self.size = int(lines[1])
-        self.root = base64.b64decode(lines[2], validate=True)
-        self.head = None
-        self.time = None
-        for ext in lines[3:]:
-            if ext.startswith("chain-head "):
-                self.head = base64.b64decode(ext[len("chain-head "):], validate=True)
-            elif ext.startswith("time "):
-                self.time = ext[len("time "):]
-        if len(self.root) != 32 or self.head is None or len(self.head) != 32:
-            raise ValueError("missing or bad root / chain-head")
+        self.size = int(size)
+        if self.size >= 2**64:
+            raise ValueError("size out of range")
+        self.root = _b64_hash(root)
+        rest = lines[3:]
+        if len(rest) < 2:
+            raise ValueError("the chain-head and time lines are missing")
+        if not rest[0].startswith("chain-head "):
+            raise ValueError("line 4 is not the chain-head line")
+        self.head = _b64_hash(rest[0][len("chain-head "):])
+        if not rest[1].startswith("time "):
+            raise ValueError("line 5 is not the time line")
+        self.time = rest[1][len("time "):]
+        if not _is_event_time(self.time):
+            raise ValueError("bad time")
+        if any(not l for l in rest[2:]):
+            raise ValueError("an extension line is empty")
+        if self.size == 0 and (self.root != EMPTY_ROOT or self.head != bytes(32)):
+            raise ValueError("an empty log's checkpoint with another root or chain head")
+        sigs = text[i + 2:]
+        if not sigs.endswith("\n"):
+            raise ValueError("the last signature line does not end with a newline")
         self.sigs = []
-        for line in text[i + 2:].rstrip("\n").split("\n"):
+        for line in sigs[:-1].split("\n"):
             if not line.startswith("\u2014 "):
                 raise ValueError("signature line without em dash")
-            name, b64 = line[2:].rsplit(" ", 1)
-            raw = base64.b64decode(b64)
+            rest_ = line[2:]
+            if " " not in rest_:
+                raise ValueError("a signature line has no signature")
+            name, b64 = rest_.rsplit(" ", 1)
+            raw = base64.b64decode(b64, validate=True)
             if len(raw) == 68:
                 self.sigs.append((name, raw[:4], raw[4:]))
+        if not self.sigs:
+            raise ValueError("no Ed25519 signature")
 
     def check(self, trusted):
         """'ok', 'forged' or 'unknown-key'."""
@@ -270,7 +349,229 @@ class Note:
         return "unknown-key"
 
 
-# ----- §6–7 bundles ---------------------------------------------------------------------
+# ----- §6 reading a bundle's lines strictly -----------------------------------------------
+
+MAX_INTEGER = 2**53
+
+
+class _Findings:
+    def __init__(self):
+        self.duplicate = None
+        self.number = None
+
+
+def _has_surrogate(v):
+    if isinstance(v, str):
+        return any(0xD800 <= ord(c) <= 0xDFFF for c in v)
+    if isinstance(v, list):
+        return any(_has_surrogate(x) for x in v)
+    if isinstance(v, dict):
+        return any(_has_surrogate(k) or _has_surrogate(x) for k, x in v.items())
+    return False
+
+
+def strict_loads(text):
+    """JSON of one line as I-JSON: the first repeated member name and the first number outside
+    the events' domain are noted; the last occurrence of a member wins."""
+    f = _Findings()
+
+    def pairs(items):
+        d = {}
+        for k, v in items:
+            if k in d and f.duplicate is None:
+                f.duplicate = k
+            d[k] = v
+        return d
+
+    def note(s):
+        if f.number is None:
+            f.number = s
+
+    def pint(s):
+        n = int(s)
+        if s == "-0" or abs(n) >= MAX_INTEGER:
+            note(s)
+        return n
+
+    def pfloat(s):
+        note(s)
+        return float(s)
+
+    def pconst(s):
+        raise ValueError("%s is not JSON" % s)
+
+    v = json.loads(text.decode("utf-8"), object_pairs_hook=pairs, parse_int=pint,
+                   parse_float=pfloat, parse_constant=pconst)
+    if _has_surrogate(v):
+        raise ValueError("a lone surrogate")
+    return v, f
+
+
+def _u64(x):
+    return isinstance(x, int) and not isinstance(x, bool) and 0 <= x < 2**64
+
+
+def _opt_str(d, k):
+    return d.get(k) is None or isinstance(d.get(k), str)
+
+
+def _str_list(x):
+    return isinstance(x, list) and all(isinstance(i, str) for i in x)
+
+
+def _record(v):
+    """The record's type if `v` has the shape of one (as serde reads it), else None."""
+    if not isinstance(v, dict):
+        return None
+    t = v.get("type")
+    if t == "header":
+        sc = v.get("scope")
+        ok = all(isinstance(v.get(k), str) for k in ("format", "origin", "generated")) \
+            and isinstance(sc, dict) and sc.get("kind") in ("full", "excerpt") \
+            and (sc.get("kind") == "full" or all(_opt_str(sc, k) for k in ("agent", "agent_name", "since", "until"))) \
+            and isinstance(v.get("keys"), list) \
+            and all(isinstance(k, dict) and all(isinstance(k.get(x), str) for x in ("vkey", "kid", "fingerprint"))
+                    for k in v["keys"])
+    elif t == "checkpoint":
+        ok = isinstance(v.get("note"), str)
+    elif t == "consistency":
+        ok = _u64(v.get("from")) and _u64(v.get("to")) and _str_list(v.get("proof"))
+    elif t == "event":
+        ok = "event" in v and _opt_str(v, "hash") and (v.get("proof") is None or _str_list(v.get("proof")))
+    elif t == "end":
+        ok = _u64(v.get("events")) and _u64(v.get("checkpoint")) \
+            and all(isinstance(v.get(k), str) for k in ("sha256", "key", "signature"))
+    else:
+        ok = False
+    return t if ok else None
+
+
+STAGES = {"header": 0, "checkpoint": 1, "consistency": 2, "event": 3, "end": 4}
+
+
+def _event_values(ev, number):
+    if number is not None:
+        return "holds the number %s" % number
+    v = ev.get("v")
+    if not (isinstance(v, int) and not isinstance(v, bool) and v == 1):
+        return "format version %r" % (v,)
+    if ev.get("decision") not in ("allow", "deny"):
+        return "decision %r" % (ev.get("decision"),)
+    return None
+
+
+def _end_exact(rec):
+    return '{"type":"end","events":%d,"checkpoint":%d,"sha256":%s,"key":%s,"signature":%s}' % (
+        rec["events"], rec["checkpoint"], json.dumps(rec["sha256"], ensure_ascii=False),
+        json.dumps(rec["key"], ensure_ascii=False), json.dumps(rec["signature"], ensure_ascii=False))
+
+
+class Parsed:
+    def __init__(self):
+        self.header = None
+        self.notes = []
+        self.cons = []
+        self.events = []  # (seq, event, hash, proof)
+        self.end = None
+        self.end_offset = None
+        self.bad = []  # (seq, why)
+
+
+def parse_bundle(data):
+    """Parsed, or a string saying why it is not a bundle at all."""
+    p = Parsed()
+    p.end_offset = len(data)
+    offset = 0
+    last_stage = 0
+    pieces = data.split(b"\n")
+    for idx, piece in enumerate(pieces):
+        complete = idx < len(pieces) - 1
+        if not complete and piece == b"":
+            break
+        start = offset
+        offset += len(piece) + (1 if complete else 0)
+        text = piece
+        if text == b"":
+            p.bad.append((None, "line %d is blank" % (idx + 1)))
+            continue
+        if p.end is not None:
+            p.bad.append((None, "lines after the end record"))
+            continue
+        try:
+            value, found = strict_loads(text)
+        except Exception as e:
+            if p.header is None:
+                return "not a bundle: the first line is not a header"
+            p.bad.append((None, "line %d is not valid JSON (%s)" % (idx + 1, e)))
+            continue
+        t = _record(value)
+        if t is None:
+            if p.header is None:
+                return "not a bundle: the first line is not a header"
+            p.bad.append((None, "line %d is not a valid record" % (idx + 1)))
+            continue
+        seq = None
+        if t == "event" and isinstance(value["event"], dict):
+            s_ = value["event"].get("seq")
+            if _u64(s_):
+                seq = s_
+        if text.endswith(b"\r"):
+            p.bad.append((seq, "line %d ends with CR" % (idx + 1)))
+        if not complete:
+            p.bad.append((seq, "the last line does not end with a newline"))
+        if found.duplicate is not None:
+            p.bad.append((seq, "line %d repeats the member %r" % (idx + 1, found.duplicate)))
+        if p.header is not None:
+            st = STAGES[t]
+            if st < last_stage or st == 0:
+                p.bad.append((seq, "line %d is out of order" % (idx + 1)))
+            else:
+                last_stage = st
+        if p.header is None:
+            if t != "header":
+                return "not a bundle: the first line is not a header"
+            if value["format"] != FORMAT:
+                return "the bundle's format is %r; this verifier reads %r" % (value["format"], FORMAT)
+            p.header = value
+        elif t == "header":
+            pass
+        elif t == "checkpoint":
+            p.notes.append(value["note"])
+        elif t == "consistency":
+            p.cons.append(value)
+        elif t == "event":
+            if seq is None or seq < 1:
+                p.bad.append((None, "an event without a sequence number"))
+                continue
+            ev = value["event"]
+            why = _event_values(ev, found.number)
+            if why is not None:
+                p.bad.append((seq, "event #%d: %s" % (seq, why)))
+            try:
+                c = canonical(ev)
+            except Exception as e:
+                p.bad.append((seq, "event #%d has no canonical form (%s)" % (seq, e)))
+                continue
+            p.events.append((seq, ev, c, value.get("hash"), value.get("proof")))
+        elif t == "end":
+            if _end_exact(value).encode("utf-8") != text:
+                p.bad.append((None, "the end record is not in its exact form"))
+            p.end, p.end_offset = value, start
+    if p.header is None:
+        return "the file is empty: it is not a bundle"
+    return p
+
+
+def _hex_hash(h):
+    if not isinstance(h, str) or len(h) != 64:
+        return None
+    try:
+        return bytes.fromhex(h)
+    except ValueError:
+        return None
+
+
+# ----- §7 verifying a bundle ----------------------------------------------------------------
 
 class Report:
     def __init__(self):
@@ -284,76 +585,101 @@ class Report:
         self.problems.append({"kind": kind, "seq": seq, "message": message})
 
 
+def _pinned(rep, pins, listed, origin):
+    out = []
+    for p in pins:
+        try:
+            k = parse_vkey(p)
+        except Exception:
+            k = None
+        if k is not None:
+            if k.name == origin:
+                out.append(k)
+            else:
+                rep.add("unknown_key", None, "the pinned key is named %r, not after the origin" % k.name)
+            continue
+        found = [k for k in listed if k.fingerprint == p or thumbprint(k.pub) == p]
+        if found:
+            out.append(found[0])
+        else:
+            rep.add("unknown_key", None, "the pinned key %s did not sign this bundle" % p)
+    return out
+
+
 def verify_bundle(data, pinned=(), seen=()):
     rep = Report()
-    lines = data.split(b"\n")
-    header, notes, cons, events, end, end_offset = None, [], {}, [], None, len(data)
-    offset = 0
-    for idx, raw in enumerate(lines):
-        start = offset
-        offset += len(raw) + 1
-        if not raw:
-            continue
-        complete = offset <= len(data)
-        try:
-            rec = json.loads(raw.decode("utf-8"))
-        except Exception:
-            if header is None:
-                rep.add("malformed", None, "not a bundle: the first line is not a header")
-                return rep
-            rep.add("truncated" if not complete else "malformed", None,
-                    "line %d is not valid JSON" % (idx + 1))
-            continue
-        t = rec.get("type")
-        if header is None:
-            if t != "header" or rec.get("format") != FORMAT:
-                rep.add("malformed", None, "not a bundle: the first line is not a header")
-                return rep
-            header = rec
-        elif end is not None:
-            rep.add("malformed", None, "lines after the end record")
-        elif t == "checkpoint":
-            notes.append(rec["note"])
-        elif t == "consistency":
-            cons[(rec["from"], rec["to"])] = [bytes.fromhex(h) for h in rec["proof"]]
-        elif t == "event":
-            events.append(rec)
-        elif t == "end":
-            end, end_offset = rec, start
-        else:
-            rep.add("malformed", None, "unknown record type %r" % t)
+    p = parse_bundle(data)
+    if isinstance(p, str):
+        rep.add("malformed", None, p)
+        return rep
+    header = p.header
     origin = header["origin"]
-    listed = [parse_vkey(k["vkey"]) for k in header["keys"]]
-    if pinned:
-        trusted = []
-        for p in pinned:
-            if "+" in p:
-                trusted.append(parse_vkey(p))
-            else:
-                trusted += [k for k in listed if k.fingerprint == p]
-        if not trusted:
-            rep.add("unknown_key", None, "none of the pinned keys signed this bundle")
-    else:
-        trusted = listed
-    # Seal.
-    if end is None:
+    # Keys (§6): named after the origin, kid and fingerprint their own.
+    listed = []
+    for k in header["keys"]:
+        try:
+            nk = parse_vkey(k["vkey"])
+        except Exception as e:
+            rep.add("malformed", None, "bad verifier key: %s" % e)
+            continue
+        if nk.name != origin:
+            rep.add("malformed", None, "a key named %r for the log %r" % (nk.name, origin))
+            continue
+        if thumbprint(nk.pub) != k["kid"] or nk.fingerprint != k["fingerprint"]:
+            rep.add("malformed", None, "the header's kid or fingerprint is not its key's")
+        listed.append(nk)
+    trusted = _pinned(rep, pinned, listed, origin) if pinned else listed
+    # Seal (§7.2): the key id is computed with the origin as the key's name.
+    if p.end is None:
         rep.add("truncated", None, "the bundle has no end record: it is truncated")
     else:
-        digest = sha256(data[:end_offset])
+        end = p.end
+        digest = sha256(data[:p.end_offset])
         if digest.hex() != end["sha256"]:
             rep.add("broken_seal", None, "the bytes do not match the seal's SHA-256")
         else:
-            keys = [k for k in trusted if k.id.hex() == end["key"]]
+            keys = [k for k in trusted if key_id(origin, k.pub).hex() == end["key"]]
             if not keys:
                 rep.add("unknown_key", None, "the seal is made with an untrusted key")
-            elif not keys[0].verify(base64.b64decode(end["signature"]), SEAL_CONTEXT + digest):
-                rep.add("broken_seal", None, "the seal's signature does not verify")
-        if end["events"] != len(events):
-            rep.add("deleted" if end["events"] > len(events) else "inserted", None,
-                    "the end record counts %d events, the bundle has %d" % (end["events"], len(events)))
-    # Checkpoints.
+            else:
+                try:
+                    sig = base64.b64decode(end["signature"], validate=True)
+                except Exception:
+                    sig = b""
+                if len(sig) != 64 or not keys[0].verify(sig, SEAL_CONTEXT + digest):
+                    rep.add("broken_seal", None, "the seal's signature does not verify")
+        if end["events"] != len(p.events):
+            rep.add("deleted" if end["events"] > len(p.events) else "inserted", None,
+                    "the end record counts %d events, the bundle has %d" % (end["events"], len(p.events)))
+    for seq, why in p.bad:
+        rep.add("malformed", seq, why)
+    # Checkpoint lines in strictly ascending order of size.
+    previous = None
+    for text in p.notes:
+        try:
+            size = Note(text).size
+        except Exception:
+            continue
+        if previous is not None and size <= previous:
+            rep.add("malformed", size, "the checkpoint of %d comes after the checkpoint of %d" % (size, previous))
+        previous = size if previous is None else max(previous, size)
+    # Consistency lines: excerpts only, one per pair.
+    pairs = set()
+    for c in p.cons:
+        if header["scope"]["kind"] == "full":
+            rep.add("malformed", None, "a whole-log bundle holds a consistency line")
+            break
+        if (c["from"], c["to"]) in pairs:
+            rep.add("malformed", None, "two consistency lines from %d to %d" % (c["from"], c["to"]))
+        pairs.add((c["from"], c["to"]))
+    # Checkpoints (§7.3).
+    notes = []
+    for text in p.notes:
+        notes.append((text, False))
+    for text in seen:
+        notes.append((text, True))
     anchors = []
-    for text, outside in [(n, False) for n in notes] + [(s, True) for s in seen]:
+    for text, outside in notes:
         try:
             note = Note(text)
         except Exception as e:
@@ -367,139 +693,195 @@ def verify_bundle(data, pinned=(), seen=()):
             rep.add("forged_checkpoint", note.size, "checkpoint of %d: bad signature" % note.size)
         elif status == "unknown-key":
             rep.add("unknown_key", note.size, "checkpoint of %d: signed by another key" % note.size)
-        else:
+        elif not any(a[0].text == note.text for a in anchors):
             anchors.append((note, outside))
+    anchors.sort(key=lambda a: a[0].size)
     own = [n for n, o in anchors if not o]
     if not own:
         rep.add("malformed", None, "no checkpoint signed by a trusted key")
         return rep
-    newest = max(own, key=lambda n: n.size)
-    N = newest.size
-    if end is not None and end["checkpoint"] != N:
+    newest = own[-1]
+    if p.end is not None and p.end["checkpoint"] != newest.size:
         rep.add("malformed", None, "the end record names another checkpoint")
     if header["scope"]["kind"] == "full":
-        _verify_full(rep, events, anchors)
+        _verify_full(rep, p.events, anchors, newest.size)
     else:
-        _verify_excerpt(rep, header["scope"], events, anchors, newest, cons)
+        _verify_excerpt(rep, header["scope"], p.events, anchors, newest, p.cons)
     return rep
 
 
-def _verify_full(rep, events, anchors):
-    present = {e["event"]["seq"] for e in events}
-    by_size = sorted(anchors, key=lambda a: a[0].size)
-    prev = bytes(32)
-    expected = 1
-    fr = Frontier()
-    first_problem = None
-    misplaced = set()
-    after_anomaly = False
-    last_match = 0
-    ai = 0
+class _Walk:
+    """§7.4: a contiguous log walked in file order (the reference for the prose)."""
 
-    def flag(kind, seq, msg):
-        nonlocal first_problem
-        if first_problem is None:
-            first_problem = seq
-        rep.add(kind, seq, msg)
+    def __init__(self, rep, anchors, present):
+        self.rep = rep
+        self.expected = 1
+        self.prev = bytes(32)
+        self.fr = Frontier()
+        self.anchors = anchors
+        self.next_anchor = 0
+        self.first_problem = None
+        self.last_match = 0
+        self.last_pos = 0
+        self.present = present
+        self.misplaced = set()
+        self.after_anomaly = False
 
-    def check_anchors():
-        nonlocal ai, last_match, first_problem
-        while ai < len(by_size) and by_size[ai][0].size <= fr.size:
-            note, outside = by_size[ai]
-            ai += 1
-            if note.size < fr.size:
-                continue
-            head = prev if note.size > 0 else bytes(32)
-            if fr.root() == note.root and head == note.head:
-                if first_problem is None:
-                    rep.checkpoints_verified += 1
-                    last_match = note.size
-            elif first_problem is None or first_problem > note.size:
-                flag("rolled_back" if outside else "rewritten", last_match + 1,
-                     "events up to #%d do not match the checkpoint of %d" % (note.size, note.size))
+    def flag(self, kind, seq, msg):
+        if self.first_problem is None:
+            self.first_problem = seq
+        self.rep.add(kind, seq, msg)
 
-    for rec in events:
-        ev = rec["event"]
-        seq = ev["seq"]
-        check_anchors()
-        body = canonical(ev)
-        stored = bytes.fromhex(rec.get("hash", "00" * 32))
-        explained = after_anomaly
-        after_anomaly = False
-        if seq < expected:
-            if seq not in misplaced:
-                if seq + 1 == expected:
-                    flag("inserted", seq, "event #%d appears twice" % seq)
+    def event(self, pos, body, stored):
+        self.check_anchors()
+        self.last_pos = max(self.last_pos, pos)
+        explained = self.after_anomaly
+        self.after_anomaly = False
+        if pos < self.expected:
+            if pos not in self.misplaced:
+                if pos + 1 == self.expected:
+                    self.flag("inserted", pos, "event #%d appears twice" % pos)
                 else:
-                    flag("reordered", seq, "event #%d comes after #%d" % (seq, expected - 1))
-            prev = stored
-            fr.push(leaf_hash(body))
-            after_anomaly = True
-            continue
-        if seq > expected:
-            missing = [s for s in range(expected, seq) if s not in present]
-            moved = [s for s in range(expected, seq) if s in present]
+                    self.flag("reordered", pos, "event #%d comes after #%d" % (pos, self.expected - 1))
+            self.prev = stored
+            self.fr.push(leaf_hash(body))
+            self.after_anomaly = True
+            return
+        if pos > self.expected:
+            missing = [s for s in range(self.expected, pos) if s not in self.present]
+            moved = [s for s in range(self.expected, pos) if s in self.present]
             if missing:
-                flag("deleted", missing[0], "events #%d to #%d are missing" % (missing[0], missing[-1]))
+                self.flag("deleted", missing[0], "events #%d to #%d are missing" % (missing[0], missing[-1]))
             if moved:
-                flag("reordered", moved[0], "event #%d comes after #%d" % (moved[0], seq))
-                misplaced.update(moved)
+                self.flag("reordered", moved[0], "event #%d comes after #%d" % (moved[0], pos))
+                self.misplaced.update(moved)
             explained = True
-        if sha256(prev + leaf_hash(body)) != stored and not explained:
-            flag("edited", seq, "event #%d does not match its hash" % seq)
-        prev = stored
-        fr.push(leaf_hash(body))
-        expected = seq + 1
-        check_anchors()
-    check_anchors()
-    n = fr.size
-    for note, outside in by_size[ai:]:
-        if note.size > n:
-            rep.add("rolled_back" if outside else "truncated", n + 1,
-                    "the bundle ends at #%d but a checkpoint covers %d" % (n, note.size))
+            self.expected = pos
+        leaf = leaf_hash(body)
+        if sha256(self.prev + leaf) != stored and not explained:
+            self.flag("edited", pos, "event #%d does not match its hash" % pos)
+        self.prev = stored
+        self.fr.push(leaf)
+        self.expected = pos + 1
+        self.check_anchors()
+
+    def check_anchors(self):
+        while self.next_anchor < len(self.anchors):
+            note, outside = self.anchors[self.next_anchor]
+            size = note.size
+            if size > max(self.fr.size, self.last_pos):
+                break
+            self.next_anchor += 1
+            if size != self.fr.size or size < self.last_pos:
+                if self.first_problem is None or self.first_problem > size:
+                    if self.first_problem is None:
+                        self.first_problem = size
+                    self.rep.add("rewritten", size, "the events do not line up with the checkpoint of %d" % size)
+                continue
+            head = bytes(32) if size == 0 else self.prev
+            if self.fr.root() == note.root and head == note.head:
+                if self.first_problem is None:
+                    self.rep.checkpoints_verified += 1
+                    self.last_match = max(self.last_match, size)
+                continue
+            if self.first_problem is not None and self.first_problem <= size:
+                continue
+            frm = self.last_match + 1
+            if self.first_problem is None:
+                self.first_problem = frm
+            self.rep.add("rolled_back" if outside else "rewritten", frm,
+                         "the first %d events do not match the checkpoint of %d" % (size, size))
+
+    def finish(self):
+        self.check_anchors()
+        n = max(self.last_pos, self.fr.size)
+        for note, outside in reversed(self.anchors[self.next_anchor:]):
+            if note.size <= n:
+                continue
+            self.rep.add("rolled_back" if outside else "truncated", n + 1,
+                         "the log ends at #%d but a checkpoint covers %d" % (n, note.size))
             break
-    rep.events = rep.log_size = n
-    rep.root = fr.root().hex()
+        self.rep.events = self.fr.size
+        self.rep.log_size = n
+        self.rep.root = self.fr.root().hex()
+
+
+def _verify_full(rep, events, anchors, newest):
+    beyond = [seq for seq, _, _, _, _ in events if seq > newest]
+    if beyond:
+        rep.add("inserted", min(beyond), "events after the newest checkpoint (%d)" % newest)
+    w = _Walk(rep, anchors, {seq for seq, _, _, _, _ in events})
+    for seq, ev, body, h, _ in events:
+        stored = _hex_hash(h) if h is not None else None
+        if h is None:
+            w.flag("malformed", seq, "event #%d has no hash" % seq)
+        w.event(seq, body, stored if stored is not None else b"\xff" * 32)
+    w.finish()
+
+
+def _in_scope(scope, ev):
+    t = ev.get("time")
+    t = t if isinstance(t, str) else ""
+    if scope.get("agent") is not None and ev.get("agent") != scope["agent"]:
+        return False
+    if scope.get("since") is not None and t < scope["since"]:
+        return False
+    if scope.get("until") is not None and t >= scope["until"]:
+        return False
+    return True
 
 
 def _verify_excerpt(rep, scope, events, anchors, newest, cons):
     N = newest.size
     rep.log_size = N
     rep.root = newest.root.hex()
-    rep.checkpoints_verified = 1
+    proofs = {}
+    for c in cons:
+        proofs[(c["from"], c["to"])] = c["proof"]
+    verified = 1
     for note, outside in anchors:
+        m = note.size
         if note.text == newest.text:
             continue
-        if note.size > N:
-            rep.add("rolled_back", note.size, "a checkpoint of %d is newer than the excerpt's log" % note.size)
+        if m == 0 or (m == N and note.root == newest.root):
+            verified += 1
             continue
-        proof = cons.get((note.size, N))
+        if m == N:
+            rep.add("rolled_back" if outside else "rewritten", m, "same size, another root")
+            continue
+        if m > N:
+            rep.add("rolled_back", m, "a checkpoint of %d is newer than the excerpt's log" % m)
+            continue
+        proof = proofs.get((m, N))
         if proof is None:
-            rep.add("proof_mismatch", note.size, "no consistency proof from %d to %d" % (note.size, N))
-        elif verify_consistency(note.size, N, note.root, newest.root, proof):
-            rep.checkpoints_verified += 1
+            rep.add("proof_mismatch", m, "no consistency proof from %d to %d" % (m, N))
+            continue
+        path = [_hex_hash(h) for h in proof]
+        if any(h is None for h in path):
+            rep.add("malformed", m, "a consistency proof is not hex hashes")
+            continue
+        if verify_consistency(m, N, note.root, newest.root, path):
+            verified += 1
         else:
-            rep.add("rolled_back" if outside else "rewritten", note.size,
-                    "checkpoint of %d is not consistent with %d" % (note.size, N))
-    last = 0
-    for rec in events:
-        ev = rec["event"]
-        seq = ev["seq"]
-        if seq <= last:
+            rep.add("rolled_back" if outside else "rewritten", m,
+                    "checkpoint of %d is not consistent with %d" % (m, N))
+    rep.checkpoints_verified = verified
+    last = None
+    for seq, ev, body, _, proof in events:
+        if last is not None and seq <= last:
             rep.add("inserted" if seq == last else "reordered", seq, "event #%d out of order" % seq)
         last = seq
         if not 1 <= seq <= N:
             rep.add("inserted", seq, "event #%d is outside the log" % seq)
             continue
-        proof = [bytes.fromhex(h) for h in rec.get("proof", [])]
-        if not verify_inclusion(seq - 1, N, leaf_hash(canonical(ev)), proof, newest.root):
+        path = [_hex_hash(h) for h in proof] if proof is not None else None
+        if path is None or any(h is None for h in path):
+            rep.add("malformed", seq, "event #%d has no inclusion proof" % seq)
+            continue
+        if not verify_inclusion(seq - 1, N, leaf_hash(body), path, newest.root):
             rep.add("edited", seq, "event #%d does not match its inclusion proof" % seq)
-        if scope.get("agent") is not None and ev.get("agent") != scope["agent"]:
-            rep.add("inserted", seq, "event #%d is not about the excerpt's agent" % seq)
-        if scope.get("since") is not None and ev["time"] < scope["since"]:
-            rep.add("inserted", seq, "event #%d is before the excerpt's window" % seq)
-        if scope.get("until") is not None and ev["time"] >= scope["until"]:
-            rep.add("inserted", seq, "event #%d is after the excerpt's window" % seq)
+        if not _in_scope(scope, ev):
+            rep.add("inserted", seq, "event #%d is outside the excerpt's selection" % seq)
     rep.events = len(events)
 
 
@@ -507,7 +889,6 @@ def _verify_excerpt(rep, scope, events, anchors, newest, cons):
 
 def check_vectors(path):
     exp = json.load(open(path, encoding="utf-8"))
-    import os
     base = os.path.dirname(path)
     bad = []
 
@@ -551,27 +932,51 @@ def check_vectors(path):
     for name in ("bundle.jsonl", "excerpt.jsonl"):
         r = verify_bundle(open(os.path.join(base, name), "rb").read())
         eq(name, r.problems, [])
+    # Every case: the problems, as (kind, seq) without repeats, that expected.json gives.
+    for case in exp.get("cases", []):
+        pinned, seen = _args(case["args"], base)
+        r = verify_bundle(open(os.path.join(base, case["file"]), "rb").read(), pinned, seen)
+        want = sorted({(p["kind"], p["seq"]) for p in case["problems"]}, key=_order)
+        got = sorted({(p["kind"], p["seq"]) for p in r.problems}, key=_order)
+        eq("case %s" % case["name"], got, want)
     for b in bad:
         print(b)
     print("vectors: %s" % ("ok" if not bad else "%d mismatches" % len(bad)))
     return 0 if not bad else 1
 
 
-def main(argv):
-    if len(argv) >= 2 and argv[0] == "--vectors":
-        return check_vectors(argv[1])
-    pinned, seen, files = [], [], []
+def _values(argv):
+    """The arguments that are values of --key or --checkpoint."""
+    return {argv[i + 1] for i, a in enumerate(argv[:-1]) if a in ("--key", "--checkpoint")}
+
+
+def _order(p):
+    return (p[0], -1 if p[1] is None else p[1])
+
+
+def _args(argv, base="."):
+    """(pinned keys, seen checkpoint texts) from --key and --checkpoint arguments."""
+    pinned, seen = [], []
     it = iter(argv)
     for a in it:
         if a == "--key":
             pinned.append(next(it, ""))
         elif a == "--checkpoint":
-            seen.append(open(next(it, ""), encoding="utf-8").read())
-        elif a.startswith("-"):
-            print(__doc__, file=sys.stderr)
-            return 2
+            seen.append(open(os.path.join(base, next(it, "")), encoding="utf-8").read())
         else:
-            files.append(a)
+            raise ValueError("unknown argument %s" % a)
+    return pinned, seen
+
+
+def main(argv):
+    if len(argv) >= 2 and argv[0] == "--vectors":
+        return check_vectors(argv[1])
+    files = [a for a in argv if not a.startswith("-") and a not in _values(argv)]
+    try:
+        pinned, seen = _args([a for a in argv if a not in files])
+    except (ValueError, OSError) as e:
+        print("%s\n%s" % (e, __doc__), file=sys.stderr)
+        return 2
     if len(files) != 1:
         print(__doc__, file=sys.stderr)
         return 2

@@ -42,6 +42,11 @@ pub enum Error {
     #[error("{0}")]
     Refused(String),
 
+    /// The audit trail failed verification, so Mandate refuses to vouch for it (sign a
+    /// checkpoint, export, prove). The message is the verification's one-line summary.
+    #[error("the audit trail failed verification, so nothing was signed: {0}")]
+    AuditFailed(String),
+
     /// The OS keychain could not be used.
     #[error(transparent)]
     Keychain(#[from] KeychainError),
@@ -94,6 +99,7 @@ pub enum ErrorCode {
     AlreadyExists,
     Conflict,
     Refused,
+    AuditFailed,
     KeychainUnavailable,
     KeychainLocked,
     DatabaseTooNew,
@@ -111,6 +117,7 @@ impl ErrorCode {
             ErrorCode::NotFound => 4,
             ErrorCode::AlreadyExists | ErrorCode::Conflict => 5,
             ErrorCode::Refused => 9,
+            ErrorCode::AuditFailed => 10,
             ErrorCode::KeychainUnavailable | ErrorCode::KeychainLocked => 6,
             ErrorCode::DatabaseTooNew
             | ErrorCode::DataDir
@@ -128,6 +135,7 @@ impl ErrorCode {
             ErrorCode::AlreadyExists => "already_exists",
             ErrorCode::Conflict => "conflict",
             ErrorCode::Refused => "refused",
+            ErrorCode::AuditFailed => "audit_failed",
             ErrorCode::KeychainUnavailable => "keychain_unavailable",
             ErrorCode::KeychainLocked => "keychain_locked",
             ErrorCode::DatabaseTooNew => "database_too_new",
@@ -148,6 +156,7 @@ impl Error {
             Error::AlreadyExists { .. } => ErrorCode::AlreadyExists,
             Error::Conflict(_) => ErrorCode::Conflict,
             Error::Refused(_) => ErrorCode::Refused,
+            Error::AuditFailed(_) => ErrorCode::AuditFailed,
             Error::Keychain(KeychainError::Locked { .. }) => ErrorCode::KeychainLocked,
             Error::Keychain(_) => ErrorCode::KeychainUnavailable,
             Error::DatabaseTooNew { .. } => ErrorCode::DatabaseTooNew,

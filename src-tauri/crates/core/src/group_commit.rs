@@ -42,6 +42,7 @@ use futures_channel::oneshot;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use crate::Mandate;
+use crate::audit::tag::{self, TagKeys};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 
@@ -198,6 +199,8 @@ fn not_run() -> Error {
 fn reissue(e: &Error) -> Error {
     match e {
         Error::Busy => Error::Busy,
+        // The batch's tag needs the keychain: say so, with the keychain's own fix.
+        Error::Keychain(k) => Error::Keychain(k.clone()),
         other => Error::Storage(match other {
             Error::Storage(m) => m.clone(),
             o => o.to_string(),
@@ -320,6 +323,7 @@ impl Mandate {
                 self.conn.clone(),
                 self.clock.clone(),
                 self.group.siblings.clone(),
+                self.audit_tags().clone(),
             )
         });
         let sent = committer
@@ -339,11 +343,12 @@ fn start_committer(
     conn: Arc<Mutex<Connection>>,
     clock: Arc<dyn Clock>,
     siblings: Arc<Siblings>,
+    tags: Arc<TagKeys>,
 ) -> Committer {
     let (tx, rx) = channel::<Msg>();
     let thread = std::thread::Builder::new()
         .name("mandate-commit".into())
-        .spawn(move || commit_loop(&conn, &*clock, &rx, &siblings))
+        .spawn(move || commit_loop(&conn, &*clock, &rx, &siblings, &tags))
         .ok();
     Committer {
         queue: thread.is_some().then_some(tx),
@@ -391,12 +396,14 @@ fn next_batch(rx: &Receiver<Msg>, siblings: &Siblings) -> Vec<Job> {
     jobs
 }
 
-/// The committer: one batch per turn (see [`next_batch`]).
+/// The committer: one batch per turn (see [`next_batch`]), its audit events tagged as one
+/// batch (`audit/tag.rs`) before the commit.
 fn commit_loop(
     conn: &Mutex<Connection>,
     clock: &dyn Clock,
     rx: &Receiver<Msg>,
     siblings: &Siblings,
+    tags: &TagKeys,
 ) {
     loop {
         let mut jobs = next_batch(rx, siblings);
@@ -412,6 +419,7 @@ fn commit_loop(
                 let now = clock.now();
                 let outcome = (|| -> Result<()> {
                     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                    let before = tag::head(&tx)?;
                     let mut batch_failed = false;
                     for job in jobs.drain(..) {
                         // After a failed shared-fate write the rest still run (the rare path),
@@ -428,6 +436,7 @@ fn commit_loop(
                                 .into(),
                         ));
                     }
+                    tag::seal(&tx, before, tags)?;
                     tx.commit()?;
                     Ok(())
                 })();

@@ -100,6 +100,8 @@ pub struct Mandate {
     checkpointing: std::sync::atomic::AtomicBool,
     /// Assertion and DPoP `jti`s already accepted, shared by every endpoint of this handle.
     used_jtis: Arc<oauth::replay::UsedJtis>,
+    /// The key that tags every committed batch of audit events (`audit/tag.rs`).
+    audit_tags: Arc<audit::tag::TagKeys>,
 }
 
 impl fmt::Debug for Mandate {
@@ -137,6 +139,12 @@ impl Mandate {
                 }
             }
         };
+        let audit_tags = Arc::new(audit::tag::TagKeys::new(
+            opts.keychain.clone(),
+            SecretRef {
+                account: format!("{install_id}/{}", SecretRef::audit_tag_key().account),
+            },
+        ));
         Ok(Mandate {
             conn: Arc::new(Mutex::new(conn)),
             keychain: opts.keychain,
@@ -148,7 +156,13 @@ impl Mandate {
             audit_due: Default::default(),
             checkpointing: Default::default(),
             used_jtis: Default::default(),
+            audit_tags,
         })
+    }
+
+    /// The key that tags committed audit batches.
+    pub(crate) fn audit_tags(&self) -> &Arc<audit::tag::TagKeys> {
+        &self.audit_tags
     }
 
     /// The used-`jti` memory every endpoint of this handle checks replays against.
@@ -235,15 +249,18 @@ impl Mandate {
             .map_err(|_| Error::Storage("an earlier operation panicked while writing".into()))
     }
 
-    /// Run `f` in a `BEGIN IMMEDIATE` transaction and commit; roll back on error.
+    /// Run `f` in a `BEGIN IMMEDIATE` transaction, tag the audit events it appended and
+    /// commit; roll back on error.
     pub(crate) fn write<T>(
         &self,
         f: impl FnOnce(&rusqlite::Transaction<'_>, DateTime<Utc>) -> Result<T>,
     ) -> Result<T> {
         let mut conn = self.lock()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let before = audit::tag::head(&tx)?;
         let now = self.clock.now();
         let out = f(&tx, now)?;
+        audit::tag::seal(&tx, before, &self.audit_tags)?;
         tx.commit()?;
         drop(conn);
         self.after_write();

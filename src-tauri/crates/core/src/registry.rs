@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::keys::{self, PrivateKeyFormat};
 use crate::lineage;
 use crate::model::*;
-use crate::secret::{SecretRef, Sensitive};
+use crate::secret::{KeychainError, SecretRef, Sensitive};
 use crate::trust::{self, TrustInputs, TrustOverride};
 
 /// The longest overlap allowed when rotating a key.
@@ -203,12 +203,12 @@ impl Mandate {
                     kid,
                     signing: keys::signing_key_from_secret(&secret)?,
                 }),
-                None => Err(Error::Conflict(format!(
+                None => Err(Error::Keychain(KeychainError::Missing(format!(
                     "the issuer signing key {kid} is missing from the OS keychain ({}); it may \
                      have been deleted. Restore the keychain, or start over with a new \
                      MANDATE_DATA_DIR",
                     self.keychain_description()
-                ))),
+                )))),
             };
         }
         // Made at the endpoint's first start: by the person starting it when one is chosen,

@@ -91,6 +91,18 @@ impl SecretRef {
             account: format!("moved-previous/{move_id}"),
         }
     }
+    /// The key that authenticates each committed batch of audit events (`audit/tag.rs`).
+    pub fn audit_tag_key() -> Self {
+        SecretRef {
+            account: "audit-tag-key".into(),
+        }
+    }
+    /// A copy of the newest signed audit checkpoint, out of reach of a database writer.
+    pub fn audit_checkpoint() -> Self {
+        SecretRef {
+            account: "audit-checkpoint".into(),
+        }
+    }
 }
 
 /// Why the keychain could not be used. Each message names the fix.
@@ -106,6 +118,11 @@ pub enum KeychainError {
     /// The keychain exists but is locked and could not be unlocked.
     #[error("the OS keychain is locked ({detail}); {fix}")]
     Locked { detail: String, fix: String },
+
+    /// The keychain works but lacks an entry Mandate needs and cannot recreate (the issuer
+    /// key, the audit authentication key): it was deleted, or this is another keychain.
+    #[error("{0}")]
+    Missing(String),
 
     /// Any other keychain failure. The detail never contains the secret.
     #[error("the OS keychain refused the operation: {0}")]

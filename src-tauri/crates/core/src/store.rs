@@ -27,6 +27,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/007_registry_generation.sql"),
     include_str!("migrations/008_credentials.sql"),
     include_str!("migrations/009_mcp.sql"),
+    include_str!("migrations/010_audit_tags.sql"),
 ];
 
 /// The schema version this build writes.

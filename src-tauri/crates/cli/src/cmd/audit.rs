@@ -3,10 +3,12 @@
 //! stream it to a syslog server.
 //!
 //! Exit codes: 0 when verification passes, 10 when it fails (the trail, bundle or report was
-//! tampered with or is damaged), 3 for a `--key` or `--checkpoint` that is not one, and the
-//! usual codes for usage (2), I/O (7) and keychain problems. A failure ends with one line on
-//! stderr: the main problem and what to do (`VerifyReport::summary`). Exports go through a
-//! temporary file made before any work (`Staged`), renamed into place only when complete.
+//! tampered with or is damaged; an export or proof over such a trail refuses with 10 too), 3
+//! for a `--key` or `--checkpoint` that is not one, and the usual codes for usage (2), the
+//! keychain (6) and I/O (7). A failure ends with one line on stderr: the main problem and what
+//! to do (`VerifyReport::summary`). Exports go through a temporary file made before any work
+//! (`Staged`), renamed into place only when complete; one left by a killed export is removed
+//! by the next export to the same place.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -16,7 +18,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use mandate_core::Error;
 use mandate_core::audit::note::{NoteKey, SignedCheckpoint};
 use mandate_core::audit::verify::{BundleOptions, VerifyReport, check_bundle};
-use mandate_core::audit::{ExportSelection, ocsf};
+use mandate_core::audit::{ExportSelection, LiveCheck, ocsf};
 
 use crate::context::{CliError, CliResult, Ctx};
 use crate::output;
@@ -25,14 +27,45 @@ use crate::output;
 pub const VERIFY_FAILED: u8 = 10;
 
 const VERIFY_HELP: &str = "\
+Without FILE, the live trail on this machine is verified: every event, its batch tag (made with
+a key kept in the OS keychain), every checkpoint, and the copies of the newest checkpoint kept
+beside the database and in the keychain. --key and --checkpoint apply to it as to a file.
+
 Exit codes:
   0   verified
   10  verification failed: the trail, bundle or report was altered, is damaged or cut off, is
-      not a Mandate bundle or report (a PDF without the attached bundle), or is not signed by
-      the key you trust; the last line on stderr says what is wrong and what to do
+      not a Mandate bundle or report (a PDF without the attached bundle), is older than or
+      inconsistent with a checkpoint you brought, or is not signed by the key you trust; the
+      last line on stderr says what is wrong and what to do
   2   usage error (unknown flag, missing value)
   3   a --key value is not a key, or a --checkpoint file is not a signed checkpoint
+  6   the live trail: the OS keychain is locked or unavailable, or lacks the issuer key
   7   a file could not be read (the message names it), or the data folder could not be used";
+
+const EXPORT_HELP: &str = "\
+Mandate first verifies the whole trail on this machine; if it does not verify, nothing is
+signed or written (exit 10; run `mandate audit verify` to see every problem).
+
+Exit codes:
+  0   written
+  10  the trail failed verification, so the export was refused
+  3   invalid input (--since after --until, a PDF without --out)
+  4   no such agent
+  6   the OS keychain is locked or unavailable, or lacks the issuer key
+  7   the export could not be written (the message names the place), or the data folder
+      could not be used";
+
+const PROVE_HELP: &str = "\
+Mandate verifies the whole trail first, holding it against the checkpoint you give: the proof
+is given only when the trail verifies and matches that checkpoint event for event.
+
+Exit codes:
+  0   consistent: the log only grew since that checkpoint (the JSON holds the proof)
+  10  not consistent, or the trail failed verification: events that checkpoint covers were
+      changed, the log is older than it (rolled back), or it is from another log or key
+  3   the file is not a signed checkpoint
+  6   the OS keychain is locked or unavailable, or lacks the issuer key
+  7   the file could not be read, or the data folder could not be used";
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCmd {
@@ -40,10 +73,12 @@ pub enum AuditCmd {
     #[command(after_help = VERIFY_HELP)]
     Verify(VerifyArgs),
     /// Export the audit trail: a PDF report, the evidence bundle, or OCSF JSON Lines.
+    #[command(after_help = EXPORT_HELP)]
     Export(ExportArgs),
     /// Sign a checkpoint of the log now and print it (C2SP signed note).
     Checkpoint,
     /// Prove that the log only grew since an older checkpoint (RFC 9162 consistency proof).
+    #[command(after_help = PROVE_HELP)]
     Prove {
         /// A checkpoint file saved earlier (for example from an older export).
         #[arg(long, value_name = "FILE")]
@@ -187,12 +222,17 @@ impl Staged {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "export".into());
+        remove_stale(&dir, &name);
         let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
         let file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&tmp)
             .map_err(|e| Self::io(path, &e))?;
+        // Held until the file is renamed or removed, and released by the OS if this process is
+        // killed: how the next export tells a live temporary file from a stale one. Where the
+        // file system has no locks, exports still work; stale files are then left alone.
+        let _ = file.try_lock();
         Ok(Staged {
             path: path.to_path_buf(),
             tmp,
@@ -212,6 +252,39 @@ impl Staged {
             std::fs::rename(&self.tmp, &self.path)
         })();
         res.map_err(|e| Self::io(&self.path, &e))
+    }
+}
+
+/// Remove the temporary files of earlier exports to `dir/name` that were killed before they
+/// finished: `.NAME.PID.tmp` files that no process holds locked. Another export still writing
+/// holds its lock, so its file stays; files of other names are never touched.
+fn remove_stale(dir: &Path, name: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let prefix = format!(".{name}.");
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(pid) = file_name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&prefix))
+            .and_then(|n| n.strip_suffix(".tmp"))
+        else {
+            continue;
+        };
+        if pid.is_empty()
+            || !pid.bytes().all(|b| b.is_ascii_digit())
+            || !entry.file_type().is_ok_and(|t| t.is_file())
+        {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(f) = std::fs::OpenOptions::new().write(true).open(&path) else {
+            continue;
+        };
+        if f.try_lock().is_ok() {
+            let _ = std::fs::remove_file(&path);
+        }
     }
 }
 
@@ -273,14 +346,10 @@ fn print_report(ctx: &Ctx, r: &VerifyReport, what: &str) -> CliResult {
     }
 }
 
-fn verify(ctx: &mut Ctx, a: VerifyArgs) -> CliResult {
-    let Some(file) = a.file else {
-        let m = ctx.mandate()?;
-        let r = m.verify_audit()?;
-        return print_report(ctx, &r, "the audit trail");
-    };
-    // What the reader brings must at least be well formed: a typo is not a failed verification.
-    for k in &a.keys {
+/// The reader's `--key` values, checked to be keys at all: a typo is not a failed
+/// verification (exit 3, not 10).
+fn keys_given(keys: &[String]) -> CliResult<Vec<String>> {
+    for k in keys {
         let fingerprint = k.strip_prefix("SHA256:").is_some_and(is_b64url);
         let thumbprint = k.len() == 43 && is_b64url(k);
         if !fingerprint && !thumbprint && NoteKey::parse_vkey(k).is_err() {
@@ -290,21 +359,40 @@ fn verify(ctx: &mut Ctx, a: VerifyArgs) -> CliResult {
             ))));
         }
     }
+    Ok(keys.to_vec())
+}
+
+/// A checkpoint file the reader brings, read and checked to be a signed note (exit 7 when it
+/// cannot be read, 3 when it is not a checkpoint).
+fn checkpoint_given(path: &Path, flag: &str) -> CliResult<SignedCheckpoint> {
+    let text = String::from_utf8_lossy(&read(path, "could not read the checkpoint")?).into_owned();
+    SignedCheckpoint::parse(&text).map_err(|e| {
+        CliError::Core(Error::Invalid(format!(
+            "{flag} {} is not a signed checkpoint ({e}): pass a file saved from `mandate audit \
+             checkpoint` or a copy of audit-checkpoint.txt",
+            path.display()
+        )))
+    })
+}
+
+fn verify(ctx: &mut Ctx, a: VerifyArgs) -> CliResult {
+    // What the reader brings must at least be well formed, for a file and the live trail alike.
+    let keys = keys_given(&a.keys)?;
     let mut seen = Vec::new();
     for c in &a.checkpoints {
-        let text = String::from_utf8_lossy(&read(c, "could not read the checkpoint")?).into_owned();
-        if let Err(e) = SignedCheckpoint::parse(&text) {
-            return Err(CliError::Core(Error::Invalid(format!(
-                "--checkpoint {} is not a signed checkpoint ({e}): pass a file saved from \
-                 `mandate audit checkpoint` or a copy of audit-checkpoint.txt",
-                c.display()
-            ))));
-        }
-        seen.push(text);
+        seen.push(checkpoint_given(c, "--checkpoint")?.text);
     }
+    let Some(file) = a.file else {
+        let m = ctx.mandate()?;
+        let r = m.verify_audit_with(&LiveCheck {
+            pinned_keys: keys,
+            seen_checkpoints: seen,
+        })?;
+        return print_report(ctx, &r, "the audit trail");
+    };
     let bytes = read(&file, "could not read")?;
     let opts = BundleOptions {
-        pinned_keys: a.keys,
+        pinned_keys: keys,
         seen_checkpoints: seen,
     };
     let (bundle, what) = if bytes.starts_with(b"%PDF-") {
@@ -481,12 +569,11 @@ pub fn run(ctx: &mut Ctx, cmd: AuditCmd) -> CliResult {
             }
         }
         AuditCmd::Prove { from } => {
+            let old = checkpoint_given(&from, "--from")?;
             let m = ctx.mandate()?;
-            let text = String::from_utf8_lossy(&read(&from, "could not read the checkpoint")?)
-                .into_owned();
-            let old = mandate_core::audit::note::SignedCheckpoint::parse(&text)
-                .map_err(|e| CliError::Core(Error::Invalid(format!("{}: {e}", from.display()))))?;
-            let (new, proof) = m.audit_consistency_proof(old.checkpoint.size)?;
+            let (new, proof) = m.audit_consistency_proof(&old)?;
+            // The core verified the trail against `old`; the proof is checked once more here,
+            // as any reader would check it.
             let ok = mandate_core::audit::merkle::verify_consistency(
                 old.checkpoint.size,
                 new.checkpoint.size,
@@ -494,25 +581,23 @@ pub fn run(ctx: &mut Ctx, cmd: AuditCmd) -> CliResult {
                 &new.checkpoint.root,
                 &proof,
             );
+            if !ok {
+                return Err(CliError::Exit {
+                    code: VERIFY_FAILED,
+                    message: format!(
+                        "the log is not consistent with {}: it did not only grow since then",
+                        from.display()
+                    ),
+                });
+            }
             output::json(&serde_json::json!({
                 "from": old.checkpoint.size,
                 "to": new.checkpoint.size,
                 "proof": proof.iter().map(|h| mandate_core::audit::hex(h)).collect::<Vec<_>>(),
                 "old_checkpoint": old.text,
                 "new_checkpoint": new.text,
-                "consistent": ok,
-            }))?;
-            if ok {
-                Ok(())
-            } else {
-                Err(CliError::Exit {
-                    code: VERIFY_FAILED,
-                    message: format!(
-                        "the log is not consistent with {}: it did not only grow since then",
-                        from.display()
-                    ),
-                })
-            }
+                "consistent": true,
+            }))
         }
         AuditCmd::Stream(a) => {
             use mandate_core::audit::syslog::{StreamOptions, SyslogTarget};

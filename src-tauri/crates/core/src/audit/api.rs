@@ -1,6 +1,8 @@
-//! The audit trail's part of the one API: checkpoints, verification and exports on
+//! The audit trail's part of the one API: checkpoints, verification, exports and proofs on
 //! [`Mandate`]. Adapters (CLI, desktop, endpoint) call these; the rules live in the sibling
-//! modules.
+//! modules. Mandate vouches only for a trail that verifies: a checkpoint is signed only over
+//! events that chain and carry valid batch tags, and an export or a proof starts with a whole
+//! verification and refuses ([`Error::AuditFailed`]) when it fails.
 
 use chrono::{DateTime, Utc};
 use ed25519_dalek::VerifyingKey;
@@ -15,6 +17,7 @@ use super::{AuditEvent, format_time};
 use crate::Mandate;
 use crate::error::{Error, Result};
 use crate::keys;
+use crate::secret::{SecretRef, Sensitive};
 
 /// Which events to export. Empty means the whole log.
 #[derive(Debug, Clone, Default)]
@@ -47,6 +50,15 @@ pub struct Export {
     /// When it was made.
     pub generated: DateTime<Utc>,
     pub scope: BundleScope,
+}
+
+/// What the reader brings to a verification of the live trail: keys to trust instead of the
+/// installation's own (`SHA256:` fingerprints, JWK thumbprints or verifier keys), and
+/// checkpoints seen before (signed notes) that the trail must not be older than.
+#[derive(Debug, Clone, Default)]
+pub struct LiveCheck {
+    pub pinned_keys: Vec<String>,
+    pub seen_checkpoints: Vec<String>,
 }
 
 /// Progress of a long operation: `(done, total)` in arbitrary units.
@@ -84,20 +96,64 @@ impl Mandate {
     }
 
     /// Sign a checkpoint of the whole log now (creating the issuer key on first use), keep it
-    /// in the database and in the file beside it. When nothing was added since the newest
-    /// checkpoint, that one is returned.
+    /// in the database, in the file beside it and in the OS keychain. When nothing was added
+    /// since the newest checkpoint, that one is returned. Refuses ([`Error::AuditFailed`]) to
+    /// sign a log that was rolled back behind a kept copy, or whose new events do not chain
+    /// or carry no valid batch tag (see [`checkpoint::make`]).
     pub fn audit_checkpoint(&self) -> Result<SignedCheckpoint> {
         let key = self.issuer_key()?;
         let origin = self.audit_origin();
+        let trusted = self.audit_trusted_keys()?;
+        let tag_key = self.audit_tags().get()?;
+        let outside = self.kept_checkpoints()?;
         let cp = {
             let mut conn = self.lock()?;
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let cp = checkpoint::make(&tx, &origin, &key.kid, &key.signing, self.now())?;
+            let guards = checkpoint::Guards {
+                trusted: &trusted,
+                tag_key: tag_key.as_ref(),
+                outside: &outside,
+            };
+            let cp = checkpoint::make(&tx, &origin, &key.kid, &key.signing, self.now(), &guards)?;
             tx.commit()?;
             cp
         };
-        checkpoint::write_file_if_newer(self.data_dir(), &cp)?;
+        self.keep_checkpoint(&cp)?;
         Ok(cp)
+    }
+
+    /// The copies of the newest checkpoint kept outside the database: (where, note text).
+    fn kept_checkpoints(&self) -> Result<Vec<(&'static str, String)>> {
+        let mut out = Vec::new();
+        if let Some(text) = checkpoint::read_file(self.data_dir())? {
+            out.push(("the checkpoint kept beside the database", text));
+        }
+        if let Some(text) = self.keychain_get(SecretRef::audit_checkpoint())? {
+            out.push(("the checkpoint kept in the OS keychain", text.expose().clone()));
+        }
+        Ok(out)
+    }
+
+    /// Keep `cp` in the file beside the database and in the OS keychain, unless each already
+    /// holds one at least as large. The keychain's copy is out of reach of someone who can
+    /// only write the data folder, so it catches a rollback that also replaced the file.
+    fn keep_checkpoint(&self, cp: &SignedCheckpoint) -> Result<()> {
+        checkpoint::write_file_if_newer(self.data_dir(), cp)?;
+        let kept = self.keychain_get(SecretRef::audit_checkpoint())?;
+        let newer = kept
+            .as_ref()
+            .and_then(|t| SignedCheckpoint::parse(t.expose()).ok())
+            .is_none_or(|old| {
+                old.checkpoint.origin != cp.checkpoint.origin
+                    || old.checkpoint.size < cp.checkpoint.size
+            });
+        if newer {
+            self.keychain_set(
+                SecretRef::audit_checkpoint(),
+                &Sensitive::new(cp.text.clone()),
+            )?;
+        }
+        Ok(())
     }
 
     /// Make a checkpoint if one is due (see [`checkpoint::EVERY_EVENTS`]) and the issuer key
@@ -185,14 +241,26 @@ impl Mandate {
         Ok(out)
     }
 
-    /// Verify the live store: every event's hash link, every checkpoint's signature and Merkle
-    /// root, and the checkpoint file beside the database. When all is well and the database
-    /// holds a newer checkpoint than the file, the file is brought up to date.
+    /// Verify the live store: every event's hash link and batch tag, every checkpoint's
+    /// signature and Merkle root, and the copies of the newest checkpoint kept beside the
+    /// database and in the OS keychain. When all is well and the database holds a newer
+    /// checkpoint than those copies, they are brought up to date.
     pub fn verify_audit(&self) -> Result<VerifyReport> {
+        self.verify_audit_with(&LiveCheck::default())
+    }
+
+    /// As [`Mandate::verify_audit`], also holding the log against the reader's own keys and
+    /// checkpoints (`mandate audit verify --key --checkpoint`).
+    pub fn verify_audit_with(&self, check: &LiveCheck) -> Result<VerifyReport> {
+        let kept = self.keychain_get(SecretRef::audit_checkpoint())?;
         let inputs = StoreInputs {
             origin: self.audit_origin(),
             trusted: self.audit_trusted_keys()?,
+            pinned_keys: check.pinned_keys.clone(),
             file_checkpoint: checkpoint::read_file(self.data_dir())?,
+            keychain_checkpoint: kept.map(|t| t.expose().clone()),
+            seen_checkpoints: check.seen_checkpoints.clone(),
+            tag_key: self.audit_tags().get()?,
         };
         let report = {
             let conn = self.lock()?;
@@ -206,10 +274,20 @@ impl Mandate {
             if let Some(c) = newest
                 && let Ok(cp) = SignedCheckpoint::parse(&c.note)
             {
-                checkpoint::write_file_if_newer(self.data_dir(), &cp)?;
+                self.keep_checkpoint(&cp)?;
             }
         }
         Ok(report)
+    }
+
+    /// Verify the whole trail and fail with [`Error::AuditFailed`] (its one-line summary) when
+    /// it does not verify: Mandate signs, exports and proves only a trail that verifies.
+    fn require_verified(&self, check: &LiveCheck) -> Result<VerifyReport> {
+        let report = self.verify_audit_with(check)?;
+        match report.summary() {
+            None => Ok(report),
+            Some(why) => Err(Error::AuditFailed(why)),
+        }
     }
 
     /// Export the log, or a selection of it, as a sealed evidence bundle. Makes a checkpoint
@@ -221,6 +299,7 @@ impl Mandate {
     ) -> Result<Export> {
         let mut noop = |_: u64, _: u64| {};
         let progress: Progress<'_> = progress.unwrap_or(&mut noop);
+        self.require_verified(&LiveCheck::default())?;
         let cp = self.audit_checkpoint()?;
         let key = self.issuer_key()?;
         let origin = self.audit_origin();
@@ -369,17 +448,20 @@ impl Mandate {
         })
     }
 
-    /// An RFC 9162 consistency proof from the log at `old_size` to the newest checkpoint,
-    /// made now: (the newest checkpoint, proof).
-    pub fn audit_consistency_proof(&self, old_size: u64) -> Result<(SignedCheckpoint, Vec<Hash>)> {
+    /// An RFC 9162 consistency proof from `old` (a checkpoint the reader kept) to the newest
+    /// checkpoint, made now: (the newest checkpoint, proof). The whole trail is verified first
+    /// with `old` as one of the reader's checkpoints, so a proof is given only for a log that
+    /// verifies and that matches `old` event for event; otherwise [`Error::AuditFailed`].
+    pub fn audit_consistency_proof(
+        &self,
+        old: &SignedCheckpoint,
+    ) -> Result<(SignedCheckpoint, Vec<Hash>)> {
+        self.require_verified(&LiveCheck {
+            seen_checkpoints: vec![old.text.clone()],
+            ..Default::default()
+        })?;
         let cp = self.audit_checkpoint()?;
-        let n = cp.checkpoint.size;
-        if old_size > n {
-            return Err(Error::invalid(format!(
-                "the log has {n} events; a checkpoint of {old_size} is not from this log, or \
-                 the log was truncated (run `mandate audit verify`)"
-            )));
-        }
+        let (m, n) = (old.checkpoint.size, cp.checkpoint.size);
         let conn = self.lock()?;
         let mut stmt =
             conn.prepare("SELECT body FROM audit_events WHERE seq <= ?1 ORDER BY seq")?;
@@ -389,9 +471,17 @@ impl Mandate {
             leaves.push(leaf_hash(r.get_ref(0)?.as_blob().map_err(blob_err)?));
         }
         let tree = Tree::from_leaves(leaves);
-        let proof = tree
-            .consistency_proof(old_size, n)
-            .ok_or_else(|| Error::Storage("the log changed while proving".into()))?;
+        // The events read now are the ones both checkpoints signed.
+        let changed = || {
+            Error::AuditFailed(
+                "the events changed while the proof was made; run `mandate audit verify`".into(),
+            )
+        };
+        if tree.root_at(m) != Some(old.checkpoint.root) || tree.root_at(n) != Some(cp.checkpoint.root)
+        {
+            return Err(changed());
+        }
+        let proof = tree.consistency_proof(m, n).ok_or_else(changed)?;
         Ok((cp, proof))
     }
 }

@@ -12,7 +12,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier};
+use ed25519_dalek::{Signature, Signer, SigningKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -116,6 +116,16 @@ pub struct ParsedEvent {
     pub proof: Option<Vec<String>>,
 }
 
+/// A line that breaks the format: where, which event if it is an event line, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadLine {
+    /// 1-based line number.
+    pub line: usize,
+    /// The event's `seq`, for an event line that has one.
+    pub seq: Option<u64>,
+    pub why: String,
+}
+
 /// A whole bundle, parsed but not verified.
 #[derive(Debug, Clone)]
 pub struct Parsed {
@@ -126,12 +136,52 @@ pub struct Parsed {
     pub end: Option<End>,
     /// Byte offset where the end line starts (the sealed bytes are before it).
     pub end_offset: usize,
-    /// Lines that could not be read: (1-based line number, why).
-    pub bad_lines: Vec<(usize, String)>,
+    /// Lines that break the format. A line that could still be read takes part in the other
+    /// steps too (an event is still hashed), so each fault is reported once, where it is.
+    pub bad_lines: Vec<BadLine>,
 }
 
-/// Read a bundle's lines. Fails only when it is not a bundle at all; damaged lines are
-/// collected in `bad_lines` so verification can say which.
+/// The order lines come in; a line of an earlier kind after a later one is out of order.
+fn stage(l: &Line) -> (u8, &'static str) {
+    match l {
+        Line::Header(_) => (0, "header"),
+        Line::Checkpoint { .. } => (1, "checkpoint"),
+        Line::Consistency(_) => (2, "consistency"),
+        Line::Event { .. } => (3, "event"),
+        Line::End(_) => (4, "end"),
+    }
+}
+
+/// What is wrong with an event's values, if anything (§2: `v` is 1, `decision` is `allow` or
+/// `deny`, numbers are integers below 2^53 in magnitude).
+fn event_values(event: &serde_json::Value, number: Option<&str>) -> Option<String> {
+    if let Some(n) = number {
+        return Some(format!(
+            "it holds the number {n}, and events hold only integers of magnitude below 2^53 (no \
+             fractions, exponents or -0)"
+        ));
+    }
+    match event.get("v") {
+        Some(v) if v.as_u64() == Some(1) => {}
+        Some(v) => {
+            return Some(format!(
+                "its format version is {v}; this verifier reads version 1"
+            ));
+        }
+        None => return Some("it has no format version (v)".into()),
+    }
+    match event.get("decision").and_then(|d| d.as_str()) {
+        Some("allow" | "deny") => None,
+        Some(d) => Some(format!(
+            "its decision is '{d}', and a decision is allow or deny"
+        )),
+        None => Some("it has no decision (allow or deny)".into()),
+    }
+}
+
+/// Read a bundle's lines. Fails only when it is not a bundle at all; lines that break the
+/// format are collected in `bad_lines` so verification can say which (`docs/AUDIT_FORMAT.md`
+/// §6, "Lines").
 pub fn parse(bytes: &[u8]) -> Result<Parsed, String> {
     let mut offset = 0usize;
     let mut header: Option<Header> = None;
@@ -150,42 +200,103 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, String> {
         end_offset: bytes.len(),
         bad_lines: Vec::new(),
     };
+    let mut last_stage = (0u8, "header");
     for (i, raw) in bytes.split_inclusive(|b| *b == b'\n').enumerate() {
         let start = offset;
         offset += raw.len();
-        let lineno = i + 1;
+        let line = i + 1;
+        let mut bad = |seq: Option<u64>, why: String| {
+            parsed.bad_lines.push(BadLine { line, seq, why });
+        };
+        let complete = raw.ends_with(b"\n");
         let text = raw.strip_suffix(b"\n").unwrap_or(raw);
         if text.is_empty() {
+            bad(None, "the line is blank, and a bundle has no blank lines".into());
             continue;
         }
         if parsed.end.is_some() {
-            parsed
-                .bad_lines
-                .push((lineno, "there are lines after the end record".into()));
+            bad(None, "there are lines after the end record".into());
             continue;
         }
-        let line: Line = match serde_json::from_slice(text) {
-            Ok(l) => l,
+        let (value, findings) = match super::json::parse(text) {
+            Ok(v) => v,
             Err(e) if header.is_none() => {
                 return Err(format!(
                     "this is not a Mandate evidence bundle: its first line is not a header ({e})"
                 ));
             }
+            Err(e) if !complete => {
+                bad(
+                    None,
+                    format!("the line is cut off ({e}): the bundle is truncated"),
+                );
+                continue;
+            }
             Err(e) => {
-                let why = if !raw.ends_with(b"\n") {
-                    format!("the line is cut off ({e}): the bundle is truncated")
-                } else {
-                    format!("the line is not a valid record ({e})")
-                };
-                parsed.bad_lines.push((lineno, why));
+                bad(None, format!("the line is not a valid record ({e})"));
                 continue;
             }
         };
-        match (line, header.is_some()) {
+        let record: Line = match serde_json::from_value(value.clone()) {
+            Ok(l) => l,
+            Err(_) if header.is_none() => {
+                return Err(
+                    "this is not a Mandate evidence bundle: its first line is not a header".into(),
+                );
+            }
+            Err(e) => {
+                bad(None, format!("the line is not a valid record ({e})"));
+                continue;
+            }
+        };
+        let seq = match &record {
+            Line::Event { event, .. } => event.get("seq").and_then(|s| s.as_u64()),
+            _ => None,
+        };
+        if text.ends_with(b"\r") {
+            bad(
+                seq,
+                "the line ends with a carriage return: its line endings were converted (CR LF); \
+                 a bundle's lines end with LF alone"
+                    .into(),
+            );
+        }
+        if !complete {
+            bad(
+                seq,
+                "the last line does not end with a newline: the file was cut off or changed"
+                    .into(),
+            );
+        }
+        if let Some(name) = &findings.duplicate {
+            bad(
+                seq,
+                format!(
+                    "the member '{name}' appears twice in one object, which I-JSON (RFC 7493) \
+                     and so RFC 8785 forbid: two readers could see different values"
+                ),
+            );
+        }
+        if header.is_some() {
+            let here = stage(&record);
+            if here.0 < last_stage.0 || here.0 == 0 {
+                bad(
+                    seq,
+                    format!(
+                        "a {} line comes after a {} line: the lines are out of order",
+                        here.1, last_stage.1
+                    ),
+                );
+            } else {
+                last_stage = here;
+            }
+        }
+        match (record, header.is_some()) {
             (Line::Header(h), false) => {
                 if h.format != FORMAT {
                     return Err(format!(
-                        "the bundle's format is '{}', this verifier reads '{FORMAT}'",
+                        "the bundle's format is '{}', and this verifier reads '{FORMAT}' only: \
+                         verify it with the Mandate version that made it, or a newer one",
                         h.format
                     ));
                 }
@@ -196,28 +307,46 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, String> {
                     "this is not a Mandate evidence bundle: its first line is not a header".into(),
                 );
             }
-            (Line::Header(_), true) => parsed
-                .bad_lines
-                .push((lineno, "a second header record".into())),
+            (Line::Header(_), true) => {}
             (Line::Checkpoint { note }, true) => parsed.checkpoints.push(note),
             (Line::Consistency(c), true) => parsed.consistency.push(c),
             (Line::Event { event, hash, proof }, true) => {
-                let seq = event.get("seq").and_then(|s| s.as_u64());
-                let canonical = serde_json_canonicalizer::to_vec(&event);
-                match (seq, canonical) {
-                    (Some(seq), Ok(canonical)) => parsed.events.push(ParsedEvent {
+                let Some(seq) = seq.filter(|s| *s >= 1) else {
+                    bad(
+                        None,
+                        "an event without a sequence number (an integer from 1)".into(),
+                    );
+                    continue;
+                };
+                if let Some(why) = event_values(&event, findings.number.as_deref()) {
+                    bad(Some(seq), format!("event #{seq}: {why}"));
+                }
+                match serde_json_canonicalizer::to_vec(&event) {
+                    Ok(canonical) => parsed.events.push(ParsedEvent {
                         seq,
                         canonical,
                         value: event,
                         hash,
                         proof,
                     }),
-                    _ => parsed
-                        .bad_lines
-                        .push((lineno, "an event without a sequence number".into())),
+                    Err(e) => bad(
+                        Some(seq),
+                        format!("event #{seq} has no canonical form ({e})"),
+                    ),
                 }
             }
             (Line::End(e), true) => {
+                // The end line is the only part the seal cannot cover: accept only its exact
+                // form, so no byte of a bundle goes unchecked (§6).
+                let exact = serde_json::to_vec(&Line::End(e.clone())).unwrap_or_default();
+                if exact != text {
+                    bad(
+                        None,
+                        "the end record is not in its exact form (its members in order, no \
+                         spaces, nothing else)"
+                            .into(),
+                    );
+                }
                 parsed.end = Some(e);
                 parsed.end_offset = start;
             }
@@ -250,7 +379,7 @@ pub fn check_seal(digest: &Hash, end: &End, trusted: &[NoteKey]) -> Result<(), N
     let mut msg = SEAL_CONTEXT.to_vec();
     msg.extend_from_slice(digest);
     key.key
-        .verify(&msg, &sig)
+        .verify_strict(&msg, &sig)
         .map_err(|_| NoteError::BadSignature)
 }
 

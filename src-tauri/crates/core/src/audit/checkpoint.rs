@@ -23,7 +23,8 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::merkle::{Frontier, Hash, leaf_hash};
-use super::note::{Checkpoint, SignedCheckpoint};
+use super::note::{Checkpoint, NoteKey, SignedCheckpoint};
+use super::tag::{TagKey, Tiling};
 use super::{GENESIS, chain_link, format_time};
 use crate::error::{Error, Result};
 
@@ -161,16 +162,61 @@ pub fn all(conn: &Connection) -> Result<Vec<StoredCheckpoint>> {
     Ok(out)
 }
 
+/// What [`make`] holds the log against before it signs anything.
+#[derive(Debug)]
+pub(crate) struct Guards<'a> {
+    /// The issuer keys: the previous checkpoint, which the new one extends, must verify.
+    pub trusted: &'a [NoteKey],
+    /// The key that tagged the batches, when the keychain holds one: every new event must be
+    /// covered by a valid tag (`audit/tag.rs`).
+    pub tag_key: Option<&'a TagKey>,
+    /// The copies of the newest checkpoint kept outside the database (where, note text): the
+    /// database must still hold each, word for word.
+    pub outside: &'a [(&'a str, String)],
+}
+
+fn refuse(why: String) -> Error {
+    Error::AuditFailed(format!(
+        "{why}. Run `mandate audit verify` for details"
+    ))
+}
+
 /// Make a checkpoint of the whole log inside `tx` (a `BEGIN IMMEDIATE` transaction), signed
 /// by `key` under `origin`. Returns the newest checkpoint unchanged when no event was added
-/// since it. Fails, signing nothing, if the events since the previous checkpoint do not chain.
+/// since it. Signs nothing, failing with [`Error::AuditFailed`], when the log is not the one
+/// Mandate wrote: a copy kept outside the database is missing from it (rolled back), the
+/// previous checkpoint's stored state does not match its signed note, or an event since it
+/// does not chain or is not covered by a valid batch tag (forged).
 pub(crate) fn make(
     tx: &Transaction<'_>,
     origin: &str,
     kid: &str,
     key: &SigningKey,
     now: DateTime<Utc>,
+    guards: &Guards<'_>,
 ) -> Result<SignedCheckpoint> {
+    for (source, text) in guards.outside {
+        let Ok(kept) = SignedCheckpoint::parse(text) else {
+            continue;
+        };
+        if kept.checkpoint.origin != origin {
+            continue;
+        }
+        let stored: Option<String> = tx
+            .query_row(
+                "SELECT note FROM audit_checkpoints WHERE size = ?1",
+                [kept.checkpoint.size as i64],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if stored.as_deref() != Some(text.as_str()) {
+            return Err(refuse(format!(
+                "the database no longer holds {source} (of {} events, signed {}): it was rolled \
+                 back or replaced",
+                kept.checkpoint.size, kept.checkpoint.time
+            )));
+        }
+    }
     let prev: Option<(i64, Vec<u8>, Vec<u8>, String)> = tx
         .query_row(
             "SELECT size, head, frontier, note FROM audit_checkpoints ORDER BY size DESC LIMIT 1",
@@ -184,45 +230,70 @@ pub(crate) fn make(
             return SignedCheckpoint::parse(note)
                 .map_err(|e| Error::Storage(format!("the newest checkpoint is unreadable: {e}")));
         }
-        Some((s, head, frontier, _)) => {
-            let f = Frontier::from_bytes(*s as u64, frontier)
-                .ok_or_else(|| Error::Storage("a stored checkpoint is damaged".into()))?;
-            let h: Hash = head
-                .as_slice()
-                .try_into()
-                .map_err(|_| Error::Storage("a stored checkpoint is damaged".into()))?;
+        Some((s, head, frontier, note)) => {
+            let damaged = || refuse(format!("the stored checkpoint of {s} events is damaged"));
+            let f = Frontier::from_bytes(*s as u64, frontier).ok_or_else(damaged)?;
+            let h: Hash = head.as_slice().try_into().map_err(|_| damaged())?;
+            // The state the new checkpoint continues from must be the one that was signed.
+            let signed = SignedCheckpoint::parse(note).map_err(|_| damaged())?;
+            signed.verify(guards.trusted).map_err(|e| {
+                refuse(format!(
+                    "the stored checkpoint of {s} events does not verify ({e})"
+                ))
+            })?;
+            if signed.checkpoint.size != *s as u64
+                || signed.checkpoint.root != f.root()
+                || signed.checkpoint.chain_head != h
+            {
+                return Err(damaged());
+            }
             (f, h)
         }
         None => (Frontier::new(), GENESIS),
     };
     if frontier.size() > size {
-        return Err(Error::Conflict(format!(
-            "the audit log has {size} events but a checkpoint covers {}: events were removed. \
-             Run `mandate audit verify` for details",
+        return Err(refuse(format!(
+            "the audit log has {size} events but a checkpoint covers {}: events were removed",
             frontier.size()
         )));
     }
-    let mut stmt =
-        tx.prepare("SELECT seq, body, hash FROM audit_events WHERE seq > ?1 ORDER BY seq")?;
+    let mut tiling = guards.tag_key.map(|k| Tiling::new(k.clone()));
+    let mut stmt = tx.prepare(
+        "SELECT seq, body, hash, tag_from, tag FROM audit_events WHERE seq > ?1 ORDER BY seq",
+    )?;
     let mut rows = stmt.query([frontier.size() as i64])?;
     while let Some(r) = rows.next()? {
         let seq = r.get::<_, i64>(0)? as u64;
-        let body: Vec<u8> = r.get(1)?;
-        let stored: Vec<u8> = r.get(2)?;
+        let body = r.get_ref(1)?.as_blob().unwrap_or_default();
+        let stored: Hash = r
+            .get_ref(2)?
+            .as_blob()
+            .unwrap_or_default()
+            .try_into()
+            .unwrap_or([0xff; 32]);
         let expected = frontier.size() + 1;
-        let leaf = leaf_hash(&body);
+        let leaf = leaf_hash(body);
         let computed = chain_link(&head, &leaf);
-        if seq != expected || computed.as_slice() != stored.as_slice() {
-            return Err(Error::Conflict(format!(
-                "the audit log is damaged at event #{expected}, so no checkpoint was signed. \
-                 Run `mandate audit verify` for details"
+        if seq != expected || computed != stored {
+            return Err(refuse(format!(
+                "the audit log is damaged at event #{expected}, so no checkpoint was signed"
             )));
+        }
+        if let Some(t) = &mut tiling {
+            let tag = match (r.get_ref(3)?.as_i64_or_null(), r.get_ref(4)?.as_blob_or_null()) {
+                (Ok(Some(from)), Ok(Some(tag))) => Some((from.max(0) as u64, tag)),
+                _ => None,
+            };
+            t.event(seq, &stored, tag, false);
         }
         head = computed;
         frontier.push(leaf);
     }
     drop(rows);
     drop(stmt);
+    if let Some((first, last)) = tiling.and_then(|t| t.finish().into_iter().next()) {
+        return Err(refuse(super::tag::gap_message(first, last)));
+    }
     let cp = Checkpoint {
         origin: origin.to_string(),
         size,

@@ -12,6 +12,8 @@
 //! - [`checkpoint`]: making and keeping checkpoints (database and the file beside it);
 //! - [`verify`]: checking the live store or an evidence bundle, naming what broke and where;
 //! - [`bundle`]: writing evidence bundles (whole log or an excerpt with proofs);
+//! - [`tag`]: an HMAC over every committed batch, keyed from the OS keychain, so events written
+//!   by someone without the keychain are told apart from Mandate's;
 //! - `canonical`: an event's RFC 8785 bytes, with a fast path for the common shape;
 //! - [`ocsf`] and [`syslog`]: shapes and transport for SIEMs.
 //!
@@ -21,11 +23,13 @@
 mod api;
 pub mod bundle;
 mod canonical;
+pub mod json;
 pub mod checkpoint;
 pub mod merkle;
 pub mod note;
 pub mod ocsf;
 pub mod syslog;
+pub mod tag;
 pub mod verify;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -35,7 +39,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 
-pub use api::{Export, ExportSelection, Progress};
+pub use api::{Export, ExportSelection, LiveCheck, Progress};
 pub use canonical::canonical_bytes;
 
 /// Who did something.
@@ -410,11 +414,7 @@ impl ChainReport {
 /// Recompute every hash link in the store and report the first inconsistency. Checkpoints
 /// are not looked at: see [`Mandate::verify_audit`](crate::Mandate::verify_audit) for that.
 pub fn verify_store(conn: &rusqlite::Connection) -> Result<ChainReport> {
-    let inputs = verify::StoreInputs {
-        origin: String::new(),
-        trusted: Vec::new(),
-        file_checkpoint: None,
-    };
+    let inputs = verify::StoreInputs::default();
     let r = verify::check_store(conn, &inputs)?;
     let first = r.problems.iter().find(|p| {
         use verify::ProblemKind as K;

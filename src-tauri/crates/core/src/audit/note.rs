@@ -13,7 +13,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 
 use super::merkle::Hash;
@@ -158,26 +158,42 @@ impl Checkpoint {
             .map_err(|_| bad(format!("the size '{size}' is out of range")))?;
         let root =
             decode_hash(root).ok_or_else(|| bad("the root is not 32 bytes of base64".into()))?;
-        let mut chain_head = None;
-        let mut time = None;
-        for line in rest {
-            if let Some(v) = line.strip_prefix("chain-head ") {
-                chain_head = Some(
-                    decode_hash(v)
-                        .ok_or_else(|| bad("the chain head is not 32 bytes of base64".into()))?,
-                );
-            } else if let Some(v) = line.strip_prefix("time ") {
-                time = Some(v.to_string());
-            } else if line.is_empty() {
-                return Err(bad("an extension line is empty".into()));
-            }
+        // Our two extension lines come first, in this order; C2SP lets notes carry more
+        // extension lines after them, which are signed but mean nothing to this format.
+        let [head_line, time_line, more @ ..] = rest else {
+            return Err(bad(
+                "the chain-head and time lines are missing (lines 4 and 5)".into(),
+            ));
+        };
+        let chain_head = head_line
+            .strip_prefix("chain-head ")
+            .ok_or_else(|| bad("line 4 is not the chain-head line".into()))
+            .and_then(|v| {
+                decode_hash(v).ok_or_else(|| bad("the chain head is not 32 bytes of base64".into()))
+            })?;
+        let time = time_line
+            .strip_prefix("time ")
+            .ok_or_else(|| bad("line 5 is not the time line".into()))?;
+        if !is_event_time(time) {
+            return Err(bad(format!(
+                "the time '{time}' is not RFC 3339 UTC with six fractional digits"
+            )));
+        }
+        if more.iter().any(|l| l.is_empty()) {
+            return Err(bad("an extension line is empty".into()));
+        }
+        if size == 0 && (root != super::merkle::empty_root() || chain_head != [0u8; 32]) {
+            return Err(bad(
+                "it covers no events but its root or chain head is not that of the empty log"
+                    .into(),
+            ));
         }
         Ok(Checkpoint {
             origin: origin.to_string(),
             size,
             root,
-            chain_head: chain_head.ok_or_else(|| bad("the chain-head line is missing".into()))?,
-            time: time.ok_or_else(|| bad("the time line is missing".into()))?,
+            chain_head,
+            time: time.to_string(),
         })
     }
 
@@ -189,6 +205,20 @@ impl Checkpoint {
         blob.extend_from_slice(&sig.to_bytes());
         format!("{body}\n\u{2014} {name} {}\n", STANDARD.encode(blob))
     }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.ffffffZ`, the form events and checkpoints carry times in.
+pub(crate) fn is_event_time(t: &str) -> bool {
+    let b = t.as_bytes();
+    b.len() == 27
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b'T',
+            13 | 16 => *c == b':',
+            19 => *c == b'.',
+            26 => *c == b'Z',
+            _ => c.is_ascii_digit(),
+        })
 }
 
 fn decode_hash(s: &str) -> Option<Hash> {
@@ -274,7 +304,7 @@ impl SignedCheckpoint {
                 .find(|k| &k.name == name && &k.key_id() == id)
             {
                 let sig = Signature::from_bytes(sig);
-                return match k.key.verify(self.body().as_bytes(), &sig) {
+                return match k.key.verify_strict(self.body().as_bytes(), &sig) {
                     Ok(()) => Ok(k),
                     Err(_) => Err(NoteError::BadSignature),
                 };

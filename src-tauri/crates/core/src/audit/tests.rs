@@ -9,13 +9,14 @@ use rusqlite::{Connection, params};
 use super::verify::{BundleOptions, ProblemKind, VerifyReport, check_bundle};
 use super::*;
 use crate::clock::ManualClock;
-use crate::secret::MemoryKeychain;
+use crate::secret::{Keychain, MemoryKeychain, SecretRef};
 use crate::{Mandate, OpenOptions};
 
 struct Fx {
     dir: tempfile::TempDir,
     m: Mandate,
     clock: Arc<ManualClock>,
+    kc: Arc<MemoryKeychain>,
 }
 
 fn fx(events: u64) -> Fx {
@@ -23,17 +24,13 @@ fn fx(events: u64) -> Fx {
     let clock = Arc::new(ManualClock::new(
         Utc.with_ymd_and_hms(2026, 11, 1, 9, 0, 0).unwrap(),
     ));
+    let kc = Arc::new(MemoryKeychain::new());
     let m = Mandate::open(
-        OpenOptions::new(
-            dir.path(),
-            Arc::new(MemoryKeychain::new()),
-            Actor::app("test", "t"),
-        )
-        .clock(clock.clone()),
+        OpenOptions::new(dir.path(), kc.clone(), Actor::app("test", "t")).clock(clock.clone()),
     )
     .unwrap();
     m.issuer_key().unwrap(); // event #1
-    let f = Fx { dir, m, clock };
+    let f = Fx { dir, m, clock, kc };
     f.add(events.saturating_sub(1));
     f
 }
@@ -215,11 +212,20 @@ fn a_rewritten_history_is_caught_by_the_checkpoint() {
         .unwrap();
         prev = h;
     }
-    // The log is one event short of the checkpoint.
+    // The log is one event short of the checkpoint, and the re-chained events #5 to #19 no
+    // longer match the tags their batches were committed with.
     let r = f.verify();
     assert_eq!(
         kinds(&r),
-        vec![(ProblemKind::Truncated, Some(20))],
+        vec![
+            (ProblemKind::Unauthenticated, Some(5)),
+            (ProblemKind::Truncated, Some(20))
+        ],
+        "{:?}",
+        r.problems
+    );
+    assert!(
+        r.problems[0].message.contains("events #5 to #19 are not authenticated"),
         "{:?}",
         r.problems
     );
@@ -249,12 +255,20 @@ fn a_rewritten_history_is_caught_by_the_checkpoint() {
     let r = f.verify();
     assert_eq!(
         kinds(&r),
-        vec![(ProblemKind::Rewritten, Some(1))],
+        vec![
+            (ProblemKind::Rewritten, Some(1)),
+            (ProblemKind::Unauthenticated, Some(5))
+        ],
         "{:?}",
         r.problems
     );
     assert!(
         r.problems[0].message.contains("between #1 and #20"),
+        "{:?}",
+        r.problems
+    );
+    assert!(
+        r.problems[1].message.contains("events #5 to #20"),
         "{:?}",
         r.problems
     );
@@ -299,8 +313,25 @@ fn a_rollback_to_an_older_genuine_checkpoint_is_caught_by_the_file() {
         "{:?}",
         r.problems
     );
-    // Without the file, the database alone looks fine but the missing file is reported.
+    // Without the file, the copy in the OS keychain still tells.
     std::fs::remove_file(checkpoint::file_path(f.dir.path())).unwrap();
+    let r = f.verify();
+    assert_eq!(
+        kinds(&r),
+        vec![(ProblemKind::RolledBack, Some(11))],
+        "{:?}",
+        r.problems
+    );
+    assert!(
+        r.problems[0].message.contains("the checkpoint kept in the OS keychain"),
+        "{:?}",
+        r.problems
+    );
+    // Without either copy, the database alone looks fine but the missing file is reported.
+    f.kc.delete(&SecretRef {
+        account: format!("{}/audit-checkpoint", f.m.install_id()),
+    })
+    .unwrap();
     let r = f.verify();
     assert_eq!(kinds(&r), vec![(ProblemKind::MissingCheckpointFile, None)]);
 }
@@ -592,7 +623,7 @@ fn an_agent_excerpt_verifies_by_inclusion_proofs_and_an_edit_is_named() {
                     size: 99,
                     root: [0; 32],
                     chain_head: [0; 32],
-                    time: "x".into(),
+                    time: "2026-11-01T10:00:00.000000Z".into(),
                 }
                 .sign(&f.m.audit_origin(), &f.m.issuer_key().unwrap().signing),
             ],
@@ -611,7 +642,7 @@ fn consistency_proofs_between_checkpoints_verify() {
     let f = fx(5);
     let a = f.m.audit_checkpoint().unwrap();
     f.add(17);
-    let (b, proof) = f.m.audit_consistency_proof(a.checkpoint.size).unwrap();
+    let (b, proof) = f.m.audit_consistency_proof(&a).unwrap();
     assert!(merkle::verify_consistency(
         a.checkpoint.size,
         b.checkpoint.size,

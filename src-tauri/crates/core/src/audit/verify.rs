@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use super::bundle::{self, BundleScope, Header};
 use super::merkle::{self, Frontier, Hash, leaf_hash};
 use super::note::{NoteError, NoteKey, SignedCheckpoint};
+use super::tag::{self, TagKey, Tiling};
 use super::{GENESIS, chain_link, hex};
 use crate::error::Result;
 use crate::keys;
@@ -57,6 +58,9 @@ pub enum ProblemKind {
     ProofMismatch,
     /// The bundle's seal (its signature over every byte before the end line) is wrong.
     BrokenSeal,
+    /// Events in the store that no valid batch tag covers: written or re-chained by someone
+    /// without the installation's keychain key (`audit/tag.rs`).
+    Unauthenticated,
 }
 
 impl ProblemKind {
@@ -78,6 +82,7 @@ impl ProblemKind {
             ProblemKind::Deleted => 10,
             ProblemKind::Inserted => 11,
             ProblemKind::Reordered => 12,
+            ProblemKind::Unauthenticated => 13,
         }
     }
 
@@ -328,7 +333,8 @@ struct Light<'a> {
     time: std::borrow::Cow<'a, str>,
     #[serde(borrow)]
     action: std::borrow::Cow<'a, str>,
-    decision: super::Decision,
+    #[serde(borrow)]
+    decision: std::borrow::Cow<'a, str>,
     #[serde(borrow, default)]
     agent: Option<std::borrow::Cow<'a, str>>,
 }
@@ -417,13 +423,7 @@ fn scan(body: &[u8]) -> Option<Light<'_>> {
             b"seq" => seq = Some(std::str::from_utf8(raw).ok()?.parse::<u64>().ok()?),
             b"time" => time = Some(text(raw)?),
             b"action" => action = Some(text(raw)?),
-            b"decision" => {
-                decision = Some(match raw {
-                    b"\"allow\"" => super::Decision::Allow,
-                    b"\"deny\"" => super::Decision::Deny,
-                    _ => return None,
-                })
-            }
+            b"decision" => decision = Some(text(raw)?),
             b"agent" => {
                 agent = Some(if raw == b"null" {
                     None
@@ -444,7 +444,7 @@ fn scan(body: &[u8]) -> Option<Light<'_>> {
         seq: seq?,
         time: std::borrow::Cow::Borrowed(time?),
         action: std::borrow::Cow::Borrowed(action?),
-        decision: decision?,
+        decision: std::borrow::Cow::Borrowed(decision?),
         agent: agent?.map(std::borrow::Cow::Borrowed),
     })
 }
@@ -491,6 +491,8 @@ struct Walk<'r> {
     after_anomaly: bool,
     /// Position `.0` held event `.1 = .0 + 1`: a swap if the next holds `.0`.
     swap: Option<u64>,
+    /// The store's batch tags, checked along the walk (`audit/tag.rs`).
+    tiling: Option<Tiling>,
 }
 
 impl<'r> Walk<'r> {
@@ -509,6 +511,7 @@ impl<'r> Walk<'r> {
             misplaced: BTreeSet::new(),
             after_anomaly: false,
             swap: None,
+            tiling: None,
         }
     }
 
@@ -517,8 +520,31 @@ impl<'r> Walk<'r> {
         self.report.problem(kind, Some(seq), message);
     }
 
-    /// One event at position `pos`: its canonical bytes and the hash stored with it.
-    fn event(&mut self, pos: u64, body: &[u8], stored: &Hash, columns: Option<&Columns<'_>>) {
+    /// One event at position `pos`: its canonical bytes, the hash stored with it, the store's
+    /// columns and batch tag (none for bundles).
+    fn event(
+        &mut self,
+        pos: u64,
+        body: &[u8],
+        stored: &Hash,
+        columns: Option<&Columns<'_>>,
+        tag: Option<(u64, &[u8])>,
+    ) {
+        let before = self.report.problems.len();
+        self.event_checks(pos, body, stored, columns);
+        let flagged = self.report.problems.len() > before;
+        if let Some(t) = &mut self.tiling {
+            t.event(pos, stored, tag, flagged);
+        }
+    }
+
+    fn event_checks(
+        &mut self,
+        pos: u64,
+        body: &[u8],
+        stored: &Hash,
+        columns: Option<&Columns<'_>>,
+    ) {
         // Anchors of size 0 (an empty log) match before the first event.
         self.check_anchors();
         self.last_pos = self.last_pos.max(pos);
@@ -585,6 +611,37 @@ impl<'r> Walk<'r> {
         }
         let leaf = leaf_hash(body);
         let link_ok = chain_link(&self.prev, &leaf).as_slice() == stored.as_slice();
+        // A bundle's position is its event's own `seq` and its values were checked when the
+        // line was read; only the store has a position and columns of its own to compare.
+        if let Some(columns) = columns {
+            self.store_fields(pos, body, link_ok, explained, swap, columns);
+        } else if !link_ok && !explained {
+            self.flag(
+                ProblemKind::Edited,
+                pos,
+                format!(
+                    "event #{pos} was changed after it was written: its contents no longer \
+                     match its hash"
+                ),
+            );
+        }
+        self.prev = *stored;
+        self.frontier.push(leaf);
+        self.expected = pos + 1;
+        self.check_anchors();
+    }
+
+    /// The store's checks of one event's body against its row: its `seq` against the row's
+    /// position, its link, its decision, and the indexed columns against the hashed event.
+    fn store_fields(
+        &mut self,
+        pos: u64,
+        body: &[u8],
+        link_ok: bool,
+        explained: bool,
+        swap: Option<u64>,
+        c: &Columns<'_>,
+    ) {
         let light: std::result::Result<Light<'_>, serde_json::Error> = match scan(body) {
             Some(l) => Ok(l),
             None => serde_json::from_slice(body),
@@ -637,8 +694,7 @@ impl<'r> Walk<'r> {
                     );
                 }
             }
-            Ok(l) if !link_ok && !explained => {
-                let _ = l;
+            Ok(_) if !link_ok && !explained => {
                 self.flag(
                     ProblemKind::Edited,
                     pos,
@@ -648,45 +704,46 @@ impl<'r> Walk<'r> {
                     ),
                 );
             }
+            Ok(l) if !matches!(l.decision.as_ref(), "allow" | "deny") => {
+                self.flag(
+                    ProblemKind::Edited,
+                    pos,
+                    format!(
+                        "event #{pos} was edited: its decision is '{}', which Mandate never \
+                         writes (a decision is allow or deny)",
+                        l.decision
+                    ),
+                );
+            }
             Ok(l) => {
-                if let Some(c) = columns {
-                    let agent = l.agent.as_deref();
-                    let mismatch = if c.action != l.action {
-                        Some(("action", c.action.to_string(), l.action.to_string()))
-                    } else if c.decision != l.decision.as_str() {
-                        Some((
-                            "decision",
-                            c.decision.to_string(),
-                            l.decision.as_str().to_string(),
-                        ))
-                    } else if c.time != l.time {
-                        Some(("time", c.time.to_string(), l.time.to_string()))
-                    } else if c.agent_id != agent {
-                        Some((
-                            "agent_id",
-                            c.agent_id.unwrap_or_default().to_string(),
-                            agent.unwrap_or_default().to_string(),
-                        ))
-                    } else {
-                        None
-                    };
-                    if let Some((col, stored_v, signed_v)) = mismatch {
-                        self.flag(
-                            ProblemKind::Edited,
-                            pos,
-                            format!(
-                                "event #{pos} was edited: its stored {col} is '{stored_v}' but \
-                                 the hashed event says '{signed_v}'"
-                            ),
-                        );
-                    }
+                let agent = l.agent.as_deref();
+                let mismatch = if c.action != l.action {
+                    Some(("action", c.action.to_string(), l.action.to_string()))
+                } else if c.decision != l.decision {
+                    Some(("decision", c.decision.to_string(), l.decision.to_string()))
+                } else if c.time != l.time {
+                    Some(("time", c.time.to_string(), l.time.to_string()))
+                } else if c.agent_id != agent {
+                    Some((
+                        "agent_id",
+                        c.agent_id.unwrap_or_default().to_string(),
+                        agent.unwrap_or_default().to_string(),
+                    ))
+                } else {
+                    None
+                };
+                if let Some((col, stored_v, signed_v)) = mismatch {
+                    self.flag(
+                        ProblemKind::Edited,
+                        pos,
+                        format!(
+                            "event #{pos} was edited: its stored {col} is '{stored_v}' but the \
+                             hashed event says '{signed_v}'"
+                        ),
+                    );
                 }
             }
         }
-        self.prev = *stored;
-        self.frontier.push(leaf);
-        self.expected = pos + 1;
-        self.check_anchors();
     }
 
     /// Compare every anchor whose size the walk has just reached.
@@ -749,6 +806,15 @@ impl<'r> Walk<'r> {
     /// After the last event: anchors beyond the end mean the tail is gone.
     fn finish(mut self) -> Frontier {
         self.check_anchors();
+        if let Some(t) = self.tiling.take() {
+            for (first, last) in t.finish() {
+                self.report.problem(
+                    ProblemKind::Unauthenticated,
+                    Some(first),
+                    tag::gap_message(first, last),
+                );
+            }
+        }
         let n = self.last_pos.max(self.frontier.size());
         let rest: Vec<Anchor> = self.anchors[self.next_anchor..].to_vec();
         let mut reported_truncation = false;
@@ -791,24 +857,47 @@ impl<'r> Walk<'r> {
 }
 
 /// Inputs to a verification of the live store.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct StoreInputs {
     /// `mandate/<install id>`.
     pub origin: String,
-    /// The issuer keys to trust.
+    /// The installation's issuer keys (the current one and those it retired).
     pub trusted: Vec<NoteKey>,
+    /// Keys the reader trusts (`--key`: `SHA256:` fingerprints, JWK thumbprints or verifier
+    /// keys). When any are given, only these are trusted.
+    pub pinned_keys: Vec<String>,
     /// The text of the checkpoint file beside the database, if it exists.
     pub file_checkpoint: Option<String>,
+    /// The copy of the newest checkpoint kept in the OS keychain, if there is one.
+    pub keychain_checkpoint: Option<String>,
+    /// Checkpoints the reader brings (`--checkpoint`): the log must not be older than any of
+    /// them and must match each at its size.
+    pub seen_checkpoints: Vec<String>,
+    /// The key the batches were tagged with (`audit/tag.rs`); `None` when the keychain holds
+    /// none (a log written before tags, or tags not checked).
+    pub tag_key: Option<TagKey>,
 }
 
-/// Verify the live store: every event, every stored checkpoint, and the checkpoint file.
+/// How a verification names the file beside the database and the keychain's copy.
+const FILE_SOURCE: &str = "the checkpoint kept beside the database";
+const KEYCHAIN_SOURCE: &str = "the checkpoint kept in the OS keychain";
+
+/// Verify the live store: every event and its batch tag, every stored checkpoint, the copies
+/// of the newest checkpoint kept outside the database, and the reader's own checkpoints.
 pub fn check_store(conn: &rusqlite::Connection, inputs: &StoreInputs) -> Result<VerifyReport> {
     let mut report = VerifyReport::new("store", &inputs.origin);
-    report.trusted_keys = inputs
-        .trusted
-        .iter()
-        .map(|k| keys::fingerprint(&k.key))
-        .collect();
+    let trusted = if inputs.pinned_keys.is_empty() {
+        inputs.trusted.clone()
+    } else {
+        pinned(
+            &mut report,
+            &inputs.pinned_keys,
+            &inputs.trusted,
+            &inputs.origin,
+            "the audit trail",
+        )
+    };
+    report.trusted_keys = trusted.iter().map(|k| keys::fingerprint(&k.key)).collect();
     let stored = super::checkpoint::all(conn)?;
     let mut notes: Vec<(String, String, bool)> = stored
         .iter()
@@ -820,24 +909,33 @@ pub fn check_store(conn: &rusqlite::Connection, inputs: &StoreInputs) -> Result<
             )
         })
         .collect();
-    let db_newest = stored.last().map(|c| c.size).unwrap_or(0);
-    match &inputs.file_checkpoint {
-        Some(text) => notes.push((
-            text.clone(),
-            "the checkpoint kept beside the database".into(),
-            true,
-        )),
-        None if !stored.is_empty() => report.problem(
+    if let Some(text) = &inputs.file_checkpoint {
+        notes.push((text.clone(), FILE_SOURCE.into(), true));
+    }
+    if let Some(text) = &inputs.keychain_checkpoint {
+        notes.push((text.clone(), KEYCHAIN_SOURCE.into(), true));
+    }
+    for (i, s) in inputs.seen_checkpoints.iter().enumerate() {
+        notes.push((s.clone(), format!("{BROUGHT} (#{})", i + 1), true));
+    }
+    match (&inputs.file_checkpoint, &inputs.keychain_checkpoint) {
+        (None, None) if !stored.is_empty() => report.problem(
             ProblemKind::MissingCheckpointFile,
             None,
             format!(
-                "the checkpoint file beside the database ({}) is missing, so a rollback to an \
-                 older state cannot be ruled out; if you moved the database on purpose, run \
-                 `mandate audit checkpoint` to start a new one",
+                "the checkpoint file beside the database ({}) is missing and the OS keychain \
+                 holds no copy, so a rollback to an older state cannot be ruled out; if you \
+                 moved the database on purpose, run `mandate audit checkpoint` to start a new \
+                 one",
                 super::checkpoint::FILE_NAME
             ),
         ),
-        None => {}
+        (None, Some(_)) if !stored.is_empty() => report.notes.push(format!(
+            "the checkpoint file beside the database ({}) is missing; the copy in the OS \
+             keychain stood in for it (`mandate audit checkpoint` writes the file again)",
+            super::checkpoint::FILE_NAME
+        )),
+        _ => {}
     }
     for c in &stored {
         if let Ok(cp) = SignedCheckpoint::parse(&c.note)
@@ -853,10 +951,13 @@ pub fn check_store(conn: &rusqlite::Connection, inputs: &StoreInputs) -> Result<
             );
         }
     }
-    let anchors = check_notes(&mut report, notes, &inputs.trusted, &inputs.origin);
+    let anchors = check_notes(&mut report, notes, &trusted, &inputs.origin);
     let mut walk = Walk::new(&mut report, anchors);
+    walk.tiling = inputs.tag_key.clone().map(Tiling::new);
+    let mut tagged = false;
     let mut stmt = conn.prepare(
-        "SELECT seq, body, hash, time, action, decision, agent_id FROM audit_events ORDER BY seq",
+        "SELECT seq, body, hash, time, action, decision, agent_id, tag_from, tag
+         FROM audit_events ORDER BY seq",
     )?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
@@ -872,6 +973,11 @@ pub fn check_store(conn: &rusqlite::Connection, inputs: &StoreInputs) -> Result<
             decision: text(5)?,
             agent_id: r.get_ref(6)?.as_str_or_null().unwrap_or(Some("<not text>")),
         };
+        let tag = match (r.get_ref(7)?.as_i64_or_null(), r.get_ref(8)?.as_blob_or_null()) {
+            (Ok(Some(from)), Ok(Some(tag))) => Some((from.max(0) as u64, tag)),
+            _ => None,
+        };
+        tagged |= tag.is_some();
         if seq < 1 {
             walk.flag(
                 ProblemKind::Inserted,
@@ -880,15 +986,76 @@ pub fn check_store(conn: &rusqlite::Connection, inputs: &StoreInputs) -> Result<
             );
             continue;
         }
-        walk.event(seq as u64, body, &stored_hash, Some(&columns));
+        walk.event(seq as u64, body, &stored_hash, Some(&columns), tag);
     }
     walk.finish();
-    if report.ok() && db_newest > 0 && inputs.file_checkpoint.is_none() {
-        report
-            .notes
-            .push("the checkpoint file beside the database was missing".into());
+    if inputs.tag_key.is_none() {
+        if tagged {
+            report.problem(
+                ProblemKind::Unauthenticated,
+                None,
+                "the events carry authentication tags, but the OS keychain holds no key to \
+                 check them: the keychain was reset or replaced, or this database belongs to \
+                 another installation",
+            );
+        } else if report.events > 0 {
+            report.notes.push(
+                "the events are not authenticated yet: they were written before Mandate tagged \
+                 each committed batch; the next change tags them"
+                    .into(),
+            );
+        }
     }
     Ok(report)
+}
+
+/// The keys the reader pins (`--key`), resolved: a verifier key stands for itself (its name
+/// must be the log's origin); a `SHA256:` fingerprint or JWK thumbprint must name one of
+/// `available`. A pin that resolves to nothing is reported as an untrusted key.
+fn pinned(
+    report: &mut VerifyReport,
+    pins: &[String],
+    available: &[NoteKey],
+    origin: &str,
+    subject: &str,
+) -> Vec<NoteKey> {
+    let mut out = Vec::new();
+    for p in pins {
+        if let Ok(k) = NoteKey::parse_vkey(p) {
+            if k.name == origin {
+                out.push(k);
+            } else {
+                report.problem(
+                    ProblemKind::UnknownKey,
+                    None,
+                    format!(
+                        "the key you trust is named '{}', but this log's keys are named after \
+                         its origin '{origin}'",
+                        k.name
+                    ),
+                );
+            }
+        } else if let Some(k) = available
+            .iter()
+            .find(|k| keys::fingerprint(&k.key) == *p || keys::thumbprint(&k.key) == *p)
+        {
+            out.push(k.clone());
+        } else {
+            report.problem(
+                ProblemKind::UnknownKey,
+                None,
+                format!(
+                    "the key you trust ({p}) is not one {subject} was signed with (its keys: {})",
+                    available
+                        .iter()
+                        .map(|k| keys::fingerprint(&k.key))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+        }
+    }
+    out
 }
 
 /// Verify a contiguous run of events from #1 (position, canonical bytes, stored chain hash):
@@ -900,7 +1067,7 @@ pub fn check_chain<'a>(
     let mut report = VerifyReport::new("chain", "");
     let mut walk = Walk::new(&mut report, Vec::new());
     for (pos, body, stored) in events {
-        walk.event(pos, body, stored, None);
+        walk.event(pos, body, stored, None, None);
     }
     walk.finish();
     report
@@ -944,12 +1111,11 @@ pub fn check_bundle(bytes: &[u8], opts: &BundleOptions) -> VerifyReport {
     if matches!(header.scope, BundleScope::Excerpt { .. }) {
         report.subject = "excerpt".into();
     }
-    // Keys.
+    // Keys: each listed key's name is the origin, and its kid and fingerprint are its own.
     let mut listed = Vec::new();
     for k in &header.keys {
         match NoteKey::parse_vkey(&k.vkey) {
-            Ok(nk) if nk.name == header.origin => listed.push(nk),
-            Ok(nk) => report.problem(
+            Ok(nk) if nk.name != header.origin => report.problem(
                 ProblemKind::Malformed,
                 None,
                 format!(
@@ -957,38 +1123,39 @@ pub fn check_bundle(bytes: &[u8], opts: &BundleOptions) -> VerifyReport {
                     nk.name, header.origin
                 ),
             ),
+            Ok(nk)
+                if keys::thumbprint(&nk.key) != k.kid
+                    || keys::fingerprint(&nk.key) != k.fingerprint =>
+            {
+                report.problem(
+                    ProblemKind::Malformed,
+                    None,
+                    format!(
+                        "the header lists the key {} as kid '{}' and fingerprint '{}', but that \
+                         key's are '{}' and '{}'",
+                        k.vkey,
+                        k.kid,
+                        k.fingerprint,
+                        keys::thumbprint(&nk.key),
+                        keys::fingerprint(&nk.key)
+                    ),
+                );
+                listed.push(nk);
+            }
+            Ok(nk) => listed.push(nk),
             Err(e) => report.problem(ProblemKind::Malformed, None, e.to_string()),
         }
     }
     let trusted: Vec<NoteKey> = if opts.pinned_keys.is_empty() {
-        listed
+        listed.clone()
     } else {
-        let mut t = Vec::new();
-        for p in &opts.pinned_keys {
-            if let Ok(k) = NoteKey::parse_vkey(p) {
-                t.push(k);
-            } else if let Some(k) = listed
-                .iter()
-                .find(|k| keys::fingerprint(&k.key) == *p || keys::thumbprint(&k.key) == *p)
-            {
-                t.push(k.clone());
-            } else {
-                report.problem(
-                    ProblemKind::UnknownKey,
-                    None,
-                    format!(
-                        "the key you trust ({p}) is not one the bundle was signed with; it lists \
-                         {}",
-                        listed
-                            .iter()
-                            .map(|k| keys::fingerprint(&k.key))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                );
-            }
-        }
-        t
+        pinned(
+            &mut report,
+            &opts.pinned_keys,
+            &listed,
+            &header.origin,
+            "the bundle",
+        )
     };
     report.trusted_keys = trusted.iter().map(|k| keys::fingerprint(&k.key)).collect();
     if opts.pinned_keys.is_empty() {
@@ -1050,8 +1217,55 @@ pub fn check_bundle(bytes: &[u8], opts: &BundleOptions) -> VerifyReport {
             }
         }
     }
-    for (line, e) in &parsed.bad_lines {
-        report.problem(ProblemKind::Malformed, None, format!("line {line}: {e}"));
+    for b in &parsed.bad_lines {
+        report.problem(
+            ProblemKind::Malformed,
+            b.seq,
+            format!("line {}: {}", b.line, b.why),
+        );
+    }
+    // Checkpoint lines come in strictly ascending order of size.
+    let mut previous: Option<u64> = None;
+    for n in &parsed.checkpoints {
+        let Ok(cp) = SignedCheckpoint::parse(n) else {
+            continue;
+        };
+        let size = cp.checkpoint.size;
+        if let Some(p) = previous
+            && size <= p
+        {
+            report.problem(
+                ProblemKind::Malformed,
+                Some(size),
+                format!(
+                    "the checkpoint of {size} events comes after the checkpoint of {p} events: \
+                     checkpoints are listed in strictly ascending order of size"
+                ),
+            );
+        }
+        previous = Some(previous.map_or(size, |p| p.max(size)));
+    }
+    // Consistency lines: only excerpts have them, one per pair of sizes.
+    let mut pairs = BTreeSet::new();
+    for c in &parsed.consistency {
+        if matches!(header.scope, BundleScope::Full) {
+            report.problem(
+                ProblemKind::Malformed,
+                None,
+                "a whole-log bundle holds a consistency line; only excerpts have them",
+            );
+            break;
+        }
+        if !pairs.insert((c.from, c.to)) {
+            report.problem(
+                ProblemKind::Malformed,
+                None,
+                format!(
+                    "two consistency lines are both from {} to {} events",
+                    c.from, c.to
+                ),
+            );
+        }
     }
     // Checkpoints.
     let mut notes: Vec<(String, String, bool)> = parsed
@@ -1096,13 +1310,43 @@ pub fn check_bundle(bytes: &[u8], opts: &BundleOptions) -> VerifyReport {
         _ => {}
     }
     match &header.scope {
-        BundleScope::Full => check_full(&mut report, &parsed, anchors),
+        BundleScope::Full => {
+            check_full(&mut report, &parsed, anchors, newest.checkpoint.size);
+        }
         BundleScope::Excerpt { .. } => check_excerpt(&mut report, &parsed, &anchors, &newest),
     }
     report
 }
 
-fn check_full(report: &mut VerifyReport, parsed: &bundle::Parsed, anchors: Vec<Anchor>) {
+fn check_full(
+    report: &mut VerifyReport,
+    parsed: &bundle::Parsed,
+    anchors: Vec<Anchor>,
+    newest: u64,
+) {
+    // A whole-log bundle ends at its newest checkpoint: later events are covered by no
+    // checkpoint, only by the seal, and an export never holds them.
+    let beyond: Vec<u64> = parsed
+        .events
+        .iter()
+        .map(|e| e.seq)
+        .filter(|s| *s > newest)
+        .collect();
+    if let (Some(first), Some(last)) = (beyond.iter().min(), beyond.iter().max()) {
+        let which = if first == last {
+            format!("event #{first} comes")
+        } else {
+            format!("events #{first} to #{last} come")
+        };
+        report.problem(
+            ProblemKind::Inserted,
+            Some(*first),
+            format!(
+                "{which} after the newest checkpoint (of {newest} events), so no checkpoint \
+                 covers them; a Mandate export ends at its newest checkpoint"
+            ),
+        );
+    }
     let present: BTreeSet<u64> = parsed.events.iter().map(|e| e.seq).collect();
     let mut walk = Walk::new(report, anchors);
     walk.present = Some(present);
@@ -1119,7 +1363,7 @@ fn check_full(report: &mut VerifyReport, parsed: &bundle::Parsed, anchors: Vec<A
                 format!("event #{} has no hash", ev.seq),
             );
         }
-        walk.event(ev.seq, &ev.canonical, &stored, None);
+        walk.event(ev.seq, &ev.canonical, &stored, None, None);
     }
     walk.finish();
 }
@@ -1144,6 +1388,29 @@ fn check_excerpt(
     for a in anchors {
         let m = a.cp.checkpoint.size;
         if a.cp.text == newest.text {
+            continue;
+        }
+        // Degenerate cases need no proof: every log extends the empty one (whose root the
+        // note's parser checked), and a checkpoint of the same size must have the same root.
+        if m == 0 || (m == size && a.cp.checkpoint.root == root) {
+            verified += 1;
+            continue;
+        }
+        if m == size {
+            let kind = if a.outside {
+                ProblemKind::RolledBack
+            } else {
+                ProblemKind::Rewritten
+            };
+            report.problem(
+                kind,
+                Some(m),
+                format!(
+                    "{} (signed {}) covers the same {m} events as the bundle's checkpoint but \
+                     with another root: history was rewritten",
+                    a.source, a.cp.checkpoint.time
+                ),
+            );
             continue;
         }
         if m > size {
