@@ -92,15 +92,15 @@ fn reseal(lines: &[String], origin: &str, checkpoint: u64) -> Vec<u8> {
     let digest = bundle::seal_digest(body.as_bytes());
     let mut msg = bundle::SEAL_CONTEXT.to_vec();
     msg.extend_from_slice(&digest);
-    let end = serde_json::json!({
-        "type": "end",
-        "events": lines.iter().filter(|l| is_event(l)).count(),
-        "checkpoint": checkpoint,
-        "sha256": hex(&digest),
-        "key": hex(&key_id(origin, &key.verifying_key())),
-        "signature": STANDARD.encode(key.sign(&msg).to_bytes()),
+    // The end record in its exact form (AUDIT_FORMAT.md §6): these members, in this order.
+    let end = bundle::Line::End(bundle::End {
+        events: lines.iter().filter(|l| is_event(l)).count() as u64,
+        checkpoint,
+        sha256: hex(&digest),
+        key: hex(&key_id(origin, &key.verifying_key())),
+        signature: STANDARD.encode(key.sign(&msg).to_bytes()),
     });
-    body.push_str(&end.to_string());
+    body.push_str(&serde_json::to_string(&end).unwrap());
     body.push('\n');
     body.into_bytes()
 }

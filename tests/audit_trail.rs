@@ -146,8 +146,9 @@ fn each_sqlite_tamper_is_named_where_it_happened() {
                 sqlite(
                     db,
                     &format!(
-                        "INSERT INTO audit_events SELECT {}, time, agent_id, action, decision, body, \
-                         hash FROM audit_events WHERE seq = 43",
+                        "INSERT INTO audit_events (seq, time, agent_id, action, decision, body, \
+                         hash) SELECT {}, time, agent_id, action, decision, body, hash FROM \
+                         audit_events WHERE seq = 43",
                         n + 1
                     ),
                 )

@@ -129,7 +129,10 @@ impl Mandate {
             out.push(("the checkpoint kept beside the database", text));
         }
         if let Some(text) = self.keychain_get(SecretRef::audit_checkpoint())? {
-            out.push(("the checkpoint kept in the OS keychain", text.expose().clone()));
+            out.push((
+                "the checkpoint kept in the OS keychain",
+                text.expose().clone(),
+            ));
         }
         Ok(out)
     }
@@ -477,7 +480,8 @@ impl Mandate {
                 "the events changed while the proof was made; run `mandate audit verify`".into(),
             )
         };
-        if tree.root_at(m) != Some(old.checkpoint.root) || tree.root_at(n) != Some(cp.checkpoint.root)
+        if tree.root_at(m) != Some(old.checkpoint.root)
+            || tree.root_at(n) != Some(cp.checkpoint.root)
         {
             return Err(changed());
         }

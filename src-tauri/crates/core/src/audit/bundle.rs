@@ -211,7 +211,10 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, String> {
         let complete = raw.ends_with(b"\n");
         let text = raw.strip_suffix(b"\n").unwrap_or(raw);
         if text.is_empty() {
-            bad(None, "the line is blank, and a bundle has no blank lines".into());
+            bad(
+                None,
+                "the line is blank, and a bundle has no blank lines".into(),
+            );
             continue;
         }
         if parsed.end.is_some() {
@@ -264,8 +267,7 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, String> {
         if !complete {
             bad(
                 seq,
-                "the last line does not end with a newline: the file was cut off or changed"
-                    .into(),
+                "the last line does not end with a newline: the file was cut off or changed".into(),
             );
         }
         if let Some(name) = &findings.duplicate {

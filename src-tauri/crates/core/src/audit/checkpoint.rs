@@ -176,9 +176,7 @@ pub(crate) struct Guards<'a> {
 }
 
 fn refuse(why: String) -> Error {
-    Error::AuditFailed(format!(
-        "{why}. Run `mandate audit verify` for details"
-    ))
+    Error::AuditFailed(format!("{why}. Run `mandate audit verify` for details"))
 }
 
 /// Make a checkpoint of the whole log inside `tx` (a `BEGIN IMMEDIATE` transaction), signed
@@ -280,7 +278,10 @@ pub(crate) fn make(
             )));
         }
         if let Some(t) = &mut tiling {
-            let tag = match (r.get_ref(3)?.as_i64_or_null(), r.get_ref(4)?.as_blob_or_null()) {
+            let tag = match (
+                r.get_ref(3)?.as_i64_or_null(),
+                r.get_ref(4)?.as_blob_or_null(),
+            ) {
                 (Ok(Some(from)), Ok(Some(tag))) => Some((from.max(0) as u64, tag)),
                 _ => None,
             };

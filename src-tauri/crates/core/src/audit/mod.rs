@@ -23,8 +23,8 @@
 mod api;
 pub mod bundle;
 mod canonical;
-pub mod json;
 pub mod checkpoint;
+pub mod json;
 pub mod merkle;
 pub mod note;
 pub mod ocsf;

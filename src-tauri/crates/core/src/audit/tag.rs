@@ -277,8 +277,7 @@ impl Tiling {
         if pos <= self.key.adopted_to() || !self.key.verifies(from, pos, hash, tag) {
             return;
         }
-        let uncovered: Vec<(u64, bool)> =
-            self.run.drain(..).filter(|(p, _)| *p < from).collect();
+        let uncovered: Vec<(u64, bool)> = self.run.drain(..).filter(|(p, _)| *p < from).collect();
         self.close(&uncovered);
     }
 
@@ -325,7 +324,10 @@ mod tests {
         std.update(&1u64.to_be_bytes());
         std.update(&2u64.to_be_bytes());
         std.update(&[5; 32]);
-        assert_eq!(k.tag(1, 2, &[5; 32]).as_slice(), std.finalize().into_bytes().as_slice());
+        assert_eq!(
+            k.tag(1, 2, &[5; 32]).as_slice(),
+            std.finalize().into_bytes().as_slice()
+        );
     }
 
     #[test]
@@ -338,7 +340,10 @@ mod tests {
         assert!(!k.verifies(3, 5, &[8; 32], &t));
         assert!(!TagKey::new(&[2; 32], 0).verifies(3, 5, &[7; 32], &t));
         assert!(!k.verifies(0, 5, &[7; 32], &k.tag(0, 5, &[7; 32])));
-        assert_eq!(format!("{k:?}"), "TagKey { key: \"[REDACTED]\", adopted_to: 0 }");
+        assert_eq!(
+            format!("{k:?}"),
+            "TagKey { key: \"[REDACTED]\", adopted_to: 0 }"
+        );
     }
 
     #[test]
@@ -349,8 +354,12 @@ mod tests {
         let back = TagKey::from_secret(&s).unwrap();
         assert_eq!(back.adopted_to(), 42);
         assert_eq!(back.tag(1, 2, &[0; 32]), k.tag(1, 2, &[0; 32]));
-        for bad in ["", "mandate-audit-tag-key/1 AAAA 1", "other x 1", "mandate-audit-tag-key/1"]
-        {
+        for bad in [
+            "",
+            "mandate-audit-tag-key/1 AAAA 1",
+            "other x 1",
+            "mandate-audit-tag-key/1",
+        ] {
             assert!(TagKey::from_secret(&Sensitive::new(bad.to_string())).is_err());
         }
     }

@@ -225,7 +225,9 @@ fn a_rewritten_history_is_caught_by_the_checkpoint() {
         r.problems
     );
     assert!(
-        r.problems[0].message.contains("events #5 to #19 are not authenticated"),
+        r.problems[0]
+            .message
+            .contains("events #5 to #19 are not authenticated"),
         "{:?}",
         r.problems
     );
@@ -323,7 +325,9 @@ fn a_rollback_to_an_older_genuine_checkpoint_is_caught_by_the_file() {
         r.problems
     );
     assert!(
-        r.problems[0].message.contains("the checkpoint kept in the OS keychain"),
+        r.problems[0]
+            .message
+            .contains("the checkpoint kept in the OS keychain"),
         "{:?}",
         r.problems
     );
@@ -415,6 +419,323 @@ fn no_checkpoint_is_signed_over_a_damaged_log() {
         .unwrap();
     let err = f.m.audit_checkpoint().unwrap_err().to_string();
     assert!(err.contains("damaged at event #4"), "{err}");
+}
+
+// ----- batch tags and the copies kept outside the database (issue 22, part 7) ----------------
+
+impl Fx {
+    /// Append `n` events the way someone who can write the database but not read the keychain
+    /// would: well formed, correctly chained, untagged.
+    fn forge(&self, n: u64) {
+        let db = self.db();
+        let (last, prev): (i64, Vec<u8>) = db
+            .query_row(
+                "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        let mut prev: [u8; 32] = prev.try_into().unwrap();
+        let template: AuditEvent = serde_json::from_slice(
+            &db.query_row(
+                "SELECT body FROM audit_events WHERE seq = ?1",
+                [last],
+                |r| r.get::<_, Vec<u8>>(0),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        for i in 1..=n {
+            let mut ev = template.clone();
+            ev.seq = last as u64 + i;
+            ev.action = "token.issued".into();
+            let c = canonical_bytes(&ev).unwrap();
+            let h = chain_hash(&prev, &c);
+            db.execute(
+                "INSERT INTO audit_events (seq, time, agent_id, action, decision, body, hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    ev.seq as i64,
+                    ev.time,
+                    ev.agent,
+                    ev.action,
+                    ev.decision.as_str(),
+                    c,
+                    h.as_slice()
+                ],
+            )
+            .unwrap();
+            prev = h;
+        }
+    }
+
+    fn checkpoint_count(&self) -> i64 {
+        self.db()
+            .query_row("SELECT count(*) FROM audit_checkpoints", [], |r| r.get(0))
+            .unwrap()
+    }
+}
+
+/// Issue 22 part 7: events forged and correctly chained after the newest checkpoint went
+/// undetected (30 of 30), and the next export signed a checkpoint over them.
+#[test]
+fn a_forged_tail_after_the_newest_checkpoint_is_named_and_never_signed() {
+    let f = fx(20);
+    f.m.audit_checkpoint().unwrap();
+    f.add(3);
+    f.forge(5);
+    let r = f.verify();
+    assert_eq!(
+        kinds(&r),
+        vec![(ProblemKind::Unauthenticated, Some(24))],
+        "{:?}",
+        r.problems
+    );
+    assert!(
+        r.problems[0]
+            .message
+            .contains("events #24 to #28 are not authenticated"),
+        "{:?}",
+        r.problems
+    );
+    let before = f.checkpoint_count();
+    let err = f.m.audit_checkpoint().unwrap_err();
+    assert_eq!(err.code(), crate::ErrorCode::AuditFailed, "{err}");
+    assert!(err.to_string().contains("events #24 to #28"), "{err}");
+    let err =
+        f.m.export_audit(&ExportSelection::default(), None)
+            .unwrap_err();
+    assert_eq!(err.code(), crate::ErrorCode::AuditFailed, "{err}");
+    assert!(err.to_string().contains("failed verification"), "{err}");
+    assert_eq!(f.checkpoint_count(), before, "nothing was signed");
+    // A genuine write after the forged events does not launder them: its tag starts after
+    // them.
+    f.add(1);
+    let r = f.verify();
+    assert_eq!(
+        kinds(&r),
+        vec![(ProblemKind::Unauthenticated, Some(24))],
+        "{:?}",
+        r.problems
+    );
+    assert!(f.m.audit_checkpoint().is_err());
+}
+
+/// Issue 22 part 7: a rewrite that also dropped the later checkpoints passed on the machine
+/// itself (0 of 60 caught).
+#[test]
+fn a_rewrite_that_drops_the_later_checkpoints_is_caught_by_the_tags_and_the_keychain_copy() {
+    let f = fx(10);
+    f.m.audit_checkpoint().unwrap();
+    f.add(10);
+    f.m.audit_checkpoint().unwrap();
+    let db = f.db();
+    // Edit #15, re-chain everything after it, and drop the checkpoint that covered it; the
+    // file beside the database is rolled back too (a database writer can write the folder).
+    let rows: Vec<(i64, Vec<u8>)> = db
+        .prepare("SELECT seq, body FROM audit_events WHERE seq >= 15 ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    let mut prev: [u8; 32] = db
+        .query_row("SELECT hash FROM audit_events WHERE seq = 14", [], |r| {
+            r.get::<_, Vec<u8>>(0)
+        })
+        .unwrap()
+        .try_into()
+        .unwrap();
+    for (seq, body) in rows {
+        let mut ev: AuditEvent = serde_json::from_slice(&body).unwrap();
+        if seq == 15 {
+            ev.decision = Decision::Deny;
+        }
+        let c = canonical_bytes(&ev).unwrap();
+        let h = chain_hash(&prev, &c);
+        db.execute(
+            "UPDATE audit_events SET body = ?1, hash = ?2, decision = ?3 WHERE seq = ?4",
+            params![c, h.as_slice(), ev.decision.as_str(), seq],
+        )
+        .unwrap();
+        prev = h;
+    }
+    db.execute("DELETE FROM audit_checkpoints WHERE size > 10", [])
+        .unwrap();
+    let older: String = db
+        .query_row(
+            "SELECT note FROM audit_checkpoints ORDER BY size DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    std::fs::write(checkpoint::file_path(f.dir.path()), older).unwrap();
+    let r = f.verify();
+    assert_eq!(
+        kinds(&r),
+        vec![
+            (ProblemKind::RolledBack, Some(11)),
+            (ProblemKind::Unauthenticated, Some(15))
+        ],
+        "{:?}",
+        r.problems
+    );
+    assert!(
+        r.problems[0]
+            .message
+            .contains("the checkpoint kept in the OS keychain"),
+        "{:?}",
+        r.problems
+    );
+    let before = f.checkpoint_count();
+    f.add(1);
+    assert_eq!(
+        f.m.audit_checkpoint().unwrap_err().code(),
+        crate::ErrorCode::AuditFailed
+    );
+    assert_eq!(f.checkpoint_count(), before);
+}
+
+#[test]
+fn a_rollback_behind_the_keychain_copy_is_refused_before_signing() {
+    let f = fx(10);
+    f.m.audit_checkpoint().unwrap();
+    let older = std::fs::read_to_string(checkpoint::file_path(f.dir.path())).unwrap();
+    f.add(10);
+    f.m.audit_checkpoint().unwrap();
+    // An older genuine state: events, tags and checkpoints as they were at 10, and the file.
+    let db = f.db();
+    db.execute("DELETE FROM audit_events WHERE seq > 10", [])
+        .unwrap();
+    db.execute("DELETE FROM audit_checkpoints WHERE size > 10", [])
+        .unwrap();
+    std::fs::write(checkpoint::file_path(f.dir.path()), &older).unwrap();
+    let r = f.verify();
+    assert_eq!(kinds(&r), vec![(ProblemKind::RolledBack, Some(11))]);
+    f.add(2);
+    let err = f.m.audit_checkpoint().unwrap_err().to_string();
+    assert!(
+        err.contains("no longer holds the checkpoint kept in the OS keychain (of 20 events"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_stored_checkpoint_state_that_differs_from_its_note_is_not_extended() {
+    let f = fx(10);
+    f.m.audit_checkpoint().unwrap();
+    f.add(5);
+    // The unsigned columns the next checkpoint continues from, changed.
+    f.db()
+        .execute("UPDATE audit_checkpoints SET head = randomblob(32)", [])
+        .unwrap();
+    let err = f.m.audit_checkpoint().unwrap_err().to_string();
+    assert!(
+        err.contains("the stored checkpoint of 10 events is damaged"),
+        "{err}"
+    );
+}
+
+/// A log written before tags existed: the first write afterwards tags the whole history, and
+/// a key lost from the keychain and made again starts a new tiling instead of failing.
+#[test]
+fn an_untagged_history_is_adopted_by_the_first_tagged_write() {
+    let f = fx(8);
+    let account = SecretRef {
+        account: format!("{}/audit-tag-key", f.m.install_id()),
+    };
+    // As before schema 8: no tags, no key.
+    f.db()
+        .execute("UPDATE audit_events SET tag_from = NULL, tag = NULL", [])
+        .unwrap();
+    f.kc.delete(&account).unwrap();
+    let f = reopen(f);
+    let r = f.verify();
+    assert!(r.ok(), "{:?}", r.problems);
+    assert!(
+        r.notes.iter().any(|n| n.contains("not authenticated yet")),
+        "{:?}",
+        r.notes
+    );
+    f.add(1);
+    let r = f.verify();
+    assert!(r.ok(), "{:?}", r.problems);
+    let from: i64 = f
+        .db()
+        .query_row("SELECT tag_from FROM audit_events WHERE seq = 9", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(from, 1, "the first tagged batch covers the history");
+    // Tags without a key to check them are reported, not ignored.
+    f.kc.delete(&account).unwrap();
+    let f = reopen(f);
+    assert_eq!(
+        kinds(&f.verify()),
+        vec![(ProblemKind::Unauthenticated, None)]
+    );
+    // The next write makes a new key that adopts everything so far.
+    f.add(1);
+    let r = f.verify();
+    assert!(r.ok(), "{:?}", r.problems);
+}
+
+/// A fresh handle on the same folder and keychain (the tag key is cached per handle).
+fn reopen(f: Fx) -> Fx {
+    let Fx { dir, m, clock, kc } = f;
+    drop(m);
+    let m = Mandate::open(
+        OpenOptions::new(dir.path(), kc.clone(), Actor::app("test", "t")).clock(clock.clone()),
+    )
+    .unwrap();
+    Fx { dir, m, clock, kc }
+}
+
+#[test]
+fn an_unknown_decision_in_the_store_is_named_as_such() {
+    let f = fx(6);
+    let db = f.db();
+    let body: Vec<u8> = db
+        .query_row("SELECT body FROM audit_events WHERE seq = 6", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let prev: [u8; 32] = db
+        .query_row("SELECT hash FROM audit_events WHERE seq = 5", [], |r| {
+            r.get::<_, Vec<u8>>(0)
+        })
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let text = String::from_utf8(body)
+        .unwrap()
+        .replace("\"decision\":\"allow\"", "\"decision\":\"maybe\"");
+    db.execute(
+        "UPDATE audit_events SET body = ?1, hash = ?2, decision = 'maybe' WHERE seq = 6",
+        params![
+            text.as_bytes(),
+            chain_hash(&prev, text.as_bytes()).as_slice()
+        ],
+    )
+    .unwrap();
+    let r = f.verify();
+    let edited: Vec<&str> = r
+        .problems
+        .iter()
+        .filter(|p| p.kind == ProblemKind::Edited)
+        .map(|p| p.message.as_str())
+        .collect();
+    assert_eq!(edited.len(), 1, "{:?}", r.problems);
+    assert!(
+        edited[0].contains("its decision is 'maybe', which Mandate never writes"),
+        "{:?}",
+        r.problems
+    );
+    assert!(
+        !edited[0].contains("not valid JSON"),
+        "the old, misleading message: {:?}",
+        r.problems
+    );
 }
 
 // ----- bundles -------------------------------------------------------------------------------

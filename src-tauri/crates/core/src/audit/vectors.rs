@@ -291,7 +291,11 @@ impl Log {
         let c = &self.canon[seq as usize - 1];
         match proof_in {
             None => w.event(c, Some(&self.chain[seq as usize - 1]), None),
-            Some(n) => w.event(c, None, Some(&self.tree.inclusion_proof(seq - 1, n).unwrap())),
+            Some(n) => w.event(
+                c,
+                None,
+                Some(&self.tree.inclusion_proof(seq - 1, n).unwrap()),
+            ),
         }
         let text = String::from_utf8(w.finish(0, ORIGIN, &key())).unwrap();
         text.lines().nth(1).unwrap().to_string()
@@ -566,7 +570,10 @@ fn cases() -> Vec<Case> {
         CaseFile::Own({
             let end = sealed.trim_end().rfind('\n').unwrap() + 1;
             let (body, last) = sealed.split_at(end);
-            format!("{body}{}", last.replacen("\"}\n", "\",\"comment\":\"verified\"}\n", 1))
+            format!(
+                "{body}{}",
+                last.replacen("\"}\n", "\",\"comment\":\"verified\"}\n", 1)
+            )
         }),
         vec![],
         vec![("malformed", None)],
@@ -595,7 +602,9 @@ fn cases() -> Vec<Case> {
 
     // Header keys and the seal's key (§6, §7.2).
     let mut lines = full.clone();
-    edit_line(&mut lines, 0, &|t| t.replacen(&fp, "SHA256:AAAAAAAAAAAAAAAA", 1));
+    edit_line(&mut lines, 0, &|t| {
+        t.replacen(&fp, "SHA256:AAAAAAAAAAAAAAAA", 1)
+    });
     case(
         "header-fingerprint",
         "the header gives the key a fingerprint that is not its own",
@@ -882,7 +891,10 @@ fn the_documented_vectors_match_the_code() {
     }
     // And they verify.
     for name in ["bundle.jsonl", "excerpt.jsonl"] {
-        let r = verify::check_bundle(&std::fs::read(dir().join(name)).unwrap(), &Default::default());
+        let r = verify::check_bundle(
+            &std::fs::read(dir().join(name)).unwrap(),
+            &Default::default(),
+        );
         assert!(r.ok(), "{name}: {:?}", r.problems);
     }
 }

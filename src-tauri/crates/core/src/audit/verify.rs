@@ -973,7 +973,10 @@ pub fn check_store(conn: &rusqlite::Connection, inputs: &StoreInputs) -> Result<
             decision: text(5)?,
             agent_id: r.get_ref(6)?.as_str_or_null().unwrap_or(Some("<not text>")),
         };
-        let tag = match (r.get_ref(7)?.as_i64_or_null(), r.get_ref(8)?.as_blob_or_null()) {
+        let tag = match (
+            r.get_ref(7)?.as_i64_or_null(),
+            r.get_ref(8)?.as_blob_or_null(),
+        ) {
             (Ok(Some(from)), Ok(Some(tag))) => Some((from.max(0) as u64, tag)),
             _ => None,
         };
