@@ -19,6 +19,9 @@
 //! - `audit_trail`   sqlite3 tampers named by `verify`, the PDF verified offline, Python verifier
 //! - `audit_crash`   `mandate serve` killed with SIGKILL mid-load: every received token audited
 //! - `audit_errors`  damaged bundles and PDFs, foreign keys, bad proofs, unwritable exports
+//! - `audit_commands` live verify with the reader's key and checkpoint, prove, exports that
+//!   refuse a tampered trail, killed exports' temporary files, the vectors in both verifiers
+//! - `audit_tamper`  a database writer without the keychain (forged tail, rewrite, rollback)
 //! - `audit_siem`    streaming to a real rsyslog on loopback, retried while it is down
 //! - `token_cli`     `mandate delegation`, `jwks export`, `serve` and its data-folder lock
 //! - `tls`           `serve --tls`: clients trusting only Mandate's certificate, plain HTTP
@@ -35,9 +38,11 @@
     reason = "tests"
 )]
 
+mod audit_commands;
 mod audit_crash;
 mod audit_errors;
 mod audit_siem;
+mod audit_tamper;
 mod audit_trail;
 mod broker;
 mod credentials;

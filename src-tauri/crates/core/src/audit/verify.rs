@@ -650,7 +650,7 @@ impl<'r> Walk<'r> {
             Err(e) => self.flag(
                 ProblemKind::Edited,
                 pos,
-                format!("event #{pos} is not valid JSON any more ({e}): it was edited"),
+                format!("event #{pos} is not a readable event any more ({e}): it was edited"),
             ),
             Ok(l) if l.seq != pos => {
                 self.after_anomaly = true;
