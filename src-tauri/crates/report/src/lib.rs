@@ -366,7 +366,12 @@ fn sha2_digest(b: &[u8]) -> [u8; 32] {
 }
 
 /// The attached evidence bundle of a Mandate report (or any PDF that attaches one under
-/// [`ATTACHMENT_NAME`]).
+/// [`ATTACHMENT_NAME`]), as `docs/AUDIT_FORMAT.md` §6 says to find it: the PDF as its last
+/// incremental update leaves it; exactly one entry of the `/Names /EmbeddedFiles` name tree
+/// whose key is the bytes of [`ATTACHMENT_NAME`]; its file specification's `/EF /F` stream, or
+/// `/EF /UF` when there is no `/F` (both, when present, must be the same stream); decoded
+/// with its filters, and as long as its `/Params /Size` says, when it says. Two entries of
+/// that name are refused: a reader could not tell which one a viewer shows.
 pub fn extract_bundle(pdf: &[u8]) -> Result<Vec<u8>, ReportError> {
     use lopdf::Object;
     if !pdf.starts_with(b"%PDF-") {
@@ -395,9 +400,15 @@ pub fn extract_bundle(pdf: &[u8]) -> Result<Vec<u8>, ReportError> {
     let Ok(ef) = names.get(b"EmbeddedFiles") else {
         return Err(ReportError::NoAttachment);
     };
-    // Walk the name tree (Names arrays, possibly under Kids).
+    // Walk the whole name tree (Names arrays, possibly under Kids) and keep every match.
+    let mut found: Vec<Object> = Vec::new();
     let mut stack = vec![deref(ef)?];
+    let mut visited = 0usize;
     while let Some(node) = stack.pop() {
+        visited += 1;
+        if visited > 100_000 {
+            return Err(ReportError::NotPdf("its name tree does not end".into()));
+        }
         let Ok(d) = node.as_dict() else { continue };
         if let Ok(kids) = d.get(b"Kids").and_then(|k| k.as_array()) {
             for k in kids {
@@ -410,49 +421,67 @@ pub fn extract_bundle(pdf: &[u8]) -> Result<Vec<u8>, ReportError> {
         for pair in arr.chunks(2) {
             let [name, spec] = pair else { continue };
             let name = deref(name)?;
-            let name = name.as_str().map(|b| b.to_vec()).unwrap_or_default();
-            if name != ATTACHMENT_NAME.as_bytes() {
-                continue;
+            if name.as_str().ok() == Some(ATTACHMENT_NAME.as_bytes()) {
+                found.push(spec.clone());
             }
-            let spec = deref(spec)?;
-            let spec = spec.as_dict().map_err(|_| {
-                ReportError::DamagedAttachment("the file spec is not a dictionary".into())
-            })?;
-            let ef =
-                deref(spec.get(b"EF").map_err(|_| {
-                    ReportError::DamagedAttachment("the file spec has no /EF".into())
-                })?)?;
-            let ef = ef
-                .as_dict()
-                .map_err(|_| ReportError::DamagedAttachment("/EF is not a dictionary".into()))?;
-            let f =
-                deref(ef.get(b"F").or_else(|_| ef.get(b"UF")).map_err(|_| {
-                    ReportError::DamagedAttachment("/EF has no file stream".into())
-                })?)?;
-            let stream = f.as_stream().map_err(|_| {
-                ReportError::DamagedAttachment("the attachment is not a stream".into())
-            })?;
-            let bytes = if stream.dict.get(b"Filter").is_ok() {
-                stream.decompressed_content().map_err(|e| {
-                    ReportError::DamagedAttachment(format!("it cannot be decompressed ({e})"))
-                })?
-            } else {
-                stream.content.clone()
-            };
-            if let Ok(size) = stream.dict.get(b"Params").and_then(|p| match p {
-                Object::Dictionary(d) => d.get(b"Size").and_then(|s| s.as_i64()),
-                _ => Err(lopdf::Error::DictKey("Size".into())),
-            }) && size != bytes.len() as i64
-            {
-                return Err(ReportError::DamagedAttachment(format!(
-                    "it is {} bytes long but the PDF says {size}",
-                    bytes.len()
-                )));
-            }
-            return Ok(bytes);
         }
     }
-    Err(ReportError::NoAttachment)
+    let spec = match found.as_slice() {
+        [] => return Err(ReportError::NoAttachment),
+        [one] => deref(one)?,
+        more => {
+            return Err(ReportError::DamagedAttachment(format!(
+                "it has {} attachments named {ATTACHMENT_NAME}, and a report has one: which one \
+                 a PDF viewer shows cannot be told",
+                more.len()
+            )));
+        }
+    };
+    let spec = spec
+        .as_dict()
+        .map_err(|_| ReportError::DamagedAttachment("the file spec is not a dictionary".into()))?;
+    let ef = deref(
+        spec.get(b"EF")
+            .map_err(|_| ReportError::DamagedAttachment("the file spec has no /EF".into()))?,
+    )?;
+    let ef = ef
+        .as_dict()
+        .map_err(|_| ReportError::DamagedAttachment("/EF is not a dictionary".into()))?;
+    let stream_ref = match (ef.get(b"F").ok(), ef.get(b"UF").ok()) {
+        (Some(f), Some(uf)) if f != uf => {
+            return Err(ReportError::DamagedAttachment(
+                "its /EF names two different file streams (/F and /UF)".into(),
+            ));
+        }
+        (Some(f), _) | (None, Some(f)) => f,
+        (None, None) => {
+            return Err(ReportError::DamagedAttachment(
+                "/EF has no file stream".into(),
+            ));
+        }
+    };
+    let f = deref(stream_ref)?;
+    let stream = f
+        .as_stream()
+        .map_err(|_| ReportError::DamagedAttachment("the attachment is not a stream".into()))?;
+    let bytes = if stream.dict.get(b"Filter").is_ok() {
+        stream.decompressed_content().map_err(|e| {
+            ReportError::DamagedAttachment(format!("it cannot be decompressed ({e})"))
+        })?
+    } else {
+        stream.content.clone()
+    };
+    if let Ok(size) = stream.dict.get(b"Params").and_then(|p| match p {
+        Object::Dictionary(d) => d.get(b"Size").and_then(|s| s.as_i64()),
+        _ => Err(lopdf::Error::DictKey("Size".into())),
+    }) && size != bytes.len() as i64
+    {
+        return Err(ReportError::DamagedAttachment(format!(
+            "it is {} bytes long but the PDF says {size}",
+            bytes.len()
+        )));
+    }
+    Ok(bytes)
 }
 
 #[cfg(test)]
@@ -628,5 +657,102 @@ mod tests {
             String::from_utf8_lossy(&pdf).replace(ATTACHMENT_NAME, "mandate-evidence.jsonX");
         let err = extract_bundle(renamed.as_bytes());
         assert!(err.is_err());
+    }
+
+    /// A PDF whose name tree lists `mandate-evidence.jsonl` twice, or whose file spec names
+    /// two streams, was read by taking the first one found; a viewer might show the other.
+    #[test]
+    fn an_ambiguous_attachment_is_refused_not_picked() {
+        use lopdf::{Dictionary, Object, Stream};
+        let data = ReportData {
+            organisation: "x".into(),
+            generated: chrono::DateTime::from_timestamp(0, 0).unwrap(),
+            scope: String::new(),
+            period: (String::new(), String::new()),
+            origin: String::new(),
+            checkpoint_size: 0,
+            checkpoint_root: String::new(),
+            checkpoint_head: String::new(),
+            checkpoint_time: String::new(),
+            key_fingerprint: String::new(),
+            bundle_check: check_bundle(b"", &Default::default()),
+            store_check: None,
+            agents: Vec::new(),
+            owners: Vec::new(),
+            events: Vec::new(),
+            bundle: b"the genuine bundle".to_vec(),
+        };
+        let pdf = render(&data, &mut |_, _| {}).unwrap();
+        assert_eq!(extract_bundle(&pdf).unwrap(), b"the genuine bundle");
+        let doc = lopdf::Document::load_mem(&pdf).unwrap();
+        // Apply `f` to every dictionary in the document, nested ones included.
+        fn visit(o: &mut Object, f: &mut dyn FnMut(&mut Dictionary)) {
+            match o {
+                Object::Dictionary(d) => {
+                    f(d);
+                    for (_, v) in d.iter_mut() {
+                        visit(v, f);
+                    }
+                }
+                Object::Array(a) => a.iter_mut().for_each(|v| visit(v, f)),
+                Object::Stream(s) => f(&mut s.dict),
+                _ => {}
+            }
+        }
+        let each_dict = |doc: &mut lopdf::Document, f: &mut dyn FnMut(&mut Dictionary)| {
+            for o in doc.objects.values_mut() {
+                visit(o, f);
+            }
+        };
+        let save = |doc: &mut lopdf::Document| {
+            let mut out = Vec::new();
+            doc.save_to(&mut out).unwrap();
+            out
+        };
+        let is_tree = |d: &Dictionary| {
+            d.get(b"Names").and_then(|n| n.as_array()).is_ok_and(|a| {
+                a.iter()
+                    .any(|x| x.as_str().ok() == Some(ATTACHMENT_NAME.as_bytes()))
+            })
+        };
+        // A second entry of the same name, pointing at another bundle.
+        let mut twice = doc.clone();
+        let other = twice.add_object(Stream::new(Dictionary::new(), b"another bundle".to_vec()));
+        let mut ef = Dictionary::new();
+        ef.set("F", other);
+        let mut spec = Dictionary::new();
+        spec.set("Type", Object::Name(b"Filespec".to_vec()));
+        spec.set("EF", ef);
+        let spec = twice.add_object(spec);
+        let mut added = 0;
+        each_dict(&mut twice, &mut |d| {
+            if is_tree(d)
+                && let Ok(a) = d.get_mut(b"Names").and_then(|n| n.as_array_mut())
+            {
+                a.push(Object::string_literal(ATTACHMENT_NAME));
+                a.push(Object::Reference(spec));
+                added += 1;
+            }
+        });
+        assert_eq!(added, 1);
+        let err = extract_bundle(&save(&mut twice)).unwrap_err().to_string();
+        assert!(err.contains("it has 2 attachments named"), "{err}");
+        // One entry whose /F and /UF are different streams.
+        let mut two_streams = doc.clone();
+        let other =
+            two_streams.add_object(Stream::new(Dictionary::new(), b"another bundle".to_vec()));
+        let mut set = 0;
+        each_dict(&mut two_streams, &mut |d| {
+            // The /EF dictionary: its /F is a reference to the file stream.
+            if let Ok(Object::Reference(_)) = d.get(b"F") {
+                d.set("UF", other);
+                set += 1;
+            }
+        });
+        assert_eq!(set, 1, "the /EF dictionary");
+        let err = extract_bundle(&save(&mut two_streams))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("two different file streams"), "{err}");
     }
 }
