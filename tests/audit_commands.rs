@@ -395,7 +395,7 @@ fn a_killed_export_left_its_temporary_file_behind_forever() {
     // Another export's file that is still being written (its lock held) stays.
     let live = dir.join(".report.pdf.1.tmp");
     let held = std::fs::File::create(&live).unwrap();
-    held.lock().unwrap();
+    fs4::FileExt::lock(&held).unwrap();
     // A file of another name is never touched.
     std::fs::write(dir.join(".notes.txt.2.tmp"), b"mine").unwrap();
     env.run(&[

@@ -5,7 +5,8 @@
 //! installation's *committer*, one thread that takes every write queued so far, runs them in one
 //! `BEGIN IMMEDIATE` transaction (each inside its own savepoint, so one failing write rolls back
 //! only itself; [`Mandate::submit_grouped_shared_fate`] skips the savepoint for writes that can
-//! fail only when storage does), commits once, and only then hands each caller its result
+//! fail only when storage does), tags the batch's audit events as one batch (`audit::tag`),
+//! commits once, and only then hands each caller its result
 //! through the caller's own one-shot channel. While it commits, the next writes queue up and become the next batch.
 //! A caller that is about to queue a write can announce it ([`Mandate::announce_write`]); while
 //! writes are announced the committer holds its batch open for them, briefly, so that batches

@@ -232,7 +232,7 @@ impl Staged {
         // Held until the file is renamed or removed, and released by the OS if this process is
         // killed: how the next export tells a live temporary file from a stale one. Where the
         // file system has no locks, exports still work; stale files are then left alone.
-        let _ = file.try_lock();
+        let _ = fs4::FileExt::try_lock(&file);
         Ok(Staged {
             path: path.to_path_buf(),
             tmp,
@@ -282,7 +282,7 @@ fn remove_stale(dir: &Path, name: &str) {
         let Ok(f) = std::fs::OpenOptions::new().write(true).open(&path) else {
             continue;
         };
-        if f.try_lock().is_ok() {
+        if fs4::FileExt::try_lock(&f).is_ok() {
             let _ = std::fs::remove_file(&path);
         }
     }

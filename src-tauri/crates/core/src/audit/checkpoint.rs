@@ -3,14 +3,18 @@
 //! A checkpoint is made automatically once [`EVERY_EVENTS`] events or [`EVERY_MINUTES`]
 //! minutes have passed since the previous one (checked after each write), and at every export.
 //! Each is kept in `audit_checkpoints` with the right edge of the Merkle tree, so the next one
-//! hashes only the new events. Before signing, the new events' hash chain is rechecked from the
-//! previous checkpoint's head: Mandate never signs a log it can see was tampered with.
+//! hashes only the new events. Mandate never signs a log it can see was tampered with: before
+//! signing ([`make`]'s [`Guards`]), the copies of the newest checkpoint kept outside the
+//! database must still be in it word for word, the previous checkpoint's stored state must be
+//! the one its signature covers, and every new event must chain from it and carry a valid
+//! batch tag (`tag`).
 //!
 //! The newest checkpoint is also written to [`FILE_NAME`] beside the database (atomically,
-//! never replaced by an older one). Its signature is its check. A verifier that finds the
-//! database smaller than, or inconsistent with, that file reports a rollback: this is what
-//! catches "truncate the log and restore an older genuine checkpoint" (SECURITY.md, Tamper
-//! evidence).
+//! never replaced by an older one) and kept in the OS keychain (by `api`). Their signatures
+//! are their check. A verifier that finds the database smaller than, or inconsistent with,
+//! either reports a rollback: this is what catches "truncate the log and restore an older
+//! genuine checkpoint" (SECURITY.md, Tamper evidence), and the keychain's copy catches it even
+//! when the file was rolled back too.
 //!
 //! What it is not: verification (see `verify`), or key management (the signing key is the
 //! issuer key the registry keeps in the OS keychain).

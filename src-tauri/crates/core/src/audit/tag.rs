@@ -132,7 +132,7 @@ impl TagKey {
 }
 
 /// The installation's tag key: read from the keychain once, then kept in memory.
-pub(crate) struct TagKeys {
+pub struct TagKeys {
     keychain: Arc<dyn Keychain>,
     /// The installation's keychain account (namespaced by install id).
     account: SecretRef,
@@ -146,7 +146,8 @@ impl fmt::Debug for TagKeys {
 }
 
 impl TagKeys {
-    pub(crate) fn new(keychain: Arc<dyn Keychain>, account: SecretRef) -> Self {
+    /// The key kept under `account` (already namespaced by installation) in `keychain`.
+    pub fn new(keychain: Arc<dyn Keychain>, account: SecretRef) -> Self {
         TagKeys {
             keychain,
             account,
@@ -165,7 +166,7 @@ impl TagKeys {
     }
 
     /// The key, if the keychain holds one. Never makes one: for verification.
-    pub(crate) fn get(&self) -> Result<Option<TagKey>> {
+    pub fn get(&self) -> Result<Option<TagKey>> {
         if let Some(k) = self.cached() {
             return Ok(Some(k));
         }
@@ -200,7 +201,8 @@ impl TagKeys {
 }
 
 /// The newest event's position (0 for an empty log): read at the start of a write transaction.
-pub(crate) fn head(conn: &Connection) -> Result<u64> {
+/// `Mandate`'s writers call this and [`seal`] themselves; they are public for benchmarks.
+pub fn head(conn: &Connection) -> Result<u64> {
     let n: Option<i64> = conn
         .prepare_cached("SELECT seq FROM audit_events ORDER BY seq DESC LIMIT 1")?
         .query_row([], |r| r.get(0))
@@ -210,7 +212,7 @@ pub(crate) fn head(conn: &Connection) -> Result<u64> {
 
 /// Tag the events `tx` appended after position `before` (see the module docs); nothing when it
 /// appended none. Fails, so the transaction rolls back, when the keychain cannot be used.
-pub(crate) fn seal(tx: &Transaction<'_>, before: u64, keys: &TagKeys) -> Result<()> {
+pub fn seal(tx: &Transaction<'_>, before: u64, keys: &TagKeys) -> Result<()> {
     let last: Option<(i64, Vec<u8>)> = tx
         .prepare_cached("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")?
         .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
