@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """An independent verifier of Mandate evidence bundles, written from docs/AUDIT_FORMAT.md alone.
 
-Only the standard library and `cryptography` (for Ed25519) are used.
+Only the standard library and `cryptography` (for Ed25519) are used. It reads bundles (JSON
+Lines), not PDF reports.
 
 Usage:
   verify.py BUNDLE [--key FINGERPRINT_OR_VKEY]... [--checkpoint NOTE_FILE]...
       prints a JSON report; exit 0 when it verifies, 10 when it does not, 2 on usage errors.
   verify.py --vectors EXPECTED_JSON
-      recomputes every value of the test vectors; exit 0 when all match, 1 otherwise.
+      recomputes every value of the test vectors and verifies every case, expecting exactly
+      the problems expected.json states; exit 0 when all match, 1 otherwise.
 """
 
 import base64

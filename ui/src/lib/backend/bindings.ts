@@ -805,7 +805,7 @@ export type EndpointStatus_Serialize = {
 };
 
 /**  Stable, machine-readable error codes, shared by the CLI (`--json`), HTTP and the UI. */
-export type ErrorCode = "invalid_input" | "not_found" | "already_exists" | "conflict" | "refused" | "keychain_unavailable" | "keychain_locked" | "database_too_new" | "data_dir" | "busy" | "storage" | "io";
+export type ErrorCode = "invalid_input" | "not_found" | "already_exists" | "conflict" | "refused" | "audit_failed" | "keychain_unavailable" | "keychain_locked" | "database_too_new" | "data_dir" | "busy" | "storage" | "io";
 
 /**  The serialisable form of an error for IPC and `--json` output: a code and a sentence. */
 export type ErrorReport = {
@@ -1502,7 +1502,12 @@ export type ProblemKind =
 /**  A proof does not verify. */
 "proof_mismatch" | 
 /**  The bundle's seal (its signature over every byte before the end line) is wrong. */
-"broken_seal";
+"broken_seal" | 
+/**
+ *  Events in the store that no valid batch tag covers: written or re-chained by someone
+ *  without the installation's keychain key (`audit/tag.rs`).
+ */
+"unauthenticated";
 
 /**
  *  How a project is started, guessed from the files at its top level: `npm start` when
