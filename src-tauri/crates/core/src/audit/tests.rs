@@ -644,7 +644,7 @@ fn an_untagged_history_is_adopted_by_the_first_tagged_write() {
     let account = SecretRef {
         account: format!("{}/audit-tag-key", f.m.install_id()),
     };
-    // As before schema 8: no tags, no key.
+    // As before schema 10: no tags, no key.
     f.db()
         .execute("UPDATE audit_events SET tag_from = NULL, tag = NULL", [])
         .unwrap();
