@@ -18,7 +18,13 @@ use std::process::Command;
 
 use crate::fixture::{Env, Run, bin};
 
-const TRIALS: usize = 10;
+/// Trials per attack; `MANDATE_TAMPER_TRIALS` raises it for a measured run (docs/RELIABILITY.md).
+fn trials() -> usize {
+    std::env::var("MANDATE_TAMPER_TRIALS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10)
+}
 
 fn sqlite(db: &Path, sql: &str) -> String {
     let o = Command::new("sqlite3").arg(db).arg(sql).output().unwrap();
@@ -152,7 +158,8 @@ fn a_database_writer_without_the_keychain_is_caught_and_nothing_is_signed_over_i
     let mut rng = Rng(0x5eed_1234_abcd_0001);
     let mut failures = Vec::new();
     let mut tally = [0usize; 3];
-    for trial in 0..TRIALS {
+    let trials = trials();
+    for trial in 0..trials {
         let attacks: [(&str, Vec<String>, &[&str]); 3] = [
             (
                 "forged tail",
@@ -188,8 +195,8 @@ fn a_database_writer_without_the_keychain_is_caught_and_nothing_is_signed_over_i
         }
     }
     eprintln!(
-        "caught: forged tails {}/{TRIALS}, rewritten histories {}/{TRIALS}, rollbacks \
-         {}/{TRIALS} (log of {events} events, newest checkpoint {newest})",
+        "caught: forged tails {}/{trials}, rewritten histories {}/{trials}, rollbacks \
+         {}/{trials} (log of {events} events, newest checkpoint {newest})",
         tally[0], tally[1], tally[2]
     );
     assert!(failures.is_empty(), "{failures:#?}");
