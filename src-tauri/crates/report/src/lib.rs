@@ -679,6 +679,7 @@ mod tests {
             store_check: None,
             agents: Vec::new(),
             owners: Vec::new(),
+            people: Vec::new(),
             events: Vec::new(),
             bundle: b"the genuine bundle".to_vec(),
         };
