@@ -17,6 +17,10 @@
 //!   loadgen tokens --url URL --aud AUD --client-id ID --key JWK_FILE --rate R --seconds S [--timeline]
 //!   loadgen floor --seconds S
 //!   loadgen bodies --url URL [--aud AUD] --client-id ID --key JWK_FILE --count N
+//!   loadgen soak --url URL --client-id ID --key JWK_FILE --rate R --seconds S
+//!       [--proxy /proxy/CONN/PATH] [--pid PID --data-dir DIR] [--sample-secs N]
+//!
+//! `soak` (`soak.rs`) is the mixed traffic of the soak in `docs/RELIABILITY.md`.
 //!
 //! `bodies` prints N pre-signed token request bodies, one per line, for wrk
 //! (`tests/bench/wrk-bodies.lua`), which drives `scripts/bench`'s closed-loop runs with less
@@ -42,6 +46,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use ed25519_dalek::{Signer as _, SigningKey};
 use sha2::{Digest, Sha256};
+
+mod soak;
 
 fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter()
@@ -357,8 +363,9 @@ async fn main() {
         Some("tokens") => tokens(&args).await,
         Some("floor") => floor(&args),
         Some("bodies") => bodies(&args),
+        Some("soak") => soak::soak(&args).await,
         _ => eprintln!(
-            "usage: loadgen tokens --url URL --client-id ID --key JWK [--aud A] [--concurrency N | --rate R] [--seconds S] | loadgen floor | loadgen bodies --url URL --client-id ID --key JWK --count N"
+            "usage: loadgen tokens --url URL --client-id ID --key JWK [--aud A] [--concurrency N | --rate R] [--seconds S] | loadgen floor | loadgen bodies --url URL --client-id ID --key JWK --count N | loadgen soak --url URL --client-id ID --key JWK --rate R --seconds S"
         ),
     }
 }

@@ -1,0 +1,281 @@
+//! `loadgen soak`: hours-long mixed traffic at a fixed rate against a running endpoint, for the
+//! soak in `docs/RELIABILITY.md` (`scripts/reliability`). Not a test.
+//!
+//! Open loop, as `tokens --rate` (latency from each request's scheduled send time, so a stall
+//! counts against every request it delayed). Of every 20 requests: 10 token requests (a fresh
+//! assertion each, signed when due), 5 introspections and 2 revocations of tokens it received,
+//! 1 JWKS read, and 2 calls through the secret broker (`--proxy PATH`; token requests when it
+//! is not given). Prints one JSON line per minute (requests, errors, p50/p99 per kind and
+//! overall) and, with `--pid PID --data-dir DIR`, one sample every `--sample-secs` (default 10)
+//! of the server's resident memory, open file descriptors, and the SQLite database and WAL
+//! sizes; then a summary line.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::SigningKey;
+
+use crate::{arg, assertion, ms2, percentile};
+
+const KINDS: [&str; 5] = ["token", "introspect", "revoke", "jwks", "broker"];
+
+fn kind_of(i: usize, broker: bool) -> usize {
+    match i % 20 {
+        0..=9 => 0,
+        10..=14 => 1,
+        15..=16 => 2,
+        17 => 3,
+        _ if broker => 4,
+        _ => 0,
+    }
+}
+
+struct Ctx {
+    http: reqwest::Client,
+    url: String,
+    client: String,
+    key: SigningKey,
+    kid: String,
+    proxy: Option<String>,
+    /// Tokens received and not yet revoked, newest last.
+    tokens: Mutex<VecDeque<String>>,
+}
+
+impl Ctx {
+    fn form(&self, path: &str, extra: &str) -> String {
+        let aud = format!("{}{path}", self.url);
+        format!(
+            "client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion={}{extra}",
+            assertion(&self.key, &self.kid, &self.client, &aud, "EdDSA")
+        )
+    }
+
+    async fn post(&self, path: &str, body: String) -> Option<serde_json::Value> {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .ok()?;
+        if !r.status().is_success() {
+            return None;
+        }
+        r.json().await.ok()
+    }
+
+    fn some_token(&self, i: usize) -> Option<String> {
+        let t = self.tokens.lock().unwrap();
+        (!t.is_empty()).then(|| t[i % t.len()].clone())
+    }
+
+    /// One request of `kind`; whether it succeeded.
+    async fn run(&self, kind: usize, i: usize) -> bool {
+        match kind {
+            0 => {
+                let body = self.form("/oauth2/token", "&grant_type=client_credentials");
+                let Some(v) = self.post("/oauth2/token", body).await else {
+                    return false;
+                };
+                let Some(t) = v["access_token"].as_str() else {
+                    return false;
+                };
+                let mut q = self.tokens.lock().unwrap();
+                q.push_back(t.to_string());
+                if q.len() > 2000 {
+                    q.pop_front();
+                }
+                true
+            }
+            1 => {
+                let Some(t) = self.some_token(i) else { return true };
+                let body = self.form("/oauth2/introspect", &format!("&token={t}"));
+                self.post("/oauth2/introspect", body).await.is_some()
+            }
+            2 => {
+                let Some(t) = self.tokens.lock().unwrap().pop_front() else {
+                    return true;
+                };
+                let body = self.form("/oauth2/revoke", &format!("&token={t}"));
+                self.post("/oauth2/revoke", body).await.is_some()
+            }
+            3 => match self.http.get(format!("{}/.well-known/jwks.json", self.url)).send().await {
+                Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                Err(_) => false,
+            },
+            _ => {
+                let (Some(path), Some(t)) = (&self.proxy, self.some_token(i)) else {
+                    return true;
+                };
+                match self
+                    .http
+                    .get(format!("{}{path}", self.url))
+                    .bearer_auth(t)
+                    .send()
+                    .await
+                {
+                    // A token revoked meanwhile is refused (401): the broker answered.
+                    Ok(r) => {
+                        let ok = r.status().is_success() || r.status().as_u16() == 401;
+                        r.bytes().await.is_ok() && ok
+                    }
+                    Err(_) => false,
+                }
+            }
+        }
+    }
+}
+
+/// Resident memory (kB), open descriptors, database and WAL bytes of the server.
+fn sample(pid: u32, dir: &str) -> serde_json::Value {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+    let size = |f: &str| std::fs::metadata(format!("{dir}/{f}")).map_or(0, |m| m.len());
+    serde_json::json!({
+        "rss_kb": rss_kb, "fds": fds,
+        "db_bytes": size("mandate.db"), "wal_bytes": size("mandate.db-wal"),
+    })
+}
+
+#[derive(Default)]
+struct Minute {
+    all: Vec<f64>,
+    by_kind: BTreeMap<usize, Vec<f64>>,
+    errors: usize,
+}
+
+pub async fn soak(args: &[String]) {
+    let url = arg(args, "--url").expect("--url");
+    let client = arg(args, "--client-id").expect("--client-id");
+    let (key, kid) = crate::load_key(&arg(args, "--key").expect("--key"));
+    let rate: f64 = arg(args, "--rate").map_or(500.0, |r| r.parse().unwrap());
+    let secs: u64 = arg(args, "--seconds").map_or(1800, |r| r.parse().unwrap());
+    let proxy = arg(args, "--proxy");
+    let pid: Option<u32> = arg(args, "--pid").map(|p| p.parse().unwrap());
+    let dir = arg(args, "--data-dir").unwrap_or_default();
+    let every: u64 = arg(args, "--sample-secs").map_or(10, |r| r.parse().unwrap());
+    let broker = proxy.is_some();
+    let ctx = Arc::new(Ctx {
+        http: reqwest::Client::builder()
+            .no_proxy()
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap(),
+        url,
+        client,
+        key,
+        kid,
+        proxy,
+        tokens: Mutex::new(VecDeque::new()),
+    });
+    let n = (rate * secs as f64) as usize;
+    let period = Duration::from_secs_f64(1.0 / rate);
+    let start = Instant::now() + Duration::from_millis(50);
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = pid.map(|pid| {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut k = 0u64;
+            while !done.load(Ordering::Relaxed) {
+                let due = start + Duration::from_secs(every * k);
+                if let Some(d) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(d);
+                }
+                let mut s = sample(pid, &dir);
+                s["sample_s"] = serde_json::json!(every * k);
+                println!("{s}");
+                k += 1;
+            }
+        })
+    });
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, usize, f64, bool)>();
+    let rt = tokio::runtime::Handle::current();
+    let pacer = {
+        let ctx = ctx.clone();
+        std::thread::spawn(move || {
+            for i in 0..n {
+                let due = start + period.mul_f64(i as f64);
+                if let Some(d) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(d);
+                }
+                let (ctx, tx) = (ctx.clone(), tx.clone());
+                let kind = kind_of(i, broker);
+                rt.spawn(async move {
+                    let ok = ctx.run(kind, i).await;
+                    let l = Instant::now().duration_since(due).as_secs_f64() * 1000.0;
+                    let _ = tx.send((i, kind, l, ok));
+                });
+            }
+        })
+    };
+    let mut minutes: BTreeMap<usize, Minute> = BTreeMap::new();
+    let mut printed = 0usize;
+    let mut all = Vec::with_capacity(n);
+    let mut errors = 0usize;
+    let report = |m: usize, s: &mut Minute| {
+        s.all.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let mut kinds = serde_json::Map::new();
+        for (k, v) in &mut s.by_kind {
+            v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            kinds.insert(
+                KINDS[*k].into(),
+                serde_json::json!({"n": v.len(), "p50_ms": ms2(percentile(v, 0.5)), "p99_ms": ms2(percentile(v, 0.99))}),
+            );
+        }
+        println!(
+            "{}",
+            serde_json::json!({
+                "minute": m + 1, "requests": s.all.len(), "errors": s.errors,
+                "p50_ms": ms2(percentile(&s.all, 0.5)), "p99_ms": ms2(percentile(&s.all, 0.99)),
+                "max_ms": ms2(s.all.last().copied().unwrap_or(0.0)), "kinds": kinds,
+            })
+        );
+    };
+    while let Some((i, kind, l, ok)) = rx.recv().await {
+        let m = ((i as f64 / rate) / 60.0) as usize;
+        let e = minutes.entry(m).or_default();
+        e.all.push(l);
+        e.by_kind.entry(kind).or_default().push(l);
+        all.push(l);
+        if !ok {
+            e.errors += 1;
+            errors += 1;
+        }
+        // A minute is complete once requests two minutes later have come back.
+        while printed + 2 <= m {
+            if let Some(mut s) = minutes.remove(&printed) {
+                report(printed, &mut s);
+            }
+            printed += 1;
+        }
+    }
+    pacer.join().unwrap();
+    for (m, mut s) in std::mem::take(&mut minutes) {
+        report(m, &mut s);
+    }
+    done.store(true, Ordering::Relaxed);
+    if let Some(s) = sampler {
+        s.join().unwrap();
+    }
+    all.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    println!(
+        "{}",
+        serde_json::json!({
+            "summary": "soak", "rate": rate, "seconds": secs, "requests": all.len(), "errors": errors,
+            "achieved_per_s": (all.len() as f64 / start.elapsed().as_secs_f64()).round(),
+            "p50_ms": ms2(percentile(&all, 0.5)), "p99_ms": ms2(percentile(&all, 0.99)),
+            "max_ms": ms2(all.last().copied().unwrap_or(0.0)),
+        })
+    );
+}
