@@ -140,7 +140,7 @@ class Trials:
         with open(self.cfg, "w") as f:
             f.write(
                 f'[faults]\nfifo_path="{self.fifo}"\nfifo_path_completed="{self.done_fifo}"\n'
-                '[cache]\napply_eviction=false\n[cache.simple]\ncustom_size="1gb"\nblocks_per_page=1\n'
+                '[cache]\napply_eviction=false\n[cache.simple]\ncustom_size="512mb"\nblocks_per_page=1\n'
                 f'[filesystem]\nlog_all_operations=false\nlogfile="{os.path.join(self.work, "lazyfs.log")}"\n'
             )
         self.env = dict(os.environ, MANDATE_DATA_DIR=self.data)
