@@ -238,6 +238,7 @@ def main():
     p.add_argument("--results", required=True)
     p.add_argument("--docs", required=True)
     p.add_argument("--commit", required=True)
+    p.add_argument("--note", default="", help="how the run was made, when it departs from the default (e.g. parts run at once)")
     a = p.parse_args()
     fuzz = lines(os.path.join(a.results, "fuzz.jsonl"))
     power = lines(os.path.join(a.results, "power.jsonl"))
@@ -256,13 +257,14 @@ def main():
         f"| commit | `{a.commit}` |",
         f"| machine | {machine()}, shared with other work; every run under `nice -n 10` |",
         "| build | release (`cargo build --release`); fuzz targets: release with debug assertions and AddressSanitizer |",
+        *([f"| conditions | {a.note} |"] if a.note else []),
         "",
         "## How to reproduce",
         "",
         "```sh",
         "scripts/reliability                 # all of the below, then this file (hours)",
         "scripts/reliability fuzz            # or one part: fuzz, power, soak",
-        "scripts/fuzz --smoke                # what CI runs: every corpus replayed, 10 s per target",
+        "scripts/fuzz --smoke 20             # what CI runs: every corpus replayed, 20 s per target",
         "RELIABILITY_OUT=DIR scripts/reliability soak   # add a part to an earlier run's results",
         "```",
         "",
@@ -273,7 +275,7 @@ def main():
         "",
         "`src-tauri/fuzz` (outside the workspace; `cargo fuzz`, AddressSanitizer, on stable Rust with",
         "`RUSTC_BOOTSTRAP=1`). Each target asserts an oracle besides \"no panic\". The committed corpora",
-        "(`src-tauri/fuzz/corpus`) are replayed by CI, which also runs each target for 10 s.",
+        "(`src-tauri/fuzz/corpus`) are replayed by CI, which also runs each target for 20 s.",
         "",
         *fuzz_section(fuzz),
         "## 2. Crash trials (`kill -9`)",
