@@ -182,6 +182,14 @@ class Trials:
         if "clear-cache" not in line:
             sys.exit(f"LazyFS did not confirm the cut: {line!r}")
 
+    def cleanup(self):
+        """Whatever happened (a failed setup too): no upstream or mount left behind."""
+        if self.upstream is not None and self.upstream.poll() is None:
+            self.upstream.kill()
+            self.upstream.wait()
+        if self.lazyfs is not None and self.lazyfs.poll() is None:
+            self.unmount()
+
     # ----- Mandate ------------------------------------------------------------------------
 
     def cli(self, *args, stdin=None):
@@ -354,23 +362,31 @@ class Trials:
             while self.acked.round_tokens < 20 and time.monotonic() < deadline:
                 time.sleep(0.01)
             time.sleep(self.rng.uniform(0, 1.5))
-            # The cut: freeze every writer, drop what was never synced, kill, remount.
+            # The cut: freeze every writer, drop what was never synced, kill, remount. Clients
+            # start nothing new from here; an answer already on its way still counts (the server
+            # commits before it answers). The threads are joined only after the kill: one may be
+            # waiting for a CLI process that is frozen.
+            stop.set()
             victims = [server] + [p for p in procs if p.poll() is None]
             for p in victims:
                 try:
                     os.kill(p.pid, signal.SIGSTOP)
                 except ProcessLookupError:
                     pass
-            stop.set()
-            for t in threads:
-                t.join()
             self.clear_cache()
-            for p in victims + procs:
+            for p in [server] + procs:
                 try:
                     os.kill(p.pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
                 p.wait()
+            for t in threads:
+                t.join()
+            # A CLI process started in the instant before the threads saw `stop` is killed too.
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
             self.unmount()
             self.mount()
             problems, events = self.check(trial)
@@ -416,7 +432,12 @@ def main():
     p.add_argument("--trials", type=int, default=20)
     p.add_argument("--seed", type=int, default=int(time.time()))
     a = p.parse_args()
-    sys.exit(0 if Trials(a).run() else 1)
+    trials = Trials(a)
+    try:
+        ok = trials.run()
+    finally:
+        trials.cleanup()
+    sys.exit(0 if ok else 1)
 
 
 if __name__ == "__main__":
