@@ -171,6 +171,7 @@ def soak_section(rows, docs):
         "",
         "| bar (issue 22 §4) | measured | result |",
         "|---|---|---|",
+        f"| 30 minutes at 500 requests/s | {secs / 60:.0f} minutes, {summary['achieved_per_s']:.0f} requests/s achieved of {summary['rate']:.0f} asked | {yes(secs >= 1800 and summary['achieved_per_s'] >= 0.95 * 500)} |",
         f"| memory flat after warm-up (< 10 % growth over the last {(secs - warm) // 60} minutes) | RSS {rss0 / 1024:.0f} MB after warm-up, at most {rss_max / 1024:.0f} MB, {rss_end / 1024:.0f} MB at the end: {growth:+.1f} % | {yes(bars['memory'])} |",
         f"| no file-descriptor growth | {fds0:.0f} open after warm-up, {fds_end:.0f} at the end (at most {fd_max}) | {yes(bars['fds'])} |",
         f"| the WAL checkpointed, not growing without bound | largest WAL {wal_max / 2**20:.1f} MB; {wal_max_first / 2**20:.1f} MB at most in the first half after warm-up, {wal_max_second / 2**20:.1f} MB in the second | {yes(bars['wal'])} |",
