@@ -32,6 +32,7 @@ import http.client
 import json
 import os
 import random
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -302,7 +303,16 @@ class Trials:
             report = {}
         if v.returncode != 0 or report.get("problems"):
             problems.append(f"audit verify failed (exit {v.returncode}): {v.stderr.strip()[:300]} {report.get('problems')}")
-        db = sqlite3.connect(f"file:{os.path.join(self.data, 'mandate.db')}?mode=ro", uri=True)
+        # The checks read a copy of what survived (database and WAL, read through LazyFS with
+        # plain reads): SQLite's shared-memory file, mapped through LazyFS, sometimes fails with
+        # "disk I/O error" (see the cut), which is LazyFS's, not Mandate's.
+        snap = os.path.join(self.work, "check")
+        shutil.rmtree(snap, ignore_errors=True)
+        os.makedirs(snap)
+        for name in ("mandate.db", "mandate.db-wal"):
+            if os.path.exists(os.path.join(self.data, name)):
+                shutil.copyfile(os.path.join(self.data, name), os.path.join(snap, name))
+        db = sqlite3.connect(os.path.join(snap, "mandate.db"))
         try:
             ic = db.execute("PRAGMA integrity_check").fetchone()[0]
             if ic != "ok":
