@@ -91,7 +91,9 @@ impl Ctx {
                 true
             }
             1 => {
-                let Some(t) = self.some_token(i) else { return true };
+                let Some(t) = self.some_token(i) else {
+                    return true;
+                };
                 let body = self.form("/oauth2/introspect", &format!("&token={t}"));
                 self.post("/oauth2/introspect", body).await.is_some()
             }
@@ -102,7 +104,12 @@ impl Ctx {
                 let body = self.form("/oauth2/revoke", &format!("&token={t}"));
                 self.post("/oauth2/revoke", body).await.is_some()
             }
-            3 => match self.http.get(format!("{}/.well-known/jwks.json", self.url)).send().await {
+            3 => match self
+                .http
+                .get(format!("{}/.well-known/jwks.json", self.url))
+                .send()
+                .await
+            {
                 Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
                 Err(_) => false,
             },
