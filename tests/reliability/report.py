@@ -1,5 +1,8 @@
 #!/usr/bin/env python3
-"""Write docs/RELIABILITY.md (and the soak's figures) from one `scripts/reliability` results folder.
+"""Write its part of docs/RELIABILITY.md (and the soak's figures) from one `scripts/reliability` run.
+
+Only the block between its markers is rewritten; the file's other sections (other trials, kept by
+hand or by their own harnesses) stay as they are.
 
 Reads fuzz.jsonl, power.jsonl and soak.jsonl when present (a part that was not run is named as
 such, never guessed), judges each bar of issue 22, and draws the soak's latency and memory over
@@ -246,11 +249,11 @@ def main():
     soak, _ = soak_section(lines(os.path.join(a.results, "soak.jsonl")), a.docs)
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
     doc = [
-        "# Reliability",
+        BEGIN,
+        "## Long runs: fuzzing, power cuts and the soak (issue 22, parts 1, 3 and 4)",
         "",
-        "Evidence for what Mandate promises under hostile input, crashes, power cuts and long load",
-        "(issue 22). Each figure below comes from one dated run of `scripts/reliability` on the machine",
-        "named; the history of earlier runs is in git, not here.",
+        "Written by `scripts/reliability` from one dated run on the machine named (this part of the",
+        "file only, between its markers; the rest is kept); the history of earlier runs is in git.",
         "",
         "| run | |",
         "|---|---|",
@@ -260,7 +263,7 @@ def main():
         "| build | release (`cargo build --release`); fuzz targets: release with debug assertions and AddressSanitizer |",
         *([f"| conditions | {a.note} |"] if a.note else []),
         "",
-        "## How to reproduce",
+        "### How to reproduce",
         "",
         "```sh",
         "scripts/reliability                 # all of the below, then this file (hours)",
@@ -272,18 +275,14 @@ def main():
         "The power-cut trials need root, FUSE and LazyFS's source (`scripts/lazyfs` says where it",
         "goes); everything else needs only what `scripts/test` installs.",
         "",
-        "## 1. Fuzzing (libFuzzer)",
+        "### 1. Fuzzing (libFuzzer)",
         "",
         "`src-tauri/fuzz` (outside the workspace; `cargo fuzz`, AddressSanitizer, on stable Rust with",
         "`RUSTC_BOOTSTRAP=1`). Each target asserts an oracle besides \"no panic\". The committed corpora",
         "(`src-tauri/fuzz/corpus`) are replayed by CI, which also runs each target for 20 s.",
         "",
         *fuzz_section(fuzz),
-        "## 2. Crash trials (`kill -9`)",
-        "",
-        "Pending: issue 22 part 2 is done on another branch, which fills this section.",
-        "",
-        "## 3. Power-cut trials (LazyFS)",
+        "### 3. Power-cut trials (LazyFS)",
         "",
         "`tests/reliability/power_cut.py`: the release `mandate serve` with its data folder on LazyFS,",
         "under mixed load (token requests, introspections, revocations, broker calls to a local",
@@ -309,7 +308,7 @@ def main():
         "machine (`SECURITY.md`: NORMAL lost acknowledged rows in 14 of 15 cuts, OFF lost the whole",
         "database); they were not run again here.",
         "",
-        "## 4. Soak",
+        "### 4. Soak",
         "",
         "`loadgen soak` (`src-tauri/crates/server/examples/loadgen/soak.rs`) against a release",
         "`mandate serve --no-rate-limit` (the per-agent limit of 600 a minute would refuse most of one",
@@ -317,20 +316,39 @@ def main():
         "revocations, 1 JWKS read and 2 calls through the secret broker to a local upstream. Latency is",
         "measured from each request's scheduled send time, so a stall counts against every request it",
         "delays. The load generator runs on the same two cores as the server. Memory, descriptors and",
-        "the database and WAL sizes are sampled every 10 s; the first 10 minutes are warm-up.",
+        "the database and WAL sizes are sampled every 10 s; the first 10 minutes (a third of a shorter",
+        "run) are warm-up.",
         "",
         *soak,
-        "## 5. Hostile input catalogue",
-        "",
-        "Pending: issue 22 part 5 is done on another branch, which fills this section.",
-        "",
-        "## 6. Faults around the endpoint",
-        "",
-        "Pending: issue 22 part 6 is done on another branch, which fills this section.",
-        "",
+        END,
     ]
-    with open(os.path.join(a.docs, "RELIABILITY.md"), "w") as f:
-        f.write("\n".join(doc))
+    write(os.path.join(a.docs, "RELIABILITY.md"), doc)
+
+
+BEGIN = "<!-- scripts/reliability: begin (generated; edit tests/reliability/report.py) -->"
+END = "<!-- scripts/reliability: end -->"
+
+
+def write(path, block):
+    """Put the generated block into RELIABILITY.md, keeping every other section of the file.
+
+    Replaces the block between the markers when there is one; otherwise adds it after the
+    file's title and opening paragraph (or starts the file)."""
+    text = "\n".join(block)
+    if not os.path.exists(path):
+        doc = "# Reliability: measured runs\n\n" + text + "\n"
+    else:
+        old = open(path).read()
+        if BEGIN in old and END in old:
+            doc = old[: old.index(BEGIN)] + text + old[old.index(END) + len(END):]
+        else:
+            first = old.find("\n## ")
+            if first < 0:
+                doc = old.rstrip("\n") + "\n\n" + text + "\n"
+            else:
+                doc = old[: first + 1] + text + "\n\n" + old[first + 1:]
+    with open(path, "w") as f:
+        f.write(doc)
 
 
 if __name__ == "__main__":
