@@ -17,7 +17,8 @@
 //!   challenges, 405/chunked errors, floors, port squatters, revoked agents
 //! - `interop`       authlib, jose and the example resource server against `mandate serve`
 //! - `audit_trail`   sqlite3 tampers named by `verify`, the PDF verified offline, Python verifier
-//! - `audit_crash`   `mandate serve` killed with SIGKILL mid-load: every received token audited
+//! - `audit_crash`   `mandate serve` killed with SIGKILL under mixed load: nothing acknowledged lost
+//! - `trials`        the crash trials `audit_crash` and `scripts/reliability crash` run
 //! - `audit_errors`  damaged bundles and PDFs, foreign keys, bad proofs, unwritable exports
 //! - `audit_commands` live verify with the reader's key and checkpoint, prove, exports that
 //!   refuse a tampered trail, killed exports' temporary files, the vectors in both verifiers
@@ -30,6 +31,7 @@
 //!   login, serves with no app open, hands over, uninstalls
 //! - `mcp_gateway`   `mandate mcp run` and `/mcp/{server}` between real MCP clients (TypeScript,
 //!   Python) and the reference servers: invisible tools, refusals, masking, bad input, crashes
+//! - `hostile`       the hostile input catalogue: 100+ attacks on the real server, each answered exactly
 
 #![allow(
     clippy::unwrap_used,
@@ -49,6 +51,7 @@ mod credentials;
 mod endpoint;
 mod endpoint_walk;
 mod fixture;
+mod hostile;
 mod interop;
 mod mcp_gateway;
 mod people_cli;
@@ -58,3 +61,4 @@ mod service;
 mod tls;
 mod token_cli;
 mod token_endpoint;
+mod trials;

@@ -5,7 +5,8 @@
 //! any routing: the peer must be a loopback address (even if someone changes the bind
 //! address); `Host` must be exactly `127.0.0.1:PORT`, `[::1]:PORT` or `localhost:PORT` (421
 //! otherwise: checking `Origin` against `Host` is not enough, the rebinding page controls
-//! both); a request carrying any `Origin` header comes from a browser page and is refused (403),
+//! both), and so must the authority of an absolute-form target, which RFC 9112 §3.2.2 puts
+//! above `Host`; a request carrying any `Origin` header comes from a browser page and is refused (403),
 //! as is `Sec-Fetch-Site: cross-site` on anything but GET/HEAD; no CORS header is ever sent, so
 //! no page can read a response; and every request has a deadline.
 //!
@@ -62,6 +63,16 @@ pub async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next)
                 "the Host header must be 127.0.0.1, [::1] or localhost with this port",
             );
         }
+    }
+    // An absolute-form (or authority-form) target names the host itself, and RFC 9112 §3.2.2
+    // makes it win over `Host`: it must be one of ours too.
+    if let Some(authority) = req.uri().authority()
+        && !host_allowed(authority.as_str(), state.port)
+    {
+        return refuse(
+            StatusCode::MISDIRECTED_REQUEST,
+            "the request target must name 127.0.0.1, [::1] or localhost with this port",
+        );
     }
     if req.headers().contains_key(header::ORIGIN) {
         return refuse(

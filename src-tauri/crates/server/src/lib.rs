@@ -4,8 +4,8 @@
 //! (SQLite and the keychain block) and maps [`OAuthError`] to RFC 6749 §5.2 JSON with the
 //! right status and `Cache-Control: no-store`. The rules live in the core; this crate owns only
 //! HTTP and the process: binding 127.0.0.1 exclusively, the self-defence middleware
-//! ([`guard`]), the one-server-per-data-folder lock ([`lock`]), optional HTTPS ([`tls`]) and
-//! graceful shutdown.
+//! ([`guard`]), connection deadlines ([`conn`]), the one-server-per-data-folder lock
+//! ([`lock`]), optional HTTPS ([`tls`]) and graceful shutdown.
 //!
 //! The desktop app and `mandate serve` both call [`serve`]; tests call [`router`] or
 //! [`serve`] with port 0.
@@ -14,6 +14,7 @@
 //! IPC or the local CLI, never over HTTP.
 
 pub mod client;
+pub mod conn;
 pub mod guard;
 pub mod lock;
 pub mod mcp;
@@ -47,6 +48,10 @@ pub const DEFAULT_PORT: u16 = 6263;
 pub const PORT_ENV: &str = "MANDATE_PORT";
 /// Largest request body accepted (checked before any crypto work).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// Largest request body the secret broker forwards unless configured otherwise (32 MiB).
+pub const DEFAULT_MAX_PROXY_BODY: u64 = 32 * 1024 * 1024;
+/// Environment variable that overrides the broker's body limit (bytes).
+pub const PROXY_BODY_ENV: &str = "MANDATE_PROXY_MAX_BODY";
 /// Longest a request may take before it is answered 408.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -81,6 +86,9 @@ pub struct ServeOptions {
     pub tls: bool,
     /// Who runs this endpoint, recorded in the lock file for clients and the app.
     pub served_by: lock::ServedBy,
+    /// Largest request body the secret broker forwards to an upstream (bytes); a larger one
+    /// is answered 413 and never (or, when streamed, never wholly) sent.
+    pub max_proxy_body: u64,
 }
 
 impl Default for ServeOptions {
@@ -90,12 +98,14 @@ impl Default for ServeOptions {
             rate_limit: Some(RateLimit::default()),
             tls: false,
             served_by: lock::ServedBy::default(),
+            max_proxy_body: DEFAULT_MAX_PROXY_BODY,
         }
     }
 }
 
 impl ServeOptions {
-    /// The defaults, with the port from `MANDATE_PORT` when it is set.
+    /// The defaults, with the port from `MANDATE_PORT` and the broker's body limit from
+    /// `MANDATE_PROXY_MAX_BODY` when they are set.
     pub fn from_env() -> Result<Self, String> {
         let mut o = ServeOptions::default();
         if let Ok(p) = std::env::var(PORT_ENV)
@@ -104,6 +114,13 @@ impl ServeOptions {
             o.port = p
                 .parse()
                 .map_err(|_| format!("{PORT_ENV}={p} is not a port number (0 to 65535)"))?;
+        }
+        if let Ok(b) = std::env::var(PROXY_BODY_ENV)
+            && !b.is_empty()
+        {
+            o.max_proxy_body = b.parse().map_err(|_| {
+                format!("{PROXY_BODY_ENV}={b} is not a number of bytes (for 64 MiB: 67108864)")
+            })?;
         }
         Ok(o)
     }
@@ -116,6 +133,8 @@ pub struct AppState {
     pub port: u16,
     /// `"https"` when serving TLS, else `"http"`: the scheme of the URLs clients address.
     pub scheme: &'static str,
+    /// See [`ServeOptions::max_proxy_body`].
+    pub max_proxy_body: u64,
 }
 
 /// The endpoint's routes with the self-defence middleware around them.
@@ -241,8 +260,9 @@ pub async fn serve(mandate: Arc<Mandate>, opts: ServeOptions) -> Result<RunningS
         service,
         port: addr.port(),
         scheme,
+        max_proxy_body: opts.max_proxy_body,
     });
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let app = router(state);
     let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| ServeError::Bind {
         port: addr.port(),
         reason: e.to_string(),
@@ -252,7 +272,8 @@ pub async fn serve(mandate: Arc<Mandate>, opts: ServeOptions) -> Result<RunningS
         let _ = stopped.await;
     };
     // The task owns the lock: it is held exactly as long as the server runs, even if the
-    // handle is dropped.
+    // handle is dropped. Plain and TLS connections are served alike (`conn.rs`: the header
+    // and idle timeouts apply after the handshake too).
     let (task, summary) = match tls {
         Some((config, summary)) => {
             let listener =
@@ -260,18 +281,13 @@ pub async fn serve(mandate: Arc<Mandate>, opts: ServeOptions) -> Result<RunningS
                     port: addr.port(),
                     reason: e.to_string(),
                 })?;
-            // (tap_io only to get `ConnectInfo<SocketAddr>`; TCP_NODELAY is set before the
-            // handshake.)
-            let listener = axum::serve::ListenerExt::tap_io(listener, |_| {});
             let m = mandate.clone();
             let task = tokio::spawn(async move {
                 let _lock = lock;
                 let chores = tokio::spawn(housekeeping(m));
-                let served = axum::serve(listener, app)
-                    .with_graceful_shutdown(stopped)
-                    .await;
+                conn::serve(listener, app, stopped).await;
                 chores.abort();
-                served
+                Ok(())
             });
             (task, Some(summary))
         }
@@ -286,11 +302,9 @@ pub async fn serve(mandate: Arc<Mandate>, opts: ServeOptions) -> Result<RunningS
             let task = tokio::spawn(async move {
                 let _lock = lock;
                 let chores = tokio::spawn(housekeeping(m));
-                let served = axum::serve(listener, app)
-                    .with_graceful_shutdown(stopped)
-                    .await;
+                conn::serve(listener, app, stopped).await;
                 chores.abort();
-                served
+                Ok(())
             });
             (task, None)
         }

@@ -11,7 +11,9 @@
 //!   `Connection`) and the agent's own copy of the credential header are dropped; the
 //!   credential is set with `HeaderValue::set_sensitive`. `Accept-Encoding: identity` is sent
 //!   so that the response can be checked for echoes of the credential. Bodies stream both
-//!   ways.
+//!   ways; a request body over the limit (`ServeOptions::max_proxy_body`, 32 MiB by default)
+//!   is answered 413, before authorization when its length is declared, or by cutting the
+//!   upstream request off when it is streamed past the limit.
 //! - **Upstream**: reqwest, no redirects followed (a 3xx goes back to the agent, its
 //!   `Location` mapped onto the proxy when it points under the base URL), 10 s to connect,
 //!   [`READ_TIMEOUT`] between reads.
@@ -30,7 +32,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -165,6 +167,16 @@ async fn proxy(State(ps): State<Arc<ProxyState>>, req: Request) -> Response {
         .unwrap_or("127.0.0.1")
         .to_string();
     let proxy_base = format!("{}://{host}/proxy/{connection}", ps.app.scheme);
+    // A body declared larger than the limit is refused before anything else happens.
+    let limit = ps.app.max_proxy_body;
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return too_large(limit);
+    }
     let st = ps.clone();
     let permit = match crate::blocking(move || st.broker.authorize(&st.app.service, &preq)).await {
         Ok(Ok(p)) => p,
@@ -229,21 +241,32 @@ async fn proxy(State(ps): State<Arc<ProxyState>>, req: Request) -> Response {
     let has_body = parts.headers.contains_key(header::CONTENT_LENGTH)
         || parts.headers.contains_key(header::TRANSFER_ENCODING);
     let sent = Arc::new(AtomicU64::new(0));
+    let over_limit = Arc::new(AtomicBool::new(false));
     let mut rb = client
         .request(parts.method.clone(), permit.url.expose().as_str())
         .headers(headers);
     if has_body {
-        let counter = sent.clone();
+        let (counter, over) = (sent.clone(), over_limit.clone());
+        // A streamed (chunked) body is cut off at the limit: the upstream sees the request
+        // fail, never a whole body over the limit.
         let stream = body.into_data_stream().map(move |chunk| {
-            if let Ok(c) = &chunk {
-                counter.fetch_add(c.len() as u64, Ordering::Relaxed);
+            let c = chunk.map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { Box::new(e) })?;
+            let total = counter.fetch_add(c.len() as u64, Ordering::Relaxed) + c.len() as u64;
+            if total > limit {
+                over.store(true, Ordering::Relaxed);
+                return Err("the request body is larger than the broker's limit".into());
             }
-            chunk
+            Ok(c)
         });
         rb = rb.body(reqwest::Body::wrap_stream(stream));
     }
     let upstream = match rb.send().await {
         Ok(r) => r,
+        Err(_) if over_limit.load(Ordering::Relaxed) => {
+            let o = outcome(None, sent.load(Ordering::Relaxed), 0, started, "request_too_large");
+            finish(mandate, permit.call, o).await;
+            return too_large(limit);
+        }
         Err(e) => {
             // The error's text may hold the URL (and a query credential): never print it.
             let (status, code, result, why) = if e.is_timeout() {
@@ -312,6 +335,18 @@ async fn proxy(State(ps): State<Arc<ProxyState>>, req: Request) -> Response {
     *resp.status_mut() = status;
     *resp.headers_mut() = out_headers;
     resp
+}
+
+/// 413 for a body over the broker's limit (`ServeOptions::max_proxy_body`).
+fn too_large(limit: u64) -> Response {
+    crate::plain_error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "invalid_request",
+        &format!(
+            "the request body is larger than the broker forwards ({limit} bytes); send less, or \
+             raise the limit with `mandate serve --max-proxy-body` or MANDATE_PROXY_MAX_BODY"
+        ),
+    )
 }
 
 fn outcome(

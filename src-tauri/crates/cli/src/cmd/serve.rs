@@ -27,6 +27,10 @@ pub struct ServeArgs {
     /// become https://127.0.0.1:PORT.
     #[arg(long)]
     tls: bool,
+    /// Largest request body the secret broker forwards to a connection's API, in bytes
+    /// (default 33554432, 32 MiB); a larger one is answered 413.
+    #[arg(long, env = "MANDATE_PROXY_MAX_BODY", value_name = "BYTES")]
+    max_proxy_body: Option<u64>,
     /// Turn off the per-agent rate limit (benchmarks only).
     #[arg(long, hide = true)]
     no_rate_limit: bool,
@@ -49,6 +53,9 @@ pub fn run(ctx: &mut Ctx, a: ServeArgs) -> CliResult {
     opts.tls = a.tls;
     if a.service {
         opts.served_by = ServedBy::Service;
+    }
+    if let Some(b) = a.max_proxy_body {
+        opts.max_proxy_body = b;
     }
     let rt = super::serve::runtime()?;
     rt.block_on(async move {
