@@ -249,8 +249,9 @@ async fn proxy(State(ps): State<Arc<ProxyState>>, req: Request) -> Response {
         let (counter, over) = (sent.clone(), over_limit.clone());
         // A streamed (chunked) body is cut off at the limit: the upstream sees the request
         // fail, never a whole body over the limit.
-        let stream = body.into_data_stream().map(move |chunk| {
-            let c = chunk.map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { Box::new(e) })?;
+        type BoxError = Box<dyn std::error::Error + Send + Sync>;
+        let stream = body.into_data_stream().map(move |chunk| -> Result<_, BoxError> {
+            let c = chunk.map_err(|e| -> BoxError { Box::new(e) })?;
             let total = counter.fetch_add(c.len() as u64, Ordering::Relaxed) + c.len() as u64;
             if total > limit {
                 over.store(true, Ordering::Relaxed);
