@@ -22,14 +22,28 @@ LOG = sys.argv[1]
 LOCK = threading.Lock()
 
 
+class Incomplete(Exception):
+    """The connection ended inside a chunked body: not a request, only its first bytes."""
+
+    def __init__(self, body):
+        super().__init__("the chunked body ended before its last chunk")
+        self.body = body
+
+
 def read_chunked(f):
     out = b""
     while True:
-        size = int(f.readline().strip() or b"0", 16)
+        line = f.readline()
+        if not line.endswith(b"\n"):
+            raise Incomplete(out)
+        size = int(line.strip() or b"0", 16)
         if size == 0:
             f.readline()
             return out
-        out += f.read(size)
+        data = f.read(size)
+        out += data
+        if len(data) < size:
+            raise Incomplete(out)
         f.readline()
 
 
@@ -43,7 +57,16 @@ class Handler(BaseHTTPRequestHandler):
 
     def handle_any(self):
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            body = read_chunked(self.rfile)
+            try:
+                body = read_chunked(self.rfile)
+            except Incomplete as e:
+                # Logged (so tests see how much arrived) and never answered.
+                rec = {"method": self.command, "path": urlsplit(self.path).path,
+                       "incomplete": True, "body_bytes": len(e.body)}
+                with LOCK, open(LOG, "a") as f:
+                    f.write(json.dumps(rec) + "\n")
+                self.close_connection = True
+                return
         else:
             n = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(n) if n else b""
