@@ -427,11 +427,20 @@ fn path_tricks_cannot_escape_the_base_url() {
         b.seen()
     );
 
-    // An absolute-form target naming another host: its authority is ignored, the call goes to
-    // the connection's base URL.
+    // An absolute-form target naming another host is refused like a foreign Host (RFC 9112
+    // §3.2.2 puts its authority above Host); one naming this endpoint goes to the
+    // connection's base URL.
     let r = b.call(
         "GET",
         "http://evil.example/proxy/github/repos/acme/billing",
+        &t,
+        &[],
+    );
+    assert_eq!(r.status, 421, "{}", r.body);
+    assert!(b.seen().is_empty(), "{:?}", b.seen());
+    let r = b.call(
+        "GET",
+        &format!("http://127.0.0.1:{}/proxy/github/repos/acme/billing", b.port),
         &t,
         &[],
     );
