@@ -202,10 +202,18 @@ impl From<rusqlite::Error> for Error {
                 Error::Busy
             }
             rusqlite::Error::SqliteFailure(f, _) if f.code == C::ReadOnly => {
-                Error::Storage("the database file is read-only".into())
+                Error::Storage(
+                    "the database file is read-only (was the data folder made read-only, or its \
+                     disk remounted?); nothing was saved: make it writable again and retry"
+                        .into(),
+                )
             }
             rusqlite::Error::SqliteFailure(f, _) if f.code == C::DiskFull => {
-                Error::Storage("the disk is full".into())
+                Error::Storage(
+                    "the disk holding Mandate's data folder is full; nothing was saved: free \
+                     some space there and retry"
+                        .into(),
+                )
             }
             _ => Error::Storage(e.to_string()),
         }

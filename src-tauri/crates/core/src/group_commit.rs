@@ -46,12 +46,22 @@ use crate::Mandate;
 use crate::audit::tag::{self, TagKeys};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
+use crate::store_identity::StoreIdentity;
 
 /// Hands a job's result to its caller; given the commit failure, if any.
 type Deliver = Box<dyn FnOnce(Option<&Error>) + Send>;
 /// A queued write: runs inside the shared transaction and returns whether the whole batch must
 /// be rolled back (a [`Fate::Shared`] write failed) and how to deliver its result.
-type Job = Box<dyn FnOnce(&Transaction<'_>, DateTime<Utc>) -> (bool, Deliver) + Send>;
+type Job = Box<dyn FnOnce(Run<'_>) -> (bool, Deliver) + Send>;
+
+/// How the committer hands a queued write its turn.
+enum Run<'a> {
+    /// Inside the batch's transaction.
+    In(&'a Transaction<'a>, DateTime<Utc>),
+    /// Refused before any transaction could begin (storage failing, or the database file
+    /// replaced: `store_identity.rs`): the write reports this error instead of running.
+    Refused(&'a Error),
+}
 
 /// What a failing write takes down with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -318,13 +328,23 @@ impl Mandate {
         F: FnOnce(&Transaction<'_>, DateTime<Utc>) -> Result<T> + Send + 'static,
     {
         let (tx_res, rx) = oneshot::channel::<Result<T>>();
-        let job: Job = Box::new(move |tx, now| run_one(tx, now, fate, f, tx_res));
+        let job: Job = Box::new(move |run| match run {
+            Run::In(tx, now) => run_one(tx, now, fate, f, tx_res),
+            Run::Refused(e) => {
+                let e = reissue(e);
+                let deliver: Deliver = Box::new(move |_| {
+                    let _ = tx_res.send(Err(e));
+                });
+                (false, deliver)
+            }
+        });
         let committer = self.group.committer.get_or_init(|| {
             start_committer(
                 self.conn.clone(),
                 self.clock.clone(),
                 self.group.siblings.clone(),
                 self.audit_tags().clone(),
+                self.identity.clone(),
             )
         });
         let sent = committer
@@ -345,11 +365,12 @@ fn start_committer(
     clock: Arc<dyn Clock>,
     siblings: Arc<Siblings>,
     tags: Arc<TagKeys>,
+    identity: Arc<StoreIdentity>,
 ) -> Committer {
     let (tx, rx) = channel::<Msg>();
     let thread = std::thread::Builder::new()
         .name("mandate-commit".into())
-        .spawn(move || commit_loop(&conn, &*clock, &rx, &siblings, &tags))
+        .spawn(move || commit_loop(&conn, &*clock, &rx, &siblings, &tags, &identity))
         .ok();
     Committer {
         queue: thread.is_some().then_some(tx),
@@ -405,6 +426,7 @@ fn commit_loop(
     rx: &Receiver<Msg>,
     siblings: &Siblings,
     tags: &TagKeys,
+    identity: &StoreIdentity,
 ) {
     loop {
         let mut jobs = next_batch(rx, siblings);
@@ -419,13 +441,27 @@ fn commit_loop(
             Ok(mut conn) => {
                 let now = clock.now();
                 let outcome = (|| -> Result<()> {
-                    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                    let begun = conn
+                        .transaction_with_behavior(TransactionBehavior::Immediate)
+                        .map_err(Error::from)
+                        .and_then(|tx| identity.check(&tx).map(|()| tx));
+                    let tx = match begun {
+                        Ok(tx) => tx,
+                        Err(e) => {
+                            // Each caller learns why (a full disk, a read-only folder, a
+                            // replaced database file), not just that its write did not run.
+                            for job in jobs.drain(..) {
+                                delivers.push(job(Run::Refused(&e)).1);
+                            }
+                            return Err(e);
+                        }
+                    };
                     let before = tag::head(&tx)?;
                     let mut batch_failed = false;
                     for job in jobs.drain(..) {
                         // After a failed shared-fate write the rest still run (the rare path),
                         // so that each caller learns why its write was not saved.
-                        let (failed, deliver) = job(&tx, now);
+                        let (failed, deliver) = job(Run::In(&tx, now));
                         batch_failed |= failed;
                         delivers.push(deliver);
                     }
@@ -441,6 +477,9 @@ fn commit_loop(
                     tx.commit()?;
                     Ok(())
                 })();
+                if outcome.is_ok() {
+                    identity.committed(&conn);
+                }
                 outcome.err()
             }
         };

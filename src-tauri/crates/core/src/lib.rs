@@ -25,6 +25,7 @@ mod registry;
 pub mod scan;
 pub mod secret;
 pub mod store;
+mod store_identity;
 pub mod tls;
 pub mod trust;
 pub mod views;
@@ -102,6 +103,8 @@ pub struct Mandate {
     used_jtis: Arc<oauth::replay::UsedJtis>,
     /// The key that tags every committed batch of audit events (`audit/tag.rs`).
     audit_tags: Arc<audit::tag::TagKeys>,
+    /// The database file opened, checked before every write (`store_identity.rs`).
+    identity: Arc<store_identity::StoreIdentity>,
 }
 
 impl fmt::Debug for Mandate {
@@ -145,7 +148,12 @@ impl Mandate {
                 account: format!("{install_id}/{}", SecretRef::audit_tag_key().account),
             },
         ));
+        let identity = Arc::new(store_identity::StoreIdentity::new(
+            opts.data_dir.join(store::DB_FILE),
+            &conn,
+        )?);
         Ok(Mandate {
+            identity,
             conn: Arc::new(Mutex::new(conn)),
             keychain: opts.keychain,
             clock: opts.clock.unwrap_or_else(|| Arc::new(SystemClock)),
@@ -257,11 +265,13 @@ impl Mandate {
     ) -> Result<T> {
         let mut conn = self.lock()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        self.identity.check(&tx)?;
         let before = audit::tag::head(&tx)?;
         let now = self.clock.now();
         let out = f(&tx, now)?;
         audit::tag::seal(&tx, before, &self.audit_tags)?;
         tx.commit()?;
+        self.identity.committed(&conn);
         drop(conn);
         self.after_write();
         Ok(out)
