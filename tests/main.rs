@@ -31,6 +31,7 @@
 //!   login, serves with no app open, hands over, uninstalls
 //! - `mcp_gateway`   `mandate mcp run` and `/mcp/{server}` between real MCP clients (TypeScript,
 //!   Python) and the reference servers: invisible tools, refusals, masking, bad input, crashes
+//! - `faults`        a full disk, a read-only data folder, the database file replaced under the server
 //! - `hostile`       the hostile input catalogue: 100+ attacks on the real server, each answered exactly
 
 #![allow(
@@ -50,6 +51,7 @@ mod broker;
 mod credentials;
 mod endpoint;
 mod endpoint_walk;
+mod faults;
 mod fixture;
 mod hostile;
 mod interop;
