@@ -5,8 +5,11 @@
 //! received has its `token.issued` event after a restart), and serve again once the fault is
 //! gone (or, for the replaced file, refuse everything until restarted: fail closed).
 //!
-//! Elsewhere: the rsyslog that goes away (`audit_siem`), the upstream that stalls (`broker`),
-//! the keychain that is locked (`secrets`, `endpoint_walk`).
+//! The OS keychain is locked mid-run too (the real gnome-keyring of `scripts/with-keyring`,
+//! locked and unlocked over D-Bus by `faults/keyring.py`): broker calls are refused with a
+//! sentence naming the locked keychain, and work again once it is unlocked.
+//!
+//! Elsewhere: the rsyslog that goes away (`audit_siem`), the upstream that stalls (`broker`).
 //!
 //! The tmpfs cases mount filesystems, so they need root (the project's test machines run as
 //! root; CI too). They say so plainly when they cannot mount rather than skip.
@@ -77,12 +80,15 @@ struct Served {
 
 impl Served {
     fn new(env: Env) -> Served {
+        Served::with_upstream(env, "http://127.0.0.1:9")
+    }
+
+    fn with_upstream(env: Env, base_url: &str) -> Served {
         env.run(&["member", "add", "founder"]).ok();
-        env.run(&[
-            "connection", "add", "github", "--preset", "github", "--base-url",
-            "http://127.0.0.1:9",
-        ])
-        .ok();
+        env.run(&["connection", "add", "github", "--preset", "github", "--base-url", base_url])
+            .ok();
+        env.run_stdin(&["connection", "set-secret", "github"], b"ghp_FAULTsecret0123456789")
+            .ok();
         let file = env.dir.path().join("agent.jwk");
         env.run(&[
             "agent", "add", AGENT, "--owner", "founder", "--purpose", "fault trials",
@@ -348,5 +354,70 @@ fn a_database_file_replaced_by_an_older_copy_while_serving_fails_closed() {
     s.received.borrow_mut().clear();
     s.start();
     assert_eq!(s.token().status, 200);
+    s.nothing_acknowledged_was_lost();
+}
+
+fn keyring(args: &[&str]) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("faults").join("keyring.py");
+    let out = Command::new("/usr/bin/python3")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("/usr/bin/python3 faults/keyring.py (needs python3-dbus)");
+    assert!(out.status.success(), "keyring.py {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn a_keychain_locked_mid_run_refuses_broker_calls_clearly_and_they_resume_when_unlocked() {
+    let upstream = crate::trials::start_upstream();
+    let s = Served::with_upstream(Env::new(), &format!("http://127.0.0.1:{upstream}"));
+    let token = s.token();
+    assert_eq!(token.status, 200, "{}", token.body);
+    let auth = format!("Bearer {}", token.json()["access_token"].as_str().unwrap());
+    let call = |n: u32| {
+        try_http(
+            s.port,
+            "GET",
+            &format!("/proxy/github/repos/acme/locked-{n}"),
+            &[("Authorization", &auth)],
+            "",
+        )
+        .expect("the server answers")
+    };
+    assert_eq!(call(0).status, 200);
+    keyring(&["lock"]);
+    // The password gnome-keyring was started with (scripts/with-keyring), newline included.
+    let unlock = || keyring(&["unlock", "mandate-test\n"]);
+    let refused = call(1);
+    let verdict = std::panic::catch_unwind(|| {
+        assert!(
+            refused.status == 503 || refused.status == 500,
+            "a broker call with the keychain locked: {} {}",
+            refused.status,
+            refused.body
+        );
+        assert!(refused.body.contains("locked"), "the refusal should name the locked keychain: {}", refused.body);
+        assert!(!refused.body.contains("ghp_"), "{}", refused.body);
+    });
+    unlock();
+    if let Err(e) = verdict {
+        std::panic::resume_unwind(e);
+    }
+    let started = Instant::now();
+    while call(2).status != 200 {
+        assert!(started.elapsed() < Duration::from_secs(10), "broker calls did not resume");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The refusal was audited as a decision.
+    let o = Command::new("sqlite3")
+        .arg(s.env.db_path())
+        .arg("SELECT count(*) FROM audit_events WHERE action LIKE 'proxy.%' \
+              AND json_extract(CAST(body AS TEXT), '$.details.path') = '/repos/acme/locked-1'")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "1", "the refused call is audited");
+    let mut s = s;
+    s.serve = None;
+    s.start();
     s.nothing_acknowledged_was_lost();
 }

@@ -151,7 +151,7 @@ impl Rng {
 }
 
 /// A loopback HTTP upstream for the broker: answers every request 200 `{}` and closes.
-fn start_upstream() -> u16 {
+pub fn start_upstream() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     std::thread::spawn(move || {
