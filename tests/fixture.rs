@@ -8,8 +8,18 @@ use serde_json::Value;
 
 /// Path of a binary built into the same target folder as this test.
 pub fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    // `MANDATE_TEST_BIN_DIR`: the binaries of another profile (the crash trials drive a
+    // release `mandate` from the harness built in debug).
+    let dir = match std::env::var_os("MANDATE_TEST_BIN_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => {
+            let exe = std::env::current_exe().expect("current exe");
+            exe.parent()
+                .and_then(Path::parent)
+                .expect("target dir")
+                .to_path_buf()
+        }
+    };
     let path = dir.join(name);
     assert!(
         path.exists(),

@@ -18,7 +18,7 @@
 //! - `interop`       authlib, jose and the example resource server against `mandate serve`
 //! - `audit_trail`   sqlite3 tampers named by `verify`, the PDF verified offline, Python verifier
 //! - `audit_crash`   `mandate serve` killed with SIGKILL under mixed load: nothing acknowledged lost
-//! - `trials`        the crash trials `audit_crash` and `scripts/reliability crash` run
+//! - `trials`        the crash trials `audit_crash` and `scripts/crash-trials` run
 //! - `audit_errors`  damaged bundles and PDFs, foreign keys, bad proofs, unwritable exports
 //! - `audit_commands` live verify with the reader's key and checkpoint, prove, exports that
 //!   refuse a tampered trail, killed exports' temporary files, the vectors in both verifiers

@@ -1,6 +1,6 @@
 //! Crash trials of the real `mandate serve`, shared by the integration test (`audit_crash`: a
 //! few kill -9 trials on the debug build) and the reliability harness (`tests/reliability/`:
-//! 100 kill -9 trials on a release build, run by `scripts/reliability crash`).
+//! 100 kill -9 trials on a release build, run by `scripts/crash-trials`).
 //!
 //! One installation (a real data folder, the real keychain) serves every trial. In each, the
 //! real server runs under mixed load from threads that each record what they were told:

@@ -1,5 +1,5 @@
-//! The long crash trials behind `scripts/reliability crash` (docs/RELIABILITY.md), on the
-//! release build of `mandate` next to this example:
+//! The long crash trials behind `scripts/crash-trials` (docs/RELIABILITY.md), on the `mandate`
+//! next to this example or in `MANDATE_TEST_BIN_DIR` (the script's release build):
 //!
 //! ```text
 //! reliability crash --trials 100 [--max-kill-delay-ms 1500]
