@@ -20,8 +20,16 @@ fn kill_9_under_mixed_load_loses_nothing_acknowledged_and_the_trail_verifies() {
     );
     assert_eq!(report.trials, 3);
     // Every kind of client was acknowledged at least once, so every check had something to do.
-    assert!(report.tokens > 0 && report.revocations > 0, "{}", report.to_json());
-    assert!(report.proxied > 0 && report.registry_changes > 0, "{}", report.to_json());
+    assert!(
+        report.tokens > 0 && report.revocations > 0,
+        "{}",
+        report.to_json()
+    );
+    assert!(
+        report.proxied > 0 && report.registry_changes > 0,
+        "{}",
+        report.to_json()
+    );
     assert!(
         started.elapsed() < Duration::from_secs(120),
         "the crash trials took {:?}",

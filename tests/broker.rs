@@ -440,7 +440,10 @@ fn path_tricks_cannot_escape_the_base_url() {
     assert!(b.seen().is_empty(), "{:?}", b.seen());
     let r = b.call(
         "GET",
-        &format!("http://127.0.0.1:{}/proxy/github/repos/acme/billing", b.port),
+        &format!(
+            "http://127.0.0.1:{}/proxy/github/repos/acme/billing",
+            b.port
+        ),
         &t,
         &[],
     );

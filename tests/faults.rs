@@ -56,7 +56,11 @@ impl Tmpfs {
             .arg(&self.0)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -85,15 +89,37 @@ impl Served {
 
     fn with_upstream(env: Env, base_url: &str) -> Served {
         env.run(&["member", "add", "founder"]).ok();
-        env.run(&["connection", "add", "github", "--preset", "github", "--base-url", base_url])
-            .ok();
-        env.run_stdin(&["connection", "set-secret", "github"], b"ghp_FAULTsecret0123456789")
-            .ok();
+        env.run(&[
+            "connection",
+            "add",
+            "github",
+            "--preset",
+            "github",
+            "--base-url",
+            base_url,
+        ])
+        .ok();
+        env.run_stdin(
+            &["connection", "set-secret", "github"],
+            b"ghp_FAULTsecret0123456789",
+        )
+        .ok();
         let file = env.dir.path().join("agent.jwk");
         env.run(&[
-            "agent", "add", AGENT, "--owner", "founder", "--purpose", "fault trials",
-            "--scope", "github:repo.read", "--generate-key", "--key-file",
-            file.to_str().unwrap(), "--key-format", "jwk",
+            "agent",
+            "add",
+            AGENT,
+            "--owner",
+            "founder",
+            "--purpose",
+            "fault trials",
+            "--scope",
+            "github:repo.read",
+            "--generate-key",
+            "--key-file",
+            file.to_str().unwrap(),
+            "--key-format",
+            "jwk",
         ])
         .ok();
         let jwk: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
@@ -214,7 +240,13 @@ fn assert_unrecorded(s: &Served, r: &Resp, log_says: &str) {
     assert!(
         log.contains(log_says),
         "the server log should say {log_says:?}: {}",
-        log.chars().rev().take(2000).collect::<String>().chars().rev().collect::<String>()
+        log.chars()
+            .rev()
+            .take(2000)
+            .collect::<String>()
+            .chars()
+            .rev()
+            .collect::<String>()
     );
 }
 
@@ -228,8 +260,16 @@ fn assert_clear_refusal(r: &Resp, says: &str) {
     );
     let v = r.json();
     let why = v["error_description"].as_str().unwrap_or_default();
-    assert!(!v["error"].as_str().unwrap_or_default().is_empty(), "{}", r.body);
-    assert!(why.contains(says), "the refusal should say {says:?}: {}", r.body);
+    assert!(
+        !v["error"].as_str().unwrap_or_default().is_empty(),
+        "{}",
+        r.body
+    );
+    assert!(
+        why.contains(says),
+        "the refusal should say {says:?}: {}",
+        r.body
+    );
     assert!(v.get("access_token").is_none(), "{}", r.body);
 }
 
@@ -264,7 +304,11 @@ fn a_full_disk_refuses_tokens_clearly_loses_nothing_acknowledged_and_recovers() 
         }
     }
     let r = refused.expect("the server never noticed the full disk");
-    assert_unrecorded(&s, &r, "full; nothing was saved: free some space there and retry");
+    assert_unrecorded(
+        &s,
+        &r,
+        "full; nothing was saved: free some space there and retry",
+    );
     for _ in 0..3 {
         let r = s.token();
         if r.status != 200 {
@@ -275,7 +319,10 @@ fn a_full_disk_refuses_tokens_clearly_loses_nothing_acknowledged_and_recovers() 
     std::fs::remove_file(&filler).unwrap();
     let started = Instant::now();
     while s.token().status != 200 {
-        assert!(started.elapsed() < Duration::from_secs(10), "no token after freeing space");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no token after freeing space"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let mut s = s;
@@ -308,9 +355,16 @@ fn a_read_only_data_folder_is_refused_clearly_and_nothing_acknowledged_is_lost()
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&serve.stderr);
-    assert_ne!(serve.status.code(), Some(124), "serve ran on a read-only folder: {stderr}");
+    assert_ne!(
+        serve.status.code(),
+        Some(124),
+        "serve ran on a read-only folder: {stderr}"
+    );
     assert!(!serve.status.success(), "{stderr}");
-    assert!(stderr.contains("read-only"), "serve should say the folder is read-only: {stderr}");
+    assert!(
+        stderr.contains("read-only"),
+        "serve should say the folder is read-only: {stderr}"
+    );
     let add = s.env.run(&["member", "add", "second"]);
     assert_ne!(add.code, 0);
     assert!(add.stderr.contains("read-only"), "{}", add.stderr);
@@ -334,7 +388,11 @@ fn a_database_file_replaced_by_an_older_copy_while_serving_fails_closed() {
         .arg(format!(".backup '{}'", older.display()))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for _ in 0..5 {
         assert_eq!(s.token().status, 200);
     }
@@ -342,8 +400,16 @@ fn a_database_file_replaced_by_an_older_copy_while_serving_fails_closed() {
     std::fs::rename(&older, s.env.db_path()).unwrap();
     for _ in 0..5 {
         let r = s.token();
-        assert_unrecorded(&s, &r, "was replaced by another file while Mandate was running");
-        assert!(std::fs::read_to_string(&s.log).unwrap().contains("until it is restarted"));
+        assert_unrecorded(
+            &s,
+            &r,
+            "was replaced by another file while Mandate was running",
+        );
+        assert!(
+            std::fs::read_to_string(&s.log)
+                .unwrap()
+                .contains("until it is restarted")
+        );
     }
     // Putting a file back does not lift it: only a restart, which then serves the file there.
     let mut s = s;
@@ -358,13 +424,19 @@ fn a_database_file_replaced_by_an_older_copy_while_serving_fails_closed() {
 }
 
 fn keyring(args: &[&str]) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("faults").join("keyring.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("faults")
+        .join("keyring.py");
     let out = Command::new("/usr/bin/python3")
         .arg(script)
         .args(args)
         .output()
         .expect("/usr/bin/python3 faults/keyring.py (needs python3-dbus)");
-    assert!(out.status.success(), "keyring.py {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "keyring.py {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -396,7 +468,11 @@ fn a_keychain_locked_mid_run_refuses_broker_calls_clearly_and_they_resume_when_u
             refused.status,
             refused.body
         );
-        assert!(refused.body.contains("locked"), "the refusal should name the locked keychain: {}", refused.body);
+        assert!(
+            refused.body.contains("locked"),
+            "the refusal should name the locked keychain: {}",
+            refused.body
+        );
         assert!(!refused.body.contains("ghp_"), "{}", refused.body);
     });
     unlock();
@@ -405,17 +481,26 @@ fn a_keychain_locked_mid_run_refuses_broker_calls_clearly_and_they_resume_when_u
     }
     let started = Instant::now();
     while call(2).status != 200 {
-        assert!(started.elapsed() < Duration::from_secs(10), "broker calls did not resume");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "broker calls did not resume"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     // The refusal was audited as a decision.
     let o = Command::new("sqlite3")
         .arg(s.env.db_path())
-        .arg("SELECT count(*) FROM audit_events WHERE action LIKE 'proxy.%' \
-              AND json_extract(CAST(body AS TEXT), '$.details.path') = '/repos/acme/locked-1'")
+        .arg(
+            "SELECT count(*) FROM audit_events WHERE action LIKE 'proxy.%' \
+              AND json_extract(CAST(body AS TEXT), '$.details.path') = '/repos/acme/locked-1'",
+        )
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "1", "the refused call is audited");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "1",
+        "the refused call is audited"
+    );
     let mut s = s;
     s.serve = None;
     s.start();

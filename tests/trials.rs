@@ -207,16 +207,26 @@ impl Server {
             .trim()
             .strip_prefix("Listening on http://127.0.0.1:")
             .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected first line from serve: {line:?} (log: {})", log.display()));
+            .unwrap_or_else(|| {
+                panic!(
+                    "unexpected first line from serve: {line:?} (log: {})",
+                    log.display()
+                )
+            });
         std::thread::spawn(move || {
             let mut sink = Vec::new();
             let _ = out.read_to_end(&mut sink);
         });
         loop {
-            if try_http(port, "GET", "/.well-known/jwks.json", &[], "").is_ok_and(|r| r.status == 200) {
+            if try_http(port, "GET", "/.well-known/jwks.json", &[], "")
+                .is_ok_and(|r| r.status == 200)
+            {
                 break;
             }
-            assert!(t0.elapsed() < Duration::from_secs(60), "the restarted server never answered");
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "the restarted server never answered"
+            );
             std::thread::sleep(Duration::from_millis(2));
         }
         (Server { child, port }, t0.elapsed())
@@ -354,7 +364,7 @@ impl Load {
         while !self.stop.load(Ordering::SeqCst) {
             n += 7;
             // Every other question is about a token this trial revoked (answered inactive).
-            let picked = if n % 2 == 0 {
+            let picked = if n.is_multiple_of(2) {
                 let r = self.told.revoked_this_trial.lock().unwrap();
                 (!r.is_empty()).then(|| r[(n as usize) % r.len()].clone())
             } else {
@@ -401,7 +411,11 @@ impl Load {
                 std::thread::sleep(Duration::from_millis(5));
                 continue;
             };
-            let path = format!("/proxy/github/repos/acme/t{}-{}-{n}", self.trial, std::process::id());
+            let path = format!(
+                "/proxy/github/repos/acme/t{}-{}-{n}",
+                self.trial,
+                std::process::id()
+            );
             let auth = format!("Bearer {token}");
             if let Ok(r) = try_http(self.port, "GET", &path, &[("Authorization", &auth)], "")
                 && r.status == 200
@@ -426,21 +440,28 @@ fn cli_tokens(vars: &[(String, String)], told: &Told, stop: &AtomicBool) {
 }
 
 fn cli_registry(vars: &[(String, String)], told: &Told, stop: &AtomicBool, trial: usize) {
-    let mut n = 0;
+    let mut n: u32 = 0;
     while !stop.load(Ordering::SeqCst) {
         n += 1;
         let name = format!("churn-{trial}-{n}");
         let ok = cli(
             vars,
             &[
-                "agent", "add", &name, "--owner", "founder", "--purpose", "registry churn",
-                "--scope", "github:repo.read",
+                "agent",
+                "add",
+                &name,
+                "--owner",
+                "founder",
+                "--purpose",
+                "registry churn",
+                "--scope",
+                "github:repo.read",
             ],
         )
         .is_some_and(|o| o.status.success());
         if ok {
             told.created.lock().unwrap().push(name.clone());
-            if n % 2 == 0
+            if n.is_multiple_of(2)
                 && cli(vars, &["agent", "suspend", &name, "--reason", "churn"])
                     .is_some_and(|o| o.status.success())
             {
@@ -457,7 +478,11 @@ fn sql(db: &Path, query: &str) -> Vec<String> {
         .arg(query)
         .output()
         .expect("sqlite3");
-    assert!(o.status.success(), "sqlite3: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "sqlite3: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8_lossy(&o.stdout)
         .lines()
         .map(String::from)
@@ -514,7 +539,13 @@ fn check(env: &Env, told: &Told) -> (Vec<String>, u64) {
              WHERE action = 'token.introspected_inactive'",
         ),
     );
-    let revoked: Vec<String> = told.revoked.lock().unwrap().iter().map(|(j, _)| j.clone()).collect();
+    let revoked: Vec<String> = told
+        .revoked
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(j, _)| j.clone())
+        .collect();
     missing(
         "acknowledged revocations",
         revoked.clone(),
@@ -534,8 +565,14 @@ fn check(env: &Env, told: &Told) -> (Vec<String>, u64) {
         ),
     );
     // Acknowledged revocations still hold: in the row, and at the restarted endpoint.
-    let revoked_rows = set(&db, "SELECT jti FROM oauth_tokens WHERE revoked_at IS NOT NULL");
-    let undone: Vec<&String> = revoked.iter().filter(|j| !revoked_rows.contains(*j)).collect();
+    let revoked_rows = set(
+        &db,
+        "SELECT jti FROM oauth_tokens WHERE revoked_at IS NOT NULL",
+    );
+    let undone: Vec<&String> = revoked
+        .iter()
+        .filter(|j| !revoked_rows.contains(*j))
+        .collect();
     if !undone.is_empty() {
         failures.push(format!(
             "{} acknowledged revocations were undone, e.g. {:?}",
@@ -546,12 +583,22 @@ fn check(env: &Env, told: &Told) -> (Vec<String>, u64) {
     // Registry changes the CLI acknowledged.
     let agents: HashMap<String, String> = sql(&db, "SELECT name, status FROM agents")
         .into_iter()
-        .filter_map(|l| l.split_once('|').map(|(a, b)| (a.to_string(), b.to_string())))
+        .filter_map(|l| {
+            l.split_once('|')
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+        })
         .collect();
     let created = told.created.lock().unwrap().clone();
-    let lost: Vec<&String> = created.iter().filter(|a| !agents.contains_key(*a)).collect();
+    let lost: Vec<&String> = created
+        .iter()
+        .filter(|a| !agents.contains_key(*a))
+        .collect();
     if !lost.is_empty() {
-        failures.push(format!("{} acknowledged agents were lost, e.g. {:?}", lost.len(), lost.iter().take(3).collect::<Vec<_>>()));
+        failures.push(format!(
+            "{} acknowledged agents were lost, e.g. {:?}",
+            lost.len(),
+            lost.iter().take(3).collect::<Vec<_>>()
+        ));
     }
     let unsuspended: Vec<String> = told
         .suspended
@@ -578,25 +625,64 @@ pub fn run(opts: &Options) -> Report {
     let upstream = start_upstream();
     let base = format!("http://127.0.0.1:{upstream}");
     env.run(&["member", "add", "founder"]).ok();
-    env.run(&["connection", "add", "github", "--preset", "github", "--base-url", &base]).ok();
-    env.run_stdin(&["connection", "set-secret", "github"], b"ghp_TRIALsecret0123456789").ok();
+    env.run(&[
+        "connection",
+        "add",
+        "github",
+        "--preset",
+        "github",
+        "--base-url",
+        &base,
+    ])
+    .ok();
+    env.run_stdin(
+        &["connection", "set-secret", "github"],
+        b"ghp_TRIALsecret0123456789",
+    )
+    .ok();
     let key_file = work.join("load.jwk");
     env.run(&[
-        "agent", "add", LOAD_AGENT, "--owner", "founder", "--purpose", "trial load",
-        "--scope", "github:repo.read", "--generate-key", "--key-file", key_file.to_str().unwrap(),
-        "--key-format", "jwk",
+        "agent",
+        "add",
+        LOAD_AGENT,
+        "--owner",
+        "founder",
+        "--purpose",
+        "trial load",
+        "--scope",
+        "github:repo.read",
+        "--generate-key",
+        "--key-file",
+        key_file.to_str().unwrap(),
+        "--key-format",
+        "jwk",
     ])
     .ok();
     env.run(&[
-        "agent", "add", KEYCHAIN_AGENT, "--owner", "founder", "--purpose", "trial load",
-        "--scope", "github:repo.read", "--generate-key",
+        "agent",
+        "add",
+        KEYCHAIN_AGENT,
+        "--owner",
+        "founder",
+        "--purpose",
+        "trial load",
+        "--scope",
+        "github:repo.read",
+        "--generate-key",
     ])
     .ok();
     let jwk: Value = serde_json::from_str(&std::fs::read_to_string(&key_file).unwrap()).unwrap();
-    let d: [u8; 32] = B64.decode(jwk["d"].as_str().unwrap()).unwrap().try_into().unwrap();
+    let d: [u8; 32] = B64
+        .decode(jwk["d"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
     let key = Arc::new(SigningKey::from_bytes(&d));
     let vars: Arc<Vec<(String, String)>> = Arc::new(vec![
-        ("MANDATE_DATA_DIR".into(), env.data_dir().to_string_lossy().into_owned()),
+        (
+            "MANDATE_DATA_DIR".into(),
+            env.data_dir().to_string_lossy().into_owned(),
+        ),
         ("MANDATE_KEYCHAIN_SERVICE".into(), env.service.clone()),
     ]);
     let log = work.join("serve.log");
@@ -638,14 +724,22 @@ pub fn run(opts: &Options) -> Report {
         }
         {
             let (vars, told, stop) = (vars.clone(), told.clone(), stop.clone());
-            threads.push(std::thread::spawn(move || cli_registry(&vars, &told, &stop, trial)));
+            threads.push(std::thread::spawn(move || {
+                cli_registry(&vars, &told, &stop, trial)
+            }));
         }
         let deadline = Instant::now() + Duration::from_secs(30);
         while told.this_trial.load(Ordering::SeqCst) < opts.warmup_tokens {
-            assert!(Instant::now() < deadline, "trial {trial}: no tokens were issued (log: {})", log.display());
+            assert!(
+                Instant::now() < deadline,
+                "trial {trial}: no tokens were issued (log: {})",
+                log.display()
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
-        std::thread::sleep(Duration::from_millis(rng.below(opts.max_kill_delay.as_millis() as u64)));
+        std::thread::sleep(Duration::from_millis(
+            rng.below(opts.max_kill_delay.as_millis() as u64),
+        ));
         server.kill_9();
         stop.store(true, Ordering::SeqCst);
         for t in threads {
@@ -659,7 +753,9 @@ pub fn run(opts: &Options) -> Report {
         if !failures.is_empty() {
             report.failed_trials += 1;
             for f in failures.drain(..) {
-                report.failures.push(format!("trial {trial} (seed {}): {f}", opts.seed));
+                report
+                    .failures
+                    .push(format!("trial {trial} (seed {}): {f}", opts.seed));
             }
         }
         report.trials = trial;
@@ -683,7 +779,9 @@ pub fn run(opts: &Options) -> Report {
     // No panic in the server's log.
     let log_text = std::fs::read_to_string(&log).unwrap_or_default();
     if log_text.contains("panicked") {
-        report.failures.push(format!("the server log has a panic: {}", log.display()));
+        report
+            .failures
+            .push(format!("the server log has a panic: {}", log.display()));
     }
     server.kill_9();
     report

@@ -201,20 +201,16 @@ impl From<rusqlite::Error> for Error {
             {
                 Error::Busy
             }
-            rusqlite::Error::SqliteFailure(f, _) if f.code == C::ReadOnly => {
-                Error::Storage(
-                    "the database file is read-only (was the data folder made read-only, or its \
+            rusqlite::Error::SqliteFailure(f, _) if f.code == C::ReadOnly => Error::Storage(
+                "the database file is read-only (was the data folder made read-only, or its \
                      disk remounted?); nothing was saved: make it writable again and retry"
-                        .into(),
-                )
-            }
-            rusqlite::Error::SqliteFailure(f, _) if f.code == C::DiskFull => {
-                Error::Storage(
-                    "the disk holding Mandate's data folder is full; nothing was saved: free \
+                    .into(),
+            ),
+            rusqlite::Error::SqliteFailure(f, _) if f.code == C::DiskFull => Error::Storage(
+                "the disk holding Mandate's data folder is full; nothing was saved: free \
                      some space there and retry"
-                        .into(),
-                )
-            }
+                    .into(),
+            ),
             _ => Error::Storage(e.to_string()),
         }
     }

@@ -48,11 +48,11 @@ fn file_id(path: &Path) -> std::io::Result<Option<FileId>> {
 }
 
 fn newest_seq(conn: &Connection) -> Result<i64> {
-    Ok(conn.query_row(
-        "SELECT coalesce(max(seq), 0) FROM audit_events",
-        [],
-        |r| r.get(0),
-    )?)
+    Ok(
+        conn.query_row("SELECT coalesce(max(seq), 0) FROM audit_events", [], |r| {
+            r.get(0)
+        })?,
+    )
 }
 
 /// The database file this installation opened, and how far its trail had grown.
@@ -69,9 +69,8 @@ pub(crate) struct StoreIdentity {
 impl StoreIdentity {
     /// Record the identity of `path`, just opened as `conn`.
     pub(crate) fn new(path: PathBuf, conn: &Connection) -> Result<Self> {
-        let file = file_id(&path).map_err(|e| {
-            Error::Storage(format!("could not read {}: {e}", path.display()))
-        })?;
+        let file = file_id(&path)
+            .map_err(|e| Error::Storage(format!("could not read {}: {e}", path.display())))?;
         Ok(StoreIdentity {
             high_seq: AtomicI64::new(newest_seq(conn)?),
             path,
@@ -178,7 +177,8 @@ mod tests {
         id.committed(&c);
         id.check(&c).unwrap();
         // The same file, its trail shorter than what was committed (as after an in-place copy).
-        c.execute("DELETE FROM audit_events WHERE seq = 2", []).unwrap();
+        c.execute("DELETE FROM audit_events WHERE seq = 2", [])
+            .unwrap();
         let e = id.check(&c).unwrap_err().to_string();
         assert!(e.contains("went back to an older copy"), "{e}");
         assert!(e.contains("event 2 was already committed"), "{e}");

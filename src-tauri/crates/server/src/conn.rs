@@ -15,7 +15,6 @@
 //! What it is not: an HTTP parser. Parsing, chunked decoding and the automatic 400/431
 //! answers to malformed heads are hyper's.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -65,7 +64,8 @@ where
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             req.extensions_mut().insert(ConnectInfo(peer));
             let app = app.clone();
-            async move { Ok::<_, Infallible>(app.oneshot(req.map(Body::new)).await?) }
+            // A Router's error type is `Infallible`: every request gets a response.
+            async move { app.oneshot(req.map(Body::new)).await }
         });
         let conn = graceful.watch(builder.serve_connection(TokioIo::new(io), service));
         tokio::spawn(async move {

@@ -250,21 +250,29 @@ async fn proxy(State(ps): State<Arc<ProxyState>>, req: Request) -> Response {
         // A streamed (chunked) body is cut off at the limit: the upstream sees the request
         // fail, never a whole body over the limit.
         type BoxError = Box<dyn std::error::Error + Send + Sync>;
-        let stream = body.into_data_stream().map(move |chunk| -> Result<_, BoxError> {
-            let c = chunk.map_err(|e| -> BoxError { Box::new(e) })?;
-            let total = counter.fetch_add(c.len() as u64, Ordering::Relaxed) + c.len() as u64;
-            if total > limit {
-                over.store(true, Ordering::Relaxed);
-                return Err("the request body is larger than the broker's limit".into());
-            }
-            Ok(c)
-        });
+        let stream = body
+            .into_data_stream()
+            .map(move |chunk| -> Result<_, BoxError> {
+                let c = chunk.map_err(|e| -> BoxError { Box::new(e) })?;
+                let total = counter.fetch_add(c.len() as u64, Ordering::Relaxed) + c.len() as u64;
+                if total > limit {
+                    over.store(true, Ordering::Relaxed);
+                    return Err("the request body is larger than the broker's limit".into());
+                }
+                Ok(c)
+            });
         rb = rb.body(reqwest::Body::wrap_stream(stream));
     }
     let upstream = match rb.send().await {
         Ok(r) => r,
         Err(_) if over_limit.load(Ordering::Relaxed) => {
-            let o = outcome(None, sent.load(Ordering::Relaxed), 0, started, "request_too_large");
+            let o = outcome(
+                None,
+                sent.load(Ordering::Relaxed),
+                0,
+                started,
+                "request_too_large",
+            );
             finish(mandate, permit.call, o).await;
             return too_large(limit);
         }
