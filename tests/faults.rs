@@ -5,9 +5,10 @@
 //! received has its `token.issued` event after a restart), and serve again once the fault is
 //! gone (or, for the replaced file, refuse everything until restarted: fail closed).
 //!
-//! The OS keychain is locked mid-run too (the real gnome-keyring of `scripts/with-keyring`,
-//! locked and unlocked over D-Bus by `faults/keyring.py`): broker calls are refused with a
-//! sentence naming the locked keychain, and work again once it is unlocked.
+//! The OS keychain is locked mid-run too (a real gnome-keyring on a D-Bus session of the test's
+//! own, so the tests alongside keep theirs; locked and unlocked over D-Bus by
+//! `faults/keyring.py`): broker calls are refused with a sentence naming the locked keychain,
+//! and work again once it is unlocked.
 //!
 //! Elsewhere: the rsyslog that goes away (`audit_siem`), the upstream that stalls (`broker`).
 //!
@@ -423,26 +424,100 @@ fn a_database_file_replaced_by_an_older_copy_while_serving_fails_closed() {
     s.nothing_acknowledged_was_lost();
 }
 
-fn keyring(args: &[&str]) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("faults")
-        .join("keyring.py");
-    let out = Command::new("/usr/bin/python3")
-        .arg(script)
-        .args(args)
-        .output()
-        .expect("/usr/bin/python3 faults/keyring.py (needs python3-dbus)");
-    assert!(
-        out.status.success(),
-        "keyring.py {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+/// A Secret Service of this test's own (its own D-Bus session and gnome-keyring, as
+/// `scripts/with-keyring` starts one), so that locking it does not lock the keychain the tests
+/// running alongside use.
+struct OwnKeyring {
+    bus: String,
+    _daemon: Running,
+    _dbus: Running,
+    _home: tempfile::TempDir,
+}
+
+/// The password the keyring is created with; gnome-keyring keeps the newline it reads.
+const KEYRING_PASSWORD: &str = "fault-test\n";
+
+impl OwnKeyring {
+    fn start() -> OwnKeyring {
+        let home = tempfile::tempdir().unwrap();
+        let mut dbus = Command::new("dbus-daemon")
+            .args(["--session", "--nofork", "--print-address=1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dbus-daemon");
+        let mut bus = String::new();
+        BufReader::new(dbus.stdout.take().unwrap())
+            .read_line(&mut bus)
+            .unwrap();
+        let bus = bus.trim().to_string();
+        let dbus = Running(dbus);
+        let mut daemon = Command::new("gnome-keyring-daemon")
+            .args(["--foreground", "--unlock", "--components=secrets"])
+            .env("DBUS_SESSION_BUS_ADDRESS", &bus)
+            .env("HOME", home.path())
+            .env("XDG_DATA_HOME", home.path().join("data"))
+            .env("XDG_RUNTIME_DIR", home.path())
+            .env_remove("DISPLAY")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("gnome-keyring-daemon");
+        // Closing stdin after the password lets the daemon read all of it.
+        daemon
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(KEYRING_PASSWORD.as_bytes())
+            .unwrap();
+        let k = OwnKeyring {
+            bus,
+            _daemon: Running(daemon),
+            _dbus: dbus,
+            _home: home,
+        };
+        let started = Instant::now();
+        while !k.run(&["state"]).status.success() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "gnome-keyring did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        k
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("faults")
+            .join("keyring.py");
+        Command::new("/usr/bin/python3")
+            .arg(script)
+            .args(args)
+            .env("DBUS_SESSION_BUS_ADDRESS", &self.bus)
+            .output()
+            .expect("/usr/bin/python3 faults/keyring.py (needs python3-dbus)")
+    }
+
+    fn keyring(&self, args: &[&str]) {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "keyring.py {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 #[test]
 fn a_keychain_locked_mid_run_refuses_broker_calls_clearly_and_they_resume_when_unlocked() {
     let upstream = crate::trials::start_upstream();
-    let s = Served::with_upstream(Env::new(), &format!("http://127.0.0.1:{upstream}"));
+    let own = OwnKeyring::start();
+    let mut env = Env::new();
+    env.vars
+        .push(("DBUS_SESSION_BUS_ADDRESS".into(), own.bus.clone()));
+    let s = Served::with_upstream(env, &format!("http://127.0.0.1:{upstream}"));
     let token = s.token();
     assert_eq!(token.status, 200, "{}", token.body);
     let auth = format!("Bearer {}", token.json()["access_token"].as_str().unwrap());
@@ -457,9 +532,8 @@ fn a_keychain_locked_mid_run_refuses_broker_calls_clearly_and_they_resume_when_u
         .expect("the server answers")
     };
     assert_eq!(call(0).status, 200);
-    keyring(&["lock"]);
-    // The password gnome-keyring was started with (scripts/with-keyring), newline included.
-    let unlock = || keyring(&["unlock", "mandate-test\n"]);
+    own.keyring(&["lock"]);
+    let unlock = || own.keyring(&["unlock", KEYRING_PASSWORD]);
     let refused = call(1);
     let verdict = std::panic::catch_unwind(|| {
         assert!(

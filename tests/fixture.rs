@@ -42,6 +42,8 @@ pub fn require_keyring() {
 pub struct Env {
     pub dir: tempfile::TempDir,
     pub service: String,
+    /// Set for every `mandate` this installation runs (e.g. another D-Bus session).
+    pub vars: Vec<(String, String)>,
 }
 
 /// A finished `mandate` run.
@@ -103,7 +105,11 @@ impl Env {
             "mandate-test-{}",
             dir.path().file_name().unwrap().to_string_lossy()
         );
-        Env { dir, service }
+        Env {
+            dir,
+            service,
+            vars: Vec::new(),
+        }
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -119,6 +125,7 @@ impl Env {
         c.args(args)
             .env("MANDATE_DATA_DIR", self.data_dir())
             .env("MANDATE_KEYCHAIN_SERVICE", &self.service)
+            .envs(self.vars.iter().map(|(k, v)| (k, v)))
             .env_remove("MANDATE_ACTOR")
             .stdin(Stdio::null());
         c

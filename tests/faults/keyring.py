@@ -1,8 +1,9 @@
 #!/usr/bin/python3
-"""Lock or unlock the default collection of the private gnome-keyring that scripts/with-keyring
-runs (tests/faults.rs: the keychain locked mid-run).
+"""Lock or unlock the default collection of a private gnome-keyring on the D-Bus session in
+DBUS_SESSION_BUS_ADDRESS (tests/faults.rs: the keychain locked mid-run); `state` prints
+whether it is locked.
 
-Usage: keyring.py lock | keyring.py unlock PASSWORD
+Usage: keyring.py lock | keyring.py unlock PASSWORD | keyring.py state
 
 Unlocking without a prompt uses gnome-keyring's own master-password call, so it needs
 dbus-python (Debian: python3-dbus, for the system python3).
@@ -25,8 +26,8 @@ elif sys.argv[1] == "unlock":
         signature="oayays",
     )
     internal.UnlockWithMasterPassword(collection, secret)
-else:
-    sys.exit("usage: keyring.py lock | keyring.py unlock PASSWORD")
+elif sys.argv[1] != "state":
+    sys.exit("usage: keyring.py lock | keyring.py unlock PASSWORD | keyring.py state")
 locked = dbus.Interface(bus.get_object("org.freedesktop.secrets", collection),
                         "org.freedesktop.DBus.Properties").Get(
     "org.freedesktop.Secret.Collection", "Locked")
