@@ -44,6 +44,9 @@ pub struct Env {
     pub service: String,
     /// Set for every `mandate` this installation runs (e.g. another D-Bus session).
     pub vars: Vec<(String, String)>,
+    /// A PostgreSQL database URL the installation keeps its registry and trail in
+    /// (`MANDATE_DATABASE_URL`); `None`: SQLite in the data folder.
+    pub database: Option<String>,
 }
 
 /// A finished `mandate` run.
@@ -109,6 +112,15 @@ impl Env {
             dir,
             service,
             vars: Vec::new(),
+            database: None,
+        }
+    }
+
+    /// An installation whose registry and trail are in the PostgreSQL database `url`.
+    pub fn with_database(url: &str) -> Self {
+        Env {
+            database: Some(url.to_string()),
+            ..Env::new()
         }
     }
 
@@ -127,7 +139,11 @@ impl Env {
             .env("MANDATE_KEYCHAIN_SERVICE", &self.service)
             .envs(self.vars.iter().map(|(k, v)| (k, v)))
             .env_remove("MANDATE_ACTOR")
+            .env_remove("MANDATE_DATABASE_URL")
             .stdin(Stdio::null());
+        if let Some(url) = &self.database {
+            c.env("MANDATE_DATABASE_URL", url);
+        }
         c
     }
 

@@ -33,6 +33,9 @@
 //!   Python) and the reference servers: invisible tools, refusals, masking, bad input, crashes
 //! - `faults`        a full disk, a read-only data folder, the database file replaced under the server
 //! - `hostile`       the hostile input catalogue: 100+ attacks on the real server, each answered exactly
+//! - `team_store`    two `mandate serve` processes and a CLI writing at once to one store
+//!   (PostgreSQL when `MANDATE_TEST_POSTGRES` is set; `scripts/with-postgres` sets it): one
+//!   linear chain, every token audited, a suspension through one refused at the other
 
 #![allow(
     clippy::unwrap_used,
@@ -60,6 +63,7 @@ mod people_cli;
 mod registry_cli;
 mod secrets;
 mod service;
+mod team_store;
 mod tls;
 mod token_cli;
 mod token_endpoint;

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use mandate_core::audit::Actor;
 use mandate_core::secret::{Keychain, UnavailableKeychain};
+use mandate_core::store::DatabaseUrl;
 use mandate_core::{Error, ErrorReport, Mandate, OpenOptions, paths, people};
 
 /// The CLI's failure: a core error, or a CLI-level one with its own exit code.
@@ -40,19 +41,32 @@ pub type CliResult<T = ()> = Result<T, CliError>;
 #[derive(Debug)]
 pub struct Ctx {
     data_dir: Option<PathBuf>,
+    /// `--database` / `MANDATE_DATABASE_URL`, as given (it may hold a password: never print it).
+    database: Option<String>,
     pub json: bool,
     as_member: Option<String>,
     mandate: Option<Arc<Mandate>>,
 }
 
 impl Ctx {
-    pub fn new(data_dir: Option<PathBuf>, json: bool, as_member: Option<String>) -> Self {
+    pub fn new(
+        data_dir: Option<PathBuf>,
+        database: Option<String>,
+        json: bool,
+        as_member: Option<String>,
+    ) -> Self {
         Ctx {
             data_dir,
+            database: database.filter(|d| !d.trim().is_empty()),
             json,
             as_member,
             mandate: None,
         }
+    }
+
+    /// Whether a PostgreSQL database was named (`--database` / `MANDATE_DATABASE_URL`).
+    pub fn uses_database(&self) -> bool {
+        self.database.is_some()
     }
 
     /// The open installation (opened on first use).
@@ -69,7 +83,11 @@ impl Ctx {
                 Ok(k) => Arc::new(k),
                 Err(e) => Arc::new(UnavailableKeychain(e)),
             };
-        let m = Mandate::open(OpenOptions::without_person(data_dir, keychain))?;
+        let mut opts = OpenOptions::without_person(data_dir, keychain);
+        if let Some(url) = &self.database {
+            opts = opts.database(DatabaseUrl::parse(url)?);
+        }
+        let m = Mandate::open(opts)?;
         let (actor, _) = resolve_person(&m, self.as_member.as_deref())?;
         m.set_actor(actor);
         let m = Arc::new(m);

@@ -22,6 +22,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const AFTER_HELP: &str = "\
 Environment:
   MANDATE_DATA_DIR          data folder (default: the OS convention, e.g. ~/.local/share/mandate)
+  MANDATE_DATABASE_URL      a PostgreSQL database for the registry and audit trail instead of
+                            SQLite in the data folder (postgres://USER@HOST:PORT/DB)
   MANDATE_PORT              port of the local token endpoint (default 6263)
   MANDATE_KEYCHAIN_SERVICE  keychain service name (default: mandate; debug builds: mandate-dev)
   MANDATE_ACTOR             the team member your changes name (as --as)
@@ -53,6 +55,18 @@ struct Cli {
     /// Data folder to use instead of the default.
     #[arg(long, global = true, env = "MANDATE_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
+
+    /// Keep the registry and the audit trail in this PostgreSQL database (15 or newer) instead
+    /// of SQLite in the data folder: postgres://USER[:PASSWORD]@HOST[:PORT]/DB. The data
+    /// folder still holds this machine's files (checkpoint copy, key files, the endpoint lock).
+    #[arg(
+        long,
+        global = true,
+        env = "MANDATE_DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    database: Option<String>,
 
     /// Print machine-readable JSON instead of tables.
     #[arg(long, global = true)]
@@ -118,7 +132,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     context::init_tracing();
-    let mut ctx = Ctx::new(cli.data_dir, cli.json, cli.as_member);
+    let mut ctx = Ctx::new(cli.data_dir, cli.database, cli.json, cli.as_member);
     let result = match cli.command {
         Command::Member(c) => cmd::member::run(&mut ctx, c),
         Command::Agent(c) => cmd::agent::run(&mut ctx, c),

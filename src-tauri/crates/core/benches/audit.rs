@@ -10,6 +10,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mandate_core::audit::verify::{StoreInputs, check_store};
 use mandate_core::audit::{Actor, Decision, NewEvent, Target, append};
 use mandate_core::secret::MemoryKeychain;
+use mandate_core::store::Location;
 use mandate_core::{Mandate, OpenOptions};
 
 fn token_event(i: u64) -> NewEvent {
@@ -55,13 +56,18 @@ fn verification(c: &mut Criterion) {
         i += batch.len() as u64;
         m.record_many(batch).unwrap();
     }
-    let conn = rusqlite::Connection::open(dir.path().join("mandate.db")).unwrap();
-    let body_len: f64 = conn
-        .query_row("SELECT avg(length(body)) FROM audit_events", [], |r| {
-            r.get(0)
-        })
+    let mut store = mandate_core::store::Store::open(Location::Folder(dir.path().to_path_buf()))
+        .unwrap()
+        .1;
+    let conn = store.tx().unwrap();
+    let body_len: i64 = conn
+        .query_row(
+            "SELECT CAST(avg(length(body)) AS BIGINT) FROM audit_events",
+            &[],
+            |r| r.get(0),
+        )
         .unwrap();
-    eprintln!("average event size: {body_len:.0} bytes");
+    eprintln!("average event size: {body_len} bytes");
     // The batch tags are checked too (one HMAC per committed batch).
     let tag_key = mandate_core::audit::tag::TagKeys::new(
         keychain,
@@ -89,15 +95,15 @@ fn verification(c: &mut Criterion) {
     // The same events already in memory: the hash chain, Merkle tree and per-event checks
     // without SQLite's reads.
     let rows: Vec<(u64, Vec<u8>, [u8; 32])> = conn
-        .prepare("SELECT seq, body, hash FROM audit_events ORDER BY seq")
-        .unwrap()
-        .query_map([], |r| {
-            let h: Vec<u8> = r.get(2)?;
-            Ok((r.get::<_, i64>(0)? as u64, r.get(1)?, h.try_into().unwrap()))
-        })
-        .unwrap()
-        .map(|r| r.unwrap())
-        .collect();
+        .query_map(
+            "SELECT seq, body, hash FROM audit_events ORDER BY seq",
+            &[],
+            |r| {
+                let h: Vec<u8> = r.get(2)?;
+                Ok((r.get::<u64>(0)?, r.get(1)?, h.try_into().unwrap()))
+            },
+        )
+        .unwrap();
     g.bench_function("in_memory_200k_events", |b| {
         b.iter(|| {
             let r = mandate_core::audit::verify::check_chain(
@@ -184,7 +190,9 @@ fn batch_tags(c: &mut Criterion) {
     let m = open(dir.path());
     m.record_many((0..1000).map(token_event).collect()).unwrap();
     drop(m);
-    let mut conn = rusqlite::Connection::open(dir.path().join("mandate.db")).unwrap();
+    let mut conn = mandate_core::store::Store::open(Location::Folder(dir.path().to_path_buf()))
+        .unwrap()
+        .1;
     let keys = TagKeys::new(
         Arc::new(MemoryKeychain::new()),
         SecretRef {
@@ -200,15 +208,17 @@ fn batch_tags(c: &mut Criterion) {
             );
             g.bench_function(name, |b| {
                 b.iter(|| {
-                    let tx = conn.transaction().unwrap();
-                    let before = tag::head(&tx).unwrap();
-                    for i in 0..batch {
-                        append(&tx, now, token_event(i)).unwrap();
-                    }
-                    if tagged {
-                        tag::seal(&tx, before, &keys).unwrap();
-                    }
-                    tx.rollback().unwrap();
+                    // Rolled back: the closure's error is the point.
+                    let _ = conn.write(|tx| {
+                        let before = tag::head(tx).unwrap();
+                        for i in 0..batch {
+                            append(tx, now, token_event(i)).unwrap();
+                        }
+                        if tagged {
+                            tag::seal(tx, before, &keys).unwrap();
+                        }
+                        Err::<(), _>(mandate_core::Error::Storage("rolled back".into()))
+                    });
                 })
             });
         }

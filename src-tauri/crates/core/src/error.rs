@@ -53,14 +53,16 @@ pub enum Error {
 
     /// The database was written by a newer Mandate.
     #[error(
-        "the database at {path} was written by a newer version of Mandate (schema {found}, this \
-         build understands up to {supported}); upgrade Mandate, or point MANDATE_DATA_DIR at \
-         another folder"
+        "the database at {location} was written by a newer version of Mandate (schema {found}, \
+         this build understands up to {supported}); upgrade Mandate, or {elsewhere}"
     )]
     DatabaseTooNew {
-        path: PathBuf,
+        /// The SQLite file, or the PostgreSQL address without its password.
+        location: String,
         found: i64,
         supported: i64,
+        /// How to use another store instead.
+        elsewhere: &'static str,
     },
 
     /// The data folder cannot be created or written.

@@ -40,12 +40,12 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures_channel::oneshot;
-use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use crate::Mandate;
 use crate::audit::tag::{self, TagKeys};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
+use crate::store::{Conn, Tx};
 use crate::store_identity::StoreIdentity;
 
 /// Hands a job's result to its caller; given the commit failure, if any.
@@ -57,7 +57,7 @@ type Job = Box<dyn FnOnce(Run<'_>) -> (bool, Deliver) + Send>;
 /// How the committer hands a queued write its turn.
 enum Run<'a> {
     /// Inside the batch's transaction.
-    In(&'a Transaction<'a>, DateTime<Utc>),
+    In(&'a Tx<'a>, DateTime<Utc>),
     /// Refused before any transaction could begin (storage failing, or the database file
     /// replaced: `store_identity.rs`): the write reports this error instead of running.
     Refused(&'a Error),
@@ -291,7 +291,7 @@ impl Mandate {
     pub fn write_grouped<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Transaction<'_>, DateTime<Utc>) -> Result<T> + Send + 'static,
+        F: FnOnce(&Tx<'_>, DateTime<Utc>) -> Result<T> + Send + 'static,
     {
         let out = self.submit_grouped(f).wait();
         // Signs an audit checkpoint when one is due (every N events or M minutes).
@@ -305,7 +305,7 @@ impl Mandate {
     pub fn submit_grouped<T, F>(&self, f: F) -> Ticket<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Transaction<'_>, DateTime<Utc>) -> Result<T> + Send + 'static,
+        F: FnOnce(&Tx<'_>, DateTime<Utc>) -> Result<T> + Send + 'static,
     {
         self.submit(Fate::Own, f)
     }
@@ -317,7 +317,7 @@ impl Mandate {
     pub fn submit_grouped_shared_fate<T, F>(&self, f: F) -> Ticket<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Transaction<'_>, DateTime<Utc>) -> Result<T> + Send + 'static,
+        F: FnOnce(&Tx<'_>, DateTime<Utc>) -> Result<T> + Send + 'static,
     {
         self.submit(Fate::Shared, f)
     }
@@ -325,7 +325,7 @@ impl Mandate {
     fn submit<T, F>(&self, fate: Fate, f: F) -> Ticket<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Transaction<'_>, DateTime<Utc>) -> Result<T> + Send + 'static,
+        F: FnOnce(&Tx<'_>, DateTime<Utc>) -> Result<T> + Send + 'static,
     {
         let (tx_res, rx) = oneshot::channel::<Result<T>>();
         let job: Job = Box::new(move |run| match run {
@@ -361,7 +361,7 @@ impl Mandate {
 }
 
 fn start_committer(
-    conn: Arc<Mutex<Connection>>,
+    conn: Arc<Mutex<Conn>>,
     clock: Arc<dyn Clock>,
     siblings: Arc<Siblings>,
     tags: Arc<TagKeys>,
@@ -421,7 +421,7 @@ fn next_batch(rx: &Receiver<Msg>, siblings: &Siblings) -> Vec<Job> {
 /// The committer: one batch per turn (see [`next_batch`]), its audit events tagged as one
 /// batch (`audit/tag.rs`) before the commit.
 fn commit_loop(
-    conn: &Mutex<Connection>,
+    conn: &Mutex<Conn>,
     clock: &dyn Clock,
     rx: &Receiver<Msg>,
     siblings: &Siblings,
@@ -440,45 +440,42 @@ fn commit_loop(
             )),
             Ok(mut conn) => {
                 let now = clock.now();
-                let outcome = (|| -> Result<()> {
-                    let begun = conn
-                        .transaction_with_behavior(TransactionBehavior::Immediate)
-                        .map_err(Error::from)
-                        .and_then(|tx| identity.check(&tx).map(|()| tx));
-                    let tx = match begun {
-                        Ok(tx) => tx,
-                        Err(e) => {
-                            // Each caller learns why (a full disk, a read-only folder, a
-                            // replaced database file), not just that its write did not run.
-                            for job in jobs.drain(..) {
-                                delivers.push(job(Run::Refused(&e)).1);
-                            }
-                            return Err(e);
-                        }
-                    };
-                    let before = tag::head(&tx)?;
+                // Rolled back (by the store) if this returns an error.
+                let outcome = conn.write(|tx| {
+                    identity.check(tx)?;
+                    let before = tag::head(tx)?;
                     let mut batch_failed = false;
                     for job in jobs.drain(..) {
                         // After a failed shared-fate write the rest still run (the rare path),
                         // so that each caller learns why its write was not saved.
-                        let (failed, deliver) = job(Run::In(&tx, now));
+                        let (failed, deliver) = job(Run::In(tx, now));
                         batch_failed |= failed;
                         delivers.push(deliver);
                     }
                     if batch_failed {
-                        // Dropping `tx` rolls the whole batch back.
                         return Err(Error::Storage(
                             "a write committed together with this one failed, so neither was \
                              saved; try again"
                                 .into(),
                         ));
                     }
-                    tag::seal(&tx, before, tags)?;
-                    tx.commit()?;
+                    tag::seal(tx, before, tags)?;
                     Ok(())
-                })();
-                if outcome.is_ok() {
-                    identity.committed(&conn);
+                });
+                match &outcome {
+                    Ok(()) => {
+                        let _ = conn.auto(|tx| {
+                            identity.committed(tx);
+                            Ok(())
+                        });
+                    }
+                    // Refused before any write ran (storage failing, or the database replaced):
+                    // each caller learns why, not just that its write did not run.
+                    Err(e) => {
+                        for job in jobs.drain(..) {
+                            delivers.push(job(Run::Refused(e)).1);
+                        }
+                    }
                 }
                 outcome.err()
             }
@@ -492,7 +489,7 @@ fn commit_loop(
 }
 
 fn run_one<T, F>(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     now: DateTime<Utc>,
     fate: Fate,
     f: F,
@@ -500,15 +497,9 @@ fn run_one<T, F>(
 ) -> (bool, Deliver)
 where
     T: Send + 'static,
-    F: FnOnce(&Transaction<'_>, DateTime<Utc>) -> Result<T>,
+    F: FnOnce(&Tx<'_>, DateTime<Utc>) -> Result<T>,
 {
-    // Cached statements: the committer runs these for every write of its batch.
-    let exec = |sql: &str| {
-        tx.prepare_cached(sql)
-            .and_then(|mut s| s.execute([]))
-            .map(|_| ())
-    };
-    let guarded = |f: F| {
+    let guarded = |f: F, tx: &Tx<'_>| {
         catch_unwind(AssertUnwindSafe(|| f(tx, now))).unwrap_or_else(|_| {
             Err(Error::Storage(
                 "a write failed unexpectedly and was rolled back".into(),
@@ -516,23 +507,8 @@ where
         })
     };
     let out = match fate {
-        Fate::Shared => guarded(f),
-        Fate::Own => match exec("SAVEPOINT grouped_write") {
-            Err(e) => Err(Error::from(e)),
-            Ok(()) => {
-                let r = guarded(f);
-                let end = if r.is_ok() {
-                    exec("RELEASE grouped_write")
-                } else {
-                    exec("ROLLBACK TO grouped_write").and_then(|()| exec("RELEASE grouped_write"))
-                };
-                match (r, end) {
-                    (Ok(v), Ok(())) => Ok(v),
-                    (Err(e), _) => Err(e),
-                    (Ok(_), Err(e)) => Err(Error::from(e)),
-                }
-            }
-        },
+        Fate::Shared => guarded(f, tx),
+        Fate::Own => tx.savepoint(|sp| guarded(f, sp)),
     };
     let batch_failed = fate == Fate::Shared && out.is_err();
     let deliver: Deliver = Box::new(move |commit_err| {
@@ -558,63 +534,62 @@ mod tests {
     use crate::Mandate;
     use crate::audit::{Actor, Decision, NewEvent};
     use crate::clock::Clock;
+    use crate::store::testing::{TestStore, each_store};
 
     #[test]
     fn concurrent_writers_all_commit_and_the_chain_holds() {
-        let dir = tempfile::tempdir().unwrap();
-        let m = Arc::new(open(dir.path()));
-        let threads: Vec<_> = (0..8)
-            .map(|t| {
-                let m = m.clone();
-                std::thread::spawn(move || {
-                    for i in 0..25 {
-                        let ev = NewEvent::new(
-                            &Actor::app("test", "t"),
-                            "test.grouped",
-                            Decision::Allow,
-                        )
-                        .details(serde_json::json!({"t": t, "i": i}));
-                        m.write_grouped(move |tx, now| crate::audit::append(tx, now, ev))
-                            .unwrap();
-                    }
+        each_store(|s| {
+            let m = Arc::new(s.open());
+            let threads: Vec<_> = (0..8)
+                .map(|t| {
+                    let m = m.clone();
+                    std::thread::spawn(move || {
+                        for i in 0..25 {
+                            let ev = NewEvent::new(
+                                &Actor::app("test", "t"),
+                                "test.grouped",
+                                Decision::Allow,
+                            )
+                            .details(serde_json::json!({"t": t, "i": i}));
+                            m.write_grouped(move |tx, now| crate::audit::append(tx, now, ev))
+                                .unwrap();
+                        }
+                    })
                 })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
-        let r = m.verify_audit_chain().unwrap();
-        assert!(r.ok());
-        assert_eq!(r.events, 200);
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+            let r = m.verify_audit_chain().unwrap();
+            assert!(r.ok());
+            assert_eq!(r.events, 200);
+        });
     }
 
     #[test]
     fn a_failing_write_rolls_back_only_itself() {
-        let dir = tempfile::tempdir().unwrap();
-        let m = open(dir.path());
-        let r: crate::Result<()> = m.write_grouped(|tx, now| {
-            crate::audit::append(
-                tx,
-                now,
-                NewEvent::new(&Actor::app("t", "t"), "x", Decision::Allow),
-            )?;
-            Err(crate::Error::Conflict("no".into()))
+        each_store(|s| {
+            let m = s.open();
+            let r: crate::Result<()> = m.write_grouped(|tx, now| {
+                crate::audit::append(
+                    tx,
+                    now,
+                    NewEvent::new(&Actor::app("t", "t"), "x", Decision::Allow),
+                )?;
+                Err(crate::Error::Conflict("no".into()))
+            });
+            assert!(r.is_err());
+            m.write_grouped(|tx, now| {
+                crate::audit::append(
+                    tx,
+                    now,
+                    NewEvent::new(&Actor::app("t", "t"), "y", Decision::Allow),
+                )
+            })
+            .unwrap();
+            let r = m.verify_audit_chain().unwrap();
+            assert_eq!(r.events, 1);
         });
-        assert!(r.is_err());
-        m.write_grouped(|tx, now| {
-            crate::audit::append(
-                tx,
-                now,
-                NewEvent::new(&Actor::app("t", "t"), "y", Decision::Allow),
-            )
-        })
-        .unwrap();
-        let r = m.verify_audit_chain().unwrap();
-        assert_eq!(r.events, 1);
-    }
-
-    fn open(dir: &std::path::Path) -> Mandate {
-        crate::open_for_test(dir)
     }
 
     /// A clock one second later at every reading: writes committed together share one `now`.
@@ -628,8 +603,8 @@ mod tests {
     }
 
     /// An installation whose committer lingers 5 s for announced writes.
-    fn lingering(dir: &std::path::Path) -> Mandate {
-        let mut m = open(dir);
+    fn lingering(s: &TestStore) -> Mandate {
+        let mut m = s.open();
         m.clock = Arc::new(Ticking::default());
         m.group = GroupQueue::with_linger(Duration::from_secs(5));
         m
@@ -659,50 +634,52 @@ mod tests {
 
     #[test]
     fn an_announced_write_joins_the_batch_the_committer_holds_open_for_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let m = Arc::new(lingering(dir.path()));
-        let (go, other) = announce_elsewhere(&m, true);
-        let a = m.submit_grouped(|_, now| Ok(now));
-        // Meanwhile the committer has taken `a` and waits for the other thread's write.
-        std::thread::sleep(Duration::from_millis(100));
-        go.send(()).unwrap();
-        let b = other.join().unwrap().unwrap();
-        assert_eq!(a.wait().unwrap(), b, "one transaction");
+        each_store(|s| {
+            let m = Arc::new(lingering(s));
+            let (go, other) = announce_elsewhere(&m, true);
+            let a = m.submit_grouped(|_, now| Ok(now));
+            // Meanwhile the committer has taken `a` and waits for the other thread's write.
+            std::thread::sleep(Duration::from_millis(100));
+            go.send(()).unwrap();
+            let b = other.join().unwrap().unwrap();
+            assert_eq!(a.wait().unwrap(), b, "one transaction");
+        });
     }
 
     #[test]
     fn the_committer_waits_only_for_writes_announced_and_not_yet_queued() {
-        let dir = tempfile::tempdir().unwrap();
-        let m = Arc::new(lingering(dir.path()));
-        // Nothing announced: a write commits at once.
-        let start = Instant::now();
-        let first = m.submit_grouped(|_, now| Ok(now)).wait().unwrap();
-        assert!(
-            start.elapsed() < Duration::from_secs(4),
-            "a lone write waited"
-        );
-        // A thread's own announcement ends when it queues its write.
-        let own = m.announce_write();
-        let start = Instant::now();
-        let second = m.submit_grouped(|_, now| Ok(now)).wait().unwrap();
-        assert!(
-            start.elapsed() < Duration::from_secs(4),
-            "waited for itself"
-        );
-        drop(own);
-        // An announcement withdrawn without a write ends the wait early.
-        let (go, other) = announce_elsewhere(&m, false);
-        let start = Instant::now();
-        let t = m.submit_grouped(|_, now| Ok(now));
-        std::thread::sleep(Duration::from_millis(100));
-        go.send(()).unwrap();
-        let third = t.wait().unwrap();
-        other.join().unwrap();
-        assert!(
-            start.elapsed() < Duration::from_secs(4),
-            "waited out the linger"
-        );
-        assert!(first < second && second < third);
+        each_store(|s| {
+            let m = Arc::new(lingering(s));
+            // Nothing announced: a write commits at once.
+            let start = Instant::now();
+            let first = m.submit_grouped(|_, now| Ok(now)).wait().unwrap();
+            assert!(
+                start.elapsed() < Duration::from_secs(4),
+                "a lone write waited"
+            );
+            // A thread's own announcement ends when it queues its write.
+            let own = m.announce_write();
+            let start = Instant::now();
+            let second = m.submit_grouped(|_, now| Ok(now)).wait().unwrap();
+            assert!(
+                start.elapsed() < Duration::from_secs(4),
+                "waited for itself"
+            );
+            drop(own);
+            // An announcement withdrawn without a write ends the wait early.
+            let (go, other) = announce_elsewhere(&m, false);
+            let start = Instant::now();
+            let t = m.submit_grouped(|_, now| Ok(now));
+            std::thread::sleep(Duration::from_millis(100));
+            go.send(()).unwrap();
+            let third = t.wait().unwrap();
+            other.join().unwrap();
+            assert!(
+                start.elapsed() < Duration::from_secs(4),
+                "waited out the linger"
+            );
+            assert!(first < second && second < third);
+        });
     }
 
     fn event(action: &str) -> NewEvent {
@@ -711,95 +688,99 @@ mod tests {
 
     #[test]
     fn a_panicking_write_is_rolled_back_and_the_committer_keeps_going() {
-        let dir = tempfile::tempdir().unwrap();
-        let m = open(dir.path());
-        let r: crate::Result<()> = m.write_grouped(|tx, now| {
-            crate::audit::append(tx, now, event("half-written"))?;
-            panic!("a bug in a write");
+        each_store(|s| {
+            let m = s.open();
+            let r: crate::Result<()> = m.write_grouped(|tx, now| {
+                crate::audit::append(tx, now, event("half-written"))?;
+                panic!("a bug in a write");
+            });
+            let err = r.unwrap_err().to_string();
+            assert!(err.contains("rolled back"), "{err}");
+            m.write_grouped(|tx, now| crate::audit::append(tx, now, event("after")))
+                .unwrap();
+            let events = m.audit_events(None, 10, None).unwrap();
+            let actions: Vec<_> = events.iter().map(|e| e.action.as_str()).collect();
+            assert_eq!(actions, ["after"]);
+            assert!(m.verify_audit_chain().unwrap().ok());
         });
-        let err = r.unwrap_err().to_string();
-        assert!(err.contains("rolled back"), "{err}");
-        m.write_grouped(|tx, now| crate::audit::append(tx, now, event("after")))
-            .unwrap();
-        let events = m.audit_events(None, 10, None).unwrap();
-        let actions: Vec<_> = events.iter().map(|e| e.action.as_str()).collect();
-        assert_eq!(actions, ["after"]);
-        assert!(m.verify_audit_chain().unwrap().ok());
     }
 
     #[test]
     fn closing_the_installation_commits_every_queued_write_first() {
-        let dir = tempfile::tempdir().unwrap();
-        let m = open(dir.path());
-        let tickets: Vec<_> = (0..50)
-            .map(|i| {
-                m.submit_grouped(move |tx, now| {
-                    crate::audit::append(tx, now, event(&format!("queued.{i}")))
+        each_store(|s| {
+            let m = s.open();
+            let tickets: Vec<_> = (0..50)
+                .map(|i| {
+                    m.submit_grouped(move |tx, now| {
+                        crate::audit::append(tx, now, event(&format!("queued.{i}")))
+                    })
                 })
-            })
-            .collect();
-        // Nobody waits for the tickets: dropping the handle must still commit them all.
-        drop(m);
-        let r = open(dir.path()).verify_audit_chain().unwrap();
-        assert!(r.ok());
-        assert_eq!(r.events, 50);
-        for t in tickets {
-            assert!(t.wait().is_ok(), "every ticket reports its committed write");
-        }
+                .collect();
+            // Nobody waits for the tickets: dropping the handle must still commit them all.
+            drop(m);
+            let r = s.open().verify_audit_chain().unwrap();
+            assert!(r.ok());
+            assert_eq!(r.events, 50);
+            for t in tickets {
+                assert!(t.wait().is_ok(), "every ticket reports its committed write");
+            }
+        });
     }
 
     #[test]
     fn a_ticket_can_be_awaited_and_yields_the_committed_result() {
-        let dir = tempfile::tempdir().unwrap();
-        let m = open(dir.path());
-        let t = m.submit_grouped(|tx, now| crate::audit::append(tx, now, event("awaited")));
-        // Polled as a future, as the endpoint does.
-        let ev = futures_executor::block_on(t).unwrap();
-        assert_eq!(ev.seq, 1);
-        let stored = m.audit_events(None, 1, None).unwrap();
-        assert_eq!(
-            stored[0].action, "awaited",
-            "committed before the ticket resolved"
-        );
+        each_store(|s| {
+            let m = s.open();
+            let t = m.submit_grouped(|tx, now| crate::audit::append(tx, now, event("awaited")));
+            // Polled as a future, as the endpoint does.
+            let ev = futures_executor::block_on(t).unwrap();
+            assert_eq!(ev.seq, 1);
+            let stored = m.audit_events(None, 1, None).unwrap();
+            assert_eq!(
+                stored[0].action, "awaited",
+                "committed before the ticket resolved"
+            );
+        });
     }
 
     #[test]
     fn a_failing_shared_fate_write_rolls_back_its_whole_batch_and_only_that() {
-        let dir = tempfile::tempdir().unwrap();
-        let m = open(dir.path());
-        m.write_grouped(|tx, now| crate::audit::append(tx, now, event("before")))
-            .unwrap();
-        // Hold the connection so that the next writes queue up and share one batch.
-        let held = m.lock().unwrap();
-        let failing = m.submit_grouped_shared_fate(|tx, now| -> crate::Result<()> {
-            crate::audit::append(tx, now, event("failing"))?;
-            Err(crate::Error::Storage("the disk is full".into()))
+        each_store(|s| {
+            let m = s.open();
+            m.write_grouped(|tx, now| crate::audit::append(tx, now, event("before")))
+                .unwrap();
+            // Hold the connection so that the next writes queue up and share one batch.
+            let held = m.lock().unwrap();
+            let failing = m.submit_grouped_shared_fate(|tx, now| -> crate::Result<()> {
+                crate::audit::append(tx, now, event("failing"))?;
+                Err(crate::Error::Storage("the disk is full".into()))
+            });
+            let bystander =
+                m.submit_grouped(|tx, now| crate::audit::append(tx, now, event("bystander")));
+            drop(held);
+            let own = failing.wait().unwrap_err().to_string();
+            assert!(own.contains("the disk is full"), "its own error: {own}");
+            // The bystander either shared the batch (and failed, saying so) or ran in the next one.
+            let bystander = bystander.wait();
+            if let Err(e) = &bystander {
+                assert!(e.to_string().contains("together"), "says why: {e}");
+            }
+            let bystander_ok = bystander.is_ok();
+            m.write_grouped(|tx, now| crate::audit::append(tx, now, event("after")))
+                .unwrap();
+            let actions: Vec<String> = m
+                .audit_events(None, 10, None)
+                .unwrap()
+                .into_iter()
+                .map(|e| e.action)
+                .collect();
+            assert!(!actions.contains(&"failing".to_string()), "{actions:?}");
+            assert_eq!(
+                actions.contains(&"bystander".to_string()),
+                bystander_ok,
+                "a write is stored exactly when its caller was told so: {actions:?}"
+            );
+            assert!(m.verify_audit_chain().unwrap().ok());
         });
-        let bystander =
-            m.submit_grouped(|tx, now| crate::audit::append(tx, now, event("bystander")));
-        drop(held);
-        let own = failing.wait().unwrap_err().to_string();
-        assert!(own.contains("the disk is full"), "its own error: {own}");
-        // The bystander either shared the batch (and failed, saying so) or ran in the next one.
-        let bystander = bystander.wait();
-        if let Err(e) = &bystander {
-            assert!(e.to_string().contains("together"), "says why: {e}");
-        }
-        let bystander_ok = bystander.is_ok();
-        m.write_grouped(|tx, now| crate::audit::append(tx, now, event("after")))
-            .unwrap();
-        let actions: Vec<String> = m
-            .audit_events(None, 10, None)
-            .unwrap()
-            .into_iter()
-            .map(|e| e.action)
-            .collect();
-        assert!(!actions.contains(&"failing".to_string()), "{actions:?}");
-        assert_eq!(
-            actions.contains(&"bystander".to_string()),
-            bystander_ok,
-            "a write is stored exactly when its caller was told so: {actions:?}"
-        );
-        assert!(m.verify_audit_chain().unwrap().ok());
     }
 }

@@ -23,11 +23,14 @@ pub mod people;
 pub mod private_file;
 mod registry;
 pub mod scan;
+pub mod sealed;
 pub mod secret;
 pub mod store;
 mod store_identity;
+pub mod team;
 pub mod tls;
 pub mod trust;
+pub mod vault;
 pub mod views;
 
 use std::fmt;
@@ -35,7 +38,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 pub use error::{Error, ErrorCode, ErrorReport, Result};
 pub use registry::{AgentEdit, KeyChoice, NewAgent, NewConnection};
@@ -43,6 +45,7 @@ pub use registry::{AgentEdit, KeyChoice, NewAgent, NewConnection};
 use audit::{Actor, NewEvent};
 use clock::{Clock, SystemClock};
 use secret::{Keychain, SecretRef, Sensitive};
+use store::{Conn, DatabaseUrl, Location, Store, Tx, params};
 
 /// How to open a Mandate installation.
 #[derive(Debug, Clone)]
@@ -57,6 +60,15 @@ pub struct OpenOptions {
     pub actor: Option<Actor>,
     /// The time source; `None` means the system clock.
     pub clock: Option<Arc<dyn Clock>>,
+    /// A PostgreSQL database to use instead of SQLite in the data folder (a team server's).
+    /// The data folder still holds this machine's files (the checkpoint file, key files, the
+    /// endpoint's lock).
+    pub database: Option<DatabaseUrl>,
+    /// Where issuer keys live; `None` means the keychain (a PKCS#11 token on a team server).
+    pub issuer_keys: Option<Arc<dyn vault::KeyVault>>,
+    /// Seal secrets in the database under this token's key instead of using `keychain` (a
+    /// headless team server, which has no OS keychain: see [`sealed`]).
+    pub sealer: Option<Arc<dyn sealed::Sealer>>,
 }
 
 impl OpenOptions {
@@ -66,6 +78,9 @@ impl OpenOptions {
             keychain,
             actor: Some(actor),
             clock: None,
+            database: None,
+            issuer_keys: None,
+            sealer: None,
         }
     }
 
@@ -77,6 +92,9 @@ impl OpenOptions {
             keychain,
             actor: None,
             clock: None,
+            database: None,
+            issuer_keys: None,
+            sealer: None,
         }
     }
 
@@ -84,13 +102,36 @@ impl OpenOptions {
         self.clock = Some(clock);
         self
     }
+
+    /// Keep the registry and the audit trail in this PostgreSQL database.
+    pub fn database(mut self, url: DatabaseUrl) -> Self {
+        self.database = Some(url);
+        self
+    }
+
+    /// Keep issuer keys in `vault` (a PKCS#11 token) instead of the keychain.
+    pub fn issuer_keys(mut self, vault: Arc<dyn vault::KeyVault>) -> Self {
+        self.issuer_keys = Some(vault);
+        self
+    }
+
+    /// Seal secrets in the database with `sealer` instead of the keychain.
+    pub fn sealed_secrets(mut self, sealer: Arc<dyn sealed::Sealer>) -> Self {
+        self.sealer = Some(sealer);
+        self
+    }
 }
 
 /// An open Mandate installation: the store, the keychain and the clock. Cheap to share
 /// behind an `Arc`; every method is safe to call from several threads.
 pub struct Mandate {
-    conn: Arc<Mutex<Connection>>,
+    store: Store,
+    conn: Arc<Mutex<Conn>>,
     keychain: Arc<dyn Keychain>,
+    /// Where issuer keys are made and sign (the keychain, or a PKCS#11 token).
+    issuer_keys: Arc<dyn vault::KeyVault>,
+    /// Set when secrets are sealed in the database (a team server), for rotation.
+    sealed: Option<Arc<sealed::SealedKeychain>>,
     clock: Arc<dyn Clock>,
     actor: RwLock<Option<Actor>>,
     data_dir: PathBuf,
@@ -111,52 +152,77 @@ impl fmt::Debug for Mandate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Mandate")
             .field("data_dir", &self.data_dir)
+            .field("store", &self.store.location())
             .field("install_id", &self.install_id)
             .finish_non_exhaustive()
     }
 }
 
 impl Mandate {
-    /// Open (and if needed create and migrate) the installation in `opts.data_dir`.
+    /// Open (and if needed create and migrate) the installation: SQLite in `opts.data_dir`, or
+    /// the PostgreSQL database `opts.database`.
     /// Does not touch the keychain: listing agents works even while the keychain is locked.
     pub fn open(opts: OpenOptions) -> Result<Self> {
-        let conn = store::open(&opts.data_dir)?;
-        store::narrow_data_files(&opts.data_dir)?;
-        let install_id = {
-            let existing: Option<String> = conn
-                .query_row("SELECT value FROM meta WHERE key = 'install_id'", [], |r| {
-                    r.get(0)
-                })
-                .optional()?;
-            match existing {
-                Some(id) => id,
-                None => {
-                    let id = uuid::Uuid::new_v4().to_string();
-                    conn.execute(
-                        "INSERT OR IGNORE INTO meta (key, value) VALUES ('install_id', ?1)",
-                        [&id],
-                    )?;
-                    conn.query_row("SELECT value FROM meta WHERE key = 'install_id'", [], |r| {
-                        r.get(0)
-                    })?
-                }
+        let location = match &opts.database {
+            Some(url) => {
+                store::prepare_data_dir(&opts.data_dir)?;
+                Location::Postgres(url.clone())
             }
+            None => Location::Folder(opts.data_dir.clone()),
         };
+        let (store, mut conn) = Store::open(location)?;
+        store::narrow_data_files(&opts.data_dir)?;
+        let read_id = |tx: &Tx<'_>| {
+            tx.query_opt(
+                "SELECT value FROM meta WHERE key = 'install_id'",
+                params![],
+                |r| r.get::<String>(0),
+            )
+        };
+        let install_id = match conn.auto(read_id)? {
+            Some(id) => id,
+            // Two processes opening a new store at once: the first id written wins.
+            None => conn.write(|tx| {
+                tx.execute(
+                    "INSERT INTO meta (key, value) VALUES ('install_id', ?1) ON CONFLICT DO NOTHING",
+                    params![uuid::Uuid::new_v4().to_string()],
+                )?;
+                read_id(tx)?.ok_or_else(|| Error::Storage("the installation id was not kept".into()))
+            })?,
+        };
+        let clock: Arc<dyn Clock> = opts.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let sealed = match opts.sealer {
+            Some(s) => Some(Arc::new(sealed::SealedKeychain::open(
+                &store,
+                &install_id,
+                s,
+                clock.clone(),
+            )?)),
+            None => None,
+        };
+        let keychain: Arc<dyn Keychain> = match &sealed {
+            Some(s) => s.clone(),
+            None => opts.keychain,
+        };
+        let issuer_keys = opts
+            .issuer_keys
+            .unwrap_or_else(|| Arc::new(vault::KeychainKeys(keychain.clone())));
         let audit_tags = Arc::new(audit::tag::TagKeys::new(
-            opts.keychain.clone(),
+            keychain.clone(),
             SecretRef {
                 account: format!("{install_id}/{}", SecretRef::audit_tag_key().account),
             },
         ));
-        let identity = Arc::new(store_identity::StoreIdentity::new(
-            opts.data_dir.join(store::DB_FILE),
-            &conn,
-        )?);
+        let identity =
+            Arc::new(conn.auto(|tx| store_identity::StoreIdentity::new(store.location(), tx))?);
         Ok(Mandate {
             identity,
+            store,
             conn: Arc::new(Mutex::new(conn)),
-            keychain: opts.keychain,
-            clock: opts.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+            keychain,
+            issuer_keys,
+            sealed,
+            clock,
             actor: RwLock::new(opts.actor),
             data_dir: opts.data_dir,
             install_id,
@@ -166,6 +232,17 @@ impl Mandate {
             used_jtis: Default::default(),
             audit_tags,
         })
+    }
+
+    /// The store below this handle (for more connections: the endpoint's readers).
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Where the registry and the audit trail are kept, for messages: the SQLite file, or the
+    /// PostgreSQL address without its password.
+    pub fn database_description(&self) -> String {
+        self.store.location().describe()
     }
 
     /// The key that tags committed audit batches.
@@ -251,27 +328,67 @@ impl Mandate {
         self.keychain.describe()
     }
 
-    pub(crate) fn lock(&self) -> Result<MutexGuard<'_, Connection>> {
+    /// Where secrets are kept, in words for a sentence: "the OS keychain", or, on a team
+    /// server, "the database, sealed under the PKCS#11 token's key".
+    pub fn secrets_home(&self) -> &'static str {
+        if self.sealed.is_some() {
+            "the database, sealed under the PKCS#11 token's key"
+        } else {
+            "the OS keychain"
+        }
+    }
+
+    /// A one-line description of where the issuer keys live.
+    pub fn issuer_keys_description(&self) -> String {
+        self.issuer_keys.describe()
+    }
+
+    /// Seal every secret again under a new key in the token and destroy the old key (a team
+    /// server whose secrets are sealed in the database; audited as
+    /// `secrets.sealing_key_rotated`, naming this handle's actor).
+    pub fn rotate_sealing_key(&self) -> Result<sealed::SealingRotation> {
+        match &self.sealed {
+            Some(s) => s.rotate(&self.actor()?),
+            None => Err(Error::Conflict(format!(
+                "secrets here are kept in {}, not sealed under a PKCS#11 key; there is no sealing \
+                 key to rotate (give --pkcs11-module and --pkcs11-token to use the team \
+                 server's token)",
+                self.keychain.describe()
+            ))),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> Result<MutexGuard<'_, Conn>> {
         self.conn
             .lock()
             .map_err(|_| Error::Storage("an earlier operation panicked while writing".into()))
     }
 
-    /// Run `f` in a `BEGIN IMMEDIATE` transaction, tag the audit events it appended and
-    /// commit; roll back on error.
+    /// Run `f` on this handle's connection outside a transaction: each statement sees the
+    /// newest commit. For reads.
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
+        self.lock()?.auto(f)
+    }
+
+    /// Run `f` in a write transaction, tag the audit events it appended and commit; roll back
+    /// on error. Writers of the installation run one at a time (SQLite `BEGIN IMMEDIATE`,
+    /// PostgreSQL's writer lock).
     pub(crate) fn write<T>(
         &self,
-        f: impl FnOnce(&rusqlite::Transaction<'_>, DateTime<Utc>) -> Result<T>,
+        f: impl FnOnce(&Tx<'_>, DateTime<Utc>) -> Result<T>,
     ) -> Result<T> {
         let mut conn = self.lock()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        self.identity.check(&tx)?;
-        let before = audit::tag::head(&tx)?;
-        let now = self.clock.now();
-        let out = f(&tx, now)?;
-        audit::tag::seal(&tx, before, &self.audit_tags)?;
-        tx.commit()?;
-        self.identity.committed(&conn);
+        let out = conn.write(|tx| {
+            self.identity.check(tx)?;
+            let before = audit::tag::head(tx)?;
+            let out = f(tx, self.clock.now())?;
+            audit::tag::seal(tx, before, &self.audit_tags)?;
+            Ok(out)
+        })?;
+        let _ = conn.auto(|tx| {
+            self.identity.committed(tx);
+            Ok(())
+        });
         drop(conn);
         self.after_write();
         Ok(out)
@@ -304,8 +421,7 @@ impl Mandate {
 
     /// Check the whole audit chain of the live store.
     pub fn verify_audit_chain(&self) -> Result<audit::ChainReport> {
-        let conn = self.lock()?;
-        audit::verify_store(&conn)
+        self.read(audit::verify_store)
     }
 
     /// Audit events, newest first; `agent` limits them to one agent's.
@@ -319,24 +435,6 @@ impl Mandate {
             Some(name) => Some(self.agent_id_by_name(name)?),
             None => None,
         };
-        let conn = self.lock()?;
-        audit::list(
-            &conn,
-            agent_id.as_ref().map(|a| a.as_str()),
-            limit,
-            before_seq,
-        )
+        self.read(|tx| audit::list(tx, agent_id.as_ref().map(|a| a.as_str()), limit, before_seq))
     }
-}
-
-/// A fresh installation in `dir` with an in-memory keychain, for the crate's unit tests.
-#[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "tests")]
-pub(crate) fn open_for_test(dir: &Path) -> Mandate {
-    Mandate::open(OpenOptions::new(
-        dir,
-        Arc::new(secret::MemoryKeychain::new()),
-        Actor::app("test", "t"),
-    ))
-    .unwrap()
 }

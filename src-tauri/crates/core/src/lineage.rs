@@ -12,10 +12,9 @@
 //! revoke children when a parent is: a child is held back while its parent is, and works
 //! again when the parent is resumed.
 
-use rusqlite::{Connection, OptionalExtension};
-
 use crate::error::Result;
 use crate::model::{AgentId, AgentName, AgentStatus};
+use crate::store::{Tx, params};
 
 /// Longest parent chain followed; registration refuses cycles, this bounds damaged data.
 pub(crate) const MAX_DEPTH: u32 = 16;
@@ -29,25 +28,25 @@ pub(crate) struct Ancestor {
 }
 
 /// The agents above `agent_id`, its parent first.
-pub(crate) fn ancestors(conn: &Connection, agent_id: &str) -> Result<Vec<Ancestor>> {
-    let mut stmt = conn.prepare_cached(
+pub(crate) fn ancestors(conn: &Tx<'_>, agent_id: &str) -> Result<Vec<Ancestor>> {
+    let rows = conn.query_map(
         "WITH RECURSIVE up(id, depth) AS (
              SELECT parent_id, 1 FROM agents WHERE id = ?1 AND parent_id IS NOT NULL
              UNION ALL
              SELECT a.parent_id, up.depth + 1 FROM agents a JOIN up ON a.id = up.id
              WHERE a.parent_id IS NOT NULL AND up.depth < ?2)
          SELECT a.id, a.name, a.status FROM up JOIN agents a ON a.id = up.id ORDER BY up.depth",
+        params![agent_id, MAX_DEPTH],
+        |r| {
+            Ok((
+                r.get::<String>(0)?,
+                r.get::<String>(1)?,
+                r.get::<String>(2)?,
+            ))
+        },
     )?;
-    let rows = stmt.query_map(rusqlite::params![agent_id, MAX_DEPTH], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-        ))
-    })?;
     let mut out = Vec::new();
-    for row in rows {
-        let (id, name, status) = row?;
+    for (id, name, status) in rows {
         out.push(Ancestor {
             id: AgentId(id),
             name: AgentName::from_db(name),
@@ -58,10 +57,10 @@ pub(crate) fn ancestors(conn: &Connection, agent_id: &str) -> Result<Vec<Ancesto
 }
 
 /// `agent_id` itself, then the agents above it: the chain a new child of it would have.
-pub(crate) fn ancestors_from(conn: &Connection, agent_id: &AgentId) -> Result<Vec<Ancestor>> {
+pub(crate) fn ancestors_from(conn: &Tx<'_>, agent_id: &AgentId) -> Result<Vec<Ancestor>> {
     let (name, status): (String, String) = conn.query_row(
         "SELECT name, status FROM agents WHERE id = ?1",
-        [agent_id.as_str()],
+        params![agent_id.as_str()],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     let mut out = vec![Ancestor {
@@ -75,8 +74,8 @@ pub(crate) fn ancestors_from(conn: &Connection, agent_id: &AgentId) -> Result<Ve
 }
 
 /// The agents below `agent_id` (children, their children...), nearest first.
-pub(crate) fn descendants(conn: &Connection, agent_id: &str) -> Result<Vec<Ancestor>> {
-    let mut stmt = conn.prepare_cached(
+pub(crate) fn descendants(conn: &Tx<'_>, agent_id: &str) -> Result<Vec<Ancestor>> {
+    let rows = conn.query_map(
         "WITH RECURSIVE down(id, depth) AS (
              SELECT id, 1 FROM agents WHERE parent_id = ?1
              UNION ALL
@@ -84,17 +83,17 @@ pub(crate) fn descendants(conn: &Connection, agent_id: &str) -> Result<Vec<Ances
              WHERE down.depth < ?2)
          SELECT a.id, a.name, a.status FROM down JOIN agents a ON a.id = down.id
          ORDER BY down.depth, a.name",
+        params![agent_id, MAX_DEPTH],
+        |r| {
+            Ok((
+                r.get::<String>(0)?,
+                r.get::<String>(1)?,
+                r.get::<String>(2)?,
+            ))
+        },
     )?;
-    let rows = stmt.query_map(rusqlite::params![agent_id, MAX_DEPTH], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-        ))
-    })?;
     let mut out: Vec<Ancestor> = Vec::new();
-    for row in rows {
-        let (id, name, status) = row?;
+    for (id, name, status) in rows {
         if out.iter().any(|a| a.id.as_str() == id) {
             continue;
         }
@@ -138,20 +137,17 @@ pub(crate) struct Held {
 
 /// The nearest agent, from `agent_id` itself upwards, that is not active; `None` when the agent
 /// and every agent above it are active. One query (the agent's row, then its parents').
-pub(crate) fn first_inactive_in_chain(conn: &Connection, agent_id: &str) -> Result<Option<Held>> {
-    let row: Option<(u32, String, String)> = conn
-        .prepare_cached(
-            "WITH RECURSIVE up(id, parent_id, name, status, depth) AS (
+pub(crate) fn first_inactive_in_chain(conn: &Tx<'_>, agent_id: &str) -> Result<Option<Held>> {
+    let row: Option<(u32, String, String)> = conn.query_opt(
+        "WITH RECURSIVE up(id, parent_id, name, status, depth) AS (
                  SELECT id, parent_id, name, status, 0 FROM agents WHERE id = ?1
                  UNION ALL
                  SELECT a.id, a.parent_id, a.name, a.status, up.depth + 1
                  FROM agents a JOIN up ON a.id = up.parent_id WHERE up.depth < ?2)
              SELECT depth, name, status FROM up WHERE status <> 'active' ORDER BY depth LIMIT 1",
-        )?
-        .query_row(rusqlite::params![agent_id, MAX_DEPTH], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
-        .optional()?;
+        params![agent_id, MAX_DEPTH],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
     row.map(|(depth, name, status)| {
         Ok(Held {
             depth,
@@ -172,44 +168,62 @@ pub(crate) fn names(chain: &[Ancestor]) -> Vec<String> {
 mod tests {
     use super::*;
 
-    fn db() -> (tempfile::TempDir, Connection) {
-        let dir = tempfile::tempdir().unwrap();
-        let c = crate::store::open(dir.path()).unwrap();
-        c.execute_batch(
-            "INSERT INTO members (id, name, created_at) VALUES ('m', 'ann', 't');
-             INSERT INTO agents (id, name, purpose, owner_id, parent_id, status, created_at, updated_at)
-             VALUES ('a', 'top', 'p', 'm', NULL, 'active', 't', 't'),
-                    ('b', 'mid', 'p', 'm', 'a', 'suspended', 't', 't'),
-                    ('c', 'low', 'p', 'm', 'b', 'active', 't', 't'),
-                    ('d', 'other', 'p', 'm', 'a', 'active', 't', 't');",
-        )
+    use crate::store::testing::{TestStore, each_store};
+
+    fn db(s: &TestStore) -> crate::store::Conn {
+        let mut c = s.raw_conn();
+        c.write(|tx| {
+            tx.execute_batch(
+                "INSERT INTO members (id, name, created_at) VALUES ('m', 'ann', 't');
+                 INSERT INTO agents (id, name, purpose, owner_id, parent_id, status, created_at, updated_at)
+                 VALUES ('a', 'top', 'p', 'm', NULL, 'active', 't', 't'),
+                        ('b', 'mid', 'p', 'm', 'a', 'suspended', 't', 't'),
+                        ('c', 'low', 'p', 'm', 'b', 'active', 't', 't'),
+                        ('d', 'other', 'p', 'm', 'a', 'active', 't', 't');",
+            )
+        })
         .unwrap();
-        (dir, c)
+        c
     }
 
     #[test]
     fn the_chain_up_starts_with_the_parent_and_finds_the_first_held_one() {
-        let (_d, c) = db();
-        let up = ancestors(&c, "c").unwrap();
-        assert_eq!(names(&up), ["mid", "top"]);
-        assert_eq!(holding_parent(&up).unwrap().name.as_str(), "mid");
-        assert!(ancestors(&c, "a").unwrap().is_empty());
-        assert!(holding_parent(&ancestors(&c, "d").unwrap()).is_none());
+        each_store(|s| {
+            let mut c = db(s);
+            c.snapshot(|tx| {
+                let up = ancestors(tx, "c").unwrap();
+                assert_eq!(names(&up), ["mid", "top"]);
+                assert_eq!(holding_parent(&up).unwrap().name.as_str(), "mid");
+                assert!(ancestors(tx, "a").unwrap().is_empty());
+                assert!(holding_parent(&ancestors(tx, "d").unwrap()).is_none());
+                let held = first_inactive_in_chain(tx, "c").unwrap().unwrap();
+                assert_eq!((held.depth, held.name.as_str()), (1, "mid"));
+                assert!(first_inactive_in_chain(tx, "d").unwrap().is_none());
+                Ok(())
+            })
+            .unwrap();
+        });
     }
 
     #[test]
     fn the_agents_below_come_nearest_first_and_a_cycle_ends() {
-        let (_d, c) = db();
-        let down: Vec<String> = descendants(&c, "a")
-            .unwrap()
-            .into_iter()
-            .map(|a| a.name.to_string())
-            .collect();
-        assert_eq!(down, ["mid", "other", "low"]);
-        // Damaged data with a cycle still ends.
-        c.execute("UPDATE agents SET parent_id = 'c' WHERE id = 'a'", [])
+        each_store(|s| {
+            let mut c = db(s);
+            c.write(|tx| {
+                let down: Vec<String> = descendants(tx, "a")
+                    .unwrap()
+                    .into_iter()
+                    .map(|a| a.name.to_string())
+                    .collect();
+                assert_eq!(down, ["mid", "other", "low"]);
+                // Damaged data with a cycle still ends.
+                tx.execute("UPDATE agents SET parent_id = 'c' WHERE id = 'a'", params![])
+                    .unwrap();
+                assert!(ancestors(tx, "c").unwrap().len() <= MAX_DEPTH as usize);
+                assert_eq!(descendants(tx, "a").unwrap().len(), 4);
+                Ok(())
+            })
             .unwrap();
-        assert!(ancestors(&c, "c").unwrap().len() <= MAX_DEPTH as usize);
-        assert_eq!(descendants(&c, "a").unwrap().len(), 4);
+        });
     }
 }

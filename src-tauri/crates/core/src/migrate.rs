@@ -35,9 +35,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use crate::store::{Tx, params};
 use chrono::{DateTime, Duration, Utc};
 use regex::Regex;
-use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use serde_json::json;
 use zeroize::Zeroizing;
@@ -384,7 +384,7 @@ struct MoveRow {
 const MOVE_COLUMNS: &str = "id, moved_at, undo_until, state, root, file, line, kind, variable, \
      connection_id, connection, secret_version, kept_previous, comment, line_before, line_after";
 
-fn move_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MoveRow> {
+fn move_row(r: &crate::store::Row<'_>) -> Result<MoveRow> {
     Ok(MoveRow {
         id: r.get(0)?,
         moved_at: r.get(1)?,
@@ -799,15 +799,11 @@ impl Mandate {
             )?;
             // An earlier move into this connection can no longer be undone.
             let closed: Vec<(String, bool)> = tx
-                .prepare(
-                    "UPDATE credential_moves SET state = 'closed', closed_at = ?2
+                .query_map("UPDATE credential_moves SET state = 'closed', closed_at = ?2
                      WHERE connection_id = ?1 AND state = 'open'
-                     RETURNING id, kept_previous",
-                )?
-                .query_map(params![connection.id.as_str(), ts(now)], |r| {
+                     RETURNING id, kept_previous", params![connection.id.as_str(), ts(now)], |r| {
                     Ok((r.get(0)?, r.get(1)?))
-                })?
-                .collect::<rusqlite::Result<_>>()?;
+                })?;
             tx.execute(
                 &format!(
                     "INSERT INTO credential_moves ({MOVE_COLUMNS}, connection_created)
@@ -943,13 +939,16 @@ impl Mandate {
     pub fn open_moves(&self) -> Result<Vec<OpenMove>> {
         let now = ts(self.now());
         let rows: Vec<MoveRow> = {
-            let conn = self.lock()?;
-            let mut stmt = conn.prepare(&format!(
-                "SELECT {MOVE_COLUMNS} FROM credential_moves
+            let mut guard = self.lock()?;
+            let conn = guard.tx()?;
+            conn.query_map(
+                &format!(
+                    "SELECT {MOVE_COLUMNS} FROM credential_moves
                  WHERE state = 'open' AND undo_until > ?1 ORDER BY moved_at DESC, id DESC"
-            ))?;
-            stmt.query_map([now], move_row)?
-                .collect::<rusqlite::Result<_>>()?
+                ),
+                params![now],
+                move_row,
+            )?
         };
         rows.into_iter()
             .map(|r| {
@@ -978,13 +977,16 @@ impl Mandate {
     pub fn close_expired_moves(&self) -> Result<usize> {
         let now = ts(self.now());
         let due: Vec<MoveRow> = {
-            let conn = self.lock()?;
-            let mut stmt = conn.prepare(&format!(
-                "SELECT {MOVE_COLUMNS} FROM credential_moves
+            let mut guard = self.lock()?;
+            let conn = guard.tx()?;
+            conn.query_map(
+                &format!(
+                    "SELECT {MOVE_COLUMNS} FROM credential_moves
                  WHERE state = 'open' AND undo_until <= ?1 ORDER BY moved_at"
-            ))?;
-            stmt.query_map([now], move_row)?
-                .collect::<rusqlite::Result<_>>()?
+                ),
+                params![now],
+                move_row,
+            )?
         };
         let mut deleted = Vec::new();
         let mut failure = None;
@@ -1043,24 +1045,23 @@ impl Mandate {
             tracing::warn!(error = %e, "expired credential moves could not be closed yet");
         }
         let row: Option<MoveRow> = {
-            let conn = self.lock()?;
+            let mut guard = self.lock()?;
+            let conn = guard.tx()?;
             if id == "last" {
-                conn.query_row(
+                conn.query_opt(
                     &format!(
                         "SELECT {MOVE_COLUMNS} FROM credential_moves WHERE state = 'open'
                          ORDER BY moved_at DESC, id DESC LIMIT 1"
                     ),
-                    [],
+                    params![],
                     move_row,
-                )
-                .optional()?
+                )?
             } else {
-                conn.query_row(
+                conn.query_opt(
                     &format!("SELECT {MOVE_COLUMNS} FROM credential_moves WHERE id = ?1"),
-                    [id],
+                    params![id],
                     move_row,
-                )
-                .optional()?
+                )?
             }
         };
         let r = row.ok_or_else(|| {
@@ -1112,10 +1113,11 @@ impl Mandate {
             ))
         })?;
         let version: i64 = {
-            let conn = self.lock()?;
+            let mut guard = self.lock()?;
+            let conn = guard.tx()?;
             conn.query_row(
                 "SELECT secret_version FROM connections WHERE id = ?1",
-                [c.id.as_str()],
+                params![c.id.as_str()],
                 |x| x.get(0),
             )?
         };
@@ -1279,19 +1281,16 @@ impl Mandate {
 /// Inside a write that removes a connection: close its open moves. Returns the ids whose
 /// kept credentials the caller deletes from the keychain after the commit.
 pub(crate) fn close_moves_of(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &Tx<'_>,
     connection_id: &str,
     now: DateTime<Utc>,
 ) -> Result<Vec<String>> {
-    let ids: Vec<(String, bool)> = tx
-        .prepare(
-            "UPDATE credential_moves SET state = 'closed', closed_at = ?2
+    let ids: Vec<(String, bool)> = tx.query_map(
+        "UPDATE credential_moves SET state = 'closed', closed_at = ?2
              WHERE connection_id = ?1 AND state = 'open' RETURNING id, kept_previous",
-        )?
-        .query_map(params![connection_id, ts(now)], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
+        params![connection_id, ts(now)],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     Ok(ids
         .into_iter()
         .filter(|(_, k)| *k)
@@ -1305,22 +1304,14 @@ mod tests {
 
     use super::*;
     use crate::audit::Actor;
+    use crate::scan::Finding;
     use crate::secret::MemoryKeychain;
-    use crate::{OpenOptions, scan::Finding};
+    use crate::store::testing::{TestStore, each_store};
     use serde_json::json;
 
     // Fake credentials built at run time so this file holds no literal that looks real.
     fn ghp() -> String {
         format!("ghp_{}", "a1B2".repeat(9))
-    }
-
-    fn open(dir: &Path) -> Mandate {
-        Mandate::open(OpenOptions::new(
-            dir,
-            Arc::new(MemoryKeychain::new()),
-            Actor::app("test", "t"),
-        ))
-        .unwrap()
     }
 
     fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
@@ -1377,225 +1368,228 @@ mod tests {
 
     #[test]
     fn moving_stores_the_secret_rewrites_the_line_atomically_and_audits_without_the_value() {
-        let data = tempfile::tempdir().unwrap();
-        let m = open(data.path());
-        let s = ghp();
-        let env = format!("# tokens\r\nGITHUB_TOKEN={s}\r\nOTHER=1\r\n");
-        let p = project(&[(".env", &env)]);
-        let f = only_finding(p.path());
-        assert!(f.rewritable);
-        let moved = m
-            .move_finding(MoveFinding {
-                root: p.path(),
-                finding: &FindingRef::from(&f),
-                connection: "github",
-                rewrite_for_agent: Some("billing-report-agent"),
-                replace: false,
-            })
-            .unwrap();
-        assert!(moved.created_connection && moved.rewritten && !moved.replaced_secret);
-        assert_eq!(
-            m.connection_secret("github").unwrap().unwrap().expose(),
-            &s,
-            "the keychain holds the value from the file"
-        );
-        let after = std::fs::read_to_string(p.path().join(".env")).unwrap();
-        assert!(!after.contains(&s));
-        let lines: Vec<_> = after.split("\r\n").collect();
-        assert_eq!(lines[0], "# tokens");
-        assert!(lines[1].starts_with("# GITHUB_TOKEN moved to the OS keychain"));
-        assert!(lines[1].contains("mandate exec billing-report-agent"));
-        assert_eq!(lines[2], "OTHER=1", "every other byte stays");
-        assert!(after.ends_with("OTHER=1\r\n"));
-        // No temporary file is left beside it.
-        let names: Vec<_> = std::fs::read_dir(p.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        assert_eq!(names, vec![".env".to_string()]);
-        // The event names the place, never the value.
-        let store = std::fs::read(data.path().join(crate::store::DB_FILE)).unwrap_or_default();
-        assert!(!String::from_utf8_lossy(&store).contains(&s));
-        let ev = m
-            .audit_events(None, 100, None)
-            .unwrap()
-            .into_iter()
-            .find(|e| e.action == "credential.moved_to_keychain")
-            .expect("audited");
-        let text = serde_json::to_string(&ev).unwrap();
-        assert!(text.contains("\".env\"") && !text.contains(&s), "{text}");
-        // Scanning again finds nothing.
-        assert!(
-            Scanner::new(p.path())
+        each_store(|st| {
+            let m = st.open();
+            let s = ghp();
+            let env = format!("# tokens\r\nGITHUB_TOKEN={s}\r\nOTHER=1\r\n");
+            let p = project(&[(".env", &env)]);
+            let f = only_finding(p.path());
+            assert!(f.rewritable);
+            let moved = m
+                .move_finding(MoveFinding {
+                    root: p.path(),
+                    finding: &FindingRef::from(&f),
+                    connection: "github",
+                    rewrite_for_agent: Some("billing-report-agent"),
+                    replace: false,
+                })
+                .unwrap();
+            assert!(moved.created_connection && moved.rewritten && !moved.replaced_secret);
+            assert_eq!(
+                m.connection_secret("github").unwrap().unwrap().expose(),
+                &s,
+                "the keychain holds the value from the file"
+            );
+            let after = std::fs::read_to_string(p.path().join(".env")).unwrap();
+            assert!(!after.contains(&s));
+            let lines: Vec<_> = after.split("\r\n").collect();
+            assert_eq!(lines[0], "# tokens");
+            assert!(lines[1].starts_with("# GITHUB_TOKEN moved to the OS keychain"));
+            assert!(lines[1].contains("mandate exec billing-report-agent"));
+            assert_eq!(lines[2], "OTHER=1", "every other byte stays");
+            assert!(after.ends_with("OTHER=1\r\n"));
+            // No temporary file is left beside it.
+            let names: Vec<_> = std::fs::read_dir(p.path())
                 .unwrap()
-                .scan()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            assert_eq!(names, vec![".env".to_string()]);
+            // The event names the place, never the value.
+            assert!(!st.holds(&s), "the credential reached the database");
+            let ev = m
+                .audit_events(None, 100, None)
                 .unwrap()
-                .findings
-                .is_empty()
-        );
+                .into_iter()
+                .find(|e| e.action == "credential.moved_to_keychain")
+                .expect("audited");
+            let text = serde_json::to_string(&ev).unwrap();
+            assert!(text.contains("\".env\"") && !text.contains(&s), "{text}");
+            // Scanning again finds nothing.
+            assert!(
+                Scanner::new(p.path())
+                    .unwrap()
+                    .scan()
+                    .unwrap()
+                    .findings
+                    .is_empty()
+            );
+        });
     }
 
     #[test]
     fn a_stale_or_foreign_finding_changes_nothing() {
-        let data = tempfile::tempdir().unwrap();
-        let m = open(data.path());
-        let s = ghp();
-        let p = project(&[("a/.env", &format!("T={s}\n"))]);
-        let f = only_finding(p.path());
-        let outside = project(&[(".env", &format!("T={s}\n"))]);
-        // A path that escapes the scanned folder.
-        for file in ["../x/.env", "/etc/passwd", ""] {
-            let mut r = FindingRef::from(&f);
-            r.file = file.into();
+        each_store(|st| {
+            let m = st.open();
+            let s = ghp();
+            let p = project(&[("a/.env", &format!("T={s}\n"))]);
+            let f = only_finding(p.path());
+            let outside = project(&[(".env", &format!("T={s}\n"))]);
+            // A path that escapes the scanned folder.
+            for file in ["../x/.env", "/etc/passwd", ""] {
+                let mut r = FindingRef::from(&f);
+                r.file = file.into();
+                let e = m
+                    .move_finding(MoveFinding {
+                        root: p.path(),
+                        finding: &r,
+                        connection: "github",
+                        rewrite_for_agent: None,
+                        replace: false,
+                    })
+                    .unwrap_err();
+                assert!(
+                    e.to_string().contains("outside the scanned folder")
+                        || e.to_string().contains("could not"),
+                    "{file}: {e}"
+                );
+            }
+            // A symlink inside the folder that points out of it.
+            #[cfg(unix)]
+            {
+                std::os::unix::fs::symlink(outside.path().join(".env"), p.path().join("link.env"))
+                    .unwrap();
+                let mut r = FindingRef::from(&f);
+                r.file = "link.env".into();
+                let e = m
+                    .move_finding(MoveFinding {
+                        root: p.path(),
+                        finding: &r,
+                        connection: "github",
+                        rewrite_for_agent: None,
+                        replace: false,
+                    })
+                    .unwrap_err();
+                assert!(e.to_string().contains("outside"), "{e}");
+            }
+            // The file changed since the scan.
+            std::fs::write(p.path().join("a/.env"), "T=nothing\n").unwrap();
             let e = m
                 .move_finding(MoveFinding {
                     root: p.path(),
-                    finding: &r,
+                    finding: &FindingRef::from(&f),
                     connection: "github",
-                    rewrite_for_agent: None,
+                    rewrite_for_agent: Some("bot"),
                     replace: false,
                 })
                 .unwrap_err();
+            assert!(!e.to_string().contains(&s));
+            assert!(m.list_connections().unwrap().is_empty(), "nothing created");
             assert!(
-                e.to_string().contains("outside the scanned folder")
-                    || e.to_string().contains("could not"),
-                "{file}: {e}"
+                m.audit_events(None, 100, None)
+                    .unwrap()
+                    .iter()
+                    .all(|e| e.action != "credential.moved_to_keychain")
             );
-        }
-        // A symlink inside the folder that points out of it.
-        #[cfg(unix)]
-        {
-            std::os::unix::fs::symlink(outside.path().join(".env"), p.path().join("link.env"))
-                .unwrap();
-            let mut r = FindingRef::from(&f);
-            r.file = "link.env".into();
-            let e = m
-                .move_finding(MoveFinding {
-                    root: p.path(),
-                    finding: &r,
-                    connection: "github",
-                    rewrite_for_agent: None,
-                    replace: false,
-                })
-                .unwrap_err();
-            assert!(e.to_string().contains("outside"), "{e}");
-        }
-        // The file changed since the scan.
-        std::fs::write(p.path().join("a/.env"), "T=nothing\n").unwrap();
-        let e = m
-            .move_finding(MoveFinding {
-                root: p.path(),
-                finding: &FindingRef::from(&f),
-                connection: "github",
-                rewrite_for_agent: Some("bot"),
-                replace: false,
-            })
-            .unwrap_err();
-        assert!(!e.to_string().contains(&s));
-        assert!(m.list_connections().unwrap().is_empty(), "nothing created");
-        assert!(
-            m.audit_events(None, 100, None)
-                .unwrap()
-                .iter()
-                .all(|e| e.action != "credential.moved_to_keychain")
-        );
+        });
     }
 
     #[test]
     fn a_line_that_cannot_be_rewritten_is_refused_before_anything_is_stored() {
-        let data = tempfile::tempdir().unwrap();
-        let m = open(data.path());
-        let s = ghp();
-        let p = project(&[("bot.py", &format!("gh = Github(\"{s}\")\n"))]);
-        let f = only_finding(p.path());
-        assert!(!f.rewritable);
-        let e = m
-            .move_finding(MoveFinding {
-                root: p.path(),
-                finding: &FindingRef::from(&f),
-                connection: "github",
-                rewrite_for_agent: Some("bot"),
-                replace: false,
-            })
-            .unwrap_err();
-        assert!(e.to_string().contains("delete the line by hand"), "{e}");
-        assert!(m.list_connections().unwrap().is_empty());
-        // Without the rewrite it moves, and says which line to delete.
-        let moved = m
-            .move_finding(MoveFinding {
-                root: p.path(),
-                finding: &FindingRef::from(&f),
-                connection: "github",
-                rewrite_for_agent: None,
-                replace: false,
-            })
-            .unwrap();
-        assert!(!moved.rewritten);
-        assert!(
-            moved.next_step.starts_with("Delete line 1 of bot.py"),
-            "{}",
-            moved.next_step
-        );
-        assert!(
-            std::fs::read_to_string(p.path().join("bot.py"))
-                .unwrap()
-                .contains(&s)
-        );
+        each_store(|st| {
+            let m = st.open();
+            let s = ghp();
+            let p = project(&[("bot.py", &format!("gh = Github(\"{s}\")\n"))]);
+            let f = only_finding(p.path());
+            assert!(!f.rewritable);
+            let e = m
+                .move_finding(MoveFinding {
+                    root: p.path(),
+                    finding: &FindingRef::from(&f),
+                    connection: "github",
+                    rewrite_for_agent: Some("bot"),
+                    replace: false,
+                })
+                .unwrap_err();
+            assert!(e.to_string().contains("delete the line by hand"), "{e}");
+            assert!(m.list_connections().unwrap().is_empty());
+            // Without the rewrite it moves, and says which line to delete.
+            let moved = m
+                .move_finding(MoveFinding {
+                    root: p.path(),
+                    finding: &FindingRef::from(&f),
+                    connection: "github",
+                    rewrite_for_agent: None,
+                    replace: false,
+                })
+                .unwrap();
+            assert!(!moved.rewritten);
+            assert!(
+                moved.next_step.starts_with("Delete line 1 of bot.py"),
+                "{}",
+                moved.next_step
+            );
+            assert!(
+                std::fs::read_to_string(p.path().join("bot.py"))
+                    .unwrap()
+                    .contains(&s)
+            );
+        });
     }
 
     #[test]
     fn a_database_url_makes_a_database_connection_and_an_unknown_kind_needs_one_chosen() {
-        let data = tempfile::tempdir().unwrap();
-        let m = open(data.path());
-        let url = format!(
-            "postgres://app:{}@db.internal:5432/warehouse",
-            "x7".repeat(6)
-        );
-        let aws = format!("AKIA{}", "QWERTYUIOPASDFGH");
-        let p = project(&[(
-            ".env",
-            &format!("DATABASE_URL={url}\nAWS_ACCESS_KEY_ID={aws}\n"),
-        )]);
-        let found = Scanner::new(p.path()).unwrap().scan().unwrap().findings;
-        let (db, key) = (&found[0], &found[1]);
-        assert_eq!(db.suggested_connection.as_deref(), Some("warehouse"));
-        assert_eq!(key.suggested_connection, None);
-        let moved = m
-            .move_finding(MoveFinding {
-                root: p.path(),
-                finding: &FindingRef::from(db),
-                connection: "warehouse",
-                rewrite_for_agent: None,
-                replace: false,
-            })
-            .unwrap();
-        assert!(moved.created_connection);
-        assert_eq!(moved.kind, ConnectionKind::Database);
-        let c = m.get_connection("warehouse").unwrap();
-        assert_eq!(c.kind, ConnectionKind::Database);
-        assert_eq!(c.variable.as_deref(), Some("DATABASE_URL"));
-        assert_eq!(c.actions[0].name, "connect");
-        assert_eq!(
-            m.connection_secret("warehouse").unwrap().unwrap().expose(),
-            &url
-        );
-        // No connection is made for a kind Mandate cannot tell, and none is suggested.
-        let e = m
-            .move_finding(MoveFinding {
-                root: p.path(),
-                finding: &FindingRef::from(key),
-                connection: "aws",
-                rewrite_for_agent: None,
-                replace: false,
-            })
-            .unwrap_err();
-        assert!(e.to_string().contains("add the connection first"), "{e}");
-        assert!(!e.to_string().contains(&aws));
-        let choices = m.move_choices(key).unwrap();
-        assert_eq!(choices.home, "unknown");
-        assert_eq!(choices.default, None);
-        assert!(choices.options.is_empty(), "{:?}", choices.options);
-        assert!(m.get_connection("aws").is_err());
+        each_store(|st| {
+            let m = st.open();
+            let url = format!(
+                "postgres://app:{}@db.internal:5432/warehouse",
+                "x7".repeat(6)
+            );
+            let aws = format!("AKIA{}", "QWERTYUIOPASDFGH");
+            let p = project(&[(
+                ".env",
+                &format!("DATABASE_URL={url}\nAWS_ACCESS_KEY_ID={aws}\n"),
+            )]);
+            let found = Scanner::new(p.path()).unwrap().scan().unwrap().findings;
+            let (db, key) = (&found[0], &found[1]);
+            assert_eq!(db.suggested_connection.as_deref(), Some("warehouse"));
+            assert_eq!(key.suggested_connection, None);
+            let moved = m
+                .move_finding(MoveFinding {
+                    root: p.path(),
+                    finding: &FindingRef::from(db),
+                    connection: "warehouse",
+                    rewrite_for_agent: None,
+                    replace: false,
+                })
+                .unwrap();
+            assert!(moved.created_connection);
+            assert_eq!(moved.kind, ConnectionKind::Database);
+            let c = m.get_connection("warehouse").unwrap();
+            assert_eq!(c.kind, ConnectionKind::Database);
+            assert_eq!(c.variable.as_deref(), Some("DATABASE_URL"));
+            assert_eq!(c.actions[0].name, "connect");
+            assert_eq!(
+                m.connection_secret("warehouse").unwrap().unwrap().expose(),
+                &url
+            );
+            // No connection is made for a kind Mandate cannot tell, and none is suggested.
+            let e = m
+                .move_finding(MoveFinding {
+                    root: p.path(),
+                    finding: &FindingRef::from(key),
+                    connection: "aws",
+                    rewrite_for_agent: None,
+                    replace: false,
+                })
+                .unwrap_err();
+            assert!(e.to_string().contains("add the connection first"), "{e}");
+            assert!(!e.to_string().contains(&aws));
+            let choices = m.move_choices(key).unwrap();
+            assert_eq!(choices.home, "unknown");
+            assert_eq!(choices.default, None);
+            assert!(choices.options.is_empty(), "{:?}", choices.options);
+            assert!(m.get_connection("aws").is_err());
+        });
     }
 
     // ----- issue 17: never lose a credential ------------------------------------------------
@@ -1630,94 +1624,97 @@ mod tests {
 
     #[test]
     fn the_walk_accepting_every_default_loses_no_credential() {
-        let data = tempfile::tempdir().unwrap();
-        let m = open(data.path());
-        let (p, [github, openai, db]) = walk_setup(&m);
-        let findings = Scanner::new(p.path()).unwrap().scan().unwrap().findings;
-        // AWS's documented example is not offered.
-        let kinds: Vec<&str> = findings.iter().map(|f| f.kind.as_str()).collect();
-        assert_eq!(kinds, ["github_token", "openai_api_key", "database_url"]);
-        // What broke in the walk: the database URL into the GitHub connection.
-        let e = m
-            .move_finding(MoveFinding {
-                root: p.path(),
-                finding: &FindingRef::from(&findings[2]),
-                connection: "github",
-                rewrite_for_agent: Some("billing-report-agent"),
-                replace: true,
-            })
-            .unwrap_err();
-        assert!(
-            e.to_string().contains("'github' is a GitHub connection"),
-            "{e}"
-        );
-        // Every default: the offered connection, the rewrite, and at a confirmation the
-        // safe answer (no).
-        for f in &findings {
-            let choices = m.move_choices(f).unwrap();
-            let into = choices.default.expect("a known kind has a default");
-            let req = MoveFinding {
-                root: p.path(),
-                finding: &FindingRef::from(f),
-                connection: &into,
-                rewrite_for_agent: Some("billing-report-agent"),
-                replace: false,
-            };
-            let plan = m.plan_move(&req).unwrap();
-            if let Some(r) = &plan.replaces {
-                // The confirmation shows both masked and names who uses the connection.
-                assert_eq!(plan.connection, "github");
-                assert_eq!(r.current.as_ref().unwrap().masked, "ghp_••••••••0001");
-                assert_eq!(
-                    plan.incoming.masked,
-                    format!("ghp_••••••••{}", &github[36..])
-                );
-                assert_eq!(r.affected[0].agent.as_str(), "billing-report-agent");
-                assert!(r.summary.contains("github:repo.read"), "{}", r.summary);
-                let refused = m.move_finding(req).unwrap_err();
-                assert!(matches!(refused, Error::Conflict(_)), "{refused}");
-                assert!(!refused.to_string().contains(OLD_GITHUB));
-                continue;
+        each_store(|st| {
+            let m = st.open();
+            let (p, [github, openai, db]) = walk_setup(&m);
+            let findings = Scanner::new(p.path()).unwrap().scan().unwrap().findings;
+            // AWS's documented example is not offered.
+            let kinds: Vec<&str> = findings.iter().map(|f| f.kind.as_str()).collect();
+            assert_eq!(kinds, ["github_token", "openai_api_key", "database_url"]);
+            // What broke in the walk: the database URL into the GitHub connection.
+            let e = m
+                .move_finding(MoveFinding {
+                    root: p.path(),
+                    finding: &FindingRef::from(&findings[2]),
+                    connection: "github",
+                    rewrite_for_agent: Some("billing-report-agent"),
+                    replace: true,
+                })
+                .unwrap_err();
+            assert!(
+                e.to_string().contains("'github' is a GitHub connection"),
+                "{e}"
+            );
+            // Every default: the offered connection, the rewrite, and at a confirmation the
+            // safe answer (no).
+            for f in &findings {
+                let choices = m.move_choices(f).unwrap();
+                let into = choices.default.expect("a known kind has a default");
+                let req = MoveFinding {
+                    root: p.path(),
+                    finding: &FindingRef::from(f),
+                    connection: &into,
+                    rewrite_for_agent: Some("billing-report-agent"),
+                    replace: false,
+                };
+                let plan = m.plan_move(&req).unwrap();
+                if let Some(r) = &plan.replaces {
+                    // The confirmation shows both masked and names who uses the connection.
+                    assert_eq!(plan.connection, "github");
+                    assert_eq!(r.current.as_ref().unwrap().masked, "ghp_••••••••0001");
+                    assert_eq!(
+                        plan.incoming.masked,
+                        format!("ghp_••••••••{}", &github[36..])
+                    );
+                    assert_eq!(r.affected[0].agent.as_str(), "billing-report-agent");
+                    assert!(r.summary.contains("github:repo.read"), "{}", r.summary);
+                    let refused = m.move_finding(req).unwrap_err();
+                    assert!(matches!(refused, Error::Conflict(_)), "{refused}");
+                    assert!(!refused.to_string().contains(OLD_GITHUB));
+                    continue;
+                }
+                m.move_finding(req).unwrap();
             }
-            m.move_finding(req).unwrap();
-        }
-        // Every real secret is in its file or in the keychain under the right connection.
-        let env = std::fs::read_to_string(p.path().join(".env")).unwrap();
-        assert!(
-            env.contains(&github),
-            "the declined move left the token in the file"
-        );
-        assert_eq!(
-            m.connection_secret("github").unwrap().unwrap().expose(),
-            OLD_GITHUB
-        );
-        assert!(!env.contains(&openai));
-        assert_eq!(
-            m.connection_secret("openai").unwrap().unwrap().expose(),
-            &openai
-        );
-        assert!(!env.contains(&db));
-        let app = m.get_connection("app").unwrap();
-        assert_eq!(
-            (app.kind, app.variable.as_deref()),
-            (ConnectionKind::Database, Some("DATABASE_URL"))
-        );
-        assert_eq!(m.connection_secret("app").unwrap().unwrap().expose(), &db);
-        assert!(env.contains("AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE"));
-        // The trail says so, and never holds a value.
-        let events = m.audit_events(None, 100, None).unwrap();
-        let text = serde_json::to_string(&events).unwrap();
-        for v in [OLD_GITHUB, &github, &openai, &db] {
-            assert!(!text.contains(v));
-        }
-        assert!(
-            events
-                .iter()
-                .all(|e| e.action != "connection.secret_replaced")
-        );
+            // Every real secret is in its file or in the keychain under the right connection.
+            let env = std::fs::read_to_string(p.path().join(".env")).unwrap();
+            assert!(
+                env.contains(&github),
+                "the declined move left the token in the file"
+            );
+            assert_eq!(
+                m.connection_secret("github").unwrap().unwrap().expose(),
+                OLD_GITHUB
+            );
+            assert!(!env.contains(&openai));
+            assert_eq!(
+                m.connection_secret("openai").unwrap().unwrap().expose(),
+                &openai
+            );
+            assert!(!env.contains(&db));
+            let app = m.get_connection("app").unwrap();
+            assert_eq!(
+                (app.kind, app.variable.as_deref()),
+                (ConnectionKind::Database, Some("DATABASE_URL"))
+            );
+            assert_eq!(m.connection_secret("app").unwrap().unwrap().expose(), &db);
+            assert!(env.contains("AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE"));
+            // The trail says so, and never holds a value.
+            let events = m.audit_events(None, 100, None).unwrap();
+            let text = serde_json::to_string(&events).unwrap();
+            for v in [OLD_GITHUB, &github, &openai, &db] {
+                assert!(!text.contains(v));
+            }
+            assert!(
+                events
+                    .iter()
+                    .all(|e| e.action != "connection.secret_replaced")
+            );
+        });
     }
 
-    fn keychain_m(dir: &Path) -> (Mandate, Arc<MemoryKeychain>, Arc<crate::clock::ManualClock>) {
+    fn keychain_m(
+        st: &TestStore,
+    ) -> (Mandate, Arc<MemoryKeychain>, Arc<crate::clock::ManualClock>) {
         let k = Arc::new(MemoryKeychain::new());
         let clock = Arc::new(crate::clock::ManualClock::new(
             chrono::DateTime::parse_from_rfc3339("2026-12-01T09:00:00Z")
@@ -1725,7 +1722,8 @@ mod tests {
                 .with_timezone(&chrono::Utc),
         ));
         let m = Mandate::open(
-            OpenOptions::new(dir, k.clone(), Actor::app("test", "t")).clock(clock.clone()),
+            st.options(k.clone(), Actor::app("test", "t"))
+                .clock(clock.clone()),
         )
         .unwrap();
         (m, k, clock)
@@ -1740,226 +1738,230 @@ mod tests {
 
     #[test]
     fn a_confirmed_replacement_is_audited_and_undone_from_the_same_place() {
-        let data = tempfile::tempdir().unwrap();
-        let (m, k, _) = keychain_m(data.path());
-        let (p, [github, ..]) = walk_setup(&m);
-        let before = std::fs::read(p.path().join(".env")).unwrap();
-        let f = &Scanner::new(p.path()).unwrap().scan().unwrap().findings[0];
-        let moved = m
-            .move_finding(MoveFinding {
-                root: p.path(),
-                finding: &FindingRef::from(f),
-                connection: "github",
-                rewrite_for_agent: Some("billing-report-agent"),
-                replace: true,
-            })
-            .unwrap();
-        assert!(moved.replaced_secret && moved.rewritten);
-        assert_eq!(
-            m.connection_secret("github").unwrap().unwrap().expose(),
-            &github
-        );
-        assert_eq!(kept(&k), 1, "the founder's token is kept for the undo");
-        let ev = m
-            .audit_events(None, 100, None)
-            .unwrap()
-            .into_iter()
-            .find(|e| e.action == "connection.secret_replaced")
-            .expect("the replacement is its own event");
-        assert_eq!(
-            ev.details["agents_affected"],
-            json!(["billing-report-agent"])
-        );
-        assert_eq!(ev.details["scopes_affected"], json!(["github:repo.read"]));
-        assert_eq!(ev.details["source"], "moved_from_file");
-        assert!(ev.details["previous_kept_until"].is_string());
-        let c = m.get_connection("github").unwrap();
-        assert!(c.secret_changed_at.is_some());
-        assert_eq!(m.open_moves().unwrap().len(), 1);
+        each_store(|st| {
+            let (m, k, _) = keychain_m(st);
+            let (p, [github, ..]) = walk_setup(&m);
+            let before = std::fs::read(p.path().join(".env")).unwrap();
+            let f = &Scanner::new(p.path()).unwrap().scan().unwrap().findings[0];
+            let moved = m
+                .move_finding(MoveFinding {
+                    root: p.path(),
+                    finding: &FindingRef::from(f),
+                    connection: "github",
+                    rewrite_for_agent: Some("billing-report-agent"),
+                    replace: true,
+                })
+                .unwrap();
+            assert!(moved.replaced_secret && moved.rewritten);
+            assert_eq!(
+                m.connection_secret("github").unwrap().unwrap().expose(),
+                &github
+            );
+            assert_eq!(kept(&k), 1, "the founder's token is kept for the undo");
+            let ev = m
+                .audit_events(None, 100, None)
+                .unwrap()
+                .into_iter()
+                .find(|e| e.action == "connection.secret_replaced")
+                .expect("the replacement is its own event");
+            assert_eq!(
+                ev.details["agents_affected"],
+                json!(["billing-report-agent"])
+            );
+            assert_eq!(ev.details["scopes_affected"], json!(["github:repo.read"]));
+            assert_eq!(ev.details["source"], "moved_from_file");
+            assert!(ev.details["previous_kept_until"].is_string());
+            let c = m.get_connection("github").unwrap();
+            assert!(c.secret_changed_at.is_some());
+            assert_eq!(m.open_moves().unwrap().len(), 1);
 
-        let undone = m.undo_move(&moved.move_id).unwrap();
-        assert!(
-            undone.file_restored && undone.previous_restored,
-            "{undone:?}"
-        );
-        assert_eq!(
-            std::fs::read(p.path().join(".env")).unwrap(),
-            before,
-            "byte for byte"
-        );
-        assert_eq!(
-            m.connection_secret("github").unwrap().unwrap().expose(),
-            OLD_GITHUB
-        );
-        assert_eq!(kept(&k), 0, "nothing is kept after the undo");
-        assert!(m.open_moves().unwrap().is_empty());
-        let e = m.undo_move(&moved.move_id).unwrap_err();
-        assert!(e.to_string().contains("already undone"), "{e}");
-        let actions: Vec<String> = m
-            .audit_events(None, 3, None)
-            .unwrap()
-            .into_iter()
-            .map(|e| e.action)
-            .collect();
-        assert_eq!(actions[0], "credential.move_undone");
-        // The finding is where it was, so it can move again.
-        let again = Scanner::new(p.path()).unwrap().scan().unwrap().findings;
-        assert_eq!(FindingRef::from(&again[0]), FindingRef::from(f));
+            let undone = m.undo_move(&moved.move_id).unwrap();
+            assert!(
+                undone.file_restored && undone.previous_restored,
+                "{undone:?}"
+            );
+            assert_eq!(
+                std::fs::read(p.path().join(".env")).unwrap(),
+                before,
+                "byte for byte"
+            );
+            assert_eq!(
+                m.connection_secret("github").unwrap().unwrap().expose(),
+                OLD_GITHUB
+            );
+            assert_eq!(kept(&k), 0, "nothing is kept after the undo");
+            assert!(m.open_moves().unwrap().is_empty());
+            let e = m.undo_move(&moved.move_id).unwrap_err();
+            assert!(e.to_string().contains("already undone"), "{e}");
+            let actions: Vec<String> = m
+                .audit_events(None, 3, None)
+                .unwrap()
+                .into_iter()
+                .map(|e| e.action)
+                .collect();
+            assert_eq!(actions[0], "credential.move_undone");
+            // The finding is where it was, so it can move again.
+            let again = Scanner::new(p.path()).unwrap().scan().unwrap().findings;
+            assert_eq!(FindingRef::from(&again[0]), FindingRef::from(f));
+        });
     }
 
     #[test]
     fn the_undo_window_closes_after_a_day_or_at_the_next_move_and_the_kept_value_goes() {
-        let data = tempfile::tempdir().unwrap();
-        let (m, k, clock) = keychain_m(data.path());
-        let (p, _) = walk_setup(&m);
-        let f = Scanner::new(p.path()).unwrap().scan().unwrap().findings[0].clone();
-        let mv = |replace| {
-            m.move_finding(MoveFinding {
-                root: p.path(),
-                finding: &FindingRef::from(&f),
-                connection: "github",
-                rewrite_for_agent: None,
-                replace,
-            })
-        };
-        let first = mv(true).unwrap();
-        assert_eq!(kept(&k), 1);
-        // A second move into the same connection closes the first one's window.
-        let second = mv(true).unwrap();
-        assert_eq!(kept(&k), 1, "only the latest previous value is kept");
-        let e = m.undo_move(&first.move_id).unwrap_err();
-        assert!(e.to_string().contains("can no longer be undone"), "{e}");
-        // A day later the second closes too, and its kept value is deleted.
-        clock.advance(UNDO_WINDOW - Duration::seconds(1));
-        assert_eq!(m.close_expired_moves().unwrap(), 0);
-        assert_eq!(m.open_moves().unwrap().len(), 1);
-        clock.advance(Duration::seconds(1));
-        assert!(m.open_moves().unwrap().is_empty());
-        // A locked keychain keeps the value a little longer, but the undo is over.
-        k.fail_with(Some(crate::secret::KeychainError::Locked {
-            detail: "locked".into(),
-            fix: "unlock it".into(),
-        }));
-        assert!(m.close_expired_moves().is_err());
-        let e = m.undo_move(&second.move_id).unwrap_err();
-        assert!(e.to_string().contains("24 hours have passed"), "{e}");
-        k.fail_with(None);
-        assert_eq!(kept(&k), 1);
-        assert_eq!(m.close_expired_moves().unwrap(), 1);
-        assert_eq!(kept(&k), 0);
-        let e = m.undo_move(&second.move_id).unwrap_err();
-        assert!(e.to_string().contains("can no longer be undone"), "{e}");
-        assert!(
-            m.audit_events(None, 5, None)
-                .unwrap()
-                .iter()
-                .any(|e| e.action == "credential.undo_expired")
-        );
-        let e = m.undo_move("last").unwrap_err();
-        assert!(e.to_string().contains("no move can be undone"), "{e}");
+        each_store(|st| {
+            let (m, k, clock) = keychain_m(st);
+            let (p, _) = walk_setup(&m);
+            let f = Scanner::new(p.path()).unwrap().scan().unwrap().findings[0].clone();
+            let mv = |replace| {
+                m.move_finding(MoveFinding {
+                    root: p.path(),
+                    finding: &FindingRef::from(&f),
+                    connection: "github",
+                    rewrite_for_agent: None,
+                    replace,
+                })
+            };
+            let first = mv(true).unwrap();
+            assert_eq!(kept(&k), 1);
+            // A second move into the same connection closes the first one's window.
+            let second = mv(true).unwrap();
+            assert_eq!(kept(&k), 1, "only the latest previous value is kept");
+            let e = m.undo_move(&first.move_id).unwrap_err();
+            assert!(e.to_string().contains("can no longer be undone"), "{e}");
+            // A day later the second closes too, and its kept value is deleted.
+            clock.advance(UNDO_WINDOW - Duration::seconds(1));
+            assert_eq!(m.close_expired_moves().unwrap(), 0);
+            assert_eq!(m.open_moves().unwrap().len(), 1);
+            clock.advance(Duration::seconds(1));
+            assert!(m.open_moves().unwrap().is_empty());
+            // A locked keychain keeps the value a little longer, but the undo is over.
+            k.fail_with(Some(crate::secret::KeychainError::Locked {
+                detail: "locked".into(),
+                fix: "unlock it".into(),
+            }));
+            assert!(m.close_expired_moves().is_err());
+            let e = m.undo_move(&second.move_id).unwrap_err();
+            assert!(e.to_string().contains("24 hours have passed"), "{e}");
+            k.fail_with(None);
+            assert_eq!(kept(&k), 1);
+            assert_eq!(m.close_expired_moves().unwrap(), 1);
+            assert_eq!(kept(&k), 0);
+            let e = m.undo_move(&second.move_id).unwrap_err();
+            assert!(e.to_string().contains("can no longer be undone"), "{e}");
+            assert!(
+                m.audit_events(None, 5, None)
+                    .unwrap()
+                    .iter()
+                    .any(|e| e.action == "credential.undo_expired")
+            );
+            let e = m.undo_move("last").unwrap_err();
+            assert!(e.to_string().contains("no move can be undone"), "{e}");
+        });
     }
 
     #[test]
     fn an_undo_that_would_lose_something_changes_nothing() {
-        let data = tempfile::tempdir().unwrap();
-        let (m, k, _) = keychain_m(data.path());
-        let (p, [github, ..]) = walk_setup(&m);
-        let f = Scanner::new(p.path()).unwrap().scan().unwrap().findings[0].clone();
-        let go = |rewrite: Option<&str>| {
-            m.move_finding(MoveFinding {
-                root: p.path(),
-                finding: &FindingRef::from(&f),
-                connection: "github",
-                rewrite_for_agent: rewrite,
-                replace: true,
-            })
-            .unwrap()
-        };
-        // The credential changed after the move: undoing would overwrite that change.
-        let moved = go(Some("billing-report-agent"));
-        m.set_connection_secret(
-            "github",
-            Sensitive::new(format!("ghp_{}", "n3w".repeat(12))),
-        )
-        .unwrap();
-        let e = m.undo_move(&moved.move_id).unwrap_err();
-        assert!(e.to_string().contains("changed after this move"), "{e}");
-        assert!(
-            !std::fs::read_to_string(p.path().join(".env"))
+        each_store(|st| {
+            let (m, k, _) = keychain_m(st);
+            let (p, [github, ..]) = walk_setup(&m);
+            let f = Scanner::new(p.path()).unwrap().scan().unwrap().findings[0].clone();
+            let go = |rewrite: Option<&str>| {
+                m.move_finding(MoveFinding {
+                    root: p.path(),
+                    finding: &FindingRef::from(&f),
+                    connection: "github",
+                    rewrite_for_agent: rewrite,
+                    replace: true,
+                })
                 .unwrap()
-                .contains(&github)
-        );
-        assert_eq!(kept(&k), 1, "kept until the window closes");
-        // The comment was edited away: the line cannot come back, and nothing moves.
-        std::fs::write(p.path().join(".env"), format!("GITHUB_TOKEN={github}\n")).unwrap();
-        let f2 = Scanner::new(p.path()).unwrap().scan().unwrap().findings[0].clone();
-        let moved = m
-            .move_finding(MoveFinding {
-                root: p.path(),
-                finding: &FindingRef::from(&f2),
-                connection: "github",
-                rewrite_for_agent: Some("billing-report-agent"),
-                replace: true,
-            })
+            };
+            // The credential changed after the move: undoing would overwrite that change.
+            let moved = go(Some("billing-report-agent"));
+            m.set_connection_secret(
+                "github",
+                Sensitive::new(format!("ghp_{}", "n3w".repeat(12))),
+            )
             .unwrap();
-        std::fs::write(p.path().join(".env"), "# edited by hand\n").unwrap();
-        let e = m.undo_move(&moved.move_id).unwrap_err();
-        assert!(e.to_string().contains("no longer there"), "{e}");
-        assert_eq!(
-            m.connection_secret("github").unwrap().unwrap().expose(),
-            &github
-        );
-        // A line that was not rewritten and then deleted: undoing would leave it nowhere.
-        std::fs::write(p.path().join(".env"), format!("GITHUB_TOKEN={github}\n")).unwrap();
-        let f3 = Scanner::new(p.path()).unwrap().scan().unwrap().findings[0].clone();
-        let moved = m
-            .move_finding(MoveFinding {
-                root: p.path(),
-                finding: &FindingRef::from(&f3),
-                connection: "github",
-                rewrite_for_agent: None,
-                replace: true,
-            })
-            .unwrap();
-        std::fs::write(p.path().join(".env"), "").unwrap();
-        let e = m.undo_move(&moved.move_id).unwrap_err();
-        assert!(
-            e.to_string().contains("would take it out of the keychain"),
-            "{e}"
-        );
-        assert_eq!(
-            m.connection_secret("github").unwrap().unwrap().expose(),
-            &github
-        );
-        // Put back by hand, the undo works and the connection gets its previous value.
-        std::fs::write(p.path().join(".env"), format!("GITHUB_TOKEN={github}\n")).unwrap();
-        let undone = m.undo_move("last").unwrap();
-        assert!(!undone.file_restored && undone.previous_restored);
-        assert_eq!(
-            m.connection_secret("github").unwrap().unwrap().expose(),
-            &github
-        );
-        assert!(!e.to_string().contains(&github));
+            let e = m.undo_move(&moved.move_id).unwrap_err();
+            assert!(e.to_string().contains("changed after this move"), "{e}");
+            assert!(
+                !std::fs::read_to_string(p.path().join(".env"))
+                    .unwrap()
+                    .contains(&github)
+            );
+            assert_eq!(kept(&k), 1, "kept until the window closes");
+            // The comment was edited away: the line cannot come back, and nothing moves.
+            std::fs::write(p.path().join(".env"), format!("GITHUB_TOKEN={github}\n")).unwrap();
+            let f2 = Scanner::new(p.path()).unwrap().scan().unwrap().findings[0].clone();
+            let moved = m
+                .move_finding(MoveFinding {
+                    root: p.path(),
+                    finding: &FindingRef::from(&f2),
+                    connection: "github",
+                    rewrite_for_agent: Some("billing-report-agent"),
+                    replace: true,
+                })
+                .unwrap();
+            std::fs::write(p.path().join(".env"), "# edited by hand\n").unwrap();
+            let e = m.undo_move(&moved.move_id).unwrap_err();
+            assert!(e.to_string().contains("no longer there"), "{e}");
+            assert_eq!(
+                m.connection_secret("github").unwrap().unwrap().expose(),
+                &github
+            );
+            // A line that was not rewritten and then deleted: undoing would leave it nowhere.
+            std::fs::write(p.path().join(".env"), format!("GITHUB_TOKEN={github}\n")).unwrap();
+            let f3 = Scanner::new(p.path()).unwrap().scan().unwrap().findings[0].clone();
+            let moved = m
+                .move_finding(MoveFinding {
+                    root: p.path(),
+                    finding: &FindingRef::from(&f3),
+                    connection: "github",
+                    rewrite_for_agent: None,
+                    replace: true,
+                })
+                .unwrap();
+            std::fs::write(p.path().join(".env"), "").unwrap();
+            let e = m.undo_move(&moved.move_id).unwrap_err();
+            assert!(
+                e.to_string().contains("would take it out of the keychain"),
+                "{e}"
+            );
+            assert_eq!(
+                m.connection_secret("github").unwrap().unwrap().expose(),
+                &github
+            );
+            // Put back by hand, the undo works and the connection gets its previous value.
+            std::fs::write(p.path().join(".env"), format!("GITHUB_TOKEN={github}\n")).unwrap();
+            let undone = m.undo_move("last").unwrap();
+            assert!(!undone.file_restored && undone.previous_restored);
+            assert_eq!(
+                m.connection_secret("github").unwrap().unwrap().expose(),
+                &github
+            );
+            assert!(!e.to_string().contains(&github));
+        });
     }
 
     #[test]
     fn removing_a_connection_deletes_what_its_moves_kept() {
-        let data = tempfile::tempdir().unwrap();
-        let (m, k, _) = keychain_m(data.path());
-        let (p, _) = walk_setup(&m);
-        let f = Scanner::new(p.path()).unwrap().scan().unwrap().findings[0].clone();
-        let moved = m
-            .move_finding(MoveFinding {
-                root: p.path(),
-                finding: &FindingRef::from(&f),
-                connection: "github",
-                rewrite_for_agent: None,
-                replace: true,
-            })
-            .unwrap();
-        assert_eq!(kept(&k), 1);
-        m.remove_connection("github").unwrap();
-        assert_eq!(kept(&k), 0);
-        assert!(m.undo_move(&moved.move_id).is_err());
+        each_store(|st| {
+            let (m, k, _) = keychain_m(st);
+            let (p, _) = walk_setup(&m);
+            let f = Scanner::new(p.path()).unwrap().scan().unwrap().findings[0].clone();
+            let moved = m
+                .move_finding(MoveFinding {
+                    root: p.path(),
+                    finding: &FindingRef::from(&f),
+                    connection: "github",
+                    rewrite_for_agent: None,
+                    replace: true,
+                })
+                .unwrap();
+            assert_eq!(kept(&k), 1);
+            m.remove_connection("github").unwrap();
+            assert_eq!(kept(&k), 0);
+            assert!(m.undo_move(&moved.move_id).is_err());
+        });
     }
 }

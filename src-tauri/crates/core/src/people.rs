@@ -16,7 +16,6 @@
 //! server.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{OptionalExtension, Transaction, params};
 use serde_json::json;
 
 use crate::Mandate;
@@ -24,6 +23,7 @@ use crate::audit::{self, Actor, Decision, NewEvent, Target};
 use crate::error::{Error, Result};
 use crate::model::{Member, MemberId, MemberName};
 use crate::registry::{insert_member, parse_time, validate_email};
+use crate::store::{Tx, params};
 
 /// The login name from `USER`, `LOGNAME` or `USERNAME` (in that order, blank values skipped),
 /// read through `var`; `None` when there is none.
@@ -111,14 +111,12 @@ fn meta_key(login: &str) -> String {
     format!("member_for_os_user:{login}")
 }
 
-fn member_by_id(conn: &rusqlite::Connection, id: &str) -> Result<Option<Member>> {
-    let row: Option<(String, String, Option<String>, String)> = conn
-        .query_row(
-            "SELECT id, name, email, created_at FROM members WHERE id = ?1",
-            [id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
-        .optional()?;
+fn member_by_id(conn: &Tx<'_>, id: &str) -> Result<Option<Member>> {
+    let row: Option<(String, String, Option<String>, String)> = conn.query_opt(
+        "SELECT id, name, email, created_at FROM members WHERE id = ?1",
+        params![id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )?;
     row.map(|(id, name, email, created)| {
         Ok(Member {
             id: MemberId(id),
@@ -130,12 +128,12 @@ fn member_by_id(conn: &rusqlite::Connection, id: &str) -> Result<Option<Member>>
     .transpose()
 }
 
-fn member_by_name(conn: &rusqlite::Connection, name: &str) -> Result<Option<Member>> {
-    let id: Option<String> = conn
-        .query_row("SELECT id FROM members WHERE name = ?1", [name], |r| {
-            r.get(0)
-        })
-        .optional()?;
+fn member_by_name(conn: &Tx<'_>, name: &str) -> Result<Option<Member>> {
+    let id: Option<String> = conn.query_opt(
+        "SELECT id FROM members WHERE name = ?1",
+        params![name],
+        |r| r.get(0),
+    )?;
     match id {
         Some(id) => member_by_id(conn, &id),
         None => Ok(None),
@@ -143,13 +141,13 @@ fn member_by_name(conn: &rusqlite::Connection, name: &str) -> Result<Option<Memb
 }
 
 /// Remember `member` for `login` and record it, unless it is already the one remembered.
-fn remember(tx: &Transaction<'_>, login: &str, member: &Member, now: DateTime<Utc>) -> Result<()> {
+fn remember(tx: &Tx<'_>, login: &str, member: &Member, now: DateTime<Utc>) -> Result<()> {
     let key = meta_key(login);
-    let before: Option<String> = tx
-        .query_row("SELECT value FROM meta WHERE key = ?1", [&key], |r| {
-            r.get(0)
-        })
-        .optional()?;
+    let before: Option<String> = tx.query_opt(
+        "SELECT value FROM meta WHERE key = ?1",
+        params![&key],
+        |r| r.get(0),
+    )?;
     if before.as_deref() == Some(member.id.as_str()) {
         return Ok(());
     }
@@ -160,7 +158,7 @@ fn remember(tx: &Transaction<'_>, login: &str, member: &Member, now: DateTime<Ut
     tx.execute(
         "INSERT INTO meta (key, value) VALUES (?1, ?2)
          ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        params![key, member.id.as_str()],
+        params![&key, member.id.as_str()],
     )?;
     // The person at the keyboard says who they are: the event is theirs.
     audit::append(
@@ -184,18 +182,17 @@ fn remember(tx: &Transaction<'_>, login: &str, member: &Member, now: DateTime<Ut
 impl Mandate {
     /// The member remembered for the OS login `login`, if any (and if they still exist).
     pub fn remembered_member(&self, login: &str) -> Result<Option<Member>> {
-        let conn = self.lock()?;
-        let id: Option<String> = conn
-            .query_row(
+        self.read(|tx| {
+            let id: Option<String> = tx.query_opt(
                 "SELECT value FROM meta WHERE key = ?1",
-                [meta_key(login)],
+                params![&meta_key(login)],
                 |r| r.get(0),
-            )
-            .optional()?;
-        match id {
-            Some(id) => member_by_id(&conn, &id),
-            None => Ok(None),
-        }
+            )?;
+            match id {
+                Some(id) => member_by_id(tx, &id),
+                None => Ok(None),
+            }
+        })
     }
 
     /// The person at `login` says who they are: an existing member, or a new one (added with
@@ -338,8 +335,8 @@ impl Mandate {
     pub fn ensure_owner(&self, typed: &str) -> Result<Member> {
         let plan = self.plan_owner(typed)?;
         if plan.exists {
-            let conn = self.lock()?;
-            return member_by_name(&conn, plan.name.as_str())?
+            return self
+                .read(|tx| member_by_name(tx, plan.name.as_str()))?
                 .ok_or_else(|| Error::not_found("team member", plan.name.as_str()));
         }
         self.add_member(plan.name.as_str(), plan.email.as_deref())
@@ -524,37 +521,38 @@ mod tests {
 
     #[test]
     fn an_owner_typed_as_an_email_becomes_a_member_with_that_email() {
-        let dir = tempfile::tempdir().unwrap();
-        let m = crate::open_for_test(dir.path());
-        m.add_member("bob", Some("bob@example.com")).unwrap();
-        let plan = m.plan_owner("  Ann.Smith+agents@Example.com ").unwrap();
-        assert_eq!(
-            (plan.name.as_str(), plan.email.as_deref(), plan.exists),
-            ("ann-smith", Some("Ann.Smith+agents@Example.com"), false)
-        );
-        // By name or by email, an existing member is theirs.
-        assert!(m.plan_owner("bob").unwrap().exists);
-        let by_mail = m.plan_owner("BOB@example.com").unwrap();
-        assert_eq!((by_mail.name.as_str(), by_mail.exists), ("bob", true));
-        // Nothing was written by planning.
-        assert_eq!(m.list_members().unwrap().len(), 1);
-        let ann = m.ensure_owner("ann.smith@example.com").unwrap();
-        assert_eq!(ann.email.as_deref(), Some("ann.smith@example.com"));
-        assert_eq!(m.ensure_owner("ann-smith").unwrap().id, ann.id);
-        // What cannot be an owner says how to fix it.
-        for (typed, says) in [
-            ("", "name the team member"),
-            ("Ann Smith", "not a valid member name"),
-            (
-                "bob@elsewhere.org",
-                "already exists with the email bob@example.com",
-            ),
-            ("ann@", "not an email address"),
-            ("42@example.com", "no member name can be made"),
-        ] {
-            let e = m.plan_owner(typed).unwrap_err().to_string();
-            assert!(e.contains(says), "{typed:?}: {e}");
-        }
+        crate::store::testing::each_store(|s| {
+            let m = s.open();
+            m.add_member("bob", Some("bob@example.com")).unwrap();
+            let plan = m.plan_owner("  Ann.Smith+agents@Example.com ").unwrap();
+            assert_eq!(
+                (plan.name.as_str(), plan.email.as_deref(), plan.exists),
+                ("ann-smith", Some("Ann.Smith+agents@Example.com"), false)
+            );
+            // By name or by email, an existing member is theirs.
+            assert!(m.plan_owner("bob").unwrap().exists);
+            let by_mail = m.plan_owner("BOB@example.com").unwrap();
+            assert_eq!((by_mail.name.as_str(), by_mail.exists), ("bob", true));
+            // Nothing was written by planning.
+            assert_eq!(m.list_members().unwrap().len(), 1);
+            let ann = m.ensure_owner("ann.smith@example.com").unwrap();
+            assert_eq!(ann.email.as_deref(), Some("ann.smith@example.com"));
+            assert_eq!(m.ensure_owner("ann-smith").unwrap().id, ann.id);
+            // What cannot be an owner says how to fix it.
+            for (typed, says) in [
+                ("", "name the team member"),
+                ("Ann Smith", "not a valid member name"),
+                (
+                    "bob@elsewhere.org",
+                    "already exists with the email bob@example.com",
+                ),
+                ("ann@", "not an email address"),
+                ("42@example.com", "no member name can be made"),
+            ] {
+                let e = m.plan_owner(typed).unwrap_err().to_string();
+                assert!(e.contains(says), "{typed:?}: {e}");
+            }
+        });
     }
 
     #[test]

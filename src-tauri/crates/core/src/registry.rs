@@ -8,9 +8,9 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use crate::store::{Tx, params};
 use chrono::{DateTime, Duration, Utc};
 use ed25519_dalek::{SigningKey, VerifyingKey};
-use rusqlite::{OptionalExtension, Transaction, params};
 use serde_json::json;
 
 use crate::Mandate;
@@ -182,7 +182,8 @@ impl Mandate {
     // ----- lookups --------------------------------------------------------------------------
 
     pub(crate) fn agent_id_by_name(&self, name: &str) -> Result<AgentId> {
-        let conn = self.lock()?;
+        let mut guard = self.lock()?;
+        let conn = guard.tx()?;
         agent_id_tx(&conn, name)
     }
 
@@ -191,11 +192,13 @@ impl Mandate {
     /// The issuer's Ed25519 signing key, created in the keychain on first use.
     pub fn issuer_key(&self) -> Result<IssuerKey> {
         let kid: Option<String> = {
-            let conn = self.lock()?;
-            conn.query_row("SELECT value FROM meta WHERE key = 'issuer_kid'", [], |r| {
-                r.get(0)
-            })
-            .optional()?
+            let mut guard = self.lock()?;
+            let conn = guard.tx()?;
+            conn.query_opt(
+                "SELECT value FROM meta WHERE key = 'issuer_kid'",
+                params![],
+                |r| r.get(0),
+            )?
         };
         if let Some(kid) = kid {
             return match self.keychain_get(SecretRef::issuer_key(&kid))? {
@@ -222,8 +225,8 @@ impl Mandate {
         )?;
         let res = self.write(|tx, now| {
             let inserted = tx.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('issuer_kid', ?1)",
-                [&kid],
+                "INSERT INTO meta (key, value) VALUES ('issuer_kid', ?1) ON CONFLICT DO NOTHING",
+                params![&kid],
             )?;
             if inserted == 1 {
                 audit::append(
@@ -271,20 +274,22 @@ impl Mandate {
 
     /// Every team member, by name.
     pub fn list_members(&self) -> Result<Vec<Member>> {
-        let conn = self.lock()?;
-        let mut stmt =
-            conn.prepare("SELECT id, name, email, created_at FROM members ORDER BY name")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, Option<String>>(2)?,
-                r.get::<_, String>(3)?,
-            ))
-        })?;
+        let mut guard = self.lock()?;
+        let conn = guard.tx()?;
+        let rows = conn.query_map(
+            "SELECT id, name, email, created_at FROM members ORDER BY name",
+            params![],
+            |r| {
+                Ok((
+                    r.get::<String>(0)?,
+                    r.get::<String>(1)?,
+                    r.get::<Option<String>>(2)?,
+                    r.get::<String>(3)?,
+                ))
+            },
+        )?;
         let mut out = Vec::new();
-        for row in rows {
-            let (id, name, email, created) = row?;
+        for (id, name, email, created) in rows {
             out.push(Member {
                 id: MemberId(id),
                 name: MemberName::from_db(name),
@@ -307,7 +312,7 @@ impl Mandate {
     pub(crate) fn add_connection_with(
         &self,
         new: NewConnection,
-        extra: impl FnOnce(&Transaction<'_>, &str, &str, DateTime<Utc>) -> Result<()>,
+        extra: impl FnOnce(&Tx<'_>, &str, &str, DateTime<Utc>) -> Result<()>,
     ) -> Result<Connection> {
         let name = ConnectionName::parse(&new.name)?;
         let base_url = validate_base_url(&new.base_url)?;
@@ -364,17 +369,20 @@ impl Mandate {
 
     /// Every connection, by name.
     pub fn list_connections(&self) -> Result<Vec<Connection>> {
-        let conn = self.lock()?;
-        let mut stmt = conn.prepare("SELECT name FROM connections ORDER BY name")?;
-        let names: Vec<String> = stmt
-            .query_map([], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
+        let mut guard = self.lock()?;
+        let conn = guard.tx()?;
+        let names: Vec<String> = conn.query_map(
+            "SELECT name FROM connections ORDER BY name",
+            params![],
+            |r| r.get(0),
+        )?;
         names.iter().map(|n| connection_tx(&conn, n)).collect()
     }
 
     /// One connection by name (or id).
     pub fn get_connection(&self, name: &str) -> Result<Connection> {
-        let conn = self.lock()?;
+        let mut guard = self.lock()?;
+        let conn = guard.tx()?;
         connection_tx(&conn, name)
     }
 
@@ -477,7 +485,8 @@ impl Mandate {
     /// new credential affects.
     pub fn agents_using(&self, connection: &str) -> Result<Vec<AgentUse>> {
         let c = self.get_connection(connection)?;
-        let conn = self.lock()?;
+        let mut guard = self.lock()?;
+        let conn = guard.tx()?;
         agents_using_tx(&conn, c.id.as_str())
     }
 
@@ -493,32 +502,33 @@ impl Mandate {
         let c = self.get_connection(name)?;
         let actor = self.actor()?;
         // An MCP server's secret variables are keychain entries of their own.
-        let mcp_secrets: Vec<String> = {
-            let conn = self.lock()?;
-            conn.query_row(
-                "SELECT secret_env FROM mcp_servers WHERE connection_id = ?1",
-                [c.id.as_str()],
-                |r| r.get::<_, String>(0),
-            )
-            .optional()?
+        let mcp_secrets: Vec<String> = self
+            .read(|tx| {
+                tx.query_opt(
+                    "SELECT secret_env FROM mcp_servers WHERE connection_id = ?1",
+                    params![c.id.as_str()],
+                    |r| r.get::<String>(0),
+                )
+            })?
             .and_then(|s| serde_json::from_str(&s).ok())
-            .unwrap_or_default()
-        };
+            .unwrap_or_default();
         let affected = self.write(|tx, now| {
             let affected = c.granted_to.clone();
             tx.execute(
                 "DELETE FROM agent_scopes WHERE connection_id = ?1",
-                [c.id.as_str()],
+                params![c.id.as_str()],
             )?;
+            for agent in &affected {
+                tx.execute(
+                    "UPDATE agents SET config_version = config_version + 1, updated_at = ?2
+                     WHERE name = ?1",
+                    params![agent.as_str(), ts(now)],
+                )?;
+            }
             tx.execute(
-                "UPDATE agents SET config_version = config_version + 1, updated_at = ?2
-                 WHERE name IN (SELECT value FROM json_each(?1))",
-                params![
-                    serde_json::to_string(&affected).unwrap_or_default(),
-                    ts(now)
-                ],
+                "DELETE FROM connections WHERE id = ?1",
+                params![c.id.as_str()],
             )?;
-            tx.execute("DELETE FROM connections WHERE id = ?1", [c.id.as_str()])?;
             // Moves into it can no longer be undone; what they kept goes with it.
             let kept = crate::migrate::close_moves_of(tx, c.id.as_str(), now)?;
             audit::append(
@@ -614,7 +624,8 @@ impl Mandate {
         let scopes = parse_scopes(&new.scopes)?;
         // Validate what needs the database before generating keys or writing files.
         {
-            let conn = self.lock()?;
+            let mut guard = self.lock()?;
+            let conn = guard.tx()?;
             check_agent_name_free(&conn, &name)?;
             member_id_tx(&conn, &new.owner)?;
             resolve_scopes(&conn, &scopes)?;
@@ -690,18 +701,20 @@ impl Mandate {
 
     /// Every agent, by name.
     pub fn list_agents(&self) -> Result<Vec<Agent>> {
-        let conn = self.lock()?;
+        let mut guard = self.lock()?;
+        let conn = guard.tx()?;
         let now = self.now();
-        let mut stmt = conn.prepare("SELECT id FROM agents ORDER BY name")?;
-        let ids: Vec<String> = stmt
-            .query_map([], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
+        let ids: Vec<String> =
+            conn.query_map("SELECT id FROM agents ORDER BY name", params![], |r| {
+                r.get(0)
+            })?;
         ids.iter().map(|id| load_agent(&conn, id, now)).collect()
     }
 
     /// One agent by name (or id).
     pub fn get_agent(&self, name: &str) -> Result<Agent> {
-        let conn = self.lock()?;
+        let mut guard = self.lock()?;
+        let conn = guard.tx()?;
         let id = agent_id_tx(&conn, name)?;
         load_agent(&conn, id.as_str(), self.now())
     }
@@ -968,7 +981,8 @@ impl Mandate {
             return Err(Error::invalid("the overlap must be between 0 and 30 days"));
         }
         {
-            let conn = self.lock()?;
+            let mut guard = self.lock()?;
+            let conn = guard.tx()?;
             let agent = load_agent(&conn, agent_id_tx(&conn, name)?.as_str(), self.now())?;
             refuse_if_revoked(&agent, "rotate the key of")?;
         }
@@ -1112,7 +1126,7 @@ pub(crate) fn validate_email(email: Option<&str>) -> Result<Option<String>> {
 
 /// Insert a new member and its `member.added` event, in the caller's transaction.
 pub(crate) fn insert_member(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     m: &Member,
     actor: &audit::Actor,
     now: DateTime<Utc>,
@@ -1144,15 +1158,12 @@ pub(crate) fn insert_member(
     Ok(())
 }
 
-pub(crate) fn exists(conn: &rusqlite::Connection, table: &str, name: &str) -> Result<bool> {
+pub(crate) fn exists(conn: &Tx<'_>, table: &str, name: &str) -> Result<bool> {
     let sql = format!("SELECT 1 FROM {table} WHERE name = ?1");
-    Ok(conn
-        .query_row(&sql, [name], |_| Ok(()))
-        .optional()?
-        .is_some())
+    Ok(conn.query_opt(&sql, params![name], |_| Ok(()))?.is_some())
 }
 
-fn check_agent_name_free(conn: &rusqlite::Connection, name: &AgentName) -> Result<()> {
+fn check_agent_name_free(conn: &Tx<'_>, name: &AgentName) -> Result<()> {
     if exists(conn, "agents", name.as_str())? {
         return Err(Error::AlreadyExists {
             kind: "agent",
@@ -1168,24 +1179,22 @@ fn check_agent_name_free(conn: &rusqlite::Connection, name: &AgentName) -> Resul
     Ok(())
 }
 
-pub(crate) fn agent_id_tx(conn: &rusqlite::Connection, name: &str) -> Result<AgentId> {
-    conn.query_row(
+pub(crate) fn agent_id_tx(conn: &Tx<'_>, name: &str) -> Result<AgentId> {
+    conn.query_opt(
         "SELECT id FROM agents WHERE name = ?1 OR id = ?1",
-        [name],
-        |r| r.get::<_, String>(0),
-    )
-    .optional()?
+        params![name],
+        |r| r.get::<String>(0),
+    )?
     .map(AgentId)
     .ok_or_else(|| Error::not_found_hint("agent", name, "`mandate agent list` shows the agents"))
 }
 
-fn member_id_tx(conn: &rusqlite::Connection, name: &str) -> Result<MemberId> {
-    conn.query_row(
+fn member_id_tx(conn: &Tx<'_>, name: &str) -> Result<MemberId> {
+    conn.query_opt(
         "SELECT id FROM members WHERE name = ?1 OR id = ?1",
-        [name],
-        |r| r.get::<_, String>(0),
-    )
-    .optional()?
+        params![name],
+        |r| r.get::<String>(0),
+    )?
     .map(MemberId)
     .ok_or_else(|| {
         Error::not_found_hint(
@@ -1196,11 +1205,11 @@ fn member_id_tx(conn: &rusqlite::Connection, name: &str) -> Result<MemberId> {
     })
 }
 
-fn active_agent_for_parent(conn: &rusqlite::Connection, name: &str) -> Result<AgentId> {
+fn active_agent_for_parent(conn: &Tx<'_>, name: &str) -> Result<AgentId> {
     let id = agent_id_tx(conn, name)?;
     let status: String = conn.query_row(
         "SELECT status FROM agents WHERE id = ?1",
-        [id.as_str()],
+        params![id.as_str()],
         |r| r.get(0),
     )?;
     if status == "revoked" {
@@ -1214,7 +1223,7 @@ fn active_agent_for_parent(conn: &rusqlite::Connection, name: &str) -> Result<Ag
 /// Refuse any of `scopes` that the parent `parent` does not hold: a sub-agent never holds
 /// more than its parent.
 fn check_within_parent(
-    conn: &rusqlite::Connection,
+    conn: &Tx<'_>,
     child: &str,
     parent: &AgentId,
     scopes: &[Scope],
@@ -1224,13 +1233,17 @@ fn check_within_parent(
     }
     let pname: String = conn.query_row(
         "SELECT name FROM agents WHERE id = ?1",
-        [parent.as_str()],
+        params![parent.as_str()],
         |r| r.get(0),
     )?;
     let held: BTreeSet<String> = conn
-        .prepare_cached("SELECT scope FROM agent_scopes WHERE agent_id = ?1")?
-        .query_map([parent.as_str()], |r| r.get::<_, String>(0))?
-        .collect::<rusqlite::Result<_>>()?;
+        .query_map(
+            "SELECT scope FROM agent_scopes WHERE agent_id = ?1",
+            params![parent.as_str()],
+            |r| r.get::<String>(0),
+        )?
+        .into_iter()
+        .collect();
     let outside: Vec<&str> = scopes
         .iter()
         .map(Scope::as_str)
@@ -1255,7 +1268,7 @@ fn check_within_parent(
 /// Take `removed` from every (unrevoked) agent below `parent`, each with its own
 /// `agent.edited` event; returns the names of the agents that lost scopes.
 fn narrow_descendants(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     actor: &audit::Actor,
     parent: &Agent,
     removed: &[Scope],
@@ -1282,7 +1295,7 @@ fn narrow_descendants(
         bump_version(tx, &child.id, now)?;
         let version: u32 = tx.query_row(
             "SELECT config_version FROM agents WHERE id = ?1",
-            [child.id.as_str()],
+            params![child.id.as_str()],
             |r| r.get(0),
         )?;
         let chain = lineage::names(&lineage::ancestors(tx, child.id.as_str())?);
@@ -1309,7 +1322,7 @@ fn narrow_descendants(
     Ok(narrowed)
 }
 
-fn creates_cycle(conn: &rusqlite::Connection, child: &AgentId, parent: &AgentId) -> Result<bool> {
+fn creates_cycle(conn: &Tx<'_>, child: &AgentId, parent: &AgentId) -> Result<bool> {
     let mut cur = Some(parent.0.clone());
     let mut hops = 0;
     while let Some(id) = cur {
@@ -1321,10 +1334,11 @@ fn creates_cycle(conn: &rusqlite::Connection, child: &AgentId, parent: &AgentId)
             return Ok(true);
         }
         cur = conn
-            .query_row("SELECT parent_id FROM agents WHERE id = ?1", [&id], |r| {
-                r.get::<_, Option<String>>(0)
-            })
-            .optional()?
+            .query_opt(
+                "SELECT parent_id FROM agents WHERE id = ?1",
+                params![&id],
+                |r| r.get::<Option<String>>(0),
+            )?
             .flatten();
     }
     Ok(false)
@@ -1346,14 +1360,14 @@ type ConnectionRow = (
     Option<String>,
 );
 
-pub(crate) fn connection_tx(conn: &rusqlite::Connection, name: &str) -> Result<Connection> {
+pub(crate) fn connection_tx(conn: &Tx<'_>, name: &str) -> Result<Connection> {
     let row: ConnectionRow = conn
-        .query_row(
+        .query_opt(
             "SELECT c.id, c.name, c.base_url, c.has_secret, c.trust_floor, c.created_at,
                     c.updated_at, c.kind, c.variable, c.secret_changed_at, b.preset
              FROM connections c LEFT JOIN broker_connections b ON b.connection_id = c.id
              WHERE c.name = ?1 OR c.id = ?1",
-            [name],
+            params![name],
             |r| {
                 Ok((
                     r.get(0)?,
@@ -1369,8 +1383,7 @@ pub(crate) fn connection_tx(conn: &rusqlite::Connection, name: &str) -> Result<C
                     r.get(10)?,
                 ))
             },
-        )
-        .optional()?
+        )?
         .ok_or_else(|| {
             Error::not_found_hint(
                 "connection",
@@ -1389,27 +1402,25 @@ pub(crate) fn connection_tx(conn: &rusqlite::Connection, name: &str) -> Result<C
             path_pattern: String::new(),
         }]
     } else {
-        let mut stmt = conn.prepare(
+        conn.query_map(
             "SELECT name, method, path_pattern FROM connection_actions
              WHERE connection_id = ?1 ORDER BY name",
-        )?;
-        stmt.query_map([&id], |r| {
-            Ok(ConnectionAction {
-                name: r.get(0)?,
-                method: r.get(1)?,
-                path_pattern: r.get(2)?,
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?
+            params![&id],
+            |r| {
+                Ok(ConnectionAction {
+                    name: r.get(0)?,
+                    method: r.get(1)?,
+                    path_pattern: r.get(2)?,
+                })
+            },
+        )?
     };
-    let mut stmt = conn.prepare(
+    let granted_to = conn.query_map(
         "SELECT DISTINCT a.name FROM agent_scopes s JOIN agents a ON a.id = s.agent_id
          WHERE s.connection_id = ?1 ORDER BY a.name",
+        params![&id],
+        |r| Ok(AgentName::from_db(r.get::<String>(0)?)),
     )?;
-    let granted_to = stmt
-        .query_map([&id], |r| r.get::<_, String>(0))?
-        .map(|n| n.map(AgentName::from_db))
-        .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(Connection {
         id: ConnectionId(id),
         name: ConnectionName::from_db(cname),
@@ -1434,19 +1445,13 @@ pub(crate) fn database_audience(name: &str) -> String {
 }
 
 /// See [`Mandate::agents_using`].
-pub(crate) fn agents_using_tx(
-    conn: &rusqlite::Connection,
-    connection_id: &str,
-) -> Result<Vec<AgentUse>> {
-    let mut stmt = conn.prepare(
+pub(crate) fn agents_using_tx(conn: &Tx<'_>, connection_id: &str) -> Result<Vec<AgentUse>> {
+    let rows = conn.query_map(
         "SELECT a.name, s.scope FROM agent_scopes s JOIN agents a ON a.id = s.agent_id
          WHERE s.connection_id = ?1 AND a.status <> 'revoked' ORDER BY a.name, s.scope",
+        params![connection_id],
+        |r| Ok((r.get::<String>(0)?, r.get::<String>(1)?)),
     )?;
-    let rows = stmt
-        .query_map([connection_id], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut out: Vec<AgentUse> = Vec::new();
     for (agent, scope) in rows {
         match out.last_mut() {
@@ -1466,7 +1471,7 @@ pub(crate) fn agents_using_tx(
 /// credential would break). `details` adds to the event (`source`...). Returns the new
 /// `secret_version`.
 pub(crate) fn record_secret_stored(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     now: DateTime<Utc>,
     actor: &crate::audit::Actor,
     c: &Connection,
@@ -1519,10 +1524,7 @@ fn parse_scopes(raw: &[String]) -> Result<Vec<Scope>> {
 }
 
 /// Check each scope against its connection's actions; returns (scope, connection id).
-fn resolve_scopes(
-    conn: &rusqlite::Connection,
-    scopes: &[Scope],
-) -> Result<Vec<(Scope, ConnectionId)>> {
+fn resolve_scopes(conn: &Tx<'_>, scopes: &[Scope]) -> Result<Vec<(Scope, ConnectionId)>> {
     let mut out = Vec::new();
     for s in scopes {
         let c = connection_tx(conn, s.connection()).map_err(|_| {
@@ -1551,34 +1553,25 @@ fn resolve_scopes(
     Ok(out)
 }
 
-fn insert_grants(
-    tx: &Transaction<'_>,
-    agent: &AgentId,
-    grants: &[(Scope, ConnectionId)],
-) -> Result<()> {
+fn insert_grants(tx: &Tx<'_>, agent: &AgentId, grants: &[(Scope, ConnectionId)]) -> Result<()> {
     for (s, c) in grants {
         tx.execute(
-            "INSERT OR IGNORE INTO agent_scopes (agent_id, scope, connection_id) VALUES (?1, ?2, ?3)",
+            "INSERT INTO agent_scopes (agent_id, scope, connection_id) VALUES (?1, ?2, ?3)
+             ON CONFLICT DO NOTHING",
             params![agent.as_str(), s.as_str(), c.as_str()],
         )?;
     }
     Ok(())
 }
 
-fn insert_key(
-    tx: &Transaction<'_>,
-    agent: &AgentId,
-    k: &PreparedKey,
-    now: DateTime<Utc>,
-) -> Result<String> {
+fn insert_key(tx: &Tx<'_>, agent: &AgentId, k: &PreparedKey, now: DateTime<Utc>) -> Result<String> {
     let kid = keys::thumbprint(&k.public);
     let taken = tx
-        .query_row(
+        .query_opt(
             "SELECT 1 FROM agent_keys WHERE kid = ?1",
-            [&kid],
+            params![&kid],
             |_| Ok(()),
-        )
-        .optional()?
+        )?
         .is_some();
     if taken {
         return Err(Error::Conflict(
@@ -1592,7 +1585,7 @@ fn insert_key(
     Ok(kid)
 }
 
-fn bump_version(tx: &Transaction<'_>, agent: &AgentId, now: DateTime<Utc>) -> Result<()> {
+fn bump_version(tx: &Tx<'_>, agent: &AgentId, now: DateTime<Utc>) -> Result<()> {
     tx.execute(
         "UPDATE agents SET config_version = config_version + 1, updated_at = ?2 WHERE id = ?1",
         params![agent.as_str(), ts(now)],
@@ -1610,11 +1603,7 @@ fn refuse_if_revoked(agent: &Agent, what: &str) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn load_agent(
-    conn: &rusqlite::Connection,
-    id: &str,
-    now: DateTime<Utc>,
-) -> Result<Agent> {
+pub(crate) fn load_agent(conn: &Tx<'_>, id: &str, now: DateTime<Utc>) -> Result<Agent> {
     type Row = (
         String,
         String,
@@ -1632,7 +1621,7 @@ pub(crate) fn load_agent(
         String,
     );
     let r: Row = conn
-        .query_row(
+        .query_opt(
             "SELECT a.id, a.name, a.purpose, m.name, p.name, a.config_version, a.status,
                     a.status_reason, a.trust_override, a.trust_override_reason, a.dpop_required,
                     a.max_token_ttl_secs, a.created_at, a.updated_at
@@ -1640,7 +1629,7 @@ pub(crate) fn load_agent(
              LEFT JOIN members m ON m.id = a.owner_id
              LEFT JOIN agents p ON p.id = a.parent_id
              WHERE a.id = ?1",
-            [id],
+            params![id],
             |r| {
                 Ok((
                     r.get(0)?,
@@ -1659,30 +1648,27 @@ pub(crate) fn load_agent(
                     r.get(13)?,
                 ))
             },
-        )
-        .optional()?
+        )?
         .ok_or_else(|| Error::not_found("agent", id))?;
-    let mut stmt =
-        conn.prepare("SELECT scope FROM agent_scopes WHERE agent_id = ?1 ORDER BY scope")?;
-    let scopes = stmt
-        .query_map([id], |r| r.get::<_, String>(0))?
-        .map(|s| s.map(Scope::from_db))
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    let mut stmt = conn.prepare(
+    let scopes = conn.query_map(
+        "SELECT scope FROM agent_scopes WHERE agent_id = ?1 ORDER BY scope",
+        params![id],
+        |r| Ok(Scope::from_db(r.get::<String>(0)?)),
+    )?;
+    let raw_keys = conn.query_map(
         "SELECT kid, public_key, origin, created_at, expires_at FROM agent_keys
          WHERE agent_id = ?1 ORDER BY created_at",
-    )?;
-    let raw_keys = stmt
-        .query_map([id], |r| {
+        params![id],
+        |r| {
             Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, Vec<u8>>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, Option<String>>(4)?,
+                r.get::<String>(0)?,
+                r.get::<Vec<u8>>(1)?,
+                r.get::<String>(2)?,
+                r.get::<String>(3)?,
+                r.get::<Option<String>>(4)?,
             ))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        },
+    )?;
     let mut keys_out = Vec::with_capacity(raw_keys.len());
     for (kid, pk, origin, created, expires) in raw_keys {
         let arr: [u8; 32] = pk
@@ -1700,13 +1686,11 @@ pub(crate) fn load_agent(
             expires_at: expires.as_deref().map(parse_time).transpose()?,
         });
     }
-    let last_activity: Option<String> = conn
-        .query_row(
-            "SELECT time FROM audit_events WHERE agent_id = ?1 ORDER BY seq DESC LIMIT 1",
-            [id],
-            |r| r.get(0),
-        )
-        .optional()?;
+    let last_activity: Option<String> = conn.query_opt(
+        "SELECT time FROM audit_events WHERE agent_id = ?1 ORDER BY seq DESC LIMIT 1",
+        params![id],
+        |r| r.get(0),
+    )?;
     let (
         id,
         name,

@@ -19,8 +19,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::store::params;
 use chrono::{DateTime, Datelike, Utc};
-use rusqlite::OptionalExtension;
 use rustls::client::danger::ServerCertVerifier;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use serde_json::json;
@@ -305,16 +305,15 @@ impl Mandate {
             }
             // The certificate this one replaces, whose key is deleted after the commit (the
             // file itself may be gone or unreadable, so the database remembers).
-            let old: Option<String> = tx
-                .query_row(
-                    "SELECT value FROM meta WHERE key = 'tls_cert_sha256'",
-                    [],
-                    |r| r.get(0),
-                )
-                .optional()?;
+            let old: Option<String> = tx.query_opt(
+                "SELECT value FROM meta WHERE key = 'tls_cert_sha256'",
+                params![],
+                |r| r.get(0),
+            )?;
             tx.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('tls_cert_sha256', ?1)",
-                [sha256_hex(&der)],
+                "INSERT INTO meta (key, value) VALUES ('tls_cert_sha256', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![sha256_hex(&der)],
             )?;
             audit::append(
                 tx,

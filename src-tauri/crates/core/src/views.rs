@@ -9,8 +9,8 @@
 //! delegation, its parent) is decided by `oauth`; "outstanding" here means only "issued,
 //! not revoked and not yet expired", which is what a countdown shows.
 
+use crate::store::params;
 use chrono::{DateTime, TimeZone, Utc};
-use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use serde_json::json;
 
@@ -71,11 +71,18 @@ pub struct AuditFilter {
 }
 
 /// The member filter's terms. They repeat the expressions of the partial indexes in
-/// `migrations/005_audit_members.sql` exactly, which is what lets SQLite use them.
+/// `store/migrations/sqlite/005_audit_members.sql` exactly, which is what lets SQLite use them.
 const MEMBER_TERMS: &str = "((CAST(body AS TEXT) ->> '$.actor.kind' = 'member' \
      AND CAST(body AS TEXT) ->> '$.actor.id' = ?) \
      OR (CAST(body AS TEXT) ->> '$.on_behalf_of.kind' = 'member' \
      AND CAST(body AS TEXT) ->> '$.on_behalf_of.id' = ?))";
+
+/// The same terms on PostgreSQL, repeating `store/migrations/postgres/008_baseline.sql`'s
+/// member indexes exactly.
+const MEMBER_TERMS_POSTGRES: &str = "((mandate_event_json(body) #>> '{actor,kind}' = 'member' \
+     AND mandate_event_json(body) #>> '{actor,id}' = ?) \
+     OR (mandate_event_json(body) #>> '{on_behalf_of,kind}' = 'member' \
+     AND mandate_event_json(body) #>> '{on_behalf_of,id}' = ?))";
 
 fn at(secs: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(secs, 0).single().unwrap_or_default()
@@ -105,42 +112,45 @@ impl Mandate {
     /// name or id) limits them to one agent's.
     pub fn outstanding_tokens(&self, agent: Option<&str>) -> Result<Vec<OutstandingToken>> {
         let now = self.now().timestamp();
-        let conn = self.lock()?;
-        let mut stmt = conn.prepare(
+        let mut guard = self.lock()?;
+        let conn = guard.tx()?;
+        let rows = conn.query_map(
             "SELECT t.jti, a.name, t.subject, t.act, t.scope, t.aud, t.issued_at, t.expires_at,
                     t.cnf_jkt IS NOT NULL, t.delegation_id
              FROM oauth_tokens t JOIN agents a ON a.id = t.agent_id
              WHERE t.revoked_at IS NULL AND t.expires_at > ?1
-               AND (?2 IS NULL OR a.name = ?2 OR a.id = ?2)
+               AND (CAST(?2 AS TEXT) IS NULL OR a.name = ?2 OR a.id = ?2)
              ORDER BY t.expires_at",
+            params![now, agent],
+            |r| {
+                let act: Option<String> = r.get(3)?;
+                let scope: String = r.get(4)?;
+                let aud: String = r.get(5)?;
+                Ok(OutstandingToken {
+                    jti: r.get(0)?,
+                    agent: r.get(1)?,
+                    subject: r.get(2)?,
+                    actors: actor_chain(act.as_deref()),
+                    scopes: scope.split_whitespace().map(String::from).collect(),
+                    audiences: serde_json::from_str(&aud).unwrap_or_default(),
+                    issued_at: at(r.get(6)?),
+                    expires_at: at(r.get(7)?),
+                    dpop_bound: r.get(8)?,
+                    delegation_id: r.get(9)?,
+                })
+            },
         )?;
-        let rows = stmt.query_map(params![now, agent], |r| {
-            let act: Option<String> = r.get(3)?;
-            let scope: String = r.get(4)?;
-            let aud: String = r.get(5)?;
-            Ok(OutstandingToken {
-                jti: r.get(0)?,
-                agent: r.get(1)?,
-                subject: r.get(2)?,
-                actors: actor_chain(act.as_deref()),
-                scopes: scope.split_whitespace().map(String::from).collect(),
-                audiences: serde_json::from_str(&aud).unwrap_or_default(),
-                issued_at: at(r.get(6)?),
-                expires_at: at(r.get(7)?),
-                dpop_bound: r.get(8)?,
-                delegation_id: r.get(9)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        Ok(rows)
     }
 
     /// The newest audit event's sequence number (0 for an empty log). Sequence numbers run
     /// 1..=head without gaps in a log that verifies, so row `i` of the newest-first list is
     /// event `head - i`.
     pub fn audit_head(&self) -> Result<u64> {
-        let conn = self.lock()?;
+        let mut guard = self.lock()?;
+        let conn = guard.tx()?;
         let head: Option<i64> =
-            conn.query_row("SELECT max(seq) FROM audit_events", [], |r| r.get(0))?;
+            conn.query_row("SELECT max(seq) FROM audit_events", params![], |r| r.get(0))?;
         Ok(head.unwrap_or(0).max(0) as u64)
     }
 
@@ -159,7 +169,7 @@ impl Mandate {
         limit: u32,
         before_seq: Option<u64>,
     ) -> Result<Vec<AuditEvent>> {
-        use rusqlite::types::Value;
+        use crate::store::{Dialect, ToParam, Value};
 
         let agent_id = match filter.agent.as_deref().map(str::trim) {
             Some(a) if !a.is_empty() => Some(self.agent_id_by_name(a)?),
@@ -186,7 +196,10 @@ impl Mandate {
             .map(str::trim)
             .filter(|a| !a.is_empty());
 
-        let conn = self.lock()?;
+        let mut guard = self.lock()?;
+
+        let conn = guard.tx()?;
+        let sqlite = conn.dialect() == Dialect::Sqlite;
         let mut terms: Vec<&str> = Vec::new();
         let mut values: Vec<Value> = Vec::new();
         if since.is_some() || until.is_some() {
@@ -206,41 +219,48 @@ impl Mandate {
             }
             // One walk over the index entries in the range gives both.
             let sql = format!(
-                "SELECT min(seq), max(seq) FROM audit_events INDEXED BY audit_events_by_time \
-                 WHERE {}",
+                "SELECT min(seq), max(seq) FROM audit_events {} WHERE {}",
+                if sqlite {
+                    "INDEXED BY audit_events_by_time"
+                } else {
+                    ""
+                },
                 range.join(" AND ")
             );
-            let (lo, hi): (Option<i64>, Option<i64>) = conn
-                .prepare_cached(&sql)?
-                .query_row(rusqlite::params_from_iter(args.iter()), |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })?;
+            let args: Vec<&dyn ToParam> = args.iter().map(|v| v as &dyn ToParam).collect();
+            let (lo, hi): (Option<i64>, Option<i64>) =
+                conn.query_row(&sql, &args, |r| Ok((r.get(0)?, r.get(1)?)))?;
             let (Some(lo), Some(hi)) = (lo, hi) else {
                 return Ok(Vec::new());
             };
             terms.push("seq BETWEEN ? AND ?");
-            values.push(Value::Integer(lo));
-            values.push(Value::Integer(hi));
-            // Unary `+`: checked on the rows the sequence range yields, not looked up again.
+            values.push(Value::Int(lo));
+            values.push(Value::Int(hi));
+            // Unary `+` (SQLite): checked on the rows the sequence range yields, not looked up
+            // again. PostgreSQL's planner weighs that itself.
             if let Some(s) = since {
-                terms.push("+time >= ?");
+                terms.push(if sqlite { "+time >= ?" } else { "time >= ?" });
                 values.push(Value::Text(s));
             }
             if let Some(u) = until {
-                terms.push("+time < ?");
+                terms.push(if sqlite { "+time < ?" } else { "time < ?" });
                 values.push(Value::Text(u));
             }
         }
         if let Some(b) = before_seq {
             terms.push("seq < ?");
-            values.push(Value::Integer(b.min(i64::MAX as u64) as i64));
+            values.push(Value::Int(b.min(i64::MAX as u64) as i64));
         }
         if let Some(a) = agent_id {
             terms.push("agent_id = ?");
             values.push(Value::Text(a.as_str().to_string()));
         }
         if let Some(m) = member_id {
-            terms.push(MEMBER_TERMS);
+            terms.push(if sqlite {
+                MEMBER_TERMS
+            } else {
+                MEMBER_TERMS_POSTGRES
+            });
             values.push(Value::Text(m.clone()));
             values.push(Value::Text(m));
         }
@@ -267,15 +287,13 @@ impl Mandate {
                 format!("WHERE {}", terms.join(" AND "))
             }
         );
-        values.push(Value::Integer(limit.min(5000) as i64));
-        let mut stmt = conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map(rusqlite::params_from_iter(values.iter()), |r| {
-            r.get::<_, Vec<u8>>(0)
-        })?;
+        values.push(Value::Int(i64::from(limit.min(5000))));
+        let values: Vec<&dyn ToParam> = values.iter().map(|v| v as &dyn ToParam).collect();
+        let rows = conn.query_map(&sql, &values, |r| r.get::<Vec<u8>>(0))?;
         let mut out = Vec::new();
         for body in rows {
             out.push(
-                serde_json::from_slice(&body?)
+                serde_json::from_slice(&body)
                     .map_err(|e| Error::Storage(format!("an audit event is unreadable: {e}")))?,
             );
         }
@@ -286,16 +304,15 @@ impl Mandate {
     /// id), read from the audit trail (walking its events newest first).
     pub fn last_status_change(&self, agent: &str) -> Result<Option<StatusChange>> {
         let id = self.agent_id_by_name(agent)?;
-        let conn = self.lock()?;
-        let body: Option<Vec<u8>> = conn
-            .query_row(
+        let body: Option<Vec<u8>> = self.read(|tx| {
+            tx.query_opt(
                 "SELECT body FROM audit_events
                  WHERE agent_id = ?1 AND action IN ('agent.suspended', 'agent.revoked')
                  ORDER BY seq DESC LIMIT 1",
-                [id.as_str()],
+                params![id.as_str()],
                 |r| r.get(0),
             )
-            .optional()?;
+        })?;
         let Some(body) = body else { return Ok(None) };
         let e: AuditEvent = serde_json::from_slice(&body)
             .map_err(|e| Error::Storage(format!("an audit event is unreadable: {e}")))?;
@@ -309,14 +326,13 @@ impl Mandate {
 
     /// The organisation name printed on audit reports, if one was set.
     pub fn organisation_name(&self) -> Result<Option<String>> {
-        let conn = self.lock()?;
-        Ok(conn
-            .query_row(
-                "SELECT value FROM meta WHERE key = 'organisation_name'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()?)
+        let mut guard = self.lock()?;
+        let conn = guard.tx()?;
+        conn.query_opt(
+            "SELECT value FROM meta WHERE key = 'organisation_name'",
+            params![],
+            |r| r.get(0),
+        )
     }
 
     /// Set (or, with an empty name, clear) the organisation name printed on audit reports.
@@ -338,13 +354,11 @@ impl Mandate {
         let actor = self.actor()?;
         let value = (!name.is_empty()).then(|| name.to_string());
         self.write(|tx, now| {
-            let before: Option<String> = tx
-                .query_row(
-                    "SELECT value FROM meta WHERE key = 'organisation_name'",
-                    [],
-                    |r| r.get(0),
-                )
-                .optional()?;
+            let before: Option<String> = tx.query_opt(
+                "SELECT value FROM meta WHERE key = 'organisation_name'",
+                params![],
+                |r| r.get(0),
+            )?;
             if before == value {
                 return Ok(());
             }
@@ -352,9 +366,12 @@ impl Mandate {
                 Some(v) => tx.execute(
                     "INSERT INTO meta (key, value) VALUES ('organisation_name', ?1)
                      ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                    [v],
+                    params![v],
                 )?,
-                None => tx.execute("DELETE FROM meta WHERE key = 'organisation_name'", [])?,
+                None => tx.execute(
+                    "DELETE FROM meta WHERE key = 'organisation_name'",
+                    params![],
+                )?,
             };
             audit::append(
                 tx,
@@ -380,15 +397,12 @@ mod tests {
 
     use chrono::{DateTime, Utc};
 
-    use super::{AuditFilter, MEMBER_TERMS, actor_chain};
+    use super::{AuditFilter, MEMBER_TERMS, MEMBER_TERMS_POSTGRES, actor_chain};
+    use crate::Mandate;
     use crate::audit::{Actor, Decision, NewEvent};
     use crate::clock::ManualClock;
-    use crate::secret::MemoryKeychain;
-    use crate::{Mandate, OpenOptions};
-
-    fn open(dir: &std::path::Path) -> Mandate {
-        crate::open_for_test(dir)
-    }
+    use crate::store::testing::{TestStore, each_store};
+    use crate::store::{Dialect, params};
 
     #[test]
     fn act_claims_read_outermost_first() {
@@ -402,65 +416,57 @@ mod tests {
 
     #[test]
     fn audit_pages_filter_by_action_prefix_and_decision_newest_first() {
-        let dir = tempfile::tempdir().unwrap();
-        let m = open(dir.path());
-        let actor = Actor::app("test", "t");
-        let mut evs = Vec::new();
-        for i in 0..10 {
-            let (action, d) = if i % 2 == 0 {
-                ("token.denied", Decision::Deny)
-            } else {
-                ("token.issued", Decision::Allow)
+        each_store(|st| {
+            let m = st.open();
+            let actor = Actor::app("test", "t");
+            let mut evs = Vec::new();
+            for i in 0..10 {
+                let (action, d) = if i % 2 == 0 {
+                    ("token.denied", Decision::Deny)
+                } else {
+                    ("token.issued", Decision::Allow)
+                };
+                evs.push(NewEvent::new(&actor, action, d));
+            }
+            evs.push(NewEvent::new(&actor, "member.added", Decision::Allow));
+            m.record_many(evs).unwrap();
+            assert_eq!(m.audit_head().unwrap(), 11);
+
+            let all = m.audit_page(&AuditFilter::default(), 100, None).unwrap();
+            assert_eq!(
+                all.iter().map(|e| e.seq).collect::<Vec<_>>(),
+                (1..=11).rev().collect::<Vec<_>>()
+            );
+
+            let tokens = AuditFilter {
+                action: Some("token.".into()),
+                ..AuditFilter::default()
             };
-            evs.push(NewEvent::new(&actor, action, d));
-        }
-        evs.push(NewEvent::new(&actor, "member.added", Decision::Allow));
-        m.record_many(evs).unwrap();
-        assert_eq!(m.audit_head().unwrap(), 11);
-
-        let all = m.audit_page(&AuditFilter::default(), 100, None).unwrap();
-        assert_eq!(
-            all.iter().map(|e| e.seq).collect::<Vec<_>>(),
-            (1..=11).rev().collect::<Vec<_>>()
-        );
-
-        let tokens = AuditFilter {
-            action: Some("token.".into()),
-            ..AuditFilter::default()
-        };
-        assert_eq!(m.audit_page(&tokens, 100, None).unwrap().len(), 10);
-        let denied = AuditFilter {
-            decision: Some(Decision::Deny),
-            ..tokens.clone()
-        };
-        let page = m.audit_page(&denied, 2, Some(9)).unwrap();
-        assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![7, 5]);
-        let exact = AuditFilter {
-            action: Some("member.added".into()),
-            ..AuditFilter::default()
-        };
-        assert_eq!(m.audit_page(&exact, 100, None).unwrap()[0].seq, 11);
-        let nobody = AuditFilter {
-            agent: Some("no-such-agent".into()),
-            ..AuditFilter::default()
-        };
-        assert!(m.audit_page(&nobody, 100, None).is_err());
+            assert_eq!(m.audit_page(&tokens, 100, None).unwrap().len(), 10);
+            let denied = AuditFilter {
+                decision: Some(Decision::Deny),
+                ..tokens.clone()
+            };
+            let page = m.audit_page(&denied, 2, Some(9)).unwrap();
+            assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![7, 5]);
+            let exact = AuditFilter {
+                action: Some("member.added".into()),
+                ..AuditFilter::default()
+            };
+            assert_eq!(m.audit_page(&exact, 100, None).unwrap()[0].seq, 11);
+            let nobody = AuditFilter {
+                agent: Some("no-such-agent".into()),
+                ..AuditFilter::default()
+            };
+            assert!(m.audit_page(&nobody, 100, None).is_err());
+        });
     }
 
     /// ana acts at 09:00; an agent acts for ana at 10:00 (denied) and 11:00; bob acts at
     /// 12:00; the app acts at 13:00; then the clock is set back and ana acts "at 09:30".
-    fn member_log() -> (tempfile::TempDir, Mandate, Vec<u64>) {
-        let dir = tempfile::tempdir().unwrap();
+    fn member_log(s: &TestStore) -> (Mandate, Vec<u64>) {
         let clock = Arc::new(ManualClock::new(t("2026-11-20T08:00:00Z")));
-        let m = Mandate::open(
-            OpenOptions::new(
-                dir.path(),
-                Arc::new(MemoryKeychain::new()),
-                Actor::app("test", "t"),
-            )
-            .clock(clock.clone()),
-        )
-        .unwrap();
+        let m = Mandate::open(s.default_options().clock(clock.clone())).unwrap();
         m.add_member("ana", None).unwrap();
         m.add_member("bob", None).unwrap();
         let ana = m.member_actor("ana").unwrap();
@@ -496,7 +502,7 @@ mod tests {
             "2026-11-20T09:30:00Z",
             NewEvent::new(&ana, "agent.revoked", Decision::Allow),
         );
-        (dir, m, seqs)
+        (m, seqs)
     }
 
     fn t(s: &str) -> DateTime<Utc> {
@@ -513,143 +519,170 @@ mod tests {
 
     #[test]
     fn audit_pages_filter_by_member_as_actor_or_principal() {
-        let (_d, m, s) = member_log();
-        let ana = AuditFilter {
-            member: Some("ana".into()),
-            ..AuditFilter::default()
-        };
-        assert_eq!(seqs(&m, &ana, None), vec![s[5], s[2], s[1], s[0]]);
-        assert_eq!(seqs(&m, &ana, Some(s[2])), vec![s[1], s[0]]);
-        // By id too, and a name with spaces around it.
-        let id = m.member_actor("bob").unwrap().id;
-        for who in [id, " bob ".to_string()] {
-            let f = AuditFilter {
-                member: Some(who),
+        each_store(|st| {
+            let (m, s) = member_log(st);
+            let ana = AuditFilter {
+                member: Some("ana".into()),
                 ..AuditFilter::default()
             };
-            assert_eq!(seqs(&m, &f, None), vec![s[3]]);
-        }
-        let nobody = AuditFilter {
-            member: Some("carol".into()),
-            ..AuditFilter::default()
-        };
-        let err = m.audit_page(&nobody, 10, None).unwrap_err().to_string();
-        assert!(err.contains("carol"), "{err}");
+            assert_eq!(seqs(&m, &ana, None), vec![s[5], s[2], s[1], s[0]]);
+            assert_eq!(seqs(&m, &ana, Some(s[2])), vec![s[1], s[0]]);
+            // By id too, and a name with spaces around it.
+            let id = m.member_actor("bob").unwrap().id;
+            for who in [id, " bob ".to_string()] {
+                let f = AuditFilter {
+                    member: Some(who),
+                    ..AuditFilter::default()
+                };
+                assert_eq!(seqs(&m, &f, None), vec![s[3]]);
+            }
+            let nobody = AuditFilter {
+                member: Some("carol".into()),
+                ..AuditFilter::default()
+            };
+            let err = m.audit_page(&nobody, 10, None).unwrap_err().to_string();
+            assert!(err.contains("carol"), "{err}");
+        });
     }
 
     #[test]
     fn audit_pages_filter_by_time_range_even_when_a_clock_went_back() {
-        let (_d, m, s) = member_log();
-        let range = |since: Option<&str>, until: Option<&str>| AuditFilter {
-            since: since.map(t),
-            until: until.map(t),
-            ..AuditFilter::default()
-        };
-        // Until is exclusive, since inclusive.
-        let f = range(Some("2026-11-20T10:00:00Z"), Some("2026-11-20T12:00:00Z"));
-        assert_eq!(seqs(&m, &f, None), vec![s[2], s[1]]);
-        // The event stamped 09:30 after a clock was set back is found although its sequence
-        // number lies outside the run of the others.
-        let f = range(Some("2026-11-20T09:15:00Z"), Some("2026-11-20T10:30:00Z"));
-        assert_eq!(seqs(&m, &f, None), vec![s[5], s[1]]);
-        let f = range(None, Some("2026-11-20T09:45:00Z"));
-        let got = seqs(&m, &f, None);
-        assert_eq!(&got[..2], &[s[5], s[0]]);
-        assert!(
-            got[2..].iter().all(|&q| q < s[0]),
-            "the members were added before"
-        );
-        let f = range(Some("2026-11-20T12:30:00Z"), None);
-        assert_eq!(seqs(&m, &f, None), vec![s[4]]);
-        // A range with nothing in it, and one that ends before it starts.
-        let f = range(Some("2026-11-21T00:00:00Z"), None);
-        assert!(seqs(&m, &f, None).is_empty());
-        let f = range(Some("2026-11-20T12:00:00Z"), Some("2026-11-20T11:00:00Z"));
-        assert!(m.audit_page(&f, 10, None).is_err());
+        each_store(|st| {
+            let (m, s) = member_log(st);
+            let range = |since: Option<&str>, until: Option<&str>| AuditFilter {
+                since: since.map(t),
+                until: until.map(t),
+                ..AuditFilter::default()
+            };
+            // Until is exclusive, since inclusive.
+            let f = range(Some("2026-11-20T10:00:00Z"), Some("2026-11-20T12:00:00Z"));
+            assert_eq!(seqs(&m, &f, None), vec![s[2], s[1]]);
+            // The event stamped 09:30 after a clock was set back is found although its sequence
+            // number lies outside the run of the others.
+            let f = range(Some("2026-11-20T09:15:00Z"), Some("2026-11-20T10:30:00Z"));
+            assert_eq!(seqs(&m, &f, None), vec![s[5], s[1]]);
+            let f = range(None, Some("2026-11-20T09:45:00Z"));
+            let got = seqs(&m, &f, None);
+            assert_eq!(&got[..2], &[s[5], s[0]]);
+            assert!(
+                got[2..].iter().all(|&q| q < s[0]),
+                "the members were added before"
+            );
+            let f = range(Some("2026-11-20T12:30:00Z"), None);
+            assert_eq!(seqs(&m, &f, None), vec![s[4]]);
+            // A range with nothing in it, and one that ends before it starts.
+            let f = range(Some("2026-11-21T00:00:00Z"), None);
+            assert!(seqs(&m, &f, None).is_empty());
+            let f = range(Some("2026-11-20T12:00:00Z"), Some("2026-11-20T11:00:00Z"));
+            assert!(m.audit_page(&f, 10, None).is_err());
+        });
     }
 
     #[test]
     fn member_time_action_and_decision_filters_combine() {
-        let (_d, m, s) = member_log();
-        let f = AuditFilter {
-            member: Some("ana".into()),
-            since: Some(t("2026-11-20T09:15:00Z")),
-            ..AuditFilter::default()
-        };
-        assert_eq!(seqs(&m, &f, None), vec![s[5], s[2], s[1]]);
-        let tokens = AuditFilter {
-            action: Some("token.".into()),
-            ..f.clone()
-        };
-        assert_eq!(seqs(&m, &tokens, None), vec![s[2], s[1]]);
-        assert_eq!(seqs(&m, &tokens, Some(s[2])), vec![s[1]]);
-        let denied = AuditFilter {
-            decision: Some(Decision::Deny),
-            ..tokens.clone()
-        };
-        assert_eq!(seqs(&m, &denied, None), vec![s[1]]);
-        let early = AuditFilter {
-            until: Some(t("2026-11-20T10:00:00Z")),
-            ..tokens
-        };
-        assert!(seqs(&m, &early, None).is_empty());
-        let bob = AuditFilter {
-            member: Some("bob".into()),
-            ..f
-        };
-        assert_eq!(seqs(&m, &bob, None), vec![s[3]]);
+        each_store(|st| {
+            let (m, s) = member_log(st);
+            let f = AuditFilter {
+                member: Some("ana".into()),
+                since: Some(t("2026-11-20T09:15:00Z")),
+                ..AuditFilter::default()
+            };
+            assert_eq!(seqs(&m, &f, None), vec![s[5], s[2], s[1]]);
+            let tokens = AuditFilter {
+                action: Some("token.".into()),
+                ..f.clone()
+            };
+            assert_eq!(seqs(&m, &tokens, None), vec![s[2], s[1]]);
+            assert_eq!(seqs(&m, &tokens, Some(s[2])), vec![s[1]]);
+            let denied = AuditFilter {
+                decision: Some(Decision::Deny),
+                ..tokens.clone()
+            };
+            assert_eq!(seqs(&m, &denied, None), vec![s[1]]);
+            let early = AuditFilter {
+                until: Some(t("2026-11-20T10:00:00Z")),
+                ..tokens
+            };
+            assert!(seqs(&m, &early, None).is_empty());
+            let bob = AuditFilter {
+                member: Some("bob".into()),
+                ..f
+            };
+            assert_eq!(seqs(&m, &bob, None), vec![s[3]]);
+        });
     }
 
     #[test]
     fn the_member_filter_uses_its_indexes() {
-        let dir = tempfile::tempdir().unwrap();
-        let m = open(dir.path());
-        let conn = m.lock().unwrap();
-        let sql = format!(
-            "EXPLAIN QUERY PLAN SELECT body FROM audit_events WHERE {MEMBER_TERMS} \
-             AND seq < ?3 ORDER BY seq DESC LIMIT 10"
-        );
-        let mut stmt = conn.prepare(&sql).unwrap();
-        let plan: Vec<String> = stmt
-            .query_map(rusqlite::params!["x", "x", 10], |r| r.get::<_, String>(3))
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap();
-        let plan = plan.join("\n");
-        assert!(plan.contains("audit_events_by_member_actor"), "{plan}");
-        assert!(plan.contains("audit_events_by_member_principal"), "{plan}");
-        assert!(!plan.contains("SCAN audit_events"), "{plan}");
+        each_store(|st| {
+            let m = st.open();
+            let mut conn = m.lock().unwrap();
+            let plan = conn
+                .auto(|tx| {
+                    let rows = match tx.dialect() {
+                        Dialect::Sqlite => tx.query_map(
+                            &format!(
+                                "EXPLAIN QUERY PLAN SELECT body FROM audit_events \
+                                 WHERE {MEMBER_TERMS} AND seq < ?3 ORDER BY seq DESC LIMIT 10"
+                            ),
+                            params!["x", "x", 10],
+                            |r| r.get::<String>(3),
+                        )?,
+                        Dialect::Postgres => {
+                            // The table is tiny: make a scan look as dear as it is on a big log.
+                            tx.execute_batch("SET enable_seqscan = off")?;
+                            tx.query_map(
+                                &format!(
+                                    "EXPLAIN SELECT body FROM audit_events \
+                                     WHERE {MEMBER_TERMS_POSTGRES} AND seq < ?3 \
+                                     ORDER BY seq DESC LIMIT 10"
+                                ),
+                                params!["x", "x", 10],
+                                |r| r.get::<String>(0),
+                            )?
+                        }
+                    };
+                    Ok(rows.join("\n"))
+                })
+                .unwrap();
+            assert!(plan.contains("audit_events_by_member_actor"), "{plan}");
+            assert!(plan.contains("audit_events_by_member_principal"), "{plan}");
+            assert!(!plan.contains("SCAN audit_events"), "{plan}");
+            assert!(!plan.contains("Seq Scan"), "{plan}");
+        });
     }
 
     #[test]
     fn the_organisation_name_is_kept_audited_and_validated() {
-        let dir = tempfile::tempdir().unwrap();
-        let m = open(dir.path());
-        assert_eq!(m.organisation_name().unwrap(), None);
-        assert_eq!(
-            m.set_organisation_name("  Example Robotics Ltd ").unwrap(),
-            Some("Example Robotics Ltd".into())
-        );
-        assert_eq!(
-            m.organisation_name().unwrap().as_deref(),
-            Some("Example Robotics Ltd")
-        );
-        let head = m.audit_head().unwrap();
-        // Setting the same name again changes nothing and records nothing.
-        m.set_organisation_name("Example Robotics Ltd").unwrap();
-        assert_eq!(m.audit_head().unwrap(), head);
-        let ev = &m.audit_page(&AuditFilter::default(), 1, None).unwrap()[0];
-        assert_eq!(ev.action, "settings.organisation_set");
-        assert!(m.set_organisation_name("two\nlines").is_err());
-        assert!(m.set_organisation_name(&"x".repeat(121)).is_err());
-        assert_eq!(m.set_organisation_name("").unwrap(), None);
-        assert_eq!(m.organisation_name().unwrap(), None);
+        each_store(|st| {
+            let m = st.open();
+            assert_eq!(m.organisation_name().unwrap(), None);
+            assert_eq!(
+                m.set_organisation_name("  Example Robotics Ltd ").unwrap(),
+                Some("Example Robotics Ltd".into())
+            );
+            assert_eq!(
+                m.organisation_name().unwrap().as_deref(),
+                Some("Example Robotics Ltd")
+            );
+            let head = m.audit_head().unwrap();
+            // Setting the same name again changes nothing and records nothing.
+            m.set_organisation_name("Example Robotics Ltd").unwrap();
+            assert_eq!(m.audit_head().unwrap(), head);
+            let ev = &m.audit_page(&AuditFilter::default(), 1, None).unwrap()[0];
+            assert_eq!(ev.action, "settings.organisation_set");
+            assert!(m.set_organisation_name("two\nlines").is_err());
+            assert!(m.set_organisation_name(&"x".repeat(121)).is_err());
+            assert_eq!(m.set_organisation_name("").unwrap(), None);
+            assert_eq!(m.organisation_name().unwrap(), None);
+        });
     }
 
     #[test]
     fn no_tokens_are_outstanding_in_a_new_installation() {
-        let dir = tempfile::tempdir().unwrap();
-        let m = open(dir.path());
-        assert!(m.outstanding_tokens(None).unwrap().is_empty());
+        each_store(|st| {
+            let m = st.open();
+            assert!(m.outstanding_tokens(None).unwrap().is_empty());
+        });
     }
 }

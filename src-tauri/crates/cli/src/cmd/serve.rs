@@ -43,6 +43,8 @@ pub struct ServeArgs {
 
 pub fn run(ctx: &mut Ctx, a: ServeArgs) -> CliResult {
     let m = ctx.mandate()?;
+    // Which PostgreSQL database this endpoint serves (never its password); SQLite needs no line.
+    let database = ctx.uses_database().then(|| m.database_description());
     let mut opts = ServeOptions::default();
     if let Some(p) = a.port {
         opts.port = p;
@@ -90,6 +92,9 @@ pub fn run(ctx: &mut Ctx, a: ServeArgs) -> CliResult {
         };
         // One write, so a reader that stops after the first line never breaks the pipe.
         let mut banner = format!("Listening on {}\n", server.url());
+        if let Some(db) = database {
+            banner.push_str(&format!("Database: {db}\n"));
+        }
         if let Some(t) = server.tls() {
             banner.push_str(&format!("Certificate: {}\n", t.cert_path.display()));
             if t.created {

@@ -168,6 +168,17 @@ pub fn run(ctx: &mut Ctx, cmd: ServiceCmd) -> CliResult {
 }
 
 fn install(ctx: &mut Ctx, mgr: Manager, port: Option<u16>) -> CliResult {
+    if ctx.uses_database() {
+        // The definition is a plain file; a database URL often holds a password.
+        return Err(fail(
+            3,
+            "the background service serves this machine's own data folder (SQLite); it does \
+             not take a PostgreSQL database, whose URL would have to be written into the service \
+             definition. Run `mandate service install` without --database or \
+             MANDATE_DATABASE_URL"
+                .into(),
+        ));
+    }
     let s = spec(ctx, port)?;
     let path = definition(mgr, &s)?;
     let write_failed = |e: std::io::Error| {

@@ -4,9 +4,9 @@
 //! events that chain and carry valid batch tags, and an export or a proof starts with a whole
 //! verification and refuses ([`Error::AuditFailed`]) when it fails.
 
+use crate::store::params;
 use chrono::{DateTime, Utc};
 use ed25519_dalek::VerifyingKey;
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 use super::bundle::{self, BundleScope, Header, KeyEntry};
 use super::checkpoint;
@@ -71,15 +71,15 @@ impl Mandate {
     }
 
     fn has_issuer_key(&self) -> Result<bool> {
-        let conn = self.lock()?;
-        Ok(conn
-            .query_row(
-                "SELECT 1 FROM meta WHERE key = 'issuer_kid'",
-                [],
-                |_| Ok(()),
-            )
-            .optional()?
-            .is_some())
+        self.read(|tx| {
+            Ok(tx
+                .query_opt(
+                    "SELECT 1 FROM meta WHERE key = 'issuer_kid'",
+                    params![],
+                    |_| Ok(()),
+                )?
+                .is_some())
+        })
     }
 
     /// Append several events that are not tied to a registry change in one transaction (one
@@ -106,18 +106,15 @@ impl Mandate {
         let trusted = self.audit_trusted_keys()?;
         let tag_key = self.audit_tags().get()?;
         let outside = self.kept_checkpoints()?;
-        let cp = {
-            let mut conn = self.lock()?;
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let now = self.now();
+        let cp = self.lock()?.write(|tx| {
             let guards = checkpoint::Guards {
                 trusted: &trusted,
                 tag_key: tag_key.as_ref(),
                 outside: &outside,
             };
-            let cp = checkpoint::make(&tx, &origin, &key.kid, &key.signing, self.now(), &guards)?;
-            tx.commit()?;
-            cp
-        };
+            checkpoint::make(tx, &origin, &key.kid, key.signer.as_ref(), now, &guards)
+        })?;
         self.keep_checkpoint(&cp)?;
         Ok(cp)
     }
@@ -162,10 +159,8 @@ impl Mandate {
     /// Make a checkpoint if one is due (see [`checkpoint::EVERY_EVENTS`]) and the issuer key
     /// exists. Called after every write; a failure is logged, never returned to the writer.
     pub fn audit_checkpoint_if_due(&self) -> Result<Option<SignedCheckpoint>> {
-        let due = {
-            let conn = self.lock()?;
-            checkpoint::is_due(&conn, self.now())?
-        };
+        let now = self.now();
+        let due = self.read(|tx| checkpoint::is_due(tx, now))?;
         if !due || !self.has_issuer_key()? {
             return Ok(None);
         }
@@ -217,22 +212,25 @@ impl Mandate {
         let origin = self.audit_origin();
         let mut out = Vec::new();
         if self.has_issuer_key()? {
-            out.push(NoteKey::new(
-                &origin,
-                self.issuer_key()?.signing.verifying_key(),
-            ));
+            out.push(NoteKey::new(&origin, self.issuer_key()?.public));
         }
-        let conn = self.lock()?;
-        let mut stmt = conn.prepare(
-            "SELECT r.kid, r.public_key FROM issuer_keys_retired r
-             WHERE EXISTS (SELECT 1 FROM audit_events e WHERE e.action = 'issuer.key_rotated'
-                 AND json_extract(CAST(e.body AS TEXT), '$.details.retired_kid') = r.kid)",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+        let rows = self.read(|tx| {
+            // The retired key a rotation event names, inside the event's hashed body.
+            let named = tx.dialect().pick(
+                "json_extract(CAST(e.body AS TEXT), '$.details.retired_kid')",
+                "mandate_event_json(e.body) #>> '{details,retired_kid}'",
+            );
+            tx.query_map(
+                &format!(
+                    "SELECT r.kid, r.public_key FROM issuer_keys_retired r
+                     WHERE EXISTS (SELECT 1 FROM audit_events e
+                                   WHERE e.action = 'issuer.key_rotated' AND {named} = r.kid)"
+                ),
+                params![],
+                |r| Ok((r.get::<String>(0)?, r.get::<Vec<u8>>(1)?)),
+            )
         })?;
-        for row in rows {
-            let (kid, pk) = row?;
+        for (kid, pk) in rows {
             if let Some(vk) = <[u8; 32]>::try_from(pk.as_slice())
                 .ok()
                 .and_then(|b| VerifyingKey::from_bytes(&b).ok())
@@ -265,15 +263,9 @@ impl Mandate {
             seen_checkpoints: check.seen_checkpoints.clone(),
             tag_key: self.audit_tags().get()?,
         };
-        let report = {
-            let conn = self.lock()?;
-            verify::check_store(&conn, &inputs)?
-        };
+        let report = self.read(|tx| verify::check_store(tx, &inputs))?;
         if report.ok() {
-            let newest = {
-                let conn = self.lock()?;
-                checkpoint::all(&conn)?.pop()
-            };
+            let newest = self.read(checkpoint::all)?.pop();
             if let Some(c) = newest
                 && let Ok(cp) = SignedCheckpoint::parse(&c.note)
             {
@@ -309,10 +301,11 @@ impl Mandate {
         let n = cp.checkpoint.size;
         let agent = match &sel.agent {
             Some(a) => Some(self.agent_id_by_name(a).or_else(|_| {
-                let conn = self.lock()?;
-                let found: Option<String> = conn
-                    .query_row("SELECT id FROM agents WHERE id = ?1", [a], |r| r.get(0))
-                    .optional()?;
+                let found: Option<String> = self.read(|tx| {
+                    tx.query_opt("SELECT id FROM agents WHERE id = ?1", params![a], |r| {
+                        r.get(0)
+                    })
+                })?;
                 found
                     .map(crate::model::AgentId)
                     .ok_or_else(|| Error::not_found("agent", a.clone()))
@@ -320,15 +313,13 @@ impl Mandate {
             None => None,
         };
         let agent_name = match &agent {
-            Some(id) => {
-                let conn = self.lock()?;
-                conn.query_row(
+            Some(id) => self.read(|tx| {
+                tx.query_opt(
                     "SELECT name FROM agents WHERE id = ?1",
-                    [id.as_str()],
-                    |r| r.get::<_, String>(0),
+                    params![id.as_str()],
+                    |r| r.get::<String>(0),
                 )
-                .optional()?
-            }
+            })?,
             None => None,
         };
         let scope = if sel.is_full() {
@@ -342,10 +333,11 @@ impl Mandate {
             }
         };
         let generated = self.now();
-        let conn = self.lock()?;
-        let stored = checkpoint::all(&conn)?;
+        let mut conn = self.lock()?;
+        let (w, events) = conn.auto(|tx| -> Result<_> {
+        let stored = checkpoint::all(tx)?;
         let stored: Vec<_> = stored.into_iter().filter(|c| c.size <= n).collect();
-        let mut keys_seen: Vec<VerifyingKey> = vec![key.signing.verifying_key()];
+        let mut keys_seen: Vec<VerifyingKey> = vec![key.public];
         for c in &stored {
             if !keys_seen.contains(&c.public_key) {
                 keys_seen.push(c.public_key);
@@ -370,10 +362,8 @@ impl Mandate {
             w.checkpoint(&c.note);
         }
         let mut events = Vec::new();
-        let mut stmt = conn.prepare(
-            "SELECT seq, body, hash, time, agent_id FROM audit_events WHERE seq <= ?1 ORDER BY seq",
-        )?;
-        let mut rows = stmt.query([n as i64])?;
+        const ROWS: &str =
+            "SELECT seq, body, hash, time, agent_id FROM audit_events WHERE seq <= ?1 ORDER BY seq";
         let until = sel.until.map(format_time);
         let since = sel.since.map(format_time);
         let wanted = |time: &str, agent_id: Option<&str>| {
@@ -386,13 +376,11 @@ impl Mandate {
         };
         let step = (n / 100).max(1);
         if sel.is_full() {
-            while let Some(r) = rows.next()? {
-                let seq = r.get::<_, i64>(0)? as u64;
-                let body = r.get_ref(1)?.as_blob().map_err(blob_err)?;
+            tx.query_each(ROWS, params![n as i64], |r| {
+                let seq = r.get::<i64>(0)? as u64;
+                let body = r.get_blob(1)?;
                 let hash: Hash = r
-                    .get_ref(2)?
-                    .as_blob()
-                    .map_err(blob_err)?
+                    .get_blob(2)?
                     .try_into()
                     .map_err(|_| Error::Storage("an audit hash has the wrong length".into()))?;
                 w.event(body, Some(&hash), None);
@@ -400,24 +388,26 @@ impl Mandate {
                 if seq.is_multiple_of(step) {
                     progress(seq, n);
                 }
-            }
+                Ok(())
+            })?;
         } else {
             // Proofs need the whole tree; only the selected events are written.
             let mut leaves = Vec::with_capacity(n as usize);
             let mut selected: Vec<(u64, Vec<u8>)> = Vec::new();
-            while let Some(r) = rows.next()? {
-                let seq = r.get::<_, i64>(0)? as u64;
-                let body = r.get_ref(1)?.as_blob().map_err(blob_err)?;
+            tx.query_each(ROWS, params![n as i64], |r| {
+                let seq = r.get::<i64>(0)? as u64;
+                let body = r.get_blob(1)?;
                 leaves.push(leaf_hash(body));
-                let time: String = r.get(3)?;
+                let time = r.get_str(3)?;
                 let agent_id: Option<String> = r.get(4)?;
-                if wanted(&time, agent_id.as_deref()) {
+                if wanted(time, agent_id.as_deref()) {
                     selected.push((seq, body.to_vec()));
                 }
                 if seq.is_multiple_of(step) {
                     progress(seq, n * 2);
                 }
-            }
+                Ok(())
+            })?;
             let tree = Tree::from_leaves(leaves);
             for c in &stored {
                 if c.size < n {
@@ -437,14 +427,14 @@ impl Mandate {
             }
             progress(n * 2, n * 2);
         }
-        drop(rows);
-        drop(stmt);
+        Ok((w, events))
+        })?;
         drop(conn);
-        let bytes = w.finish(n, &origin, &key.signing);
+        let bytes = w.finish_with(n, &origin, key.signer.as_ref())?;
         Ok(Export {
             bundle: bytes,
             checkpoint: cp,
-            key_fingerprint: keys::fingerprint(&key.signing.verifying_key()),
+            key_fingerprint: keys::fingerprint(&key.public),
             events,
             generated,
             scope,
@@ -465,14 +455,17 @@ impl Mandate {
         })?;
         let cp = self.audit_checkpoint()?;
         let (m, n) = (old.checkpoint.size, cp.checkpoint.size);
-        let conn = self.lock()?;
-        let mut stmt =
-            conn.prepare("SELECT body FROM audit_events WHERE seq <= ?1 ORDER BY seq")?;
-        let mut rows = stmt.query(params![n as i64])?;
         let mut leaves = Vec::with_capacity(n as usize);
-        while let Some(r) = rows.next()? {
-            leaves.push(leaf_hash(r.get_ref(0)?.as_blob().map_err(blob_err)?));
-        }
+        self.read(|tx| {
+            tx.query_each(
+                "SELECT body FROM audit_events WHERE seq <= ?1 ORDER BY seq",
+                params![n as i64],
+                |r| {
+                    leaves.push(leaf_hash(r.get_blob(0)?));
+                    Ok(())
+                },
+            )
+        })?;
         let tree = Tree::from_leaves(leaves);
         // The events read now are the ones both checkpoints signed.
         let changed = || {
@@ -493,8 +486,4 @@ impl Mandate {
 fn parse_event(body: &[u8]) -> Result<AuditEvent> {
     serde_json::from_slice(body)
         .map_err(|e| Error::Storage(format!("an audit event is unreadable: {e}")))
-}
-
-fn blob_err(e: rusqlite::types::FromSqlError) -> Error {
-    Error::Storage(format!("an audit row is damaged ({e})"))
 }

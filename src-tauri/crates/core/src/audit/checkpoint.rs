@@ -22,9 +22,11 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+use crate::store::{Tx, ValueRef, params};
 use chrono::{DateTime, Duration, Utc};
-use ed25519_dalek::{SigningKey, VerifyingKey};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use ed25519_dalek::VerifyingKey;
+
+use crate::vault::Ed25519Signer;
 
 use super::merkle::{Frontier, Hash, leaf_hash};
 use super::note::{Checkpoint, NoteKey, SignedCheckpoint};
@@ -85,14 +87,12 @@ pub struct StoredCheckpoint {
 }
 
 /// Size and time of the newest checkpoint, if any.
-pub(crate) fn newest(conn: &Connection) -> Result<Option<(u64, DateTime<Utc>)>> {
-    let row: Option<(i64, String)> = conn
-        .query_row(
-            "SELECT size, time FROM audit_checkpoints ORDER BY size DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
+pub(crate) fn newest(conn: &Tx<'_>) -> Result<Option<(u64, DateTime<Utc>)>> {
+    let row: Option<(i64, String)> = conn.query_opt(
+        "SELECT size, time FROM audit_checkpoints ORDER BY size DESC LIMIT 1",
+        params![],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     match row {
         None => Ok(None),
         Some((size, time)) => Ok(Some((size as u64, parse_time(&time)?))),
@@ -106,23 +106,22 @@ fn parse_time(s: &str) -> Result<DateTime<Utc>> {
 }
 
 /// Number of events in the log.
-pub(crate) fn log_size(conn: &Connection) -> Result<u64> {
-    let n: Option<i64> = conn.query_row("SELECT max(seq) FROM audit_events", [], |r| r.get(0))?;
+pub(crate) fn log_size(conn: &Tx<'_>) -> Result<u64> {
+    let n: Option<i64> =
+        conn.query_row("SELECT max(seq) FROM audit_events", params![], |r| r.get(0))?;
     Ok(n.unwrap_or(0) as u64)
 }
 
 /// Whether a checkpoint is due at `now`.
-pub(crate) fn is_due(conn: &Connection, now: DateTime<Utc>) -> Result<bool> {
+pub(crate) fn is_due(conn: &Tx<'_>, now: DateTime<Utc>) -> Result<bool> {
     let size = log_size(conn)?;
     Ok(match newest(conn)? {
         None => {
-            let first: Option<String> = conn
-                .query_row(
-                    "SELECT time FROM audit_events ORDER BY seq LIMIT 1",
-                    [],
-                    |r| r.get(0),
-                )
-                .optional()?;
+            let first: Option<String> = conn.query_opt(
+                "SELECT time FROM audit_events ORDER BY seq LIMIT 1",
+                params![],
+                |r| r.get(0),
+            )?;
             match first {
                 None => false,
                 Some(t) => {
@@ -138,20 +137,21 @@ pub(crate) fn is_due(conn: &Connection, now: DateTime<Utc>) -> Result<bool> {
 }
 
 /// Every stored checkpoint, smallest first.
-pub fn all(conn: &Connection) -> Result<Vec<StoredCheckpoint>> {
-    let mut stmt =
-        conn.prepare("SELECT size, kid, public_key, note FROM audit_checkpoints ORDER BY size")?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, Vec<u8>>(2)?,
-            r.get::<_, String>(3)?,
-        ))
-    })?;
+pub fn all(conn: &Tx<'_>) -> Result<Vec<StoredCheckpoint>> {
+    let rows = conn.query_map(
+        "SELECT size, kid, public_key, note FROM audit_checkpoints ORDER BY size",
+        params![],
+        |r| {
+            Ok((
+                r.get::<i64>(0)?,
+                r.get::<String>(1)?,
+                r.get::<Vec<u8>>(2)?,
+                r.get::<String>(3)?,
+            ))
+        },
+    )?;
     let mut out = Vec::new();
-    for row in rows {
-        let (size, kid, pk, note) = row?;
+    for (size, kid, pk, note) in rows {
         let public_key = <[u8; 32]>::try_from(pk.as_slice())
             .ok()
             .and_then(|b| VerifyingKey::from_bytes(&b).ok())
@@ -190,10 +190,10 @@ fn refuse(why: String) -> Error {
 /// previous checkpoint's stored state does not match its signed note, or an event since it
 /// does not chain or is not covered by a valid batch tag (forged).
 pub(crate) fn make(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     origin: &str,
     kid: &str,
-    key: &SigningKey,
+    key: &dyn Ed25519Signer,
     now: DateTime<Utc>,
     guards: &Guards<'_>,
 ) -> Result<SignedCheckpoint> {
@@ -204,13 +204,11 @@ pub(crate) fn make(
         if kept.checkpoint.origin != origin {
             continue;
         }
-        let stored: Option<String> = tx
-            .query_row(
-                "SELECT note FROM audit_checkpoints WHERE size = ?1",
-                [kept.checkpoint.size as i64],
-                |r| r.get(0),
-            )
-            .optional()?;
+        let stored: Option<String> = tx.query_opt(
+            "SELECT note FROM audit_checkpoints WHERE size = ?1",
+            params![kept.checkpoint.size as i64],
+            |r| r.get(0),
+        )?;
         if stored.as_deref() != Some(text.as_str()) {
             return Err(refuse(format!(
                 "the database no longer holds {source} (of {} events, signed {}): it was rolled \
@@ -219,13 +217,11 @@ pub(crate) fn make(
             )));
         }
     }
-    let prev: Option<(i64, Vec<u8>, Vec<u8>, String)> = tx
-        .query_row(
-            "SELECT size, head, frontier, note FROM audit_checkpoints ORDER BY size DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
-        .optional()?;
+    let prev: Option<(i64, Vec<u8>, Vec<u8>, String)> = tx.query_opt(
+        "SELECT size, head, frontier, note FROM audit_checkpoints ORDER BY size DESC LIMIT 1",
+        params![],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )?;
     let size = log_size(tx)?;
     let (mut frontier, mut head) = match &prev {
         Some((s, _, _, note)) if *s as u64 == size => {
@@ -260,42 +256,32 @@ pub(crate) fn make(
         )));
     }
     let mut tiling = guards.tag_key.map(|k| Tiling::new(k.clone()));
-    let mut stmt = tx.prepare(
+    tx.query_each(
         "SELECT seq, body, hash, tag_from, tag FROM audit_events WHERE seq > ?1 ORDER BY seq",
+        params![frontier.size() as i64],
+        |r| {
+            let seq = r.get::<i64>(0)? as u64;
+            let stored: Hash = r.get_blob(2)?.try_into().unwrap_or([0xff; 32]);
+            let expected = frontier.size() + 1;
+            let leaf = leaf_hash(r.get_blob(1)?);
+            let computed = chain_link(&head, &leaf);
+            if seq != expected || computed != stored {
+                return Err(refuse(format!(
+                    "the audit log is damaged at event #{expected}, so no checkpoint was signed"
+                )));
+            }
+            if let Some(t) = &mut tiling {
+                let tag = match (r.get_ref(3)?, r.get_ref(4)?) {
+                    (ValueRef::Int(from), ValueRef::Blob(tag)) => Some((from.max(0) as u64, tag)),
+                    _ => None,
+                };
+                t.event(seq, &stored, tag, false);
+            }
+            head = computed;
+            frontier.push(leaf);
+            Ok(())
+        },
     )?;
-    let mut rows = stmt.query([frontier.size() as i64])?;
-    while let Some(r) = rows.next()? {
-        let seq = r.get::<_, i64>(0)? as u64;
-        let body = r.get_ref(1)?.as_blob().unwrap_or_default();
-        let stored: Hash = r
-            .get_ref(2)?
-            .as_blob()
-            .unwrap_or_default()
-            .try_into()
-            .unwrap_or([0xff; 32]);
-        let expected = frontier.size() + 1;
-        let leaf = leaf_hash(body);
-        let computed = chain_link(&head, &leaf);
-        if seq != expected || computed != stored {
-            return Err(refuse(format!(
-                "the audit log is damaged at event #{expected}, so no checkpoint was signed"
-            )));
-        }
-        if let Some(t) = &mut tiling {
-            let tag = match (
-                r.get_ref(3)?.as_i64_or_null(),
-                r.get_ref(4)?.as_blob_or_null(),
-            ) {
-                (Ok(Some(from)), Ok(Some(tag))) => Some((from.max(0) as u64, tag)),
-                _ => None,
-            };
-            t.event(seq, &stored, tag, false);
-        }
-        head = computed;
-        frontier.push(leaf);
-    }
-    drop(rows);
-    drop(stmt);
     if let Some((first, last)) = tiling.and_then(|t| t.finish().into_iter().next()) {
         return Err(refuse(super::tag::gap_message(first, last)));
     }
@@ -306,18 +292,18 @@ pub(crate) fn make(
         chain_head: head,
         time: format_time(now),
     };
-    let note = cp.sign(origin, key);
+    let note = cp.try_sign(origin, key)?;
     tx.execute(
-        "INSERT OR IGNORE INTO audit_checkpoints
+        "INSERT INTO audit_checkpoints
          (size, time, root, head, kid, public_key, note, frontier)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
         params![
             size as i64,
             cp.time,
             cp.root.as_slice(),
             cp.chain_head.as_slice(),
             kid,
-            key.verifying_key().as_bytes().as_slice(),
+            key.public_key().as_bytes().as_slice(),
             note,
             frontier.to_bytes()
         ],

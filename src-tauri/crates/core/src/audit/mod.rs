@@ -32,8 +32,8 @@ pub mod syslog;
 pub mod tag;
 pub mod verify;
 
+use crate::store::{Tx, params};
 use chrono::{DateTime, SecondsFormat, Utc};
-use rusqlite::{OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -340,11 +340,12 @@ fn check_details(v: &serde_json::Value) -> Result<()> {
 
 /// Append an event inside the caller's transaction. The transaction must have been started
 /// with `BEGIN IMMEDIATE` (the chain reads the previous hash).
-pub fn append(tx: &Transaction<'_>, now: DateTime<Utc>, ev: NewEvent) -> Result<AuditEvent> {
-    let last: Option<(i64, Vec<u8>)> = tx
-        .prepare_cached("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")?
-        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
+pub fn append(tx: &Tx<'_>, now: DateTime<Utc>, ev: NewEvent) -> Result<AuditEvent> {
+    let last: Option<(i64, Vec<u8>)> = tx.query_opt(
+        "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1",
+        params![],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     let (seq, prev) = match last {
         Some((s, h)) => {
             let prev: [u8; 32] = h
@@ -371,19 +372,19 @@ pub fn append(tx: &Transaction<'_>, now: DateTime<Utc>, ev: NewEvent) -> Result<
     };
     let canonical = canonical_bytes(&event)?;
     let hash = chain_hash(&prev, &canonical);
-    tx.prepare_cached(
+    tx.execute(
         "INSERT INTO audit_events (seq, time, agent_id, action, decision, body, hash)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![
-        seq as i64,
-        event.time,
-        ev.agent_id,
-        event.action,
-        event.decision.as_str(),
-        canonical,
-        hash.as_slice()
-    ])?;
+        params![
+            seq as i64,
+            event.time,
+            ev.agent_id,
+            event.action,
+            event.decision.as_str(),
+            canonical,
+            hash.as_slice()
+        ],
+    )?;
     Ok(event)
 }
 
@@ -413,7 +414,7 @@ impl ChainReport {
 
 /// Recompute every hash link in the store and report the first inconsistency. Checkpoints
 /// are not looked at: see [`Mandate::verify_audit`](crate::Mandate::verify_audit) for that.
-pub fn verify_store(conn: &rusqlite::Connection) -> Result<ChainReport> {
+pub fn verify_store(conn: &Tx<'_>) -> Result<ChainReport> {
     let inputs = verify::StoreInputs::default();
     let r = verify::check_store(conn, &inputs)?;
     let first = r.problems.iter().find(|p| {
@@ -437,23 +438,21 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// Read events, newest first, optionally for one agent.
 pub fn list(
-    conn: &rusqlite::Connection,
+    conn: &Tx<'_>,
     agent_id: Option<&str>,
     limit: u32,
     before_seq: Option<u64>,
 ) -> Result<Vec<AuditEvent>> {
-    let mut stmt = conn.prepare(
+    let rows = conn.query_map(
         "SELECT body FROM audit_events
-         WHERE (?1 IS NULL OR agent_id = ?1) AND (?2 IS NULL OR seq < ?2)
+         WHERE (CAST(?1 AS TEXT) IS NULL OR agent_id = ?1)
+           AND (CAST(?2 AS BIGINT) IS NULL OR seq < ?2)
          ORDER BY seq DESC LIMIT ?3",
-    )?;
-    let rows = stmt.query_map(
         params![agent_id, before_seq.map(|s| s as i64), limit as i64],
-        |r| r.get::<_, Vec<u8>>(0),
+        |r| r.get::<Vec<u8>>(0),
     )?;
     let mut out = Vec::new();
     for body in rows {
-        let body = body?;
         out.push(
             serde_json::from_slice(&body)
                 .map_err(|e| Error::Storage(format!("an audit event is unreadable: {e}")))?,

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use rusqlite::{OptionalExtension, params};
+use crate::store::params;
 use rustls_pki_types::pem::PemObject as _;
 
 use super::{AuditEvent, Decision, ocsf};
@@ -173,19 +173,19 @@ fn connect(t: &SyslogTarget) -> std::result::Result<Box<dyn Conn>, String> {
 
 impl Mandate {
     fn stream_cursor(&self, dest: &str) -> Result<u64> {
-        let conn = self.lock()?;
-        let v: Option<i64> = conn
-            .query_row(
-                "SELECT last_seq FROM audit_stream_cursors WHERE destination = ?1",
-                [dest],
-                |r| r.get(0),
-            )
-            .optional()?;
+        let mut guard = self.lock()?;
+        let conn = guard.tx()?;
+        let v: Option<i64> = conn.query_opt(
+            "SELECT last_seq FROM audit_stream_cursors WHERE destination = ?1",
+            params![dest],
+            |r| r.get(0),
+        )?;
         Ok(v.unwrap_or(0) as u64)
     }
 
     fn set_stream_cursor(&self, dest: &str, seq: u64) -> Result<()> {
-        let conn = self.lock()?;
+        let mut guard = self.lock()?;
+        let conn = guard.tx()?;
         conn.execute(
             "INSERT INTO audit_stream_cursors (destination, last_seq) VALUES (?1, ?2)
              ON CONFLICT (destination) DO UPDATE SET last_seq = excluded.last_seq",
@@ -195,16 +195,17 @@ impl Mandate {
     }
 
     fn events_after(&self, seq: u64, limit: u32) -> Result<Vec<AuditEvent>> {
-        let conn = self.lock()?;
-        let mut stmt = conn
-            .prepare_cached("SELECT body FROM audit_events WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
-        let rows = stmt.query_map(params![seq as i64, limit as i64], |r| {
-            r.get::<_, Vec<u8>>(0)
-        })?;
+        let mut guard = self.lock()?;
+        let conn = guard.tx()?;
+        let rows = conn.query_map(
+            "SELECT body FROM audit_events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            params![seq as i64, limit as i64],
+            |r| r.get::<Vec<u8>>(0),
+        )?;
         let mut out = Vec::new();
         for b in rows {
             out.push(
-                serde_json::from_slice(&b?)
+                serde_json::from_slice(&b)
                     .map_err(|e| Error::Storage(format!("an audit event is unreadable: {e}")))?,
             );
         }

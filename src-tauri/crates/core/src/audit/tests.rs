@@ -873,7 +873,7 @@ fn a_bundle_with_a_checkpoint_from_another_key_fails_and_pinning_a_key_works() {
     );
 
     // Pinning the right key passes; pinning another fails.
-    let fp = crate::keys::fingerprint(&f.m.issuer_key().unwrap().signing.verifying_key());
+    let fp = crate::keys::fingerprint(&f.m.issuer_key().unwrap().public);
     let ok = check_bundle(
         &b,
         &BundleOptions {
@@ -946,7 +946,11 @@ fn an_agent_excerpt_verifies_by_inclusion_proofs_and_an_edit_is_named() {
                     chain_head: [0; 32],
                     time: "2026-11-01T10:00:00.000000Z".into(),
                 }
-                .sign(&f.m.audit_origin(), &f.m.issuer_key().unwrap().signing),
+                .try_sign(
+                    &f.m.audit_origin(),
+                    f.m.issuer_key().unwrap().signer.as_ref(),
+                )
+                .unwrap(),
             ],
             ..Default::default()
         },

@@ -25,6 +25,7 @@ use super::tag::{self, TagKey, Tiling};
 use super::{GENESIS, chain_link, hex};
 use crate::error::Result;
 use crate::keys;
+use crate::store::{Tx, params};
 
 /// What kind of problem verification found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -884,7 +885,7 @@ const KEYCHAIN_SOURCE: &str = "the checkpoint kept in the OS keychain";
 
 /// Verify the live store: every event and its batch tag, every stored checkpoint, the copies
 /// of the newest checkpoint kept outside the database, and the reader's own checkpoints.
-pub fn check_store(conn: &rusqlite::Connection, inputs: &StoreInputs) -> Result<VerifyReport> {
+pub fn check_store(conn: &Tx<'_>, inputs: &StoreInputs) -> Result<VerifyReport> {
     let mut report = VerifyReport::new("store", &inputs.origin);
     let trusted = if inputs.pinned_keys.is_empty() {
         inputs.trusted.clone()
@@ -955,42 +956,54 @@ pub fn check_store(conn: &rusqlite::Connection, inputs: &StoreInputs) -> Result<
     let mut walk = Walk::new(&mut report, anchors);
     walk.tiling = inputs.tag_key.clone().map(Tiling::new);
     let mut tagged = false;
-    let mut stmt = conn.prepare(
+    conn.query_each(
         "SELECT seq, body, hash, time, action, decision, agent_id, tag_from, tag
          FROM audit_events ORDER BY seq",
+        params![],
+        |r| {
+            use crate::store::ValueRef;
+            let seq = r.get::<i64>(0)?;
+            let blob = |i: usize| -> Result<&[u8]> {
+                Ok(match r.get_ref(i)? {
+                    ValueRef::Blob(b) => b,
+                    _ => &[],
+                })
+            };
+            let body = blob(1)?;
+            let stored_hash: Hash = blob(2)?.try_into().unwrap_or([0xff; 32]);
+            let text = |i: usize| -> Result<&str> {
+                Ok(match r.get_ref(i)? {
+                    ValueRef::Text(t) => t,
+                    _ => "<not text>",
+                })
+            };
+            let columns = Columns {
+                time: text(3)?,
+                action: text(4)?,
+                decision: text(5)?,
+                agent_id: match r.get_ref(6)? {
+                    ValueRef::Null => None,
+                    ValueRef::Text(t) => Some(t),
+                    _ => Some("<not text>"),
+                },
+            };
+            let tag = match (r.get_ref(7)?, r.get_ref(8)?) {
+                (ValueRef::Int(from), ValueRef::Blob(tag)) => Some((from.max(0) as u64, tag)),
+                _ => None,
+            };
+            tagged |= tag.is_some();
+            if seq < 1 {
+                walk.flag(
+                    ProblemKind::Inserted,
+                    0,
+                    format!("a row with position {seq} was inserted (positions start at 1)"),
+                );
+                return Ok(());
+            }
+            walk.event(seq as u64, body, &stored_hash, Some(&columns), tag);
+            Ok(())
+        },
     )?;
-    let mut rows = stmt.query([])?;
-    while let Some(r) = rows.next()? {
-        let seq = r.get::<_, i64>(0)?;
-        let body = r.get_ref(1)?.as_blob().unwrap_or_default();
-        let hash_raw = r.get_ref(2)?.as_blob().unwrap_or_default();
-        let stored_hash: Hash = hash_raw.try_into().unwrap_or([0xff; 32]);
-        let text =
-            |i: usize| -> Result<&str> { Ok(r.get_ref(i)?.as_str().unwrap_or("<not text>")) };
-        let columns = Columns {
-            time: text(3)?,
-            action: text(4)?,
-            decision: text(5)?,
-            agent_id: r.get_ref(6)?.as_str_or_null().unwrap_or(Some("<not text>")),
-        };
-        let tag = match (
-            r.get_ref(7)?.as_i64_or_null(),
-            r.get_ref(8)?.as_blob_or_null(),
-        ) {
-            (Ok(Some(from)), Ok(Some(tag))) => Some((from.max(0) as u64, tag)),
-            _ => None,
-        };
-        tagged |= tag.is_some();
-        if seq < 1 {
-            walk.flag(
-                ProblemKind::Inserted,
-                0,
-                format!("a row with position {seq} was inserted (positions start at 1)"),
-            );
-            continue;
-        }
-        walk.event(seq as u64, body, &stored_hash, Some(&columns), tag);
-    }
     walk.finish();
     if inputs.tag_key.is_none() {
         if tagged {

@@ -11,8 +11,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::store::{Tx, params};
 use chrono::{DateTime, Utc};
-use rusqlite::{OptionalExtension, Transaction, params};
 use serde::Serialize;
 use serde_json::json;
 
@@ -119,22 +119,22 @@ fn opt_u32(v: Option<i64>) -> Option<u32> {
 }
 
 /// Load a connection's settings inside any transaction.
-pub(crate) fn load(conn: &rusqlite::Connection, c: &Connection) -> Result<BrokerConfig> {
-    let row: Option<SettingsRow> = conn
-        .query_row(
-            "SELECT auth, preset, rate_per_minute, daily_budget FROM broker_connections
+pub(crate) fn load(conn: &Tx<'_>, c: &Connection) -> Result<BrokerConfig> {
+    let row: Option<SettingsRow> = conn.query_opt(
+        "SELECT auth, preset, rate_per_minute, daily_budget FROM broker_connections
              WHERE connection_id = ?1",
-            [c.id.as_str()],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
-        .optional()?;
-    let (auth, preset, rate, budget) = row.unwrap_or(("bearer".into(), None, None, None));
-    let mut stmt = conn.prepare_cached(
-        "SELECT action, cost, essential FROM broker_actions WHERE connection_id = ?1",
+        params![c.id.as_str()],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
     )?;
-    let policies: BTreeMap<String, (i64, bool)> = stmt
-        .query_map([c.id.as_str()], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?
-        .collect::<rusqlite::Result<_>>()?;
+    let (auth, preset, rate, budget) = row.unwrap_or(("bearer".into(), None, None, None));
+    let policies: BTreeMap<String, (i64, bool)> = conn
+        .query_map(
+            "SELECT action, cost, essential FROM broker_actions WHERE connection_id = ?1",
+            params![c.id.as_str()],
+            |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))),
+        )?
+        .into_iter()
+        .collect();
     let actions = c
         .actions
         .iter()
@@ -193,7 +193,7 @@ fn check_action_names(actions: &[ConnectionAction], names: &[&str]) -> Result<()
 
 /// Write the settings row and action policies.
 pub(crate) fn write_settings(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     connection_id: &str,
     auth: &CredentialPlacement,
     preset: Option<&str>,
@@ -217,7 +217,7 @@ pub(crate) fn write_settings(
 }
 
 pub(crate) fn write_policy(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     connection_id: &str,
     action: &str,
     cost: Option<u32>,
@@ -227,7 +227,8 @@ pub(crate) fn write_policy(
         "INSERT INTO broker_actions (connection_id, action, cost, essential)
          VALUES (?1, ?2, coalesce(?3, 1), coalesce(?4, 0))
          ON CONFLICT (connection_id, action) DO UPDATE SET
-             cost = coalesce(?3, cost), essential = coalesce(?4, essential)",
+             cost = coalesce(?3, broker_actions.cost),
+             essential = coalesce(?4, broker_actions.essential)",
         params![connection_id, action, cost, essential],
     )?;
     Ok(())
@@ -298,7 +299,8 @@ impl Mandate {
     /// A connection's broker settings (defaults when none were set).
     pub fn broker_config(&self, connection: &str) -> Result<BrokerConfig> {
         let c = self.get_connection(connection)?;
-        let conn = self.lock()?;
+        let mut guard = self.lock()?;
+        let conn = guard.tx()?;
         load(&conn, &c)
     }
 
@@ -354,13 +356,8 @@ impl Mandate {
             let before = load(tx, &c)?;
             for r in &removed {
                 let scope = format!("{cname}:{r}");
-                let mut stmt = tx.prepare(
-                    "SELECT a.name FROM agent_scopes s JOIN agents a ON a.id = s.agent_id
-                     WHERE s.scope = ?1 ORDER BY a.name",
-                )?;
-                let holders: Vec<String> = stmt
-                    .query_map([&scope], |r| r.get(0))?
-                    .collect::<rusqlite::Result<_>>()?;
+                let holders: Vec<String> = tx.query_map("SELECT a.name FROM agent_scopes s JOIN agents a ON a.id = s.agent_id
+                     WHERE s.scope = ?1 ORDER BY a.name", params![&scope], |r| r.get(0))?;
                 if !holders.is_empty() {
                     return Err(Error::Conflict(format!(
                         "{} hold the scope {scope}; remove it from them first (`mandate agent \
@@ -439,7 +436,8 @@ impl Mandate {
         let mut out = Vec::new();
         for n in names {
             let c = self.get_connection(n)?;
-            let conn = self.lock()?;
+            let mut guard = self.lock()?;
+            let conn = guard.tx()?;
             let cfg = load(&conn, &c)?;
             let (used, calls, denied) = usage_row(&conn, a.id.as_str(), c.id.as_str(), &day)?;
             out.push(BudgetUsage {
@@ -459,19 +457,17 @@ impl Mandate {
 
 /// `(units, calls, denied)` of an agent on a connection on `day`.
 pub(crate) fn usage_row(
-    conn: &rusqlite::Connection,
+    conn: &Tx<'_>,
     agent_id: &str,
     connection_id: &str,
     day: &str,
 ) -> Result<(u64, u64, u64)> {
-    let row: Option<(i64, i64, i64)> = conn
-        .query_row(
-            "SELECT units, calls, denied FROM broker_usage
+    let row: Option<(i64, i64, i64)> = conn.query_opt(
+        "SELECT units, calls, denied FROM broker_usage
              WHERE agent_id = ?1 AND connection_id = ?2 AND day = ?3",
-            params![agent_id, connection_id, day],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()?;
+        params![agent_id, connection_id, day],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
     let (u, c, d) = row.unwrap_or((0, 0, 0));
     Ok((u.max(0) as u64, c.max(0) as u64, d.max(0) as u64))
 }

@@ -27,6 +27,7 @@ use crate::model::{Agent, AgentStatus, Connection};
 use crate::oauth::TokenService;
 use crate::oauth::resource::{self, ResourceToken, ResourceTokenError};
 use crate::secret::Sensitive;
+use crate::store::{Tx, params};
 
 /// What the adapter read from the request.
 #[derive(Debug)]
@@ -362,11 +363,7 @@ impl Broker {
             }
         };
         let cfg = {
-            let conn = match m.lock() {
-                Ok(c) => c,
-                Err(_) => return Err(Denial::unavailable()),
-            };
-            match config::load(&conn, &connection) {
+            match m.read(|tx| config::load(tx, &connection)) {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::error!(error = %e, "the broker could not read its settings");
@@ -580,7 +577,7 @@ impl Broker {
 
 /// Count a call (`units` reserved) or a refusal on the agent's row for `day`.
 pub(crate) fn bump(
-    tx: &rusqlite::Connection,
+    tx: &Tx<'_>,
     agent_id: &str,
     connection_id: &str,
     day: &str,
@@ -591,8 +588,9 @@ pub(crate) fn bump(
         "INSERT INTO broker_usage (agent_id, connection_id, day, units, calls, denied)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT (agent_id, connection_id, day) DO UPDATE SET
-             units = units + ?4, calls = calls + ?5, denied = denied + ?6",
-        rusqlite::params![
+             units = broker_usage.units + ?4, calls = broker_usage.calls + ?5,
+             denied = broker_usage.denied + ?6",
+        params![
             agent_id,
             connection_id,
             day,

@@ -200,6 +200,7 @@ mod tests {
 
     use super::*;
     use crate::oauth::{EndpointConfig, HttpContext};
+    use crate::store::testing::each_store;
     use crate::{KeyChoice, Mandate, NewAgent};
 
     const ISSUER: &str = "http://127.0.0.1:6263";
@@ -257,95 +258,97 @@ mod tests {
 
     #[test]
     fn the_url_goes_only_to_a_token_with_the_connect_scope_and_each_hand_over_is_audited() {
-        let d = tempfile::tempdir().unwrap();
-        let m = Arc::new(crate::open_for_test(d.path()));
-        let url = format!(
-            "postgres://report:{}@db.internal:5432/warehouse",
-            "w4re".repeat(4)
-        );
-        m.add_member("founder", None).unwrap();
-        m.add_database_connection("warehouse", Some("WAREHOUSE_URL"), None)
-            .unwrap();
-        m.set_connection_secret("warehouse", Sensitive::new(url.clone()))
-            .unwrap();
-        m.add_preset_connection("github", "github").unwrap();
-        agent(
-            &m,
-            "report-agent",
-            &["warehouse:connect", "github:user.read"],
-        );
-        agent(&m, "other-agent", &["github:user.read"]);
-        let svc = TokenService::new(m.clone(), EndpointConfig::new(ISSUER)).unwrap();
+        each_store(|s| {
+            let m = Arc::new(s.open());
+            let url = format!(
+                "postgres://report:{}@db.internal:5432/warehouse",
+                "w4re".repeat(4)
+            );
+            m.add_member("founder", None).unwrap();
+            m.add_database_connection("warehouse", Some("WAREHOUSE_URL"), None)
+                .unwrap();
+            m.set_connection_secret("warehouse", Sensitive::new(url.clone()))
+                .unwrap();
+            m.add_preset_connection("github", "github").unwrap();
+            agent(
+                &m,
+                "report-agent",
+                &["warehouse:connect", "github:user.read"],
+            );
+            agent(&m, "other-agent", &["github:user.read"]);
+            let svc = TokenService::new(m.clone(), EndpointConfig::new(ISSUER)).unwrap();
 
-        let handed = svc
-            .hand_over_database_urls(&token(&svc, "report-agent", None))
-            .unwrap()
-            .unwrap();
-        assert_eq!(handed.len(), 1);
-        assert_eq!(handed[0].connection, "warehouse");
-        assert_eq!(handed[0].variable, "WAREHOUSE_URL");
-        assert_eq!(handed[0].url.expose(), &url);
-        let ev = &events(&m, "secret.handed_over")[0];
-        assert_eq!(ev.actor.name, "report-agent");
-        assert_eq!(ev.details["variable"], "WAREHOUSE_URL");
-        assert_eq!(ev.target.as_ref().unwrap().name, "warehouse");
-        // Without the scope in the token, nothing is handed over and nothing is recorded.
-        for (who, scope) in [
-            ("other-agent", None),
-            ("report-agent", Some("github:user.read")),
-        ] {
-            let got = svc
-                .hand_over_database_urls(&token(&svc, who, scope))
+            let handed = svc
+                .hand_over_database_urls(&token(&svc, "report-agent", None))
                 .unwrap()
                 .unwrap();
-            assert!(got.is_empty(), "{who}");
-        }
-        assert_eq!(events(&m, "secret.handed_over").len(), 1);
-        // A suspended agent's token: refused and audited.
-        let t = token(&svc, "report-agent", None);
-        m.suspend_agent("report-agent", Some("investigating"))
-            .unwrap();
-        let refused = svc.hand_over_database_urls(&t).unwrap().unwrap_err();
-        assert!(refused.0.contains("not active"), "{refused}");
-        let denied = events(&m, "secret.handover_denied");
-        assert_eq!(denied.len(), 1);
-        assert_eq!(denied[0].decision, Decision::Deny);
-        // A token that is not this endpoint's.
-        let bogus = Sensitive::new("eyJhbGciOiJFZERTQSJ9.e30.c2ln".to_string());
-        assert!(svc.hand_over_database_urls(&bogus).unwrap().is_err());
-        // The URL is nowhere in the trail.
-        let text = serde_json::to_string(&m.audit_events(None, 200, None).unwrap()).unwrap();
-        assert!(!text.contains(&url));
+            assert_eq!(handed.len(), 1);
+            assert_eq!(handed[0].connection, "warehouse");
+            assert_eq!(handed[0].variable, "WAREHOUSE_URL");
+            assert_eq!(handed[0].url.expose(), &url);
+            let ev = &events(&m, "secret.handed_over")[0];
+            assert_eq!(ev.actor.name, "report-agent");
+            assert_eq!(ev.details["variable"], "WAREHOUSE_URL");
+            assert_eq!(ev.target.as_ref().unwrap().name, "warehouse");
+            // Without the scope in the token, nothing is handed over and nothing is recorded.
+            for (who, scope) in [
+                ("other-agent", None),
+                ("report-agent", Some("github:user.read")),
+            ] {
+                let got = svc
+                    .hand_over_database_urls(&token(&svc, who, scope))
+                    .unwrap()
+                    .unwrap();
+                assert!(got.is_empty(), "{who}");
+            }
+            assert_eq!(events(&m, "secret.handed_over").len(), 1);
+            // A suspended agent's token: refused and audited.
+            let t = token(&svc, "report-agent", None);
+            m.suspend_agent("report-agent", Some("investigating"))
+                .unwrap();
+            let refused = svc.hand_over_database_urls(&t).unwrap().unwrap_err();
+            assert!(refused.0.contains("not active"), "{refused}");
+            let denied = events(&m, "secret.handover_denied");
+            assert_eq!(denied.len(), 1);
+            assert_eq!(denied[0].decision, Decision::Deny);
+            // A token that is not this endpoint's.
+            let bogus = Sensitive::new("eyJhbGciOiJFZERTQSJ9.e30.c2ln".to_string());
+            assert!(svc.hand_over_database_urls(&bogus).unwrap().is_err());
+            // The URL is nowhere in the trail.
+            let text = serde_json::to_string(&m.audit_events(None, 200, None).unwrap()).unwrap();
+            assert!(!text.contains(&url));
+        });
     }
 
     #[test]
     fn a_missing_url_or_a_shared_variable_hands_nothing_over() {
-        let d = tempfile::tempdir().unwrap();
-        let m = Arc::new(crate::open_for_test(d.path()));
-        m.add_member("founder", None).unwrap();
-        m.add_database_connection("orders", None, None).unwrap();
-        m.add_database_connection("events", None, None).unwrap();
-        m.set_connection_secret(
-            "orders",
-            Sensitive::new("postgres://o:pw123456@db/orders".into()),
-        )
-        .unwrap();
-        agent(&m, "sync-agent", &["orders:connect", "events:connect"]);
-        let svc = TokenService::new(m.clone(), EndpointConfig::new(ISSUER)).unwrap();
-        let both = svc
-            .hand_over_database_urls(&token(&svc, "sync-agent", None))
-            .unwrap()
-            .unwrap_err();
-        assert!(
-            both.0.contains("both handed over as DATABASE_URL"),
-            "{both}"
-        );
-        let one = svc
-            .hand_over_database_urls(&token(&svc, "sync-agent", Some("events:connect")))
-            .unwrap()
-            .unwrap_err();
-        assert!(one.0.contains("has no URL in the OS keychain"), "{one}");
-        assert_eq!(events(&m, "secret.handover_denied").len(), 3);
-        assert!(events(&m, "secret.handed_over").is_empty());
+        each_store(|s| {
+            let m = Arc::new(s.open());
+            m.add_member("founder", None).unwrap();
+            m.add_database_connection("orders", None, None).unwrap();
+            m.add_database_connection("events", None, None).unwrap();
+            m.set_connection_secret(
+                "orders",
+                Sensitive::new("postgres://o:pw123456@db/orders".into()),
+            )
+            .unwrap();
+            agent(&m, "sync-agent", &["orders:connect", "events:connect"]);
+            let svc = TokenService::new(m.clone(), EndpointConfig::new(ISSUER)).unwrap();
+            let both = svc
+                .hand_over_database_urls(&token(&svc, "sync-agent", None))
+                .unwrap()
+                .unwrap_err();
+            assert!(
+                both.0.contains("both handed over as DATABASE_URL"),
+                "{both}"
+            );
+            let one = svc
+                .hand_over_database_urls(&token(&svc, "sync-agent", Some("events:connect")))
+                .unwrap()
+                .unwrap_err();
+            assert!(one.0.contains("has no URL in the OS keychain"), "{one}");
+            assert_eq!(events(&m, "secret.handover_denied").len(), 3);
+            assert!(events(&m, "secret.handed_over").is_empty());
+        });
     }
 }

@@ -16,9 +16,9 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::store::params;
 use jsonc_parser::ParseOptions;
 use jsonc_parser::cst::{CstInputValue, CstRootNode};
-use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::Digest as _;
@@ -581,24 +581,25 @@ impl Mandate {
 
     /// Every import, newest first.
     pub fn mcp_imports(&self) -> Result<Vec<RewriteBackup>> {
-        let conn = self.lock()?;
-        let mut stmt = conn.prepare(
+        let mut guard = self.lock()?;
+        let conn = guard.tx()?;
+        let rows = conn.query_map(
             "SELECT i.id, i.path, a.name, i.servers, i.created_at, i.undone_at
              FROM mcp_imports i JOIN agents a ON a.id = i.agent_id ORDER BY i.created_at DESC",
+            params![],
+            |r| {
+                Ok((
+                    r.get::<String>(0)?,
+                    r.get::<String>(1)?,
+                    r.get::<String>(2)?,
+                    r.get::<String>(3)?,
+                    r.get::<String>(4)?,
+                    r.get::<Option<String>>(5)?,
+                ))
+            },
         )?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, Option<String>>(5)?,
-            ))
-        })?;
         let mut out = Vec::new();
-        for row in rows {
-            let (id, path, agent, servers, created_at, undone_at) = row?;
+        for (id, path, agent, servers, created_at, undone_at) in rows {
             let servers: Vec<Value> = serde_json::from_str(&servers).unwrap_or_default();
             out.push(RewriteBackup {
                 id,
@@ -639,13 +640,13 @@ impl Mandate {
         }
         let path = PathBuf::from(&imp.path);
         let expected: String = {
-            let conn = self.lock()?;
-            conn.query_row(
+            let mut guard = self.lock()?;
+            let conn = guard.tx()?;
+            conn.query_opt(
                 "SELECT rewritten_sha256 FROM mcp_imports WHERE id = ?1",
-                [id],
+                params![id],
                 |r| r.get(0),
-            )
-            .optional()?
+            )?
             .unwrap_or_default()
         };
         let now_text = read_text(&path)?;
@@ -690,6 +691,7 @@ impl Mandate {
 mod tests {
     use super::*;
     use crate::registry::{KeyChoice, NewAgent};
+    use crate::store::testing::each_store;
 
     const TOKEN: &str = "ghp_Z7cQ2mN8vR4tY6uI0oP3aS5dF7gH9jK1lL2x";
 
@@ -719,116 +721,121 @@ mod tests {
 
     #[test]
     fn import_moves_the_secret_rewrites_one_entry_and_undo_restores_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let m = crate::open_for_test(&dir.path().join("data"));
-        m.add_member("ann", None).unwrap();
-        m.add_agent(NewAgent {
-            name: "coder".into(),
-            purpose: "writes code".into(),
-            owner: "ann".into(),
-            parent: None,
-            scopes: vec![],
-            key: KeyChoice::None,
-        })
-        .unwrap();
-        let p = config(dir.path());
-        let original = std::fs::read_to_string(&p).unwrap();
-        let found = read_config(&p).unwrap();
-        let gh = found.entries.iter().find(|e| e.key == "github").unwrap();
-        assert!(gh.has_inline_secret());
-        assert!(
-            !format!("{found:?}").contains(TOKEN),
-            "a finding leaked the value"
-        );
-        assert!(
-            found
-                .entries
-                .iter()
-                .find(|e| e.key == "remote")
-                .unwrap()
-                .blocked
-                .is_some()
-        );
-
-        let imp = m
-            .import_mcp_config(&ImportPlan {
-                path: p.clone(),
-                agent: "coder".into(),
-                servers: vec![("github".into(), "github-mcp".into())],
+        each_store(|s| {
+            let dir = tempfile::tempdir().unwrap();
+            let m = s.open();
+            m.add_member("ann", None).unwrap();
+            m.add_agent(NewAgent {
+                name: "coder".into(),
+                purpose: "writes code".into(),
+                owner: "ann".into(),
+                parent: None,
+                scopes: vec![],
+                key: KeyChoice::None,
             })
             .unwrap();
-        assert_eq!(
-            imp.servers[0].secrets_moved,
-            ["GITHUB_PERSONAL_ACCESS_TOKEN"]
-        );
-        let now = std::fs::read_to_string(&p).unwrap();
-        assert!(!now.contains("ghp_"), "{now}");
-        assert!(now.contains("// my servers"), "comments kept: {now}");
-        assert!(now.contains(r#""other": [1, 2, 3]"#), "{now}");
-        assert!(now.contains(r#""url": "https://example.com/mcp""#), "{now}");
-        let v: Value = jsonc_parser::parse_to_serde_value(&now, &ParseOptions::default()).unwrap();
-        assert_eq!(v["mcpServers"]["github"]["command"], "mandate");
-        assert_eq!(
-            v["mcpServers"]["github"]["args"],
-            json!(["mcp", "run", "--agent", "coder", "github-mcp"])
-        );
-        let s = m.get_mcp_server("github-mcp").unwrap();
-        assert_eq!(
-            s.env.get("GITHUB_HOST").map(String::as_str),
-            Some("github.com")
-        );
-        let env = m.mcp_server_env("github-mcp").unwrap();
-        assert!(
-            env.iter()
-                .any(|(k, v)| k == "GITHUB_PERSONAL_ACCESS_TOKEN" && v.expose() == TOKEN)
-        );
+            let p = config(dir.path());
+            let original = std::fs::read_to_string(&p).unwrap();
+            let found = read_config(&p).unwrap();
+            let gh = found.entries.iter().find(|e| e.key == "github").unwrap();
+            assert!(gh.has_inline_secret());
+            assert!(
+                !format!("{found:?}").contains(TOKEN),
+                "a finding leaked the value"
+            );
+            assert!(
+                found
+                    .entries
+                    .iter()
+                    .find(|e| e.key == "remote")
+                    .unwrap()
+                    .blocked
+                    .is_some()
+            );
 
-        m.undo_mcp_import(&imp.id).unwrap();
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), original);
-        assert!(m.undo_mcp_import(&imp.id).is_err(), "only once");
+            let imp = m
+                .import_mcp_config(&ImportPlan {
+                    path: p.clone(),
+                    agent: "coder".into(),
+                    servers: vec![("github".into(), "github-mcp".into())],
+                })
+                .unwrap();
+            assert_eq!(
+                imp.servers[0].secrets_moved,
+                ["GITHUB_PERSONAL_ACCESS_TOKEN"]
+            );
+            let now = std::fs::read_to_string(&p).unwrap();
+            assert!(!now.contains("ghp_"), "{now}");
+            assert!(now.contains("// my servers"), "comments kept: {now}");
+            assert!(now.contains(r#""other": [1, 2, 3]"#), "{now}");
+            assert!(now.contains(r#""url": "https://example.com/mcp""#), "{now}");
+            let v: Value =
+                jsonc_parser::parse_to_serde_value(&now, &ParseOptions::default()).unwrap();
+            assert_eq!(v["mcpServers"]["github"]["command"], "mandate");
+            assert_eq!(
+                v["mcpServers"]["github"]["args"],
+                json!(["mcp", "run", "--agent", "coder", "github-mcp"])
+            );
+            let s = m.get_mcp_server("github-mcp").unwrap();
+            assert_eq!(
+                s.env.get("GITHUB_HOST").map(String::as_str),
+                Some("github.com")
+            );
+            let env = m.mcp_server_env("github-mcp").unwrap();
+            assert!(
+                env.iter()
+                    .any(|(k, v)| k == "GITHUB_PERSONAL_ACCESS_TOKEN" && v.expose() == TOKEN)
+            );
+
+            m.undo_mcp_import(&imp.id).unwrap();
+            assert_eq!(std::fs::read_to_string(&p).unwrap(), original);
+            assert!(m.undo_mcp_import(&imp.id).is_err(), "only once");
+        });
     }
 
     #[test]
     fn undo_refuses_to_overwrite_a_file_changed_since() {
-        let dir = tempfile::tempdir().unwrap();
-        let m = crate::open_for_test(&dir.path().join("data"));
-        m.add_member("ann", None).unwrap();
-        m.add_agent(NewAgent {
-            name: "coder".into(),
-            purpose: "writes code".into(),
-            owner: "ann".into(),
-            parent: None,
-            scopes: vec![],
-            key: KeyChoice::None,
-        })
-        .unwrap();
-        let p = config(dir.path());
-        let imp = m
-            .import_mcp_config(&ImportPlan {
-                path: p.clone(),
-                agent: "coder".into(),
-                servers: vec![("github".into(), "github-mcp".into())],
+        each_store(|s| {
+            let dir = tempfile::tempdir().unwrap();
+            let m = s.open();
+            m.add_member("ann", None).unwrap();
+            m.add_agent(NewAgent {
+                name: "coder".into(),
+                purpose: "writes code".into(),
+                owner: "ann".into(),
+                parent: None,
+                scopes: vec![],
+                key: KeyChoice::None,
             })
             .unwrap();
-        std::fs::write(&p, "{\"mcpServers\": {}}\n").unwrap();
-        let e = m.undo_mcp_import(&imp.id).unwrap_err();
-        assert!(e.to_string().contains("changed after the import"), "{e}");
-        assert_eq!(
-            std::fs::read_to_string(&p).unwrap(),
-            "{\"mcpServers\": {}}\n"
-        );
-        // A name already taken is refused before anything is written.
-        let p2 = config(&dir.path().join("x").tap_mkdir());
-        let before = std::fs::read_to_string(&p2).unwrap();
-        let e = m
-            .import_mcp_config(&ImportPlan {
-                path: p2.clone(),
-                agent: "coder".into(),
-                servers: vec![("github".into(), "github-mcp".into())],
-            })
-            .unwrap_err();
-        assert!(e.to_string().contains("already exists"), "{e}");
-        assert_eq!(std::fs::read_to_string(&p2).unwrap(), before);
+            let p = config(dir.path());
+            let imp = m
+                .import_mcp_config(&ImportPlan {
+                    path: p.clone(),
+                    agent: "coder".into(),
+                    servers: vec![("github".into(), "github-mcp".into())],
+                })
+                .unwrap();
+            std::fs::write(&p, "{\"mcpServers\": {}}\n").unwrap();
+            let e = m.undo_mcp_import(&imp.id).unwrap_err();
+            assert!(e.to_string().contains("changed after the import"), "{e}");
+            assert_eq!(
+                std::fs::read_to_string(&p).unwrap(),
+                "{\"mcpServers\": {}}\n"
+            );
+            // A name already taken is refused before anything is written.
+            let p2 = config(&dir.path().join("x").tap_mkdir());
+            let before = std::fs::read_to_string(&p2).unwrap();
+            let e = m
+                .import_mcp_config(&ImportPlan {
+                    path: p2.clone(),
+                    agent: "coder".into(),
+                    servers: vec![("github".into(), "github-mcp".into())],
+                })
+                .unwrap_err();
+            assert!(e.to_string().contains("already exists"), "{e}");
+            assert_eq!(std::fs::read_to_string(&p2).unwrap(), before);
+        });
     }
 
     trait TapMkdir {

@@ -28,7 +28,7 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
-use rusqlite::OptionalExtension;
+use crate::store::params;
 use serde_json::{Value, json};
 
 use super::registry::load_server;
@@ -246,11 +246,13 @@ impl McpSession {
 
     /// The current view, re-read when the registry changed since it was read.
     fn view(&self) -> Result<View> {
-        let generation: i64 = {
-            let conn = self.mandate.lock()?;
-            conn.prepare_cached("SELECT n FROM registry_generation WHERE id = 1")?
-                .query_row([], |r| r.get(0))?
-        };
+        let generation: i64 = self.mandate.read(|tx| {
+            tx.query_row(
+                "SELECT n FROM registry_generation WHERE id = 1",
+                params![],
+                |r| r.get(0),
+            )
+        })?;
         let mut cached = self
             .view
             .lock()
@@ -261,17 +263,16 @@ impl McpSession {
             return Ok(v.clone());
         }
         let agent = self.mandate.get_agent(&self.agent_id)?;
-        let (floor, cfg, audit_arguments) = {
-            let conn = self.mandate.lock()?;
-            let s = load_server(&conn, &self.server_id)?
+        let (floor, cfg, audit_arguments) = self.mandate.read(|conn| {
+            let s = load_server(conn, &self.server_id)?
                 .ok_or_else(|| Error::not_found("MCP server", self.server.clone()))?;
-            let c = crate::registry::connection_tx(&conn, &self.server_id)?;
-            (
+            let c = crate::registry::connection_tx(conn, &self.server_id)?;
+            Ok((
                 s.trust_floor,
-                crate::broker::config::load(&conn, &c)?,
+                crate::broker::config::load(conn, &c)?,
                 s.audit_arguments,
-            )
-        };
+            ))
+        })?;
         let parent_chain = agent.parents.iter().map(|p| p.to_string()).collect();
         let v = View {
             generation,
@@ -518,10 +519,11 @@ impl McpSession {
             {
                 return refuse(McpDenial::new("invalid_token", why));
             }
-            let status: Option<String> = tx
-                .prepare_cached("SELECT status FROM agents WHERE id = ?1")?
-                .query_row([&agent_id], |r| r.get(0))
-                .optional()?;
+            let status: Option<String> = tx.query_opt(
+                "SELECT status FROM agents WHERE id = ?1",
+                params![&agent_id],
+                |r| r.get(0),
+            )?;
             if status.as_deref() != Some("active") {
                 return refuse(McpDenial::new(
                     "agent_inactive",
@@ -543,9 +545,11 @@ impl McpSession {
                 ));
             }
             let held = tx
-                .prepare_cached("SELECT 1 FROM agent_scopes WHERE agent_id = ?1 AND scope = ?2")?
-                .query_row([&agent_id, &scope_c], |_| Ok(()))
-                .optional()?
+                .query_opt(
+                    "SELECT 1 FROM agent_scopes WHERE agent_id = ?1 AND scope = ?2",
+                    params![&agent_id, &scope_c],
+                    |_| Ok(()),
+                )?
                 .is_some();
             if !held {
                 let mut d = McpDenial::new(
@@ -640,9 +644,10 @@ mod tests {
     use super::*;
     use crate::mcp::{McpTransport, NewMcpServer, OfferedTool};
     use crate::registry::{KeyChoice, NewAgent};
+    use crate::store::testing::each_store;
 
-    fn setup(dir: &std::path::Path) -> Arc<Mandate> {
-        let m = crate::open_for_test(dir);
+    fn setup(s: &crate::store::testing::TestStore) -> Arc<Mandate> {
+        let m = s.open();
         m.add_mcp_server(NewMcpServer {
             name: "fs".into(),
             transport: McpTransport::Stdio {
@@ -702,117 +707,120 @@ mod tests {
 
     #[test]
     fn granted_tool_passes_others_are_refused_naming_the_scope_and_revocation_bites() {
-        let dir = tempfile::tempdir().unwrap();
-        let m = setup(dir.path());
-        let s = McpSession::open(m.clone(), "coder", "fs", "stdio").unwrap();
-        let p = futures_executor::block_on(s.authorize(&call("read_file"))).unwrap();
-        assert_eq!(p.scope.as_deref(), Some("fs:read_file"));
-        futures_executor::block_on(s.record_outcome(
-            &p,
-            &McpCallOutcome {
-                result: "ok",
-                is_error: Some(false),
-                error_code: None,
-                bytes: 5,
-                latency_ms: 1,
-            },
-        ))
-        .unwrap();
-        for name in ["write_file", "READ_FILE", "read_filе"] {
-            let d = futures_executor::block_on(s.authorize(&call(name))).unwrap_err();
-            assert_eq!(d.code, "insufficient_scope", "{name}");
-            assert!(d.message.contains("fs:"), "{}", d.message);
-        }
-        assert!(s.may("read_file") && !s.may("write_file"));
-        m.revoke_agent("coder", "left the team").unwrap();
-        let d = futures_executor::block_on(s.authorize(&call("read_file"))).unwrap_err();
-        assert_eq!(d.code, "agent_inactive");
-        let acts = actions(&m);
-        let names: Vec<&str> = acts.iter().map(|(a, _)| a.as_str()).collect();
-        assert_eq!(
-            names[1..],
-            [
-                "mcp.tool_called",
-                "mcp.tool_completed",
-                "mcp.denied",
-                "mcp.denied",
-                "mcp.denied",
-                "agent.revoked",
-                "mcp.denied"
-            ][..],
-            "{acts:?}"
-        );
-        assert!(
-            acts[5].1.contains("fs:read_fil\\u{435}"),
-            "escaped: {}",
-            acts[5].1
-        );
-        // The arguments themselves are not recorded by default, only their hash.
-        let ev = &m.audit_events(Some("coder"), 100, None).unwrap();
-        let called = ev.iter().find(|e| e.action == "mcp.tool_called").unwrap();
-        assert!(called.details.get("arguments").is_none());
-        assert_eq!(called.details["arguments_sha256"], json!("ab".repeat(32)));
+        each_store(|s| {
+            let m = setup(s);
+            let s = McpSession::open(m.clone(), "coder", "fs", "stdio").unwrap();
+            let p = futures_executor::block_on(s.authorize(&call("read_file"))).unwrap();
+            assert_eq!(p.scope.as_deref(), Some("fs:read_file"));
+            futures_executor::block_on(s.record_outcome(
+                &p,
+                &McpCallOutcome {
+                    result: "ok",
+                    is_error: Some(false),
+                    error_code: None,
+                    bytes: 5,
+                    latency_ms: 1,
+                },
+            ))
+            .unwrap();
+            for name in ["write_file", "READ_FILE", "read_filе"] {
+                let d = futures_executor::block_on(s.authorize(&call(name))).unwrap_err();
+                assert_eq!(d.code, "insufficient_scope", "{name}");
+                assert!(d.message.contains("fs:"), "{}", d.message);
+            }
+            assert!(s.may("read_file") && !s.may("write_file"));
+            m.revoke_agent("coder", "left the team").unwrap();
+            let d = futures_executor::block_on(s.authorize(&call("read_file"))).unwrap_err();
+            assert_eq!(d.code, "agent_inactive");
+            let acts = actions(&m);
+            let names: Vec<&str> = acts.iter().map(|(a, _)| a.as_str()).collect();
+            assert_eq!(
+                names[1..],
+                [
+                    "mcp.tool_called",
+                    "mcp.tool_completed",
+                    "mcp.denied",
+                    "mcp.denied",
+                    "mcp.denied",
+                    "agent.revoked",
+                    "mcp.denied"
+                ][..],
+                "{acts:?}"
+            );
+            assert!(
+                acts[5].1.contains("fs:read_fil\\u{435}"),
+                "escaped: {}",
+                acts[5].1
+            );
+            // The arguments themselves are not recorded by default, only their hash.
+            let ev = &m.audit_events(Some("coder"), 100, None).unwrap();
+            let called = ev.iter().find(|e| e.action == "mcp.tool_called").unwrap();
+            assert!(called.details.get("arguments").is_none());
+            assert_eq!(called.details["arguments_sha256"], json!("ab".repeat(32)));
+        });
     }
 
     /// A sub-agent kept working while its parent was suspended (issue 17 §4): the gateway
     /// holds it back too, naming the parent, and lets it through again once resumed.
     #[test]
     fn a_suspended_parent_holds_its_sub_agent_back_at_the_gateway() {
-        let dir = tempfile::tempdir().unwrap();
-        let m = setup(dir.path());
-        m.add_agent(NewAgent {
-            name: "coder-helper".into(),
-            purpose: "helps the coder".into(),
-            owner: "ann".into(),
-            parent: Some("coder".into()),
-            scopes: vec!["fs:read_file".into()],
-            key: KeyChoice::None,
-        })
-        .unwrap();
-        let s = McpSession::open(m.clone(), "coder-helper", "fs", "stdio").unwrap();
-        assert!(futures_executor::block_on(s.authorize(&call("read_file"))).is_ok());
-        m.suspend_agent("coder", Some("investigating")).unwrap();
-        assert!(!s.may("read_file"));
-        let d = futures_executor::block_on(s.authorize(&call("read_file"))).unwrap_err();
-        assert_eq!(d.code, "agent_inactive");
-        assert!(
-            d.message.contains("parent agent 'coder' is suspended"),
-            "{}",
-            d.message
-        );
-        let ev = &m.audit_events(Some("coder-helper"), 1, None).unwrap()[0];
-        assert_eq!(ev.action, "mcp.denied");
-        assert_eq!(ev.details["parent_chain"], json!(["coder"]));
-        m.resume_agent("coder").unwrap();
-        assert!(futures_executor::block_on(s.authorize(&call("read_file"))).is_ok());
+        each_store(|s| {
+            let m = setup(s);
+            m.add_agent(NewAgent {
+                name: "coder-helper".into(),
+                purpose: "helps the coder".into(),
+                owner: "ann".into(),
+                parent: Some("coder".into()),
+                scopes: vec!["fs:read_file".into()],
+                key: KeyChoice::None,
+            })
+            .unwrap();
+            let s = McpSession::open(m.clone(), "coder-helper", "fs", "stdio").unwrap();
+            assert!(futures_executor::block_on(s.authorize(&call("read_file"))).is_ok());
+            m.suspend_agent("coder", Some("investigating")).unwrap();
+            assert!(!s.may("read_file"));
+            let d = futures_executor::block_on(s.authorize(&call("read_file"))).unwrap_err();
+            assert_eq!(d.code, "agent_inactive");
+            assert!(
+                d.message.contains("parent agent 'coder' is suspended"),
+                "{}",
+                d.message
+            );
+            let ev = &m.audit_events(Some("coder-helper"), 1, None).unwrap()[0];
+            assert_eq!(ev.action, "mcp.denied");
+            assert_eq!(ev.details["parent_chain"], json!(["coder"]));
+            m.resume_agent("coder").unwrap();
+            assert!(futures_executor::block_on(s.authorize(&call("read_file"))).is_ok());
+        });
     }
 
     #[test]
     fn budget_reserves_the_last_tenth_for_essential_tools() {
-        let dir = tempfile::tempdir().unwrap();
-        let m = setup(dir.path());
-        m.edit_agent(
-            "coder",
-            crate::AgentEdit {
-                add_scopes: vec!["fs:write_file".into()],
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        m.edit_connection(
-            "fs",
-            crate::broker::ConnectionEdit {
-                daily_budget: Some(Some(10)),
-                costs: vec![("write_file".into(), 9)],
-                essential: vec!["read_file".into()],
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        let s = McpSession::open(m.clone(), "coder", "fs", "stdio").unwrap();
-        futures_executor::block_on(s.authorize(&call("write_file"))).unwrap();
-        let d = futures_executor::block_on(s.authorize(&call("write_file"))).unwrap_err();
-        assert_eq!(d.code, "budget_exhausted");
-        futures_executor::block_on(s.authorize(&call("read_file"))).unwrap();
+        each_store(|s| {
+            let m = setup(s);
+            m.edit_agent(
+                "coder",
+                crate::AgentEdit {
+                    add_scopes: vec!["fs:write_file".into()],
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            m.edit_connection(
+                "fs",
+                crate::broker::ConnectionEdit {
+                    daily_budget: Some(Some(10)),
+                    costs: vec![("write_file".into(), 9)],
+                    essential: vec!["read_file".into()],
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            let s = McpSession::open(m.clone(), "coder", "fs", "stdio").unwrap();
+            futures_executor::block_on(s.authorize(&call("write_file"))).unwrap();
+            let d = futures_executor::block_on(s.authorize(&call("write_file"))).unwrap_err();
+            assert_eq!(d.code, "budget_exhausted");
+            futures_executor::block_on(s.authorize(&call("read_file"))).unwrap();
+        });
     }
 }

@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use rusqlite::{OptionalExtension, params};
+use crate::store::{Tx, params};
 use serde_json::json;
 
 use super::{
@@ -167,29 +167,27 @@ type ServerRow = (
 );
 
 /// The server row of a connection, `None` if it is not an MCP server.
-pub(crate) fn load_server(conn: &rusqlite::Connection, name: &str) -> Result<Option<McpServer>> {
+pub(crate) fn load_server(conn: &Tx<'_>, name: &str) -> Result<Option<McpServer>> {
     let c = connection_tx(conn, name)?;
-    let row: Option<ServerRow> = conn
-        .query_row(
-            "SELECT transport, command, args, env, secret_env, url, call_timeout_secs,
+    let row: Option<ServerRow> = conn.query_opt(
+        "SELECT transport, command, args, env, secret_env, url, call_timeout_secs,
                     audit_arguments, tools_read_at
              FROM mcp_servers WHERE connection_id = ?1",
-            [c.id.as_str()],
-            |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                    r.get(8)?,
-                ))
-            },
-        )
-        .optional()?;
+        params![c.id.as_str()],
+        |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+                r.get(8)?,
+            ))
+        },
+    )?;
     let Some((transport, command, args, env, secret_env, url, timeout, audit_args, read_at)) = row
     else {
         return Ok(None);
@@ -205,12 +203,11 @@ pub(crate) fn load_server(conn: &rusqlite::Connection, name: &str) -> Result<Opt
         },
     };
     let cfg = crate::broker::config::load(conn, &c)?;
-    let mut stmt = conn.prepare_cached(
+    let mut tools = conn.query_map(
         "SELECT action, kind, title, description, read_only, destructive, idempotent, open_world
          FROM mcp_tools WHERE connection_id = ?1",
-    )?;
-    let mut tools = stmt
-        .query_map([c.id.as_str()], |r| {
+        params![c.id.as_str()],
+        |r| {
             Ok(McpTool {
                 action: r.get(0)?,
                 kind: r.get(1)?,
@@ -224,8 +221,8 @@ pub(crate) fn load_server(conn: &rusqlite::Connection, name: &str) -> Result<Opt
                 cost: 1,
                 essential: false,
             })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        },
+    )?;
     for t in &mut tools {
         t.scope = super::tool_scope(c.name.as_str(), &t.action);
         if let Some(p) = cfg.action(&t.action) {
@@ -416,14 +413,14 @@ impl Mandate {
 
     /// Every MCP server, by name.
     pub fn list_mcp_servers(&self) -> Result<Vec<McpServer>> {
-        let conn = self.lock()?;
-        let mut stmt = conn.prepare(
+        let mut guard = self.lock()?;
+        let conn = guard.tx()?;
+        let names: Vec<String> = conn.query_map(
             "SELECT c.name FROM mcp_servers s JOIN connections c ON c.id = s.connection_id
              ORDER BY c.name",
+            params![],
+            |r| r.get(0),
         )?;
-        let names: Vec<String> = stmt
-            .query_map([], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
         let mut out = Vec::new();
         for n in names {
             if let Some(s) = load_server(&conn, &n)? {
@@ -435,7 +432,8 @@ impl Mandate {
 
     /// One MCP server by name (or connection id).
     pub fn get_mcp_server(&self, name: &str) -> Result<McpServer> {
-        let conn = self.lock()?;
+        let mut guard = self.lock()?;
+        let conn = guard.tx()?;
         match connection_tx(&conn, name) {
             Ok(_) => load_server(&conn, name)?.ok_or_else(|| not_mcp(name)),
             Err(_) => Err(not_mcp(name)),
@@ -674,14 +672,16 @@ impl Mandate {
         }
         let id = s.id.to_string();
         self.write(|tx, now| {
-            let held: BTreeSet<String> = {
-                let mut stmt = tx.prepare(
-                    "SELECT DISTINCT substr(scope, instr(scope, ':') + 1) FROM agent_scopes
-                     WHERE connection_id = ?1",
-                )?;
-                stmt.query_map([&id], |r| r.get::<_, String>(0))?
-                    .collect::<rusqlite::Result<_>>()?
-            };
+            // The action part of each scope granted on this server (`SERVER:tool`).
+            let held: BTreeSet<String> = tx
+                .query_map(
+                    "SELECT DISTINCT scope FROM agent_scopes WHERE connection_id = ?1",
+                    params![&id],
+                    |r| r.get::<String>(0),
+                )?
+                .into_iter()
+                .filter_map(|s| s.split_once(':').map(|(_, a)| a.to_string()))
+                .collect();
             for old in &s.tools {
                 if !wanted.contains_key(&old.action) {
                     if held.contains(&old.action) {
@@ -702,8 +702,9 @@ impl Mandate {
                     _ => "tools/call",
                 };
                 let inserted = tx.execute(
-                    "INSERT OR IGNORE INTO connection_actions (connection_id, name, method, path_pattern)
-                     VALUES (?1, ?2, ?3, ?4)",
+                    "INSERT INTO connection_actions (connection_id, name, method, path_pattern)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT DO NOTHING",
                     params![id, action, ACTION_METHOD, path],
                 )?;
                 if inserted == 1 {
@@ -764,6 +765,7 @@ impl Mandate {
 mod tests {
     use super::*;
     use crate::registry::{KeyChoice, NewAgent};
+    use crate::store::testing::each_store;
 
     fn stdio(name: &str) -> NewMcpServer {
         NewMcpServer {
@@ -796,117 +798,110 @@ mod tests {
 
     #[test]
     fn a_server_keeps_its_secret_in_the_keychain_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let m = crate::open_for_test(dir.path());
-        let s = m.add_mcp_server(stdio("github-mcp")).unwrap();
-        assert_eq!(s.secret_env, ["GITHUB_PERSONAL_ACCESS_TOKEN"]);
-        assert!(s.has_secret);
-        let env = m.mcp_server_env("github-mcp").unwrap();
-        let tok = env
-            .iter()
-            .find(|(k, _)| k == "GITHUB_PERSONAL_ACCESS_TOKEN")
-            .unwrap();
-        assert!(tok.1.expose().starts_with("ghp_"));
-        // Nowhere in the database file.
-        drop(m);
-        let db = std::fs::read(dir.path().join("mandate.db")).unwrap();
-        let wal = std::fs::read(dir.path().join("mandate.db-wal")).unwrap_or_default();
-        for bytes in [db, wal] {
-            assert!(
-                !bytes.windows(10).any(|w| w == b"ghp_abcdef"),
-                "the token reached SQLite"
-            );
-        }
+        each_store(|st| {
+            let m = st.open();
+            let s = m.add_mcp_server(stdio("github-mcp")).unwrap();
+            assert_eq!(s.secret_env, ["GITHUB_PERSONAL_ACCESS_TOKEN"]);
+            assert!(s.has_secret);
+            let env = m.mcp_server_env("github-mcp").unwrap();
+            let tok = env
+                .iter()
+                .find(|(k, _)| k == "GITHUB_PERSONAL_ACCESS_TOKEN")
+                .unwrap();
+            assert!(tok.1.expose().starts_with("ghp_"));
+            // Nowhere in the database file.
+            drop(m);
+            assert!(!st.holds("ghp_abcdef"), "the token reached the database");
+        });
     }
 
     #[test]
     fn an_argument_that_looks_like_a_credential_is_refused_before_anything_is_written() {
-        let dir = tempfile::tempdir().unwrap();
-        let m = crate::open_for_test(dir.path());
-        let mut n = stdio("leaky");
-        n.transport = McpTransport::Stdio {
-            command: "server".into(),
-            args: vec![
-                "--token".into(),
-                "ghp_abcdefghijklmnopqrstuvwxyz0123456789".into(),
-            ],
-        };
-        let e = m.add_mcp_server(n).unwrap_err().to_string();
-        assert!(
-            e.contains("argument 2") && e.contains("--secret-env"),
-            "{e}"
-        );
-        assert!(m.list_mcp_servers().unwrap().is_empty());
-        assert!(
-            !e.contains("ghp_abcdefghij"),
-            "the error echoed the secret: {e}"
-        );
+        each_store(|s| {
+            let m = s.open();
+            let mut n = stdio("leaky");
+            n.transport = McpTransport::Stdio {
+                command: "server".into(),
+                args: vec![
+                    "--token".into(),
+                    "ghp_abcdefghijklmnopqrstuvwxyz0123456789".into(),
+                ],
+            };
+            let e = m.add_mcp_server(n).unwrap_err().to_string();
+            assert!(
+                e.contains("argument 2") && e.contains("--secret-env"),
+                "{e}"
+            );
+            assert!(m.list_mcp_servers().unwrap().is_empty());
+            assert!(
+                !e.contains("ghp_abcdefghij"),
+                "the error echoed the secret: {e}"
+            );
+        });
     }
 
     #[test]
     fn tools_become_grantable_actions_and_granted_ones_survive_a_refresh() {
-        let dir = tempfile::tempdir().unwrap();
-        let m = crate::open_for_test(dir.path());
-        m.add_mcp_server(stdio("github-mcp")).unwrap();
-        let u = m
-            .set_mcp_tools(
-                "github-mcp",
-                &[
-                    tool("create_issue", false),
-                    tool("get_file_contents", true),
-                    tool("naïve", true),
-                ],
-            )
+        each_store(|s| {
+            let m = s.open();
+            m.add_mcp_server(stdio("github-mcp")).unwrap();
+            let u = m
+                .set_mcp_tools(
+                    "github-mcp",
+                    &[
+                        tool("create_issue", false),
+                        tool("get_file_contents", true),
+                        tool("naïve", true),
+                    ],
+                )
+                .unwrap();
+            assert_eq!(u.added, ["create_issue", "get_file_contents"]);
+            assert_eq!(u.skipped.len(), 1);
+            m.add_member("ann", None).unwrap();
+            m.add_agent(NewAgent {
+                name: "coder".into(),
+                purpose: "writes code".into(),
+                owner: "ann".into(),
+                parent: None,
+                scopes: vec!["github-mcp:get_file_contents".into()],
+                key: KeyChoice::None,
+            })
             .unwrap();
-        assert_eq!(u.added, ["create_issue", "get_file_contents"]);
-        assert_eq!(u.skipped.len(), 1);
-        m.add_member("ann", None).unwrap();
-        m.add_agent(NewAgent {
-            name: "coder".into(),
-            purpose: "writes code".into(),
-            owner: "ann".into(),
-            parent: None,
-            scopes: vec!["github-mcp:get_file_contents".into()],
-            key: KeyChoice::None,
-        })
-        .unwrap();
-        // A case variant is another name, which the server does not offer.
-        let e = m
-            .edit_agent(
-                "coder",
-                crate::AgentEdit {
-                    add_scopes: vec!["github-mcp:Create_Issue".into()],
-                    ..Default::default()
-                },
-            )
-            .unwrap_err();
-        assert!(e.to_string().contains("offers no action"), "{e}");
-        let s = m.get_mcp_server("github-mcp").unwrap();
-        assert_eq!(s.tools[0].action, "get_file_contents", "read-only first");
-        // The server stops listing both tools: the granted one stays.
-        let u = m.set_mcp_tools("github-mcp", &[]).unwrap();
-        assert_eq!(u.removed, ["create_issue"]);
-        assert_eq!(u.kept_while_granted, ["get_file_contents"]);
+            // A case variant is another name, which the server does not offer.
+            let e = m
+                .edit_agent(
+                    "coder",
+                    crate::AgentEdit {
+                        add_scopes: vec!["github-mcp:Create_Issue".into()],
+                        ..Default::default()
+                    },
+                )
+                .unwrap_err();
+            assert!(e.to_string().contains("offers no action"), "{e}");
+            let s = m.get_mcp_server("github-mcp").unwrap();
+            assert_eq!(s.tools[0].action, "get_file_contents", "read-only first");
+            // The server stops listing both tools: the granted one stays.
+            let u = m.set_mcp_tools("github-mcp", &[]).unwrap();
+            assert_eq!(u.removed, ["create_issue"]);
+            assert_eq!(u.kept_while_granted, ["get_file_contents"]);
+        });
     }
 
     #[test]
     fn removing_a_server_forgets_its_secrets() {
-        let dir = tempfile::tempdir().unwrap();
-        let kc = std::sync::Arc::new(crate::secret::MemoryKeychain::new());
-        let m = Mandate::open(crate::OpenOptions::new(
-            dir.path(),
-            kc.clone(),
-            crate::audit::Actor::app("test", "t"),
-        ))
-        .unwrap();
-        m.add_mcp_server(stdio("github-mcp")).unwrap();
-        assert!(kc.accounts().iter().any(|a| a.contains("mcp-env/")));
-        m.remove_mcp_server("github-mcp").unwrap();
-        assert!(
-            !kc.accounts().iter().any(|a| a.contains("mcp-env/")),
-            "{:?}",
-            kc.accounts()
-        );
-        assert!(m.get_mcp_server("github-mcp").is_err());
+        each_store(|s| {
+            let kc = std::sync::Arc::new(crate::secret::MemoryKeychain::new());
+            let m = Mandate::open(s.options(kc.clone(), crate::audit::Actor::app("test", "t")))
+                .unwrap();
+            m.add_mcp_server(stdio("github-mcp")).unwrap();
+            assert!(kc.accounts().iter().any(|a| a.contains("mcp-env/")));
+            m.remove_mcp_server("github-mcp").unwrap();
+            assert!(
+                !kc.accounts().iter().any(|a| a.contains("mcp-env/")),
+                "{:?}",
+                kc.accounts()
+            );
+            assert!(m.get_mcp_server("github-mcp").is_err());
+        });
     }
 }

@@ -15,9 +15,9 @@
 //! registry's generation is unchanged) and the trust state those facts give at the request's
 //! time ([`AgentFacts::at`], worked out anew on every request).
 
+use crate::store::{Tx, params};
 use chrono::{DateTime, Utc};
 use ed25519_dalek::VerifyingKey;
-use rusqlite::OptionalExtension;
 
 use crate::error::{Error, Result};
 use crate::lineage::{self, Ancestor};
@@ -158,7 +158,7 @@ impl AgentFacts {
 }
 
 /// The registry's facts about the agent named exactly `name`, in `conn`'s snapshot.
-pub(crate) fn facts(conn: &rusqlite::Connection, name: &str) -> Result<Option<AgentFacts>> {
+pub(crate) fn facts(conn: &Tx<'_>, name: &str) -> Result<Option<AgentFacts>> {
     type Row = (
         String,
         String,
@@ -170,16 +170,15 @@ pub(crate) fn facts(conn: &rusqlite::Connection, name: &str) -> Result<Option<Ag
         Option<u32>,
         String,
     );
-    let mut stmt = conn.prepare_cached(
+    let row: Option<Row> = conn.query_opt(
         "SELECT a.id, a.name, p.name, a.status, m.id IS NOT NULL, a.trust_override,
                 a.dpop_required, a.max_token_ttl_secs, a.created_at
          FROM agents a
          LEFT JOIN members m ON m.id = a.owner_id
          LEFT JOIN agents p ON p.id = a.parent_id
          WHERE a.name = ?1",
-    )?;
-    let row: Option<Row> = stmt
-        .query_row([name], |r| {
+        params![name],
+        |r| {
             Ok((
                 r.get(0)?,
                 r.get(1)?,
@@ -191,19 +190,19 @@ pub(crate) fn facts(conn: &rusqlite::Connection, name: &str) -> Result<Option<Ag
                 r.get(7)?,
                 r.get(8)?,
             ))
-        })
-        .optional()?;
+        },
+    )?;
     let Some((id, name, parent, status, has_owner, t_override, dpop_required, max_ttl, created)) =
         row
     else {
         return Ok(None);
     };
     let grants = |agent_id: &str| -> Result<Vec<Scope>> {
-        let mut stmt = conn.prepare_cached("SELECT scope FROM agent_scopes WHERE agent_id = ?1")?;
-        let mut scopes = stmt
-            .query_map([agent_id], |r| r.get::<_, String>(0))?
-            .map(|s| s.map(Scope::from_db))
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut scopes = conn.query_map(
+            "SELECT scope FROM agent_scopes WHERE agent_id = ?1",
+            params![agent_id],
+            |r| Ok(Scope::from_db(r.get::<String>(0)?)),
+        )?;
         scopes.sort();
         Ok(scopes)
     };
@@ -215,19 +214,18 @@ pub(crate) fn facts(conn: &rusqlite::Connection, name: &str) -> Result<Option<Ag
             ancestors.push((a, held));
         }
     }
-    let mut stmt = conn.prepare_cached(
+    let raw = conn.query_map(
         "SELECT kid, public_key, created_at, expires_at FROM agent_keys WHERE agent_id = ?1",
-    )?;
-    let raw = stmt
-        .query_map([&id], |r| {
+        params![&id],
+        |r| {
             Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, Vec<u8>>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, Option<String>>(3)?,
+                r.get::<String>(0)?,
+                r.get::<Vec<u8>>(1)?,
+                r.get::<String>(2)?,
+                r.get::<Option<String>>(3)?,
             ))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        },
+    )?;
     let mut keys = Vec::with_capacity(raw.len());
     let mut key_times = Vec::with_capacity(raw.len());
     for (kid, pk, created, expires) in raw {

@@ -8,8 +8,8 @@
 //! What it is not: approval workflows (a person registers the delegation through the CLI or
 //! the app; agents cannot create them over HTTP).
 
+use crate::store::{Tx, params};
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use serde_json::json;
 
@@ -59,48 +59,50 @@ fn at(secs: i64) -> DateTime<Utc> {
 }
 
 fn load(
-    conn: &rusqlite::Connection,
+    conn: &Tx<'_>,
     id: Option<&str>,
     agent_id: Option<&str>,
     now: i64,
 ) -> Result<Vec<Delegation>> {
-    let mut stmt = conn.prepare(
+    let rows = conn.query_map(
         "SELECT d.id, a.name, m.name, d.scopes, d.task, d.not_after, d.created_at, d.revoked_at,
                 d.revoked_reason, d.agent_id, d.member_id
          FROM delegations d JOIN agents a ON a.id = d.agent_id JOIN members m ON m.id = d.member_id
-         WHERE (?1 IS NULL OR d.id = ?1) AND (?2 IS NULL OR d.agent_id = ?2)
+         WHERE (CAST(?1 AS TEXT) IS NULL OR d.id = ?1)
+           AND (CAST(?2 AS TEXT) IS NULL OR d.agent_id = ?2)
          ORDER BY d.created_at, d.id",
+        params![id, agent_id],
+        |r| {
+            Ok((
+                r.get::<String>(0)?,
+                r.get::<String>(1)?,
+                r.get::<String>(2)?,
+                r.get::<String>(3)?,
+                r.get::<String>(4)?,
+                r.get::<i64>(5)?,
+                r.get::<i64>(6)?,
+                r.get::<Option<i64>>(7)?,
+                r.get::<Option<String>>(8)?,
+                r.get::<String>(9)?,
+                r.get::<String>(10)?,
+            ))
+        },
     )?;
-    let rows = stmt.query_map(params![id, agent_id], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, String>(3)?,
-            r.get::<_, String>(4)?,
-            r.get::<_, i64>(5)?,
-            r.get::<_, i64>(6)?,
-            r.get::<_, Option<i64>>(7)?,
-            r.get::<_, Option<String>>(8)?,
-            r.get::<_, String>(9)?,
-            r.get::<_, String>(10)?,
-        ))
-    })?;
     let mut out = Vec::new();
-    for row in rows {
-        let (
-            id,
-            agent,
-            member,
-            scopes,
-            task,
-            not_after,
-            created,
-            revoked,
-            reason,
-            agent_id,
-            member_id,
-        ) = row?;
+    for (
+        id,
+        agent,
+        member,
+        scopes,
+        task,
+        not_after,
+        created,
+        revoked,
+        reason,
+        agent_id,
+        member_id,
+    ) in rows
+    {
         out.push(Delegation {
             id,
             agent,
@@ -204,7 +206,8 @@ impl Mandate {
 
     /// One delegation by id.
     pub fn delegation(&self, id: &str) -> Result<Delegation> {
-        let conn = self.lock()?;
+        let mut guard = self.lock()?;
+        let conn = guard.tx()?;
         load(&conn, Some(id), None, self.now().timestamp())?
             .pop()
             .ok_or_else(|| {
@@ -218,7 +221,8 @@ impl Mandate {
             Some(a) => Some(self.agent_id_by_name(a)?),
             None => None,
         };
-        let conn = self.lock()?;
+        let mut guard = self.lock()?;
+        let conn = guard.tx()?;
         load(
             &conn,
             None,
@@ -280,21 +284,19 @@ impl Mandate {
     }
 
     pub(crate) fn delegation_row(&self, id: &str) -> Result<Option<Delegation>> {
-        delegation_row_on(&*self.lock()?, id, self.now().timestamp())
+        let now = self.now().timestamp();
+        self.read(|tx| delegation_row_on(tx, id, now))
     }
 }
 
 /// [`Mandate::delegation_row`] on a given connection (the endpoint passes a read-only one, so
 /// that a token exchange never waits behind a group commit on the write connection).
-pub(crate) fn delegation_row_on(
-    conn: &rusqlite::Connection,
-    id: &str,
-    now: i64,
-) -> Result<Option<Delegation>> {
-    let exists: Option<i64> = conn
-        .prepare_cached("SELECT 1 FROM delegations WHERE id = ?1")?
-        .query_row([id], |r| r.get(0))
-        .optional()?;
+pub(crate) fn delegation_row_on(conn: &Tx<'_>, id: &str, now: i64) -> Result<Option<Delegation>> {
+    let exists: Option<i64> = conn.query_opt(
+        "SELECT 1 FROM delegations WHERE id = ?1",
+        params![id],
+        |r| r.get(0),
+    )?;
     if exists.is_none() {
         return Ok(None);
     }

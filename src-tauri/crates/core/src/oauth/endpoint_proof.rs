@@ -27,8 +27,8 @@
 //! tag and NUL bytes, which neither can contain, and the nonce is 43 base64url characters, so
 //! a proof can never be replayed as a token or a checkpoint, nor one of those as a proof.
 
+use crate::store::params;
 use ed25519_dalek::{Signature, VerifyingKey};
-use rusqlite::OptionalExtension;
 use serde::{Deserialize, Serialize};
 
 use crate::Mandate;
@@ -145,12 +145,13 @@ impl Mandate {
     /// Whether `vk` (named `kid`) is this installation's current issuer key or a retired one
     /// still published.
     fn is_issuer_key(&self, kid: &str, vk: &VerifyingKey) -> Result<bool> {
-        let conn = self.lock()?;
-        let current: Option<String> = conn
-            .query_row("SELECT value FROM meta WHERE key = 'issuer_kid'", [], |r| {
-                r.get(0)
-            })
-            .optional()?;
+        let mut guard = self.lock()?;
+        let conn = guard.tx()?;
+        let current: Option<String> = conn.query_opt(
+            "SELECT value FROM meta WHERE key = 'issuer_kid'",
+            params![],
+            |r| r.get(0),
+        )?;
         if current.as_deref() == Some(kid) && keys::thumbprint(vk) == kid {
             return Ok(true);
         }
@@ -178,6 +179,7 @@ impl From<NotOurs> for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::testing::each_store;
 
     fn key() -> IssuerKey {
         let signing = keys::generate();
@@ -208,33 +210,34 @@ mod tests {
 
     #[test]
     fn a_proof_checks_against_the_data_folders_issuer_key_and_nothing_else() {
-        let dir = tempfile::tempdir().unwrap();
-        let m = crate::open_for_test(dir.path());
-        let ours = m.issuer_key().unwrap();
-        let issuer = "http://127.0.0.1:6263";
-        let nonce = new_nonce();
-        let good = sign(&ours, issuer, &nonce).unwrap();
-        assert_eq!(
-            m.check_endpoint_proof(issuer, &nonce, &good).unwrap(),
-            Ok(())
-        );
+        each_store(|s| {
+            let m = s.open();
+            let ours = m.issuer_key().unwrap();
+            let issuer = "http://127.0.0.1:6263";
+            let nonce = new_nonce();
+            let good = sign(&ours, issuer, &nonce).unwrap();
+            assert_eq!(
+                m.check_endpoint_proof(issuer, &nonce, &good).unwrap(),
+                Ok(())
+            );
 
-        let refused = |p: &EndpointProof, iss: &str, n: &str| {
-            m.check_endpoint_proof(iss, n, p).unwrap().unwrap_err().0
-        };
-        // A stranger's key, even one that names our kid.
-        let stranger = key();
-        let foreign = sign(&stranger, issuer, &nonce).unwrap();
-        assert!(refused(&foreign, issuer, &nonce).contains("not this data folder's"));
-        let mut posing = foreign.clone();
-        posing.kid = ours.kid.clone();
-        assert!(refused(&posing, issuer, &nonce).contains("not this data folder's"));
-        // Our real key, relayed from another port, or answering an old nonce.
-        assert!(refused(&good, "http://127.0.0.1:9999", &nonce).contains("serves"));
-        assert!(refused(&good, issuer, &new_nonce()).contains("nonce"));
-        // A tampered signature.
-        let mut bent = good.clone();
-        bent.signature = keys::b64url(&[7u8; 64]);
-        assert!(refused(&bent, issuer, &nonce).contains("does not verify"));
+            let refused = |p: &EndpointProof, iss: &str, n: &str| {
+                m.check_endpoint_proof(iss, n, p).unwrap().unwrap_err().0
+            };
+            // A stranger's key, even one that names our kid.
+            let stranger = key();
+            let foreign = sign(&stranger, issuer, &nonce).unwrap();
+            assert!(refused(&foreign, issuer, &nonce).contains("not this data folder's"));
+            let mut posing = foreign.clone();
+            posing.kid = ours.kid.clone();
+            assert!(refused(&posing, issuer, &nonce).contains("not this data folder's"));
+            // Our real key, relayed from another port, or answering an old nonce.
+            assert!(refused(&good, "http://127.0.0.1:9999", &nonce).contains("serves"));
+            assert!(refused(&good, issuer, &new_nonce()).contains("nonce"));
+            // A tampered signature.
+            let mut bent = good.clone();
+            bent.signature = keys::b64url(&[7u8; 64]);
+            assert!(refused(&bent, issuer, &nonce).contains("does not verify"));
+        });
     }
 }

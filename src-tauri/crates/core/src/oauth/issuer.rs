@@ -8,8 +8,8 @@
 //!
 //! What it is not: agent keys (see `registry` and `keys`).
 
+use crate::store::{Tx, params};
 use ed25519_dalek::VerifyingKey;
-use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use serde_json::json;
 
@@ -40,24 +40,19 @@ fn jwk(kid: &str, key: &VerifyingKey) -> serde_json::Value {
 
 /// The retired issuer keys still published at `now`.
 pub(crate) fn retired_keys(m: &Mandate, now: i64) -> Result<Vec<(String, VerifyingKey)>> {
-    retired_keys_on(&*m.lock()?, now)
+    m.read(|tx| retired_keys_on(tx, now))
 }
 
 /// [`retired_keys`] on a given connection (the endpoint passes a read-only one).
-pub(crate) fn retired_keys_on(
-    conn: &rusqlite::Connection,
-    now: i64,
-) -> Result<Vec<(String, VerifyingKey)>> {
-    let mut stmt = conn.prepare_cached(
+pub(crate) fn retired_keys_on(conn: &Tx<'_>, now: i64) -> Result<Vec<(String, VerifyingKey)>> {
+    let rows = conn.query_map(
         "SELECT kid, public_key FROM issuer_keys_retired WHERE publish_until > ?1
          ORDER BY retired_at DESC",
+        params![now],
+        |r| Ok((r.get::<String>(0)?, r.get::<Vec<u8>>(1)?)),
     )?;
-    let rows = stmt.query_map([now], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
-    })?;
     let mut out = Vec::new();
-    for row in rows {
-        let (kid, pk) = row?;
+    for (kid, pk) in rows {
         let arr: [u8; 32] = pk
             .as_slice()
             .try_into()
@@ -70,11 +65,12 @@ pub(crate) fn retired_keys_on(
 }
 
 /// The current issuer key id as stored (cheap; no keychain access).
-pub(crate) fn current_kid(conn: &rusqlite::Connection) -> Result<Option<String>> {
-    Ok(conn
-        .prepare_cached("SELECT value FROM meta WHERE key = 'issuer_kid'")?
-        .query_row([], |r| r.get(0))
-        .optional()?)
+pub(crate) fn current_kid(conn: &Tx<'_>) -> Result<Option<String>> {
+    conn.query_opt(
+        "SELECT value FROM meta WHERE key = 'issuer_kid'",
+        params![],
+        |r| r.get(0),
+    )
 }
 
 impl Mandate {
@@ -104,9 +100,11 @@ impl Mandate {
         let old_pub = old.signing.verifying_key().to_bytes();
         let new_kid = kid.clone();
         let res = self.write(move |tx, now| {
-            let cur: Option<String> = tx
-                .query_row("SELECT value FROM meta WHERE key = 'issuer_kid'", [], |r| r.get(0))
-                .optional()?;
+            let cur: Option<String> = tx.query_opt(
+                "SELECT value FROM meta WHERE key = 'issuer_kid'",
+                params![],
+                |r| r.get(0),
+            )?;
             if cur.as_deref() != Some(old_kid.as_str()) {
                 return Err(Error::Conflict(
                     "the issuer key was rotated by another process meanwhile; nothing was changed"
@@ -115,19 +113,21 @@ impl Mandate {
             }
             let last_exp: Option<i64> = tx.query_row(
                 "SELECT max(expires_at) FROM oauth_tokens WHERE kid = ?1",
-                [&old_kid],
+                params![&old_kid],
                 |r| r.get(0),
             )?;
             let t = now.timestamp();
             let until = last_exp.unwrap_or(t).max(t + i64::from(MAX_TTL_SECS));
             tx.execute(
-                "INSERT OR REPLACE INTO issuer_keys_retired (kid, public_key, retired_at, publish_until)
-                 VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO issuer_keys_retired (kid, public_key, retired_at, publish_until)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (kid) DO UPDATE SET public_key = excluded.public_key,
+                     retired_at = excluded.retired_at, publish_until = excluded.publish_until",
                 params![old_kid, old_pub.as_slice(), t, until],
             )?;
             tx.execute(
                 "UPDATE meta SET value = ?1 WHERE key = 'issuer_kid'",
-                [&new_kid],
+                params![&new_kid],
             )?;
             audit::append(
                 tx,

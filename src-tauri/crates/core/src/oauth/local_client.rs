@@ -57,32 +57,34 @@ impl Mandate {
 
 #[cfg(test)]
 mod tests {
+    use crate::store::testing::each_store;
     #[test]
     fn a_revoked_agent_is_refused_as_revoked_with_the_refusal_audited() {
-        let dir = tempfile::tempdir().unwrap();
-        let m = crate::open_for_test(dir.path());
-        m.add_member("founder", None).unwrap();
-        m.add_agent(crate::NewAgent {
-            name: "billing-report-agent".into(),
-            purpose: "monthly billing report".into(),
-            owner: "founder".into(),
-            parent: None,
-            scopes: vec![],
-            key: crate::KeyChoice::GenerateInKeychain,
-        })
-        .unwrap();
-        assert!(m.client_signing_key("billing-report-agent").is_ok());
-        m.revoke_agent("billing-report-agent", "replaced").unwrap();
-        let e = m.client_signing_key("billing-report-agent").unwrap_err();
-        assert_eq!(e.code(), crate::ErrorCode::Refused);
-        assert_eq!(e.code().exit_code(), 9);
-        let msg = e.to_string();
-        assert!(msg.contains("is revoked"), "{msg}");
-        assert!(!msg.contains("keychain"), "{msg}");
-        let ev = &m
-            .audit_events(Some("billing-report-agent"), 1, None)
-            .unwrap()[0];
-        assert_eq!(ev.action, "token.denied");
-        assert_eq!(ev.decision.as_str(), "deny");
+        each_store(|s| {
+            let m = s.open();
+            m.add_member("founder", None).unwrap();
+            m.add_agent(crate::NewAgent {
+                name: "billing-report-agent".into(),
+                purpose: "monthly billing report".into(),
+                owner: "founder".into(),
+                parent: None,
+                scopes: vec![],
+                key: crate::KeyChoice::GenerateInKeychain,
+            })
+            .unwrap();
+            assert!(m.client_signing_key("billing-report-agent").is_ok());
+            m.revoke_agent("billing-report-agent", "replaced").unwrap();
+            let e = m.client_signing_key("billing-report-agent").unwrap_err();
+            assert_eq!(e.code(), crate::ErrorCode::Refused);
+            assert_eq!(e.code().exit_code(), 9);
+            let msg = e.to_string();
+            assert!(msg.contains("is revoked"), "{msg}");
+            assert!(!msg.contains("keychain"), "{msg}");
+            let ev = &m
+                .audit_events(Some("billing-report-agent"), 1, None)
+                .unwrap()[0];
+            assert_eq!(ev.action, "token.denied");
+            assert_eq!(ev.decision.as_str(), "deny");
+        });
     }
 }

@@ -26,6 +26,7 @@ use super::client_agent::ClientAgent;
 use crate::error::Result;
 use crate::model::{Scope, TrustState};
 use crate::registry::MAX_TTL_SECS;
+use crate::store::{Tx, params};
 
 /// Most scopes a request may name.
 const MAX_REQUESTED_SCOPES: usize = 64;
@@ -89,18 +90,20 @@ pub(crate) struct ConnInfo {
 }
 
 /// Every connection, cheaply.
-pub(crate) fn connections(conn: &rusqlite::Connection) -> Result<Vec<ConnInfo>> {
-    let mut stmt = conn.prepare_cached("SELECT name, base_url, trust_floor FROM connections")?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-        ))
-    })?;
+pub(crate) fn connections(conn: &Tx<'_>) -> Result<Vec<ConnInfo>> {
+    let rows = conn.query_map(
+        "SELECT name, base_url, trust_floor FROM connections",
+        params![],
+        |r| {
+            Ok((
+                r.get::<String>(0)?,
+                r.get::<String>(1)?,
+                r.get::<String>(2)?,
+            ))
+        },
+    )?;
     let mut out = Vec::new();
-    for row in rows {
-        let (name, base_url, floor) = row?;
+    for (name, base_url, floor) in rows {
         out.push(ConnInfo {
             name,
             base_url,

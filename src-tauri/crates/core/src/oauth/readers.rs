@@ -1,4 +1,4 @@
-//! Read-only SQLite connections for the endpoint's lookups (agents, keys, connections, token
+//! Read-only connections for the endpoint's lookups (agents, keys, connections, token
 //! state), so that reads never wait behind the group committer's fsync on the shared
 //! write connection. Under WAL each read transaction (one per [`Readers::with`] call) sees the
 //! newest state committed when it starts, so a revocation is visible to the next request after
@@ -14,17 +14,15 @@
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
-
-use rusqlite::{Connection, OpenFlags};
 
 use super::registry_memo::RegistryMemo;
 use crate::Mandate;
 use crate::error::{Error, Result};
+use crate::store::{Conn, Tx};
 
 /// A few read-only connections, used round-robin.
 pub(crate) struct Readers {
-    pool: Vec<Mutex<Connection>>,
+    pool: Vec<Mutex<Conn>>,
     next: AtomicUsize,
     /// Client authentication's reads of the registry, reused while it is unchanged.
     pub registry: RegistryMemo,
@@ -41,16 +39,9 @@ impl std::fmt::Debug for Readers {
 impl Readers {
     /// Open `n` read-only connections to `m`'s database.
     pub fn open(m: &Mandate, n: usize) -> Result<Self> {
-        let path = m.data_dir().join(crate::store::DB_FILE);
         let mut pool = Vec::with_capacity(n);
         for _ in 0..n.max(1) {
-            let c = Connection::open_with_flags(
-                &path,
-                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )?;
-            c.busy_timeout(Duration::from_secs(10))?;
-            c.set_prepared_statement_cache_capacity(64);
-            pool.push(Mutex::new(c));
+            pool.push(Mutex::new(m.store().reader()?));
         }
         Ok(Readers {
             pool,
@@ -60,25 +51,16 @@ impl Readers {
     }
 
     /// Run `f` in one read transaction on a free connection (or wait for one).
-    pub fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    pub fn with<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         for i in 0..self.pool.len() {
-            if let Ok(c) = self.pool[(start + i) % self.pool.len()].try_lock() {
-                return snapshot(&c, f);
+            if let Ok(mut c) = self.pool[(start + i) % self.pool.len()].try_lock() {
+                return c.snapshot(f);
             }
         }
-        let c = self.pool[start % self.pool.len()]
+        let mut c = self.pool[start % self.pool.len()]
             .lock()
             .map_err(|_| Error::Storage("a read connection was poisoned".into()))?;
-        snapshot(&c, f)
+        c.snapshot(f)
     }
-}
-
-/// `f` inside `BEGIN` ... `COMMIT` (a read transaction; nothing to roll back).
-fn snapshot<T>(c: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-    c.prepare_cached("BEGIN")?.execute([])?;
-    let out = f(c);
-    // Ending a read transaction cannot lose anything; if it fails, the next BEGIN reports it.
-    let _ = c.prepare_cached("COMMIT").and_then(|mut s| s.execute([]));
-    out
 }

@@ -6,7 +6,7 @@
 //! way up. That is what makes revocation bite at once: introspection reads these rows on every
 //! request, so the first request after a revocation commits sees it.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::store::{Tx, params};
 use serde_json::Value;
 
 use crate::error::Result;
@@ -32,57 +32,55 @@ pub(crate) struct TokenRecord {
     pub revoked_at: Option<i64>,
 }
 
-pub(crate) fn insert_token(conn: &Connection, r: &TokenRecord) -> Result<()> {
-    conn.prepare_cached(
+pub(crate) fn insert_token(conn: &Tx<'_>, r: &TokenRecord) -> Result<()> {
+    conn.execute(
         "INSERT INTO oauth_tokens (jti, agent_id, subject, act, scope, aud, kid, issued_at,
                                    expires_at, cnf_jkt, parent_jti, delegation_id)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-    )?
-    .execute(params![
-        r.jti,
-        r.agent_id,
-        r.subject,
-        r.act.as_ref().map(Value::to_string),
-        r.scope,
-        serde_json::to_string(&r.aud).unwrap_or_else(|_| "[]".into()),
-        r.kid,
-        r.issued_at,
-        r.expires_at,
-        r.cnf_jkt,
-        r.parent_jti,
-        r.delegation_id,
-    ])?;
+        params![
+            r.jti,
+            r.agent_id,
+            r.subject,
+            r.act.as_ref().map(Value::to_string),
+            r.scope,
+            serde_json::to_string(&r.aud).unwrap_or_else(|_| "[]".into()),
+            r.kid,
+            r.issued_at,
+            r.expires_at,
+            r.cnf_jkt,
+            r.parent_jti,
+            r.delegation_id,
+        ],
+    )?;
     Ok(())
 }
 
-pub(crate) fn load_token(conn: &Connection, jti: &str) -> Result<Option<TokenRecord>> {
-    Ok(conn
-        .query_row(
-            "SELECT jti, agent_id, subject, act, scope, aud, kid, issued_at, expires_at, cnf_jkt,
+pub(crate) fn load_token(conn: &Tx<'_>, jti: &str) -> Result<Option<TokenRecord>> {
+    conn.query_opt(
+        "SELECT jti, agent_id, subject, act, scope, aud, kid, issued_at, expires_at, cnf_jkt,
                     parent_jti, delegation_id, revoked_at
              FROM oauth_tokens WHERE jti = ?1",
-            [jti],
-            |r| {
-                let act: Option<String> = r.get(3)?;
-                let aud: String = r.get(5)?;
-                Ok(TokenRecord {
-                    jti: r.get(0)?,
-                    agent_id: r.get(1)?,
-                    subject: r.get(2)?,
-                    act: act.and_then(|a| serde_json::from_str(&a).ok()),
-                    scope: r.get(4)?,
-                    aud: serde_json::from_str(&aud).unwrap_or_default(),
-                    kid: r.get(6)?,
-                    issued_at: r.get(7)?,
-                    expires_at: r.get(8)?,
-                    cnf_jkt: r.get(9)?,
-                    parent_jti: r.get(10)?,
-                    delegation_id: r.get(11)?,
-                    revoked_at: r.get(12)?,
-                })
-            },
-        )
-        .optional()?)
+        params![jti],
+        |r| {
+            let act: Option<String> = r.get(3)?;
+            let aud: String = r.get(5)?;
+            Ok(TokenRecord {
+                jti: r.get(0)?,
+                agent_id: r.get(1)?,
+                subject: r.get(2)?,
+                act: act.and_then(|a| serde_json::from_str(&a).ok()),
+                scope: r.get(4)?,
+                aud: serde_json::from_str(&aud).unwrap_or_default(),
+                kid: r.get(6)?,
+                issued_at: r.get(7)?,
+                expires_at: r.get(8)?,
+                cnf_jkt: r.get(9)?,
+                parent_jti: r.get(10)?,
+                delegation_id: r.get(11)?,
+                revoked_at: r.get(12)?,
+            })
+        },
+    )
 }
 
 /// Why a token is not active.
@@ -113,7 +111,7 @@ impl Inactive {
 
 /// The record of `jti` if the token is active at `now`, else why not.
 pub(crate) fn active_token(
-    conn: &Connection,
+    conn: &Tx<'_>,
     jti: &str,
     now: i64,
 ) -> Result<std::result::Result<TokenRecord, (Inactive, Option<TokenRecord>)>> {
@@ -142,7 +140,7 @@ pub(crate) fn active_token(
     Ok(Err((Inactive::ChainBroken, Some(first))))
 }
 
-fn check_one(conn: &Connection, r: &TokenRecord, now: i64) -> Result<Option<Inactive>> {
+fn check_one(conn: &Tx<'_>, r: &TokenRecord, now: i64) -> Result<Option<Inactive>> {
     if r.revoked_at.is_some() {
         return Ok(Some(Inactive::Revoked));
     }
@@ -150,9 +148,11 @@ fn check_one(conn: &Connection, r: &TokenRecord, now: i64) -> Result<Option<Inac
         return Ok(Some(Inactive::Expired));
     }
     let exists = conn
-        .prepare_cached("SELECT 1 FROM agents WHERE id = ?1")?
-        .query_row([&r.agent_id], |_| Ok(()))
-        .optional()?
+        .query_opt(
+            "SELECT 1 FROM agents WHERE id = ?1",
+            params![&r.agent_id],
+            |_| Ok(()),
+        )?
         .is_some();
     if !exists {
         return Ok(Some(Inactive::AgentNotActive));
@@ -163,13 +163,11 @@ fn check_one(conn: &Connection, r: &TokenRecord, now: i64) -> Result<Option<Inac
         Some(_) => return Ok(Some(Inactive::ParentNotActive)),
     }
     if let Some(d) = &r.delegation_id {
-        let row: Option<(Option<i64>, i64)> = conn
-            .query_row(
-                "SELECT revoked_at, not_after FROM delegations WHERE id = ?1",
-                [d],
-                |x| Ok((x.get(0)?, x.get(1)?)),
-            )
-            .optional()?;
+        let row: Option<(Option<i64>, i64)> = conn.query_opt(
+            "SELECT revoked_at, not_after FROM delegations WHERE id = ?1",
+            params![d],
+            |x| Ok((x.get(0)?, x.get(1)?)),
+        )?;
         match row {
             Some((None, not_after)) if not_after > now => {}
             _ => return Ok(Some(Inactive::DelegationEnded)),
@@ -179,7 +177,7 @@ fn check_one(conn: &Connection, r: &TokenRecord, now: i64) -> Result<Option<Inac
 }
 
 /// Mark a token revoked. `false` if it was already revoked.
-pub(crate) fn revoke_token(conn: &Connection, jti: &str, now: i64, by: &str) -> Result<bool> {
+pub(crate) fn revoke_token(conn: &Tx<'_>, jti: &str, now: i64, by: &str) -> Result<bool> {
     let n = conn.execute(
         "UPDATE oauth_tokens SET revoked_at = ?2, revoked_by = ?3
          WHERE jti = ?1 AND revoked_at IS NULL",

@@ -23,7 +23,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use rusqlite::Connection;
+use crate::store::{Tx, params};
 
 use super::client_agent::{self, AgentFacts};
 use super::policy::{self, ConnInfo};
@@ -53,17 +53,19 @@ pub(crate) struct RegistryMemo {
 }
 
 /// The registry's generation in `conn`'s snapshot.
-pub(crate) fn generation(conn: &Connection) -> Result<i64> {
-    Ok(conn
-        .prepare_cached("SELECT n FROM registry_generation WHERE id = 1")?
-        .query_row([], |r| r.get(0))?)
+pub(crate) fn generation(conn: &Tx<'_>) -> Result<i64> {
+    conn.query_row(
+        "SELECT n FROM registry_generation WHERE id = 1",
+        params![],
+        |r| r.get(0),
+    )
 }
 
 impl RegistryMemo {
     /// The agent named exactly `name` and every connection, as in `conn`'s snapshot. `conn`
     /// must be inside a read transaction (see `Readers::with`), so that the generation and
     /// anything read after it come from one snapshot.
-    pub fn agent(&self, conn: &Connection, name: &str) -> Result<Option<Found>> {
+    pub fn agent(&self, conn: &Tx<'_>, name: &str) -> Result<Option<Found>> {
         let n = generation(conn)?;
         let (known, conns) = match self.current.lock() {
             Ok(g) if g.n == n => (g.agents.get(name).cloned(), g.conns.clone()),
@@ -107,186 +109,223 @@ mod tests {
 
     use std::sync::atomic::Ordering;
 
-    use rusqlite::{Connection, OpenFlags};
-
     use super::*;
+    use crate::store::testing::{TestStore, each_store};
+    use crate::store::{Conn, Dialect};
 
     const T: &str = "2026-11-01T09:00:00.000000Z";
 
-    /// A migrated database with one member, connection and agent (one scope, one key).
-    fn db() -> (tempfile::TempDir, Connection) {
-        let dir = tempfile::tempdir().unwrap();
-        let w = crate::store::open(dir.path()).unwrap();
-        w.execute_batch(&format!(
-            "INSERT INTO members (id, name, created_at) VALUES ('m1', 'founder', '{T}');
-             INSERT INTO connections (id, name, base_url, created_at, updated_at)
-                 VALUES ('c1', 'github', 'https://api.github.com', '{T}', '{T}');
-             INSERT INTO agents (id, name, purpose, owner_id, created_at, updated_at)
-                 VALUES ('a1', 'bot', 'tests', 'm1', '{T}', '{T}');
-             INSERT INTO agent_scopes (agent_id, scope, connection_id)
-                 VALUES ('a1', 'github:repo.read', 'c1');
-             INSERT INTO agent_keys (kid, agent_id, public_key, origin, created_at)
-                 VALUES ('k1', 'a1', zeroblob(32), 'registered', '{T}');"
-        ))
-        .unwrap();
-        (dir, w)
+    /// A 32-byte key in SQL, as each store spells it.
+    fn zero32(s: &TestStore) -> &'static str {
+        s.dialect()
+            .pick("zeroblob(32)", "decode(repeat('00', 32), 'hex')")
     }
 
-    fn reader(dir: &tempfile::TempDir) -> Connection {
-        Connection::open_with_flags(
-            dir.path().join(crate::store::DB_FILE),
-            OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .unwrap()
+    /// A migrated database with one member, connection and agent (one scope, one key), and a
+    /// connection to it for writes.
+    fn db(s: &TestStore) -> Conn {
+        let mut w = s.conn();
+        let key = zero32(s);
+        w.auto(|tx| {
+            tx.execute_batch(&format!(
+                "INSERT INTO members (id, name, created_at) VALUES ('m1', 'founder', '{T}');
+                 INSERT INTO connections (id, name, base_url, created_at, updated_at)
+                     VALUES ('c1', 'github', 'https://api.github.com', '{T}', '{T}');
+                 INSERT INTO agents (id, name, purpose, owner_id, created_at, updated_at)
+                     VALUES ('a1', 'bot', 'tests', 'm1', '{T}', '{T}');
+                 INSERT INTO agent_scopes (agent_id, scope, connection_id)
+                     VALUES ('a1', 'github:repo.read', 'c1');
+                 INSERT INTO agent_keys (kid, agent_id, public_key, origin, created_at)
+                     VALUES ('k1', 'a1', {key}, 'registered', '{T}');"
+            ))
+        })
+        .unwrap();
+        w
+    }
+
+    fn reader(s: &TestStore) -> Conn {
+        crate::store::Store::open(s.location())
+            .unwrap()
+            .0
+            .reader()
+            .unwrap()
+    }
+
+    fn run(w: &mut Conn, sql: &str) {
+        w.auto(|tx| tx.execute_batch(sql)).unwrap();
+    }
+
+    fn gen_of(c: &mut Conn) -> i64 {
+        c.auto(generation).unwrap()
     }
 
     /// What the memo answers, and what a fresh read of the same snapshot gives, as text.
-    fn both(memo: &RegistryMemo, c: &Connection) -> (String, String) {
-        c.execute_batch("BEGIN").unwrap();
-        let got = memo.agent(c, "bot").unwrap();
-        let fresh = client_agent::facts(c, "bot")
-            .unwrap()
-            .map(|f| (f, policy::connections(c).unwrap()));
-        c.execute_batch("COMMIT").unwrap();
-        (
-            format!("{:?}", got.map(|(a, c)| ((*a).clone(), (*c).clone()))),
-            format!("{fresh:?}"),
-        )
+    fn both(memo: &RegistryMemo, c: &mut Conn) -> (String, String) {
+        c.snapshot(|tx| {
+            let got = memo.agent(tx, "bot").unwrap();
+            let fresh = client_agent::facts(tx, "bot")
+                .unwrap()
+                .map(|f| (f, policy::connections(tx).unwrap()));
+            Ok((
+                format!("{:?}", got.map(|(a, c)| ((*a).clone(), (*c).clone()))),
+                format!("{fresh:?}"),
+            ))
+        })
+        .unwrap()
     }
 
     #[test]
     fn every_change_to_what_authentication_reads_raises_the_generation() {
-        let (_dir, w) = db();
-        let changes = [
-            "INSERT INTO members (id, name, created_at) VALUES ('m2', 'cofounder', 'x')",
-            "UPDATE members SET email = 'a@b.example' WHERE id = 'm2'",
-            "DELETE FROM members WHERE id = 'm2'",
-            "INSERT INTO connections (id, name, base_url, created_at, updated_at)
-                 VALUES ('c2', 'slack', 'https://slack.com', 'x', 'x')",
-            "UPDATE connections SET trust_floor = 'TRUSTED' WHERE id = 'c2'",
-            "DELETE FROM connections WHERE id = 'c2'",
-            "INSERT INTO agents (id, name, purpose, created_at, updated_at)
-                 VALUES ('a2', 'other', 'p', 'x', 'x')",
-            "UPDATE agents SET status = 'suspended' WHERE id = 'a1'",
-            "INSERT INTO agent_scopes (agent_id, scope, connection_id)
-                 VALUES ('a2', 'github:repo.read', 'c1')",
-            "UPDATE agent_scopes SET scope = 'github:x' WHERE agent_id = 'a2'",
-            "DELETE FROM agent_scopes WHERE agent_id = 'a2'",
-            "INSERT INTO agent_keys (kid, agent_id, public_key, origin, created_at)
-                 VALUES ('k2', 'a2', zeroblob(32), 'registered', 'x')",
-            "UPDATE agent_keys SET expires_at = 'y' WHERE kid = 'k2'",
-            "DELETE FROM agent_keys WHERE kid = 'k2'",
-            "DELETE FROM agents WHERE id = 'a2'",
-        ];
-        let mut last = generation(&w).unwrap();
-        for sql in changes {
-            w.execute(sql, []).unwrap();
-            let now = generation(&w).unwrap();
-            assert!(now > last, "no new generation after: {sql}");
-            last = now;
-        }
-        // What the audit trail and token state write is not part of it.
-        w.execute(
-            "INSERT INTO meta (key, value) VALUES ('unrelated', 'x')",
-            [],
-        )
-        .unwrap();
-        assert_eq!(generation(&w).unwrap(), last);
+        each_store(|s| {
+            let mut w = db(s);
+            let key = zero32(s);
+            let changes = [
+                "INSERT INTO members (id, name, created_at) VALUES ('m2', 'cofounder', 'x')".into(),
+                "UPDATE members SET email = 'a@b.example' WHERE id = 'm2'".into(),
+                "DELETE FROM members WHERE id = 'm2'".into(),
+                "INSERT INTO connections (id, name, base_url, created_at, updated_at)
+                     VALUES ('c2', 'slack', 'https://slack.com', 'x', 'x')"
+                    .into(),
+                "UPDATE connections SET trust_floor = 'TRUSTED' WHERE id = 'c2'".into(),
+                "DELETE FROM connections WHERE id = 'c2'".into(),
+                "INSERT INTO agents (id, name, purpose, created_at, updated_at)
+                     VALUES ('a2', 'other', 'p', 'x', 'x')"
+                    .into(),
+                "UPDATE agents SET status = 'suspended' WHERE id = 'a1'".into(),
+                "INSERT INTO agent_scopes (agent_id, scope, connection_id)
+                     VALUES ('a2', 'github:repo.read', 'c1')"
+                    .into(),
+                "UPDATE agent_scopes SET scope = 'github:x' WHERE agent_id = 'a2'".into(),
+                "DELETE FROM agent_scopes WHERE agent_id = 'a2'".into(),
+                format!(
+                    "INSERT INTO agent_keys (kid, agent_id, public_key, origin, created_at)
+                     VALUES ('k2', 'a2', {key}, 'registered', 'x')"
+                ),
+                "UPDATE agent_keys SET expires_at = 'y' WHERE kid = 'k2'".into(),
+                "DELETE FROM agent_keys WHERE kid = 'k2'".into(),
+                "DELETE FROM agents WHERE id = 'a2'".into(),
+            ];
+            let mut last = gen_of(&mut w);
+            for sql in changes {
+                let sql: String = sql;
+                run(&mut w, &sql);
+                let now = gen_of(&mut w);
+                assert!(now > last, "no new generation after: {sql}");
+                last = now;
+            }
+            // What the audit trail and token state write is not part of it.
+            run(
+                &mut w,
+                "INSERT INTO meta (key, value) VALUES ('unrelated', 'x')",
+            );
+            assert_eq!(gen_of(&mut w), last);
+        });
     }
 
     #[test]
     fn the_memo_answers_what_a_fresh_read_of_the_same_snapshot_would() {
-        let (dir, w) = db();
-        let r = reader(&dir);
-        let memo = RegistryMemo::default();
-        let (got, fresh) = both(&memo, &r);
-        assert_eq!(got, fresh);
-        assert!(got.contains("Active"), "{got}");
-        assert_eq!(memo.reads.load(Ordering::Relaxed), 1);
-        // Nothing changed: the second answer is the memo's, and the same.
-        assert_eq!(both(&memo, &r), (got.clone(), fresh));
-        assert_eq!(memo.reads.load(Ordering::Relaxed), 1);
-        // An audit write (any other commit) changes nothing.
-        w.execute("INSERT INTO meta (key, value) VALUES ('k', 'v')", [])
-            .unwrap();
-        both(&memo, &r);
-        assert_eq!(memo.reads.load(Ordering::Relaxed), 1);
+        each_store(|s| {
+            let mut w = db(s);
+            let mut r = reader(s);
+            let memo = RegistryMemo::default();
+            let (got, fresh) = both(&memo, &mut r);
+            assert_eq!(got, fresh);
+            assert!(got.contains("Active"), "{got}");
+            assert_eq!(memo.reads.load(Ordering::Relaxed), 1);
+            // Nothing changed: the second answer is the memo's, and the same.
+            assert_eq!(both(&memo, &mut r), (got.clone(), fresh));
+            assert_eq!(memo.reads.load(Ordering::Relaxed), 1);
+            // An audit write (any other commit) changes nothing.
+            run(&mut w, "INSERT INTO meta (key, value) VALUES ('k', 'v')");
+            both(&memo, &mut r);
+            assert_eq!(memo.reads.load(Ordering::Relaxed), 1);
 
-        let changes = [
-            (
-                "UPDATE agents SET status = 'suspended' WHERE id = 'a1'",
-                "Suspended",
-            ),
-            (
-                "UPDATE agent_keys SET expires_at = '2026-11-02T09:00:00.000000Z'",
-                "2026-11-02",
-            ),
-            (
-                "INSERT INTO agent_scopes (agent_id, scope, connection_id)
-                     VALUES ('a1', 'github:repo.write', 'c1')",
-                "repo.write",
-            ),
-            ("UPDATE connections SET trust_floor = 'TRUSTED'", "Trusted"),
-            (
-                "UPDATE agents SET owner_id = NULL; DELETE FROM members",
-                "has_owner: false",
-            ),
-            ("UPDATE agents SET dpop_required = 1", "dpop_required: true"),
-        ];
-        for (i, (sql, shows)) in changes.into_iter().enumerate() {
-            w.execute_batch(sql).unwrap();
-            let (got, fresh) = both(&memo, &r);
-            assert_eq!(got, fresh, "after: {sql}");
-            assert!(
-                got.contains(shows),
-                "after {sql}, expected {shows} in {got}"
+            let changes = [
+                (
+                    "UPDATE agents SET status = 'suspended' WHERE id = 'a1'",
+                    "Suspended",
+                ),
+                (
+                    "UPDATE agent_keys SET expires_at = '2026-11-02T09:00:00.000000Z'",
+                    "2026-11-02",
+                ),
+                (
+                    "INSERT INTO agent_scopes (agent_id, scope, connection_id)
+                         VALUES ('a1', 'github:repo.write', 'c1')",
+                    "repo.write",
+                ),
+                ("UPDATE connections SET trust_floor = 'TRUSTED'", "Trusted"),
+                (
+                    "UPDATE agents SET owner_id = NULL; DELETE FROM members",
+                    "has_owner: false",
+                ),
+                ("UPDATE agents SET dpop_required = 1", "dpop_required: true"),
+            ];
+            for (i, (sql, shows)) in changes.into_iter().enumerate() {
+                run(&mut w, sql);
+                let (got, fresh) = both(&memo, &mut r);
+                assert_eq!(got, fresh, "after: {sql}");
+                assert!(
+                    got.contains(shows),
+                    "after {sql}, expected {shows} in {got}"
+                );
+                assert_eq!(memo.reads.load(Ordering::Relaxed), i + 2, "after: {sql}");
+            }
+            run(
+                &mut w,
+                "DELETE FROM agent_keys; DELETE FROM agent_scopes; DELETE FROM agents",
             );
-            assert_eq!(memo.reads.load(Ordering::Relaxed), i + 2, "after: {sql}");
-        }
-        w.execute_batch("DELETE FROM agent_keys; DELETE FROM agent_scopes; DELETE FROM agents")
-            .unwrap();
-        assert_eq!(both(&memo, &r), ("None".into(), "None".into()));
+            assert_eq!(both(&memo, &mut r), ("None".into(), "None".into()));
+        });
     }
 
     #[test]
     fn an_older_snapshot_gets_its_own_answer_and_never_replaces_a_newer_one() {
-        let (dir, w) = db();
-        let (old, new) = (reader(&dir), reader(&dir));
-        let memo = RegistryMemo::default();
-        // `old` takes its snapshot before the suspension commits.
-        old.execute_batch("BEGIN").unwrap();
-        assert_eq!(generation(&old).unwrap(), generation(&w).unwrap());
-        w.execute("UPDATE agents SET status = 'suspended'", [])
+        each_store(|s| {
+            let mut w = db(s);
+            let (mut old, mut new) = (reader(s), reader(s));
+            let memo = RegistryMemo::default();
+            // `old` takes its snapshot before the suspension commits.
+            old.snapshot(|otx| {
+                assert_eq!(generation(otx).unwrap(), gen_of(&mut w));
+                run(&mut w, "UPDATE agents SET status = 'suspended'");
+                let (got, _) = both(&memo, &mut new);
+                assert!(got.contains("Suspended"), "{got}");
+                let (a, _) = memo.agent(otx, "bot").unwrap().unwrap();
+                assert!(
+                    format!("{a:?}").contains("Active"),
+                    "its own snapshot: {a:?}"
+                );
+                Ok(())
+            })
             .unwrap();
-        let (got, _) = both(&memo, &new);
-        assert!(got.contains("Suspended"), "{got}");
-        let (a, _) = memo.agent(&old, "bot").unwrap().unwrap();
-        assert!(
-            format!("{a:?}").contains("Active"),
-            "its own snapshot: {a:?}"
-        );
-        old.execute_batch("COMMIT").unwrap();
-        let reads = memo.reads.load(Ordering::Relaxed);
-        let (got, fresh) = both(&memo, &new);
-        assert_eq!(got, fresh);
-        assert!(got.contains("Suspended"), "{got}");
-        assert_eq!(
-            memo.reads.load(Ordering::Relaxed),
-            reads,
-            "still remembered"
-        );
+            let reads = memo.reads.load(Ordering::Relaxed);
+            let (got, fresh) = both(&memo, &mut new);
+            assert_eq!(got, fresh);
+            assert!(got.contains("Suspended"), "{got}");
+            assert_eq!(
+                memo.reads.load(Ordering::Relaxed),
+                reads,
+                "still remembered"
+            );
+        });
     }
 
     #[test]
     fn unknown_client_ids_are_not_remembered() {
-        let (dir, _w) = db();
-        let r = reader(&dir);
-        let memo = RegistryMemo::default();
-        r.execute_batch("BEGIN").unwrap();
-        for i in 0..10 {
-            assert!(memo.agent(&r, &format!("nobody-{i}")).unwrap().is_none());
-        }
-        r.execute_batch("COMMIT").unwrap();
-        assert!(memo.current.lock().unwrap().agents.is_empty());
+        each_store(|s| {
+            let _w = db(s);
+            let mut r = reader(s);
+            let memo = RegistryMemo::default();
+            r.snapshot(|tx| {
+                for i in 0..10 {
+                    assert!(memo.agent(tx, &format!("nobody-{i}")).unwrap().is_none());
+                }
+                Ok(())
+            })
+            .unwrap();
+            assert!(memo.current.lock().unwrap().agents.is_empty());
+            let _ = Dialect::Sqlite;
+        });
     }
 }

@@ -27,7 +27,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashSet};
 use std::sync::Mutex;
 
-use rusqlite::{Connection, params};
+use crate::store::{Tx, params};
 use sha2::{Digest, Sha256};
 
 use crate::error::Result;
@@ -96,7 +96,7 @@ impl UsedJtis {
     /// expired before `now` less the clock skew allowed. Call inside the write transaction.
     pub fn consume(
         &self,
-        tx: &Connection,
+        tx: &Tx<'_>,
         client: &str,
         jti: &str,
         expires_at: i64,
@@ -108,11 +108,13 @@ impl UsedJtis {
         if st.seen.contains(&k) {
             return Ok(false);
         }
-        tx.prepare_cached(
-            "INSERT INTO oauth_used_jtis (client, jti, expires_at) VALUES (?1, ?2, ?3)",
-        )?
-        .execute(params![client, jti, expires_at])?;
-        st.remember(tx.last_insert_rowid(), k, expires_at);
+        let seq: i64 = tx.query_row(
+            "INSERT INTO oauth_used_jtis (client, jti, expires_at) VALUES (?1, ?2, ?3)
+             RETURNING seq",
+            params![client, jti, expires_at],
+            |r| r.get(0),
+        )?;
+        st.remember(seq, k, expires_at);
         st.consumed += 1;
         if st.consumed.is_multiple_of(PRUNE_EVERY) {
             prune(&mut st, tx, now - super::SKEW_SECS)?;
@@ -122,7 +124,7 @@ impl UsedJtis {
 
     /// Forget at once what [`UsedJtis::consume`] forgets in passing (see [`prune`]).
     #[cfg(test)]
-    fn prune(&self, tx: &Connection, cutoff: i64) -> Result<()> {
+    fn prune(&self, tx: &Tx<'_>, cutoff: i64) -> Result<()> {
         prune(&mut self.lock(), tx, cutoff)
     }
 
@@ -147,10 +149,10 @@ impl UsedJtis {
 /// the table), and from the table: in one range from its oldest end up to the first row still
 /// needed, and then one by one where an expired row sits behind a live one (a one-hour
 /// assertion recorded before many one-minute ones must not keep them all for an hour). The
-/// newest row always stays, so `seq` keeps growing (SQLite reuses the largest rowid + 1),
-/// which is how other writers' rows are told from ones already seen. Inside the write
-/// transaction.
-fn prune(st: &mut State, tx: &Connection, cutoff: i64) -> Result<()> {
+/// newest row always stays, so `seq` keeps growing (SQLite reuses the largest rowid + 1;
+/// PostgreSQL's identity never goes back), which is how other writers' rows are told from ones
+/// already seen. Inside the write transaction.
+fn prune(st: &mut State, tx: &Tx<'_>, cutoff: i64) -> Result<()> {
     let mut expired: Vec<i64> = Vec::new();
     while let Some(Reverse((exp, seq, k))) = st.by_expiry.peek().copied() {
         if exp >= cutoff {
@@ -162,20 +164,19 @@ fn prune(st: &mut State, tx: &Connection, cutoff: i64) -> Result<()> {
         expired.push(seq);
     }
     let newest = st.newest.map_or(i64::MAX, |(seq, _)| seq);
-    tx.prepare_cached(
-        "DELETE FROM oauth_used_jtis WHERE seq < min(
-             coalesce((SELECT seq FROM oauth_used_jtis WHERE expires_at >= ?1
-                       ORDER BY seq LIMIT 1), 9223372036854775807),
-             (SELECT max(seq) FROM oauth_used_jtis))",
-    )?
-    .execute([cutoff])?;
+    tx.execute(
+        "DELETE FROM oauth_used_jtis
+         WHERE seq < coalesce((SELECT seq FROM oauth_used_jtis WHERE expires_at >= ?1
+                               ORDER BY seq LIMIT 1), 9223372036854775807)
+           AND seq < (SELECT max(seq) FROM oauth_used_jtis)",
+        params![cutoff],
+    )?;
     if let Some(&first_live) = st.live_seqs.first() {
-        let mut behind = tx.prepare_cached("DELETE FROM oauth_used_jtis WHERE seq = ?1")?;
         for seq in expired
             .into_iter()
             .filter(|s| *s > first_live && *s != newest)
         {
-            behind.execute([seq])?;
+            tx.execute("DELETE FROM oauth_used_jtis WHERE seq = ?1", params![seq])?;
         }
     }
     Ok(())
@@ -183,7 +184,7 @@ fn prune(st: &mut State, tx: &Connection, cutoff: i64) -> Result<()> {
 
 /// Bring memory up to the table: read the rows appended since the newest one known, or the
 /// whole table when that row is gone or changed (a rollback, or pruning by another writer).
-fn catch_up(st: &mut State, tx: &Connection) -> Result<()> {
+fn catch_up(st: &mut State, tx: &Tx<'_>) -> Result<()> {
     let from = match (st.loaded, st.newest) {
         (true, Some((seq, _))) => seq,
         (true, None) => 0,
@@ -192,33 +193,33 @@ fn catch_up(st: &mut State, tx: &Connection) -> Result<()> {
             0
         }
     };
-    let mut stmt = tx.prepare_cached(
-        "SELECT seq, client, jti, expires_at FROM oauth_used_jtis WHERE seq >= ?1 ORDER BY seq",
-    )?;
-    let mut rows = stmt.query([from])?;
     let mut first = true;
-    while let Some(r) = rows.next()? {
-        let seq: i64 = r.get(0)?;
-        let k = key(&r.get::<_, String>(1)?, &r.get::<_, String>(2)?);
-        let expires_at: i64 = r.get(3)?;
-        if first && st.loaded {
-            first = false;
-            if let Some(newest) = st.newest {
-                if newest == (seq, k) {
-                    continue;
+    let mut reload = false;
+    tx.query_while(
+        "SELECT seq, client, jti, expires_at FROM oauth_used_jtis WHERE seq >= ?1 ORDER BY seq",
+        params![from],
+        |r| {
+            let seq: i64 = r.get(0)?;
+            let k = key(r.get_str(1)?, r.get_str(2)?);
+            let expires_at: i64 = r.get(3)?;
+            if first && st.loaded {
+                first = false;
+                if let Some(newest) = st.newest {
+                    if newest == (seq, k) {
+                        return Ok(true);
+                    }
+                    // Not the row remembered: reload everything.
+                    reload = true;
+                    return Ok(false);
                 }
-                // Not the row remembered: reload everything.
-                drop(rows);
-                st.loaded = false;
-                return catch_up(st, tx);
             }
-        }
-        first = false;
-        st.remember(seq, k, expires_at);
-    }
-    if first && st.loaded && st.newest.is_some() {
-        // The newest row remembered is gone and nothing came after it.
-        drop(rows);
+            first = false;
+            st.remember(seq, k, expires_at);
+            Ok(true)
+        },
+    )?;
+    // Not the row remembered, or the newest row remembered is gone and nothing came after it.
+    if reload || (first && st.loaded && st.newest.is_some()) {
         st.loaded = false;
         return catch_up(st, tx);
     }
@@ -229,143 +230,168 @@ fn catch_up(st: &mut State, tx: &Connection) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Conn;
+    use crate::store::testing::{TestStore, each_store};
 
-    fn db() -> (tempfile::TempDir, Connection) {
-        let dir = tempfile::tempdir().unwrap();
-        let m = crate::open_for_test(dir.path());
-        drop(m);
-        let conn = Connection::open(dir.path().join(crate::store::DB_FILE)).unwrap();
-        (dir, conn)
+    /// A migrated store, and a connection of its own to it.
+    fn db(s: &TestStore) -> Conn {
+        drop(s.open());
+        s.conn()
     }
 
-    fn count(c: &Connection) -> i64 {
-        c.query_row("SELECT count(*) FROM oauth_used_jtis", [], |r| r.get(0))
-            .unwrap()
+    fn count(c: &Tx<'_>) -> i64 {
+        c.query_row("SELECT count(*) FROM oauth_used_jtis", params![], |r| {
+            r.get(0)
+        })
+        .unwrap()
     }
 
     #[test]
     fn a_jti_is_accepted_once_per_client() {
-        let (_d, c) = db();
-        let u = UsedJtis::default();
-        assert!(u.consume(&c, "a", "j1", 100, 0).unwrap());
-        assert!(!u.consume(&c, "a", "j1", 100, 0).unwrap());
-        // Another client may use the same jti; the length prefix keeps ("a","bj") apart from
-        // ("ab","j").
-        assert!(u.consume(&c, "b", "j1", 100, 0).unwrap());
-        assert!(u.consume(&c, "ab", "j", 100, 0).unwrap());
-        assert!(u.consume(&c, "a", "bj", 100, 0).unwrap());
-        assert_eq!(count(&c), 4);
+        each_store(|s| {
+            let mut conn = db(s);
+            let c = conn.tx().unwrap();
+            let u = UsedJtis::default();
+            assert!(u.consume(&c, "a", "j1", 100, 0).unwrap());
+            assert!(!u.consume(&c, "a", "j1", 100, 0).unwrap());
+            // Another client may use the same jti; the length prefix keeps ("a","bj") apart from
+            // ("ab","j").
+            assert!(u.consume(&c, "b", "j1", 100, 0).unwrap());
+            assert!(u.consume(&c, "ab", "j", 100, 0).unwrap());
+            assert!(u.consume(&c, "a", "bj", 100, 0).unwrap());
+            assert_eq!(count(&c), 4);
+        });
     }
 
     #[test]
     fn a_second_handle_and_a_restart_see_every_committed_jti() {
-        let (_d, c) = db();
-        let first = UsedJtis::default();
-        let second = UsedJtis::default();
-        assert!(first.consume(&c, "a", "j1", 100, 0).unwrap());
-        // The second learns of j1 from the table, then the first of j2 from the table.
-        assert!(!second.consume(&c, "a", "j1", 100, 0).unwrap());
-        assert!(second.consume(&c, "a", "j2", 100, 0).unwrap());
-        assert!(!first.consume(&c, "a", "j2", 100, 0).unwrap());
-        // A restart: a fresh memory reads the table.
-        let restarted = UsedJtis::default();
-        assert!(!restarted.consume(&c, "a", "j1", 100, 0).unwrap());
-        assert!(!restarted.consume(&c, "a", "j2", 100, 0).unwrap());
+        each_store(|s| {
+            let mut conn = db(s);
+            let c = conn.tx().unwrap();
+            let first = UsedJtis::default();
+            let second = UsedJtis::default();
+            assert!(first.consume(&c, "a", "j1", 100, 0).unwrap());
+            // The second learns of j1 from the table, then the first of j2 from the table.
+            assert!(!second.consume(&c, "a", "j1", 100, 0).unwrap());
+            assert!(second.consume(&c, "a", "j2", 100, 0).unwrap());
+            assert!(!first.consume(&c, "a", "j2", 100, 0).unwrap());
+            // A restart: a fresh memory reads the table.
+            let restarted = UsedJtis::default();
+            assert!(!restarted.consume(&c, "a", "j1", 100, 0).unwrap());
+            assert!(!restarted.consume(&c, "a", "j2", 100, 0).unwrap());
+        });
     }
 
     #[test]
     fn a_rolled_back_row_whose_seq_another_writer_reused_is_not_missed() {
-        let (_d, mut c) = db();
-        let u = UsedJtis::default();
-        assert!(u.consume(&c, "a", "j1", 100, 0).unwrap());
-        {
-            let tx = c.transaction().unwrap();
-            assert!(u.consume(&tx, "a", "j2", 100, 0).unwrap());
-            // rolled back on drop: j2's row is gone, its seq free again
-        }
-        // Another writer takes that seq for its own jti.
-        let other = UsedJtis::default();
-        assert!(other.consume(&c, "a", "j3", 100, 0).unwrap());
-        // The first notices the row it remembered changed, reloads, and so knows j3.
-        assert!(!u.consume(&c, "a", "j3", 100, 0).unwrap());
-        assert!(!u.consume(&c, "a", "j1", 100, 0).unwrap());
-        // j2 was never committed: after the reload it is accepted.
-        assert!(u.consume(&c, "a", "j2", 100, 0).unwrap());
+        each_store(|s| {
+            let mut conn = db(s);
+            let u = UsedJtis::default();
+            assert!(u.consume(&conn.tx().unwrap(), "a", "j1", 100, 0).unwrap());
+            let rolled_back: crate::Result<()> = conn.write(|tx| {
+                assert!(u.consume(tx, "a", "j2", 100, 0).unwrap());
+                Err(crate::Error::Conflict("roll back".into()))
+            });
+            // j2's row is gone; on SQLite its seq is free again.
+            assert!(rolled_back.is_err());
+            let c = conn.tx().unwrap();
+            // Another writer takes that seq (SQLite) or the next one (PostgreSQL) for its own jti.
+            let other = UsedJtis::default();
+            assert!(other.consume(&c, "a", "j3", 100, 0).unwrap());
+            // The first notices the row it remembered changed, reloads, and so knows j3.
+            assert!(!u.consume(&c, "a", "j3", 100, 0).unwrap());
+            assert!(!u.consume(&c, "a", "j1", 100, 0).unwrap());
+            // j2 was never committed: after the reload it is accepted.
+            assert!(u.consume(&c, "a", "j2", 100, 0).unwrap());
+        });
     }
 
     #[test]
     fn pruning_forgets_expired_jtis_from_the_oldest_end_and_keeps_the_newest_row() {
-        let (_d, c) = db();
-        let u = UsedJtis::default();
-        assert!(u.consume(&c, "a", "old1", 10, 0).unwrap());
-        assert!(u.consume(&c, "a", "old2", 10, 0).unwrap());
-        assert!(u.consume(&c, "a", "live", 500, 0).unwrap());
-        assert!(u.consume(&c, "a", "old3", 10, 0).unwrap());
-        u.prune(&c, 100).unwrap();
-        // old1 and old2 are gone; old3 stays behind the live row (in the table, and it is
-        // the newest row); "live" is still refused.
-        assert_eq!(count(&c), 2);
-        assert!(!u.consume(&c, "a", "live", 500, 0).unwrap());
-        let seq_before: i64 = c
-            .query_row("SELECT max(seq) FROM oauth_used_jtis", [], |r| r.get(0))
-            .unwrap();
-        u.prune(&c, 1000).unwrap();
-        // Everything expired, yet the newest row stays so that seq keeps growing.
-        assert_eq!(count(&c), 1);
-        assert!(u.consume(&c, "a", "next", 2000, 0).unwrap());
-        let seq_after: i64 = c
-            .query_row("SELECT max(seq) FROM oauth_used_jtis", [], |r| r.get(0))
-            .unwrap();
-        assert!(seq_after > seq_before);
-        // And a fresh reader still refuses "next".
-        assert!(
-            !UsedJtis::default()
-                .consume(&c, "a", "next", 2000, 0)
-                .unwrap()
-        );
+        each_store(|s| {
+            let mut conn = db(s);
+            let c = conn.tx().unwrap();
+            let u = UsedJtis::default();
+            assert!(u.consume(&c, "a", "old1", 10, 0).unwrap());
+            assert!(u.consume(&c, "a", "old2", 10, 0).unwrap());
+            assert!(u.consume(&c, "a", "live", 500, 0).unwrap());
+            assert!(u.consume(&c, "a", "old3", 10, 0).unwrap());
+            u.prune(&c, 100).unwrap();
+            // old1 and old2 are gone; old3 stays behind the live row (in the table, and it is
+            // the newest row); "live" is still refused.
+            assert_eq!(count(&c), 2);
+            assert!(!u.consume(&c, "a", "live", 500, 0).unwrap());
+            let seq_before: i64 = c
+                .query_row("SELECT max(seq) FROM oauth_used_jtis", params![], |r| {
+                    r.get(0)
+                })
+                .unwrap();
+            u.prune(&c, 1000).unwrap();
+            // Everything expired, yet the newest row stays so that seq keeps growing.
+            assert_eq!(count(&c), 1);
+            assert!(u.consume(&c, "a", "next", 2000, 0).unwrap());
+            let seq_after: i64 = c
+                .query_row("SELECT max(seq) FROM oauth_used_jtis", params![], |r| {
+                    r.get(0)
+                })
+                .unwrap();
+            assert!(seq_after > seq_before);
+            // And a fresh reader still refuses "next".
+            assert!(
+                !UsedJtis::default()
+                    .consume(&c, "a", "next", 2000, 0)
+                    .unwrap()
+            );
+        });
     }
 
     #[test]
     fn recording_jtis_forgets_the_expired_ones_in_passing() {
-        let (_d, c) = db();
-        let u = UsedJtis::default();
-        // Expired long before `now` (1000, less the skew).
-        for i in 0..PRUNE_EVERY - 1 {
-            assert!(u.consume(&c, "a", &format!("old{i}"), 10, 1000).unwrap());
-        }
-        assert_eq!(count(&c), (PRUNE_EVERY - 1) as i64);
-        // The PRUNE_EVERY-th jti prunes: only it stays (it is the newest row, and live).
-        assert!(u.consume(&c, "a", "live", 5000, 1000).unwrap());
-        assert_eq!(count(&c), 1);
-        assert!(!u.consume(&c, "a", "live", 5000, 1000).unwrap());
+        each_store(|s| {
+            let mut conn = db(s);
+            let c = conn.tx().unwrap();
+            let u = UsedJtis::default();
+            // Expired long before `now` (1000, less the skew).
+            for i in 0..PRUNE_EVERY - 1 {
+                assert!(u.consume(&c, "a", &format!("old{i}"), 10, 1000).unwrap());
+            }
+            assert_eq!(count(&c), (PRUNE_EVERY - 1) as i64);
+            // The PRUNE_EVERY-th jti prunes: only it stays (it is the newest row, and live).
+            assert!(u.consume(&c, "a", "live", 5000, 1000).unwrap());
+            assert_eq!(count(&c), 1);
+            assert!(!u.consume(&c, "a", "live", 5000, 1000).unwrap());
+        });
     }
 
     #[test]
     fn a_one_hour_jti_is_kept_for_its_hour_without_keeping_the_short_ones_behind_it() {
-        let (_d, c) = db();
-        let u = UsedJtis::default();
-        // Authlib's default: valid for an hour from t=0.
-        assert!(u.consume(&c, "authlib", "long", 3600, 0).unwrap());
-        for i in 0..100 {
-            assert!(u.consume(&c, "a", &format!("short{i}"), 60, 0).unwrap());
-        }
-        assert!(u.consume(&c, "a", "newest", 120, 0).unwrap());
-        // Ten minutes on: the one-minute jtis are gone from memory and from the table, although
-        // the one-hour row is older than all of them; the newest row stays (seq keeps growing).
-        u.prune(&c, 600).unwrap();
-        assert_eq!(count(&c), 2, "the long-lived row and the newest row");
-        assert_eq!(u.remembered(), 1);
-        // The hour-long one is still refused, also by a restarted process reading the table.
-        assert!(!u.consume(&c, "authlib", "long", 3600, 600).unwrap());
-        assert!(
-            !UsedJtis::default()
-                .consume(&c, "authlib", "long", 3600, 600)
-                .unwrap()
-        );
-        // Past its hour (and the skew), it is forgotten too.
-        u.prune(&c, 3700).unwrap();
-        assert_eq!(u.remembered(), 0);
-        assert!(u.consume(&c, "a", "after", 5000, 3700).unwrap());
-        assert_eq!(count(&c), 2, "the previous newest row and the new one");
+        each_store(|s| {
+            let mut conn = db(s);
+            let c = conn.tx().unwrap();
+            let u = UsedJtis::default();
+            // Authlib's default: valid for an hour from t=0.
+            assert!(u.consume(&c, "authlib", "long", 3600, 0).unwrap());
+            for i in 0..100 {
+                assert!(u.consume(&c, "a", &format!("short{i}"), 60, 0).unwrap());
+            }
+            assert!(u.consume(&c, "a", "newest", 120, 0).unwrap());
+            // Ten minutes on: the one-minute jtis are gone from memory and from the table, although
+            // the one-hour row is older than all of them; the newest row stays (seq keeps growing).
+            u.prune(&c, 600).unwrap();
+            assert_eq!(count(&c), 2, "the long-lived row and the newest row");
+            assert_eq!(u.remembered(), 1);
+            // The hour-long one is still refused, also by a restarted process reading the table.
+            assert!(!u.consume(&c, "authlib", "long", 3600, 600).unwrap());
+            assert!(
+                !UsedJtis::default()
+                    .consume(&c, "authlib", "long", 3600, 600)
+                    .unwrap()
+            );
+            // Past its hour (and the skew), it is forgotten too.
+            u.prune(&c, 3700).unwrap();
+            assert_eq!(u.remembered(), 0);
+            assert!(u.consume(&c, "a", "after", 5000, 3700).unwrap());
+            assert_eq!(count(&c), 2, "the previous newest row and the new one");
+        });
     }
 }

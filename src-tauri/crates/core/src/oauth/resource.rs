@@ -17,6 +17,7 @@ use super::dpop::{self, DpopProof};
 use super::records;
 use super::service::TokenService;
 use crate::secret::Sensitive;
+use crate::store::Tx;
 
 /// A token whose signature (and DPoP proof, if bound) checked out. Never the token itself.
 #[derive(Debug, Clone)]
@@ -152,10 +153,7 @@ impl TokenService {
         let jti = j.claim_str("jti").unwrap_or_default().to_string();
         // The row is the authority for who holds it and what it carries (the claims were
         // signed from it); a token without a row is not ours.
-        let rec = {
-            let conn = self.mandate().lock()?;
-            records::load_token(&conn, &jti)?
-        };
+        let rec = self.mandate().read(|tx| records::load_token(tx, &jti))?;
         let Some(rec) = rec else {
             return Ok(Err(Invalid(
                 "the token is not known to this Mandate".into(),
@@ -185,7 +183,7 @@ impl TokenService {
 /// not.
 pub(crate) fn confirm_active(
     used: &super::replay::UsedJtis,
-    tx: &rusqlite::Connection,
+    tx: &Tx<'_>,
     t: &ResourceToken,
     now: i64,
 ) -> crate::Result<Result<(), String>> {

@@ -17,8 +17,8 @@
 
 use std::sync::{Arc, RwLock};
 
+use crate::store::{Tx, params};
 use ed25519_dalek::VerifyingKey;
-use rusqlite::OptionalExtension;
 use serde_json::{Value, json};
 
 use super::assertion::{self, Client};
@@ -239,7 +239,7 @@ fn denial_event(
 /// was used before, write the replay's denial instead and return the error to answer.
 fn consume_assertion(
     used: &UsedJtis,
-    tx: &rusqlite::Transaction<'_>,
+    tx: &Tx<'_>,
     now: chrono::DateTime<chrono::Utc>,
     (client, jti, keep_until): &(String, String, i64),
     agent_id: &str,
@@ -642,9 +642,11 @@ impl TokenService {
                     }
                 };
                 let holder: Option<String> = self.readers.with(|c| {
-                    Ok(c.prepare_cached("SELECT name FROM agents WHERE id = ?1")?
-                        .query_row([&rec.agent_id], |r| r.get(0))
-                        .optional()?)
+                    c.query_opt(
+                        "SELECT name FROM agents WHERE id = ?1",
+                        params![&rec.agent_id],
+                        |r| r.get(0),
+                    )
                 })?;
                 if agent.parent.as_ref().map(|p| p.as_str()) != holder.as_deref() {
                     return Err(OAuthError::InvalidGrant(format!(

@@ -1,37 +1,24 @@
-//! The SQLite store: opening the database safely and migrating its schema.
+//! SQLite below the seam: the data folder, opening the database safely, and running the
+//! seam's statements through rusqlite.
 //!
 //! WAL with `synchronous=FULL` (the only setting that survived simulated power cuts here, see
 //! SECURITY.md), foreign keys on, a busy timeout so two processes queue instead of failing.
-//! Migrations run all-or-nothing in one transaction and a database from a newer Mandate is
-//! refused (STYLE invariant 7). Queries live with the code that owns them (`registry`, `audit`);
-//! this module only owns the connection and the schema.
+//! Statements are prepared once per connection (`prepare_cached`) and parameters are bound
+//! borrowed, so the seam adds no copy to the hot paths.
+//!
+//! What it is not: the place for queries. Those live with the core module that owns them.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
+use rusqlite::types::{ToSqlOutput, ValueRef as SqlValueRef};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
+use super::{Tx, ValueRef};
 use crate::error::{Error, Result};
 
 /// The database file name inside the data folder.
 pub const DB_FILE: &str = "mandate.db";
-
-/// Each entry migrates from schema `index` to `index + 1`.
-const MIGRATIONS: &[&str] = &[
-    include_str!("migrations/001_initial.sql"),
-    include_str!("migrations/002_oauth.sql"),
-    include_str!("migrations/003_audit.sql"),
-    include_str!("migrations/004_broker.sql"),
-    include_str!("migrations/005_audit_members.sql"),
-    include_str!("migrations/006_jti_log.sql"),
-    include_str!("migrations/007_registry_generation.sql"),
-    include_str!("migrations/008_credentials.sql"),
-    include_str!("migrations/009_mcp.sql"),
-    include_str!("migrations/010_audit_tags.sql"),
-];
-
-/// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Make sure the data folder exists and is writable, creating it (mode 0700) if needed.
 pub fn prepare_data_dir(dir: &Path) -> Result<()> {
@@ -67,7 +54,7 @@ const DB_COMPANIONS: [&str; 2] = ["-wal", "-shm"];
 /// Open (creating if needed) and migrate the database in `dir`. The database (and its WAL and
 /// shared-memory files) are the owner's alone (0600), also in a folder that existed before
 /// (`private_file`).
-pub fn open(dir: &Path) -> Result<Connection> {
+pub(crate) fn open(dir: &Path) -> Result<Connection> {
     prepare_data_dir(dir)?;
     let path = dir.join(DB_FILE);
     let private = |p: &Path, r: std::io::Result<()>| {
@@ -106,8 +93,19 @@ pub fn open(dir: &Path) -> Result<Connection> {
         reason: format!("the database could not be opened ({e})"),
     })?;
     configure(&conn)?;
-    migrate(&conn, &path)?;
+    super::schema::migrate_sqlite(&conn, &path)?;
     Ok(conn)
+}
+
+/// A read-only connection to the (already migrated) database in `dir`.
+pub(crate) fn open_reader(dir: &Path) -> Result<Connection> {
+    let c = Connection::open_with_flags(
+        dir.join(DB_FILE),
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    c.busy_timeout(Duration::from_secs(10))?;
+    c.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(c)
 }
 
 /// Narrow the other data files an older installation may have left readable to others: the
@@ -128,10 +126,13 @@ pub fn narrow_data_files(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Prepared statements kept per connection: every statement of the hot paths (issuance,
+/// group commit, audit appends) plus the views a window asks for meanwhile.
+const STATEMENT_CACHE: usize = 256;
+
 fn configure(conn: &Connection) -> Result<()> {
     conn.busy_timeout(Duration::from_secs(10))?;
-    // Room for the hot paths' cached statements (issuance, group commit, audit appends).
-    conn.set_prepared_statement_cache_capacity(64);
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(Error::Storage(format!(
@@ -147,134 +148,117 @@ fn configure(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
-fn migrate(conn: &Connection, path: &Path) -> Result<()> {
-    // IMMEDIATE: two processes opening a fresh folder at once must not both migrate.
-    let mut conn_tx = unchecked_immediate(conn)?;
-    let found: i64 = conn_tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if found > SCHEMA_VERSION {
-        return Err(Error::DatabaseTooNew {
-            path: PathBuf::from(path),
-            found,
-            supported: SCHEMA_VERSION,
-        });
+impl rusqlite::ToSql for ValueRef<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match *self {
+            ValueRef::Null => SqlValueRef::Null,
+            ValueRef::Int(i) => SqlValueRef::Integer(i),
+            ValueRef::Text(s) => SqlValueRef::Text(s.as_bytes()),
+            ValueRef::Blob(b) => SqlValueRef::Blob(b),
+        }))
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-        conn_tx.execute_batch(sql)?;
-        conn_tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+}
+
+fn bind(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    params: &[&dyn super::ToParam],
+) -> rusqlite::Result<()> {
+    let expected = stmt.parameter_count();
+    if expected != params.len() {
+        return Err(rusqlite::Error::InvalidParameterCount(
+            params.len(),
+            expected,
+        ));
     }
-    conn_tx.set_drop_behavior(rusqlite::DropBehavior::Commit);
-    conn_tx.commit()?;
+    for (i, p) in params.iter().enumerate() {
+        stmt.raw_bind_parameter(i + 1, p.to_param())?;
+    }
     Ok(())
 }
 
-/// Start a `BEGIN IMMEDIATE` transaction on a shared connection reference.
-fn unchecked_immediate(conn: &Connection) -> Result<rusqlite::Transaction<'_>> {
-    Ok(rusqlite::Transaction::new_unchecked(
-        conn,
-        TransactionBehavior::Immediate,
-    )?)
+pub(super) fn execute(c: &Connection, sql: &str, params: &[&dyn super::ToParam]) -> Result<usize> {
+    let mut stmt = c.prepare_cached(sql)?;
+    bind(&mut stmt, params)?;
+    Ok(stmt.raw_execute()?)
+}
+
+pub(super) fn for_each(
+    c: &Connection,
+    sql: &str,
+    params: &[&dyn super::ToParam],
+    f: &mut dyn FnMut(&rusqlite::Row<'_>) -> Result<bool>,
+) -> Result<()> {
+    let mut stmt = c.prepare_cached(sql)?;
+    bind(&mut stmt, params)?;
+    let mut rows = stmt.raw_query();
+    while let Some(r) = rows.next()? {
+        if !f(r)? {
+            break;
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn column<'r>(r: &'r rusqlite::Row<'r>, i: usize) -> Result<ValueRef<'r>> {
+    Ok(match r.get_ref(i)? {
+        SqlValueRef::Null => ValueRef::Null,
+        SqlValueRef::Integer(n) => ValueRef::Int(n),
+        SqlValueRef::Text(t) => ValueRef::Text(std::str::from_utf8(t).map_err(|_| {
+            Error::Storage(format!("a stored text value is not UTF-8 (column {i})"))
+        })?),
+        SqlValueRef::Blob(b) => ValueRef::Blob(b),
+        SqlValueRef::Real(_) => {
+            return Err(Error::Storage(format!(
+                "a stored value is unreadable (column {i} holds a fraction)"
+            )));
+        }
+    })
+}
+
+fn run(c: &Connection, sql: &str) -> Result<()> {
+    c.prepare_cached(sql)?.execute([])?;
+    Ok(())
+}
+
+pub(super) fn write<T>(c: &mut Connection, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
+    // Dropping the transaction (an error, or a panic unwinding through) rolls it back.
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let out = f(&Tx::sqlite(&tx))?;
+    tx.commit()?;
+    Ok(out)
+}
+
+pub(super) fn snapshot<T>(c: &mut Connection, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
+    run(c, "BEGIN")?;
+    let out = f(&Tx::sqlite(c));
+    // Ending a read transaction cannot lose anything; if it fails, the next BEGIN reports it.
+    let _ = run(c, "COMMIT");
+    out
+}
+
+pub(super) fn savepoint<T>(c: &Connection, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    run(c, "SAVEPOINT mandate_write")?;
+    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    let ok = matches!(out, Ok(Ok(_)));
+    let end = if ok {
+        run(c, "RELEASE mandate_write")
+    } else {
+        run(c, "ROLLBACK TO mandate_write").and_then(|()| run(c, "RELEASE mandate_write"))
+    };
+    match out {
+        Err(panic) => std::panic::resume_unwind(panic),
+        Ok(r) => {
+            let v = r?;
+            end?;
+            Ok(v)
+        }
+    }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
 mod tests {
     use super::*;
-
-    #[test]
-    fn migrates_a_fresh_folder_and_reopens() {
-        let dir = tempfile::tempdir().unwrap();
-        let c = open(dir.path()).unwrap();
-        let v: i64 = c
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(v, SCHEMA_VERSION);
-        let fk: i64 = c
-            .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(fk, 1);
-        let sync: i64 = c.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
-        assert_eq!(sync, 2, "synchronous=FULL");
-        drop(c);
-        open(dir.path()).unwrap();
-    }
-
-    #[test]
-    fn upgrading_to_the_jti_log_keeps_every_used_jti() {
-        let dir = tempfile::tempdir().unwrap();
-        prepare_data_dir(dir.path()).unwrap();
-        // A schema-5 database (before the log) with two used jtis.
-        let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
-        for (i, sql) in MIGRATIONS[..5].iter().enumerate() {
-            c.execute_batch(sql).unwrap();
-            c.pragma_update(None, "user_version", (i + 1) as i64)
-                .unwrap();
-        }
-        c.execute_batch(
-            "INSERT INTO oauth_used_jtis (client, jti, expires_at) VALUES
-                 ('agent-a', 'late', 200), ('dpop:xyz', 'early', 100);",
-        )
-        .unwrap();
-        drop(c);
-        let c = open(dir.path()).unwrap();
-        let rows: Vec<(i64, String, String, i64)> = c
-            .prepare("SELECT seq, client, jti, expires_at FROM oauth_used_jtis ORDER BY seq")
-            .unwrap()
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap();
-        assert_eq!(
-            rows,
-            vec![
-                (1, "dpop:xyz".into(), "early".into(), 100),
-                (2, "agent-a".into(), "late".into(), 200)
-            ]
-        );
-        // And the replay memory refuses them.
-        let used = crate::oauth::replay::UsedJtis::default();
-        assert!(!used.consume(&c, "agent-a", "late", 200, 0).unwrap());
-        assert!(used.consume(&c, "agent-a", "fresh", 300, 0).unwrap());
-    }
-
-    #[test]
-    fn refuses_a_database_from_a_newer_version() {
-        let dir = tempfile::tempdir().unwrap();
-        drop(open(dir.path()).unwrap());
-        let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
-        c.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
-            .unwrap();
-        drop(c);
-        let err = open(dir.path()).unwrap_err();
-        assert!(matches!(err, Error::DatabaseTooNew { .. }));
-        assert!(
-            err.to_string().contains("newer version of Mandate"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn a_failing_migration_leaves_nothing_behind() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(DB_FILE);
-        let c = Connection::open(&path).unwrap();
-        // A table the first migration creates, so migration 1 fails half-way.
-        c.execute_batch("CREATE TABLE agent_scopes (x INTEGER);")
-            .unwrap();
-        drop(c);
-        assert!(open(dir.path()).is_err());
-        let c = Connection::open(&path).unwrap();
-        let v: i64 = c
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(v, 0);
-        let n: i64 = c
-            .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE name IN ('members','agents')",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert_eq!(n, 0, "no table of the failed migration survives");
-    }
 
     #[cfg(unix)]
     #[test]
