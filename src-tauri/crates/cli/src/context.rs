@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use mandate_core::audit::Actor;
-use mandate_core::secret::{Keychain, UnavailableKeychain};
+use mandate_core::secret::{Keychain, KeychainError, Sensitive, UnavailableKeychain};
 use mandate_core::store::DatabaseUrl;
 use mandate_core::{Error, ErrorReport, Mandate, OpenOptions, paths, people};
 
@@ -45,6 +45,8 @@ pub struct Ctx {
     database: Option<String>,
     pub json: bool,
     as_member: Option<String>,
+    /// A team server's PKCS#11 token (issuer key and sealed secrets), instead of the OS keychain.
+    pkcs11: Option<mandate_pkcs11::TokenSpec>,
     mandate: Option<Arc<Mandate>>,
 }
 
@@ -60,6 +62,7 @@ impl Ctx {
             database: database.filter(|d| !d.trim().is_empty()),
             json,
             as_member,
+            pkcs11: None,
             mandate: None,
         }
     }
@@ -67,6 +70,12 @@ impl Ctx {
     /// Whether a PostgreSQL database was named (`--database` / `MANDATE_DATABASE_URL`).
     pub fn uses_database(&self) -> bool {
         self.database.is_some()
+    }
+
+    /// Keep keys and secrets in this PKCS#11 token instead of the OS keychain.
+    pub fn pkcs11(mut self, spec: Option<mandate_pkcs11::TokenSpec>) -> Self {
+        self.pkcs11 = spec;
+        self
     }
 
     /// The open installation (opened on first use).
@@ -78,12 +87,36 @@ impl Ctx {
             Some(d) => d.clone(),
             None => paths::data_dir()?,
         };
-        let keychain: Arc<dyn Keychain> =
-            match mandate_keychain::OsKeychain::open(&paths::keychain_service()) {
-                Ok(k) => Arc::new(k),
-                Err(e) => Arc::new(UnavailableKeychain(e)),
-            };
-        let mut opts = OpenOptions::without_person(data_dir, keychain);
+        let mut opts = match &self.pkcs11 {
+            // A team server: the issuer key signs inside the token, secrets are sealed in the
+            // database under its key; the OS keychain is not used at all.
+            Some(spec) => {
+                let pin = std::env::var(mandate_pkcs11::PIN_ENV).map_err(|_| {
+                    Error::Keychain(KeychainError::Token(format!(
+                        "set {} to the user PIN of PKCS#11 token '{}' (it is never read from \
+                         the command line)",
+                        mandate_pkcs11::PIN_ENV,
+                        spec.label
+                    )))
+                })?;
+                let token = mandate_pkcs11::Token::open(spec, Sensitive::new(pin))
+                    .map_err(Error::Keychain)?;
+                let unused: Arc<dyn Keychain> = Arc::new(UnavailableKeychain(
+                    KeychainError::Token("the OS keychain is not used with a PKCS#11 token".into()),
+                ));
+                OpenOptions::without_person(data_dir, unused)
+                    .issuer_keys(Arc::new(mandate_pkcs11::Pkcs11Keys(token.clone())))
+                    .sealed_secrets(Arc::new(mandate_pkcs11::Pkcs11Sealer(token)))
+            }
+            None => {
+                let keychain: Arc<dyn Keychain> =
+                    match mandate_keychain::OsKeychain::open(&paths::keychain_service()) {
+                        Ok(k) => Arc::new(k),
+                        Err(e) => Arc::new(UnavailableKeychain(e)),
+                    };
+                OpenOptions::without_person(data_dir, keychain)
+            }
+        };
         if let Some(url) = &self.database {
             opts = opts.database(DatabaseUrl::parse(url)?);
         }

@@ -27,6 +27,9 @@ Environment:
   MANDATE_PORT              port of the local token endpoint (default 6263)
   MANDATE_KEYCHAIN_SERVICE  keychain service name (default: mandate; debug builds: mandate-dev)
   MANDATE_ACTOR             the team member your changes name (as --as)
+  MANDATE_PKCS11_MODULE     PKCS#11 module holding a team server's keys (as --pkcs11-module)
+  MANDATE_PKCS11_TOKEN      that token's label (as --pkcs11-token)
+  MANDATE_PKCS11_PIN        that token's user PIN (only ever read from the environment)
 
 Who changes name: --as MEMBER (or MANDATE_ACTOR), else the member chosen for your OS login
 with `mandate member use NAME` (the desktop app shares that choice), else your OS login name,
@@ -82,6 +85,28 @@ struct Cli {
     )]
     as_member: Option<String>,
 
+    /// A team server's keys: the PKCS#11 module (an HSM's library, or SoftHSM2's) holding the
+    /// issuer key and the key secrets are sealed under. With --pkcs11-token; the PIN is read
+    /// from MANDATE_PKCS11_PIN. No OS keychain is used then.
+    #[arg(
+        long,
+        global = true,
+        env = "MANDATE_PKCS11_MODULE",
+        value_name = "PATH",
+        requires = "pkcs11_token"
+    )]
+    pkcs11_module: Option<PathBuf>,
+
+    /// The label of the PKCS#11 token in --pkcs11-module.
+    #[arg(
+        long,
+        global = true,
+        env = "MANDATE_PKCS11_TOKEN",
+        value_name = "LABEL",
+        requires = "pkcs11_module"
+    )]
+    pkcs11_token: Option<String>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -102,6 +127,8 @@ enum Command {
     Scan(cmd::scan::ScanArgs),
     /// Run the localhost token endpoint (127.0.0.1, default port 6263) without the app.
     Serve(cmd::serve::ServeArgs),
+    /// Run the team server: the endpoint for agents on other machines, over HTTPS, with keys in a PKCS#11 token.
+    Server(cmd::server::ServerArgs),
     /// Run the endpoint at every login, so agents get tokens while the app is closed.
     #[command(subcommand)]
     Service(cmd::service::ServiceCmd),
@@ -132,13 +159,18 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     context::init_tracing();
-    let mut ctx = Ctx::new(cli.data_dir, cli.database, cli.json, cli.as_member);
+    let pkcs11 = match (cli.pkcs11_module, cli.pkcs11_token) {
+        (Some(module), Some(label)) => Some(mandate_pkcs11::TokenSpec { module, label }),
+        _ => None,
+    };
+    let mut ctx = Ctx::new(cli.data_dir, cli.database, cli.json, cli.as_member).pkcs11(pkcs11);
     let result = match cli.command {
         Command::Member(c) => cmd::member::run(&mut ctx, c),
         Command::Agent(c) => cmd::agent::run(&mut ctx, c),
         Command::Connection(c) => cmd::connection::run(&mut ctx, c),
         Command::Scan(a) => cmd::scan::run(&mut ctx, a),
         Command::Serve(a) => cmd::serve::run(&mut ctx, a),
+        Command::Server(a) => cmd::server::run(&mut ctx, a),
         Command::Service(c) => cmd::service::run(&mut ctx, c),
         Command::Token(a) => cmd::token::run(&mut ctx, a),
         Command::Exec(a) => cmd::exec::run(&mut ctx, a),

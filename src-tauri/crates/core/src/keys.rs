@@ -247,6 +247,51 @@ pub fn private_key_file_contents(
     }
 }
 
+/// Read an agent's private key file, as [`private_key_file_contents`] writes it: a PKCS#8 PEM
+/// (`-----BEGIN PRIVATE KEY-----`) or an RFC 8037 JWK with `d`. What an agent on another
+/// machine signs its assertions with (`mandate token --server URL --key-file FILE`). Errors
+/// never echo the file's contents.
+pub fn parse_private_key(text: &Sensitive<String>) -> Result<SigningKey> {
+    use ed25519_dalek::pkcs8::DecodePrivateKey;
+    let t = text.expose().trim();
+    if t.starts_with("-----BEGIN PRIVATE KEY-----") {
+        return SigningKey::from_pkcs8_pem(t).map_err(|_| {
+            Error::invalid(format!(
+                "the PEM private key is not an Ed25519 PKCS#8 key. {NOT_ED25519}"
+            ))
+        });
+    }
+    if t.starts_with('{') {
+        let v: serde_json::Value = serde_json::from_str(t)
+            .map_err(|_| Error::invalid("the key file is not valid JSON (a JWK)"))?;
+        if v["kty"] != "OKP" || v["crv"] != "Ed25519" {
+            return Err(Error::invalid(format!(
+                "the JWK is not an Ed25519 (OKP) key. {NOT_ED25519}"
+            )));
+        }
+        let seed: [u8; 32] = v["d"]
+            .as_str()
+            .and_then(b64url_decode)
+            .and_then(|d| d.try_into().ok())
+            .ok_or_else(|| {
+                Error::invalid("the JWK has no private part (\"d\", 32 bytes base64url)")
+            })?;
+        let key = SigningKey::from_bytes(&seed);
+        if let Some(x) = v["x"].as_str()
+            && b64url_decode(x).as_deref() != Some(key.verifying_key().as_bytes().as_slice())
+        {
+            return Err(Error::invalid(
+                "the JWK's public part (\"x\") does not belong to its private part (\"d\")",
+            ));
+        }
+        return Ok(key);
+    }
+    Err(Error::invalid(
+        "the key file is neither a PKCS#8 PEM private key nor a JWK; use the file \
+         `mandate agent add --generate-key-file` wrote",
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,5 +388,34 @@ c75eSOkyMsxFxbFsTNEMTLjVuKFxOelIgsiZJXKZNCX0FBmrfpCgKHvh6A==\n\
         assert!(jwk.expose().contains("\"d\""));
         let pem = private_key_file_contents(&sk, PrivateKeyFormat::Pem).unwrap();
         assert!(pem.expose().starts_with("-----BEGIN PRIVATE KEY-----"));
+    }
+
+    #[test]
+    fn private_key_files_read_back_in_both_formats_and_nothing_else() {
+        let k = generate();
+        for f in [PrivateKeyFormat::Pem, PrivateKeyFormat::Jwk] {
+            let text = private_key_file_contents(&k, f).unwrap();
+            assert_eq!(parse_private_key(&text).unwrap().to_bytes(), k.to_bytes());
+        }
+        let other = generate();
+        let mut jwk: serde_json::Value = serde_json::from_str(
+            private_key_file_contents(&k, PrivateKeyFormat::Jwk)
+                .unwrap()
+                .expose(),
+        )
+        .unwrap();
+        jwk["x"] = serde_json::json!(b64url(other.verifying_key().as_bytes()));
+        assert!(parse_private_key(&Sensitive::new(jwk.to_string())).is_err());
+        for bad in [
+            "",
+            "ssh-ed25519 AAAA",
+            "{\"kty\":\"RSA\"}",
+            "-----BEGIN PRIVATE KEY-----\nx\n",
+        ] {
+            let e = parse_private_key(&Sensitive::new(bad.to_string()))
+                .unwrap_err()
+                .to_string();
+            assert!(!e.contains("AAAA"), "{e}");
+        }
     }
 }

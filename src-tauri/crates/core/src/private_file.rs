@@ -42,12 +42,30 @@ pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// Make `path` owner-only if it exists and others may read or write it.
+///
+/// By path, never through a file descriptor of its own: closing any descriptor of a file
+/// releases every POSIX lock this process holds on it, and SQLite's locks on the database, its
+/// WAL and shared-memory files are such locks. A second handle opened in a process that
+/// already had the database open (a team server's sealed secrets) once dropped them that way;
+/// another process then believed it was the last one, checkpointed and removed the WAL, and
+/// the server's next write failed with "disk I/O error" (SQLite's "How To Corrupt An SQLite
+/// Database File", 2.2).
 pub fn narrow(path: &Path) -> std::io::Result<()> {
-    match File::open(path) {
-        Ok(f) => narrow_file(&f),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = match std::fs::metadata(path) {
+            Ok(m) => m.permissions().mode(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o700))?;
+        }
     }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 fn narrow_file(f: &File) -> std::io::Result<()> {

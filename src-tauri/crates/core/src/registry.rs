@@ -7,6 +7,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::store::{Tx, params};
 use chrono::{DateTime, Duration, Utc};
@@ -21,6 +22,7 @@ use crate::lineage;
 use crate::model::*;
 use crate::secret::{KeychainError, SecretRef, Sensitive};
 use crate::trust::{self, TrustInputs, TrustOverride};
+use crate::vault::Ed25519Signer;
 
 /// The longest overlap allowed when rotating a key.
 pub const MAX_ROTATION_OVERLAP: Duration = Duration::days(30);
@@ -77,11 +79,20 @@ pub struct NewConnection {
     pub trust_floor: Option<TrustState>,
 }
 
-/// The issuer key as the endpoint needs it.
-#[derive(Debug)]
+/// The issuer key as the endpoint needs it: its id, its public half, and what signs with its
+/// private half (in memory from the keychain, or inside a PKCS#11 token).
+#[derive(Debug, Clone)]
 pub struct IssuerKey {
     pub kid: String,
-    pub signing: SigningKey,
+    pub public: VerifyingKey,
+    pub signer: Arc<dyn Ed25519Signer>,
+}
+
+impl IssuerKey {
+    /// Sign `msg` with the issuer key; a vault that cannot be reached fails, signing nothing.
+    pub fn sign(&self, msg: &[u8]) -> Result<ed25519_dalek::Signature> {
+        Ok(self.signer.try_sign(msg)?)
+    }
 }
 
 /// Longest token lifetime anyone may configure: 24 hours.
@@ -189,7 +200,58 @@ impl Mandate {
 
     // ----- issuer key -----------------------------------------------------------------------
 
-    /// The issuer's Ed25519 signing key, created in the keychain on first use.
+    /// The vault name of issuer key `kid`: `<install id>/issuer-key/<kid>`, the keychain
+    /// account the key has always had.
+    pub(crate) fn issuer_key_name(&self, kid: &str) -> String {
+        self.secret_ref(SecretRef::issuer_key(kid)).account
+    }
+
+    /// Issuer key `kid` from the vault.
+    pub(crate) fn load_issuer_key(&self, kid: &str) -> Result<IssuerKey> {
+        match self.issuer_keys.find(&self.issuer_key_name(kid))? {
+            Some(signer) => {
+                let public = signer.public_key();
+                if keys::thumbprint(&public) != kid {
+                    return Err(Error::Conflict(format!(
+                        "the issuer key stored as {kid} in {} has another public key; the vault \
+                         was changed behind Mandate's back. Restore it, or rotate the issuer key",
+                        self.issuer_keys.describe()
+                    )));
+                }
+                Ok(IssuerKey {
+                    kid: kid.to_string(),
+                    public,
+                    signer,
+                })
+            }
+            None => Err(Error::Keychain(KeychainError::Missing(format!(
+                "the issuer signing key {kid} is missing from {}; it may have been deleted. \
+                 Restore it, or start over with a new MANDATE_DATA_DIR",
+                self.issuer_keys.describe()
+            )))),
+        }
+    }
+
+    /// Make a new issuer key in the vault; returns it. The caller records it (or destroys it
+    /// with [`Mandate::destroy_issuer_key`] if its transaction fails).
+    pub(crate) fn generate_issuer_key(&self) -> Result<IssuerKey> {
+        let signer = self
+            .issuer_keys
+            .generate(&|pk| self.issuer_key_name(&keys::thumbprint(pk)))?;
+        let public = signer.public_key();
+        Ok(IssuerKey {
+            kid: keys::thumbprint(&public),
+            public,
+            signer,
+        })
+    }
+
+    pub(crate) fn destroy_issuer_key(&self, kid: &str) -> Result<()> {
+        Ok(self.issuer_keys.destroy(&self.issuer_key_name(kid))?)
+    }
+
+    /// The issuer's Ed25519 signing key, created in the vault (the keychain, or the team
+    /// server's PKCS#11 token) on first use.
     pub fn issuer_key(&self) -> Result<IssuerKey> {
         let kid: Option<String> = {
             let mut guard = self.lock()?;
@@ -201,28 +263,14 @@ impl Mandate {
             )?
         };
         if let Some(kid) = kid {
-            return match self.keychain_get(SecretRef::issuer_key(&kid))? {
-                Some(secret) => Ok(IssuerKey {
-                    kid,
-                    signing: keys::signing_key_from_secret(&secret)?,
-                }),
-                None => Err(Error::Keychain(KeychainError::Missing(format!(
-                    "the issuer signing key {kid} is missing from the OS keychain ({}); it may \
-                     have been deleted. Restore the keychain, or start over with a new \
-                     MANDATE_DATA_DIR",
-                    self.keychain_description()
-                )))),
-            };
+            return self.load_issuer_key(&kid);
         }
         // Made at the endpoint's first start: by the person starting it when one is chosen,
         // else (the desktop app opening before anyone said who they are) by Mandate itself.
         let actor = self.actor_or_system("endpoint", "issuer key made at the first start");
-        let signing = keys::generate();
-        let kid = keys::thumbprint(&signing.verifying_key());
-        self.keychain_set(
-            SecretRef::issuer_key(&kid),
-            &keys::signing_key_to_secret(&signing),
-        )?;
+        let key = self.generate_issuer_key()?;
+        let kid = key.kid.clone();
+        let vault = self.issuer_keys.describe();
         let res = self.write(|tx, now| {
             let inserted = tx.execute(
                 "INSERT INTO meta (key, value) VALUES ('issuer_kid', ?1) ON CONFLICT DO NOTHING",
@@ -234,20 +282,20 @@ impl Mandate {
                     now,
                     NewEvent::new(&actor, "issuer.key_created", Decision::Allow)
                         .target(Target::new("key", &kid, "issuer signing key"))
-                        .details(json!({"kid": kid, "alg": "EdDSA"})),
+                        .details(json!({"kid": kid, "alg": "EdDSA", "vault": vault})),
                 )?;
             }
             Ok(inserted)
         });
         match res {
-            Ok(1) => Ok(IssuerKey { kid, signing }),
+            Ok(1) => Ok(key),
             // Another process created one first: use theirs.
             Ok(_) => {
-                let _ = self.keychain_delete(SecretRef::issuer_key(&kid));
+                let _ = self.destroy_issuer_key(&kid);
                 self.issuer_key()
             }
             Err(e) => {
-                let _ = self.keychain_delete(SecretRef::issuer_key(&kid));
+                let _ = self.destroy_issuer_key(&kid);
                 Err(e)
             }
         }

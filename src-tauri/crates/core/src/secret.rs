@@ -127,6 +127,11 @@ pub enum KeychainError {
     /// Any other keychain failure. The detail never contains the secret.
     #[error("the OS keychain refused the operation: {0}")]
     Failed(String),
+
+    /// A team server's PKCS#11 token (an HSM, or SoftHSM2) failed or refused; the sentence
+    /// names the token and the fix. Never contains the PIN or key material.
+    #[error("{0}")]
+    Token(String),
 }
 
 /// The OS keychain, seen from the core. Implementations must be safe to call from any thread;

@@ -10,6 +10,10 @@
 //! as is `Sec-Fetch-Site: cross-site` on anything but GET/HEAD; no CORS header is ever sent, so
 //! no page can read a response; and every request has a deadline.
 //!
+//! A team server (`mandate server`, [`crate::team`]) takes requests from other machines: the
+//! peer check gives way to a rate limit per source address, and the Host allow-list is the
+//! public URL's host and port. Everything else is the same.
+//!
 //! What it is not: authentication. Clients authenticate in the core (`private_key_jwt`).
 
 use std::net::SocketAddr;
@@ -20,7 +24,15 @@ use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::{AppState, REQUEST_TIMEOUT, plain_error};
+use crate::{AppState, Exposure, REQUEST_TIMEOUT, plain_error};
+
+/// Milliseconds since the Unix epoch, for the per-source buckets (a monotonic-enough wall
+/// clock: a step back only refills a bucket later).
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
 
 /// Whether `host` (a Host header value) names this server on a loopback name.
 pub fn host_allowed(host: &str, port: u16) -> bool {
@@ -38,18 +50,46 @@ pub async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next)
     let refuse = |status: StatusCode, why: &str| plain_error(status, "access_denied", why);
     // Without connection info (a test calling the router directly) there is no peer to
     // trust: refuse.
-    match req.extensions().get::<ConnectInfo<SocketAddr>>() {
-        Some(ConnectInfo(p)) if p.ip().is_loopback() => {}
-        _ => {
+    let peer = match req.extensions().get::<ConnectInfo<SocketAddr>>() {
+        Some(ConnectInfo(p)) => *p,
+        None => {
             return refuse(
                 StatusCode::FORBIDDEN,
                 "only this computer may use this endpoint",
             );
         }
+    };
+    let team = match &state.exposure {
+        Exposure::Loopback if !peer.ip().is_loopback() => {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "only this computer may use this endpoint",
+            );
+        }
+        Exposure::Loopback => None,
+        Exposure::Team(t) => Some(t),
+    };
+    // A team server's per-source limit runs before anything else is read.
+    if let Some(t) = team
+        && let Err(wait) = t.take(peer.ip(), now_ms())
+    {
+        let mut r = plain_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "temporarily_unavailable",
+            &format!("too many requests from this address; retry in {wait} s"),
+        );
+        if let Ok(v) = header::HeaderValue::from_str(&wait.to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return r;
     }
     let hosts: Vec<_> = req.headers().get_all(header::HOST).iter().collect();
+    let allowed = |h: &str| match team {
+        Some(t) => t.host_allowed(h),
+        None => host_allowed(h, state.port),
+    };
     match hosts.as_slice() {
-        [h] if h.to_str().is_ok_and(|h| host_allowed(h, state.port)) => {}
+        [h] if h.to_str().is_ok_and(allowed) => {}
         [] => {
             return plain_error(
                 StatusCode::BAD_REQUEST,
@@ -58,10 +98,16 @@ pub async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next)
             );
         }
         _ => {
-            return refuse(
-                StatusCode::MISDIRECTED_REQUEST,
-                "the Host header must be 127.0.0.1, [::1] or localhost with this port",
-            );
+            let why = match team {
+                Some(t) => format!(
+                    "the Host header must name this server as its public URL does ({})",
+                    t.hosts().join(" or ")
+                ),
+                None => {
+                    "the Host header must be 127.0.0.1, [::1] or localhost with this port".into()
+                }
+            };
+            return refuse(StatusCode::MISDIRECTED_REQUEST, &why);
         }
     }
     // An absolute-form (or authority-form) target names the host itself, and RFC 9112 §3.2.2

@@ -19,6 +19,8 @@ pub mod guard;
 pub mod lock;
 pub mod mcp;
 pub mod proxy;
+pub mod remote;
+pub mod team;
 pub mod tls;
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdListener};
@@ -68,6 +70,10 @@ pub enum ServeError {
     Bind { port: u16, reason: String },
     #[error("could not set up HTTPS: {0}")]
     Tls(String),
+    #[error("could not listen on {addr}: {reason}")]
+    BindAddr { addr: SocketAddr, reason: String },
+    #[error(transparent)]
+    Team(#[from] team::TeamConfigError),
     #[error(transparent)]
     Locked(#[from] lock::LockError),
     #[error(transparent)]
@@ -135,6 +141,34 @@ pub struct AppState {
     pub scheme: &'static str,
     /// See [`ServeOptions::max_proxy_body`].
     pub max_proxy_body: u64,
+    /// Who may reach the endpoint: this machine only, or a team on a network address.
+    pub exposure: Exposure,
+}
+
+/// Who may reach the endpoint, which the guard enforces.
+#[derive(Debug)]
+pub enum Exposure {
+    /// The laptop's endpoint: loopback peers, loopback Host names with our port.
+    Loopback,
+    /// A team server: any peer (rate-limited per source), Host = the public URL's.
+    Team(team::TeamExposure),
+}
+
+impl AppState {
+    /// The base of the URLs a client addresses: the team server's public URL, or
+    /// `scheme://Host` on loopback (the Host header is already allow-listed by the guard).
+    pub fn base_url(&self, headers: &HeaderMap) -> String {
+        match &self.exposure {
+            Exposure::Team(t) => t.public_url.clone(),
+            Exposure::Loopback => {
+                let host = headers
+                    .get(header::HOST)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("127.0.0.1");
+                format!("{}://{host}", self.scheme)
+            }
+        }
+    }
 }
 
 /// The endpoint's routes with the self-defence middleware around them.
@@ -163,6 +197,8 @@ pub fn router(state: Arc<AppState>) -> Router {
 pub struct RunningServer {
     addr: SocketAddr,
     tls: Option<TlsSummary>,
+    /// It serves HTTPS (with the loopback certificate, or a team server's own).
+    tls_on: bool,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
 }
@@ -173,9 +209,10 @@ impl RunningServer {
         self.addr
     }
 
-    /// `http://127.0.0.1:PORT` (or `https://` with TLS), the issuer identifier.
+    /// `http://127.0.0.1:PORT` (or `https://` with TLS), the issuer identifier of a laptop's
+    /// endpoint (a team server's issuer is its public URL).
     pub fn url(&self) -> String {
-        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let scheme = if self.tls_on { "https" } else { "http" };
         format!("{scheme}://{}", self.addr)
     }
 
@@ -247,49 +284,109 @@ pub async fn serve(mandate: Arc<Mandate>, opts: ServeOptions) -> Result<RunningS
     let scheme = if tls.is_some() { "https" } else { "http" };
     let mut cfg = EndpointConfig::new(format!("{scheme}://{addr}"));
     cfg.rate_limit = opts.rate_limit;
-    let service = {
-        let m = mandate.clone();
-        tokio::task::spawn_blocking(move || TokenService::new(m, cfg))
-            .await
-            .map_err(|e| ServeError::Bind {
-                port: addr.port(),
-                reason: e.to_string(),
-            })??
-    };
-    let state = Arc::new(AppState {
+    let service = token_service(&mandate, cfg, addr).await?;
+    let state = AppState {
         service,
         port: addr.port(),
         scheme,
         max_proxy_body: opts.max_proxy_body,
-    });
-    let app = router(state);
-    let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| ServeError::Bind {
-        port: addr.port(),
+        exposure: Exposure::Loopback,
+    };
+    let (config, summary) = match tls {
+        Some((c, s)) => (Some(c), Some(s)),
+        None => (None, None),
+    };
+    launch(listener, state, config, summary, Some(lock))
+}
+
+/// Run the endpoint for a team (`mandate server`): on `team.listen`, HTTPS with the operator's
+/// certificate (required off loopback), the public URL as issuer and Host allow-list, rate
+/// limits per agent (`opts.rate_limit`) and per source address (see [`team`]). Unlike
+/// [`serve`] it takes no data-folder lock: several instances serve one store (the database
+/// serialises their writes and the audit chain; see docs/TEAM_SERVER.md).
+pub async fn serve_team(
+    mandate: Arc<Mandate>,
+    opts: ServeOptions,
+    team: team::TeamOptions,
+) -> Result<RunningServer, ServeError> {
+    let exposure = team::TeamExposure::new(&team)?;
+    let config = match &team.tls {
+        Some(files) => Some(team::server_config(files)?),
+        None => None,
+    };
+    let listener = bind_addr(team.listen)?;
+    let addr = listener.local_addr().map_err(|e| ServeError::BindAddr {
+        addr: team.listen,
         reason: e.to_string(),
     })?;
+    let mut cfg = EndpointConfig::new(exposure.public_url.clone());
+    cfg.rate_limit = opts.rate_limit;
+    let service = token_service(&mandate, cfg, addr).await?;
+    let scheme = if config.is_some() { "https" } else { "http" };
+    let state = AppState {
+        service,
+        port: addr.port(),
+        scheme,
+        max_proxy_body: opts.max_proxy_body,
+        exposure: Exposure::Team(exposure),
+    };
+    launch(listener, state, config, None, None)
+}
+
+/// The endpoint's rules, made on a blocking thread (it reads the issuer key from its vault).
+async fn token_service(
+    mandate: &Arc<Mandate>,
+    cfg: EndpointConfig,
+    addr: SocketAddr,
+) -> Result<TokenService, ServeError> {
+    let m = mandate.clone();
+    Ok(
+        tokio::task::spawn_blocking(move || TokenService::new(m, cfg))
+            .await
+            .map_err(|e| ServeError::BindAddr {
+                addr,
+                reason: e.to_string(),
+            })??,
+    )
+}
+
+/// Serve `state` on `listener` (over TLS with `config`) until shut down; the task owns the
+/// data-folder lock, so it is held exactly as long as the server runs.
+fn launch(
+    listener: StdListener,
+    state: AppState,
+    config: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    summary: Option<TlsSummary>,
+    lock: Option<DataDirLock>,
+) -> Result<RunningServer, ServeError> {
+    let addr = listener.local_addr().map_err(|e| ServeError::Bind {
+        port: state.port,
+        reason: e.to_string(),
+    })?;
+    let bind_failed = |e: std::io::Error| ServeError::BindAddr {
+        addr,
+        reason: e.to_string(),
+    };
+    let tls = config.is_some();
+    let m = state.service.mandate().clone();
+    // `conn::serve` hands every request its peer (`ConnectInfo`), which the guard checks.
+    let app = router(Arc::new(state));
+    let listener = tokio::net::TcpListener::from_std(listener).map_err(bind_failed)?;
     let (stop, stopped) = oneshot::channel::<()>();
     let stopped = async {
         let _ = stopped.await;
     };
-    // The task owns the lock: it is held exactly as long as the server runs, even if the
-    // handle is dropped. Plain and TLS connections are served alike (`conn.rs`: the header
-    // and idle timeouts apply after the handshake too).
-    let (task, summary) = match tls {
-        Some((config, summary)) => {
-            let listener =
-                tls::TlsListener::new(listener, config).map_err(|e| ServeError::Bind {
-                    port: addr.port(),
-                    reason: e.to_string(),
-                })?;
-            let m = mandate.clone();
-            let task = tokio::spawn(async move {
+    let task = match config {
+        Some(config) => {
+            let listener = tls::TlsListener::new(listener, config).map_err(bind_failed)?;
+            let m = m.clone();
+            tokio::spawn(async move {
                 let _lock = lock;
                 let chores = tokio::spawn(housekeeping(m));
                 conn::serve(listener, app, stopped).await;
                 chores.abort();
                 Ok(())
-            });
-            (task, Some(summary))
+            })
         }
         None => {
             // TCP_NODELAY: a streamed response (the broker's) is written as headers, then
@@ -298,21 +395,20 @@ pub async fn serve(mandate: Arc<Mandate>, opts: ServeOptions) -> Result<RunningS
             let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
                 let _ = tcp.set_nodelay(true);
             });
-            let m = mandate.clone();
-            let task = tokio::spawn(async move {
+            tokio::spawn(async move {
                 let _lock = lock;
                 let chores = tokio::spawn(housekeeping(m));
                 conn::serve(listener, app, stopped).await;
                 chores.abort();
                 Ok(())
-            });
-            (task, None)
+            })
         }
     };
-    tracing::info!(%addr, tls = summary.is_some(), "token endpoint listening");
+    tracing::info!(%addr, tls, "token endpoint listening");
     Ok(RunningServer {
         addr,
         tls: summary,
+        tls_on: tls,
         stop: Some(stop),
         task,
     })
@@ -340,6 +436,25 @@ async fn housekeeping(m: Arc<Mandate>) {
         }
         tokio::time::sleep(HOUSEKEEPING_EVERY).await;
     }
+}
+
+/// Bind `addr` without `SO_REUSEADDR` tricks (a team server's listen address).
+fn bind_addr(addr: SocketAddr) -> Result<StdListener, ServeError> {
+    let l = StdListener::bind(addr).map_err(|e| ServeError::BindAddr {
+        addr,
+        reason: if e.kind() == std::io::ErrorKind::AddrInUse {
+            "the address is already in use by another program; stop it, or choose another \
+             --listen address"
+                .into()
+        } else {
+            e.to_string()
+        },
+    })?;
+    l.set_nonblocking(true).map_err(|e| ServeError::BindAddr {
+        addr,
+        reason: e.to_string(),
+    })?;
+    Ok(l)
 }
 
 /// Bind without `SO_REUSEADDR` tricks: a second process on the same port fails.
@@ -620,14 +735,9 @@ async fn form_body(req: Request) -> Result<(HeaderMap, Bytes), Response> {
     Ok((parts.headers, bytes))
 }
 
-/// The URL the client addressed, from the scheme we serve and the (already allow-listed)
-/// Host header.
-fn request_url(scheme: &str, headers: &HeaderMap, path: &str) -> String {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("127.0.0.1");
-    format!("{scheme}://{host}{path}")
+/// The URL the client addressed (see [`AppState::base_url`]).
+fn request_url(app: &AppState, headers: &HeaderMap, path: &str) -> String {
+    format!("{}{path}", app.base_url(headers))
 }
 
 async fn token(State(s): State<Arc<AppState>>, req: Request) -> Response {
@@ -638,7 +748,7 @@ async fn token(State(s): State<Arc<AppState>>, req: Request) -> Response {
     };
     let ctx = HttpContext {
         method: Method::POST.to_string(),
-        url: request_url(s.scheme, &headers, &path),
+        url: request_url(&s, &headers, &path),
         dpop: headers
             .get_all("dpop")
             .iter()

@@ -61,15 +61,10 @@ pub fn routes(app: Arc<AppState>) -> Router<Arc<AppState>> {
         .with_state(state)
 }
 
-fn host(h: &HeaderMap) -> String {
-    h.get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("127.0.0.1")
-        .to_string()
-}
-
+/// The resource's URL and its metadata URL, on the base the client addressed (a team
+/// server's public URL, or this machine's scheme and Host).
 fn urls(st: &McpState, h: &HeaderMap, server: &str) -> (String, String) {
-    let base = format!("{}://{}", st.app.scheme, host(h));
+    let base = st.app.base_url(h);
     (
         format!("{base}/mcp/{server}"),
         format!("{base}/.well-known/oauth-protected-resource/mcp/{server}"),

@@ -156,17 +156,11 @@ async fn proxy(State(ps): State<Arc<ProxyState>>, req: Request) -> Response {
         method: parts.method.as_str().to_string(),
         raw_path: raw_path.to_string(),
         raw_query: parts.uri.query().map(String::from),
-        url: crate::request_url(ps.app.scheme, &parts.headers, &full),
+        url: crate::request_url(&ps.app, &parts.headers, &full),
         authorization: secrets(&parts.headers, "authorization"),
         dpop: secrets(&parts.headers, "dpop"),
     };
-    let host = parts
-        .headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("127.0.0.1")
-        .to_string();
-    let proxy_base = format!("{}://{host}/proxy/{connection}", ps.app.scheme);
+    let proxy_base = format!("{}/proxy/{connection}", ps.app.base_url(&parts.headers));
     // A body declared larger than the limit is refused before anything else happens.
     let limit = ps.app.max_proxy_body;
     let declared = parts

@@ -538,15 +538,15 @@ pub fn run(ctx: &mut Ctx, cmd: ConnectionCmd) -> CliResult {
             }
             if before.has_secret {
                 println!(
-                    "Replaced the credential of '{name}' in the OS keychain; the previous one is \
-                     gone."
+                    "Replaced the credential of '{name}' in {}; the previous one is gone.",
+                    m.secrets_home()
                 );
                 if !before.granted_to.is_empty() {
                     let names: Vec<&str> = before.granted_to.iter().map(|a| a.as_str()).collect();
                     println!("{} use the new one from their next call.", names.join(", "));
                 }
             } else {
-                println!("Stored the credential of '{name}' in the OS keychain.");
+                println!("Stored the credential of '{name}' in {}.", m.secrets_home());
             }
             Ok(())
         }

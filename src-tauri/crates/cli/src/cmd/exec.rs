@@ -26,6 +26,15 @@
 //! SIGINT, SIGTERM, SIGHUP and SIGQUIT are forwarded to the child; its exit code (or 128 +
 //! signal) is ours.
 //!
+//! With `--server URL` (an agent on another machine) the token comes from the team server
+//! (`cmd::remote`: the agent's key file, the server's certificate trusted as told) and the
+//! `MANDATE_<CONNECTION>_URL` variables point at that server's broker
+//! (`https://HOST:PORT/proxy/<connection>`); with `--server-ca`, the usual CA-bundle
+//! variables (`SSL_CERT_FILE`, `REQUESTS_CA_BUNDLE`, `CURL_CA_BUNDLE`, `NODE_EXTRA_CA_CERTS`)
+//! name that file so the program's HTTP client trusts the broker too. The presets' SDK
+//! variables need the registry, which stays on the server, so only the `MANDATE_*` variables
+//! are set there.
+//!
 //! What it is not: a sandbox. The child runs as the same OS user; keeping the credential away
 //! from it is about not *handing* it over (environment, files, logs, model context), not about
 //! stopping a hostile program from asking the OS keychain itself.
@@ -56,6 +65,8 @@ pub struct ExecArgs {
     /// The endpoint's port (default: the running endpoint's, else MANDATE_PORT, else 6263).
     #[arg(long, value_name = "N")]
     port: Option<u16>,
+    #[command(flatten)]
+    remote: super::remote::RemoteArgs,
     /// The program and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "CMD")]
     command: Vec<String>,
@@ -73,31 +84,56 @@ struct Fetched {
     scope: String,
 }
 
+/// Where tokens come from: this machine's endpoint, or a team server.
+#[derive(Debug, Clone)]
+enum Issuer {
+    Local { m: Arc<Mandate>, addr: EndpointAddr },
+    Team(mandate_server::remote::RemoteServer),
+}
+
 /// What a refresh needs.
 #[derive(Debug, Clone)]
 struct Source {
-    m: Arc<Mandate>,
     agent: String,
     kid: String,
     key: SigningKey,
     scopes: Vec<String>,
-    addr: EndpointAddr,
+    issuer: Issuer,
 }
 
 async fn fetch(s: &Source) -> CliResult<Fetched> {
-    let res = mandate_server::client::request_token(
-        &s.m,
-        &s.addr,
-        &mandate_server::client::TokenRequest {
-            agent: &s.agent,
-            kid: &s.kid,
-            key: &s.key,
-            scopes: &s.scopes,
-            resource: None,
-            now: chrono::Utc::now().timestamp(),
-        },
-    )
-    .await
+    let now = chrono::Utc::now().timestamp();
+    let res = match &s.issuer {
+        Issuer::Local { m, addr } => {
+            mandate_server::client::request_token(
+                m,
+                addr,
+                &mandate_server::client::TokenRequest {
+                    agent: &s.agent,
+                    kid: &s.kid,
+                    key: &s.key,
+                    scopes: &s.scopes,
+                    resource: None,
+                    now,
+                },
+            )
+            .await
+        }
+        Issuer::Team(server) => {
+            mandate_server::remote::request_token(
+                server,
+                &mandate_server::remote::RemoteTokenRequest {
+                    agent: &s.agent,
+                    kid: &s.kid,
+                    key: &s.key,
+                    scopes: &s.scopes,
+                    resource: None,
+                    now,
+                },
+            )
+            .await
+        }
+    }
     .map_err(|e| fail(e.exit_code(), e.to_string()))?;
     if let Some(d) = &res.withheld_description {
         eprintln!("mandate exec: note: {d}");
@@ -245,11 +281,76 @@ fn child_env(
     for h in handed {
         set.push((h.variable.clone(), h.url.expose().clone()));
     }
+    remove.push(mandate_pkcs11::PIN_ENV.into());
     remove.retain(|r| !set.iter().any(|(k, _)| k == r));
     Ok(ChildEnv { set, remove })
 }
 
+/// The child's environment for a team server's token: the broker URLs on that server, the
+/// token, and the CA file for the program's HTTP client.
+fn team_child_env(
+    server: &mandate_server::remote::RemoteServer,
+    ca_file: Option<&Path>,
+    agent: &str,
+    first: &Fetched,
+    token_file: &Path,
+) -> ChildEnv {
+    let mut connections: Vec<&str> = first
+        .scope
+        .split_whitespace()
+        .filter_map(|s| s.split_once(':').map(|(c, _)| c))
+        .collect();
+    connections.sort_unstable();
+    connections.dedup();
+    let mut set: Vec<(String, String)> = connections
+        .iter()
+        .map(|c| (broker::url_var(c), server.proxy_url(c)))
+        .collect();
+    if let Some(ca) = ca_file {
+        let ca = ca.to_string_lossy().into_owned();
+        for v in [
+            "SSL_CERT_FILE",
+            "REQUESTS_CA_BUNDLE",
+            "CURL_CA_BUNDLE",
+            "NODE_EXTRA_CA_CERTS",
+        ] {
+            set.push((v.into(), ca.clone()));
+        }
+    }
+    set.push(("MANDATE_TOKEN".into(), first.token.expose().clone()));
+    set.push((
+        "MANDATE_TOKEN_FILE".into(),
+        token_file.to_string_lossy().into_owned(),
+    ));
+    set.push(("MANDATE_AGENT".into(), agent.to_string()));
+    set.push(("MANDATE_SERVER".into(), server.url().to_string()));
+    ChildEnv {
+        set,
+        // A team server's PIN is never the program's business.
+        remove: vec![mandate_pkcs11::PIN_ENV.into()],
+    }
+}
+
 pub fn run(ctx: &mut Ctx, a: ExecArgs) -> CliResult {
+    if let Some(r) = a.remote.resolve()? {
+        let source = Source {
+            agent: a.agent.clone(),
+            kid: r.kid.clone(),
+            key: r.key.clone(),
+            scopes: a.scopes.clone(),
+            issuer: Issuer::Team(r.server.clone()),
+        };
+        let ca = r.ca_file.clone();
+        return launch(source, &a.command, None, move |first, file| {
+            Ok(team_child_env(
+                &r.server,
+                ca.as_deref(),
+                &a.agent,
+                first,
+                file,
+            ))
+        });
+    }
     let m = ctx.mandate()?;
     let agent = m.get_agent(&a.agent)?;
     if agent.dpop_required {
@@ -286,13 +387,32 @@ pub fn run(ctx: &mut Ctx, a: ExecArgs) -> CliResult {
         ));
     }
     let source = Source {
-        m: m.clone(),
         agent: agent.name.to_string(),
         kid,
         key,
         scopes: a.scopes.clone(),
-        addr: EndpointAddr::http(port),
+        issuer: Issuer::Local {
+            m: m.clone(),
+            addr: EndpointAddr::http(port),
+        },
     };
+    let name = source.agent.clone();
+    let mm = m.clone();
+    launch(source, &a.command, Some(m), move |first, file| {
+        let handed = hand_over(&mm, port, first)?;
+        child_env(&mm, port, &name, first, file, &handed)
+    })
+}
+
+/// Get the first token, start the program with the environment `env` makes, refresh the
+/// token file until the program ends, and leave with its exit code. `m`, when there is one,
+/// is closed before leaving.
+fn launch(
+    source: Source,
+    command: &[String],
+    m: Option<Arc<Mandate>>,
+    env: impl FnOnce(&Fetched, &Path) -> CliResult<ChildEnv>,
+) -> CliResult {
     let rt = super::serve::runtime()?;
     let code = rt.block_on(async {
         let first = fetch(&source).await?;
@@ -300,12 +420,8 @@ pub fn run(ctx: &mut Ctx, a: ExecArgs) -> CliResult {
         let file = dir.token_file();
         write_token(&file, &first.token)
             .map_err(|e| fail(1, format!("could not write the token file: {e}")))?;
-        let handed = hand_over(&m, port, &first)?;
-        let ChildEnv { set, remove } =
-            child_env(&m, port, &source.agent, &first, &file, &handed)?;
-        drop(handed);
-        let (program, args) = a
-            .command
+        let ChildEnv { set, remove } = env(&first, &file)?;
+        let (program, args) = command
             .split_first()
             .ok_or_else(|| fail(2, "give the program to run after --".into()))?;
         let mut cmd = tokio::process::Command::new(program);

@@ -1,5 +1,7 @@
 //! `mandate jwks export`: the issuer's public keys as a JWKS file, for resource servers that
 //! cannot reach the loopback endpoint. Public keys only; re-export after a key rotation.
+//! `mandate jwks rotate`: a new issuer key, wherever keys live (the OS keychain, or a team
+//! server's PKCS#11 token); the old public key stays published until its last token expires.
 
 use std::path::PathBuf;
 
@@ -15,6 +17,10 @@ pub enum JwksCmd {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// Replace the issuer signing key (audited). Tokens signed by the old key stay valid until
+    /// they expire: its public key stays in the JWKS until then (and at least 24 hours), and
+    /// its private key is destroyed now. Running endpoints pick the new key up within seconds.
+    Rotate,
 }
 
 pub fn run(ctx: &mut Ctx, cmd: JwksCmd) -> CliResult {
@@ -40,6 +46,20 @@ pub fn run(ctx: &mut Ctx, cmd: JwksCmd) -> CliResult {
                     );
                 }
             }
+            Ok(())
+        }
+        JwksCmd::Rotate => {
+            let old = m.issuer_key()?.kid;
+            let new = m.rotate_issuer_key()?;
+            if ctx.json {
+                return crate::output::json(&serde_json::json!({"kid": new, "retired_kid": old}));
+            }
+            println!(
+                "New issuer key {new} (in {}). The retired key {old} stays published until its \
+                 last token expires; re-export the JWKS for resource servers that keep a copy \
+                 (`mandate jwks export`).",
+                m.issuer_keys_description()
+            );
             Ok(())
         }
     }

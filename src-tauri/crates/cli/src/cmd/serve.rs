@@ -121,7 +121,8 @@ pub fn run(ctx: &mut Ctx, a: ServeArgs) -> CliResult {
     })
 }
 
-async fn shutdown_signal() {
+/// Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

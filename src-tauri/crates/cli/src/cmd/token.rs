@@ -10,6 +10,10 @@
 //! prints the whole token response (with its expiry time) instead of the bare token.
 //!
 //! A revoked agent is refused here, as revoked (exit code 9), before anything is sent.
+//!
+//! With `--server URL` (an agent on another machine) it asks the team server instead, signing
+//! with the agent's key file and trusting the server's certificate as `--server-ca` or
+//! `--server-fingerprint` say (`cmd::remote`); no data folder or keychain is used.
 
 use clap::Args;
 use mandate_core::Mandate;
@@ -35,6 +39,8 @@ pub struct TokenArgs {
     /// endpoint's own certificate (`mandate tls export`).
     #[arg(long)]
     tls: bool,
+    #[command(flatten)]
+    remote: super::remote::RemoteArgs,
 }
 
 /// The running endpoint's address: the port from `--port`, the running endpoint's lock file,
@@ -87,25 +93,47 @@ struct TokenJson<'a> {
 }
 
 pub fn run(ctx: &mut Ctx, a: TokenArgs) -> CliResult {
-    let m = ctx.mandate()?;
-    let (kid, key) = m.client_signing_key(&a.agent)?;
-    let addr = endpoint(&m, a.port, a.tls)?;
     let rt = super::serve::runtime()?;
-    let now = m.now();
-    let res = rt
-        .block_on(mandate_server::client::request_token(
-            &m,
-            &addr,
-            &mandate_server::client::TokenRequest {
-                agent: &a.agent,
-                kid: &kid,
-                key: &key,
-                scopes: &a.scopes,
-                resource: a.aud.as_deref(),
-                now: now.timestamp(),
-            },
-        ))
-        .map_err(|e| fail(e.exit_code(), e.to_string()))?;
+    let (res, now, issuer) = match a.remote.resolve()? {
+        Some(r) => {
+            let now = chrono::Utc::now();
+            let res = rt
+                .block_on(mandate_server::remote::request_token(
+                    &r.server,
+                    &mandate_server::remote::RemoteTokenRequest {
+                        agent: &a.agent,
+                        kid: &r.kid,
+                        key: &r.key,
+                        scopes: &a.scopes,
+                        resource: a.aud.as_deref(),
+                        now: now.timestamp(),
+                    },
+                ))
+                .map_err(|e| fail(e.exit_code(), e.to_string()))?;
+            (res, now, r.server.url().to_string())
+        }
+        None => {
+            let m = ctx.mandate()?;
+            let (kid, key) = m.client_signing_key(&a.agent)?;
+            let addr = endpoint(&m, a.port, a.tls)?;
+            let now = m.now();
+            let res = rt
+                .block_on(mandate_server::client::request_token(
+                    &m,
+                    &addr,
+                    &mandate_server::client::TokenRequest {
+                        agent: &a.agent,
+                        kid: &kid,
+                        key: &key,
+                        scopes: &a.scopes,
+                        resource: a.aud.as_deref(),
+                        now: now.timestamp(),
+                    },
+                ))
+                .map_err(|e| fail(e.exit_code(), e.to_string()))?;
+            (res, now, addr.base())
+        }
+    };
     if ctx.json {
         let expires_at = now + chrono::Duration::seconds(res.expires_in.min(86_400 * 365) as i64);
         return crate::output::json(&TokenJson {
@@ -116,7 +144,7 @@ pub fn run(ctx: &mut Ctx, a: TokenArgs) -> CliResult {
             scope: res.scope.as_deref(),
             withheld_scope: res.withheld_scope.as_deref(),
             withheld_description: res.withheld_description.as_deref(),
-            issuer: addr.base(),
+            issuer,
         });
     }
     if let Some(d) = &res.withheld_description {

@@ -12,7 +12,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use ed25519_dalek::{Signature, Signer, SigningKey};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -480,19 +480,45 @@ impl Writer {
     }
 
     /// Seal with `key` (signing under `origin`) and return the bytes.
-    pub fn finish(mut self, checkpoint: u64, origin: &str, key: &SigningKey) -> Vec<u8> {
+    pub fn finish(self, checkpoint: u64, origin: &str, key: &SigningKey) -> Vec<u8> {
+        match self.seal(checkpoint, origin, &key.verifying_key(), |m| {
+            Ok::<_, std::convert::Infallible>(key.sign(m))
+        }) {
+            Ok(b) => b,
+            Err(never) => match never {},
+        }
+    }
+
+    /// [`Writer::finish`] with a key that signs where it lives (the issuer key in a PKCS#11
+    /// token may be out of reach: then nothing is returned).
+    pub fn finish_with(
+        self,
+        checkpoint: u64,
+        origin: &str,
+        key: &dyn crate::vault::Ed25519Signer,
+    ) -> Result<Vec<u8>, crate::secret::KeychainError> {
+        self.seal(checkpoint, origin, &key.public_key(), |m| key.try_sign(m))
+    }
+
+    fn seal<E>(
+        mut self,
+        checkpoint: u64,
+        origin: &str,
+        public: &VerifyingKey,
+        sign: impl FnOnce(&[u8]) -> Result<Signature, E>,
+    ) -> Result<Vec<u8>, E> {
         let digest = seal_digest(&self.out);
         let mut msg = SEAL_CONTEXT.to_vec();
         msg.extend_from_slice(&digest);
-        let sig = key.sign(&msg);
+        let sig = sign(&msg)?;
         let end = End {
             events: self.events,
             checkpoint,
             sha256: hex(&digest),
-            key: hex(&super::note::key_id(origin, &key.verifying_key())),
+            key: hex(&super::note::key_id(origin, public)),
             signature: STANDARD.encode(sig.to_bytes()),
         };
         self.line(&Line::End(end));
-        self.out
+        Ok(self.out)
     }
 }

@@ -199,11 +199,38 @@ impl Checkpoint {
 
     /// Sign as a note under `name` (by convention the origin).
     pub fn sign(&self, name: &str, key: &SigningKey) -> String {
+        match self.sign_parts(name, &key.verifying_key(), |m| {
+            Ok::<_, std::convert::Infallible>(key.sign(m))
+        }) {
+            Ok(s) => s,
+            Err(never) => match never {},
+        }
+    }
+
+    /// Sign as a note under `name` with a key that signs where it lives (the issuer key in a
+    /// PKCS#11 token may be out of reach).
+    pub fn try_sign(
+        &self,
+        name: &str,
+        key: &dyn crate::vault::Ed25519Signer,
+    ) -> Result<String, crate::secret::KeychainError> {
+        self.sign_parts(name, &key.public_key(), |m| key.try_sign(m))
+    }
+
+    fn sign_parts<E>(
+        &self,
+        name: &str,
+        public: &VerifyingKey,
+        sign: impl FnOnce(&[u8]) -> Result<Signature, E>,
+    ) -> Result<String, E> {
         let body = self.body();
-        let sig = key.sign(body.as_bytes());
-        let mut blob = key_id(name, &key.verifying_key()).to_vec();
+        let sig = sign(body.as_bytes())?;
+        let mut blob = key_id(name, public).to_vec();
         blob.extend_from_slice(&sig.to_bytes());
-        format!("{body}\n\u{2014} {name} {}\n", STANDARD.encode(blob))
+        Ok(format!(
+            "{body}\n\u{2014} {name} {}\n",
+            STANDARD.encode(blob)
+        ))
     }
 }
 

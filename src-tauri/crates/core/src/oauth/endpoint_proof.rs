@@ -82,18 +82,18 @@ pub fn message(issuer: &str, nonce: &str) -> Vec<u8> {
 
 /// The endpoint's side: sign `nonce` for `issuer` with the issuer key. `None` for a nonce of
 /// the wrong shape.
-pub fn sign(key: &IssuerKey, issuer: &str, nonce: &str) -> Option<EndpointProof> {
+pub fn sign(key: &IssuerKey, issuer: &str, nonce: &str) -> crate::Result<Option<EndpointProof>> {
     if !nonce_ok(nonce) {
-        return None;
+        return Ok(None);
     }
-    let sig = ed25519_dalek::Signer::sign(&key.signing, &message(issuer, nonce));
-    Some(EndpointProof {
+    let sig = key.sign(&message(issuer, nonce))?;
+    Ok(Some(EndpointProof {
         issuer: issuer.to_string(),
         nonce: nonce.to_string(),
         kid: key.kid.clone(),
-        x: keys::b64url(key.signing.verifying_key().as_bytes()),
+        x: keys::b64url(key.public.as_bytes()),
         signature: keys::b64url(&sig.to_bytes()),
-    })
+    }))
 }
 
 /// Why a proof was refused (a sentence for the person running the client).
@@ -185,7 +185,8 @@ mod tests {
         let signing = keys::generate();
         IssuerKey {
             kid: keys::thumbprint(&signing.verifying_key()),
-            signing,
+            public: signing.verifying_key(),
+            signer: std::sync::Arc::new(signing),
         }
     }
 
@@ -202,9 +203,12 @@ mod tests {
         let k = key();
         let n = new_nonce();
         assert!(nonce_ok(&n));
-        assert!(sign(&k, "http://127.0.0.1:1", &n).is_some());
+        assert!(sign(&k, "http://127.0.0.1:1", &n).unwrap().is_some());
         for bad in ["", "short", &format!("{n}x"), &"a\nb".repeat(15)] {
-            assert!(sign(&k, "http://127.0.0.1:1", bad).is_none(), "{bad:?}");
+            assert!(
+                sign(&k, "http://127.0.0.1:1", bad).unwrap().is_none(),
+                "{bad:?}"
+            );
         }
     }
 
@@ -215,7 +219,7 @@ mod tests {
             let ours = m.issuer_key().unwrap();
             let issuer = "http://127.0.0.1:6263";
             let nonce = new_nonce();
-            let good = sign(&ours, issuer, &nonce).unwrap();
+            let good = sign(&ours, issuer, &nonce).unwrap().unwrap();
             assert_eq!(
                 m.check_endpoint_proof(issuer, &nonce, &good).unwrap(),
                 Ok(())
@@ -226,7 +230,7 @@ mod tests {
             };
             // A stranger's key, even one that names our kid.
             let stranger = key();
-            let foreign = sign(&stranger, issuer, &nonce).unwrap();
+            let foreign = sign(&stranger, issuer, &nonce).unwrap().unwrap();
             assert!(refused(&foreign, issuer, &nonce).contains("not this data folder's"));
             let mut posing = foreign.clone();
             posing.kid = ours.kid.clone();

@@ -1,6 +1,7 @@
 //! The issuer's signing keys as resource servers see them: the JWKS, and rotation.
 //!
-//! The current key's private half lives in the OS keychain (see `registry::issuer_key`). A
+//! The current key's private half lives in the vault: the OS keychain, or a team server's
+//! PKCS#11 token (see `registry::issuer_key` and `vault`). A
 //! rotation makes a new key current and moves the old public key to `issuer_keys_retired`,
 //! published until every token it signed has expired (at least 24 hours, the longest token
 //! lifetime, so that an endpoint in another process that has not yet noticed the rotation
@@ -18,7 +19,6 @@ use crate::audit::{self, Decision, NewEvent, Target};
 use crate::error::{Error, Result};
 use crate::keys;
 use crate::registry::MAX_TTL_SECS;
-use crate::secret::SecretRef;
 
 /// A JSON Web Key Set (RFC 7517 §5) of the issuer's public keys, newest first.
 #[derive(Debug, Clone, Serialize)]
@@ -78,7 +78,7 @@ impl Mandate {
     /// one that may still have tokens outstanding. Needs the keychain for the current key.
     pub fn issuer_jwks(&self) -> Result<IssuerJwks> {
         let current = self.issuer_key()?;
-        let mut keys = vec![jwk(&current.kid, &current.signing.verifying_key())];
+        let mut keys = vec![jwk(&current.kid, &current.public)];
         for (kid, vk) in retired_keys(self, self.now().timestamp())? {
             keys.push(jwk(&kid, &vk));
         }
@@ -90,14 +90,9 @@ impl Mandate {
     pub fn rotate_issuer_key(&self) -> Result<String> {
         let actor = self.actor()?;
         let old = self.issuer_key()?;
-        let signing = keys::generate();
-        let kid = keys::thumbprint(&signing.verifying_key());
-        self.keychain_set(
-            SecretRef::issuer_key(&kid),
-            &keys::signing_key_to_secret(&signing),
-        )?;
+        let kid = self.generate_issuer_key()?.kid;
         let old_kid = old.kid.clone();
-        let old_pub = old.signing.verifying_key().to_bytes();
+        let old_pub = old.public.to_bytes();
         let new_kid = kid.clone();
         let res = self.write(move |tx, now| {
             let cur: Option<String> = tx.query_opt(
@@ -144,13 +139,13 @@ impl Mandate {
         });
         match res {
             Ok(()) => {
-                if let Err(e) = self.keychain_delete(SecretRef::issuer_key(&old.kid)) {
-                    tracing::warn!(kid = %old.kid, error = %e, "the retired issuer key could not be deleted from the keychain");
+                if let Err(e) = self.destroy_issuer_key(&old.kid) {
+                    tracing::warn!(kid = %old.kid, error = %e, "the retired issuer key could not be destroyed in its vault");
                 }
                 Ok(kid)
             }
             Err(e) => {
-                let _ = self.keychain_delete(SecretRef::issuer_key(&kid));
+                let _ = self.destroy_issuer_key(&kid);
                 Err(e)
             }
         }

@@ -180,14 +180,29 @@ pub fn verify_detached(key: &VerifyingKey, msg: &[u8], sig: &[u8]) -> Result<(),
 
 /// Sign `claims` under `header` (which must already name `alg`) with `key`.
 pub fn sign(header: &Value, claims: &Value, key: &SigningKey) -> String {
+    match sign_with(header, claims, |m| {
+        Ok::<_, std::convert::Infallible>(key.sign(m))
+    }) {
+        Ok(s) => s,
+        Err(never) => match never {},
+    }
+}
+
+/// Sign `claims` under `header` with a signer that may fail (an issuer key inside a PKCS#11
+/// token): `sign` gets the JWS signing input and returns the signature.
+pub fn sign_with<E>(
+    header: &Value,
+    claims: &Value,
+    sign: impl FnOnce(&[u8]) -> Result<Signature, E>,
+) -> Result<String, E> {
     let mut out = String::with_capacity(768);
     URL_SAFE_NO_PAD.encode_string(json_bytes(header), &mut out);
     out.push('.');
     URL_SAFE_NO_PAD.encode_string(json_bytes(claims), &mut out);
-    let sig = key.sign(out.as_bytes());
+    let sig = sign(out.as_bytes())?;
     out.push('.');
     URL_SAFE_NO_PAD.encode_string(sig.to_bytes(), &mut out);
-    out
+    Ok(out)
 }
 
 /// Compact JSON of `v`, written straight into bytes (`Value`'s `Display` goes through

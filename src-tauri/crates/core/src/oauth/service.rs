@@ -312,17 +312,13 @@ impl TokenService {
         nonce: &str,
     ) -> crate::Result<Option<super::endpoint_proof::EndpointProof>> {
         let signer = self.signer()?;
-        Ok(super::endpoint_proof::sign(
-            &signer,
-            &self.cfg.issuer,
-            nonce,
-        ))
+        super::endpoint_proof::sign(&signer, &self.cfg.issuer, nonce)
     }
 
     /// The JWKS: the signing key in use and retired keys with tokens outstanding.
     pub fn jwks(&self) -> crate::Result<super::IssuerJwks> {
         let signer = self.signer()?;
-        let vk = signer.signing.verifying_key();
+        let vk = signer.public;
         let mut keys = vec![json!({
             "kty": "OKP", "crv": "Ed25519", "x": crate::keys::b64url(vk.as_bytes()),
             "kid": signer.kid, "alg": "EdDSA", "use": "sig",
@@ -339,6 +335,17 @@ impl TokenService {
             }
         }
         Ok(super::IssuerJwks { keys })
+    }
+
+    /// The current signing key, re-read from the database and the vault now.
+    fn refresh_signer(&self) -> crate::Result<Arc<IssuerKey>> {
+        let key = Arc::new(self.m.issuer_key()?);
+        let mut g = self
+            .signer
+            .write()
+            .map_err(|_| crate::Error::Storage("the signer lock was poisoned".into()))?;
+        *g = (key.clone(), self.m.now().timestamp());
+        Ok(key)
     }
 
     /// The current signing key, re-read when another process may have rotated it.
@@ -364,7 +371,7 @@ impl TokenService {
     fn verifying_key(&self, kid: &str) -> crate::Result<Option<VerifyingKey>> {
         let s = self.signer()?;
         if s.kid == kid {
-            return Ok(Some(s.signing.verifying_key()));
+            return Ok(Some(s.public));
         }
         Ok(self
             .readers
@@ -767,7 +774,7 @@ impl TokenService {
         now: i64,
     ) -> Result<Ticket<Result<TokenResponse, OAuthError>>, Stop> {
         let agent = &client.agent;
-        let signer = self.signer()?;
+        let mut signer = self.signer()?;
         let jti = time_ordered_jti(self.m.now());
         let Minted {
             plan,
@@ -806,7 +813,17 @@ impl TokenService {
             claims["cnf"] = json!({"jkt": p.jkt});
         }
         let header = json!({"alg": "EdDSA", "typ": "at+jwt", "kid": signer.kid});
-        let token = jws::sign(&header, &claims, &signer.signing);
+        let token = match jws::sign_with(&header, &claims, |m| signer.sign(m)) {
+            Ok(t) => t,
+            // The key's vault failed (a PKCS#11 session lost, or the key rotated away by another
+            // instance): look again for the current key and try once more, else 503.
+            Err(first) => {
+                tracing::warn!(error = %first, "the issuer key could not sign; re-reading it");
+                signer = self.refresh_signer()?;
+                let header = json!({"alg": "EdDSA", "typ": "at+jwt", "kid": signer.kid});
+                jws::sign_with(&header, &claims, |m| signer.sign(m))?
+            }
+        };
         let exchanged = grant == GRANT_TOKEN_EXCHANGE;
         let token_type = if proof.is_some() { "DPoP" } else { "Bearer" };
 

@@ -46,6 +46,7 @@ pub const SQLITE: &[Migration] = &[
     m(8, include_str!("migrations/sqlite/008_credentials.sql")),
     m(9, include_str!("migrations/sqlite/009_mcp.sql")),
     m(10, include_str!("migrations/sqlite/010_audit_tags.sql")),
+    m(11, include_str!("migrations/sqlite/011_team_server.sql")),
 ];
 
 /// PostgreSQL: schema 8 in one step, then one file per version.
@@ -53,10 +54,11 @@ pub const POSTGRES: &[Migration] = &[
     m(8, include_str!("migrations/postgres/008_baseline.sql")),
     m(9, include_str!("migrations/postgres/009_mcp.sql")),
     m(10, include_str!("migrations/postgres/010_audit_tags.sql")),
+    m(11, include_str!("migrations/postgres/011_team_server.sql")),
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 10;
+pub const SCHEMA_VERSION: i64 = 11;
 
 const _: () = {
     assert!(SQLITE[SQLITE.len() - 1].version == SCHEMA_VERSION);

@@ -1,0 +1,22 @@
+//! The team server's tests (issue 20), run by `scripts/test --team` (CI runs them too): real
+//! `mandate server` processes, a real SoftHSM2 token, a CA and certificate from `openssl`, and
+//! the remote agent on a second host (a network namespace). They need root (the namespace)
+//! and fail loudly without it.
+//!
+//! Table of contents:
+//! - `fixture`     the token, the PKI, the remote host, instances
+//! - `acceptance`  the issue's "done when": two instances, a remote agent, revocation across
+//!   instances, kill -9 under load, the team's export verified
+//! - `exposure`    HTTPS only off loopback, the Host allow-list, per-source rate limits,
+//!   secrets sealed in the database, rotation of both keys with servers running
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
+
+mod acceptance;
+mod exposure;
+mod fixture;
