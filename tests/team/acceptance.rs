@@ -1,4 +1,4 @@
-//! Issue 20's "done when", as one walk: two `mandate server` instances on one store and a
+//! Issue 20's "done when", as one walk: two `mandate server` instances on one PostgreSQL and a
 //! SoftHSM2 token issue tokens to an agent on another host; a revocation through instance A is
 //! refused at instance B on the next request; `kill -9` of A under load loses no acknowledged
 //! event while B keeps serving; `mandate audit verify` passes on the team's export, on the
@@ -18,7 +18,7 @@ use mandate_core::oauth::{ASSERTION_TYPE_JWT_BEARER, client_assertion};
 use mandate_core::secret::Sensitive;
 use serde_json::Value;
 
-use crate::fixture::{HOST, RemoteHost, Team, bundle_events, path_str, set_mode};
+use crate::fixture::{HOST, PgCluster, RemoteHost, Team, bundle_events, path_str, set_mode};
 
 /// A client on this host for one instance: the team CA only, `mandate.test` pinned to the
 /// instance's address (what a load balancer or DNS would do).
@@ -123,9 +123,11 @@ async fn verify_with_jwks(c: &reqwest::Client, team: &Team, token: &str) -> Veri
 }
 
 #[test]
-fn two_instances_serve_a_remote_agent_revocation_crosses_over_and_kill_9_loses_nothing() {
+fn two_instances_on_postgresql_serve_a_remote_agent_revocation_crosses_over_and_kill_9_loses_nothing()
+ {
     let started = Instant::now();
-    let team = Team::new();
+    let pg = PgCluster::new();
+    let team = Team::on_postgres(&pg.url());
     team.init();
     let remote = RemoteHost::new();
     // What the agent's host is given: the team CA and its own key, nothing else.
@@ -385,6 +387,7 @@ fn two_instances_serve_a_remote_agent_revocation_crosses_over_and_kill_9_loses_n
         ])
         .ok();
     drop(b);
+    drop(pg);
     eprintln!(
         "acceptance: {} acknowledged tokens across the kill, {} from B after it, in {:?}",
         received.len(),

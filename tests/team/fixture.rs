@@ -63,6 +63,9 @@ pub fn softhsm_module() -> PathBuf {
 /// certificate authority and server certificate for `mandate.test`.
 pub struct Team {
     pub dir: tempfile::TempDir,
+    /// The PostgreSQL database (`MANDATE_DATABASE_URL`), or `None` for SQLite in the data
+    /// folder.
+    pub database: Option<String>,
 }
 
 impl Team {
@@ -148,7 +151,18 @@ impl Team {
             "ext",
         ]);
         set_mode(&d.join("server.key"), 0o600);
-        Team { dir }
+        Team {
+            dir,
+            database: None,
+        }
+    }
+
+    /// The same, with the registry and the audit trail in the PostgreSQL database `url`.
+    pub fn on_postgres(url: &str) -> Team {
+        Team {
+            database: Some(url.to_string()),
+            ..Team::new()
+        }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -165,7 +179,7 @@ impl Team {
 
     /// What every server-side `mandate` needs: the store and the token.
     pub fn vars(&self) -> Vec<(String, String)> {
-        vec![
+        let mut v = vec![
             ("MANDATE_DATA_DIR".into(), path_str(&self.data_dir())),
             (
                 "SOFTHSM2_CONF".into(),
@@ -174,7 +188,11 @@ impl Team {
             ("MANDATE_PKCS11_MODULE".into(), path_str(&softhsm_module())),
             ("MANDATE_PKCS11_TOKEN".into(), "team".into()),
             ("MANDATE_PKCS11_PIN".into(), PIN.into()),
-        ]
+        ];
+        if let Some(url) = &self.database {
+            v.push(("MANDATE_DATABASE_URL".into(), url.clone()));
+        }
+        v
     }
 
     /// `mandate ARGS` on the server side (the admin's shell on the server host).
@@ -517,4 +535,124 @@ pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(50));
     }
     f()
+}
+
+/// A private PostgreSQL cluster for one test: `initdb` into a temporary folder (as the
+/// `postgres` user, since PostgreSQL refuses to run as root), on a free loopback port with its
+/// socket in that folder; stopped and removed when dropped. The test may stop and start it (an
+/// outage of the primary).
+pub struct PgCluster {
+    dir: tempfile::TempDir,
+    pub port: u16,
+    bin: PathBuf,
+}
+
+impl PgCluster {
+    pub fn new() -> PgCluster {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL is installed (apt-get install postgresql; scripts/test does)")
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .filter(|b| b.join("initdb").exists())
+            .max()
+            .expect("an initdb under /usr/lib/postgresql/*/bin");
+        let dir = tempfile::tempdir().unwrap();
+        set_mode(dir.path(), 0o755);
+        run_ok(
+            Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path()),
+        );
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let c = PgCluster { dir, port, bin };
+        c.as_postgres(&[
+            "initdb",
+            "-D",
+            &c.data(),
+            "--auth=trust",
+            "--username=mandate",
+            "--no-sync",
+            "--no-instructions",
+        ]);
+        c.start();
+        run_ok(
+            Command::new("psql")
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &c.port.to_string(),
+                    "-U",
+                    "mandate",
+                ])
+                .args(["-d", "postgres", "-q", "-c", "CREATE DATABASE team"]),
+        );
+        c
+    }
+
+    fn data(&self) -> String {
+        path_str(&self.dir.path().join("data"))
+    }
+
+    fn as_postgres(&self, args: &[&str]) -> Output {
+        let program = self.bin.join(args[0]);
+        run_ok(
+            Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(program)
+                .args(&args[1..])
+                .stdin(Stdio::null()),
+        )
+    }
+
+    /// The database URL the instances use.
+    pub fn url(&self) -> String {
+        format!("postgres://mandate@127.0.0.1:{}/team", self.port)
+    }
+
+    pub fn start(&self) {
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            self.port,
+            path_str(self.dir.path())
+        );
+        let log = path_str(&self.dir.path().join("server.log"));
+        self.as_postgres(&[
+            "pg_ctl",
+            "-D",
+            &self.data(),
+            "-o",
+            &opts,
+            "-l",
+            &log,
+            "-w",
+            "start",
+        ]);
+    }
+
+    /// Stop it the way a crash or a lost host does: no checkpoint, connections cut.
+    pub fn stop(&self) {
+        self.as_postgres(&[
+            "pg_ctl",
+            "-D",
+            &self.data(),
+            "-m",
+            "immediate",
+            "-w",
+            "stop",
+        ]);
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        let program = self.bin.join("pg_ctl");
+        let _ = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(program)
+            .args(["-D", &self.data(), "-m", "immediate", "stop"])
+            .output();
+    }
 }

@@ -5,8 +5,10 @@
 //!
 //! Table of contents:
 //! - `fixture`     the token, the PKI, the remote host, instances
-//! - `acceptance`  the "done when": two instances, a remote agent, revocation across
+//! - `acceptance`  the "done when": two instances on PostgreSQL, a remote agent, revocation across
 //!   instances, kill -9 under load, the team's export verified
+//! - `postgres`    an outage of PostgreSQL under a running server: 503, nothing half-written,
+//!   recovery when it returns
 //! - `exposure`    HTTPS only off loopback, the Host allow-list, per-source rate limits,
 //!   secrets sealed in the database, rotation of both keys with servers running
 
@@ -20,3 +22,4 @@
 mod acceptance;
 mod exposure;
 mod fixture;
+mod postgres;
