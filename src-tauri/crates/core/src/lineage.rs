@@ -171,7 +171,7 @@ mod tests {
     use crate::store::testing::{TestStore, each_store};
 
     fn db(s: &TestStore) -> crate::store::Conn {
-        let mut c = s.raw_conn();
+        let mut c = s.conn();
         c.write(|tx| {
             tx.execute_batch(
                 "INSERT INTO members (id, name, created_at) VALUES ('m', 'ann', 't');
