@@ -238,30 +238,50 @@ impl SealedKeychain {
     }
 }
 
-impl Keychain for SealedKeychain {
-    fn set(&self, what: &SecretRef, secret: &Sensitive<String>) -> Result<(), KeychainError> {
+impl SealedKeychain {
+    /// Seal `secret` for `what` inside `tx` (a write transaction on the store).
+    fn seal_in(&self, tx: &Tx<'_>, what: &SecretRef, secret: &Sensitive<String>) -> Result<()> {
         // Normally made by the admin at `mandate server init` (`ensure_key`); a secret stored
         // before that (a server set up by an older Mandate) names Mandate itself.
         let actor = Actor::system("team-server", "sealing key made for the first secret stored");
-        self.with_tx(|tx| {
-            let now = self.clock.now();
-            let key = self.current_key(tx, now, &actor)?;
-            let sealed = self
-                .sealer
-                .seal(&key, &aad(&what.account), secret.expose().as_bytes())?;
-            tx.execute(
-                "INSERT INTO sealed_secrets (account, key_name, sealed, updated_at)
-                 VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (account) DO UPDATE SET key_name = excluded.key_name,
-                     sealed = excluded.sealed, updated_at = excluded.updated_at",
-                params![what.account, key, sealed, audit::format_time(now)],
-            )?;
-            Ok(())
-        })
-        .map_err(|e| match e {
-            Error::Keychain(k) => k,
-            other => storage(other),
-        })
+        let now = self.clock.now();
+        let key = self.current_key(tx, now, &actor)?;
+        let sealed = self
+            .sealer
+            .seal(&key, &aad(&what.account), secret.expose().as_bytes())?;
+        tx.execute(
+            "INSERT INTO sealed_secrets (account, key_name, sealed, updated_at)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (account) DO UPDATE SET key_name = excluded.key_name,
+                 sealed = excluded.sealed, updated_at = excluded.updated_at",
+            params![what.account, key, sealed, audit::format_time(now)],
+        )?;
+        Ok(())
+    }
+}
+
+fn keychain_error(e: Error) -> KeychainError {
+    match e {
+        Error::Keychain(k) => k,
+        other => storage(other),
+    }
+}
+
+impl Keychain for SealedKeychain {
+    fn set(&self, what: &SecretRef, secret: &Sensitive<String>) -> Result<(), KeychainError> {
+        self.with_tx(|tx| self.seal_in(tx, what, secret))
+            .map_err(keychain_error)
+    }
+
+    /// In the caller's write transaction: a second connection would wait for the writer lock
+    /// that transaction holds (the audit trail's tag key is made this way).
+    fn set_during(
+        &self,
+        tx: &Tx<'_>,
+        what: &SecretRef,
+        secret: &Sensitive<String>,
+    ) -> Result<(), KeychainError> {
+        self.seal_in(tx, what, secret).map_err(keychain_error)
     }
 
     fn get(&self, what: &SecretRef) -> Result<Option<Sensitive<String>>, KeychainError> {

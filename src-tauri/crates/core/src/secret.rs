@@ -139,6 +139,19 @@ pub enum KeychainError {
 pub trait Keychain: Send + Sync + fmt::Debug {
     /// Store (or replace) a secret.
     fn set(&self, what: &SecretRef, secret: &Sensitive<String>) -> Result<(), KeychainError>;
+    /// Store (or replace) a secret from inside `tx`, a write transaction on the installation's
+    /// store. A keychain outside the store (the OS keychain) ignores `tx`; one kept in the store
+    /// itself (a team server's sealed secrets) writes in it, since a second connection would
+    /// wait for the writer lock `tx` holds.
+    fn set_during(
+        &self,
+        tx: &crate::store::Tx<'_>,
+        what: &SecretRef,
+        secret: &Sensitive<String>,
+    ) -> Result<(), KeychainError> {
+        let _ = tx;
+        self.set(what, secret)
+    }
     /// Read a secret; `Ok(None)` when there is none.
     fn get(&self, what: &SecretRef) -> Result<Option<Sensitive<String>>, KeychainError>;
     /// Delete a secret; deleting a missing secret is not an error.

@@ -30,12 +30,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::digest::KeyInit;
 use hmac::{Hmac, Mac};
 use rand_core::{OsRng, RngCore};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use sha2::Sha256;
 
 use super::merkle::Hash;
 use crate::error::{Error, Result};
 use crate::secret::{Keychain, KeychainError, SecretRef, Sensitive};
+use crate::store::{Tx, params};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -183,14 +183,14 @@ impl TagKeys {
     /// The key for a writer holding the database's write lock, who found the log at `size`
     /// events: made now (adopting those events) if the keychain has none. Holding the write
     /// lock is what keeps two processes from making two keys.
-    fn for_write(&self, size: u64) -> Result<TagKey> {
+    fn for_write(&self, tx: &Tx<'_>, size: u64) -> Result<TagKey> {
         if let Some(k) = self.get()? {
             return Ok(k);
         }
         let mut raw = zeroize::Zeroizing::new([0u8; 32]);
         OsRng.fill_bytes(raw.as_mut());
         let k = TagKey::new(&raw, size);
-        self.keychain.set(&self.account, &k.to_secret(&raw))?;
+        self.keychain.set_during(tx, &self.account, &k.to_secret(&raw))?;
         tracing::info!(
             adopted_to = size,
             "made the key that authenticates the audit trail"
@@ -202,45 +202,50 @@ impl TagKeys {
 
 /// The newest event's position (0 for an empty log): read at the start of a write transaction.
 /// `Mandate`'s writers call this and [`seal`] themselves; they are public for benchmarks.
-pub fn head(conn: &Connection) -> Result<u64> {
-    let n: Option<i64> = conn
-        .prepare_cached("SELECT seq FROM audit_events ORDER BY seq DESC LIMIT 1")?
-        .query_row([], |r| r.get(0))
-        .optional()?;
+pub fn head(conn: &Tx<'_>) -> Result<u64> {
+    let n: Option<i64> = conn.query_opt(
+        "SELECT seq FROM audit_events ORDER BY seq DESC LIMIT 1",
+        params![],
+        |r| r.get(0),
+    )?;
     Ok(n.unwrap_or(0).max(0) as u64)
 }
 
 /// Tag the events `tx` appended after position `before` (see the module docs); nothing when it
 /// appended none. Fails, so the transaction rolls back, when the keychain cannot be used.
-pub fn seal(tx: &Transaction<'_>, before: u64, keys: &TagKeys) -> Result<()> {
-    let last: Option<(i64, Vec<u8>)> = tx
-        .prepare_cached("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")?
-        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    let Some((to, hash)) = last else {
+pub fn seal(tx: &Tx<'_>, before: u64, keys: &TagKeys) -> Result<()> {
+    let newest = || -> Result<Option<(i64, Vec<u8>)>> {
+        tx.query_opt(
+            "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1",
+            params![],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+    };
+    match newest()? {
+        Some((to, _)) if to.max(0) as u64 > before => {}
+        _ => return Ok(()),
+    }
+    let key = keys.for_write(tx, before)?;
+    // Read again: making the key may itself have appended an event (a team server's sealing
+    // key, made with the first sealed secret), which this batch covers too.
+    let Some((to, hash)) = newest()? else {
         return Ok(());
     };
     let to = to.max(0) as u64;
-    if to <= before {
-        return Ok(());
-    }
     let hash: Hash = hash
         .as_slice()
         .try_into()
         .map_err(|_| Error::Storage("an audit hash has the wrong length".into()))?;
-    let key = keys.for_write(before)?;
     // The first batch under a key vouches for the history it found.
     let from = if before == key.adopted_to() {
         1
     } else {
         before + 1
     };
-    tx.prepare_cached("UPDATE audit_events SET tag_from = ?1, tag = ?2 WHERE seq = ?3")?
-        .execute(params![
-            from as i64,
-            key.tag(from, to, &hash).as_slice(),
-            to as i64
-        ])?;
+    tx.execute(
+        "UPDATE audit_events SET tag_from = ?1, tag = ?2 WHERE seq = ?3",
+        params![from as i64, key.tag(from, to, &hash).as_slice(), to as i64],
+    )?;
     Ok(())
 }
 

@@ -1,4 +1,4 @@
--- Schema 10: what a headless team server keeps that a laptop keeps in its OS keychain
+-- Schema 11: what a headless team server keeps that a laptop keeps in its OS keychain
 -- (issue 20, docs/TEAM_SERVER.md), and the first admin's invite.
 --
 -- sealed_secrets: the secrets the OS keychain would hold (connection credentials, generated

@@ -1,4 +1,4 @@
--- Schema 10 on PostgreSQL: the same as migrations/sqlite/010_team_server.sql (sealed secrets
+-- Schema 11 on PostgreSQL: the same as migrations/sqlite/011_team_server.sql (sealed secrets
 -- of a headless team server, and member invites), spelled for PostgreSQL.
 CREATE TABLE sealed_secrets (
     account    TEXT COLLATE "C" PRIMARY KEY,
