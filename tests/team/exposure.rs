@@ -330,11 +330,22 @@ fn a_remote_agent_reaches_an_api_through_the_team_broker_with_a_sealed_secret_ac
         String::from_utf8_lossy(&o.stdout).trim().to_string()
     };
     let before = sealed_key();
+    // The connection's secret, and what a laptop keeps in its keychain besides (the audit
+    // trail's tag key, the newest checkpoint's copy): every sealed row is sealed again.
+    let sealed_rows = {
+        let o = Command::new("sqlite3")
+            .arg(team.data_dir().join("mandate.db"))
+            .arg("SELECT count(*) FROM sealed_secrets")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().parse::<u64>().unwrap()
+    };
+    assert!(sealed_rows >= 2, "the secret and the audit tag key: {sealed_rows}");
     let r = team
         .mandate(&["--json", "server", "rotate-secrets-key"])
         .ok()
         .json();
-    assert_eq!(r["secrets"], 1);
+    assert_eq!(r["secrets"], sealed_rows);
     assert_eq!(r["retired"][0], before.as_str());
     assert_ne!(sealed_key(), before);
     reached(2);
