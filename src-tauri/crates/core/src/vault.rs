@@ -92,7 +92,7 @@ impl KeyVault for KeychainKeys {
     }
 
     fn describe(&self) -> String {
-        self.0.describe()
+        format!("the OS keychain ({})", self.0.describe())
     }
 }
 
