@@ -338,9 +338,15 @@ fn a_remote_agent_reaches_an_api_through_the_team_broker_with_a_sealed_secret_ac
             .arg("SELECT count(*) FROM sealed_secrets")
             .output()
             .unwrap();
-        String::from_utf8_lossy(&o.stdout).trim().parse::<u64>().unwrap()
+        String::from_utf8_lossy(&o.stdout)
+            .trim()
+            .parse::<u64>()
+            .unwrap()
     };
-    assert!(sealed_rows >= 2, "the secret and the audit tag key: {sealed_rows}");
+    assert!(
+        sealed_rows >= 2,
+        "the secret and the audit tag key: {sealed_rows}"
+    );
     let r = team
         .mandate(&["--json", "server", "rotate-secrets-key"])
         .ok()

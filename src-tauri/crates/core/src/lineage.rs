@@ -217,8 +217,11 @@ mod tests {
                     .collect();
                 assert_eq!(down, ["mid", "other", "low"]);
                 // Damaged data with a cycle still ends.
-                tx.execute("UPDATE agents SET parent_id = 'c' WHERE id = 'a'", params![])
-                    .unwrap();
+                tx.execute(
+                    "UPDATE agents SET parent_id = 'c' WHERE id = 'a'",
+                    params![],
+                )
+                .unwrap();
                 assert!(ancestors(tx, "c").unwrap().len() <= MAX_DEPTH as usize);
                 assert_eq!(descendants(tx, "a").unwrap().len(), 4);
                 Ok(())

@@ -243,7 +243,10 @@ impl SealedKeychain {
     fn seal_in(&self, tx: &Tx<'_>, what: &SecretRef, secret: &Sensitive<String>) -> Result<()> {
         // Normally made by the admin at `mandate server init` (`ensure_key`); a secret stored
         // before that (a server set up by an older Mandate) names Mandate itself.
-        let actor = Actor::system("team-server", "sealing key made for the first secret stored");
+        let actor = Actor::system(
+            "team-server",
+            "sealing key made for the first secret stored",
+        );
         let now = self.clock.now();
         let key = self.current_key(tx, now, &actor)?;
         let sealed = self

@@ -190,7 +190,8 @@ impl TagKeys {
         let mut raw = zeroize::Zeroizing::new([0u8; 32]);
         OsRng.fill_bytes(raw.as_mut());
         let k = TagKey::new(&raw, size);
-        self.keychain.set_during(tx, &self.account, &k.to_secret(&raw))?;
+        self.keychain
+            .set_during(tx, &self.account, &k.to_secret(&raw))?;
         tracing::info!(
             adopted_to = size,
             "made the key that authenticates the audit trail"
