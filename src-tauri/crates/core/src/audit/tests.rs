@@ -612,6 +612,19 @@ fn a_rollback_behind_the_keychain_copy_is_refused_before_signing() {
     std::fs::write(checkpoint::file_path(f.dir.path()), &older).unwrap();
     let r = f.verify();
     assert_eq!(kinds(&r), vec![(ProblemKind::RolledBack, Some(11))]);
+    // The running handle saw event 20 committed: it refuses the next change at once
+    // (store_identity). A rollback made while Mandate was stopped is caught by the keychain's
+    // copy of the newest checkpoint instead, below.
+    let err =
+        f.m.record(NewEvent::new(
+            &Actor::agent("agent-a", "agent-a"),
+            "token.issued",
+            Decision::Allow,
+        ))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("went back to an older copy"), "{err}");
+    let f = reopen(f);
     f.add(2);
     let err = f.m.audit_checkpoint().unwrap_err().to_string();
     assert!(
