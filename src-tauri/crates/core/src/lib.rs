@@ -348,7 +348,10 @@ impl Mandate {
     /// `secrets.sealing_key_rotated`, naming this handle's actor).
     pub fn rotate_sealing_key(&self) -> Result<sealed::SealingRotation> {
         match &self.sealed {
-            Some(s) => s.rotate(&self.actor()?),
+            Some(s) => {
+                let actor = self.actor()?;
+                s.rotate(&actor, |f| self.write(|tx, _| f(tx)))
+            }
             None => Err(Error::Conflict(format!(
                 "secrets here are kept in {}, not sealed under a PKCS#11 key; there is no sealing \
                  key to rotate (give --pkcs11-module and --pkcs11-token to use the team \

@@ -129,9 +129,16 @@ impl SealedKeychain {
     /// Make sure the sealing key exists, made by `actor` if it is made now (`mandate server
     /// init` calls this, so the key is made by the admin who set the server up rather than by
     /// whoever stores the first secret). Returns its name.
-    pub fn ensure_key(&self, actor: &Actor) -> Result<String> {
+    ///
+    /// `write` runs its argument in the installation's write transaction (`Mandate::write`),
+    /// so the event is tagged like every other (audit/tag.rs): a transaction of this
+    /// keychain's own would leave it untagged, and verification would refuse it.
+    pub fn ensure_key<W>(&self, actor: &Actor, write: W) -> Result<String>
+    where
+        W: FnOnce(&mut dyn FnMut(&Tx<'_>) -> Result<String>) -> Result<String>,
+    {
         let now = self.clock.now();
-        self.with_tx(|tx| self.current_key(tx, now, actor))
+        write(&mut |tx| self.current_key(tx, now, actor))
     }
 
     /// The current sealing key, made in the token (and recorded, audited) on first use.
@@ -171,11 +178,16 @@ impl SealedKeychain {
     /// Make a new sealing key, seal every secret again under it in one transaction (audited as
     /// `secrets.sealing_key_rotated`, naming `actor`), then destroy the keys no secret uses any
     /// more. If anything fails before the commit, nothing changed and the new key is destroyed.
-    pub fn rotate(&self, actor: &Actor) -> Result<SealingRotation> {
+    /// `write` runs the re-sealing in the installation's write transaction, as for
+    /// [`SealedKeychain::ensure_key`], so its event is tagged.
+    pub fn rotate<W>(&self, actor: &Actor, write: W) -> Result<SealingRotation>
+    where
+        W: FnOnce(&mut dyn FnMut(&Tx<'_>) -> Result<SealingRotation>) -> Result<SealingRotation>,
+    {
         let now = self.clock.now();
         let name = self.new_key_name();
         self.sealer.generate(&name)?;
-        let res = self.with_tx(|tx| {
+        let res = write(&mut |tx| {
             let old: Option<String> = tx.query_opt(
                 "SELECT value FROM meta WHERE key = 'sealing_key'",
                 params![],

@@ -162,11 +162,14 @@ impl Mandate {
         }
         // The key first: a vault that cannot be reached (a wrong PIN) fails before anything
         // is written.
+        // The sealing key before the issuer key: the issuer key's event is the trail's first
+        // tagged write, which seals the tag key and would otherwise make the sealing key in
+        // Mandate's own name rather than the admin's.
         let actor = self.actor()?;
-        let key = self.issuer_key()?;
         if let Some(sealed) = &self.sealed {
-            sealed.ensure_key(&actor)?;
+            sealed.ensure_key(&actor, |f| self.write(|tx, _| f(tx)))?;
         }
+        let key = self.issuer_key()?;
         let code = {
             let mut b = [0u8; 32];
             rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut b);
