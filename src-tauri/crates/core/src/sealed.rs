@@ -463,7 +463,9 @@ mod tests {
                     )
                 })
                 .unwrap();
-            let r = k.rotate(&Actor::member("m1", "founder")).unwrap();
+            let r = k
+                .rotate(&Actor::member("m1", "founder"), |f| c.write(|tx| f(tx)))
+                .unwrap();
             assert_eq!(r.secrets, 2);
             assert_eq!(r.retired, vec![first.clone()]);
             assert!(
