@@ -466,7 +466,7 @@ fn every_vector_gets_its_stated_verdict_from_mandate_and_from_the_python_verifie
             ours.stdout
         );
 
-        let theirs: Run = Command::new("python3")
+        let theirs: Run = Command::new(crate::fixture::verifier_python())
             .current_dir(&docs)
             .arg(&script)
             .arg(file)

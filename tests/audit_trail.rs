@@ -371,7 +371,7 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 
 fn python(args: &[&str]) -> (i32, serde_json::Value, String) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("audit_verifier_py/verify.py");
-    let o = Command::new("python3")
+    let o = Command::new(crate::fixture::verifier_python())
         .arg(script)
         .args(args)
         .output()

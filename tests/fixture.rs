@@ -29,6 +29,25 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// The python that runs the independent verifier (`audit_verifier_py/verify.py`): a venv with
+/// its requirements (cryptography, and pypdf for PDF reports), installed once into the cache
+/// folder by `audit_verifier_py/setup.sh`.
+pub fn verifier_python() -> String {
+    static PYTHON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            let setup = Path::new(env!("CARGO_MANIFEST_DIR")).join("audit_verifier_py/setup.sh");
+            let out = Command::new(&setup).output().expect("audit_verifier_py/setup.sh");
+            assert!(
+                out.status.success(),
+                "audit_verifier_py/setup.sh failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        })
+        .clone()
+}
+
 /// Fail loudly when the real keychain is not there: these tests must not silently skip.
 pub fn require_keyring() {
     assert_eq!(

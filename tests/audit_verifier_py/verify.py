@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """An independent verifier of Mandate evidence bundles, written from docs/AUDIT_FORMAT.md alone.
 
-Only the standard library and `cryptography` (for Ed25519) are used. It reads bundles (JSON
-Lines), not PDF reports.
+Only the standard library, `cryptography` (for Ed25519) and, for PDF reports, `pypdf` are used
+(`setup.sh` installs both from requirements.txt). A PDF report is verified through its attached
+bundle, found as §6 says: pypdf parses the PDF (its last revision) and decodes the stream; the
+lookup rules (name-tree key bytes, /F or /UF, exactly one entry, /Params /Size) are followed here.
 
 Usage:
-  verify.py BUNDLE [--key FINGERPRINT_OR_VKEY]... [--checkpoint NOTE_FILE]...
+  verify.py BUNDLE_OR_PDF [--key FINGERPRINT_OR_VKEY]... [--checkpoint NOTE_FILE]...
       prints a JSON report; exit 0 when it verifies, 10 when it does not, 2 on usage errors.
   verify.py --vectors EXPECTED_JSON
       recomputes every value of the test vectors and verifies every case, expecting exactly
@@ -887,6 +889,97 @@ def _verify_excerpt(rep, scope, events, anchors, newest, cons):
     rep.events = len(events)
 
 
+# ----- §6 the bundle attached to a PDF report ---------------------------------------------
+
+ATTACHMENT_NAME = b"mandate-evidence.jsonl"
+
+
+class NoBundle(Exception):
+    """The PDF has no attached bundle that a verifier can read (§6)."""
+
+
+def pdf_attachment(data):
+    """The bytes of the bundle attached to a PDF report, found as §6 says; NoBundle otherwise."""
+    import io
+
+    try:
+        from pypdf import PdfReader
+        from pypdf.errors import PdfReadError
+        from pypdf.generic import ArrayObject, DictionaryObject, IndirectObject, StreamObject
+    except ImportError:
+        sys.exit("verify.py: reading a PDF needs pypdf (tests/audit_verifier_py/setup.sh installs it)")
+
+    def resolve(o):
+        return o.get_object() if isinstance(o, IndirectObject) else o
+
+    def key_bytes(o):
+        # The key's bytes as written, not text decoded from them: pypdf decodes UTF-16 strings.
+        return getattr(o, "original_bytes", None)
+
+    try:
+        # pypdf reads the cross-reference sections from the end of the file, so an object
+        # redefined by an incremental update is read as the last revision defines it.
+        reader = PdfReader(io.BytesIO(data), strict=False)
+        names = resolve(reader.trailer["/Root"]).get("/Names")
+        tree = resolve(resolve(names).get("/EmbeddedFiles")) if names is not None else None
+        found, stack, seen_nodes = [], [tree] if tree is not None else [], 0
+        while stack:
+            node = resolve(stack.pop())
+            seen_nodes += 1
+            if seen_nodes > 100000:
+                raise NoBundle("its name tree does not end")
+            if not isinstance(node, DictionaryObject):
+                continue
+            kids = resolve(node.get("/Kids"))
+            if isinstance(kids, ArrayObject):
+                stack.extend(kids)
+            arr = resolve(node.get("/Names"))
+            if isinstance(arr, ArrayObject):
+                for i in range(0, len(arr) - 1, 2):
+                    if key_bytes(resolve(arr[i])) == ATTACHMENT_NAME:
+                        found.append(arr[i + 1])
+        if not found:
+            raise NoBundle("the PDF has no attached evidence bundle (%s)" % ATTACHMENT_NAME.decode())
+        if len(found) > 1:
+            raise NoBundle("it has %d attachments named %s, and a report has one" % (len(found), ATTACHMENT_NAME.decode()))
+        spec = resolve(found[0])
+        ef = resolve(spec.get("/EF")) if isinstance(spec, DictionaryObject) else None
+        if not isinstance(ef, DictionaryObject):
+            raise NoBundle("the attachment's file specification has no /EF")
+        f, uf = ef.get("/F"), ef.get("/UF")
+
+        def ident(o):
+            return ("ref", o.idnum, o.generation) if isinstance(o, IndirectObject) else ("direct", id(o))
+
+        if f is not None and uf is not None and ident(f) != ident(uf):
+            raise NoBundle("its /EF names two different file streams (/F and /UF)")
+        stream = resolve(f if f is not None else uf)
+        if not isinstance(stream, StreamObject):
+            raise NoBundle("the attachment is not a stream")
+        body = stream.get_data()  # decoded with its /Filter
+        params = resolve(stream.get("/Params"))
+        size = resolve(params.get("/Size")) if isinstance(params, DictionaryObject) else None
+        if size is not None and int(size) != len(body):
+            raise NoBundle("it is %d bytes long but the PDF says %d" % (len(body), int(size)))
+        return bytes(body)
+    except NoBundle:
+        raise
+    except (PdfReadError, KeyError, ValueError, TypeError, AttributeError) as e:
+        raise NoBundle("this is not a readable PDF: %s" % e)
+
+
+def verify_file(data, pinned=(), seen=()):
+    """A bundle, or a PDF report through its attachment (one `malformed` problem without it)."""
+    if data.startswith(b"%PDF-"):
+        try:
+            data = pdf_attachment(data)
+        except NoBundle as e:
+            rep = Report()
+            rep.add("malformed", None, str(e))
+            return rep
+    return verify_bundle(data, pinned, seen)
+
+
 # ----- test vectors ---------------------------------------------------------------------
 
 def check_vectors(path):
@@ -937,7 +1030,7 @@ def check_vectors(path):
     # Every case: the problems, as (kind, seq) without repeats, that expected.json gives.
     for case in exp.get("cases", []):
         pinned, seen = _args(case["args"], base)
-        r = verify_bundle(open(os.path.join(base, case["file"]), "rb").read(), pinned, seen)
+        r = verify_file(open(os.path.join(base, case["file"]), "rb").read(), pinned, seen)
         want = sorted({(p["kind"], p["seq"]) for p in case["problems"]}, key=_order)
         got = sorted({(p["kind"], p["seq"]) for p in r.problems}, key=_order)
         eq("case %s" % case["name"], got, want)
@@ -987,7 +1080,7 @@ def main(argv):
     except OSError as e:
         print("cannot read %s: %s" % (files[0], e), file=sys.stderr)
         return 2
-    rep = verify_bundle(data, pinned, seen)
+    rep = verify_file(data, pinned, seen)
     print(json.dumps({
         "ok": not rep.problems,
         "events": rep.events,

@@ -15,6 +15,14 @@ mod content;
 mod layout;
 #[doc(hidden)]
 pub mod sample;
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test-only generator: a failure is a failed test"
+)]
+mod vectors;
 
 use std::collections::BTreeSet;
 

@@ -407,6 +407,9 @@ fn verify(ctx: &mut Ctx, a: VerifyArgs) -> CliResult {
                     }
                     _ => "the file is damaged: get the original report again",
                 };
+                if ctx.json {
+                    output::json(&VerifyReport::unreadable(e.to_string()))?;
+                }
                 return Err(CliError::Exit {
                     code: VERIFY_FAILED,
                     message: format!(

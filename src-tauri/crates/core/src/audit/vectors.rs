@@ -407,12 +407,18 @@ struct Case {
     what: &'static str,
     file: CaseFile,
     args: Vec<String>,
-    problems: Vec<(&'static str, Option<u64>)>,
+    problems: Vec<Expected>,
 }
+
+/// A problem every verifier must report: its kind and `seq`.
+type Expected = (&'static str, Option<u64>);
 
 enum CaseFile {
     Own(String),
     Main(&'static str),
+    /// A PDF report in `cases/NAME.pdf`, made and checked by `mandate-report`'s vectors (this
+    /// crate cannot read PDFs); only its entry in expected.json is made here.
+    Pdf,
 }
 
 fn default_values() -> Vec<serde_json::Value> {
@@ -797,7 +803,99 @@ fn cases() -> Vec<Case> {
         ],
         untrusted,
     );
+    pdf_cases(&mut case);
     out
+}
+
+/// The PDF reports of §6 (attachment lookup). Their files are made by `mandate-report`'s
+/// generator (`src-tauri/crates/report/src/vectors.rs`), from `cases/bundle-of-3.jsonl`; that
+/// generator also checks that the two lists name the same cases and that each verdict holds.
+fn pdf_cases(
+    case: &mut dyn FnMut(&'static str, &'static str, CaseFile, Vec<String>, Vec<Expected>),
+) {
+    let unreadable = || vec![("malformed", None)];
+    case(
+        "pdf-report",
+        "a Mandate report whose attachment is cases/bundle-of-3.jsonl, compressed (valid)",
+        CaseFile::Pdf,
+        vec![],
+        vec![],
+    );
+    case(
+        "pdf-pages-edited",
+        "pdf-report with an incremental update that rewrites its first page: the pages are not \
+         covered, the attachment is unchanged (valid)",
+        CaseFile::Pdf,
+        vec![],
+        vec![],
+    );
+    case(
+        "pdf-no-attachment",
+        "pdf-report without its name-tree entry: no attached bundle",
+        CaseFile::Pdf,
+        vec![],
+        unreadable(),
+    );
+    case(
+        "pdf-key-utf16",
+        "pdf-report whose name-tree key is mandate-evidence.jsonl in UTF-16BE with a BOM: not the \
+         bytes of the name, so no attached bundle",
+        CaseFile::Pdf,
+        vec![],
+        unreadable(),
+    );
+    case(
+        "pdf-key-in-kids",
+        "pdf-report whose name tree holds the entry in a child node (/Kids, /Limits) (valid)",
+        CaseFile::Pdf,
+        vec![],
+        vec![],
+    );
+    case(
+        "pdf-name-twice",
+        "pdf-report whose name tree lists mandate-evidence.jsonl twice, the second entry for \
+         bundle.jsonl: two attachments, refused although each verifies",
+        CaseFile::Pdf,
+        vec![],
+        unreadable(),
+    );
+    case(
+        "pdf-uf-only",
+        "pdf-report whose file specification's /EF has /UF and no /F (valid)",
+        CaseFile::Pdf,
+        vec![],
+        vec![],
+    );
+    case(
+        "pdf-f-uf-differ",
+        "pdf-report whose /EF has /F for bundle-of-3.jsonl and /UF for bundle.jsonl",
+        CaseFile::Pdf,
+        vec![],
+        unreadable(),
+    );
+    case(
+        "pdf-size-mismatch",
+        "pdf-report whose attachment's /Params /Size is one more than its decoded length",
+        CaseFile::Pdf,
+        vec![],
+        unreadable(),
+    );
+    case(
+        "pdf-update-second-attachment",
+        "pdf-report with an incremental update whose name tree adds a second \
+         mandate-evidence.jsonl (bundle.jsonl): two attachments in the last revision",
+        CaseFile::Pdf,
+        vec![],
+        unreadable(),
+    );
+    case(
+        "pdf-update-replaces-attachment",
+        "pdf-report with an incremental update that points its one entry at \
+         cases/events-after-checkpoint.jsonl: the last revision is what is verified",
+        CaseFile::Pdf,
+        vec![],
+        vec![("inserted", Some(4))],
+    );
 }
 
 /// The checkpoint files the cases bring.
@@ -827,6 +925,7 @@ fn case_files() -> (Vec<(String, String)>, serde_json::Value) {
                 name
             }
             CaseFile::Main(name) => name.to_string(),
+            CaseFile::Pdf => format!("cases/{}.pdf", c.name),
         };
         let mut problems = c.problems.clone();
         problems.sort();
@@ -899,18 +998,20 @@ fn the_documented_vectors_match_the_code() {
     }
 }
 
-/// Every case gives exactly its expected problems here; `tests/audit_vectors.rs` holds the
-/// `mandate` binary and the Python verifier to the same.
+/// Every case gives exactly its expected problems here (the PDF cases in `mandate-report`'s
+/// vectors); `tests/audit_commands.rs` holds the `mandate` binary and the Python verifier to
+/// the same.
 #[test]
 fn every_case_gives_its_expected_problems() {
     for c in cases() {
         let bytes = match &c.file {
+            CaseFile::Pdf => continue,
             CaseFile::Own(text) => text.clone().into_bytes(),
             CaseFile::Main(name) if name.starts_with("cases/") => {
                 let own = name.trim_start_matches("cases/").trim_end_matches(".jsonl");
                 match cases().into_iter().find(|x| x.name == own).unwrap().file {
                     CaseFile::Own(t) => t.into_bytes(),
-                    CaseFile::Main(_) => unreachable!(),
+                    CaseFile::Main(_) | CaseFile::Pdf => unreachable!(),
                 }
             }
             CaseFile::Main(name) => generate(serde_json::Value::Null)

@@ -210,6 +210,14 @@ impl VerifyReport {
         Some(format!("{}{others}; {advice}", main.message))
     }
 
+    /// The report on a file that could not be read as a bundle at all (a PDF report whose
+    /// attachment cannot be found or read, §6): one `malformed` problem, nothing else checked.
+    pub fn unreadable(message: impl Into<String>) -> Self {
+        let mut r = VerifyReport::new("bundle", "");
+        r.problem(ProblemKind::Malformed, None, message);
+        r
+    }
+
     fn new(subject: &str, origin: &str) -> Self {
         VerifyReport {
             subject: subject.into(),
