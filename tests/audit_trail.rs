@@ -306,6 +306,7 @@ fn the_pdf_report_verifies_offline_and_fails_when_its_attachment_changes() {
     let (code, out) = mandate_verify(&pdf, &[]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("OK"), "{out}");
+    python_says(&pdf, 0);
     let (code, out) = mandate_verify(&pdf, &["--key", &built.data.key_fingerprint]);
     assert_eq!(code, 0, "{out}");
 
@@ -334,6 +335,7 @@ fn the_pdf_report_verifies_offline_and_fails_when_its_attachment_changes() {
     assert!(st.success());
     let (code, out) = mandate_verify(&plain, &[]);
     assert_eq!(code, 0, "an uncompressed rewrite still verifies: {out}");
+    python_says(&plain, 0);
     let mut raw = std::fs::read(&plain).unwrap();
     let at = find(&raw, b"\"type\":\"event\"").unwrap();
     raw[at + 40] ^= 0x01;
@@ -342,6 +344,7 @@ fn the_pdf_report_verifies_offline_and_fails_when_its_attachment_changes() {
     let (code, out) = mandate_verify(&p, &[]);
     assert_eq!(code, 10, "{out}");
     assert!(out.contains("changed after it was exported"), "{out}");
+    python_says(&p, 10);
 
     // Without the attachment: a clear failure.
     let none = tmp.path().join("none.pdf");
@@ -359,6 +362,7 @@ fn the_pdf_report_verifies_offline_and_fails_when_its_attachment_changes() {
     let (code, out) = mandate_verify(&none, &[]);
     assert_eq!(code, 10, "{out}");
     assert!(out.contains("no attached evidence bundle"), "{out}");
+    python_says(&none, 10);
 
     // Pinning another key fails.
     let (code, out) = mandate_verify(&pdf, &["--key", "SHA256:AAAAAAAAAAAAAAAA"]);
@@ -367,6 +371,13 @@ fn the_pdf_report_verifies_offline_and_fails_when_its_attachment_changes() {
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The independent Python verifier gives `code` for the PDF report at `p` (it reads the
+/// attachment with pypdf, following AUDIT_FORMAT.md §6).
+fn python_says(p: &Path, code: i32) {
+    let (got, _, out) = python(&[p.to_str().unwrap()]);
+    assert_eq!(got, code, "the Python verifier on {}: {out}", p.display());
 }
 
 fn python(args: &[&str]) -> (i32, serde_json::Value, String) {
