@@ -37,7 +37,9 @@ pub fn verifier_python() -> String {
     PYTHON
         .get_or_init(|| {
             let setup = Path::new(env!("CARGO_MANIFEST_DIR")).join("audit_verifier_py/setup.sh");
-            let out = Command::new(&setup).output().expect("audit_verifier_py/setup.sh");
+            let out = Command::new(&setup)
+                .output()
+                .expect("audit_verifier_py/setup.sh");
             assert!(
                 out.status.success(),
                 "audit_verifier_py/setup.sh failed: {}",

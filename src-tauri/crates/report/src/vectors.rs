@@ -34,7 +34,11 @@ fn read(name: &str) -> Vec<u8> {
 /// What a report of `bundle` shows: everything comes from the bundle itself, at fixed times.
 fn report_data(bundle_bytes: &[u8]) -> ReportData {
     let check = check_bundle(bundle_bytes, &Default::default());
-    assert!(check.ok(), "the vectors' bundle does not verify: {:?}", check.problems);
+    assert!(
+        check.ok(),
+        "the vectors' bundle does not verify: {:?}",
+        check.problems
+    );
     let parsed = bundle::parse(bundle_bytes).unwrap();
     let events: Vec<AuditEvent> = parsed
         .events
@@ -47,7 +51,11 @@ fn report_data(bundle_bytes: &[u8]) -> ReportData {
         .filter(|e| e.action == "agent.created")
         .map(|e| AgentInfo {
             id: e.agent.clone().unwrap_or_default(),
-            name: e.target.as_ref().map(|t| t.name.clone()).unwrap_or_default(),
+            name: e
+                .target
+                .as_ref()
+                .map(|t| t.name.clone())
+                .unwrap_or_default(),
             purpose: e.details["purpose"].as_str().unwrap_or_default().into(),
             owner: Some(e.actor.name.clone()),
             status: "active".into(),
@@ -106,7 +114,11 @@ fn visit(o: &mut Object, f: &mut dyn FnMut(&mut Dictionary)) {
 }
 
 /// Apply `f` to every dictionary of the objects `ids`; how many times `f` said it changed one.
-fn each_dict(doc: &mut Document, ids: &[ObjectId], f: &mut dyn FnMut(&mut Dictionary) -> bool) -> usize {
+fn each_dict(
+    doc: &mut Document,
+    ids: &[ObjectId],
+    f: &mut dyn FnMut(&mut Dictionary) -> bool,
+) -> usize {
     let mut changed = 0;
     for id in ids {
         if let Some(o) = doc.objects.get_mut(id) {
@@ -206,7 +218,10 @@ fn update(base: &[u8], edit: &dyn Fn(&mut IncrementalDocument, &Ids)) -> Vec<u8>
     edit(&mut inc, &ids);
     let mut out = Vec::new();
     inc.save_to(&mut out).unwrap();
-    assert!(out.starts_with(base), "an incremental update keeps the original bytes");
+    assert!(
+        out.starts_with(base),
+        "an incremental update keeps the original bytes"
+    );
     out
 }
 
@@ -231,7 +246,9 @@ fn generate() -> Vec<(&'static str, Vec<u8>)> {
                     BT /VectorFont 28 Tf 1 0 0 1 60 700 Tm 0 0 0 rg \
                     (This page was edited after export.) Tj ET"
                     .to_vec();
-                let contents = inc.new_document.add_object(Stream::new(Dictionary::new(), text));
+                let contents = inc
+                    .new_document
+                    .add_object(Stream::new(Dictionary::new(), text));
                 let mut font = Dictionary::new();
                 font.set("Type", Object::Name(b"Font".to_vec()));
                 font.set("Subtype", Object::Name(b"Type1".to_vec()));
@@ -358,7 +375,8 @@ fn generate() -> Vec<(&'static str, Vec<u8>)> {
             update(&base, &|inc, ids| {
                 let other = inc.new_document.add_object(file_stream(&five));
                 let spec = inc.new_document.add_object(file_spec(other));
-                inc.opt_clone_object_to_new_document(ids.tree_holder).unwrap();
+                inc.opt_clone_object_to_new_document(ids.tree_holder)
+                    .unwrap();
                 let n = each_dict(&mut inc.new_document, &[ids.tree_holder], &mut |d| {
                     if is_tree_node(d) {
                         let a = d.get_mut(b"Names").unwrap().as_array_mut().unwrap();
@@ -429,7 +447,10 @@ fn the_pdf_vectors_match_the_code_and_get_their_verdicts() {
         .collect();
     let listed: Vec<&str> = cases.iter().map(|c| c["name"].as_str().unwrap()).collect();
     let ours: Vec<&str> = made.iter().map(|(n, _)| *n).collect();
-    assert_eq!(listed, ours, "expected.json's PDF cases and this generator's");
+    assert_eq!(
+        listed, ours,
+        "expected.json's PDF cases and this generator's"
+    );
     for c in cases {
         let name = c["name"].as_str().unwrap();
         assert_eq!(c["file"], format!("cases/{name}.pdf"));
@@ -459,6 +480,9 @@ fn the_pdf_update_vectors_begin_with_the_valid_report() {
     }
     // The first revision alone verifies, and holds cases/bundle-of-3.jsonl.
     let first = &made["pdf-report"];
-    assert_eq!(extract_bundle(first).unwrap(), read("cases/bundle-of-3.jsonl"));
+    assert_eq!(
+        extract_bundle(first).unwrap(),
+        read("cases/bundle-of-3.jsonl")
+    );
     assert!(verify_pdf(first).ok());
 }
