@@ -252,15 +252,41 @@ impl SealedKeychain {
 
 impl SealedKeychain {
     /// Seal `secret` for `what` inside `tx` (a write transaction on the store).
-    fn seal_in(&self, tx: &Tx<'_>, what: &SecretRef, secret: &Sensitive<String>) -> Result<()> {
-        // Normally made by the admin at `mandate server init` (`ensure_key`); a secret stored
-        // before that (a server set up by an older Mandate) names Mandate itself.
-        let actor = Actor::system(
-            "team-server",
-            "sealing key made for the first secret stored",
-        );
+    ///
+    /// `tagged` says whether `tx` is the installation's write transaction (`Mandate::write`),
+    /// whose events are tagged. Only there may the sealing key be made on first use: an event
+    /// in this keychain's own transaction would be untagged, and verification would refuse it.
+    fn seal_in(
+        &self,
+        tx: &Tx<'_>,
+        what: &SecretRef,
+        secret: &Sensitive<String>,
+        tagged: bool,
+    ) -> Result<()> {
         let now = self.clock.now();
-        let key = self.current_key(tx, now, &actor)?;
+        let key = if tagged {
+            // Normally made by the admin at `mandate server init` (`ensure_key`); made here
+            // only when the installation's first write stores a secret before that.
+            let actor = Actor::system(
+                "team-server",
+                "sealing key made for the first secret stored",
+            );
+            self.current_key(tx, now, &actor)?
+        } else {
+            tx.query_opt(
+                "SELECT value FROM meta WHERE key = 'sealing_key'",
+                params![],
+                |r| r.get(0),
+            )?
+            .ok_or_else(|| {
+                Error::Keychain(KeychainError::Missing(
+                    "secrets cannot be sealed yet: this server has no sealing key. \
+                     Run `mandate server init` first; it makes the key in the token, \
+                     recorded under your name"
+                        .into(),
+                ))
+            })?
+        };
         let sealed = self
             .sealer
             .seal(&key, &aad(&what.account), secret.expose().as_bytes())?;
@@ -284,7 +310,7 @@ fn keychain_error(e: Error) -> KeychainError {
 
 impl Keychain for SealedKeychain {
     fn set(&self, what: &SecretRef, secret: &Sensitive<String>) -> Result<(), KeychainError> {
-        self.with_tx(|tx| self.seal_in(tx, what, secret))
+        self.with_tx(|tx| self.seal_in(tx, what, secret, false))
             .map_err(keychain_error)
     }
 
@@ -296,7 +322,7 @@ impl Keychain for SealedKeychain {
         what: &SecretRef,
         secret: &Sensitive<String>,
     ) -> Result<(), KeychainError> {
-        self.seal_in(tx, what, secret).map_err(keychain_error)
+        self.seal_in(tx, what, secret, true).map_err(keychain_error)
     }
 
     fn get(&self, what: &SecretRef) -> Result<Option<Sensitive<String>>, KeychainError> {
@@ -420,6 +446,9 @@ mod tests {
             )
             .unwrap();
             let secret = "sk_live_a_long_enough_secret";
+            let mut c = ts.conn();
+            k.ensure_key(&Actor::member("m1", "founder"), |f| c.write(|tx| f(tx)))
+                .unwrap();
             k.set(
                 &account("inst/connection/1"),
                 &Sensitive::new(secret.into()),
@@ -439,7 +468,6 @@ mod tests {
             );
             assert!(!ts.holds(secret));
             // A sealed value moved to another account does not open there.
-            let mut c = ts.conn();
             c.write(|tx| {
                 tx.execute(
                     "UPDATE sealed_secrets SET sealed = (SELECT sealed FROM sealed_secrets \
@@ -504,6 +532,47 @@ mod tests {
             );
             k.delete(&account("inst/connection/1")).unwrap();
             assert!(k.get(&account("inst/connection/1")).unwrap().is_none());
+        });
+    }
+
+    #[test]
+    fn a_secret_stored_before_server_init_made_the_sealing_key_with_an_untagged_event() {
+        each_store(|ts| {
+            let token = Arc::new(ToyToken::default());
+            let (store, _) = Store::open(ts.location()).unwrap();
+            let k = SealedKeychain::open(
+                &store,
+                "inst",
+                token.clone(),
+                Arc::new(crate::clock::SystemClock),
+            )
+            .unwrap();
+            let err = k
+                .set(
+                    &account("inst/connection/1"),
+                    &Sensitive::new("s3cret-value".into()),
+                )
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("mandate server init"), "{err}");
+            assert!(!err.contains("s3cret-value"));
+            let mut c = ts.conn();
+            let (keys, events, rows): (i64, i64, i64) = c
+                .auto(|tx| {
+                    tx.query_row(
+                        "SELECT (SELECT COUNT(*) FROM meta WHERE key = 'sealing_key'),
+                                (SELECT COUNT(*) FROM audit_events),
+                                (SELECT COUNT(*) FROM sealed_secrets)",
+                        params![],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    )
+                })
+                .unwrap();
+            assert_eq!((keys, events, rows), (0, 0, 0), "nothing half-written");
+            assert!(
+                token.0.lock().unwrap().is_empty(),
+                "no key made in the token"
+            );
         });
     }
 }
