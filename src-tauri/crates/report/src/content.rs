@@ -1,8 +1,16 @@
-//! What the report says, page by page: cover, summary, agents, controls, appendix.
+//! What the report says, page by page: cover, how to verify, summary, agents, access changes
+//! (with approvals and attestations), connections and secrets, controls, appendix.
 //!
 //! Numbers come from the exported events (the bundle), never from mutable registry columns,
 //! so what the PDF counts is what the attached evidence proves; the registry supplies only the
-//! agents' current descriptions (purpose, owner, scopes, trust), which the cover says.
+//! agents' and connections' current descriptions (purpose, owner, scopes, trust, whether a
+//! secret is held), which the summary says.
+//!
+//! Long trails stay readable: an agent with more than [`TIMELINE_MAX`] events gets a summary
+//! per month and its latest events, and a report of more than [`APPENDIX_MAX`] events replaces
+//! the event-by-event appendix with months, the changes people made and denials by reason. The
+//! full list is always in the attached bundle. The accountability sections are in
+//! [`crate::sections`], the control mapping in [`crate::controls`].
 
 use std::collections::BTreeMap;
 
@@ -13,8 +21,16 @@ use mandate_core::audit::{AuditEvent, Decision};
 use crate::ReportData;
 use crate::layout::*;
 
-/// Events per agent timeline before pointing to the appendix.
-const TIMELINE_MAX: usize = 120;
+/// Events per agent listed one by one; above it, a summary per month and the latest events.
+pub const TIMELINE_MAX: usize = 120;
+/// The latest events listed for an agent summarised per month.
+const TIMELINE_RECENT: usize = 25;
+/// Events listed one by one in the appendix; above it, summaries (the bundle has them all).
+pub const APPENDIX_MAX: usize = 1500;
+/// Changes by people listed in a summarised appendix.
+const PEOPLE_CHANGES_MAX: usize = 300;
+/// Denial reasons listed in a summarised appendix.
+const DENIAL_REASONS_MAX: usize = 30;
 
 fn is_token_issued(e: &AuditEvent) -> bool {
     e.decision == Decision::Allow && (e.action == "token.issued" || e.action == "token.exchanged")
@@ -26,8 +42,13 @@ fn is_revocation(e: &AuditEvent) -> bool {
             || e.action == "delegation.revoked")
 }
 
+/// `YYYY-MM` of an event time, for summaries per month.
+pub(crate) fn month_of(t: &str) -> String {
+    t.get(..7).unwrap_or(t).to_string()
+}
+
 /// Short UTC time for tables.
-fn short_time(t: &str) -> String {
+pub(crate) fn short_time(t: &str) -> String {
     DateTime::parse_from_rfc3339(t)
         .map(|d| {
             d.with_timezone(&Utc)
@@ -73,7 +94,7 @@ fn people_line(d: &ReportData) -> String {
     }
 }
 
-fn actor_text(e: &AuditEvent) -> String {
+pub(crate) fn actor_text(e: &AuditEvent) -> String {
     let base = e.actor.describe();
     match &e.on_behalf_of {
         Some(b) => format!("{base} for {}", b.name),
@@ -85,9 +106,13 @@ fn actor_text(e: &AuditEvent) -> String {
 pub fn lay_out<'f>(d: &ReportData, fonts: &'f Fonts) -> Pages<'f> {
     let mut p = Pages::new(fonts);
     cover(&mut p, d);
+    crate::sections::verifying(&mut p, d);
     summary(&mut p, d);
     agents(&mut p, d);
-    controls(&mut p, d);
+    crate::sections::scope_changes(&mut p, d);
+    crate::sections::approvals(&mut p, d);
+    crate::sections::custody(&mut p, d);
+    crate::controls::controls(&mut p, d);
     appendix(&mut p, d);
     p
 }
@@ -313,11 +338,11 @@ fn cover(p: &mut Pages<'_>, d: &ReportData) {
         Face::Sans,
         MUTED,
         &format!(
-            "How to check this document yourself: the evidence bundle is attached to this PDF \
-             as {}. Run `mandate audit verify <this file>`, or check it with any SHA-256 and \
-             Ed25519 implementation by following AUDIT_FORMAT.md. Compare the issuer key \
-             fingerprint above with the one shown in the Mandate app. The pages are a reading \
-             aid; the attached bundle is the evidence.",
+            "The box above is the generator's own claim, made when it wrote this PDF; it is \
+             not a proof. The evidence bundle is attached to this PDF as {}: check it with the \
+             attached verifier page, `mandate-verify` or `mandate audit verify`, and compare \
+             the issuer key fingerprint with the organisation's, as the next page explains. \
+             The pages are a reading aid; the attached bundle is the evidence.",
             crate::ATTACHMENT_NAME
         ),
         0.0,
@@ -494,7 +519,7 @@ const WRAP_LINES: usize = 4;
 /// ellipsis, except in column `wrap`, whose cells (reasons, in words) wrap onto up to
 /// [`WRAP_LINES`] lines and make their row taller. A cell starting with `!deny:` is set in bold
 /// red.
-fn table(
+pub(crate) fn table(
     p: &mut Pages<'_>,
     cols: &[(&str, f32)],
     rows: &[Vec<String>],
@@ -815,9 +840,26 @@ fn agents(p: &mut Pages<'_>, d: &ReportData) {
             continue;
         }
         p.y += 6.0;
+        let long = evs.len() > TIMELINE_MAX;
+        if long {
+            month_table(p, &evs);
+            p.y += 4.0;
+            p.para(
+                8.0,
+                Face::Sans,
+                MUTED,
+                &format!(
+                    "Its latest {TIMELINE_RECENT} events (the other {} are in the attached \
+                     bundle):",
+                    evs.len() - TIMELINE_RECENT
+                ),
+                0.0,
+            );
+        }
+        let skip = if long { evs.len() - TIMELINE_RECENT } else { 0 };
         let shown: Vec<Vec<String>> = evs
             .iter()
-            .take(TIMELINE_MAX)
+            .skip(skip)
             .map(|e| {
                 vec![
                     format!("#{}", e.seq),
@@ -848,163 +890,72 @@ fn agents(p: &mut Pages<'_>, d: &ReportData) {
             7.5,
             Some(3),
         );
-        if evs.len() > TIMELINE_MAX {
-            p.para(
-                8.0,
-                Face::Sans,
-                MUTED,
-                &format!(
-                    "… and {} more events for this agent: see the appendix.",
-                    evs.len() - TIMELINE_MAX
-                ),
-                0.0,
-            );
-        }
     }
 }
 
-const CONTROLS: &[(&str, &str, &str, &str)] = &[
-    (
-        "SOC 2 CC6.1",
-        "Logical access security: identification, authentication, restriction of access",
-        "Each agent has its own identity and Ed25519 key; every token issued or refused is an \
-         event naming the agent, the scopes and the decision. Tokens are short-lived and signed \
-         by the issuer key whose fingerprint is on the cover.",
-        "That the services agents call enforce the tokens, or that no agent used credentials \
-         outside Mandate (see the credential scan).",
-    ),
-    (
-        "SOC 2 CC6.2",
-        "Registering and authorising users before issuing credentials; removing them",
-        "Agent registration (agent.created), key registration and rotation, suspension and \
-         revocation are events with who did it and when, in order, before any token for that \
-         agent.",
-        "Whether the person approving was entitled to, beyond being a registered team member; \
-         approvals made outside Mandate.",
-    ),
-    (
-        "SOC 2 CC6.3",
-        "Role-based access, least privilege, changes to access",
-        "Scopes are explicit connection:action grants without wildcards; every grant and \
-         removal is an event (agent.created, agent.edited); denials show requests beyond the \
-         grant being refused.",
-        "Whether each grant was the minimum needed for the agent's purpose: that is a judgement \
-         for the reviewer.",
-    ),
-    (
-        "SOC 2 CC7.2",
-        "Monitoring for anomalies and security events",
-        "Denials, revocations and trust changes are recorded with reasons; the log is \
-         tamper-evident (hash chain, signed Merkle checkpoints) and can be streamed to a SIEM.",
-        "That anyone reviewed the events or acted on alerts; this report is not evidence of \
-         review.",
-    ),
-    (
-        "ISO 27001:2022 A.5.15",
-        "Access control",
-        "Access rules per agent (scopes, trust floors per connection) and each decision made \
-         under them.",
-        "The written access control policy itself.",
-    ),
-    (
-        "ISO 27001:2022 A.5.16",
-        "Identity management",
-        "The full life cycle of each agent identity: created, edited, suspended, revoked, with \
-         owner and purpose.",
-        "Identities of people outside the team members registered in Mandate.",
-    ),
-    (
-        "ISO 27001:2022 A.5.17",
-        "Authentication information",
-        "Key creation and rotation events; private keys and connection secrets are kept in the \
-         OS keychain and never appear in the log.",
-        "How agents store their own private keys when they hold them outside the keychain.",
-    ),
-    (
-        "ISO 27001:2022 A.5.18",
-        "Access rights: provisioning, review, removal",
-        "Provisioning and removal of scopes and agents, and token revocations, each with actor \
-         and time.",
-        "Periodic access reviews, unless recorded as events (for example a trust override with \
-         a reason).",
-    ),
-    (
-        "ISO 27001:2022 A.8.15",
-        "Logging",
-        "Events are append-only, hash-chained, covered by signed RFC 9162 checkpoints and \
-         verifiable offline from the attached bundle; the verification result is on the cover.",
-        "Logs of other systems; protection against someone who also holds the issuer key \
-         rewriting history before a checkpoint was shared outside.",
-    ),
-];
-
-fn controls(p: &mut Pages<'_>, _d: &ReportData) {
-    p.page("Controls");
-    p.heading("Mapping to common controls", 16.0);
-    p.para(
-        8.5,
-        Face::Sans,
-        MUTED,
-        "What the evidence in this report shows for each control, and what it does not. It \
-         supports an assessment; it is not one.",
-        0.0,
-    );
-    let col = (CONTENT_W - 120.0) / 2.0;
-    for (id, name, shows, not) in CONTROLS {
-        let l1 = p.fonts.wrap(Face::Sans, 8.0, shows, col - 10.0);
-        let l2 = p.fonts.wrap(Face::Sans, 8.0, not, col - 10.0);
-        let lines = l1.len().max(l2.len()).max(3);
-        let h = lines as f32 * 10.5 + 14.0;
-        p.need(h + 8.0);
-        p.y += 8.0;
-        let top = p.y;
-        p.rect(MARGIN, top, CONTENT_W, h, ZEBRA);
-        p.text(MARGIN + 6.0, top + 14.0, 8.5, Face::Bold, INK, id);
-        let nl = p.fonts.wrap(Face::Sans, 7.0, name, 108.0);
-        for (i, l) in nl.iter().enumerate() {
-            p.text(
-                MARGIN + 6.0,
-                top + 26.0 + i as f32 * 9.0,
-                7.0,
-                Face::Sans,
-                MUTED,
-                l,
-            );
+/// Counts per month of `events`: events, tokens issued, denials, revocations, changes made by
+/// people.
+fn month_rows(events: &[&AuditEvent]) -> Vec<Vec<String>> {
+    use mandate_core::audit::actor_kind;
+    let mut per: BTreeMap<String, [usize; 5]> = BTreeMap::new();
+    for e in events {
+        let v = per.entry(month_of(&e.time)).or_default();
+        v[0] += 1;
+        if is_token_issued(e) {
+            v[1] += 1;
         }
-        p.text(MARGIN + 120.0, top + 12.0, 6.5, Face::Bold, ACCENT, "SHOWS");
-        p.text(
-            MARGIN + 120.0 + col,
-            top + 12.0,
-            6.5,
-            Face::Bold,
-            DENY,
-            "DOES NOT SHOW",
-        );
-        for (i, l) in l1.iter().enumerate() {
-            p.text(
-                MARGIN + 120.0,
-                top + 23.0 + i as f32 * 10.5,
-                8.0,
-                Face::Sans,
-                INK,
-                l,
-            );
+        if e.decision == Decision::Deny {
+            v[2] += 1;
         }
-        for (i, l) in l2.iter().enumerate() {
-            p.text(
-                MARGIN + 120.0 + col,
-                top + 23.0 + i as f32 * 10.5,
-                8.0,
-                Face::Sans,
-                INK,
-                l,
-            );
+        if is_revocation(e) {
+            v[3] += 1;
         }
-        p.y = top + h;
+        if matches!(
+            e.actor.kind.as_str(),
+            actor_kind::MEMBER | actor_kind::OS_USER | actor_kind::APP
+        ) {
+            v[4] += 1;
+        }
     }
+    per.into_iter()
+        .map(|(m, v)| {
+            vec![
+                m,
+                v[0].to_string(),
+                v[1].to_string(),
+                if v[2] > 0 {
+                    format!("!deny:{}", v[2])
+                } else {
+                    "0".into()
+                },
+                v[3].to_string(),
+                v[4].to_string(),
+            ]
+        })
+        .collect()
+}
+
+fn month_table(p: &mut Pages<'_>, events: &[&AuditEvent]) {
+    table(
+        p,
+        &[
+            ("MONTH", 73.0),
+            ("EVENTS", 82.0),
+            ("TOKENS ISSUED", 82.0),
+            ("DENIED", 82.0),
+            ("REVOCATIONS", 82.0),
+            ("BY PEOPLE", 82.0),
+        ],
+        &month_rows(events),
+        7.5,
+        None,
+    );
 }
 
 fn appendix(p: &mut Pages<'_>, d: &ReportData) {
+    if d.events.len() > APPENDIX_MAX {
+        return appendix_summarised(p, d);
+    }
     p.page("Appendix: events");
     p.heading("Appendix: every event", 16.0);
     p.para(
@@ -1048,4 +999,136 @@ fn appendix(p: &mut Pages<'_>, d: &ReportData) {
         6.8,
         None,
     );
+}
+
+/// The appendix of a long trail: months, every change a person made (up to a bound) and
+/// denials by reason; each event is in the attached bundle.
+fn appendix_summarised(p: &mut Pages<'_>, d: &ReportData) {
+    use mandate_core::audit::actor_kind;
+    p.page("Appendix: events");
+    p.heading("Appendix: the events, summarised", 16.0);
+    p.para(
+        8.0,
+        Face::Sans,
+        MUTED,
+        &format!(
+            "These {} events are too many to print one by one and stay readable. Below: the \
+             events of each month, every change a person made, and the denials by reason. \
+             The attached bundle holds every event in canonical JSON with its hash; \
+             `mandate audit export --format ocsf` or any JSON tool lists them.",
+            d.events.len()
+        ),
+        0.0,
+    );
+    p.heading("Events per month", 12.0);
+    let all: Vec<&AuditEvent> = d.events.iter().collect();
+    month_table(p, &all);
+    let changes: Vec<&AuditEvent> = d
+        .events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.actor.kind.as_str(),
+                actor_kind::MEMBER | actor_kind::OS_USER | actor_kind::APP
+            )
+        })
+        .collect();
+    p.heading("Changes made by people", 12.0);
+    if changes.is_empty() {
+        p.para(
+            9.0,
+            Face::Sans,
+            MUTED,
+            "No person made a change in these events.",
+            0.0,
+        );
+    } else {
+        let rows: Vec<Vec<String>> = changes
+            .iter()
+            .rev()
+            .take(PEOPLE_CHANGES_MAX)
+            .rev()
+            .map(|e| {
+                vec![
+                    format!("#{}", e.seq),
+                    short_time(&e.time),
+                    actor_text(e),
+                    e.action.clone(),
+                    target_text(e),
+                ]
+            })
+            .collect();
+        if changes.len() > PEOPLE_CHANGES_MAX {
+            p.para(
+                8.0,
+                Face::Sans,
+                MUTED,
+                &format!(
+                    "The latest {PEOPLE_CHANGES_MAX} of {} changes; the sections before list \
+                     every access and custody change.",
+                    changes.len()
+                ),
+                0.0,
+            );
+        }
+        table(
+            p,
+            &[
+                ("#", 44.0),
+                ("TIME (UTC)", 82.0),
+                ("BY", 120.0),
+                ("ACTION", 120.0),
+                ("TARGET", 117.0),
+            ],
+            &rows,
+            6.8,
+            None,
+        );
+    }
+    let mut reasons: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for e in d.events.iter().filter(|e| e.decision == Decision::Deny) {
+        *reasons
+            .entry((
+                e.action.clone(),
+                e.reason
+                    .clone()
+                    .unwrap_or_else(|| "no reason recorded".into()),
+            ))
+            .or_default() += 1;
+    }
+    p.heading("Denials by reason", 12.0);
+    if reasons.is_empty() {
+        p.para(
+            9.0,
+            Face::Sans,
+            MUTED,
+            "Nothing was denied in these events.",
+            0.0,
+        );
+        return;
+    }
+    let mut rows: Vec<((String, String), usize)> = reasons.into_iter().collect();
+    rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let more = rows.len().saturating_sub(DENIAL_REASONS_MAX);
+    let rows: Vec<Vec<String>> = rows
+        .into_iter()
+        .take(DENIAL_REASONS_MAX)
+        .map(|((a, r), n)| vec![a, r, format!("!deny:{n}")])
+        .collect();
+    table(
+        p,
+        &[("ACTION", 100.0), ("REASON", 323.0), ("TIMES", 60.0)],
+        &rows,
+        7.5,
+        Some(1),
+    );
+    if more > 0 {
+        p.para(
+            8.0,
+            Face::Sans,
+            MUTED,
+            &format!("… and {more} rarer reasons, in the attached bundle."),
+            0.0,
+        );
+    }
 }

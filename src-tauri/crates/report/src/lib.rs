@@ -12,9 +12,19 @@
 //! attached bundle is sealed with the issuer key and is what verification trusts.
 
 mod content;
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests: a failure is a failed test"
+)]
+mod content_tests;
+mod controls;
 mod layout;
 #[doc(hidden)]
 pub mod sample;
+mod sections;
 #[cfg(test)]
 #[allow(
     clippy::unwrap_used,
@@ -72,6 +82,22 @@ pub struct AgentInfo {
     pub trust: String,
     pub scopes: Vec<String>,
     pub created: String,
+}
+
+/// A connection as the report shows it: what exists and whether its secret is held, never the
+/// secret itself.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionInfo {
+    pub name: String,
+    /// The base URL, or `urn:mandate:connection:NAME` for a database.
+    pub address: String,
+    /// Whether a secret is stored for it (in the OS keychain or the team server's sealed
+    /// store).
+    pub has_secret: bool,
+    /// When the secret last changed, `YYYY-MM-DD HH:MM UTC`, if Mandate recorded it.
+    pub secret_changed: Option<String>,
+    /// Agents holding at least one scope on it.
+    pub granted_to: Vec<String>,
 }
 
 /// A person the report names: a team member, or an OS login that chose no member.
@@ -159,6 +185,8 @@ pub struct ReportData {
     /// The live store, verified when the report was made.
     pub store_check: Option<VerifyReport>,
     pub agents: Vec<AgentInfo>,
+    /// The connections that existed when the report was generated.
+    pub connections: Vec<ConnectionInfo>,
     /// Names of the team members who own agents.
     pub owners: Vec<String>,
     /// The people who made changes, own agents or were acted for (see [`PersonInfo`]).
@@ -267,6 +295,17 @@ pub fn build(m: &Mandate, opts: &PdfOptions, progress: Progress<'_>) -> Result<B
             format!("an excerpt: {}", parts.join(" "))
         }
     };
+    let connections: Vec<ConnectionInfo> = m
+        .list_connections()?
+        .into_iter()
+        .map(|c| ConnectionInfo {
+            name: c.name.to_string(),
+            address: c.base_url.clone(),
+            has_secret: c.has_secret,
+            secret_changed: c.secret_changed_at.map(fmt),
+            granted_to: c.granted_to.iter().map(|a| a.to_string()).collect(),
+        })
+        .collect();
     let people = people_of(&m.list_members()?, &agents, &export.events);
     let organisation = match opts.organisation.clone() {
         Some(o) => Some(o),
@@ -292,6 +331,7 @@ pub fn build(m: &Mandate, opts: &PdfOptions, progress: Progress<'_>) -> Result<B
         bundle_check,
         store_check: Some(store_check),
         agents,
+        connections,
         owners,
         people,
         events: export.events,
@@ -654,6 +694,7 @@ mod tests {
             bundle_check: check_bundle(b"", &Default::default()),
             store_check: None,
             agents: Vec::new(),
+            connections: Vec::new(),
             owners: Vec::new(),
             people: Vec::new(),
             events: Vec::new(),
@@ -686,6 +727,7 @@ mod tests {
             bundle_check: check_bundle(b"", &Default::default()),
             store_check: None,
             agents: Vec::new(),
+            connections: Vec::new(),
             owners: Vec::new(),
             people: Vec::new(),
             events: Vec::new(),

@@ -1,5 +1,7 @@
-//! A realistic installation for tests and benchmarks: a team, connections, agents and a
-//! stream of token issuance, denials and revocations over a few weeks.
+//! A realistic installation for tests and benchmarks: a team, connections with secrets, agents
+//! and a stream of token issuance, denials, revocations and secret hand-overs over a few weeks
+//! ([`installation`]) or any period ([`installation_over`]), with a scope withdrawn, a secret
+//! replaced and an agent suspended along the way.
 //!
 //! What it is not: fixtures for production code paths; nothing outside tests and benches
 //! calls it.
@@ -10,12 +12,21 @@ use chrono::{Duration, TimeZone, Utc};
 use mandate_core::audit::{Actor, Decision, NewEvent, Target};
 use mandate_core::clock::ManualClock;
 use mandate_core::people::PersonChoice;
-use mandate_core::secret::MemoryKeychain;
-use mandate_core::{KeyChoice, Mandate, NewAgent, NewConnection, OpenOptions, Result};
+use mandate_core::secret::{MemoryKeychain, Sensitive};
+use mandate_core::{AgentEdit, KeyChoice, Mandate, NewAgent, NewConnection, OpenOptions, Result};
 
 /// Open an installation in `dir` on a manual clock starting 2026-10-01 09:00 UTC, with three
 /// members, two connections, four agents and `events` token events spread over 30 days.
 pub fn installation(dir: &std::path::Path, events: u64) -> Result<(Mandate, Arc<ManualClock>)> {
+    installation_over(dir, events, 30)
+}
+
+/// [`installation`] with the events spread over `days` days.
+pub fn installation_over(
+    dir: &std::path::Path,
+    events: u64,
+    days: i64,
+) -> Result<(Mandate, Arc<ManualClock>)> {
     let clock = Arc::new(ManualClock::new(
         Utc.with_ymd_and_hms(2026, 10, 1, 9, 0, 0)
             .single()
@@ -49,6 +60,12 @@ pub fn installation(dir: &std::path::Path, events: u64) -> Result<(Mandate, Arc<
         actions: vec!["invoices.read=GET:/invoices/**".into()],
         trust_floor: None,
     })?;
+    // Secrets are stored by a person (the values are fakes, and never reach the report).
+    m.set_connection_secret(
+        "github",
+        Sensitive::new("ghp_sample_not_a_real_token".into()),
+    )?;
+    m.set_connection_secret("billing-db", Sensitive::new("bk_sample_billing_key".into()))?;
     let agents = [
         (
             "billing-report-agent",
@@ -88,18 +105,44 @@ pub fn installation(dir: &std::path::Path, events: u64) -> Result<(Mandate, Arc<
         ids.push((a.id.to_string(), a.name.to_string(), scopes.clone()));
     }
     m.issuer_key()?;
-    // Spread the events over 30 days.
-    let step = Duration::seconds((30 * 86_400 / events.max(1) as i64).max(1));
+    // Spread the events over the period.
+    let step = Duration::seconds((days * 86_400 / events.max(1) as i64).max(1));
     let founder = m.actor()?;
     let mut batch = Vec::new();
     for i in 0..events {
         clock.advance(step);
         let (id, name, scopes) = &ids[(i % ids.len() as u64) as usize];
         let agent = Actor::agent(id, name);
+        if events > 20 && i == events / 2 {
+            m.record_many(std::mem::take(&mut batch))?;
+            // Halfway: ana takes back a scope the triage bot no longer needs, and the GitHub
+            // token is rotated.
+            m.set_actor(m.member_actor("ana")?);
+            m.edit_agent(
+                "triage-bot",
+                AgentEdit {
+                    remove_scopes: vec!["github:issues.write".into()],
+                    ..Default::default()
+                },
+            )?;
+            m.set_actor(founder.clone());
+            m.set_connection_secret("github", Sensitive::new("ghp_sample_rotated_token".into()))?;
+        }
         let ev = if i % 37 == 5 {
             NewEvent::new(&agent, "token.denied", Decision::Deny)
                 .reason("invalid_scope: the agent is not granted github:admin")
                 .details(serde_json::json!({"requested": "github:admin"}))
+        } else if i % 53 == 7 && name == "billing-report-agent" {
+            // `mandate exec` handed the database URL to the agent's program.
+            NewEvent::new(&agent, "secret.handed_over", Decision::Allow)
+                .target(Target::new("connection", "conn-billing-db", "billing-db"))
+                .details(serde_json::json!({
+                    "variable": "BILLING_API_KEY",
+                    "scope": "billing-db:invoices.read",
+                    "token_jti": format!("jti-{i}"),
+                    "started_by": {"kind": "member", "id": "founder", "name": "founder"},
+                    "held_by_program": true,
+                }))
         } else if i % 101 == 50 {
             NewEvent::new(&founder, "token.revoked", Decision::Allow)
                 .reason("revoked by its owner")

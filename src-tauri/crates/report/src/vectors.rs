@@ -92,6 +92,19 @@ fn report_data(bundle_bytes: &[u8]) -> ReportData {
         store_check: None,
         owners: agents.iter().filter_map(|a| a.owner.clone()).collect(),
         agents,
+        connections: events
+            .iter()
+            .filter(|e| e.action == "connection.added")
+            .map(|e| ConnectionInfo {
+                name: e
+                    .target
+                    .as_ref()
+                    .map(|t| t.name.clone())
+                    .unwrap_or_default(),
+                address: e.details["base_url"].as_str().unwrap_or_default().into(),
+                ..Default::default()
+            })
+            .collect(),
         people,
         events,
         bundle: bundle_bytes.to_vec(),
