@@ -27,8 +27,8 @@ pub const TIMELINE_MAX: usize = 120;
 const TIMELINE_RECENT: usize = 25;
 /// Events listed one by one in the appendix; above it, summaries (the bundle has them all).
 pub const APPENDIX_MAX: usize = 1500;
-/// Changes by people listed in a summarised appendix.
-const PEOPLE_CHANGES_MAX: usize = 300;
+/// Rows of (person, kind of change) in a summarised appendix.
+const PEOPLE_CHANGES_MAX: usize = 200;
 /// Denial reasons listed in a summarised appendix.
 const DENIAL_REASONS_MAX: usize = 30;
 
@@ -880,10 +880,10 @@ fn agents(p: &mut Pages<'_>, d: &ReportData) {
         table(
             p,
             &[
-                ("#", 36.0),
+                ("#", 44.0),
                 ("TIME (UTC)", 88.0),
                 ("EVENT", 110.0),
-                ("OUTCOME", 134.0),
+                ("OUTCOME", 126.0),
                 ("BY", 115.0),
             ],
             &shown,
@@ -1001,8 +1001,8 @@ fn appendix(p: &mut Pages<'_>, d: &ReportData) {
     );
 }
 
-/// The appendix of a long trail: months, every change a person made (up to a bound) and
-/// denials by reason; each event is in the attached bundle.
+/// The appendix of a long trail: months, the changes people made by kind and denials by
+/// reason; each event is in the attached bundle.
 fn appendix_summarised(p: &mut Pages<'_>, d: &ReportData) {
     use mandate_core::audit::actor_kind;
     p.page("Appendix: events");
@@ -1013,9 +1013,10 @@ fn appendix_summarised(p: &mut Pages<'_>, d: &ReportData) {
         MUTED,
         &format!(
             "These {} events are too many to print one by one and stay readable. Below: the \
-             events of each month, every change a person made, and the denials by reason. \
-             The attached bundle holds every event in canonical JSON with its hash; \
-             `mandate audit export --format ocsf` or any JSON tool lists them.",
+             events of each month, the changes people made by kind, and the denials by \
+             reason. The attached bundle holds every event in canonical JSON with its hash, \
+             one per line, for any JSON tool; `mandate audit export --format jsonl` writes \
+             them for a SIEM.",
             d.events.len()
         ),
         0.0,
@@ -1043,47 +1044,60 @@ fn appendix_summarised(p: &mut Pages<'_>, d: &ReportData) {
             0.0,
         );
     } else {
-        let rows: Vec<Vec<String>> = changes
-            .iter()
-            .rev()
+        p.para(
+            8.0,
+            Face::Sans,
+            MUTED,
+            "Each kind of change, by the person who made it. The access changes and the \
+             custody events sections list the ones that change what an agent may do or hold \
+             one by one.",
+            0.0,
+        );
+        // (person, action) -> (times, first, last)
+        let mut per: BTreeMap<(String, String), (usize, String, String)> = BTreeMap::new();
+        for e in &changes {
+            let v = per
+                .entry((e.actor.describe(), e.action.clone()))
+                .or_insert_with(|| (0, e.time.clone(), e.time.clone()));
+            v.0 += 1;
+            v.2 = e.time.clone();
+        }
+        let more = per.len().saturating_sub(PEOPLE_CHANGES_MAX);
+        let rows: Vec<Vec<String>> = per
+            .into_iter()
             .take(PEOPLE_CHANGES_MAX)
-            .rev()
-            .map(|e| {
+            .map(|((who, action), (n, first, last))| {
                 vec![
-                    format!("#{}", e.seq),
-                    short_time(&e.time),
-                    actor_text(e),
-                    e.action.clone(),
-                    target_text(e),
+                    who,
+                    action,
+                    n.to_string(),
+                    short_time(&first),
+                    short_time(&last),
                 ]
             })
             .collect();
-        if changes.len() > PEOPLE_CHANGES_MAX {
+        table(
+            p,
+            &[
+                ("BY", 120.0),
+                ("ACTION", 125.0),
+                ("TIMES", 46.0),
+                ("FIRST (UTC)", 96.0),
+                ("LAST (UTC)", 96.0),
+            ],
+            &rows,
+            7.5,
+            None,
+        );
+        if more > 0 {
             p.para(
                 8.0,
                 Face::Sans,
                 MUTED,
-                &format!(
-                    "The latest {PEOPLE_CHANGES_MAX} of {} changes; the sections before list \
-                     every access and custody change.",
-                    changes.len()
-                ),
+                &format!("… and {more} more kinds, in the attached bundle."),
                 0.0,
             );
         }
-        table(
-            p,
-            &[
-                ("#", 44.0),
-                ("TIME (UTC)", 82.0),
-                ("BY", 120.0),
-                ("ACTION", 120.0),
-                ("TARGET", 117.0),
-            ],
-            &rows,
-            6.8,
-            None,
-        );
     }
     let mut reasons: BTreeMap<(String, String), usize> = BTreeMap::new();
     for e in d.events.iter().filter(|e| e.decision == Decision::Deny) {

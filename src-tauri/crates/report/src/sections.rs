@@ -66,10 +66,12 @@ fn custody_text(e: &AuditEvent) -> Option<(String, bool)> {
     let d = &e.details;
     let s = |k: &str| d[k].as_str().map(str::to_string);
     let text = match e.action.as_str() {
-        "connection.added" => format!(
-            "connection added ({})",
-            s("base_url").unwrap_or_else(|| "no address recorded".into())
-        ),
+        "connection.added" => match s("base_url") {
+            Some(u) if !u.starts_with("urn:mandate:connection:") => {
+                format!("connection added ({u})")
+            }
+            _ => "connection added".into(),
+        },
         "connection.edited" => "connection edited".into(),
         "connection.removed" => "connection removed; its secret deleted".into(),
         "connection.broker_configured" => "broker settings changed".into(),
@@ -101,16 +103,19 @@ fn custody_text(e: &AuditEvent) -> Option<(String, bool)> {
             t
         }
         "credential.moved_to_keychain" => format!(
-            "moved from {}{} into the keychain{}",
+            "taken out of {}{}{}: {}",
             s("file").unwrap_or_else(|| "a file".into()),
             d["line"]
                 .as_u64()
                 .map(|l| format!(" line {l}"))
                 .unwrap_or_default(),
+            s("variable")
+                .map(|v| format!(" (${v})"))
+                .unwrap_or_default(),
             if d["file_rewritten"].as_bool() == Some(true) {
-                "; the file no longer holds it"
+                "the file was rewritten without it"
             } else {
-                ""
+                "the file keeps its copy until someone deletes the line"
             }
         ),
         "credential.move_undone" => format!(
@@ -178,13 +183,20 @@ pub fn custody(p: &mut Pages<'_>, d: &ReportData) {
             .map(|c| {
                 vec![
                     c.name.clone(),
-                    c.address.clone(),
+                    if c.address.starts_with("urn:mandate:connection:") {
+                        "a database (its URL is the secret)".into()
+                    } else {
+                        c.address.clone()
+                    },
                     if c.has_secret {
                         "held by Mandate".into()
                     } else {
                         "none stored".into()
                     },
-                    c.secret_changed.clone().unwrap_or_else(|| "–".into()),
+                    c.secret_changed
+                        .as_deref()
+                        .map(|t| t.trim_end_matches(" UTC").to_string())
+                        .unwrap_or_else(|| "–".into()),
                     if c.granted_to.is_empty() {
                         "no agent".into()
                     } else {
@@ -199,7 +211,7 @@ pub fn custody(p: &mut Pages<'_>, d: &ReportData) {
                 ("CONNECTION", 68.0),
                 ("ADDRESS", 142.0),
                 ("SECRET", 72.0),
-                ("SECRET CHANGED", 94.0),
+                ("CHANGED (UTC)", 94.0),
                 ("AGENTS WITH SCOPES", 107.0),
             ],
             &rows,
