@@ -3,8 +3,10 @@
 //!
 //! [`build`] exports (which signs a fresh checkpoint), verifies both the live store and the
 //! bundle it is about to embed, and renders: a cover with the checkpoint, key fingerprint and
-//! verification result; a summary with an activity chart; a section per agent; a page mapping
-//! the evidence to SOC 2 and ISO 27001 controls; an appendix of every event. [`render`] is the
+//! verification result; how to verify it; a summary with an activity chart; a section per
+//! agent; access changes, approvals and attestations, connections and the custody of their
+//! secrets; a page mapping the evidence to SOC 2 and ISO 27001 controls; an appendix of the
+//! events (summarised for long trails; see docs/REPORT.md). [`render`] is the
 //! pure part: the same [`ReportData`] always gives the same bytes (no clock, no random ids).
 //! [`extract_bundle`] reads the attachment back out of any PDF.
 //!

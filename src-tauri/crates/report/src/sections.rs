@@ -611,10 +611,11 @@ pub fn verifying(p: &mut Pages<'_>, d: &ReportData) {
         (
             "3. Compare the checkpoint.",
             format!(
-                "The signed checkpoint covers {} events with Merkle root `{}`. Keep it: a later \
-                 report from the same organisation must contain these events unchanged, and \
-                 `mandate audit verify <later file> --checkpoint <this checkpoint>` proves \
-                 that its log only grew since (an RFC 9162 consistency proof).",
+                "The signed checkpoint covers {} events with Merkle root `{}`. Keep this report: a \
+                 later one from the same organisation must contain these events unchanged. \
+                 Save the signed note of the attached bundle's last `checkpoint` line as a \
+                 file; `mandate audit verify <later file> --checkpoint <that file>` then proves \
+                 that the log only grew since (an RFC 9162 consistency proof).",
                 d.checkpoint_size, d.checkpoint_root
             ),
         ),
