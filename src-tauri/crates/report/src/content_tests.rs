@@ -101,12 +101,12 @@ fn the_control_mapping_covers_soc2_and_iso_with_what_it_does_not_show() {
         "SOC 2 CC6.3",
         "SOC 2 CC7.2",
         "SOC 2 CC8.1",
-        "ISO 27001 A.5.15",
-        "ISO 27001 A.5.16",
-        "ISO 27001 A.5.17",
-        "ISO 27001 A.5.18",
-        "ISO 27001 A.8.15",
-        "ISO 27001 A.8.16",
+        "ISO 27001:2022 A.5.15",
+        "ISO 27001:2022 A.5.16",
+        "ISO 27001:2022 A.5.17",
+        "ISO 27001:2022 A.5.18",
+        "ISO 27001:2022 A.8.15",
+        "ISO 27001:2022 A.8.16",
     ];
     for id in ids {
         assert!(text.contains(id), "{id} is not mapped");

@@ -72,7 +72,7 @@ pub const CONTROLS: &[Control] = &[
               infrastructure outside Mandate.",
     },
     Control {
-        id: "ISO 27001 A.5.15",
+        id: "ISO 27001:2022 A.5.15",
         name: "Access control",
         sections: "Agents; Access changes; Connections and secrets",
         shows: "Access rules per agent (scopes, trust floors per connection) and each decision \
@@ -80,7 +80,7 @@ pub const CONTROLS: &[Control] = &[
         not: "The written access control policy itself.",
     },
     Control {
-        id: "ISO 27001 A.5.16",
+        id: "ISO 27001:2022 A.5.16",
         name: "Identity management",
         sections: "Agents; Access changes; Summary (people)",
         shows: "The full life cycle of each agent identity: created, edited, suspended, \
@@ -88,7 +88,7 @@ pub const CONTROLS: &[Control] = &[
         not: "Identities of people outside the team members registered in Mandate.",
     },
     Control {
-        id: "ISO 27001 A.5.17",
+        id: "ISO 27001:2022 A.5.17",
         name: "Authentication information",
         sections: "Connections and secrets; How to verify",
         shows: "When each connection secret was stored, replaced, moved out of a file or handed \
@@ -97,7 +97,7 @@ pub const CONTROLS: &[Control] = &[
               keychain; secrets kept outside Mandate.",
     },
     Control {
-        id: "ISO 27001 A.5.18",
+        id: "ISO 27001:2022 A.5.18",
         name: "Access rights: provisioning, review, removal",
         sections: "Access changes; Approvals and attestations, when used",
         shows: "Provisioning and removal of scopes and agents, and token revocations, each with \
@@ -106,7 +106,7 @@ pub const CONTROLS: &[Control] = &[
               with a reason).",
     },
     Control {
-        id: "ISO 27001 A.8.15",
+        id: "ISO 27001:2022 A.8.15",
         name: "Logging",
         sections: "How to verify; Appendix; the attached bundle",
         shows: "Events are append-only, hash-chained, covered by signed RFC 9162 checkpoints \
@@ -115,7 +115,7 @@ pub const CONTROLS: &[Control] = &[
               rewriting history before a checkpoint was shared outside.",
     },
     Control {
-        id: "ISO 27001 A.8.16",
+        id: "ISO 27001:2022 A.8.16",
         name: "Monitoring activities",
         sections: "Summary (activity chart); Agents; Appendix",
         shows: "Activity over time, denials and refusals by reason, revocations and suspensions \
@@ -138,7 +138,7 @@ pub fn controls(p: &mut Pages<'_>, _d: &ReportData) {
          to ISO/IEC 27001:2022 Annex A.",
         0.0,
     );
-    let left = 122.0;
+    let left = 128.0;
     let col = (CONTENT_W - left) / 2.0;
     let lead = 10.2;
     for c in CONTROLS {
@@ -154,7 +154,7 @@ pub fn controls(p: &mut Pages<'_>, _d: &ReportData) {
         p.y += 6.0;
         let top = p.y;
         p.rect(MARGIN, top, CONTENT_W, h, ZEBRA);
-        p.text(MARGIN + 6.0, top + 13.0, 8.5, Face::Bold, INK, c.id);
+        p.text(MARGIN + 6.0, top + 13.0, 8.0, Face::Bold, INK, c.id);
         let mut y = top + 24.0;
         for l in &name {
             p.text(MARGIN + 6.0, y, 7.0, Face::Sans, MUTED, l);
