@@ -585,10 +585,10 @@ pub fn verifying(p: &mut Pages<'_>, d: &ReportData) {
         (
             "1. Verify the attached evidence.",
             format!(
-                "This PDF carries its evidence as the attachment {}. Open the verifier page \
-                 attached beside it (mandate-verifier.html) in any browser, offline, and drop \
-                 this PDF on it; or run `mandate-verify <this file>` or `mandate audit verify \
-                 <this file>`. Each recomputes every hash link, the RFC 9162 Merkle root and \
+                "This PDF carries its evidence as the attachment {}. Where the verifier page \
+                 mandate-verifier.html is attached beside it, open it in any browser, offline, \
+                 and drop this PDF on it; or run `mandate-verify <this file>` or `mandate audit \
+                 verify <this file>`. Each recomputes every hash link, the RFC 9162 Merkle root and \
                  the Ed25519 signatures from the evidence alone. Anything other than a pass \
                  means this document is not what was signed.",
                 crate::ATTACHMENT_NAME
