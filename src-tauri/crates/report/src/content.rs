@@ -339,9 +339,10 @@ fn cover(p: &mut Pages<'_>, d: &ReportData) {
         MUTED,
         &format!(
             "The box above is the generator's own claim, made when it wrote this PDF; it is \
-             not a proof. The evidence bundle is attached to this PDF as {}: check it with the \
-             attached verifier page, `mandate-verify` or `mandate audit verify`, and compare \
-             the issuer key fingerprint with the organisation's, as the next page explains. \
+             not a proof. The evidence bundle is attached to this PDF as {}: check it with \
+             `mandate audit verify <this file>`, `mandate-verify` or the verifier page where \
+             one is attached, and compare the issuer key fingerprint with the organisation's, \
+             as the next page explains. \
              The pages are a reading aid; the attached bundle is the evidence.",
             crate::ATTACHMENT_NAME
         ),
