@@ -170,10 +170,18 @@ fn approvals_and_attestations_appear_only_when_recorded() {
             })),
     ])
     .unwrap();
+    m.set_actor(ana);
+    m.set_trust_override(
+        "triage-bot",
+        Some(mandate_core::model::TrustState::Trusted),
+        "reviewed its last 30 days",
+    )
+    .unwrap();
     let built = build(&m, &PdfOptions::default(), &mut |_, _| {}).unwrap();
     let text = pdf_text(&built.pdf);
     for phrase in [
         intro,
+        "trust set by hand to TRUSTED: reviewed its last 30 days",
         "approval requested for issues.write: close 40 stale issues",
         "approved: approved for an hour",
         "attestation by ci-provenance: pass, valid until 2026-12-01 00:00:00",

@@ -495,10 +495,10 @@ fn approval_text(e: &AuditEvent) -> String {
             d["attestations_withdrawn"].as_u64().unwrap_or(0)
         ),
         "agent.reviewed" => format!("trust reviewed{why}"),
-        "agent.trust_overridden" => format!(
-            "trust set to {}{why}",
-            s("to").unwrap_or_else(|| "a new state".into())
-        ),
+        "agent.trust_overridden" => match s("override") {
+            Some(state) => format!("trust set by hand to {state}{why}"),
+            None => format!("manual trust decision cleared{why}"),
+        },
         other => format!("{other}{why}"),
     };
     if e.decision == Decision::Deny && !t.starts_with("!deny:") {
