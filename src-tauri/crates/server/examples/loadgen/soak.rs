@@ -7,8 +7,9 @@
 //! 1 JWKS read, and 2 calls through the secret broker (`--proxy PATH`; token requests when it
 //! is not given). Prints one JSON line per minute (requests, errors, p50/p99 per kind and
 //! overall) and, with `--pid PID --data-dir DIR`, one sample every `--sample-secs` (default 10)
-//! of the server's resident memory, open file descriptors, and the SQLite database and WAL
-//! sizes; then a summary line.
+//! of the server's resident memory, open file descriptors (in all, the client connections it
+//! accepted, and its own), and the SQLite database and WAL sizes; then a summary line, and one
+//! more sample 3 s after this program closed its connections (`after_load`).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -136,8 +137,37 @@ impl Ctx {
     }
 }
 
-/// Resident memory (kB), open descriptors, database and WAL bytes of the server.
-fn sample(pid: u32, dir: &str) -> serde_json::Value {
+/// The inodes of the server's TCP sockets on `port` that are connections (not the listener):
+/// the load generator's own connections as the server sees them.
+fn connection_inodes(pid: u32, port: u16) -> std::collections::HashSet<String> {
+    let mut inodes = std::collections::HashSet::new();
+    for table in ["tcp", "tcp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // local_address is HEXIP:HEXPORT; state 0A is LISTEN; field 9 is the inode.
+            let (Some(local), Some(state), Some(inode)) = (f.get(1), f.get(3), f.get(9)) else {
+                continue;
+            };
+            let local_port = local
+                .rsplit(':')
+                .next()
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            if local_port == Some(port) && *state != "0A" {
+                inodes.insert((*inode).to_string());
+            }
+        }
+    }
+    inodes
+}
+
+/// Resident memory (kB), open descriptors, database and WAL bytes of the server. Descriptors
+/// are also split by what they are, because the total moves with the load generator's
+/// connection pool: `fds_client_conns` are the connections accepted on `port` (one per open
+/// client connection, opened and closed by the client), `fds_own` all the rest (files, the
+/// listener, pipes, event and timer descriptors, the broker's connections to its upstream),
+/// which is what would grow if the server leaked a descriptor.
+fn sample(pid: u32, dir: &str, port: u16) -> serde_json::Value {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let rss_kb: u64 = status
         .lines()
@@ -145,10 +175,26 @@ fn sample(pid: u32, dir: &str) -> serde_json::Value {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+    let conns = connection_inodes(pid, port);
+    let (mut fds, mut client, mut files) = (0usize, 0usize, 0usize);
+    for e in std::fs::read_dir(format!("/proc/{pid}/fd")).into_iter().flatten().flatten() {
+        // A descriptor closed between listing and reading counts as gone.
+        let Ok(target) = std::fs::read_link(e.path()) else {
+            continue;
+        };
+        fds += 1;
+        let t = target.to_string_lossy();
+        match t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
+            Some(inode) if conns.contains(inode) => client += 1,
+            Some(_) => {}
+            None if t.starts_with('/') => files += 1,
+            None => {}
+        }
+    }
     let size = |f: &str| std::fs::metadata(format!("{dir}/{f}")).map_or(0, |m| m.len());
     serde_json::json!({
-        "rss_kb": rss_kb, "fds": fds,
+        "rss_kb": rss_kb, "fds": fds, "fds_client_conns": client, "fds_own": fds - client,
+        "fds_files": files,
         "db_bytes": size("mandate.db"), "wal_bytes": size("mandate.db-wal"),
     })
 }
@@ -162,6 +208,11 @@ struct Minute {
 
 pub async fn soak(args: &[String]) {
     let url = arg(args, "--url").expect("--url");
+    let port: u16 = url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse().ok())
+        .expect("--url with a port, as http://127.0.0.1:PORT");
     let client = arg(args, "--client-id").expect("--client-id");
     let (key, kid) = crate::load_key(&arg(args, "--key").expect("--key"));
     let rate: f64 = arg(args, "--rate").map_or(500.0, |r| r.parse().unwrap());
@@ -191,7 +242,7 @@ pub async fn soak(args: &[String]) {
     let start = Instant::now() + Duration::from_millis(50);
     let done = Arc::new(AtomicBool::new(false));
     let sampler = pid.map(|pid| {
-        let done = done.clone();
+        let (done, dir) = (done.clone(), dir.clone());
         std::thread::spawn(move || {
             let mut k = 0u64;
             while !done.load(Ordering::Relaxed) {
@@ -199,7 +250,7 @@ pub async fn soak(args: &[String]) {
                 if let Some(d) = due.checked_duration_since(Instant::now()) {
                     std::thread::sleep(d);
                 }
-                let mut s = sample(pid, &dir);
+                let mut s = sample(pid, &dir, port);
                 s["sample_s"] = serde_json::json!(every * k);
                 println!("{s}");
                 k += 1;
@@ -274,6 +325,17 @@ pub async fn soak(args: &[String]) {
     done.store(true, Ordering::Relaxed);
     if let Some(s) = sampler {
         s.join().unwrap();
+    }
+    // Every request has answered and the pacer is done, so this is the last handle on the
+    // client: dropping it closes the pool's connections. Once the server has seen them close,
+    // what it still holds is its own; compared with the first sample (before any request) it
+    // says whether anything leaked.
+    drop(ctx);
+    if let Some(pid) = pid {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let mut s = sample(pid, &dir, port);
+        s["after_load"] = serde_json::json!(true);
+        println!("{s}");
     }
     all.sort_by(|a, b| a.partial_cmp(b).unwrap());
     println!(
