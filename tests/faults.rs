@@ -1,6 +1,7 @@
 //! Faults in the parts around the real `mandate serve` (issue 22 §6): the disk holding the data
 //! folder fills up while it serves (a small tmpfs), the data folder's filesystem is read-only
-//! when it starts, and the database file is replaced by an older copy while it serves. Each
+//! when it starts and goes read-only while it serves (ext4 on a loop device, failed the way a
+//! disk error fails it), and the database file is replaced by an older copy while it serves. Each
 //! must give a clear sentence, acknowledge nothing it did not commit (every token a client
 //! received has its `token.issued` event after a restart), and serve again once the fault is
 //! gone (or, for the replaced file, refuse everything until restarted: fail closed).
@@ -68,6 +69,111 @@ impl Tmpfs {
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// An ext4 filesystem on a loop device (a file in `image`) mounted on a folder, with
+/// `errors=remount-ro`: what a real disk does after an I/O error. Unlike a tmpfs, it can be made
+/// read-only while a process holds files open for writing (`fail`): the kernel's emergency
+/// remount, after which every write, through a descriptor opened before or not, fails with
+/// EROFS, while reads go on.
+struct Ext4 {
+    at: PathBuf,
+    image: PathBuf,
+}
+
+impl Ext4 {
+    fn mount(at: &Path, image: &Path) -> Ext4 {
+        std::fs::create_dir_all(at).unwrap();
+        let f = std::fs::File::create(image).unwrap();
+        f.set_len(64 << 20).unwrap();
+        let run = |cmd: &mut Command| {
+            let out = cmd
+                .output()
+                .expect("mkfs.ext4 and mount (e2fsprogs, util-linux)");
+            assert!(
+                out.status.success(),
+                "this fault test mounts an ext4 image on a loop device and needs root: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(image));
+        let fs = Ext4 {
+            at: at.to_path_buf(),
+            image: image.to_path_buf(),
+        };
+        fs.attach();
+        fs
+    }
+
+    fn attach(&self) {
+        let out = Command::new("mount")
+            .args(["-o", "loop,errors=remount-ro"])
+            .arg(&self.image)
+            .arg(&self.at)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The filesystem fails: ext4 records an error and, as mounted, remounts itself read-only.
+    fn fail(&self) {
+        let out = Command::new("findmnt")
+            .args(["-n", "-o", "SOURCE"])
+            .arg(&self.at)
+            .output()
+            .unwrap();
+        let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let dev = dev.rsplit('/').next().unwrap().to_string();
+        std::fs::write(
+            format!("/sys/fs/ext4/{dev}/trigger_fs_error"),
+            "mandate fault test\n",
+        )
+        .expect("the kernel's ext4 test switch (/sys/fs/ext4/DEV/trigger_fs_error)");
+        let opts = Command::new("findmnt")
+            .args(["-n", "-o", "OPTIONS"])
+            .arg(&self.at)
+            .output()
+            .unwrap();
+        let opts = String::from_utf8_lossy(&opts.stdout).to_string();
+        assert!(
+            opts.contains("emergency_ro") || opts.starts_with("ro"),
+            "the filesystem did not go read-only: {opts}"
+        );
+    }
+
+    /// What an administrator does after such an error: unmount, check (replaying the journal
+    /// ext4 aborted), mount again.
+    fn repair(&self) {
+        let out = Command::new("umount").arg(&self.at).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // e2fsck exits 1 when it corrected the error the test recorded.
+        let fsck = Command::new("e2fsck")
+            .arg("-fy")
+            .arg(&self.image)
+            .output()
+            .unwrap();
+        assert!(
+            matches!(fsck.status.code(), Some(0 | 1)),
+            "{}",
+            String::from_utf8_lossy(&fsck.stdout)
+        );
+        self.attach();
+    }
+}
+
+impl Drop for Ext4 {
+    fn drop(&mut self) {
+        // `-o loop` mounts detach their loop device when unmounted.
+        let _ = Command::new("umount").arg("-l").arg(&self.at).status();
     }
 }
 
@@ -371,6 +477,62 @@ fn a_read_only_data_folder_is_refused_clearly_and_nothing_acknowledged_is_lost()
     assert!(add.stderr.contains("read-only"), "{}", add.stderr);
     // Writable again: it serves, and everything acknowledged before is there.
     fs.remount("rw");
+    s.start();
+    assert_eq!(s.token().status, 200);
+    s.nothing_acknowledged_was_lost();
+}
+
+#[test]
+fn a_data_folder_gone_read_only_mid_run_refuses_writes_clearly_serves_reads_and_loses_nothing() {
+    let env = Env::new();
+    let fs = Ext4::mount(&env.data_dir(), &env.dir.path().join("data.ext4"));
+    let mut s = Served::new(env);
+    let mut before = Vec::new();
+    for _ in 0..20 {
+        let r = s.token();
+        assert_eq!(r.status, 200, "{}", r.body);
+        before.push(r.json()["access_token"].as_str().unwrap().to_string());
+    }
+    // While it serves, the filesystem turns read-only (ext4 after an I/O error), under the
+    // descriptors the server already holds open for writing.
+    fs.fail();
+    for _ in 0..5 {
+        let r = s.token();
+        assert_unrecorded(
+            &s,
+            &r,
+            "read-only (was the data folder made read-only, or its disk remounted?); nothing was saved",
+        );
+    }
+    // What needs no write is still served: the signing keys for verifiers.
+    let jwks = try_http(s.port, "GET", "/.well-known/jwks.json", &[], "").unwrap();
+    assert_eq!(jwks.status, 200, "{}", jwks.body);
+    assert!(!jwks.json()["keys"].as_array().unwrap().is_empty());
+    // A broker call with a token acknowledged before is refused (its decision cannot be
+    // recorded), clearly, and not passed upstream unrecorded.
+    let call = try_http(
+        s.port,
+        "GET",
+        "/proxy/github/repos/acme/billing",
+        &[("Authorization", &format!("Bearer {}", before[0]))],
+        "",
+    )
+    .unwrap();
+    assert!(
+        call.status == 500 || call.status == 503,
+        "{} {}",
+        call.status,
+        call.body
+    );
+    assert!(call.body.contains("could not record"), "{}", call.body);
+    // The person at the machine: the CLI says the folder is read-only and changes nothing.
+    let add = s.env.run(&["member", "add", "second"]);
+    assert_ne!(add.code, 0);
+    assert!(add.stderr.contains("read-only"), "{}", add.stderr);
+    // Repaired and restarted: it serves, and every token acknowledged before the fault has its
+    // committed event.
+    s.serve = None;
+    fs.repair();
     s.start();
     assert_eq!(s.token().status, 200);
     s.nothing_acknowledged_was_lost();

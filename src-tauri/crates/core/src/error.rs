@@ -194,6 +194,12 @@ impl Error {
     }
 }
 
+/// Why a write failed when the database file, or the filesystem under it, no longer takes
+/// writes; SQLite says so itself (`SQLITE_READONLY`) or, when the filesystem went read-only
+/// under an open database, only "disk I/O error" (`store::sqlite::write` then names it).
+pub(crate) const DATABASE_READ_ONLY: &str = "the database file is read-only (was the data folder \
+     made read-only, or its disk remounted?); nothing was saved: make it writable again and retry";
+
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
         use rusqlite::ErrorCode as C;
@@ -203,11 +209,9 @@ impl From<rusqlite::Error> for Error {
             {
                 Error::Busy
             }
-            rusqlite::Error::SqliteFailure(f, _) if f.code == C::ReadOnly => Error::Storage(
-                "the database file is read-only (was the data folder made read-only, or its \
-                     disk remounted?); nothing was saved: make it writable again and retry"
-                    .into(),
-            ),
+            rusqlite::Error::SqliteFailure(f, _) if f.code == C::ReadOnly => {
+                Error::Storage(DATABASE_READ_ONLY.into())
+            }
             rusqlite::Error::SqliteFailure(f, _) if f.code == C::DiskFull => Error::Storage(
                 "the disk holding Mandate's data folder is full; nothing was saved: free \
                      some space there and retry"

@@ -221,11 +221,31 @@ fn run(c: &Connection, sql: &str) -> Result<()> {
 }
 
 pub(super) fn write<T>(c: &mut Connection, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
-    // Dropping the transaction (an error, or a panic unwinding through) rolls it back.
-    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let out = f(&Tx::sqlite(&tx))?;
-    tx.commit()?;
-    Ok(out)
+    let run = || {
+        // Dropping the transaction (an error, or a panic unwinding through) rolls it back.
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&Tx::sqlite(&tx))?;
+        tx.commit()?;
+        Ok(out)
+    };
+    run().map_err(|e| name_read_only(c, e))
+}
+
+/// A filesystem that turns read-only under an open database (ext4 remounts itself read-only
+/// after a disk error; an administrator's forced remount) fails SQLite's next write with
+/// EROFS, which SQLite reports only as "disk I/O error". When a write fails with a storage
+/// error and the database file can no longer be opened for writing because its filesystem is
+/// read-only, say that, and what to do, instead. Other errors pass unchanged.
+fn name_read_only(c: &Connection, e: Error) -> Error {
+    let (Error::Storage(_), Some(path)) = (&e, c.path()) else {
+        return e;
+    };
+    match std::fs::OpenOptions::new().write(true).open(path) {
+        Err(io) if io.kind() == std::io::ErrorKind::ReadOnlyFilesystem => {
+            Error::Storage(crate::error::DATABASE_READ_ONLY.into())
+        }
+        _ => e,
+    }
 }
 
 pub(super) fn snapshot<T>(c: &mut Connection, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
