@@ -177,7 +177,11 @@ fn sample(pid: u32, dir: &str, port: u16) -> serde_json::Value {
         .unwrap_or(0);
     let conns = connection_inodes(pid, port);
     let (mut fds, mut client, mut files) = (0usize, 0usize, 0usize);
-    for e in std::fs::read_dir(format!("/proc/{pid}/fd")).into_iter().flatten().flatten() {
+    for e in std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         // A descriptor closed between listing and reading counts as gone.
         let Ok(target) = std::fs::read_link(e.path()) else {
             continue;
