@@ -178,10 +178,10 @@ impl Drop for Ext4 {
 }
 
 /// An installation with one agent whose key the test holds, and its server.
-struct Served {
-    env: Env,
+pub(crate) struct Served {
+    pub(crate) env: Env,
     key: SigningKey,
-    port: u16,
+    pub(crate) port: u16,
     serve: Option<Running>,
     log: PathBuf,
     n: std::cell::Cell<u64>,
@@ -190,7 +190,7 @@ struct Served {
 }
 
 impl Served {
-    fn new(env: Env) -> Served {
+    pub(crate) fn new(env: Env) -> Served {
         Served::with_upstream(env, "http://127.0.0.1:9")
     }
 
@@ -277,8 +277,13 @@ impl Served {
         self.serve = Some(Running(child));
     }
 
+    /// The running server's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.serve.as_ref().expect("a running server").0.id()
+    }
+
     /// Ask for a token; a received one is recorded.
-    fn token(&self) -> Resp {
+    pub(crate) fn token(&self) -> Resp {
         self.n.set(self.n.get() + 1);
         let t = now();
         let aud = format!("http://127.0.0.1:{}/oauth2/token", self.port);

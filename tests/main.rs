@@ -31,6 +31,7 @@
 //!   login, serves with no app open, hands over, uninstalls
 //! - `mcp_gateway`   `mandate mcp run` and `/mcp/{server}` between real MCP clients (TypeScript,
 //!   Python) and the reference servers: invisible tools, refusals, masking, bad input, crashes
+//! - `descriptors`   `mandate serve` keeps no descriptor of a closed connection (the soak's bar)
 //! - `faults`        a full disk, a read-only data folder, the database file replaced under the server
 //! - `hostile`       the hostile input catalogue: 100+ attacks on the real server, each answered exactly
 //! - `team_store`    two `mandate serve` processes and a CLI writing at once to one store
@@ -52,6 +53,7 @@ mod audit_tamper;
 mod audit_trail;
 mod broker;
 mod credentials;
+mod descriptors;
 mod endpoint;
 mod endpoint_walk;
 mod faults;
