@@ -234,17 +234,33 @@ pub(super) fn write<T>(c: &mut Connection, f: impl FnOnce(&Tx<'_>) -> Result<T>)
 /// A filesystem that turns read-only under an open database (ext4 remounts itself read-only
 /// after a disk error; an administrator's forced remount) fails SQLite's next write with
 /// EROFS, which SQLite reports only as "disk I/O error". When a write fails with a storage
-/// error and the database file can no longer be opened for writing because its filesystem is
-/// read-only, say that, and what to do, instead. Other errors pass unchanged.
+/// error and the database's filesystem is now read-only, say that, and what to do, instead.
+/// Other errors pass unchanged.
 fn name_read_only(c: &Connection, e: Error) -> Error {
-    let (Error::Storage(_), Some(path)) = (&e, c.path()) else {
-        return e;
-    };
-    match std::fs::OpenOptions::new().write(true).open(path) {
-        Err(io) if io.kind() == std::io::ErrorKind::ReadOnlyFilesystem => {
+    match (&e, c.path()) {
+        (Error::Storage(_), Some(path)) if filesystem_read_only(Path::new(path)) => {
             Error::Storage(crate::error::DATABASE_READ_ONLY.into())
         }
         _ => e,
+    }
+}
+
+/// Whether the filesystem holding the database at `path` refuses writes now, found by creating
+/// (and removing) a probe file beside it. Neither the mount flags nor `access(2)` show ext4's
+/// emergency read-only state, and opening the database file itself is out of the question:
+/// closing any descriptor of it would drop SQLite's POSIX locks (ARCHITECTURE.md, the
+/// `private_file::narrow` bug).
+fn filesystem_read_only(path: &Path) -> bool {
+    let Some(dir) = path.parent() else {
+        return false;
+    };
+    let probe = dir.join(format!(".mandate-write-probe-{}", std::process::id()));
+    match std::fs::File::create(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            false
+        }
+        Err(e) => e.kind() == std::io::ErrorKind::ReadOnlyFilesystem,
     }
 }
 
