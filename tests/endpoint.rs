@@ -414,6 +414,29 @@ fn uuid_like() -> String {
     )
 }
 
+/// The classic algorithm confusion: `claims` "signed" HS256 with the agent's public key as the
+/// HMAC secret.
+pub fn hs256_with_public_key(claims: &Value, public_key: &[u8]) -> String {
+    let input = format!(
+        "{}.{}",
+        b64(json!({"alg":"HS256","typ":"JWT"}).to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
+    );
+    format!(
+        "{input}.{}",
+        b64(&hmac_sha256(public_key, input.as_bytes()))
+    )
+}
+
+/// `claims` with `alg: none` and an empty signature.
+pub fn unsigned(claims: &Value) -> String {
+    format!(
+        "{}.{}.",
+        b64(json!({"alg":"none"}).to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
+    )
+}
+
 /// HMAC-SHA256, to forge the classic "HS256 keyed with the public key" assertion.
 pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> Vec<u8> {
     use sha2::{Digest, Sha256};

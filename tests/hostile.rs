@@ -27,7 +27,8 @@ use mandate_core::keys;
 use serde_json::{Value, json};
 
 use crate::endpoint::{
-    ASSERTION_TYPE, Resp, b64, dpop_proof, enc, hmac_sha256, now, parse_response, sign,
+    ASSERTION_TYPE, Resp, b64, dpop_proof, enc, hs256_with_public_key, now, parse_response, sign,
+    unsigned,
 };
 use crate::fixture::Env;
 use crate::interop::Running;
@@ -724,19 +725,8 @@ fn jose_cases(t: &Target, access_token: &str) -> Vec<Case> {
     let a = |f: &dyn Fn(&mut Value, &mut Value)| t.assertion_with(AGENT, f);
     let form = |assertion: String| t.form(&assertion, &[]);
     let pk = t.keys[AGENT].verifying_key().to_bytes();
-    let hs256 = {
-        let input = format!(
-            "{}.{}",
-            b64(json!({"alg":"HS256","typ":"JWT"}).to_string().as_bytes()),
-            b64(t.claims(AGENT).to_string().as_bytes())
-        );
-        format!("{input}.{}", b64(&hmac_sha256(&pk, input.as_bytes())))
-    };
-    let unsigned = format!(
-        "{}.{}.",
-        b64(json!({"alg":"none"}).to_string().as_bytes()),
-        b64(t.claims(AGENT).to_string().as_bytes())
-    );
+    let hs256 = hs256_with_public_key(&t.claims(AGENT), &pk);
+    let unsigned = unsigned(&t.claims(AGENT));
     let foreign = sign(
         &json!({"alg":"EdDSA","kid": t.kid(AGENT)}),
         &t.claims(AGENT),

@@ -137,19 +137,8 @@ fn client_authentication_bad_inputs_table() {
     let a = |f: &dyn Fn(&mut Value, &mut Value)| ep.assertion_with(AGENT, f);
     let form = |assertion: String| ep.form(&assertion, &[]);
     let pk = ep.keys[AGENT].verifying_key().to_bytes();
-    let hs256 = {
-        let input = format!(
-            "{}.{}",
-            b64(json!({"alg":"HS256","typ":"JWT"}).to_string().as_bytes()),
-            b64(ep.claims(AGENT).to_string().as_bytes())
-        );
-        format!("{input}.{}", b64(&hmac_sha256(&pk, input.as_bytes())))
-    };
-    let unsigned = format!(
-        "{}.{}.",
-        b64(json!({"alg":"none"}).to_string().as_bytes()),
-        b64(ep.claims(AGENT).to_string().as_bytes())
-    );
+    let hs256 = hs256_with_public_key(&ep.claims(AGENT), &pk);
+    let unsigned = unsigned(&ep.claims(AGENT));
     let foreign_key = mandate_core::keys::generate();
     let foreign = sign(
         &json!({"alg":"EdDSA","kid": ep.kid(AGENT)}),
