@@ -178,7 +178,7 @@ impl ClientError {
 }
 
 /// An error and its causes in one line (the TLS or socket reason is in the chain).
-fn chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
@@ -326,8 +326,14 @@ where
         .body(Full::new(Bytes::from(form)))
         .map_err(|e| unreachable(e.to_string()))?;
     let (status, body) = send(&mut sender, post).await.map_err(&unreachable)?;
+    token_answer(status, &body)
+}
+
+/// The token endpoint's answer: the token, or the OAuth error it refused with. (Also the team
+/// server client's, `remote.rs`.)
+pub(crate) fn token_answer(status: StatusCode, body: &[u8]) -> Result<TokenResponse, ClientError> {
     if !status.is_success() {
-        let e: ErrorBody = serde_json::from_slice(&body).map_err(|_| {
+        let e: ErrorBody = serde_json::from_slice(body).map_err(|_| {
             ClientError::BadAnswer(format!("HTTP {status} without an OAuth error body"))
         })?;
         return Err(ClientError::Refused {
@@ -337,11 +343,11 @@ where
                 .unwrap_or_else(|| "no description".into()),
         });
     }
-    serde_json::from_slice(&body).map_err(|e| ClientError::BadAnswer(e.to_string()))
+    serde_json::from_slice(body).map_err(|e| ClientError::BadAnswer(e.to_string()))
 }
 
 /// Send one request and read its answer (at most [`MAX_ANSWER`] bytes).
-async fn send(
+pub(crate) async fn send(
     sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
     req: Request<Full<Bytes>>,
 ) -> Result<(StatusCode, Bytes), String> {
@@ -357,7 +363,7 @@ async fn send(
 }
 
 /// Stops the connection's driver task when the exchange ends, however it ends.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {

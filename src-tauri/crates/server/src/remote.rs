@@ -26,7 +26,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::http::{Request, StatusCode, header};
 use ed25519_dalek::SigningKey;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 use mandate_core::oauth::{ASSERTION_TYPE_JWT_BEARER, GRANT_CLIENT_CREDENTIALS, client_assertion};
 use serde::Deserialize;
@@ -37,10 +37,7 @@ use tokio_rustls::rustls::client::danger::{
 };
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 
-use crate::client::{ClientError, TIMEOUT, TokenResponse};
-
-/// Largest answer read from the server.
-const MAX_ANSWER: usize = 64 * 1024;
+use crate::client::{AbortOnDrop, ClientError, TIMEOUT, TokenResponse, chain, send, token_answer};
 
 /// How to trust the team server's certificate.
 #[derive(Debug, Clone)]
@@ -255,25 +252,6 @@ struct Metadata {
     token_endpoint: String,
 }
 
-#[derive(Deserialize)]
-struct ErrorBody {
-    #[serde(default)]
-    error: Option<String>,
-    #[serde(default)]
-    error_description: Option<String>,
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
 /// Ask the team server for an access token for `req.agent`.
 pub async fn request_token(
     server: &RemoteServer,
@@ -395,81 +373,5 @@ async fn exchange(
         .body(Full::new(Bytes::from(form)))
         .map_err(|e| unreachable(e.to_string()))?;
     let (status, body) = send(&mut sender, post).await.map_err(&unreachable)?;
-    if !status.is_success() {
-        let e: ErrorBody = serde_json::from_slice(&body).map_err(|_| {
-            ClientError::BadAnswer(format!("HTTP {status} without an OAuth error body"))
-        })?;
-        return Err(ClientError::Refused {
-            error: e.error.unwrap_or_else(|| status.to_string()),
-            description: e
-                .error_description
-                .unwrap_or_else(|| "no description".into()),
-        });
-    }
-    serde_json::from_slice(&body).map_err(|e| ClientError::BadAnswer(e.to_string()))
-}
-
-async fn send(
-    sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
-    req: Request<Full<Bytes>>,
-) -> Result<(StatusCode, Bytes), String> {
-    sender.ready().await.map_err(|e| chain(&e))?;
-    let res = sender.send_request(req).await.map_err(|e| chain(&e))?;
-    let status = res.status();
-    let body = Limited::new(res.into_body(), MAX_ANSWER)
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    Ok((status, body))
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, reason = "tests")]
-    use super::*;
-
-    #[test]
-    fn fingerprints_read_as_openssl_prints_them() {
-        let hex = "AB".repeat(32);
-        let colons = vec!["AB"; 32].join(":");
-        for s in [
-            hex.clone(),
-            colons.clone(),
-            format!("sha256:{hex}"),
-            format!("sha256 Fingerprint={colons}"),
-        ] {
-            assert!(matches!(
-                ServerTrust::fingerprint(&s).unwrap(),
-                ServerTrust::Fingerprint(b) if b == [0xAB; 32]
-            ));
-        }
-        for bad in ["", "AB", &"ZZ".repeat(32), &"AB".repeat(31)] {
-            assert!(ServerTrust::fingerprint(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn a_team_server_is_https_and_only_a_url() {
-        assert_eq!(
-            RemoteServer::new("https://m.example:8443/", ServerTrust::WebPki)
-                .unwrap()
-                .url(),
-            "https://m.example:8443"
-        );
-        for bad in ["http://m.example", "https://m.example/x", "m.example"] {
-            assert!(
-                RemoteServer::new(bad, ServerTrust::WebPki).is_err(),
-                "{bad}"
-            );
-        }
-    }
+    token_answer(status, &body)
 }
