@@ -2,9 +2,11 @@
 //! service) and a way to run the real `mandate` binary against it.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
-use serde_json::Value;
+#[path = "run.rs"]
+mod run;
+pub use run::Run;
 
 /// Path of a binary built into the same target folder as this test.
 pub fn bin(name: &str) -> PathBuf {
@@ -68,57 +70,6 @@ pub struct Env {
     /// A PostgreSQL database URL the installation keeps its registry and trail in
     /// (`MANDATE_DATABASE_URL`); `None`: SQLite in the data folder.
     pub database: Option<String>,
-}
-
-/// A finished `mandate` run.
-#[derive(Debug)]
-pub struct Run {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Run {
-    pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!(
-                "stdout is not JSON ({e}): {}\nstderr: {}",
-                self.stdout, self.stderr
-            )
-        })
-    }
-
-    #[track_caller]
-    pub fn ok(self) -> Self {
-        assert_eq!(
-            self.code, 0,
-            "mandate failed: {}\n{}",
-            self.stderr, self.stdout
-        );
-        self
-    }
-
-    /// Assert a failure with `code` whose message contains `needle`.
-    #[track_caller]
-    pub fn fails(self, code: i32, needle: &str) -> Self {
-        assert_eq!(self.code, code, "exit code; stderr: {}", self.stderr);
-        assert!(
-            self.stderr.contains(needle),
-            "stderr should contain {needle:?}: {}",
-            self.stderr
-        );
-        self
-    }
-}
-
-impl From<Output> for Run {
-    fn from(o: Output) -> Self {
-        Run {
-            code: o.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        }
-    }
 }
 
 impl Env {

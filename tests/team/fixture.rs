@@ -14,6 +14,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+#[path = "../run.rs"]
+mod run;
+pub use run::Run;
+
 pub const PIN: &str = "team-test-pin-2468";
 pub const HOST: &str = "mandate.test";
 pub const PORT: u16 = 8443;
@@ -348,52 +352,6 @@ impl Drop for Instance {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// A finished `mandate` run.
-#[derive(Debug)]
-pub struct Run {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl From<Output> for Run {
-    fn from(o: Output) -> Self {
-        Run {
-            code: o.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        }
-    }
-}
-
-impl Run {
-    #[track_caller]
-    pub fn ok(self) -> Self {
-        assert_eq!(
-            self.code, 0,
-            "mandate failed: {}\n{}",
-            self.stderr, self.stdout
-        );
-        self
-    }
-
-    #[track_caller]
-    pub fn fails(self, code: i32, needle: &str) -> Self {
-        assert_eq!(self.code, code, "exit code; stderr: {}", self.stderr);
-        assert!(
-            self.stderr.contains(needle),
-            "stderr should contain {needle:?}: {}",
-            self.stderr
-        );
-        self
-    }
-
-    pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", self.stdout, self.stderr))
     }
 }
 
