@@ -111,7 +111,8 @@ def fuzz_section(rows):
 
 def crash_section(path):
     if not os.path.exists(path):
-        return ["Not run in this report's run.", ""]
+        return ["Not run in this report's run (`scripts/reliability crash`); an earlier run by",
+                "`scripts/crash-trials` is in the hand-kept table further down, with its date and commit.", ""]
     try:
         r = json.load(open(path))
     except ValueError:
