@@ -278,7 +278,7 @@ def plot(minutes, samples, docs, warm):
     plt.close(fig)
     figs.append(("soak-latency.png", "Soak latency: p50 and p99 per minute"))
 
-    fig, ax = plt.subplots(figsize=(8, 3.6), dpi=110)
+    fig, ax = plt.subplots(figsize=(8, 4.4), dpi=110)
     t = [s["sample_s"] / 60 for s in samples]
     ax.plot(t, [s["rss_kb"] / 1024 for s in samples], label="resident memory (MB)")
     ax.plot(t, [s["wal_bytes"] / 2**20 for s in samples], label="WAL (MB)")
@@ -297,7 +297,8 @@ def plot(minutes, samples, docs, warm):
     ax.grid(alpha=0.3)
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = ax2.get_legend_handles_labels()
-    ax.legend(h1 + h2, l1 + l2, loc="lower right")
+    # Below the axes: inside, it hid the lines it names.
+    ax.legend(h1 + h2, l1 + l2, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize=8)
     fig.tight_layout()
     fig.savefig(os.path.join(folder, "soak-memory.png"))
     plt.close(fig)
