@@ -71,6 +71,11 @@ fn start_upstream(log: &Path) -> (Running, u16) {
 
 impl Broker {
     fn start(connection_flags: &[&str]) -> Self {
+        Broker::start_with(connection_flags, &[])
+    }
+
+    /// [`Broker::start`] with extra environment variables for `mandate serve`.
+    fn start_with(connection_flags: &[&str], serve_env: &[(&str, &str)]) -> Self {
         let env = Env::new();
         let log = env.dir.path().join("upstream.jsonl");
         let (upstream, upstream_port) = start_upstream(&log);
@@ -107,6 +112,7 @@ impl Broker {
         let serve_log = env.dir.path().join("serve-trace.log");
         let mut serve = env
             .cmd(&["serve", "--port", "0"])
+            .envs(serve_env.iter().copied())
             .env("MANDATE_LOG", "trace")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&serve_log).unwrap())
@@ -973,4 +979,142 @@ fn a_suspended_parent_stops_its_sub_agent_at_the_broker_and_the_token_endpoint()
         2,
         "only the calls while the parent was active"
     );
+}
+
+/// Issue 19's "done when": a new agent calling an action marked `below-floor` waits; a person
+/// approves it for an hour (here with the CLI; the app's inbox calls the same core function)
+/// and the held call completes; the next calls within the hour pass without asking; a denial
+/// is told to the agent with the person and the reason; every request and decision is audited.
+#[test]
+fn a_call_below_the_floor_waits_for_a_person_and_completes_once_approved_for_an_hour() {
+    let b = Broker::start_with(
+        &["--trust-floor", "TRUSTED"],
+        &[("MANDATE_APPROVAL_HOLD_SECS", "30")],
+    );
+    // Below TRUSTED the call would be refused; repo.read asks a person instead.
+    b.env
+        .run(&[
+            "connection",
+            "edit",
+            "github",
+            "--action-approval",
+            "repo.read=below-floor",
+        ])
+        .ok();
+    let t = b.token();
+    let port = b.port;
+    let t2 = t.clone();
+    let held = std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        let auth = format!("Bearer {t2}");
+        let r = http(
+            port,
+            "GET",
+            "/proxy/github/repos/acme/billing/issues",
+            &[("Authorization", &auth)],
+            "",
+        );
+        (r, started.elapsed())
+    });
+    // The request shows up for a person, naming who asks, what and why.
+    let mut pending = Value::Null;
+    for _ in 0..100 {
+        let list = b.env.run(&["approvals", "list", "--json"]).ok().json();
+        if let Some(first) = list.as_array().and_then(|a| a.first()) {
+            pending = first.clone();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(pending["agent"], AGENT, "no request appeared: {pending}");
+    assert_eq!(pending["action"], "github:repo.read");
+    assert_eq!(pending["trust_state"], "PENDING");
+    assert!(
+        pending["why"].as_str().unwrap().contains("requires at least TRUSTED"),
+        "{pending}"
+    );
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let id = pending["id"].as_str().unwrap().to_string();
+    b.env
+        .run(&["approvals", "approve", &id, "--for", "1h", "--as", "founder"])
+        .ok();
+    let (r, waited) = held.join().unwrap();
+    assert_eq!(r.status, 200, "the held call completes: {}", r.body);
+    assert!(waited >= std::time::Duration::from_secs(1), "it waited");
+    // Within the hour the same calls pass without asking again.
+    let r = b.call("GET", "/proxy/github/repos/acme/billing/issues", &t, &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        b.env.run(&["approvals", "list", "--json"]).ok().json() == serde_json::json!([]),
+        "nothing else waits"
+    );
+    let events = Command::new("sqlite3")
+        .arg(b.env.db_path())
+        .arg(
+            "SELECT CAST(body AS TEXT) FROM audit_events WHERE action LIKE 'approval.%' \
+             ORDER BY seq",
+        )
+        .output()
+        .unwrap();
+    let events: Vec<Value> = String::from_utf8_lossy(&events.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let actions: Vec<&str> = events.iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["approval.rule_set", "approval.requested", "approval.approved"]);
+    assert_eq!(events[1]["actor"]["name"], AGENT);
+    assert_eq!(events[2]["actor"]["name"], "founder");
+    assert!(events[2]["details"]["valid_until"].is_string());
+    let allowed = b
+        .proxy_events()
+        .into_iter()
+        .filter(|e| e.0 == "proxy.allowed")
+        .collect::<Vec<_>>();
+    assert_eq!(allowed[0].3["approval"], id.as_str());
+}
+
+#[test]
+fn an_unanswered_call_gets_approval_pending_with_an_id_and_a_denial_names_who_and_why() {
+    let b = Broker::start_with(
+        &["--trust-floor", "TRUSTED"],
+        &[("MANDATE_APPROVAL_HOLD_SECS", "1")],
+    );
+    b.env
+        .run(&["connection", "edit", "github", "--approval", "below-floor"])
+        .ok();
+    let t = b.token();
+    let r = b.call("GET", "/proxy/github/repos/acme/billing/issues", &t, &[]);
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(r.json()["error"], "approval_pending");
+    let id = r
+        .header("mandate-approval")
+        .expect("the id to retry with")
+        .to_string();
+    assert!(r.body.contains(&id), "{}", r.body);
+    assert!(b.seen().is_empty(), "nothing reached the upstream");
+    // Retrying with the id waits on the same request, and a denial is told with its reason.
+    b.env
+        .run(&[
+            "approvals",
+            "deny",
+            &id,
+            "--reason",
+            "not during the audit freeze",
+            "--as",
+            "founder",
+        ])
+        .ok();
+    let r = b.call(
+        "GET",
+        "/proxy/github/repos/acme/billing/issues",
+        &t,
+        &[("Mandate-Approval", &id)],
+    );
+    assert_eq!(r.status, 403);
+    assert_eq!(r.json()["error"], "access_denied");
+    assert!(r.body.contains("founder denied this call"), "{}", r.body);
+    assert!(r.body.contains("not during the audit freeze"), "{}", r.body);
+    b.env
+        .run(&["approvals", "approve", &id])
+        .fails(5, "denied already");
 }

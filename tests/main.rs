@@ -29,6 +29,9 @@
 //! - `broker`        the secret broker and `mandate exec` against a real upstream process
 //! - `service`       `mandate service` under a real systemd user manager: starts at a fresh
 //!   login, serves with no app open, hands over, uninstalls
+//! - `trust_cli`     issue 19: a burst of denials drops an agent below the floor, signed review
+//!   attestations (signed by Python securesystemslib) within their bound, drift and review,
+//!   minimum scores on connections and the organisation
 //! - `mcp_gateway`   `mandate mcp run` and `/mcp/{server}` between real MCP clients (TypeScript,
 //!   Python) and the reference servers: invisible tools, refusals, masking, bad input, crashes
 //! - `descriptors`   `mandate serve` keeps no descriptor of a closed connection (the soak's bar)
@@ -68,5 +71,6 @@ mod service;
 mod team_store;
 mod tls;
 mod token_cli;
+mod trust_cli;
 mod token_endpoint;
 mod trials;

@@ -43,11 +43,23 @@ pub fn notices(events: &[AuditEvent], inactive_agent: &dyn Fn(&str) -> bool) -> 
         if e.action.starts_with("approval.") && e.action.ends_with("requested") {
             out.push(Notice {
                 title: "An approval is waiting".into(),
-                body: format!(
-                    "{} asks: {}. Open Mandate to approve or refuse it.",
-                    e.actor.name,
-                    e.reason.clone().unwrap_or_else(|| e.action.clone())
-                ),
+                body: match e.details.get("action").and_then(|a| a.as_str()) {
+                    Some(action) => format!(
+                        "{} asks to call {action}{}: {}. Open Approvals in Mandate to approve \
+                         or deny it.",
+                        e.actor.name,
+                        e.on_behalf_of
+                            .as_ref()
+                            .map(|m| format!(" for {}", m.name))
+                            .unwrap_or_default(),
+                        e.reason.clone().unwrap_or_default()
+                    ),
+                    None => format!(
+                        "{} asks: {}. Open Mandate to approve or refuse it.",
+                        e.actor.name,
+                        e.reason.clone().unwrap_or_else(|| e.action.clone())
+                    ),
+                },
             });
         }
     }

@@ -119,6 +119,18 @@ enum Command {
     /// Agents: register, inspect, change, suspend, revoke, rotate keys.
     #[command(subcommand)]
     Agent(cmd::agent::AgentCmd),
+    /// Calls waiting for a person's approval: list, approve (once or for a time), deny.
+    #[command(subcommand)]
+    Approvals(cmd::approvals::ApprovalsCmd),
+    /// Attestors: outside parties (an auditor, a CI pipeline) whose signed reviews count
+    /// towards agents' trust scores, each within a bound.
+    #[command(subcommand)]
+    Attestor(cmd::attest::AttestorCmd),
+    /// Signed review attestations (in-toto in DSSE): add one, list an agent's, print what to sign.
+    #[command(subcommand)]
+    Attest(cmd::attest::AttestCmd),
+    /// The trust thresholds (TRUSTED / PENDING score) and the organisation's minimum score.
+    Trust(cmd::attest::TrustArgs),
     /// Connections: the systems agents reach, and their credentials in the OS keychain.
     #[command(subcommand)]
     Connection(cmd::connection::ConnectionCmd),
@@ -167,6 +179,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Member(c) => cmd::member::run(&mut ctx, c),
         Command::Agent(c) => cmd::agent::run(&mut ctx, c),
+        Command::Approvals(c) => cmd::approvals::run(&mut ctx, c),
+        Command::Attestor(c) => cmd::attest::run_attestor(&mut ctx, c),
+        Command::Attest(c) => cmd::attest::run_attest(&mut ctx, c),
+        Command::Trust(a) => cmd::attest::run_trust(&mut ctx, a),
         Command::Connection(c) => cmd::connection::run(&mut ctx, c),
         Command::Scan(a) => cmd::scan::run(&mut ctx, a),
         Command::Serve(a) => cmd::serve::run(&mut ctx, a),

@@ -168,6 +168,7 @@ mod tests {
             has_secret: false,
             secret_changed_at: None,
             trust_floor: crate::model::TrustState::Pending,
+            min_score: None,
             granted_to: vec![],
             created_at: Utc::now(),
             updated_at: Utc::now(),

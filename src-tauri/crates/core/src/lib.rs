@@ -6,6 +6,7 @@
 //! system clock directly (time comes from a [`clock::Clock`]). It depends on no GUI library,
 //! so it builds and tests without GTK or WebKit.
 
+pub mod approvals;
 pub mod audit;
 pub mod broker;
 pub mod clock;

@@ -470,6 +470,8 @@ pub struct Connection {
     pub secret_changed_at: Option<DateTime<Utc>>,
     /// Agents below this trust state are refused tokens for this connection.
     pub trust_floor: TrustState,
+    /// Agents whose trust score is below this are refused too (None: no minimum score).
+    pub min_score: Option<i32>,
     /// Names of agents that hold at least one scope on this connection.
     pub granted_to: Vec<AgentName>,
     pub created_at: DateTime<Utc>,

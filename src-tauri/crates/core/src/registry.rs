@@ -962,6 +962,8 @@ impl Mandate {
                 params![agent.id.as_str(), to.as_str(), reason],
             )?;
             bump_version(tx, &agent.id, now)?;
+            // A status change does not alter what the agent may do: no review needed.
+            trust::records::keep_reviewed(tx, agent.id.as_str())?;
             let mut ev = NewEvent::new(&actor, &format!("agent.{action}"), Decision::Allow)
                 .target(Target::new("agent", agent.id.as_str(), agent.name.as_str()))
                 .agent(agent.id.as_str())
@@ -1057,15 +1059,24 @@ impl Mandate {
             }
             let kid = insert_key(tx, &agent.id, k, now)?;
             bump_version(tx, &agent.id, now)?;
+            // Within policy: a key Mandate generated. A public key registered from outside is
+            // configuration drift, to be reviewed.
+            let within_policy = k.origin != KeyOrigin::Registered;
+            if within_policy {
+                trust::records::keep_reviewed(tx, agent.id.as_str())?;
+            }
             audit::append(
                 tx,
                 now,
                 NewEvent::new(&actor, "agent.key_rotated", Decision::Allow)
                     .target(Target::new("agent", agent.id.as_str(), agent.name.as_str()))
                     .agent(agent.id.as_str())
-                    .details(
-                        json!({"new_kid": kid, "origin": k.origin.as_str(), "retiring": retiring}),
-                    ),
+                    .details(json!({
+                        "new_kid": kid,
+                        "origin": k.origin.as_str(),
+                        "retiring": retiring,
+                        "within_policy": within_policy,
+                    })),
             )?;
             Ok(agent.id)
         });
@@ -1104,6 +1115,8 @@ impl Mandate {
                 ],
             )?;
             bump_version(tx, &agent.id, now)?;
+            // A person just decided the agent's trust: that is its review too.
+            trust::records::keep_reviewed(tx, agent.id.as_str())?;
             let mut ev = NewEvent::new(&actor, "agent.trust_overridden", Decision::Allow)
                 .target(Target::new("agent", agent.id.as_str(), agent.name.as_str()))
                 .agent(agent.id.as_str())
@@ -1406,13 +1419,14 @@ type ConnectionRow = (
     Option<String>,
     Option<String>,
     Option<String>,
+    Option<i32>,
 );
 
 pub(crate) fn connection_tx(conn: &Tx<'_>, name: &str) -> Result<Connection> {
     let row: ConnectionRow = conn
         .query_opt(
             "SELECT c.id, c.name, c.base_url, c.has_secret, c.trust_floor, c.created_at,
-                    c.updated_at, c.kind, c.variable, c.secret_changed_at, b.preset
+                    c.updated_at, c.kind, c.variable, c.secret_changed_at, b.preset, c.min_score
              FROM connections c LEFT JOIN broker_connections b ON b.connection_id = c.id
              WHERE c.name = ?1 OR c.id = ?1",
             params![name],
@@ -1429,6 +1443,7 @@ pub(crate) fn connection_tx(conn: &Tx<'_>, name: &str) -> Result<Connection> {
                     r.get(8)?,
                     r.get(9)?,
                     r.get(10)?,
+                    r.get(11)?,
                 ))
             },
         )?
@@ -1439,8 +1454,20 @@ pub(crate) fn connection_tx(conn: &Tx<'_>, name: &str) -> Result<Connection> {
                 "`mandate connection list` shows the connections",
             )
         })?;
-    let (id, cname, base_url, has_secret, floor, created, updated, kind, variable, changed, preset) =
-        row;
+    let (
+        id,
+        cname,
+        base_url,
+        has_secret,
+        floor,
+        created,
+        updated,
+        kind,
+        variable,
+        changed,
+        preset,
+        min_score,
+    ) = row;
     let kind = ConnectionKind::from_db(&kind)?;
     let actions = if kind == ConnectionKind::Database {
         // Not stored: a database connection offers exactly this one action.
@@ -1480,6 +1507,7 @@ pub(crate) fn connection_tx(conn: &Tx<'_>, name: &str) -> Result<Connection> {
         has_secret,
         secret_changed_at: changed.as_deref().map(parse_time).transpose()?,
         trust_floor: floor.parse()?,
+        min_score,
         granted_to,
         created_at: parse_time(&created)?,
         updated_at: parse_time(&updated)?,
@@ -1770,7 +1798,10 @@ pub(crate) fn load_agent(conn: &Tx<'_>, id: &str, now: DateTime<Utc>) -> Result<
         }),
         None => None,
     };
-    let trust = trust::evaluate(TrustInputs {
+    let (behaviour, behaviour_at) = trust::behaviour::stored(conn, &id)?;
+    let reviewed = trust::records::reviewed_version(conn, &id)?;
+    let settings = trust::records::settings(conn)?;
+    let mut trust = trust::evaluate(TrustInputs {
         status,
         has_owner: owner.is_some(),
         keys: &keys_out,
@@ -1778,7 +1809,16 @@ pub(crate) fn load_agent(conn: &Tx<'_>, id: &str, now: DateTime<Utc>) -> Result<
         created_at,
         now,
         override_,
+        behaviour,
+        behaviour_at,
+        attestations: trust::records::counted(conn, &id, config_version)?,
+        drift: (config_version > reviewed).then_some(trust::Drift {
+            config_version,
+            reviewed_version: reviewed,
+        }),
+        thresholds: settings.thresholds,
     });
+    trust.organisation_floor = settings.organisation_floor;
     Ok(Agent {
         id: AgentId(id),
         name: AgentName::from_db(name),

@@ -382,7 +382,7 @@ fn launch(
             let m = m.clone();
             tokio::spawn(async move {
                 let _lock = lock;
-                let chores = tokio::spawn(housekeeping(m));
+                let chores = tokio::spawn(chores(m));
                 conn::serve(listener, app, stopped).await;
                 chores.abort();
                 Ok(())
@@ -397,7 +397,7 @@ fn launch(
             });
             tokio::spawn(async move {
                 let _lock = lock;
-                let chores = tokio::spawn(housekeeping(m));
+                let chores = tokio::spawn(chores(m));
                 conn::serve(listener, app, stopped).await;
                 chores.abort();
                 Ok(())
@@ -412,6 +412,33 @@ fn launch(
         stop: Some(stop),
         task,
     })
+}
+
+/// Everything a running endpoint does besides answering requests, until it stops.
+async fn chores(m: Arc<Mandate>) {
+    tokio::join!(housekeeping(m.clone()), refresh_trust(m));
+}
+
+/// Keep every agent's behaviour signals up to date with the audit trail, off the request
+/// path (`Mandate::refresh_trust`), every few seconds: a burst of denials shows in the
+/// agent's score, and so at the floors, within seconds. A failure is logged and tried again.
+async fn refresh_trust(m: Arc<Mandate>) {
+    let every = std::time::Duration::from_secs(mandate_core::trust::behaviour::REFRESH_EVERY_SECS);
+    loop {
+        let m2 = m.clone();
+        match tokio::task::spawn_blocking(move || {
+            m2.expire_approvals()?;
+            m2.refresh_trust()
+        })
+        .await
+        {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::debug!(agents = n, "trust signals changed"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "trust signals could not be refreshed"),
+            Err(e) => tracing::warn!(error = %e, "trust refresh failed"),
+        }
+        tokio::time::sleep(every).await;
+    }
 }
 
 /// How often a running endpoint does its housekeeping.

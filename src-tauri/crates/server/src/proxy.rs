@@ -67,8 +67,9 @@ const HOP_BY_HOP: [&str; 9] = [
 ];
 
 /// Agent headers that never reach the upstream.
-const STRIP_INBOUND: [&str; 8] = [
+const STRIP_INBOUND: [&str; 9] = [
     "host",
+    "mandate-approval",
     "authorization",
     "dpop",
     "cookie",
@@ -90,6 +91,16 @@ struct ProxyState {
 }
 
 /// The `/proxy/...` routes, to merge into the endpoint's router (inside its guard).
+/// How long a call that needs a person's approval is held: `MANDATE_APPROVAL_HOLD_SECS`
+/// (0 to 600), else 60 s.
+fn approval_hold() -> std::time::Duration {
+    let secs = std::env::var("MANDATE_APPROVAL_HOLD_SECS")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(mandate_core::approvals::DEFAULT_HOLD_SECS, |s| s.min(600));
+    std::time::Duration::from_secs(secs)
+}
+
 pub fn routes(app: Arc<AppState>) -> Router<Arc<AppState>> {
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -100,7 +111,7 @@ pub fn routes(app: Arc<AppState>) -> Router<Arc<AppState>> {
         .ok();
     let state = Arc::new(ProxyState {
         app,
-        broker: Broker::new(),
+        broker: Broker::with_hold(approval_hold()),
         client,
     });
     Router::new()
@@ -119,6 +130,11 @@ fn denial(d: &Denial) -> Response {
         && let Ok(v) = HeaderValue::from_str(&s.to_string())
     {
         r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    if let Some(id) = &d.approval
+        && let Ok(v) = HeaderValue::from_str(id)
+    {
+        r.headers_mut().insert("mandate-approval", v);
     }
     r
 }
@@ -159,6 +175,11 @@ async fn proxy(State(ps): State<Arc<ProxyState>>, req: Request) -> Response {
         url: crate::request_url(&ps.app, &parts.headers, &full),
         authorization: secrets(&parts.headers, "authorization"),
         dpop: secrets(&parts.headers, "dpop"),
+        approval: parts
+            .headers
+            .get("mandate-approval")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().chars().take(64).collect()),
     };
     let proxy_base = format!("{}/proxy/{connection}", ps.app.base_url(&parts.headers));
     // A body declared larger than the limit is refused before anything else happens.

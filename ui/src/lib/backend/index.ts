@@ -53,6 +53,9 @@ import type {
   ToolsUpdate,
   ConfigFile_Serialize,
   RewriteBackup_Serialize,
+  Approval,
+  ApprovalWindow,
+  TrustSettings,
 } from "./bindings";
 
 export type McpServer = McpServer_Serialize;
@@ -109,6 +112,9 @@ export type {
   NewAgentInput,
   TrustSignal,
   TrustState,
+  Approval,
+  ApprovalWindow,
+  TrustSettings,
 };
 
 /** A backend failure: a stable code to branch on and a sentence to show. */
@@ -158,6 +164,19 @@ export const backend = {
     unwrap(await commands.revokeDelegation(id, reason)),
   setTrustOverride: async (name: string, trust: TrustState | null, reason: string): Promise<Agent> =>
     unwrap(await commands.setTrustOverride(name, trust, reason)),
+  /** A member reviews an agent's changed configuration (drift no longer holds it at PENDING). */
+  reviewAgent: async (name: string, note: string | null): Promise<Agent> =>
+    unwrap(await commands.reviewAgent(name, note)),
+
+  /** Requests waiting for a person; with `all`, every one of the last 7 days. */
+  listApprovals: async (all: boolean): Promise<Approval[]> => unwrap(await commands.listApprovals(all)),
+  approveRequest: async (id: string, window: ApprovalWindow): Promise<Approval> =>
+    unwrap(await commands.approveRequest(id, window)),
+  denyRequest: async (id: string, reason: string): Promise<Approval> =>
+    unwrap(await commands.denyRequest(id, reason)),
+  trustSettings: async (): Promise<TrustSettings> => unwrap(await commands.trustSettings()),
+  setTrustSettings: async (trustedMin: number, pendingMin: number, organisationFloor: number): Promise<TrustSettings> =>
+    unwrap(await commands.setTrustSettings(trustedMin, pendingMin, organisationFloor)),
 
   auditPage: async (query: AuditQuery, limit: number, beforeSeq: number | null): Promise<AuditPage> =>
     unwrap(await commands.auditPage(query, { limit, before_seq: beforeSeq })),

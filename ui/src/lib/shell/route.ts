@@ -1,6 +1,6 @@
 // Which screen is showing, kept in the URL hash so back/forward and reloads keep the place.
 
-export type Screen = "agents" | "audit" | "connections" | "mcp" | "settings";
+export type Screen = "agents" | "approvals" | "audit" | "connections" | "mcp" | "settings";
 export type Route = { screen: Screen; agent: string | null };
 
 export const SCREENS: { id: Screen; label: string; key: string; icon: string }[] = [
@@ -14,6 +14,7 @@ export const SCREENS: { id: Screen; label: string; key: string; icon: string }[]
   },
   { id: "mcp", label: "MCP servers", key: "4", icon: "M4 5h16v5H4zM4 14h16v5H4zM8 7.5h.01M8 16.5h.01" },
   { id: "settings", label: "Settings", key: "5", icon: "M4 7h10M18 7h2M4 17h4M12 17h8M16 5v4M10 15v4" },
+  { id: "approvals", label: "Approvals", key: "6", icon: "M12 8v4l3 2M12 3a9 9 0 100 18 9 9 0 000-18z" },
 ];
 
 /** "#agents/billing-report-agent" → { screen: "agents", agent: "billing-report-agent" }. */

@@ -164,6 +164,13 @@ pub enum AgentCmd {
         #[command(flatten)]
         key: KeyArgs,
     },
+    /// Review an agent's changed configuration: drift no longer holds it at PENDING.
+    Review {
+        name: String,
+        /// What you checked (recorded in the audit trail).
+        #[arg(long)]
+        note: Option<String>,
+    },
     /// Override the computed trust state (with a reason), or clear the override.
     Trust {
         name: String,
@@ -242,6 +249,9 @@ pub fn run(ctx: &mut Ctx, cmd: AgentCmd) -> CliResult {
             a
         }
         AgentCmd::List => {
+            if let Err(e) = m.refresh_trust() {
+                tracing::warn!(error = %e, "trust signals could not be refreshed");
+            }
             let agents = m.list_agents()?;
             if ctx.json {
                 return output::json(&agents);
@@ -274,7 +284,7 @@ pub fn run(ctx: &mut Ctx, cmd: AgentCmd) -> CliResult {
                         .collect::<Vec<_>>()
                         .join(", "),
                     a.status.to_string(),
-                    a.trust.state.to_string(),
+                    format!("{} ({})", a.trust.state, a.trust.score),
                     a.last_activity
                         .map(|t| output::ago(t, now))
                         .unwrap_or_else(|| "-".into()),
@@ -284,6 +294,11 @@ pub fn run(ctx: &mut Ctx, cmd: AgentCmd) -> CliResult {
             return Ok(());
         }
         AgentCmd::Show { name } => {
+            // Bring the behaviour signals up to date first (the endpoint does this every few
+            // seconds while it runs; the CLI may be used without it).
+            if let Err(e) = m.refresh_trust() {
+                tracing::warn!(error = %e, "trust signals could not be refreshed");
+            }
             let agent = m.get_agent(&name)?;
             let budgets = m.broker_usage(&name)?;
             if ctx.json {
@@ -350,6 +365,7 @@ pub fn run(ctx: &mut Ctx, cmd: AgentCmd) -> CliResult {
             }
             m.rotate_agent_key(&name, choice, overlap)?
         }
+        AgentCmd::Review { name, note } => m.review_agent(&name, note.as_deref())?,
         AgentCmd::Trust {
             name,
             set,
@@ -471,7 +487,17 @@ fn print_agent(a: &Agent, now: chrono::DateTime<chrono::Utc>) {
             "Trust          {} (manual override: {}; computed {})",
             o.state, ov.reason, o.computed
         ),
-        None => println!("Trust          {} (score {})", o.state, o.score),
+        None => println!(
+            "Trust          {} (score {}/100; TRUSTED from {}, PENDING from {})",
+            o.state, o.score, o.thresholds.trusted_min, o.thresholds.pending_min
+        ),
+    }
+    if let Some(d) = &o.drift {
+        println!(
+            "Review needed  configuration version {} changed since version {} was reviewed: \
+             `mandate agent review {}`",
+            d.config_version, d.reviewed_version, a.name
+        );
     }
     let mut t = output::table(&["SIGNAL", "RESULT", "POINTS", "DETAIL"]);
     for s in &o.signals {

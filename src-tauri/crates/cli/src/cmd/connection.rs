@@ -8,6 +8,7 @@ use std::io::{IsTerminal, Read};
 use clap::{Args, Subcommand};
 use mandate_core::NewConnection;
 use mandate_core::broker::{BrokerSetup, ConnectionEdit, CredentialPlacement, presets};
+use mandate_core::approvals::ApprovalMode;
 use mandate_core::model::{ConnectionKind, TrustState};
 use mandate_core::secret::Sensitive;
 use zeroize::Zeroize;
@@ -70,6 +71,20 @@ pub enum ConnectionCmd {
         /// Agents below this trust state get no tokens for it (TRUSTED, PENDING, UNTRUSTED).
         #[arg(long, value_name = "STATE")]
         trust_floor: Option<TrustState>,
+        /// Agents whose trust score (0-100) is below this get nothing from it either.
+        #[arg(long, value_name = "SCORE", conflicts_with = "no_min_score")]
+        min_score: Option<i32>,
+        /// Remove the minimum score (the state floor stays).
+        #[arg(long)]
+        no_min_score: bool,
+        /// Every call to the connection waits for a person's approval (`always`), or only
+        /// calls below its floors do instead of being refused (`below-floor`); `off` removes
+        /// the mark.
+        #[arg(long, value_name = "MODE")]
+        approval: Option<String>,
+        /// The same for one action or MCP tool, ACTION=always|below-floor|off (repeatable).
+        #[arg(long = "action-approval", value_name = "ACTION=MODE")]
+        action_approvals: Vec<String>,
         /// What an action costs, ACTION=UNITS (repeatable; default 1).
         #[arg(long = "cost", value_name = "ACTION=N")]
         costs: Vec<String>,
@@ -336,7 +351,96 @@ pub fn run(ctx: &mut Ctx, cmd: ConnectionCmd) -> CliResult {
             essential,
             not_essential,
             trust_floor,
+            min_score,
+            no_min_score,
+            approval,
+            action_approvals,
         } => {
+            let mode = |v: &str| -> Result<Option<ApprovalMode>, CliError> {
+                if v == "off" {
+                    Ok(None)
+                } else {
+                    Ok(Some(v.parse()?))
+                }
+            };
+            let mut rules = Vec::new();
+            if let Some(a) = &approval {
+                rules.push((None, mode(a)?));
+            }
+            for raw in &action_approvals {
+                let (action, m_) = raw.split_once('=').ok_or_else(|| CliError::Exit {
+                    code: 3,
+                    message: format!(
+                        "'{raw}' is not ACTION=MODE; write it like repo.write=always"
+                    ),
+                })?;
+                rules.push((Some(action.to_string()), mode(m_)?));
+            }
+            for (action, mode) in &rules {
+                m.set_approval_rule(&name, action.as_deref(), *mode)?;
+                if !ctx.json {
+                    let what = action
+                        .as_ref()
+                        .map_or_else(|| "every call".to_string(), |a| format!("'{a}'"));
+                    match mode {
+                        Some(ApprovalMode::Always) => {
+                            println!("{what} on '{name}' now waits for a person's approval.")
+                        }
+                        Some(ApprovalMode::BelowFloor) => println!(
+                            "{what} on '{name}' below its floors now waits for a person's \
+                             approval instead of being refused."
+                        ),
+                        None => println!("{what} on '{name}' needs no approval now."),
+                    }
+                }
+            }
+            let score_change = match (min_score, no_min_score) {
+                (Some(n), _) => Some(Some(n)),
+                (None, true) => Some(None),
+                (None, false) => None,
+            };
+            let trust_side_only = trust_floor.is_none()
+                && auth.is_none()
+                && add_actions.is_empty()
+                && remove_actions.is_empty()
+                && rate_limit.is_none()
+                && !no_rate_limit
+                && daily_budget.is_none()
+                && !no_daily_budget
+                && costs.is_empty()
+                && essential.is_empty()
+                && not_essential.is_empty();
+            if score_change.is_none() && !rules.is_empty() && trust_side_only {
+                return Ok(());
+            }
+            if let Some(s) = score_change {
+                let c = m.set_connection_min_score(&name, s)?;
+                let only_score = trust_floor.is_none()
+                    && auth.is_none()
+                    && add_actions.is_empty()
+                    && remove_actions.is_empty()
+                    && rate_limit.is_none()
+                    && !no_rate_limit
+                    && daily_budget.is_none()
+                    && !no_daily_budget
+                    && costs.is_empty()
+                    && essential.is_empty()
+                    && not_essential.is_empty();
+                if only_score {
+                    if ctx.json {
+                        return crate::output::json(&c);
+                    } else {
+                        match c.min_score {
+                            Some(n) => println!(
+                                "'{}' now also needs a trust score of at least {n}.",
+                                c.name
+                            ),
+                            None => println!("'{}' has no minimum score now.", c.name),
+                        }
+                    }
+                    return Ok(());
+                }
+            }
             let edit = ConnectionEdit {
                 trust_floor,
                 auth: auth.as_deref().map(parse_auth).transpose()?,
@@ -467,7 +571,7 @@ pub fn run(ctx: &mut Ctx, cmd: ConnectionCmd) -> CliResult {
                         "not set (mandate connection set-secret, the URL on stdin)".into()
                     }
                 );
-                println!("Trust floor  {}", c.trust_floor);
+                println!("Trust floor  {}{}", c.trust_floor, min_score_note(c.min_score));
                 println!(
                     "Handed over  as {var} by `mandate exec` to programs whose token holds \
                      {}:connect. Unlike an HTTP connection, the program then holds the URL \
@@ -489,7 +593,7 @@ pub fn run(ctx: &mut Ctx, cmd: ConnectionCmd) -> CliResult {
                     "not set (mandate connection set-secret)".into()
                 }
             );
-            println!("Trust floor  {}", c.trust_floor);
+            println!("Trust floor  {}{}", c.trust_floor, min_score_note(c.min_score));
             let cfg = m.broker_config(&name)?;
             println!(
                 "Sent as      {} (by the broker at /proxy/{})",
@@ -565,4 +669,9 @@ pub fn run(ctx: &mut Ctx, cmd: ConnectionCmd) -> CliResult {
             Ok(())
         }
     }
+}
+
+/// ", and a score of at least N" when a connection has a minimum score.
+fn min_score_note(min_score: Option<i32>) -> String {
+    min_score.map_or_else(String::new, |n| format!(", and a trust score of at least {n}"))
 }

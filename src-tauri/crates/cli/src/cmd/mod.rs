@@ -1,6 +1,8 @@
 //! One module per area of the command line.
 
 pub mod agent;
+pub mod approvals;
+pub mod attest;
 pub mod audit;
 pub mod connection;
 pub mod delegation;

@@ -42,6 +42,8 @@ pub struct ProxyRequest {
     pub url: String,
     pub authorization: Vec<Sensitive<String>>,
     pub dpop: Vec<Sensitive<String>>,
+    /// The `Mandate-Approval` header: the id of an approval request the agent retries with.
+    pub approval: Option<String>,
 }
 
 /// A refused call. Its texts never hold a token or a credential.
@@ -54,6 +56,8 @@ pub struct Denial {
     pub retry_after: Option<u64>,
     /// The `WWW-Authenticate` challenge for 401s.
     pub challenge: Option<&'static str>,
+    /// With `approval_pending`: the request's id, for the `Mandate-Approval` header.
+    pub approval: Option<String>,
 }
 
 impl Denial {
@@ -64,6 +68,7 @@ impl Denial {
             description: description.into(),
             retry_after: None,
             challenge: None,
+            approval: None,
         }
     }
 
@@ -129,10 +134,21 @@ pub struct CallOutcome {
     pub result: &'static str,
 }
 
-/// The broker's in-memory state (rate-limit buckets), shared by every request.
-#[derive(Debug, Default)]
+/// The broker's in-memory state (rate-limit buckets), shared by every request, and how long
+/// it holds a call that waits for a person's approval.
+#[derive(Debug)]
 pub struct Broker {
     buckets: RateBuckets,
+    hold: std::time::Duration,
+}
+
+impl Default for Broker {
+    fn default() -> Self {
+        Broker {
+            buckets: RateBuckets::default(),
+            hold: std::time::Duration::from_secs(crate::approvals::DEFAULT_HOLD_SECS),
+        }
+    }
 }
 
 /// A path, safe for the audit trail: printable, short, no token-like text.
@@ -158,6 +174,8 @@ struct Context<'a> {
     on_behalf_of: Option<Actor>,
     connection: Option<&'a Connection>,
     action: Option<&'a str>,
+    /// The approval that let the call through, or the request it waits on.
+    approval: Option<String>,
 }
 
 impl Context<'_> {
@@ -171,6 +189,9 @@ impl Context<'_> {
         });
         if let Some(a) = self.action {
             v["action"] = json!(a);
+        }
+        if let Some(id) = d.approval.as_ref().or(self.approval.as_ref()) {
+            v["approval"] = json!(id);
         }
         if let Some(t) = self.token {
             v["token_jti"] = json!(t.jti);
@@ -210,6 +231,14 @@ impl Broker {
         Broker::default()
     }
 
+    /// A broker that holds calls waiting for approval up to `hold` (default 60 s).
+    pub fn with_hold(hold: std::time::Duration) -> Self {
+        Broker {
+            hold,
+            ..Broker::default()
+        }
+    }
+
     /// Decide one call (see the module docs for the order of checks). Every refusal is
     /// audited before it is returned; a permit is returned only after its `proxy.allowed`
     /// event and budget reservation are committed.
@@ -222,6 +251,7 @@ impl Broker {
             on_behalf_of: None,
             connection: None,
             action: None,
+            approval: None,
         };
         let deny = |ctx: &Context<'_>, d: Denial, count: Option<(&str, &str)>| -> Denial {
             let ev = ctx.event(&d);
@@ -406,13 +436,90 @@ impl Broker {
         let essential = policy.is_some_and(|p| p.essential);
 
         // 4. Trust floor and rate limit.
-        if agent.trust.state < connection.trust_floor {
+        // A person may stand in for the floor (`below_floor`), or be asked every time
+        // (`always`): the call is held while someone decides.
+        let below = crate::trust::below_floor(
+            agent.trust.state,
+            agent.trust.score,
+            connection.trust_floor,
+            connection.min_score,
+            agent.trust.organisation_floor,
+        );
+        let rule = match m
+            .lock()
+            .and_then(|c| crate::approvals::rule_for(&c, connection.id.as_str(), &action.name))
+        {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "the broker could not read an approval rule");
+                return Err(Denial::unavailable());
+            }
+        };
+        let ask_why = match (rule, &below) {
+            (Some(crate::approvals::ApprovalMode::Always), Some(why)) => {
+                Some(format!("always asks a person, and the agent is below the floor: {why}"))
+            }
+            (Some(crate::approvals::ApprovalMode::Always), None) => {
+                Some("this action always asks a person".to_string())
+            }
+            (Some(crate::approvals::ApprovalMode::BelowFloor), Some(why)) => Some(format!(
+                "the agent is {} (score {}) but {why}",
+                agent.trust.state, agent.trust.score
+            )),
+            _ => None,
+        };
+        if let Some(ask_why) = ask_why {
+            let state = agent.trust.state.to_string();
+            let ask = crate::approvals::Ask {
+                agent_id: agent.id.as_str(),
+                agent: agent.name.as_str(),
+                connection_id: connection.id.as_str(),
+                connection: connection.name.as_str(),
+                action: &scope,
+                on_behalf_of: on_behalf_of.as_ref(),
+                why: &ask_why,
+                trust_state: &state,
+                trust_score: agent.trust.score,
+                retry_id: req.approval.as_deref(),
+            };
+            match m.hold_for_approval(&ask, self.hold) {
+                Ok(crate::approvals::Outcome::Approved(id)) => ctx.approval = Some(id),
+                Ok(crate::approvals::Outcome::Denied { id, by, reason }) => {
+                    let d = Denial::new(
+                        403,
+                        "access_denied",
+                        format!("{by} denied this call (request {id}): {reason}"),
+                    );
+                    return Err(deny(&ctx, d, count));
+                }
+                Ok(crate::approvals::Outcome::Pending(id)) => {
+                    let mut d = Denial::new(
+                        403,
+                        "approval_pending",
+                        format!(
+                            "this call waits for a person's approval ({ask_why}); nobody \
+                             answered within {} s. Retry with the header `Mandate-Approval: \
+                             {id}` once someone approves it in the app or with `mandate \
+                             approvals approve {id}`",
+                            self.hold.as_secs()
+                        ),
+                    );
+                    d.retry_after = Some(5);
+                    d.approval = Some(id);
+                    return Err(deny(&ctx, d, count));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "the broker could not hold a call for approval");
+                    return Err(Denial::unavailable());
+                }
+            }
+        } else if let Some(why) = below {
             let d = Denial::new(
                 403,
                 "access_denied",
                 format!(
-                    "the agent '{}' is {} but '{}' requires at least {}",
-                    agent.name, agent.trust.state, connection.name, connection.trust_floor
+                    "the agent '{}' is {} (score {}) but {why} for '{}'",
+                    agent.name, agent.trust.state, agent.trust.score, connection.name
                 ),
             );
             return Err(deny(&ctx, d, count));

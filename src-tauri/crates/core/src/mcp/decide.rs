@@ -148,12 +148,28 @@ struct View {
     status: AgentStatus,
     scopes: BTreeSet<String>,
     trust: TrustState,
+    score: i32,
     floor: TrustState,
+    min_score: Option<i32>,
+    organisation_floor: i32,
     cfg: BrokerConfig,
     audit_arguments: bool,
     parent_chain: Vec<String>,
     /// Why a suspended or revoked agent above holds this one back (it then gets nothing).
     held_by_parent: Option<String>,
+}
+
+impl View {
+    /// Why the agent is below the server's floors (see `crate::trust::below_floor`).
+    fn below_floor(&self) -> Option<String> {
+        crate::trust::below_floor(
+            self.trust,
+            self.score,
+            self.floor,
+            self.min_score,
+            self.organisation_floor,
+        )
+    }
 }
 
 /// One agent's conversation with one MCP server.
@@ -263,12 +279,13 @@ impl McpSession {
             return Ok(v.clone());
         }
         let agent = self.mandate.get_agent(&self.agent_id)?;
-        let (floor, cfg, audit_arguments) = self.mandate.read(|conn| {
+        let (floor, min_score, cfg, audit_arguments) = self.mandate.read(|conn| {
             let s = load_server(conn, &self.server_id)?
                 .ok_or_else(|| Error::not_found("MCP server", self.server.clone()))?;
             let c = crate::registry::connection_tx(conn, &self.server_id)?;
             Ok((
                 s.trust_floor,
+                c.min_score,
                 crate::broker::config::load(conn, &c)?,
                 s.audit_arguments,
             ))
@@ -280,13 +297,27 @@ impl McpSession {
             held_by_parent: agent.held_by_parent.as_ref().map(|h| h.message.clone()),
             scopes: agent.scopes.iter().map(|s| s.to_string()).collect(),
             trust: agent.trust.state,
+            score: agent.trust.score,
             floor,
+            min_score,
+            organisation_floor: agent.trust.organisation_floor,
             cfg,
             audit_arguments,
             parent_chain,
         };
         *cached = Some(v.clone());
         Ok(v)
+    }
+
+    /// Whether calls of `action` can wait for a person's approval (an approval rule on the
+    /// tool or the server): such a tool stays listed below the floor.
+    fn asks_a_person(&self, action: &str) -> bool {
+        self.mandate
+            .lock()
+            .ok()
+            .and_then(|c| crate::approvals::rule_for(&c, &self.server_id, action).ok())
+            .flatten()
+            .is_some()
     }
 
     /// Whether the agent may use `action` right now (for filtering lists): active, holding
@@ -296,7 +327,7 @@ impl McpSession {
             let scope = super::tool_scope(&self.server, action);
             v.status == AgentStatus::Active
                 && v.held_by_parent.is_none()
-                && v.trust >= v.floor
+                && (v.below_floor().is_none() || self.asks_a_person(action))
                 && v.scopes.contains(&scope)
                 && self.token_allows(&scope)
         })
@@ -462,12 +493,79 @@ impl McpSession {
             d.scope = Some(scope);
             return Err(self.write_denial(call, d, Some(&view), true).await);
         }
-        if view.trust < view.floor {
+        // Approvals: a tool marked `always`, or `below_floor` while the agent is below the
+        // server's floors, needs a person's yes. The gateway does not hold the call (the
+        // core has no async runtime to wait on): it opens the request and answers
+        // `approval_pending` at once; once someone approves, the agent's next call of the
+        // tool goes through.
+        let below = view.below_floor();
+        let rule = match self.mandate.lock().and_then(|c| {
+            crate::approvals::rule_for(&c, &self.server_id, &action)
+        }) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "the MCP gateway could not read an approval rule");
+                return Err(McpDenial::unavailable());
+            }
+        };
+        let ask_why = match (rule, &below) {
+            (Some(crate::approvals::ApprovalMode::Always), _) => {
+                Some("this tool always asks a person".to_string())
+            }
+            (Some(crate::approvals::ApprovalMode::BelowFloor), Some(why)) => Some(format!(
+                "the agent is {} (score {}) but {why}",
+                view.trust, view.score
+            )),
+            _ => None,
+        };
+        if let Some(ask_why) = ask_why {
+            let state = view.trust.to_string();
+            let ask = crate::approvals::Ask {
+                agent_id: &self.agent_id,
+                agent: &self.agent,
+                connection_id: &self.server_id,
+                connection: &self.server,
+                action: &scope,
+                on_behalf_of: self.on_behalf_of.as_ref(),
+                why: &ask_why,
+                trust_state: &state,
+                trust_score: view.score,
+                retry_id: None,
+            };
+            match self
+                .mandate
+                .hold_for_approval(&ask, std::time::Duration::ZERO)
+            {
+                Ok(crate::approvals::Outcome::Approved(_)) => {}
+                Ok(crate::approvals::Outcome::Denied { id, by, reason }) => {
+                    let d = McpDenial::new(
+                        "access_denied",
+                        format!("{by} denied this call (request {id}): {reason}"),
+                    );
+                    return Err(self.write_denial(call, d, Some(&view), true).await);
+                }
+                Ok(crate::approvals::Outcome::Pending(id)) => {
+                    let d = McpDenial::new(
+                        "approval_pending",
+                        format!(
+                            "this call waits for a person's approval ({ask_why}); request {id}. \
+                             Call the tool again once someone approves it in the app or with \
+                             `mandate approvals approve {id}`"
+                        ),
+                    );
+                    return Err(self.write_denial(call, d, Some(&view), true).await);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "the MCP gateway could not ask for approval");
+                    return Err(McpDenial::unavailable());
+                }
+            }
+        } else if let Some(why) = below {
             let d = McpDenial::new(
                 "access_denied",
                 format!(
-                    "the agent '{}' is {} but '{}' requires at least {}",
-                    self.agent, view.trust, self.server, view.floor
+                    "the agent '{}' is {} (score {}) but {why} for '{}'",
+                    self.agent, view.trust, view.score, self.server
                 ),
             );
             return Err(self.write_denial(call, d, Some(&view), true).await);

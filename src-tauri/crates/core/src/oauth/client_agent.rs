@@ -92,6 +92,10 @@ pub(crate) struct ClientAgent {
     pub keys: Vec<ClientKey>,
     /// The effective trust state now (override included).
     pub trust: TrustState,
+    /// The trust score now (0-100).
+    pub score: i32,
+    /// The organisation's minimum score (0: none).
+    pub organisation_floor: i32,
 }
 
 /// What the registry says about one agent: everything [`ClientAgent`] is made of except the
@@ -115,12 +119,19 @@ pub(crate) struct AgentFacts {
     keys: Vec<ClientKey>,
     /// `(created_at, expires_at)` of each key, for the trust rules.
     key_times: Vec<(DateTime<Utc>, Option<DateTime<Utc>>)>,
+    /// The behaviour points the trust refresher last stored.
+    behaviour_points: i32,
+    /// `(points, expires_at)` of each attestation that counts for the current configuration.
+    attestations: Vec<(i32, DateTime<Utc>)>,
+    /// The configuration changed since a member last reviewed it.
+    drifted: bool,
+    settings: trust::TrustSettings,
 }
 
 impl AgentFacts {
     /// The agent as of `now`: its facts and the trust state they give at that time.
     pub fn at(&self, now: DateTime<Utc>) -> ClientAgent {
-        let trust = trust::state(&trust::StateInputs {
+        let (trust, score) = trust::state_and_score(&trust::StateInputs {
             status: self.status,
             has_owner: self.has_owner,
             key_times: &self.key_times,
@@ -128,6 +139,10 @@ impl AgentFacts {
             created_at: self.created_at,
             now,
             override_state: self.override_state,
+            behaviour_points: self.behaviour_points,
+            attestations: &self.attestations,
+            drifted: self.drifted,
+            thresholds: self.settings.thresholds,
         });
         // A sub-agent never exceeds its parent: what an agent above lacks is cut here too,
         // whatever the registry holds (defence in depth; see `lineage`).
@@ -153,6 +168,8 @@ impl AgentFacts {
             held_by: lineage::holding_parent(&chain).map(|a| (a.name.clone(), a.status)),
             keys: self.keys.clone(),
             trust,
+            score,
+            organisation_floor: self.settings.organisation_floor,
         }
     }
 }
@@ -169,11 +186,16 @@ pub(crate) fn facts(conn: &Tx<'_>, name: &str) -> Result<Option<AgentFacts>> {
         bool,
         Option<u32>,
         String,
+        u32,
+        u32,
+        Option<i32>,
     );
     let row: Option<Row> = conn.query_opt(
         "SELECT a.id, a.name, p.name, a.status, m.id IS NOT NULL, a.trust_override,
-                a.dpop_required, a.max_token_ttl_secs, a.created_at
+                a.dpop_required, a.max_token_ttl_secs, a.created_at, a.config_version,
+                a.reviewed_config_version, b.points
          FROM agents a
+         LEFT JOIN trust_behaviour b ON b.agent_id = a.id
          LEFT JOIN members m ON m.id = a.owner_id
          LEFT JOIN agents p ON p.id = a.parent_id
          WHERE a.name = ?1",
@@ -189,14 +211,34 @@ pub(crate) fn facts(conn: &Tx<'_>, name: &str) -> Result<Option<AgentFacts>> {
                 r.get(6)?,
                 r.get(7)?,
                 r.get(8)?,
+                r.get(9)?,
+                r.get(10)?,
+                r.get(11)?,
             ))
         },
     )?;
-    let Some((id, name, parent, status, has_owner, t_override, dpop_required, max_ttl, created)) =
-        row
+    let Some((
+        id,
+        name,
+        parent,
+        status,
+        has_owner,
+        t_override,
+        dpop_required,
+        max_ttl,
+        created,
+        version,
+        reviewed,
+        behaviour_points,
+    )) = row
     else {
         return Ok(None);
     };
+    let attestations = trust::records::counted(conn, &id, version)?
+        .into_iter()
+        .map(|a| (a.points, a.expires_at))
+        .collect();
+    let settings = trust::records::settings(conn)?;
     let grants = |agent_id: &str| -> Result<Vec<Scope>> {
         let mut scopes = conn.query_map(
             "SELECT scope FROM agent_scopes WHERE agent_id = ?1",
@@ -255,6 +297,10 @@ pub(crate) fn facts(conn: &Tx<'_>, name: &str) -> Result<Option<AgentFacts>> {
         ancestors,
         keys,
         key_times,
+        behaviour_points: behaviour_points.unwrap_or(0),
+        attestations,
+        drifted: version > reviewed,
+        settings,
     }))
 }
 

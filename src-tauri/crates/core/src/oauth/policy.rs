@@ -87,27 +87,38 @@ pub(crate) struct ConnInfo {
     pub name: String,
     pub base_url: String,
     pub floor: TrustState,
+    /// The connection's minimum score, beside its state floor (None: none).
+    pub min_score: Option<i32>,
+    /// Whether calls to it (or some of its actions) ask a person below the floor: tokens are
+    /// then issued and the broker or MCP gateway holds each call for approval.
+    pub asks_approval: bool,
 }
 
 /// Every connection, cheaply.
 pub(crate) fn connections(conn: &Tx<'_>) -> Result<Vec<ConnInfo>> {
     let rows = conn.query_map(
-        "SELECT name, base_url, trust_floor FROM connections",
+        "SELECT c.name, c.base_url, c.trust_floor, c.min_score,
+                EXISTS (SELECT 1 FROM approval_rules r WHERE r.connection_id = c.id)
+         FROM connections c",
         params![],
         |r| {
             Ok((
                 r.get::<String>(0)?,
                 r.get::<String>(1)?,
                 r.get::<String>(2)?,
+                r.get::<Option<i32>>(3)?,
+                r.get::<bool>(4)?,
             ))
         },
     )?;
     let mut out = Vec::new();
-    for (name, base_url, floor) in rows {
+    for (name, base_url, floor, min_score, asks_approval) in rows {
         out.push(ConnInfo {
             name,
             base_url,
             floor: floor.parse()?,
+            min_score,
+            asks_approval,
         });
     }
     Ok(out)
@@ -142,11 +153,37 @@ pub(crate) struct Withheld {
     pub floor: TrustState,
 }
 
+/// Whether the agent is below the connection's floor: its state floor, its minimum score or
+/// the organisation's minimum score (the same rule as the broker's and the MCP gateway's,
+/// `crate::trust::below_floor`).
+/// A connection that asks a person below its floor is not a refusal here: the token is
+/// issued and the broker or MCP gateway holds each call until someone approves it.
+fn below_floor(agent: &ClientAgent, c: &ConnInfo) -> bool {
+    !c.asks_approval
+        && crate::trust::below_floor(
+        agent.trust,
+        agent.score,
+        c.floor,
+        c.min_score,
+        agent.organisation_floor,
+    )
+    .is_some()
+}
+
 fn floor_refusal(agent: &ClientAgent, c: &ConnInfo) -> OAuthError {
+    let why = crate::trust::below_floor(
+        agent.trust,
+        agent.score,
+        c.floor,
+        c.min_score,
+        agent.organisation_floor,
+    )
+    .unwrap_or_default();
     OAuthError::UnauthorizedClient(format!(
-        "the agent '{}' is {} but the connection '{}' requires at least {}; raise its \
-         trust (or approve it in the app) before it gets tokens for this connection",
-        agent.name, agent.trust, c.name, c.floor
+        "the agent '{}' is {} (score {}) but {why} for the connection '{}'; raise its \
+         trust (`mandate agent show {}` lists its signals) before it gets tokens for this \
+         connection",
+        agent.name, agent.trust, agent.score, c.name, agent.name
     ))
 }
 
@@ -267,7 +304,7 @@ pub(crate) fn plan(
         scopes.retain(|s| {
             let cname = s.split_once(':').map_or("", |(c, _)| c);
             match conns.iter().find(|c| c.name == cname) {
-                Some(c) if agent.trust < c.floor => {
+                Some(c) if below_floor(agent, c) => {
                     first_refusal.get_or_insert_with(|| floor_refusal(agent, c));
                     withheld.push(Withheld {
                         scope: s.clone(),
@@ -312,7 +349,7 @@ pub(crate) fn plan(
         }
     }
     for c in &aud_conns {
-        if agent.trust < c.floor {
+        if below_floor(agent, c) {
             return Err(floor_refusal(agent, c));
         }
     }

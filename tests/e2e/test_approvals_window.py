@@ -1,0 +1,80 @@
+"""Issue 19's "done when", in the real window: a new agent calls an action marked
+`below-floor` through the broker and waits; the founder opens Approvals, sees who asks for
+what and with what trust, approves it for one hour, and the held call completes. The upstream
+is the broker tests' GitHub-shaped server, its own process on loopback."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+UPSTREAM = os.path.join(os.path.dirname(__file__), "..", "broker_upstream", "upstream.py")
+
+
+def test_a_held_broker_call_completes_when_the_founder_approves_it_for_an_hour(install, app_for, tmp_path):
+    log = tmp_path / "upstream.jsonl"
+    upstream = subprocess.Popen([sys.executable, UPSTREAM, str(log)], stdout=subprocess.PIPE, text=True)
+    try:
+        up_port = int(upstream.stdout.readline().strip())
+        install.cli("member", "add", "founder")
+        install.cli(
+            "connection", "add", "github", "--preset", "github",
+            "--base-url", f"http://127.0.0.1:{up_port}", "--trust-floor", "TRUSTED",
+        )
+        install.cli("connection", "set-secret", "github", input="ghp_e2eSECRET0123456789")
+        install.cli("connection", "edit", "github", "--action-approval", "repo.read=below-floor")
+        install.cli(
+            "agent", "add", "billing-report-agent", "--owner", "founder",
+            "--purpose", "monthly billing report", "--scope", "github:repo.read", "--generate-key",
+        )
+        app = app_for(install)
+        app.wait_until(
+            lambda: "Endpoint on :" in app.wait('[data-testid="endpoint-status"]').text,
+            message="the endpoint did not start with the window",
+        )
+        token = install.cli("token", "billing-report-agent").stdout.strip()
+        port = install.env["MANDATE_PORT"]
+        result = {}
+
+        def call():
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{port}/proxy/github/repos/acme/billing/issues",
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            started = time.time()
+            try:
+                with urllib.request.urlopen(req, timeout=90) as r:
+                    result["status"] = r.status
+                    result["body"] = r.read().decode()
+            except urllib.error.HTTPError as e:
+                result["status"] = e.code
+                result["body"] = e.read().decode()
+            result["waited"] = time.time() - started
+
+        t = threading.Thread(target=call)
+        t.start()
+
+        app.go("approvals")
+        card = app.wait('[data-testid^="approval-"]', timeout=30)
+        text = card.text
+        assert "billing-report-agent asks to call github:repo.read" in text, text
+        assert "PENDING" in text and "requires at least TRUSTED" in text, text
+        app.screenshot("approvals-inbox")
+        app.button("For 1 hour")
+        t.join(60)
+        assert not t.is_alive(), "the held call never returned"
+        assert result["status"] == 200, result
+        assert result["waited"] > 0.5, result
+        assert json.loads(log.read_text().splitlines()[0])["target"] == "/repos/acme/billing/issues"
+        app.wait_text("Approved by founder until")
+        app.wait('[data-testid="no-approvals"]')
+        app.screenshot("approvals-decided")
+        decided = install.cli_json("approvals", "list", "--all")
+        assert decided[0]["status"] == "approved" and decided[0]["decided_by"] == "founder"
+    finally:
+        upstream.terminate()
+        upstream.wait(10)
