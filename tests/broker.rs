@@ -1030,13 +1030,24 @@ fn a_call_below_the_floor_waits_for_a_person_and_completes_once_approved_for_an_
     assert_eq!(pending["action"], "github:repo.read");
     assert_eq!(pending["trust_state"], "PENDING");
     assert!(
-        pending["why"].as_str().unwrap().contains("requires at least TRUSTED"),
+        pending["why"]
+            .as_str()
+            .unwrap()
+            .contains("requires at least TRUSTED"),
         "{pending}"
     );
     std::thread::sleep(std::time::Duration::from_secs(1));
     let id = pending["id"].as_str().unwrap().to_string();
     b.env
-        .run(&["approvals", "approve", &id, "--for", "1h", "--as", "founder"])
+        .run(&[
+            "approvals",
+            "approve",
+            &id,
+            "--for",
+            "1h",
+            "--as",
+            "founder",
+        ])
         .ok();
     let (r, waited) = held.join().unwrap();
     assert_eq!(r.status, 200, "the held call completes: {}", r.body);
@@ -1060,8 +1071,18 @@ fn a_call_below_the_floor_waits_for_a_person_and_completes_once_approved_for_an_
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let actions: Vec<&str> = events.iter().map(|e| e["action"].as_str().unwrap()).collect();
-    assert_eq!(actions, ["approval.rule_set", "approval.requested", "approval.approved"]);
+    let actions: Vec<&str> = events
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "approval.rule_set",
+            "approval.requested",
+            "approval.approved"
+        ]
+    );
     assert_eq!(events[1]["actor"]["name"], AGENT);
     assert_eq!(events[2]["actor"]["name"], "founder");
     assert!(events[2]["details"]["valid_until"].is_string());

@@ -71,6 +71,6 @@ mod service;
 mod team_store;
 mod tls;
 mod token_cli;
-mod trust_cli;
 mod token_endpoint;
 mod trials;
+mod trust_cli;

@@ -149,7 +149,10 @@ fn a_burst_of_denials_drops_the_score_below_the_floor_within_a_minute_and_the_si
     assert_eq!(d["outcome"], "fail");
     assert!(d["contribution"].as_i64().unwrap() < 0);
     let detail = d["detail"].as_str().unwrap();
-    assert!(detail.contains("were refused in the last 10 minutes"), "{detail}");
+    assert!(
+        detail.contains("were refused in the last 10 minutes"),
+        "{detail}"
+    );
     assert!(detail.contains("Clears once"), "{detail}");
     // The score is the sum of the signals' points.
     let sum: i64 = after["signals"]
@@ -219,10 +222,7 @@ fn a_signed_review_attestation_raises_the_score_by_at_most_its_bound_and_stops_c
     let list = env.run(&["attest", "list", AGENT, "--json"]).ok().json();
     assert_eq!(list[0]["counts"], false);
     assert!(
-        list[0]["why_not"]
-            .as_str()
-            .unwrap()
-            .contains("was revoked"),
+        list[0]["why_not"].as_str().unwrap().contains("was revoked"),
         "{list}"
     );
     let again = signed_review(&env, &keys, "pass", "2099-01-01T00:00:00Z", "5");
@@ -246,8 +246,14 @@ fn a_signed_review_attestation_raises_the_score_by_at_most_its_bound_and_stops_c
     let stale = signed_review(&env, &keys2, "pass", "2099-06-01T00:00:00Z", "5");
     env.run(&["attest", "add", old.to_str().unwrap()]).ok();
     assert_eq!(trust(&env)["score"].as_i64().unwrap(), base + 5);
-    env.run(&["agent", "edit", AGENT, "--purpose", "quarterly billing report"])
-        .ok();
+    env.run(&[
+        "agent",
+        "edit",
+        AGENT,
+        "--purpose",
+        "quarterly billing report",
+    ])
+    .ok();
     let list = env.run(&["attest", "list", AGENT, "--json"]).ok().json();
     assert!(
         list[0]["why_not"]
@@ -266,7 +272,10 @@ fn a_signed_review_attestation_raises_the_score_by_at_most_its_bound_and_stops_c
         "attestation.refused",
         "attestor.revoked",
     ] {
-        assert!(actions.iter().any(|x| x == a), "{a} missing from {actions:?}");
+        assert!(
+            actions.iter().any(|x| x == a),
+            "{a} missing from {actions:?}"
+        );
     }
 }
 
@@ -282,7 +291,10 @@ fn a_configuration_change_holds_the_agent_at_pending_until_a_member_reviews_it()
         .ok();
     let t = trust(&env);
     assert_eq!(t["state"], "PENDING", "{t}");
-    assert!(t["score"].as_i64().unwrap() >= 41, "the score itself is unchanged");
+    assert!(
+        t["score"].as_i64().unwrap() >= 41,
+        "the score itself is unchanged"
+    );
     let review = signal(&t, "review").unwrap();
     assert_eq!(review["outcome"], "warn");
     assert!(

@@ -200,7 +200,11 @@ pub enum Outcome {
     /// A person said yes (the id of the approval that let it through).
     Approved(String),
     /// A person said no.
-    Denied { id: String, by: String, reason: String },
+    Denied {
+        id: String,
+        by: String,
+        reason: String,
+    },
     /// Nobody answered in time: retry with this id.
     Pending(String),
 }
@@ -464,7 +468,10 @@ impl Mandate {
         self.decide(id, &actor, move |_| ("denied", Some(r), None, json!({})))
     }
 
-    #[allow(clippy::type_complexity, reason = "one private step of approve and deny")]
+    #[allow(
+        clippy::type_complexity,
+        reason = "one private step of approve and deny"
+    )]
     fn decide(
         &self,
         id: &str,

@@ -78,7 +78,10 @@ pub fn run(ctx: &mut Ctx, cmd: ApprovalsCmd) -> CliResult {
             until.format("%Y-%m-%d %H:%M UTC")
         ),
         (mandate_core::approvals::ApprovalStatus::Approved, None) => {
-            println!("Approved once: '{}' may make this call of {}.", a.agent, a.action)
+            println!(
+                "Approved once: '{}' may make this call of {}.",
+                a.agent, a.action
+            )
         }
         _ => println!("Denied: '{}' is told why.", a.agent),
     }

@@ -200,7 +200,10 @@ pub fn run_trust(ctx: &mut Ctx, a: TrustArgs) -> CliResult {
         if s.organisation_floor == 0 {
             "none".to_string()
         } else {
-            format!("every request needs a score of at least {}", s.organisation_floor)
+            format!(
+                "every request needs a score of at least {}",
+                s.organisation_floor
+            )
         }
     );
     Ok(())

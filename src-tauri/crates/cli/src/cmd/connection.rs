@@ -7,8 +7,8 @@ use std::io::{IsTerminal, Read};
 
 use clap::{Args, Subcommand};
 use mandate_core::NewConnection;
-use mandate_core::broker::{BrokerSetup, ConnectionEdit, CredentialPlacement, presets};
 use mandate_core::approvals::ApprovalMode;
+use mandate_core::broker::{BrokerSetup, ConnectionEdit, CredentialPlacement, presets};
 use mandate_core::model::{ConnectionKind, TrustState};
 use mandate_core::secret::Sensitive;
 use zeroize::Zeroize;
@@ -370,9 +370,7 @@ pub fn run(ctx: &mut Ctx, cmd: ConnectionCmd) -> CliResult {
             for raw in &action_approvals {
                 let (action, m_) = raw.split_once('=').ok_or_else(|| CliError::Exit {
                     code: 3,
-                    message: format!(
-                        "'{raw}' is not ACTION=MODE; write it like repo.write=always"
-                    ),
+                    message: format!("'{raw}' is not ACTION=MODE; write it like repo.write=always"),
                 })?;
                 rules.push((Some(action.to_string()), mode(m_)?));
             }
@@ -571,7 +569,11 @@ pub fn run(ctx: &mut Ctx, cmd: ConnectionCmd) -> CliResult {
                         "not set (mandate connection set-secret, the URL on stdin)".into()
                     }
                 );
-                println!("Trust floor  {}{}", c.trust_floor, min_score_note(c.min_score));
+                println!(
+                    "Trust floor  {}{}",
+                    c.trust_floor,
+                    min_score_note(c.min_score)
+                );
                 println!(
                     "Handed over  as {var} by `mandate exec` to programs whose token holds \
                      {}:connect. Unlike an HTTP connection, the program then holds the URL \
@@ -593,7 +595,11 @@ pub fn run(ctx: &mut Ctx, cmd: ConnectionCmd) -> CliResult {
                     "not set (mandate connection set-secret)".into()
                 }
             );
-            println!("Trust floor  {}{}", c.trust_floor, min_score_note(c.min_score));
+            println!(
+                "Trust floor  {}{}",
+                c.trust_floor,
+                min_score_note(c.min_score)
+            );
             let cfg = m.broker_config(&name)?;
             println!(
                 "Sent as      {} (by the broker at /proxy/{})",
@@ -673,5 +679,7 @@ pub fn run(ctx: &mut Ctx, cmd: ConnectionCmd) -> CliResult {
 
 /// ", and a score of at least N" when a connection has a minimum score.
 fn min_score_note(min_score: Option<i32>) -> String {
-    min_score.map_or_else(String::new, |n| format!(", and a trust score of at least {n}"))
+    min_score.map_or_else(String::new, |n| {
+        format!(", and a trust score of at least {n}")
+    })
 }

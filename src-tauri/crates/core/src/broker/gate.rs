@@ -456,9 +456,9 @@ impl Broker {
             }
         };
         let ask_why = match (rule, &below) {
-            (Some(crate::approvals::ApprovalMode::Always), Some(why)) => {
-                Some(format!("always asks a person, and the agent is below the floor: {why}"))
-            }
+            (Some(crate::approvals::ApprovalMode::Always), Some(why)) => Some(format!(
+                "always asks a person, and the agent is below the floor: {why}"
+            )),
             (Some(crate::approvals::ApprovalMode::Always), None) => {
                 Some("this action always asks a person".to_string())
             }

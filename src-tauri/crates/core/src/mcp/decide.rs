@@ -499,9 +499,11 @@ impl McpSession {
         // `approval_pending` at once; once someone approves, the agent's next call of the
         // tool goes through.
         let below = view.below_floor();
-        let rule = match self.mandate.lock().and_then(|c| {
-            crate::approvals::rule_for(&c, &self.server_id, &action)
-        }) {
+        let rule = match self
+            .mandate
+            .lock()
+            .and_then(|c| crate::approvals::rule_for(&c, &self.server_id, &action))
+        {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "the MCP gateway could not read an approval rule");

@@ -161,13 +161,13 @@ pub(crate) struct Withheld {
 fn below_floor(agent: &ClientAgent, c: &ConnInfo) -> bool {
     !c.asks_approval
         && crate::trust::below_floor(
-        agent.trust,
-        agent.score,
-        c.floor,
-        c.min_score,
-        agent.organisation_floor,
-    )
-    .is_some()
+            agent.trust,
+            agent.score,
+            c.floor,
+            c.min_score,
+            agent.organisation_floor,
+        )
+        .is_some()
 }
 
 fn floor_refusal(agent: &ClientAgent, c: &ConnInfo) -> OAuthError {

@@ -315,8 +315,8 @@ fn read_statement(payload: &[u8]) -> Result<Review> {
                  (`mandate attest subject AGENT` prints it)",
             )
         })?;
-    let predicate: Predicate = serde_json::from_value(st.predicate.unwrap_or_default())
-        .map_err(|e| {
+    let predicate: Predicate =
+        serde_json::from_value(st.predicate.unwrap_or_default()).map_err(|e| {
             bad(format!(
                 "the review predicate is incomplete ({e}); it needs result, scope_reviewed \
                  and expires"

@@ -101,40 +101,42 @@ pub fn signals(a: &Activity, now: DateTime<Utc>) -> Vec<TrustSignal> {
     } else {
         format!("{expected:.1} per {WINDOW_MINUTES} minutes is usual")
     };
-    out.push(if d >= DENIAL_BURST_MIN && f64::from(d) > 3.0 * expected + 3.0 {
-        sig(
-            "denials",
-            "Denials as usual",
-            Fail,
-            PENALTY_DENIAL_BURST,
-            format!(
-                "{d} of its last {} requests were refused in the last {WINDOW_MINUTES} minutes \
+    out.push(
+        if d >= DENIAL_BURST_MIN && f64::from(d) > 3.0 * expected + 3.0 {
+            sig(
+                "denials",
+                "Denials as usual",
+                Fail,
+                PENALTY_DENIAL_BURST,
+                format!(
+                    "{d} of its last {} requests were refused in the last {WINDOW_MINUTES} minutes \
                  ({usual}). Clears once the last {WINDOW_MINUTES} minutes hold fewer than \
                  {DENIAL_BURST_MIN} refusals: find out what it tries (the audit trail lists \
                  each refusal) and fix its requests or its scopes, or suspend it",
-                a.recent_requests.max(d)
-            ),
-        )
-    } else if d >= 3 {
-        sig(
-            "denials",
-            "Denials as usual",
-            Warn,
-            0,
-            format!(
-                "{d} refusals in the last {WINDOW_MINUTES} minutes ({usual}); \
+                    a.recent_requests.max(d)
+                ),
+            )
+        } else if d >= 3 {
+            sig(
+                "denials",
+                "Denials as usual",
+                Warn,
+                0,
+                format!(
+                    "{d} refusals in the last {WINDOW_MINUTES} minutes ({usual}); \
                  {DENIAL_BURST_MIN} or more would be a burst"
-            ),
-        )
-    } else {
-        sig(
-            "denials",
-            "Denials as usual",
-            Pass,
-            POINTS_DENIALS,
-            format!("{d} refusals in the last {WINDOW_MINUTES} minutes ({usual})"),
-        )
-    });
+                ),
+            )
+        } else {
+            sig(
+                "denials",
+                "Denials as usual",
+                Pass,
+                POINTS_DENIALS,
+                format!("{d} refusals in the last {WINDOW_MINUTES} minutes ({usual})"),
+            )
+        },
+    );
 
     if learning {
         out.push(sig(

@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{AgentKey, AgentStatus, Scope, TrustState};
 
-pub use records::{Attestor, AttestationView, TrustSettings};
+pub use records::{AttestationView, Attestor, TrustSettings};
 
 /// Keys older than this count as stale: rotate them.
 pub const KEY_MAX_AGE_DAYS: i64 = 90;
@@ -52,8 +52,12 @@ pub const POINTS_KEY_AGE: i32 = 5;
 pub const POINTS_SCOPES: i32 = 10;
 pub const POINTS_TRACK_RECORD: i32 = 25;
 /// The most the checklist gives.
-pub const CHECKLIST_MAX: i32 =
-    POINTS_STATUS + POINTS_OWNER + POINTS_KEY + POINTS_KEY_AGE + POINTS_SCOPES + POINTS_TRACK_RECORD;
+pub const CHECKLIST_MAX: i32 = POINTS_STATUS
+    + POINTS_OWNER
+    + POINTS_KEY
+    + POINTS_KEY_AGE
+    + POINTS_SCOPES
+    + POINTS_TRACK_RECORD;
 
 /// How one signal came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -279,7 +283,11 @@ fn computed_state(
         return TrustState::Untrusted;
     }
     let s = thresholds.state(score);
-    if drifted { s.min(TrustState::Pending) } else { s }
+    if drifted {
+        s.min(TrustState::Pending)
+    } else {
+        s
+    }
 }
 
 fn effective(
@@ -649,7 +657,11 @@ mod tests {
         let r = evaluate(i);
         assert_eq!((r.score, r.state), (CHECKLIST_MAX, TrustState::Pending));
         let review = r.signals.iter().find(|s| s.id == "review").unwrap();
-        assert!(review.detail.contains("mandate agent review"), "{}", review.detail);
+        assert!(
+            review.detail.contains("mandate agent review"),
+            "{}",
+            review.detail
+        );
     }
 
     #[test]
@@ -700,7 +712,10 @@ mod tests {
         let attestation_sets: Vec<Vec<(i32, DateTime<Utc>)>> = vec![
             vec![],
             vec![(20, now + Duration::days(1))],
-            vec![(30, now - Duration::seconds(1)), (-10, now + Duration::days(1))],
+            vec![
+                (30, now - Duration::seconds(1)),
+                (-10, now + Duration::days(1)),
+            ],
         ];
         let thresholds = [
             Thresholds::default(),

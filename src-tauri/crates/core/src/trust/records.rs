@@ -142,8 +142,16 @@ pub(crate) fn keep_reviewed(tx: &rusqlite::Transaction<'_>, id: &str) -> Result<
 }
 
 fn load_attestor(conn: &rusqlite::Connection, name: &str) -> Result<(String, Attestor)> {
-    let row: Option<(String, String, Vec<u8>, i32, String, Option<String>, Option<String>)> =
-        conn.query_row(
+    let row: Option<(
+        String,
+        String,
+        Vec<u8>,
+        i32,
+        String,
+        Option<String>,
+        Option<String>,
+    )> = conn
+        .query_row(
             "SELECT id, name, public_key, max_points, created_at, revoked_at, revoke_reason
              FROM attestors WHERE name = ?1",
             [name],
@@ -255,7 +263,11 @@ impl Mandate {
                 tx,
                 now,
                 NewEvent::new(&actor, "trust.settings_changed", Decision::Allow)
-                    .target(Target::new("settings", "trust", "trust thresholds and floor"))
+                    .target(Target::new(
+                        "settings",
+                        "trust",
+                        "trust thresholds and floor",
+                    ))
                     .details(json!({
                         "from": {"trusted_min": before.thresholds.trusted_min,
                                  "pending_min": before.thresholds.pending_min,
@@ -511,7 +523,10 @@ impl Mandate {
             .ok_or_else(|| Error::Storage("a stored attestation could not be read back".into()))
     }
 
-    #[allow(clippy::type_complexity, reason = "one private step of add_attestation")]
+    #[allow(
+        clippy::type_complexity,
+        reason = "one private step of add_attestation"
+    )]
     fn check_attestation(
         &self,
         envelope: &str,
@@ -520,13 +535,16 @@ impl Mandate {
         let now = self.now();
         let rows: Vec<(String, String, Vec<u8>, i32, Option<String>)> = conn
             .prepare("SELECT id, name, public_key, max_points, revoked_at FROM attestors")?
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?
             .collect::<rusqlite::Result<_>>()?;
         let mut keys_ = Vec::with_capacity(rows.len());
         for (_, name, pk, _, revoked) in &rows {
-            let arr: [u8; 32] = pk.as_slice().try_into().map_err(|_| {
-                Error::Storage("a stored attestor key has the wrong length".into())
-            })?;
+            let arr: [u8; 32] = pk
+                .as_slice()
+                .try_into()
+                .map_err(|_| Error::Storage("a stored attestor key has the wrong length".into()))?;
             keys_.push(attest::SignerKey {
                 name,
                 key: VerifyingKey::from_bytes(&arr).map_err(|_| {
