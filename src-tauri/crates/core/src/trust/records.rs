@@ -141,16 +141,19 @@ pub(crate) fn keep_reviewed(tx: &rusqlite::Transaction<'_>, id: &str) -> Result<
     Ok(())
 }
 
+/// An attestor's row: id, name, public key, max points, created, revoked, reason.
+type AttestorRow = (
+    String,
+    String,
+    Vec<u8>,
+    i32,
+    String,
+    Option<String>,
+    Option<String>,
+);
+
 fn load_attestor(conn: &rusqlite::Connection, name: &str) -> Result<(String, Attestor)> {
-    let row: Option<(
-        String,
-        String,
-        Vec<u8>,
-        i32,
-        String,
-        Option<String>,
-        Option<String>,
-    )> = conn
+    let row: Option<AttestorRow> = conn
         .query_row(
             "SELECT id, name, public_key, max_points, created_at, revoked_at, revoke_reason
              FROM attestors WHERE name = ?1",
