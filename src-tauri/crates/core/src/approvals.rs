@@ -18,8 +18,8 @@
 
 use std::time::{Duration as StdDuration, Instant};
 
+use crate::store::{Tx, params};
 use chrono::{DateTime, Duration, Utc};
-use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -180,17 +180,16 @@ pub struct Approval {
 /// The approval rule for `action` on connection `connection_id`: its own, else the whole
 /// connection's.
 pub(crate) fn rule_for(
-    conn: &rusqlite::Connection,
+    conn: &Tx<'_>,
     connection_id: &str,
     action: &str,
 ) -> Result<Option<ApprovalMode>> {
-    let mode: Option<String> = conn
-        .prepare_cached(
-            "SELECT mode FROM approval_rules WHERE connection_id = ?1 AND action IN (?2, '')
+    let mode: Option<String> = conn.query_opt(
+        "SELECT mode FROM approval_rules WHERE connection_id = ?1 AND action IN (?2, '')
              ORDER BY action DESC LIMIT 1",
-        )?
-        .query_row(params![connection_id, action], |r| r.get(0))
-        .optional()?;
+        params![connection_id, action],
+        |r| r.get(0),
+    )?;
     mode.as_deref().map(ApprovalMode::from_db).transpose()
 }
 
@@ -313,22 +312,20 @@ impl Mandate {
     /// not yet used (marked used here, in the same transaction).
     fn use_grant(&self, ask: &Ask<'_>) -> Result<Option<String>> {
         self.write(|tx, now| {
-            let row: Option<(String, Option<String>)> = tx
-                .query_row(
-                    "SELECT id, valid_until FROM approvals
+            let row: Option<(String, Option<String>)> = tx.query_opt(
+                "SELECT id, valid_until FROM approvals
                      WHERE agent_id = ?1 AND connection_id = ?2 AND action = ?3
                        AND status = 'approved'
                        AND ((valid_until IS NULL AND used = 0) OR valid_until > ?4)
                      ORDER BY decided_at DESC LIMIT 1",
-                    params![ask.agent_id, ask.connection_id, ask.action, ts(now)],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
+                params![ask.agent_id, ask.connection_id, ask.action, ts(now)],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
             let Some((id, until)) = row else {
                 return Ok(None);
             };
             if until.is_none() {
-                tx.execute("UPDATE approvals SET used = 1 WHERE id = ?1", [&id])?;
+                tx.execute("UPDATE approvals SET used = 1 WHERE id = ?1", params![id])?;
             }
             Ok(Some(id))
         })
@@ -336,29 +333,26 @@ impl Mandate {
 
     /// The request `id` if it is this agent's for this call.
     fn retry_of(&self, ask: &Ask<'_>, id: &str) -> Result<Option<String>> {
-        let conn = self.lock()?;
-        Ok(conn
-            .query_row(
+        self.read(|conn| {
+            Ok(conn.query_opt(
                 "SELECT id FROM approvals WHERE id = ?1 AND agent_id = ?2 AND connection_id = ?3
-                   AND action = ?4",
+                       AND action = ?4",
                 params![id, ask.agent_id, ask.connection_id, ask.action],
                 |r| r.get(0),
-            )
-            .optional()?)
+            )?)
+        })
     }
 
     fn open_request(&self, ask: &Ask<'_>) -> Result<String> {
         let id = format!("apr_{}", uuid::Uuid::new_v4().simple());
         self.write(|tx, now| {
             // One open request per agent and call: a second held call joins the first.
-            let open: Option<String> = tx
-                .query_row(
-                    "SELECT id FROM approvals WHERE agent_id = ?1 AND connection_id = ?2
+            let open: Option<String> = tx.query_opt(
+                "SELECT id FROM approvals WHERE agent_id = ?1 AND connection_id = ?2
                        AND action = ?3 AND status = 'pending' AND expires_at > ?4",
-                    params![ask.agent_id, ask.connection_id, ask.action, ts(now)],
-                    |r| r.get(0),
-                )
-                .optional()?;
+                params![ask.agent_id, ask.connection_id, ask.action, ts(now)],
+                |r| r.get(0),
+            )?;
             if let Some(open) = open {
                 return Ok(open);
             }
@@ -405,37 +399,39 @@ impl Mandate {
 
     /// One request by id.
     pub fn approval(&self, id: &str) -> Result<Approval> {
-        let conn = self.lock()?;
-        load(&conn, id)?.ok_or_else(|| {
-            Error::not_found_hint(
-                "approval request",
-                id,
-                "`mandate approvals list` shows the open ones".to_string(),
-            )
+        self.read(|conn| {
+            load(&conn, id)?.ok_or_else(|| {
+                Error::not_found_hint(
+                    "approval request",
+                    id,
+                    "`mandate approvals list` shows the open ones".to_string(),
+                )
+            })
         })
     }
 
     /// Requests, newest first: the open ones, or (`all`) every one of the last 7 days.
     pub fn list_approvals(&self, all: bool) -> Result<Vec<Approval>> {
-        let conn = self.lock()?;
-        let now = self.now();
-        let ids: Vec<String> = if all {
-            conn.prepare(
-                "SELECT id FROM approvals WHERE requested_at >= ?1 ORDER BY requested_at DESC",
-            )?
-            .query_map([ts(now - Duration::days(7))], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?
-        } else {
-            conn.prepare(
-                "SELECT id FROM approvals WHERE status = 'pending' AND expires_at > ?1
-                 ORDER BY requested_at DESC",
-            )?
-            .query_map([ts(now)], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?
-        };
-        ids.iter()
-            .filter_map(|id| load(&conn, id).transpose())
-            .collect()
+        self.read(|conn| {
+            let now = self.now();
+            let ids: Vec<String> = if all {
+                conn.query_map(
+                    "SELECT id FROM approvals WHERE requested_at >= ?1 ORDER BY requested_at DESC",
+                    params![ts(now - Duration::days(7))],
+                    |r| r.get(0),
+                )?
+            } else {
+                conn.query_map(
+                    "SELECT id FROM approvals WHERE status = 'pending' AND expires_at > ?1
+                     ORDER BY requested_at DESC",
+                    params![ts(now)],
+                    |r| r.get(0),
+                )?
+            };
+            ids.iter()
+                .filter_map(|id| load(&conn, id).transpose())
+                .collect()
+        })
     }
 
     /// A person says yes, for one call or a time box. Audited as `approval.approved` with the
@@ -509,10 +505,11 @@ impl Mandate {
                      valid_until = ?6 WHERE id = ?1",
                 params![id, status, actor.name, ts(now), reason, until.map(ts)],
             )?;
-            let agent_id: String =
-                tx.query_row("SELECT agent_id FROM approvals WHERE id = ?1", [id], |r| {
-                    r.get(0)
-                })?;
+            let agent_id: String = tx.query_row(
+                "SELECT agent_id FROM approvals WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )?;
             details["approval"] = json!(id);
             details["action"] = json!(a.action);
             details["agent"] = json!(a.agent);
@@ -541,18 +538,17 @@ impl Mandate {
     /// `approval.expired` (Mandate's own act). Returns how many.
     pub fn expire_approvals(&self) -> Result<usize> {
         self.write(|tx, now| {
-            let ids: Vec<(String, String, String)> = tx
-                .prepare(
-                    "SELECT p.id, p.agent_id, a.name FROM approvals p
+            let ids: Vec<(String, String, String)> = tx.query_map(
+                "SELECT p.id, p.agent_id, a.name FROM approvals p
                      JOIN agents a ON a.id = p.agent_id
                      WHERE p.status = 'pending' AND p.expires_at <= ?1",
-                )?
-                .query_map([ts(now)], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                .collect::<rusqlite::Result<_>>()?;
+                params![ts(now)],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?;
             for (id, agent_id, agent) in &ids {
                 tx.execute(
                     "UPDATE approvals SET status = 'expired' WHERE id = ?1",
-                    [id],
+                    params![id],
                 )?;
                 audit::append(
                     tx,
@@ -572,7 +568,7 @@ impl Mandate {
     }
 }
 
-fn load(conn: &rusqlite::Connection, id: &str) -> Result<Option<Approval>> {
+fn load(conn: &Tx<'_>, id: &str) -> Result<Option<Approval>> {
     type Row = (
         String,
         String,
@@ -590,36 +586,34 @@ fn load(conn: &rusqlite::Connection, id: &str) -> Result<Option<Approval>> {
         Option<String>,
         Option<String>,
     );
-    let row: Option<Row> = conn
-        .query_row(
-            "SELECT p.id, a.name, c.name, p.action, p.on_behalf_of, p.why, p.trust_state,
+    let row: Option<Row> = conn.query_opt(
+        "SELECT p.id, a.name, c.name, p.action, p.on_behalf_of, p.why, p.trust_state,
                     p.trust_score, p.status, p.requested_at, p.expires_at, p.decided_by,
                     p.decided_at, p.reason, p.valid_until
              FROM approvals p JOIN agents a ON a.id = p.agent_id
              JOIN connections c ON c.id = p.connection_id
              WHERE p.id = ?1",
-            [id],
-            |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                    r.get(8)?,
-                    r.get(9)?,
-                    r.get(10)?,
-                    r.get(11)?,
-                    r.get(12)?,
-                    r.get(13)?,
-                    r.get(14)?,
-                ))
-            },
-        )
-        .optional()?;
+        params![id],
+        |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+                r.get(8)?,
+                r.get(9)?,
+                r.get(10)?,
+                r.get(11)?,
+                r.get(12)?,
+                r.get(13)?,
+                r.get(14)?,
+            ))
+        },
+    )?;
     let Some((
         id,
         agent,

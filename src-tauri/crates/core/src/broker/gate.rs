@@ -445,16 +445,14 @@ impl Broker {
             connection.min_score,
             agent.trust.organisation_floor,
         );
-        let rule = match m
-            .lock()
-            .and_then(|c| crate::approvals::rule_for(&c, connection.id.as_str(), &action.name))
-        {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(error = %e, "the broker could not read an approval rule");
-                return Err(Denial::unavailable());
-            }
-        };
+        let rule =
+            match m.read(|c| crate::approvals::rule_for(c, connection.id.as_str(), &action.name)) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "the broker could not read an approval rule");
+                    return Err(Denial::unavailable());
+                }
+            };
         let ask_why = match (rule, &below) {
             (Some(crate::approvals::ApprovalMode::Always), Some(why)) => Some(format!(
                 "always asks a person, and the agent is below the floor: {why}"

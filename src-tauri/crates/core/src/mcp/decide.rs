@@ -313,9 +313,8 @@ impl McpSession {
     /// tool or the server): such a tool stays listed below the floor.
     fn asks_a_person(&self, action: &str) -> bool {
         self.mandate
-            .lock()
+            .read(|c| crate::approvals::rule_for(c, &self.server_id, action))
             .ok()
-            .and_then(|c| crate::approvals::rule_for(&c, &self.server_id, action).ok())
             .flatten()
             .is_some()
     }
@@ -501,8 +500,7 @@ impl McpSession {
         let below = view.below_floor();
         let rule = match self
             .mandate
-            .lock()
-            .and_then(|c| crate::approvals::rule_for(&c, &self.server_id, &action))
+            .read(|c| crate::approvals::rule_for(c, &self.server_id, &action))
         {
             Ok(r) => r,
             Err(e) => {

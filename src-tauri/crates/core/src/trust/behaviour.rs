@@ -26,8 +26,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use crate::store::{Tx, params};
 use chrono::{DateTime, Duration, Timelike, Utc};
-use rusqlite::{OptionalExtension, params};
 
 use super::{SignalOutcome, TrustSignal};
 use crate::Mandate;
@@ -310,10 +310,11 @@ impl Mandate {
             }
         }
         self.write(|tx, now| {
-            let ids: Vec<String> = tx
-                .prepare("SELECT id FROM agents WHERE status = 'active' ORDER BY id")?
-                .query_map([], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
+            let ids: Vec<String> = tx.query_map(
+                "SELECT id FROM agents WHERE status = 'active' ORDER BY id",
+                params![],
+                |r| r.get(0),
+            )?;
             let mut changed = 0;
             for id in ids {
                 let a = activity(tx, &id, now)?;
@@ -345,28 +346,27 @@ fn minute_key(t: DateTime<Utc>) -> String {
 }
 
 /// Fold up to [`BATCH`] new audit events into the aggregates; returns how many were read.
-fn fold_batch(tx: &rusqlite::Transaction<'_>, now: DateTime<Utc>) -> Result<i64> {
+fn fold_batch(tx: &Tx<'_>, now: DateTime<Utc>) -> Result<i64> {
     let cursor: i64 = tx.query_row(
         "SELECT last_seq FROM trust_refresh_cursor WHERE id = 1",
-        [],
+        params![],
         |r| r.get(0),
     )?;
-    let mut stmt = tx.prepare(
+    let rows = tx.query_map(
         "SELECT seq, time, agent_id, action, decision, body FROM audit_events
          WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-    )?;
-    let rows = stmt
-        .query_map(params![cursor, BATCH], |r| {
+        params![cursor, BATCH],
+        |r| {
             Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, Option<String>>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, Vec<u8>>(5)?,
+                r.get::<i64>(0)?,
+                r.get::<String>(1)?,
+                r.get::<Option<String>>(2)?,
+                r.get::<String>(3)?,
+                r.get::<String>(4)?,
+                r.get::<Vec<u8>>(5)?,
             ))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        },
+    )?;
     let read = rows.len() as i64;
     let mut last = cursor;
     let mut hours: HashMap<(String, String), Counts> = HashMap::new();
@@ -421,41 +421,30 @@ fn fold_batch(tx: &rusqlite::Transaction<'_>, now: DateTime<Utc>) -> Result<i64>
     }
     tx.execute(
         "DELETE FROM agent_activity_minutes WHERE minute < ?1",
-        [&oldest_minute],
+        params![oldest_minute],
     )?;
     tx.execute(
         "DELETE FROM agent_activity_hours WHERE hour < ?1",
-        [hour_key(now - Duration::days(BASELINE_DAYS + 1))],
+        params![hour_key(now - Duration::days(BASELINE_DAYS + 1))],
     )?;
     tx.execute(
         "UPDATE trust_refresh_cursor SET last_seq = ?1 WHERE id = 1",
-        [last],
+        params![last],
     )?;
     Ok(read)
 }
 
 /// What the aggregates say about agent `id` at `now`.
-pub(crate) fn activity(
-    conn: &rusqlite::Connection,
-    id: &str,
-    now: DateTime<Utc>,
-) -> Result<Activity> {
+pub(crate) fn activity(conn: &Tx<'_>, id: &str, now: DateTime<Utc>) -> Result<Activity> {
     let this_hour = hour_key(now);
     let from = hour_key(now - Duration::days(BASELINE_DAYS));
     let mut a = Activity::default();
-    let mut stmt = conn.prepare_cached(
+    let rows = conn.query_map(
         "SELECT hour, requests, denials FROM agent_activity_hours
          WHERE agent_id = ?1 AND hour >= ?2 ORDER BY hour",
+        params![id, from],
+        |r| Ok((r.get::<String>(0)?, r.get::<u32>(1)?, r.get::<u32>(2)?)),
     )?;
-    let rows = stmt
-        .query_map(params![id, from], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, u32>(1)?,
-                r.get::<_, u32>(2)?,
-            ))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
     for (hour, requests, denials) in rows {
         if hour == this_hour {
             a.this_hour_requests = requests;
@@ -468,45 +457,41 @@ pub(crate) fn activity(
         a.baseline.push((start, requests, denials));
     }
     let first: Option<String> = conn
-        .prepare_cached("SELECT MIN(hour) FROM agent_activity_hours WHERE agent_id = ?1")?
-        .query_row([id], |r| r.get(0))
-        .optional()?
+        .query_opt(
+            "SELECT MIN(hour) FROM agent_activity_hours WHERE agent_id = ?1",
+            params![id],
+            |r| r.get(0),
+        )?
         .flatten();
     a.first_seen = first
         .map(|h| parse_time(&format!("{h}:00:00Z")))
         .transpose()?;
-    let (requests, denials): (Option<i64>, Option<i64>) = conn
-        .prepare_cached(
-            "SELECT SUM(requests), SUM(denials) FROM agent_activity_minutes
+    let (requests, denials): (Option<i64>, Option<i64>) = conn.query_row(
+        "SELECT SUM(requests), SUM(denials) FROM agent_activity_minutes
              WHERE agent_id = ?1 AND minute >= ?2",
-        )?
-        .query_row(
-            params![id, minute_key(now - Duration::minutes(WINDOW_MINUTES - 1))],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
+        params![id, minute_key(now - Duration::minutes(WINDOW_MINUTES - 1))],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     a.recent_requests = u32::try_from(requests.unwrap_or(0)).unwrap_or(u32::MAX);
     a.recent_denials = u32::try_from(denials.unwrap_or(0)).unwrap_or(u32::MAX);
     // New: first seen in the last hour, by an agent whose history is older than that.
     let since = ts(now - Duration::minutes(NEW_ACTION_MINUTES));
-    let mut stmt = conn.prepare_cached(
+    a.new_actions = conn.query_map(
         "SELECT what FROM agent_activity_seen WHERE agent_id = ?1 AND first_seen >= ?2
          ORDER BY first_seen",
+        params![id, since],
+        |r| r.get(0),
     )?;
-    a.new_actions = stmt
-        .query_map(params![id, since], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
     Ok(a)
 }
 
 /// The stored behaviour signals of agent `id` and when they were computed.
-pub(crate) fn stored(
-    conn: &rusqlite::Connection,
-    id: &str,
-) -> Result<(Vec<TrustSignal>, Option<DateTime<Utc>>)> {
-    let row: Option<(String, String)> = conn
-        .prepare_cached("SELECT signals, computed_at FROM trust_behaviour WHERE agent_id = ?1")?
-        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
+pub(crate) fn stored(conn: &Tx<'_>, id: &str) -> Result<(Vec<TrustSignal>, Option<DateTime<Utc>>)> {
+    let row: Option<(String, String)> = conn.query_opt(
+        "SELECT signals, computed_at FROM trust_behaviour WHERE agent_id = ?1",
+        params![id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     match row {
         None => Ok((Vec::new(), None)),
         Some((json, at)) => Ok((

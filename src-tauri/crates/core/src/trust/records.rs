@@ -8,9 +8,9 @@
 //!
 //! What it is not: the score (see the parent module) or the envelope format ([`super::attest`]).
 
+use crate::store::{Tx, params};
 use chrono::{DateTime, Utc};
 use ed25519_dalek::VerifyingKey;
-use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -69,12 +69,12 @@ pub struct AttestationView {
 /// The most points one attestor may be given.
 pub const MAX_ATTESTOR_POINTS: i32 = 30;
 
-pub(crate) fn settings(conn: &rusqlite::Connection) -> Result<TrustSettings> {
-    let (trusted_min, pending_min, organisation_floor) = conn
-        .prepare_cached(
-            "SELECT trusted_min, pending_min, organisation_floor FROM trust_settings WHERE id = 1",
-        )?
-        .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+pub(crate) fn settings(conn: &Tx<'_>) -> Result<TrustSettings> {
+    let (trusted_min, pending_min, organisation_floor) = conn.query_row(
+        "SELECT trusted_min, pending_min, organisation_floor FROM trust_settings WHERE id = 1",
+        params![],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
     Ok(TrustSettings {
         thresholds: Thresholds {
             trusted_min,
@@ -86,27 +86,22 @@ pub(crate) fn settings(conn: &rusqlite::Connection) -> Result<TrustSettings> {
 
 /// The attestations that count for agent `id` at configuration `version`, before expiry
 /// (which the score checks at the request's time): the newest of each attestor not revoked.
-pub(crate) fn counted(
-    conn: &rusqlite::Connection,
-    id: &str,
-    version: u32,
-) -> Result<Vec<CountedAttestation>> {
-    let mut stmt = conn.prepare_cached(
+pub(crate) fn counted(conn: &Tx<'_>, id: &str, version: u32) -> Result<Vec<CountedAttestation>> {
+    let rows = conn.query_map(
         "SELECT s.name, a.points, a.result, a.expires_at
          FROM attestations a JOIN attestors s ON s.id = a.attestor_id
          WHERE a.agent_id = ?1 AND a.config_version = ?2 AND s.revoked_at IS NULL
          ORDER BY s.name, a.added_at DESC, a.id",
-    )?;
-    let rows = stmt
-        .query_map(params![id, version], |r| {
+        params![id, version],
+        |r| {
             Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, i32>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
+                r.get::<String>(0)?,
+                r.get::<i32>(1)?,
+                r.get::<String>(2)?,
+                r.get::<String>(3)?,
             ))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        },
+    )?;
     let mut out: Vec<CountedAttestation> = Vec::new();
     for (attestor, points, result, expires) in rows {
         if out.last().is_some_and(|l| l.attestor == attestor) {
@@ -123,20 +118,22 @@ pub(crate) fn counted(
 }
 
 /// The reviewed configuration version of agent `id`.
-pub(crate) fn reviewed_version(conn: &rusqlite::Connection, id: &str) -> Result<u32> {
-    Ok(conn
-        .prepare_cached("SELECT reviewed_config_version FROM agents WHERE id = ?1")?
-        .query_row([id], |r| r.get(0))?)
+pub(crate) fn reviewed_version(conn: &Tx<'_>, id: &str) -> Result<u32> {
+    Ok(conn.query_row(
+        "SELECT reviewed_config_version FROM agents WHERE id = ?1",
+        params![id],
+        |r| r.get(0),
+    )?)
 }
 
 /// Keep the reviewed version in step after a change that does not alter what the agent may
 /// do (a status change, a trust override, a key rotation within policy): if the version
 /// before the change was reviewed, the new one is too.
-pub(crate) fn keep_reviewed(tx: &rusqlite::Transaction<'_>, id: &str) -> Result<()> {
+pub(crate) fn keep_reviewed(tx: &Tx<'_>, id: &str) -> Result<()> {
     tx.execute(
         "UPDATE agents SET reviewed_config_version = config_version
          WHERE id = ?1 AND reviewed_config_version = config_version - 1",
-        [id],
+        params![id],
     )?;
     Ok(())
 }
@@ -152,25 +149,23 @@ type AttestorRow = (
     Option<String>,
 );
 
-fn load_attestor(conn: &rusqlite::Connection, name: &str) -> Result<(String, Attestor)> {
-    let row: Option<AttestorRow> = conn
-        .query_row(
-            "SELECT id, name, public_key, max_points, created_at, revoked_at, revoke_reason
+fn load_attestor(conn: &Tx<'_>, name: &str) -> Result<(String, Attestor)> {
+    let row: Option<AttestorRow> = conn.query_opt(
+        "SELECT id, name, public_key, max_points, created_at, revoked_at, revoke_reason
              FROM attestors WHERE name = ?1",
-            [name],
-            |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                ))
-            },
-        )
-        .optional()?;
+        params![name],
+        |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+            ))
+        },
+    )?;
     let Some((id, name, pk, max_points, created, revoked, reason)) = row else {
         return Err(Error::not_found_hint(
             "attestor",
@@ -219,7 +214,7 @@ fn validate_attestor_name(name: &str) -> Result<&str> {
 impl Mandate {
     /// The thresholds and the organisation's minimum score.
     pub fn trust_settings(&self) -> Result<TrustSettings> {
-        settings(&*self.lock()?)
+        self.read(settings)
     }
 
     /// Change the thresholds and/or the organisation's minimum score (None: keep). Audited as
@@ -316,7 +311,7 @@ impl Mandate {
             )?;
             Ok(c.id)
         })?;
-        crate::registry::connection_tx(&*self.lock()?, id.as_str())
+        self.read(|tx| crate::registry::connection_tx(tx, id.as_str()))
     }
 
     /// Register an attestor with its Ed25519 public key (JWK, PEM or OpenSSH text) and the
@@ -332,13 +327,11 @@ impl Mandate {
         let key = keys::parse_public_key(public_key)?;
         let actor = self.actor()?;
         self.write(|tx, now| {
-            let taken: Option<String> = tx
-                .query_row(
-                    "SELECT name FROM attestors WHERE name = ?1 OR public_key = ?2",
-                    params![name, key.as_bytes().as_slice()],
-                    |r| r.get(0),
-                )
-                .optional()?;
+            let taken: Option<String> = tx.query_opt(
+                "SELECT name FROM attestors WHERE name = ?1 OR public_key = ?2",
+                params![name, key.as_bytes().as_slice()],
+                |r| r.get(0),
+            )?;
             if let Some(other) = taken {
                 return Err(if other == name {
                     Error::AlreadyExists {
@@ -369,7 +362,7 @@ impl Mandate {
             )?;
             Ok(())
         })?;
-        Ok(load_attestor(&*self.lock()?, name)?.1)
+        Ok(self.read(|tx| load_attestor(tx, name))?.1)
     }
 
     /// Withdraw an attestor: its attestations stop counting at once (they stay listed).
@@ -395,7 +388,7 @@ impl Mandate {
             )?;
             let withdrawn: i64 = tx.query_row(
                 "SELECT COUNT(*) FROM attestations WHERE attestor_id = ?1",
-                [&id],
+                params![id],
                 |r| r.get(0),
             )?;
             audit::append(
@@ -408,37 +401,39 @@ impl Mandate {
             )?;
             Ok(())
         })?;
-        Ok(load_attestor(&*self.lock()?, name)?.1)
+        Ok(self.read(|tx| load_attestor(tx, name))?.1)
     }
 
     /// Every attestor, revoked ones included.
     pub fn list_attestors(&self) -> Result<Vec<Attestor>> {
-        let conn = self.lock()?;
-        let names: Vec<String> = conn
-            .prepare("SELECT name FROM attestors ORDER BY name")?
-            .query_map([], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        names
-            .iter()
-            .map(|n| load_attestor(&conn, n).map(|(_, a)| a))
-            .collect()
+        self.read(|conn| {
+            let names: Vec<String> =
+                conn.query_map("SELECT name FROM attestors ORDER BY name", params![], |r| {
+                    r.get(0)
+                })?;
+            names
+                .iter()
+                .map(|n| load_attestor(&conn, n).map(|(_, a)| a))
+                .collect()
+        })
     }
 
     /// What an attestor signs for `agent` now: the in-toto subject (name and digest of the
     /// agent's current configuration version) and the predicate type.
     pub fn attestation_subject(&self, agent: &str) -> Result<serde_json::Value> {
-        let conn = self.lock()?;
-        let id = agent_id_tx(&conn, agent)?;
-        let a = load_agent(&conn, id.as_str(), self.now())?;
-        let digest = config_digest_tx(&conn, id.as_str())?;
-        Ok(json!({
-            "subject": [{"name": format!("{}{}", attest::SUBJECT_PREFIX, id.as_str()),
-                         "digest": {"sha256": digest}}],
-            "predicateType": attest::PREDICATE_TYPE,
-            "agent": a.name.as_str(),
-            "config_version": a.config_version,
-            "scopes": a.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
-        }))
+        self.read(|conn| {
+            let id = agent_id_tx(&conn, agent)?;
+            let a = load_agent(&conn, id.as_str(), self.now())?;
+            let digest = config_digest_tx(&conn, id.as_str())?;
+            Ok(json!({
+                "subject": [{"name": format!("{}{}", attest::SUBJECT_PREFIX, id.as_str()),
+                             "digest": {"sha256": digest}}],
+                "predicateType": attest::PREDICATE_TYPE,
+                "agent": a.name.as_str(),
+                "config_version": a.config_version,
+                "scopes": a.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+            }))
+        })
     }
 
     /// Verify and store a DSSE-enveloped review attestation. Refused (and the refusal
@@ -468,13 +463,11 @@ impl Mandate {
         let digest = attest::hex(&Sha256::digest(envelope.as_bytes()));
         let id = uuid::Uuid::new_v4().to_string();
         self.write(|tx, now| {
-            let exists: Option<String> = tx
-                .query_row(
-                    "SELECT id FROM attestations WHERE envelope_sha256 = ?1",
-                    [&digest],
-                    |r| r.get(0),
-                )
-                .optional()?;
+            let exists: Option<String> = tx.query_opt(
+                "SELECT id FROM attestations WHERE envelope_sha256 = ?1",
+                params![digest],
+                |r| r.get(0),
+            )?;
             if exists.is_some() {
                 return Err(Error::Conflict(
                     "this attestation is already stored; `mandate attest list AGENT` shows it"
@@ -534,150 +527,147 @@ impl Mandate {
         &self,
         envelope: &str,
     ) -> Result<(attest::Opened, String, String, i32, String, String, u32)> {
-        let conn = self.lock()?;
-        let now = self.now();
-        let rows: Vec<(String, String, Vec<u8>, i32, Option<String>)> = conn
-            .prepare("SELECT id, name, public_key, max_points, revoked_at FROM attestors")?
-            .query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })?
-            .collect::<rusqlite::Result<_>>()?;
-        let mut keys_ = Vec::with_capacity(rows.len());
-        for (_, name, pk, _, revoked) in &rows {
-            let arr: [u8; 32] = pk
-                .as_slice()
-                .try_into()
-                .map_err(|_| Error::Storage("a stored attestor key has the wrong length".into()))?;
-            keys_.push(attest::SignerKey {
-                name,
-                key: VerifyingKey::from_bytes(&arr).map_err(|_| {
-                    Error::Storage("a stored attestor key is not a valid point".into())
-                })?,
-                revoked: revoked.is_some(),
-            });
-        }
-        let opened = attest::open(envelope, &keys_)?;
-        let (attestor_id, attestor_name, _, max_points, _) = rows[opened.signer].clone();
-        let r = &opened.review;
-        if r.expires <= now {
-            return Err(Error::Refused(format!(
-                "the attestation from '{attestor_name}' expired on {}; ask for a new review",
-                r.expires.format("%Y-%m-%d %H:%M UTC")
-            )));
-        }
-        let agent_id: Option<(String, String, u32)> = conn
-            .query_row(
+        self.read(|conn| {
+            let now = self.now();
+            let rows: Vec<(String, String, Vec<u8>, i32, Option<String>)> = conn.query_map(
+                "SELECT id, name, public_key, max_points, revoked_at FROM attestors",
+                params![],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )?;
+            let mut keys_ = Vec::with_capacity(rows.len());
+            for (_, name, pk, _, revoked) in &rows {
+                let arr: [u8; 32] = pk.as_slice().try_into().map_err(|_| {
+                    Error::Storage("a stored attestor key has the wrong length".into())
+                })?;
+                keys_.push(attest::SignerKey {
+                    name,
+                    key: VerifyingKey::from_bytes(&arr).map_err(|_| {
+                        Error::Storage("a stored attestor key is not a valid point".into())
+                    })?,
+                    revoked: revoked.is_some(),
+                });
+            }
+            let opened = attest::open(envelope, &keys_)?;
+            let (attestor_id, attestor_name, _, max_points, _) = rows[opened.signer].clone();
+            let r = &opened.review;
+            if r.expires <= now {
+                return Err(Error::Refused(format!(
+                    "the attestation from '{attestor_name}' expired on {}; ask for a new review",
+                    r.expires.format("%Y-%m-%d %H:%M UTC")
+                )));
+            }
+            let agent_id: Option<(String, String, u32)> = conn.query_opt(
                 "SELECT id, name, config_version FROM agents WHERE id = ?1",
-                [&r.agent_id],
+                params![r.agent_id],
                 |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-            )
-            .optional()?;
-        let Some((agent_id, agent_name, version)) = agent_id else {
-            return Err(Error::not_found_hint(
-                "agent",
-                r.agent_id.clone(),
-                "the attestation's subject names an agent id this installation does not have"
-                    .to_string(),
-            ));
-        };
-        let current = config_digest_tx(&conn, &agent_id)?;
-        if current != r.config_digest {
-            return Err(Error::Refused(format!(
-                "the attestation from '{attestor_name}' is for another configuration of \
-                 '{agent_name}' than its current version {version}; ask for a review of the \
-                 current one (`mandate attest subject {agent_name}` prints what to sign)"
-            )));
-        }
-        Ok((
-            opened,
-            attestor_id,
-            attestor_name,
-            max_points,
-            agent_id,
-            agent_name,
-            version,
-        ))
+            )?;
+            let Some((agent_id, agent_name, version)) = agent_id else {
+                return Err(Error::not_found_hint(
+                    "agent",
+                    r.agent_id.clone(),
+                    "the attestation's subject names an agent id this installation does not have"
+                        .to_string(),
+                ));
+            };
+            let current = config_digest_tx(&conn, &agent_id)?;
+            if current != r.config_digest {
+                return Err(Error::Refused(format!(
+                    "the attestation from '{attestor_name}' is for another configuration of \
+                     '{agent_name}' than its current version {version}; ask for a review of the \
+                     current one (`mandate attest subject {agent_name}` prints what to sign)"
+                )));
+            }
+            Ok((
+                opened,
+                attestor_id,
+                attestor_name,
+                max_points,
+                agent_id,
+                agent_name,
+                version,
+            ))
+        })
     }
 
     /// An agent's attestations, newest first, each saying whether it counts now and why not.
     pub fn list_attestations(&self, agent: &str) -> Result<Vec<AttestationView>> {
-        let conn = self.lock()?;
-        let now = self.now();
-        let id = agent_id_tx(&conn, agent)?;
-        let (name, version): (String, u32) = conn.query_row(
-            "SELECT name, config_version FROM agents WHERE id = ?1",
-            [id.as_str()],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        let counting: Vec<String> = counted(&conn, id.as_str(), version)?
-            .into_iter()
-            .map(|c| c.attestor)
-            .collect();
-        type Row = (
-            String,
-            String,
-            String,
-            i32,
-            String,
-            u32,
-            String,
-            String,
-            Option<String>,
-        );
-        let rows: Vec<Row> = conn
-            .prepare(
+        self.read(|conn| {
+            let now = self.now();
+            let id = agent_id_tx(&conn, agent)?;
+            let (name, version): (String, u32) = conn.query_row(
+                "SELECT name, config_version FROM agents WHERE id = ?1",
+                params![id.as_str()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            let counting: Vec<String> = counted(&conn, id.as_str(), version)?
+                .into_iter()
+                .map(|c| c.attestor)
+                .collect();
+            type Row = (
+                String,
+                String,
+                String,
+                i32,
+                String,
+                u32,
+                String,
+                String,
+                Option<String>,
+            );
+            let rows: Vec<Row> = conn.query_map(
                 "SELECT a.id, s.name, a.result, a.points, a.scope_reviewed, a.config_version,
-                        a.expires_at, a.added_at, s.revoked_at
-                 FROM attestations a JOIN attestors s ON s.id = a.attestor_id
-                 WHERE a.agent_id = ?1 ORDER BY a.added_at DESC, a.id",
-            )?
-            .query_map([id.as_str()], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                    r.get(8)?,
-                ))
-            })?
-            .collect::<rusqlite::Result<_>>()?;
-        let mut seen_attestors = std::collections::BTreeSet::new();
-        let mut out = Vec::with_capacity(rows.len());
-        for (aid, attestor, result, points, scopes, v, expires, added, revoked) in rows {
-            let expires_at = parse_time(&expires)?;
-            let newest_of_attestor = seen_attestors.insert(attestor.clone());
-            let why_not = if revoked.is_some() {
-                Some(format!("the attestor '{attestor}' was revoked"))
-            } else if v != version {
-                Some(format!(
-                    "it is for configuration version {v}; the agent is at version {version} now"
-                ))
-            } else if expires_at <= now {
-                Some("it expired".to_string())
-            } else if !newest_of_attestor || !counting.contains(&attestor) {
-                Some(format!("a newer attestation from '{attestor}' replaces it"))
-            } else {
-                None
-            };
-            out.push(AttestationView {
-                id: aid,
-                agent: name.clone(),
-                attestor,
-                result: ReviewResult::from_db(&result)?,
-                points,
-                scope_reviewed: serde_json::from_str(&scopes).unwrap_or_default(),
-                config_version: v,
-                expires_at,
-                added_at: parse_time(&added)?,
-                counts: why_not.is_none(),
-                why_not,
-            });
-        }
-        Ok(out)
+                            a.expires_at, a.added_at, s.revoked_at
+                     FROM attestations a JOIN attestors s ON s.id = a.attestor_id
+                     WHERE a.agent_id = ?1 ORDER BY a.added_at DESC, a.id",
+                params![id.as_str()],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                        r.get(8)?,
+                    ))
+                },
+            )?;
+            let mut seen_attestors = std::collections::BTreeSet::new();
+            let mut out = Vec::with_capacity(rows.len());
+            for (aid, attestor, result, points, scopes, v, expires, added, revoked) in rows {
+                let expires_at = parse_time(&expires)?;
+                let newest_of_attestor = seen_attestors.insert(attestor.clone());
+                let why_not = if revoked.is_some() {
+                    Some(format!("the attestor '{attestor}' was revoked"))
+                } else if v != version {
+                    Some(format!(
+                        "it is for configuration version {v}; the agent is at version {version} now"
+                    ))
+                } else if expires_at <= now {
+                    Some("it expired".to_string())
+                } else if !newest_of_attestor || !counting.contains(&attestor) {
+                    Some(format!("a newer attestation from '{attestor}' replaces it"))
+                } else {
+                    None
+                };
+                out.push(AttestationView {
+                    id: aid,
+                    agent: name.clone(),
+                    attestor,
+                    result: ReviewResult::from_db(&result)?,
+                    points,
+                    scope_reviewed: serde_json::from_str(&scopes).unwrap_or_default(),
+                    config_version: v,
+                    expires_at,
+                    added_at: parse_time(&added)?,
+                    counts: why_not.is_none(),
+                    why_not,
+                });
+            }
+            Ok(out)
+        })
     }
 
     /// A member reviews an agent's current configuration: drift no longer holds it at
@@ -697,7 +687,7 @@ impl Mandate {
             }
             tx.execute(
                 "UPDATE agents SET reviewed_config_version = config_version WHERE id = ?1",
-                [id.as_str()],
+                params![id.as_str()],
             )?;
             let mut ev = NewEvent::new(&actor, "agent.reviewed", Decision::Allow)
                 .target(Target::new("agent", id.as_str(), agent.name.as_str()))
@@ -718,16 +708,17 @@ impl Mandate {
 }
 
 /// The digest of agent `id`'s current configuration (see [`attest::config_digest`]).
-pub(crate) fn config_digest_tx(conn: &rusqlite::Connection, id: &str) -> Result<String> {
+pub(crate) fn config_digest_tx(conn: &Tx<'_>, id: &str) -> Result<String> {
     let (version, parent, purpose): (u32, Option<String>, String) = conn.query_row(
         "SELECT config_version, parent_id, purpose FROM agents WHERE id = ?1",
-        [id],
+        params![id],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
-    let scopes: Vec<String> = conn
-        .prepare_cached("SELECT scope FROM agent_scopes WHERE agent_id = ?1")?
-        .query_map([id], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+    let scopes: Vec<String> = conn.query_map(
+        "SELECT scope FROM agent_scopes WHERE agent_id = ?1",
+        params![id],
+        |r| r.get(0),
+    )?;
     attest::config_digest(id, version, parent.as_deref(), &purpose, &scopes)
 }
 
