@@ -334,12 +334,12 @@ impl Mandate {
     /// The request `id` if it is this agent's for this call.
     fn retry_of(&self, ask: &Ask<'_>, id: &str) -> Result<Option<String>> {
         self.read(|conn| {
-            Ok(conn.query_opt(
+            conn.query_opt(
                 "SELECT id FROM approvals WHERE id = ?1 AND agent_id = ?2 AND connection_id = ?3
                        AND action = ?4",
                 params![id, ask.agent_id, ask.connection_id, ask.action],
                 |r| r.get(0),
-            )?)
+            )
         })
     }
 
@@ -400,7 +400,7 @@ impl Mandate {
     /// One request by id.
     pub fn approval(&self, id: &str) -> Result<Approval> {
         self.read(|conn| {
-            load(&conn, id)?.ok_or_else(|| {
+            load(conn, id)?.ok_or_else(|| {
                 Error::not_found_hint(
                     "approval request",
                     id,
@@ -429,7 +429,7 @@ impl Mandate {
                 )?
             };
             ids.iter()
-                .filter_map(|id| load(&conn, id).transpose())
+                .filter_map(|id| load(conn, id).transpose())
                 .collect()
         })
     }

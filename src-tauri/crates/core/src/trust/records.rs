@@ -119,11 +119,11 @@ pub(crate) fn counted(conn: &Tx<'_>, id: &str, version: u32) -> Result<Vec<Count
 
 /// The reviewed configuration version of agent `id`.
 pub(crate) fn reviewed_version(conn: &Tx<'_>, id: &str) -> Result<u32> {
-    Ok(conn.query_row(
+    conn.query_row(
         "SELECT reviewed_config_version FROM agents WHERE id = ?1",
         params![id],
         |r| r.get(0),
-    )?)
+    )
 }
 
 /// Keep the reviewed version in step after a change that does not alter what the agent may
@@ -413,7 +413,7 @@ impl Mandate {
                 })?;
             names
                 .iter()
-                .map(|n| load_attestor(&conn, n).map(|(_, a)| a))
+                .map(|n| load_attestor(conn, n).map(|(_, a)| a))
                 .collect()
         })
     }
@@ -422,9 +422,9 @@ impl Mandate {
     /// agent's current configuration version) and the predicate type.
     pub fn attestation_subject(&self, agent: &str) -> Result<serde_json::Value> {
         self.read(|conn| {
-            let id = agent_id_tx(&conn, agent)?;
-            let a = load_agent(&conn, id.as_str(), self.now())?;
-            let digest = config_digest_tx(&conn, id.as_str())?;
+            let id = agent_id_tx(conn, agent)?;
+            let a = load_agent(conn, id.as_str(), self.now())?;
+            let digest = config_digest_tx(conn, id.as_str())?;
             Ok(json!({
                 "subject": [{"name": format!("{}{}", attest::SUBJECT_PREFIX, id.as_str()),
                              "digest": {"sha256": digest}}],
@@ -569,7 +569,7 @@ impl Mandate {
                         .to_string(),
                 ));
             };
-            let current = config_digest_tx(&conn, &agent_id)?;
+            let current = config_digest_tx(conn, &agent_id)?;
             if current != r.config_digest {
                 return Err(Error::Refused(format!(
                     "the attestation from '{attestor_name}' is for another configuration of \
@@ -593,13 +593,13 @@ impl Mandate {
     pub fn list_attestations(&self, agent: &str) -> Result<Vec<AttestationView>> {
         self.read(|conn| {
             let now = self.now();
-            let id = agent_id_tx(&conn, agent)?;
+            let id = agent_id_tx(conn, agent)?;
             let (name, version): (String, u32) = conn.query_row(
                 "SELECT name, config_version FROM agents WHERE id = ?1",
                 params![id.as_str()],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
-            let counting: Vec<String> = counted(&conn, id.as_str(), version)?
+            let counting: Vec<String> = counted(conn, id.as_str(), version)?
                 .into_iter()
                 .map(|c| c.attestor)
                 .collect();
