@@ -86,6 +86,18 @@ export const commands = {
 	settings: () => typedError<Settings_Serialize, ErrorReport>(__TAURI_INVOKE("settings")),
 	/**  Set (or with an empty name clear) the organisation name printed on reports. */
 	setOrganisation: (name: string) => typedError<string | null, ErrorReport>(__TAURI_INVOKE("set_organisation", { name })),
+	/**  Requests waiting for a person (with `all`: every one of the last 7 days), newest first. */
+	listApprovals: (all: boolean) => typedError<Approval_Serialize[], ErrorReport>(__TAURI_INVOKE("list_approvals", { all })),
+	/**  Approve a request for one call or a time box. */
+	approveRequest: (id: string, window: ApprovalWindow) => typedError<Approval_Serialize, ErrorReport>(__TAURI_INVOKE("approve_request", { id, window })),
+	/**  Deny a request; the agent is told the reason. */
+	denyRequest: (id: string, reason: string) => typedError<Approval_Serialize, ErrorReport>(__TAURI_INVOKE("deny_request", { id, reason })),
+	/**  A member reviews an agent's changed configuration. */
+	reviewAgent: (name: string, note: string | null) => typedError<Agent_Serialize, ErrorReport>(__TAURI_INVOKE("review_agent", { name, note })),
+	/**  The thresholds and the organisation's minimum score. */
+	trustSettings: () => typedError<TrustSettings, ErrorReport>(__TAURI_INVOKE("trust_settings")),
+	/**  Change the thresholds and the organisation's minimum score. */
+	setTrustSettings: (trustedMin: number, pendingMin: number, organisationFloor: number) => typedError<TrustSettings, ErrorReport>(__TAURI_INVOKE("set_trust_settings", { trustedMin, pendingMin, organisationFloor })),
 	endpointStatus: () => __TAURI_INVOKE<EndpointStatus_Serialize>("endpoint_status"),
 	/**
 	 *  Pause (`false`) or start (`true`) the app's own token endpoint; refused when the background
@@ -352,6 +364,71 @@ export type AppInfo_Serialize = {
 	/**  Why the installation could not be opened, if it could not. */
 	open_error: ErrorReport | null,
 	keychain: KeychainStatus,
+};
+
+/**  A request for a person's approval, as the inbox and `mandate approvals list` show it. */
+export type Approval = Approval_Serialize | Approval_Deserialize;
+
+/**  Where a request stands. */
+export type ApprovalStatus = "pending" | "approved" | "denied" | "expired";
+
+/**  How long a yes lasts. */
+export type ApprovalWindow = 
+/**  The one call that asked. */
+"once" | "minutes15" | "hour" | 
+/**  Until the end of the UTC day. */
+"today";
+
+/**  A request for a person's approval, as the inbox and `mandate approvals list` show it. */
+export type Approval_Deserialize = {
+	id: string,
+	/**  Who asks. */
+	agent: string,
+	connection: string,
+	/**  The scope of the call (`CONNECTION:ACTION`, or `SERVER:tool`). */
+	action: string,
+	/**  On whose behalf, when the agent acts for a member. */
+	on_behalf_of?: string | null,
+	/**  Why it needs a person ("always", or the floor it is below). */
+	why: string,
+	/**  The agent's trust when it asked. */
+	trust_state: string,
+	trust_score: number,
+	status: ApprovalStatus,
+	requested_at: string,
+	/**  An unanswered request closes then. */
+	expires_at: string,
+	decided_by?: string | null,
+	decided_at?: string | null,
+	reason?: string | null,
+	/**  An approval for a time box lasts until then; `None` with `approved`: once. */
+	valid_until?: string | null,
+};
+
+/**  A request for a person's approval, as the inbox and `mandate approvals list` show it. */
+export type Approval_Serialize = {
+	id: string,
+	/**  Who asks. */
+	agent: string,
+	connection: string,
+	/**  The scope of the call (`CONNECTION:ACTION`, or `SERVER:tool`). */
+	action: string,
+	/**  On whose behalf, when the agent acts for a member. */
+	on_behalf_of: string | null,
+	/**  Why it needs a person ("always", or the floor it is below). */
+	why: string,
+	/**  The agent's trust when it asked. */
+	trust_state: string,
+	trust_score: number,
+	status: ApprovalStatus,
+	requested_at: string,
+	/**  An unanswered request closes then. */
+	expires_at: string,
+	decided_by: string | null,
+	decided_at: string | null,
+	reason: string | null,
+	/**  An approval for a time box lasts until then; `None` with `approved`: once. */
+	valid_until: string | null,
 };
 
 /**  What the banner above the timeline says. */
@@ -671,6 +748,8 @@ export type Connection_Deserialize = {
 	secret_changed_at?: string | null,
 	/**  Agents below this trust state are refused tokens for this connection. */
 	trust_floor: TrustState,
+	/**  Agents whose trust score is below this are refused too (None: no minimum score). */
+	min_score?: number | null,
 	/**  Names of agents that hold at least one scope on this connection. */
 	granted_to: AgentName[],
 	created_at: string,
@@ -704,6 +783,8 @@ export type Connection_Serialize = {
 	secret_changed_at: string | null,
 	/**  Agents below this trust state are refused tokens for this connection. */
 	trust_floor: TrustState,
+	/**  Agents whose trust score is below this are refused too (None: no minimum score). */
+	min_score: number | null,
 	/**  Names of agents that hold at least one scope on this connection. */
 	granted_to: AgentName[],
 	created_at: string,
@@ -762,6 +843,12 @@ export type Delegation_Serialize = {
 	revoked_reason: string | null,
 	/**  Unrevoked and not yet past `until`. */
 	active: boolean,
+};
+
+/**  A configuration not yet reviewed: the version now and the one a member last reviewed. */
+export type Drift = {
+	config_version: number,
+	reviewed_version: number,
 };
 
 /**  Whether agents can get tokens right now. */
@@ -1709,6 +1796,14 @@ export type TestToken_Serialize = {
 	claims: unknown,
 };
 
+/**  The scores at which the state changes. Invariant: `0 < pending_min < trusted_min <= 100`. */
+export type Thresholds = {
+	/**  From this score on, TRUSTED. */
+	trusted_min: number,
+	/**  From this score on (and below `trusted_min`), PENDING; below it, UNTRUSTED. */
+	pending_min: number,
+};
+
 /**  An audit event as the timeline shows it (the core's `AuditEvent`, with `seq` as a number). */
 export type TimelineEvent = TimelineEvent_Serialize | TimelineEvent_Deserialize;
 
@@ -1768,33 +1863,61 @@ export type TrustReport = TrustReport_Serialize | TrustReport_Deserialize;
 export type TrustReport_Deserialize = {
 	/**  The effective state (the override's when there is one). */
 	state: TrustState,
-	/**  What the signals alone give. */
+	/**  What the score and the conditions alone give. */
 	computed: TrustState,
+	/**  0-100: the sum of the signals' contributions, held within that range. */
 	score: number,
 	signals: TrustSignal[],
 	override?: TrustOverride | null,
+	/**  The thresholds the state was read with. */
+	thresholds: Thresholds,
+	/**  Set while the configuration changed since a member last reviewed it. */
+	drift?: Drift | null,
+	/**  When the behaviour signals last changed (None: not computed yet). */
+	behaviour_at?: string | null,
+	/**  The organisation's minimum score, which every request must reach (0: none). */
+	organisation_floor: number,
 };
 
 /**  The evaluated trust of an agent. */
 export type TrustReport_Serialize = {
 	/**  The effective state (the override's when there is one). */
 	state: TrustState,
-	/**  What the signals alone give. */
+	/**  What the score and the conditions alone give. */
 	computed: TrustState,
+	/**  0-100: the sum of the signals' contributions, held within that range. */
 	score: number,
 	signals: TrustSignal[],
 	override: TrustOverride | null,
+	/**  The thresholds the state was read with. */
+	thresholds: Thresholds,
+	/**  Set while the configuration changed since a member last reviewed it. */
+	drift: Drift | null,
+	/**  When the behaviour signals last changed (None: not computed yet). */
+	behaviour_at: string | null,
+	/**  The organisation's minimum score, which every request must reach (0: none). */
+	organisation_floor: number,
 };
 
-/**  One explained input to the trust state. */
+/**  The trust settings: thresholds and the organisation's minimum score. */
+export type TrustSettings = {
+	thresholds: Thresholds,
+	/**  Every request needs at least this score, whatever the connection (0: no floor). */
+	organisation_floor: number,
+};
+
+/**  One explained input to the trust score. */
 export type TrustSignal = {
-	/**  Stable id (`owner`, `key`, `key_age`, `scopes`, `status`, `track_record`). */
+	/**
+	 *  Stable id (`owner`, `key`, `key_age`, `scopes`, `status`, `track_record`, `review`,
+	 *  `denials`, `volume`, `new_actions`, `hours`, `attestation:NAME`).
+	 */
 	id: string,
 	label: string,
 	outcome: SignalOutcome,
-	/**  Points this signal adds (+) or removes (-); the sum is shown as the score. */
+	/**  Points this signal adds (+) or removes (-); the sum, held within 0-100, is the score. */
 	contribution: number,
-	/**  What was found, and what to do when it did not pass. */
+	/**  What was seen, and what would clear it when it did not pass. */
 	detail: string,
 };
 
