@@ -467,7 +467,8 @@ pub(crate) fn activity(conn: &Tx<'_>, id: &str, now: DateTime<Utc>) -> Result<Ac
         .map(|h| parse_time(&format!("{h}:00:00Z")))
         .transpose()?;
     let (requests, denials): (Option<i64>, Option<i64>) = conn.query_row(
-        "SELECT SUM(requests), SUM(denials) FROM agent_activity_minutes
+        "SELECT CAST(SUM(requests) AS BIGINT), CAST(SUM(denials) AS BIGINT)
+             FROM agent_activity_minutes
              WHERE agent_id = ?1 AND minute >= ?2",
         params![id, minute_key(now - Duration::minutes(WINDOW_MINUTES - 1))],
         |r| Ok((r.get(0)?, r.get(1)?)),

@@ -735,3 +735,152 @@ fn agent_in(envelope: &str) -> Option<String> {
     name.strip_prefix(attest::SUBJECT_PREFIX)
         .map(|s| s.chars().take(64).collect())
 }
+
+/// The trust records on both stores (SQLite, and PostgreSQL when `MANDATE_TEST_POSTGRES` names
+/// one): every query of this module, of the approvals inbox and of the refresher runs through
+/// the storage seam, so each must read back what it wrote on either engine.
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
+mod on_both_stores {
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    use ed25519_dalek::{Signer, SigningKey};
+
+    use crate::approvals::{ApprovalMode, ApprovalWindow, Ask, Outcome};
+    use crate::store::testing::each_store;
+    use crate::trust::attest::{PAYLOAD_TYPE, PREDICATE_TYPE, STATEMENT_TYPE, pae};
+
+    fn signed(key: &SigningKey, subject: &serde_json::Value) -> String {
+        let payload = serde_json::to_vec(&serde_json::json!({
+            "_type": STATEMENT_TYPE,
+            "subject": subject["subject"],
+            "predicateType": PREDICATE_TYPE,
+            "predicate": {"result": "pass", "scope_reviewed": [],
+                          "expires": "2030-01-01T00:00:00Z"},
+        }))
+        .unwrap();
+        let sig = key.sign(&pae(PAYLOAD_TYPE, &payload));
+        serde_json::json!({
+            "payloadType": PAYLOAD_TYPE,
+            "payload": STANDARD.encode(&payload),
+            "signatures": [{"keyid": "k", "sig": STANDARD.encode(sig.to_bytes())}],
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn the_refresher_sums_minutes_on_postgresql_and_every_trust_record_round_trips_on_each_store() {
+        each_store(|s| {
+            let m = s.open();
+            m.add_member("founder", None).unwrap();
+            m.add_connection(crate::NewConnection {
+                name: "billing".into(),
+                base_url: "https://api.example.com".into(),
+                actions: vec!["read=GET:/v1/invoices".into()],
+                trust_floor: None,
+            })
+            .unwrap();
+            m.add_agent(crate::NewAgent {
+                name: "billing-report-agent".into(),
+                purpose: "monthly billing report".into(),
+                owner: "founder".into(),
+                parent: None,
+                scopes: vec![],
+                key: crate::KeyChoice::GenerateInKeychain,
+            })
+            .unwrap();
+
+            // Thresholds, the organisation's floor and a connection's minimum score.
+            let t = m.set_trust_settings(Some(80), Some(30), Some(10)).unwrap();
+            assert_eq!(m.trust_settings().unwrap(), t);
+            assert_eq!(t.thresholds.trusted_min, 80);
+            assert_eq!(t.organisation_floor, 10);
+            assert!(m.set_trust_settings(Some(20), Some(30), None).is_err());
+            assert_eq!(
+                m.trust_settings().unwrap(),
+                t,
+                "a refused change writes nothing"
+            );
+            let c = m.set_connection_min_score("billing", Some(50)).unwrap();
+            assert_eq!(c.min_score, Some(50));
+
+            // An attestor (its key a BYTEA/BLOB), an attestation that counts, and revocation.
+            let key = SigningKey::from_bytes(&[7; 32]);
+            let jwk = serde_json::json!({"kty": "OKP", "crv": "Ed25519",
+                "x": URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes())})
+            .to_string();
+            let a = m.add_attestor("acme-review", &jwk, 10).unwrap();
+            assert_eq!(a.max_points, 10);
+            assert!(
+                m.add_attestor("copy", &jwk, 5).is_err(),
+                "one key, one attestor"
+            );
+            let subject = m.attestation_subject("billing-report-agent").unwrap();
+            let view = m.add_attestation(&signed(&key, &subject)).unwrap();
+            assert!(view.counts, "{:?}", view.why_not);
+            assert_eq!(view.points, 10);
+            assert_eq!(
+                m.list_attestations("billing-report-agent").unwrap().len(),
+                1
+            );
+            m.revoke_attestor("acme-review", "key lost").unwrap();
+            let after = m.list_attestations("billing-report-agent").unwrap();
+            assert!(!after[0].counts);
+            assert_eq!(m.list_attestors().unwrap().len(), 1);
+
+            // Approvals: a rule, a held call opened as a request, approved once, used once.
+            m.set_approval_rule("billing", Some("read"), Some(ApprovalMode::Always))
+                .unwrap();
+            let agent = m.get_agent("billing-report-agent").unwrap();
+            let ask = Ask {
+                agent_id: agent.id.as_str(),
+                agent: agent.name.as_str(),
+                connection_id: c.id.as_str(),
+                connection: "billing",
+                action: "billing:read",
+                on_behalf_of: None,
+                why: "this tool always asks a person",
+                trust_state: "PENDING",
+                trust_score: agent.trust.score,
+                retry_id: None,
+            };
+            let zero = std::time::Duration::ZERO;
+            let Outcome::Pending(id) = m.hold_for_approval(&ask, zero).unwrap() else {
+                panic!("a call under an `always` rule waits for a person")
+            };
+            assert_eq!(m.list_approvals(false).unwrap().len(), 1);
+            m.approve(&id, ApprovalWindow::Once).unwrap();
+            assert_eq!(
+                m.hold_for_approval(&ask, zero).unwrap(),
+                Outcome::Approved(id.clone())
+            );
+            let Outcome::Pending(again) = m.hold_for_approval(&ask, zero).unwrap() else {
+                panic!("a once-approval lets one call through")
+            };
+            assert_ne!(again, id);
+            m.deny_approval(&again, "not this month").unwrap();
+            assert!(matches!(
+                m.hold_for_approval(
+                    &Ask {
+                        retry_id: Some(&again),
+                        ..ask
+                    },
+                    zero
+                )
+                .unwrap(),
+                Outcome::Denied { .. }
+            ));
+            assert_eq!(m.list_approvals(true).unwrap().len(), 2);
+            assert_eq!(m.expire_approvals().unwrap(), 0);
+
+            // The refresher folds the trail (the agent's requests) and stores its signals.
+            m.refresh_trust().unwrap();
+            m.refresh_trust().unwrap();
+            assert!(
+                m.review_agent("billing-report-agent", None).is_err(),
+                "nothing changed since the last review"
+            );
+            m.verify_audit().unwrap();
+        });
+    }
+}
