@@ -13,11 +13,19 @@ use std::time::Duration;
 use mandate_core::Mandate;
 use mandate_core::audit::{AuditEvent, Decision};
 use mandate_core::views::AuditFilter;
-use tauri::AppHandle;
+use tauri::{AppHandle, Emitter};
 use tauri_plugin_notification::NotificationExt;
 
 /// How often the trail is read.
 const POLL: Duration = Duration::from_secs(3);
+/// The event the window's Approvals inbox listens to, so it reloads only when something changed.
+pub const APPROVALS_CHANGED: &str = "approvals-changed";
+
+/// Whether `events` asked for, decided or closed an approval (the inbox must reload).
+pub fn touches_approvals(events: &[AuditEvent]) -> bool {
+    events.iter().any(|e| e.action.starts_with("approval."))
+}
+
 /// This many denials in one look is a burst worth a notification.
 pub const DENIED_BURST: usize = 5;
 
@@ -121,6 +129,11 @@ pub fn spawn(app: AppHandle, m: Arc<Mandate>) {
                 if fresh.is_empty() {
                     continue;
                 }
+                if touches_approvals(&fresh)
+                    && let Err(e) = app.emit(APPROVALS_CHANGED, ())
+                {
+                    tracing::debug!(error = %e, "the window was not told about an approval");
+                }
                 let inactive = |agent_id: &str| {
                     m.get_agent(agent_id)
                         .is_ok_and(|a| a.status != mandate_core::model::AgentStatus::Active)
@@ -189,6 +202,23 @@ mod tests {
     fn ordinary_changes_need_nobody() {
         let events = vec![ev(1, "agent.created", Decision::Allow, Some("a1"))];
         assert!(notices(&events, &|_| true).is_empty());
+    }
+
+    #[test]
+    fn approval_events_reload_the_inbox_and_others_do_not() {
+        assert!(touches_approvals(&[ev(
+            1,
+            "approval.requested",
+            Decision::Allow,
+            None
+        )]));
+        assert!(touches_approvals(&[ev(1, "approval.denied", Decision::Deny, None)]));
+        assert!(!touches_approvals(&[ev(
+            1,
+            "agent.created",
+            Decision::Allow,
+            Some("a1")
+        )]));
     }
 
     #[test]

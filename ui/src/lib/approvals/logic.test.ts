@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { Approval } from "../backend";
-import { WINDOWS, askLine, decisionLine } from "./logic";
+import { WINDOWS, askLine, chainLine, decisionLine, signalsThatMatter, timeLeft } from "./logic";
 
 const base: Approval = {
   id: "apr_1",
@@ -43,5 +43,50 @@ describe("approvals inbox wording", () => {
     expect(decisionLine({ ...base, status: "denied", decided_by: "founder", reason: "audit freeze" }, now)).toBe(
       "Denied by founder: audit freeze",
     );
+  });
+});
+
+describe("what the inbox adds about the agent", () => {
+  const signal = (id: string, outcome: "pass" | "warn" | "fail", contribution: number) => ({
+    id,
+    label: id,
+    outcome,
+    contribution,
+    detail: `${id} detail`,
+  });
+  const agent = {
+    owner: "ana",
+    parent: null,
+    trust: {
+      signals: [
+        signal("owner", "pass", 20),
+        signal("denials", "fail", -25),
+        signal("key_age", "warn", -5),
+        signal("hours", "warn", -10),
+        signal("volume", "fail", -15),
+      ],
+    },
+  } as unknown as Parameters<typeof signalsThatMatter>[0];
+
+  it("names the owner, and the parent when the agent is a sub-agent", () => {
+    expect(chainLine({ owner: "ana", parent: null })).toBe("owned by ana");
+    expect(chainLine({ owner: "ana", parent: "research-agent" })).toBe(
+      "owned by ana, through its parent research-agent",
+    );
+    expect(chainLine({ owner: null, parent: null })).toBe("no owner on record");
+    expect(chainLine(undefined)).toBeNull();
+  });
+
+  it("shows the signals that did not pass, the costliest first, at most three", () => {
+    expect(signalsThatMatter(agent).map((s) => s.id)).toEqual(["denials", "volume", "hours"]);
+    expect(signalsThatMatter(undefined)).toEqual([]);
+  });
+
+  it("counts down the time the call is held, and stops when it is up or decided", () => {
+    const at = new Date("2026-12-04T10:59:19Z");
+    expect(timeLeft(base, at)).toBe("41 s left");
+    expect(timeLeft(base, new Date("2026-12-04T10:30:00Z"))).toBe("30 min left");
+    expect(timeLeft(base, new Date("2026-12-04T11:00:00Z"))).toBeNull();
+    expect(timeLeft({ ...base, status: "approved" }, at)).toBeNull();
   });
 });

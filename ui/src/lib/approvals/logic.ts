@@ -1,5 +1,5 @@
 // Approvals inbox: wording and choices, kept apart from the component so they are tested.
-import type { Approval, ApprovalWindow } from "../backend";
+import type { Agent, Approval, ApprovalWindow, TrustSignal } from "../backend";
 
 /** The choices a person has for a waiting request, in the order the inbox offers them. */
 export const WINDOWS: { window: ApprovalWindow; label: string }[] = [
@@ -28,4 +28,28 @@ export function decisionLine(a: Approval, now: Date = new Date()): string | null
     case "expired":
       return "Nobody answered; it expired.";
   }
+}
+
+/** The accountable chain behind an agent: "owned by ana, through its parent research-agent". */
+export function chainLine(agent: Pick<Agent, "owner" | "parent"> | undefined): string | null {
+  if (!agent) return null;
+  const owner = agent.owner ? `owned by ${agent.owner}` : "no owner on record";
+  return agent.parent ? `${owner}, through its parent ${agent.parent}` : owner;
+}
+
+/** The signals a person should weigh: those that did not pass, the costliest first. */
+export function signalsThatMatter(agent: Pick<Agent, "trust"> | undefined, max = 3): TrustSignal[] {
+  if (!agent) return [];
+  return agent.trust.signals
+    .filter((s) => s.outcome !== "pass")
+    .sort((a, b) => a.contribution - b.contribution)
+    .slice(0, max);
+}
+
+/** How long the agent's call is still held: "41 s left", or null once it has closed. */
+export function timeLeft(a: Approval, now: Date = new Date()): string | null {
+  if (a.status !== "pending") return null;
+  const s = Math.ceil((new Date(a.expires_at).getTime() - now.getTime()) / 1000);
+  if (s <= 0) return null;
+  return s < 120 ? `${s} s left` : `${Math.ceil(s / 60)} min left`;
 }

@@ -1,6 +1,7 @@
 // The one place the UI talks to the backend. Everything goes through the generated,
 // typed bindings; components import from here, never from @tauri-apps/api directly.
 import { Channel } from "@tauri-apps/api/core";
+import { listen } from "@tauri-apps/api/event";
 import { commands } from "./bindings";
 import type {
   Actor,
@@ -174,6 +175,10 @@ export const backend = {
     unwrap(await commands.approveRequest(id, window)),
   denyRequest: async (id: string, reason: string): Promise<Approval> =>
     unwrap(await commands.denyRequest(id, reason)),
+  /** Call `onChange` whenever a request is asked for, decided or expires (the desktop's trail
+   * watcher emits `approvals-changed`); resolves to a function that stops listening. */
+  onApprovalsChanged: async (onChange: () => void): Promise<() => void> =>
+    listen("approvals-changed", () => onChange()),
   trustSettings: async (): Promise<TrustSettings> => unwrap(await commands.trustSettings()),
   setTrustSettings: async (trustedMin: number, pendingMin: number, organisationFloor: number): Promise<TrustSettings> =>
     unwrap(await commands.setTrustSettings(trustedMin, pendingMin, organisationFloor)),

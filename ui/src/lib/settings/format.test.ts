@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { EndpointStatus } from "../backend";
-import { endpointLine, endpointShort, endpointTone, lifetime, servedBy } from "./format";
+import { endpointLine, endpointShort, endpointTone, lifetime, servedBy, thresholdProblem, thresholdsSaved } from "./format";
 
 const running = (over: Partial<EndpointStatus> = {}): EndpointStatus => ({
   state: "running",
@@ -36,5 +36,26 @@ describe("settings wording", () => {
     expect(lifetime(900)).toBe("15 min");
     expect(lifetime(86400)).toBe("24 h");
     expect(lifetime(5400)).toBe("1 h 30 min");
+  });
+});
+
+describe("trust thresholds", () => {
+  it("accepts PENDING below TRUSTED and a floor within 0-100", () => {
+    expect(thresholdProblem({ trusted: 70, pending: 40, floor: 0 })).toBeNull();
+    expect(thresholdProblem({ trusted: 100, pending: 99, floor: 100 })).toBeNull();
+  });
+
+  it("refuses thresholds that would make no sense, saying which", () => {
+    expect(thresholdProblem({ trusted: 40, pending: 40, floor: 0 })).toMatch(/TRUSTED must start above PENDING \(40\)/);
+    expect(thresholdProblem({ trusted: 70, pending: 0, floor: 0 })).toMatch(/PENDING must start between 1 and 99/);
+    expect(thresholdProblem({ trusted: 70, pending: 40, floor: 101 })).toMatch(/organisation floor/);
+    expect(thresholdProblem({ trusted: 70.5, pending: 40, floor: 0 })).toMatch(/whole numbers/);
+  });
+
+  it("names the member who saved them", () => {
+    expect(thresholdsSaved({ trusted: 80, pending: 50, floor: 30 }, "founder")).toBe(
+      "Saved by founder: TRUSTED from 80, PENDING from 50; every request now needs a score of at least 30.",
+    );
+    expect(thresholdsSaved({ trusted: 70, pending: 40, floor: 0 }, null)).toMatch(/^Saved: .*no organisation floor/);
   });
 });

@@ -55,3 +55,23 @@ export function lifetime(secs: number): string {
   if (h === 0) return `${m} min`;
   return m === 0 ? `${h} h` : `${h} h ${m} min`;
 }
+
+/** The trust thresholds as the form holds them. */
+export type ThresholdForm = { trusted: number; pending: number; floor: number };
+
+/** What is wrong with the thresholds, as a sentence; null when they can be saved. */
+export function thresholdProblem(t: ThresholdForm): string | null {
+  const whole = (n: number) => Number.isInteger(n);
+  if (![t.trusted, t.pending, t.floor].every(whole)) return "Scores are whole numbers from 0 to 100.";
+  if (t.pending < 1 || t.pending > 99) return "PENDING must start between 1 and 99 (below it an agent is UNTRUSTED).";
+  if (t.trusted <= t.pending || t.trusted > 100)
+    return `TRUSTED must start above PENDING (${t.pending}) and at most at 100.`;
+  if (t.floor < 0 || t.floor > 100) return "The organisation floor is a score from 0 (none) to 100.";
+  return null;
+}
+
+/** What saving the thresholds did, naming who did it. */
+export function thresholdsSaved(t: ThresholdForm, member: string | null): string {
+  const floor = t.floor > 0 ? `; every request now needs a score of at least ${t.floor}` : "; no organisation floor";
+  return `Saved${member ? ` by ${member}` : ""}: TRUSTED from ${t.trusted}, PENDING from ${t.pending}${floor}.`;
+}
