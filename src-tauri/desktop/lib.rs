@@ -107,6 +107,7 @@ fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
         trust::approve_request,
         trust::deny_request,
         trust::review_agent,
+        trust::list_attestations,
         trust::trust_settings,
         trust::set_trust_settings,
         settings::endpoint_status,

@@ -261,6 +261,12 @@ class App:
         return self.driver.find_element(By.TAG_NAME, "body").text
 
     def screenshot(self, name):
+        # Two animation frames: WebKit paints after the DOM changed, and a capture taken before
+        # then shows the previous screen.
+        self.driver.execute_async_script(
+            "const done = arguments[0];"
+            "requestAnimationFrame(() => requestAnimationFrame(() => done()));"
+        )
         path = os.path.join(SHOTS, f"{name}.png")
         self.driver.save_screenshot(path)
         return path

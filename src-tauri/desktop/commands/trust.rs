@@ -6,7 +6,7 @@
 use mandate_core::ErrorReport;
 use mandate_core::approvals::{Approval, ApprovalWindow};
 use mandate_core::model::Agent;
-use mandate_core::trust::TrustSettings;
+use mandate_core::trust::{AttestationView, TrustSettings};
 use tauri::State;
 
 use super::blocking;
@@ -53,6 +53,16 @@ pub async fn review_agent(
     note: Option<String>,
 ) -> Result<Agent, ErrorReport> {
     blocking(&state, move |m| m.review_agent(&name, note.as_deref())).await
+}
+
+/// An agent's review attestations, newest first, each saying whether it counts now.
+#[tauri::command]
+#[specta::specta]
+pub async fn list_attestations(
+    state: State<'_, AppState>,
+    name: String,
+) -> Result<Vec<AttestationView>, ErrorReport> {
+    blocking(&state, move |m| m.list_attestations(&name)).await
 }
 
 /// The thresholds and the organisation's minimum score.

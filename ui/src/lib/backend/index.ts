@@ -8,6 +8,7 @@ import type {
   AgentDetail_Serialize,
   AgentEditInput_Deserialize,
   AgentKey_Serialize,
+  AttestationView_Serialize,
   Agent_Serialize,
   AppInfo_Serialize,
   AuditCheck_Serialize,
@@ -68,6 +69,7 @@ export type McpImport = RewriteBackup_Serialize;
 export type Agent = Agent_Serialize;
 export type AgentKey = AgentKey_Serialize;
 export type AgentDetail = AgentDetail_Serialize;
+export type Attestation = AttestationView_Serialize;
 export type AppInfo = AppInfo_Serialize;
 export type AuditCheck = AuditCheck_Serialize;
 export type AuditPage = AuditPage_Serialize;
@@ -169,6 +171,8 @@ export const backend = {
   reviewAgent: async (name: string, note: string | null): Promise<Agent> =>
     unwrap(await commands.reviewAgent(name, note)),
 
+  /** An agent's review attestations, newest first, each saying whether it counts now. */
+  listAttestations: async (name: string): Promise<Attestation[]> => unwrap(await commands.listAttestations(name)),
   /** Requests waiting for a person; with `all`, every one of the last 7 days. */
   listApprovals: async (all: boolean): Promise<Approval[]> => unwrap(await commands.listApprovals(all)),
   approveRequest: async (id: string, window: ApprovalWindow): Promise<Approval> =>
