@@ -80,6 +80,7 @@ def test_a_held_broker_call_completes_when_the_founder_approves_it_for_an_hour(i
         assert decided[0]["status"] == "approved" and decided[0]["decided_by"] == "founder"
 
         # The agent's page explains its score signal by signal.
+        app.go("agents")
         app.click('a[href="#agents/billing-report-agent"]')
         score = app.wait('[data-testid="trust-score"]')
         assert "/100" in score.text, score.text
@@ -156,7 +157,7 @@ def test_a_held_broker_call_fails_with_the_founders_reason_when_denied_in_the_wi
         # The inbox is already open: the request must arrive without leaving the screen.
         card = app.wait('[data-testid^="approval-"]', timeout=30)
         assert "is owned by founder" in card.text, card.text
-        assert "left" in card.find_element("css selector", '[data-testid="time-left"]').text
+        assert "closes in" in card.find_element("css selector", '[data-testid="time-left"]').text
         app.button("Deny…")
         app.type('input[aria-label="Reason for denying"]', "billing reports read from the export, not issues")
         app.button("Deny")

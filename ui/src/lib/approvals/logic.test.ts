@@ -82,10 +82,10 @@ describe("what the inbox adds about the agent", () => {
     expect(signalsThatMatter(undefined)).toEqual([]);
   });
 
-  it("counts down the time the call is held, and stops when it is up or decided", () => {
+  it("counts down the time the request stays open, and stops when it is up or decided", () => {
     const at = new Date("2026-12-04T10:59:19Z");
-    expect(timeLeft(base, at)).toBe("41 s left");
-    expect(timeLeft(base, new Date("2026-12-04T10:30:00Z"))).toBe("30 min left");
+    expect(timeLeft(base, at)).toBe("closes in 41 s");
+    expect(timeLeft(base, new Date("2026-12-04T10:30:00Z"))).toBe("closes in 30 min");
     expect(timeLeft(base, new Date("2026-12-04T11:00:00Z"))).toBeNull();
     expect(timeLeft({ ...base, status: "approved" }, at)).toBeNull();
   });

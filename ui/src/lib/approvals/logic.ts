@@ -46,10 +46,10 @@ export function signalsThatMatter(agent: Pick<Agent, "trust"> | undefined, max =
     .slice(0, max);
 }
 
-/** How long the agent's call is still held: "41 s left", or null once it has closed. */
+/** How long the request stays open for an answer: "closes in 41 s", or null once it has closed. */
 export function timeLeft(a: Approval, now: Date = new Date()): string | null {
   if (a.status !== "pending") return null;
   const s = Math.ceil((new Date(a.expires_at).getTime() - now.getTime()) / 1000);
   if (s <= 0) return null;
-  return s < 120 ? `${s} s left` : `${Math.ceil(s / 60)} min left`;
+  return s < 120 ? `closes in ${s} s` : `closes in ${Math.ceil(s / 60)} min`;
 }
