@@ -86,16 +86,20 @@ def test_a_held_broker_call_completes_when_the_founder_approves_it_for_an_hour(i
         assert "/100" in score.text, score.text
         app.wait_text("The score is the sum of the signals' points below")
         app.screenshot("agent-trust")
+        none = app.wait('[data-testid="no-attestations"]', visible=False)
+        app.driver.execute_script("arguments[0].scrollIntoView()", none)
+        assert "mandate attest add" in none.text, none.text
+        app.screenshot("agent-trust-attestations")
 
         # Settings: thresholds that make no sense cannot be saved; a change names the member.
         app.go("settings")
         app.wait('[data-testid="trust-thresholds"]')
-        app.type('input[aria-label="TRUSTED from score"]', "30")
+        app.type('input[aria-label="TRUSTED from score"]', "15")
         problem = app.wait('[data-testid="threshold-problem"]')
         assert "TRUSTED must start above PENDING (20)" in problem.text, problem.text
         app.type('input[aria-label="TRUSTED from score"]', "80")
         app.type('input[aria-label="Organisation floor score"]', "20")
-        app.button("Save")
+        app.button("Save thresholds")
         app.wait_text("Saved by founder: TRUSTED from 80, PENDING from 20; every request now needs a score of at least 20.")
         app.driver.execute_script(
             "document.querySelector('[data-testid=\"trust-thresholds\"]').scrollIntoView()"
