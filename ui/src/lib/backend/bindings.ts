@@ -94,6 +94,8 @@ export const commands = {
 	denyRequest: (id: string, reason: string) => typedError<Approval_Serialize, ErrorReport>(__TAURI_INVOKE("deny_request", { id, reason })),
 	/**  A member reviews an agent's changed configuration. */
 	reviewAgent: (name: string, note: string | null) => typedError<Agent_Serialize, ErrorReport>(__TAURI_INVOKE("review_agent", { name, note })),
+	/**  An agent's review attestations, newest first, each saying whether it counts now. */
+	listAttestations: (name: string) => typedError<AttestationView_Serialize[], ErrorReport>(__TAURI_INVOKE("list_attestations", { name })),
 	/**  The thresholds and the organisation's minimum score. */
 	trustSettings: () => typedError<TrustSettings, ErrorReport>(__TAURI_INVOKE("trust_settings")),
 	/**  Change the thresholds and the organisation's minimum score. */
@@ -429,6 +431,45 @@ export type Approval_Serialize = {
 	reason: string | null,
 	/**  An approval for a time box lasts until then; `None` with `approved`: once. */
 	valid_until: string | null,
+};
+
+/**  An attestation as `mandate attest list` shows it. */
+export type AttestationView = AttestationView_Serialize | AttestationView_Deserialize;
+
+/**  An attestation as `mandate attest list` shows it. */
+export type AttestationView_Deserialize = {
+	id: string,
+	agent: string,
+	attestor: string,
+	result: ReviewResult,
+	/**  What it adds (within the attestor's bound), when it counts. */
+	points: number,
+	scope_reviewed: string[],
+	config_version: number,
+	expires_at: string,
+	added_at: string,
+	/**  Whether it counts now. */
+	counts: boolean,
+	/**  Why it does not count, as a sentence (None when it counts). */
+	why_not?: string | null,
+};
+
+/**  An attestation as `mandate attest list` shows it. */
+export type AttestationView_Serialize = {
+	id: string,
+	agent: string,
+	attestor: string,
+	result: ReviewResult,
+	/**  What it adds (within the attestor's bound), when it counts. */
+	points: number,
+	scope_reviewed: string[],
+	config_version: number,
+	expires_at: string,
+	added_at: string,
+	/**  Whether it counts now. */
+	counts: boolean,
+	/**  Why it does not count, as a sentence (None when it counts). */
+	why_not: string | null,
 };
 
 /**  What the banner above the timeline says. */
@@ -1635,6 +1676,9 @@ export type Replacement_Serialize = {
 	/**  The same, in one sentence. */
 	summary: string,
 };
+
+/**  A reviewer's verdict. */
+export type ReviewResult = "pass" | "fail";
 
 /**  The record of an import, for undoing it. */
 export type RewriteBackup = RewriteBackup_Serialize | RewriteBackup_Deserialize;
