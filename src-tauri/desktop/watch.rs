@@ -212,7 +212,12 @@ mod tests {
             Decision::Allow,
             None
         )]));
-        assert!(touches_approvals(&[ev(1, "approval.denied", Decision::Deny, None)]));
+        assert!(touches_approvals(&[ev(
+            1,
+            "approval.denied",
+            Decision::Deny,
+            None
+        )]));
         assert!(!touches_approvals(&[ev(
             1,
             "agent.created",
