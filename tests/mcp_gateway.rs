@@ -1196,3 +1196,99 @@ fn a_remote_streamable_http_server_is_reached_through_the_gate() {
     );
     assert!(!format!("{events:?}").contains("ghp_Z7cQ"));
 }
+
+/// Issue 19: a tool marked `always` holds the real client's call while a person decides; the
+/// call completes once someone approves it from the CLI, inside the hold, and a second call
+/// (the once-approval used) waits again and, unanswered within a short hold, ends in
+/// `approval_pending` naming the request.
+#[test]
+fn a_held_tool_call_completes_once_approved_from_the_cli_while_the_client_waits() {
+    let env = Env::new();
+    let root = env.dir.path().join("files");
+    std::fs::create_dir_all(&root).unwrap();
+    let notes = root.join("notes.txt");
+    std::fs::write(&notes, "original").unwrap();
+    let root_s = std::fs::canonicalize(&root)
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    env.run(&[
+        "mcp",
+        "add",
+        "fs",
+        "--",
+        "node",
+        &server_js("filesystem"),
+        &root_s,
+    ])
+    .ok();
+    agent(&env, "coder", &["fs:read_text_file"]);
+    env.run(&[
+        "connection",
+        "edit",
+        "fs",
+        "--action-approval",
+        "read_text_file=always",
+    ])
+    .ok();
+    let path = std::fs::canonicalize(&notes)
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let plan = json!([{"op": "call", "name": "read_text_file", "args": {"path": path}}]);
+    let mut c = client(&env, "ts", &plan, "coder", "fs");
+    c.env("MANDATE_APPROVAL_HOLD_SECS", "60");
+    let started = Instant::now();
+    let child = c.spawn().unwrap();
+
+    // The request shows up for a person while the client waits.
+    let mut pending = Value::Null;
+    for _ in 0..300 {
+        let list = env.run(&["approvals", "list", "--json"]).ok().json();
+        if let Some(first) = list.as_array().and_then(|a| a.first()) {
+            pending = first.clone();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(pending["agent"], "coder", "no request appeared: {pending}");
+    assert_eq!(pending["action"], "fs:read_text_file", "{pending}");
+    std::thread::sleep(Duration::from_secs(1));
+    let id = pending["id"].as_str().unwrap().to_string();
+    env.run(&["approvals", "approve", &id]).ok();
+    let out = child.wait_with_output().unwrap();
+    let out: Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap())
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(
+        step(&out, 0)["ok"],
+        json!(true),
+        "held, then approved: {out}"
+    );
+    assert!(step(&out, 0)["value"].to_string().contains("original"));
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "the call went through when approved, not at the end of the hold"
+    );
+
+    // The once-approval is used: the next call asks again; nobody answers within 1 s.
+    let mut c = client(&env, "ts", &plan, "coder", "fs");
+    c.env("MANDATE_APPROVAL_HOLD_SECS", "1");
+    let out = run_client(c);
+    let s = step(&out, 0);
+    assert_eq!(s["ok"], json!(false), "{out}");
+    let err = s["error"].as_str().unwrap();
+    assert!(err.contains("approval"), "{err}");
+    assert!(err.contains("apr_"), "the answer names the request: {err}");
+    assert!(err.contains("within 1 s"), "{err}");
+
+    let events = audit(&env);
+    let actions: Vec<&str> = events.iter().map(|e| e.0.as_str()).collect();
+    for a in [
+        "approval.rule_set",
+        "approval.requested",
+        "approval.approved",
+    ] {
+        assert!(actions.contains(&a), "{a} missing from {actions:?}");
+    }
+}

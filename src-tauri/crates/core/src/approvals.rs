@@ -30,6 +30,16 @@ use crate::registry::{parse_time, ts};
 
 /// How long the broker holds a call waiting for a person, by default.
 pub const DEFAULT_HOLD_SECS: u64 = 60;
+
+/// How long the broker and the MCP gateway hold a call that needs a person:
+/// `MANDATE_APPROVAL_HOLD_SECS` (0 to 600), else [`DEFAULT_HOLD_SECS`].
+pub fn hold_from_env() -> StdDuration {
+    let secs = std::env::var("MANDATE_APPROVAL_HOLD_SECS")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(DEFAULT_HOLD_SECS, |s| s.min(600));
+    StdDuration::from_secs(secs)
+}
 /// How long an unanswered request stays open for a retry.
 pub const REQUEST_TTL_MINUTES: i64 = 60;
 /// How often a held call looks for a decision.

@@ -94,11 +94,7 @@ struct ProxyState {
 /// How long a call that needs a person's approval is held: `MANDATE_APPROVAL_HOLD_SECS`
 /// (0 to 600), else 60 s.
 fn approval_hold() -> std::time::Duration {
-    let secs = std::env::var("MANDATE_APPROVAL_HOLD_SECS")
-        .ok()
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map_or(mandate_core::approvals::DEFAULT_HOLD_SECS, |s| s.min(600));
-    std::time::Duration::from_secs(secs)
+    mandate_core::approvals::hold_from_env()
 }
 
 pub fn routes(app: Arc<AppState>) -> Router<Arc<AppState>> {

@@ -190,6 +190,8 @@ pub struct McpSession {
     token: Mutex<Option<crate::oauth::resource::ResourceToken>>,
     view: Mutex<Option<View>>,
     buckets: RateBuckets,
+    /// How long a call that needs a person's approval is held before `approval_pending`.
+    hold: std::time::Duration,
 }
 
 impl McpSession {
@@ -215,7 +217,15 @@ impl McpSession {
             token: Mutex::new(None),
             view: Mutex::new(None),
             buckets: RateBuckets::default(),
+            hold: crate::approvals::hold_from_env(),
         })
+    }
+
+    /// Hold calls that need a person's approval this long (0: answer `approval_pending` at
+    /// once) instead of `MANDATE_APPROVAL_HOLD_SECS` or its 60 s default.
+    pub fn with_approval_hold(mut self, hold: std::time::Duration) -> Self {
+        self.hold = hold;
+        self
     }
 
     /// Record that the agent acts for a team member (a delegation).
@@ -493,10 +503,10 @@ impl McpSession {
             return Err(self.write_denial(call, d, Some(&view), true).await);
         }
         // Approvals: a tool marked `always`, or `below_floor` while the agent is below the
-        // server's floors, needs a person's yes. The gateway does not hold the call (the
-        // core has no async runtime to wait on): it opens the request and answers
-        // `approval_pending` at once; once someone approves, the agent's next call of the
-        // tool goes through.
+        // server's floors, needs a person's yes. The gateway holds the call up to `hold` (on
+        // a blocking thread, so other sessions go on) while someone decides, like the
+        // broker; when nobody answers in time it says `approval_pending` with the request's
+        // id, and the agent's next call of the tool joins that request.
         let below = view.below_floor();
         let rule = match self
             .mandate
@@ -519,23 +529,37 @@ impl McpSession {
             _ => None,
         };
         if let Some(ask_why) = ask_why {
-            let state = view.trust.to_string();
-            let ask = crate::approvals::Ask {
-                agent_id: &self.agent_id,
-                agent: &self.agent,
-                connection_id: &self.server_id,
-                connection: &self.server,
-                action: &scope,
-                on_behalf_of: self.on_behalf_of.as_ref(),
-                why: &ask_why,
-                trust_state: &state,
-                trust_score: view.score,
-                retry_id: None,
+            let held = {
+                let m = self.mandate.clone();
+                let (agent_id, agent) = (self.agent_id.clone(), self.agent.clone());
+                let (server_id, server) = (self.server_id.clone(), self.server.clone());
+                let (scope, why, on_behalf_of) =
+                    (scope.clone(), ask_why.clone(), self.on_behalf_of.clone());
+                let (state, score, hold) = (view.trust.to_string(), view.score, self.hold);
+                move || {
+                    let ask = crate::approvals::Ask {
+                        agent_id: &agent_id,
+                        agent: &agent,
+                        connection_id: &server_id,
+                        connection: &server,
+                        action: &scope,
+                        on_behalf_of: on_behalf_of.as_ref(),
+                        why: &why,
+                        trust_state: &state,
+                        trust_score: score,
+                        retry_id: None,
+                    };
+                    m.hold_for_approval(&ask, hold)
+                }
             };
-            match self
-                .mandate
-                .hold_for_approval(&ask, std::time::Duration::ZERO)
-            {
+            let outcome = match tokio::runtime::Handle::try_current() {
+                Ok(rt) => rt.spawn_blocking(held).await.unwrap_or_else(|e| {
+                    Err(Error::Storage(format!("an approval wait stopped: {e}")))
+                }),
+                // No runtime (a test driving the future by hand): wait on this thread.
+                Err(_) => held(),
+            };
+            match outcome {
                 Ok(crate::approvals::Outcome::Approved(_)) => {}
                 Ok(crate::approvals::Outcome::Denied { id, by, reason }) => {
                     let d = McpDenial::new(
@@ -548,9 +572,11 @@ impl McpSession {
                     let d = McpDenial::new(
                         "approval_pending",
                         format!(
-                            "this call waits for a person's approval ({ask_why}); request {id}. \
-                             Call the tool again once someone approves it in the app or with \
-                             `mandate approvals approve {id}`"
+                            "this call waits for a person's approval ({ask_why}); nobody \
+                             answered within {} s (request {id}). Call the tool again once \
+                             someone approves it in the app or with `mandate approvals \
+                             approve {id}`",
+                            self.hold.as_secs()
                         ),
                     );
                     return Err(self.write_denial(call, d, Some(&view), true).await);
