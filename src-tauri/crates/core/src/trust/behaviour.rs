@@ -55,6 +55,11 @@ pub const POINTS_NEW_ACTIONS: i32 = 5;
 pub const PENALTY_NEW_ACTIONS: i32 = -10;
 pub const POINTS_HOURS: i32 = 5;
 pub const PENALTY_HOURS: i32 = -10;
+/// Spending a connection's daily budget at a pace that would overrun it, well above the
+/// agent's usual day: the score loses this much until the pace falls back or the day ends.
+pub const PENALTY_BURN_RATE: i32 = -15;
+/// The pace must also be this many times the agent's usual daily spend to count as a burn.
+pub const BURN_RATE_FACTOR: u64 = 2;
 
 /// Events read per transaction, so the refresher never holds the write lock for long.
 const BATCH: i64 = 2000;
@@ -72,6 +77,73 @@ pub struct Activity {
     pub new_actions: Vec<String>,
     /// The start of the agent's oldest aggregated hour.
     pub first_seen: Option<DateTime<Utc>>,
+    /// Its spend on each connection with a daily budget that it used today.
+    pub budgets: Vec<BudgetUse>,
+}
+
+/// One agent's spend against one connection's daily budget (cost units, `broker_usage`).
+#[derive(Debug, Clone, Default)]
+pub struct BudgetUse {
+    pub connection: String,
+    pub daily_budget: u64,
+    /// Spent so far this UTC day.
+    pub today: u64,
+    /// Spent over the [`BASELINE_DAYS`] days before today (days without use count as 0).
+    pub baseline_total: u64,
+}
+
+/// The budget burn-rate signal: for each budgeted connection, today's spend projected to the
+/// end of the UTC day (at least an hour of the day counted, so the first minutes do not
+/// extrapolate wildly) against the budget and against the agent's usual day. Fails when the
+/// projection overruns the budget and is more than [`BURN_RATE_FACTOR`] times its usual day;
+/// `None` when it has no budgeted connection.
+fn burn_rate(budgets: &[BudgetUse], now: DateTime<Utc>) -> Option<TrustSignal> {
+    use SignalOutcome::*;
+    if budgets.is_empty() {
+        return None;
+    }
+    let since_midnight = i64::from(now.num_seconds_from_midnight()).max(3600);
+    let mut worst: Option<(&BudgetUse, u64, u64)> = None;
+    for b in budgets {
+        let projected = u64::try_from(i128::from(b.today) * 86_400 / i128::from(since_midnight))
+            .unwrap_or(u64::MAX);
+        let usual = b.baseline_total / BASELINE_DAYS as u64;
+        let burning = projected > b.daily_budget && projected > BURN_RATE_FACTOR * usual.max(1);
+        if burning
+            && worst.is_none_or(|(w, p, _)| {
+                projected * w.daily_budget.max(1) > p * b.daily_budget.max(1)
+            })
+        {
+            worst = Some((b, projected, usual));
+        }
+    }
+    let at = now.format("%H:%M");
+    Some(match worst {
+        Some((b, projected, usual)) => sig(
+            "budget_burn",
+            "Budget spent at its usual pace",
+            Fail,
+            PENALTY_BURN_RATE,
+            format!(
+                "{} of the {} units of '{}' spent by {at} UTC, on course for {projected} by                  midnight (its usual day over the last {BASELINE_DAYS} days: {usual}). Clears                  when the pace falls back within the budget or at midnight UTC, when the                  day's budget starts again; if the spending is expected, raise the budget                  (`mandate connection edit {} --daily-budget N`)",
+                b.today, b.daily_budget, b.connection, b.connection
+            ),
+        ),
+        None => {
+            let shown: Vec<String> = budgets
+                .iter()
+                .take(3)
+                .map(|b| format!("{} of {} on '{}'", b.today, b.daily_budget, b.connection))
+                .collect();
+            sig(
+                "budget_burn",
+                "Budget spent at its usual pace",
+                Pass,
+                0,
+                format!("spent today by {at} UTC: {}", shown.join(", ")),
+            )
+        }
+    })
 }
 
 fn sig(id: &str, label: &str, outcome: SignalOutcome, points: i32, detail: String) -> TrustSignal {
@@ -90,7 +162,8 @@ pub fn signals(a: &Activity, now: DateTime<Utc>) -> Vec<TrustSignal> {
     let learning = a
         .first_seen
         .is_none_or(|f| now - f < Duration::hours(LEARNING_HOURS));
-    let mut out = Vec::with_capacity(4);
+    let mut out = Vec::with_capacity(5);
+    out.extend(burn_rate(&a.budgets, now));
 
     let baseline_denials: u32 = a.baseline.iter().map(|(_, _, d)| d).sum();
     let windows = (BASELINE_DAYS * 24 * 60 / WINDOW_MINUTES) as f64;
@@ -475,6 +548,34 @@ pub(crate) fn activity(conn: &Tx<'_>, id: &str, now: DateTime<Utc>) -> Result<Ac
     )?;
     a.recent_requests = u32::try_from(requests.unwrap_or(0)).unwrap_or(u32::MAX);
     a.recent_denials = u32::try_from(denials.unwrap_or(0)).unwrap_or(u32::MAX);
+    // Spend against daily budgets: today and the baseline days before it.
+    let today = crate::broker::config::day_of(now);
+    let first_day = crate::broker::config::day_of(now - Duration::days(BASELINE_DAYS));
+    a.budgets = conn
+        .query_map(
+            "SELECT c.name, b.daily_budget,
+                    CAST(coalesce(sum(CASE WHEN u.day = ?2 THEN u.units ELSE 0 END), 0) AS BIGINT),
+                    CAST(coalesce(sum(CASE WHEN u.day < ?2 THEN u.units ELSE 0 END), 0) AS BIGINT)
+             FROM broker_usage u
+             JOIN broker_connections b ON b.connection_id = u.connection_id
+             JOIN connections c ON c.id = u.connection_id
+             WHERE u.agent_id = ?1 AND u.day >= ?3 AND u.day <= ?2
+               AND b.daily_budget IS NOT NULL
+             GROUP BY c.name, b.daily_budget
+             ORDER BY c.name",
+            params![id, today, first_day],
+            |r| {
+                Ok(BudgetUse {
+                    connection: r.get(0)?,
+                    daily_budget: r.get(1)?,
+                    today: r.get(2)?,
+                    baseline_total: r.get(3)?,
+                })
+            },
+        )?
+        .into_iter()
+        .filter(|b| b.today > 0)
+        .collect();
     // New: first seen in the last hour, by an agent whose history is older than that.
     let since = ts(now - Duration::minutes(NEW_ACTION_MINUTES));
     a.new_actions = conn.query_map(
@@ -553,6 +654,46 @@ mod tests {
         assert!(d.detail.contains("10 of its last 12"), "{}", d.detail);
         assert!(d.detail.contains("Clears"), "{}", d.detail);
         assert_eq!(find(&s, "behaviour_learning").contribution, 0);
+    }
+
+    #[test]
+    fn spending_a_budget_far_faster_than_usual_fails_the_burn_rate_and_says_what_clears_it() {
+        let now = t("2026-12-04T06:00:00Z");
+        let mut a = history(now);
+        // 80 of 100 units by 06:00: on course for 320, its usual day is 20.
+        a.budgets = vec![BudgetUse {
+            connection: "openai".into(),
+            daily_budget: 100,
+            today: 80,
+            baseline_total: 140,
+        }];
+        let s = signals(&a, now);
+        let burn = find(&s, "budget_burn");
+        assert_eq!(burn.outcome, SignalOutcome::Fail, "{burn:?}");
+        assert_eq!(burn.contribution, PENALTY_BURN_RATE);
+        assert!(burn.detail.contains("on course for 320"), "{}", burn.detail);
+        assert!(burn.detail.contains("usual day"), "{}", burn.detail);
+        assert!(burn.detail.contains("midnight UTC"), "{}", burn.detail);
+
+        // The same spend is usual for an agent that spends about this every day.
+        a.budgets[0].baseline_total = 7 * 300;
+        assert_eq!(
+            find(&signals(&a, now), "budget_burn").outcome,
+            SignalOutcome::Pass
+        );
+        // And a slow pace within the budget passes whatever its history.
+        a.budgets[0] = BudgetUse {
+            connection: "openai".into(),
+            daily_budget: 100,
+            today: 10,
+            baseline_total: 0,
+        };
+        let s = signals(&a, now);
+        assert_eq!(find(&s, "budget_burn").outcome, SignalOutcome::Pass);
+        assert_eq!(find(&s, "budget_burn").contribution, 0);
+        // No budgeted connection used today: no such signal.
+        a.budgets.clear();
+        assert!(!signals(&a, now).iter().any(|s| s.id == "budget_burn"));
     }
 
     #[test]
