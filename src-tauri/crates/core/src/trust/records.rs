@@ -876,6 +876,34 @@ mod on_both_stores {
             // The refresher folds the trail (the agent's requests) and stores its signals.
             m.refresh_trust().unwrap();
             m.refresh_trust().unwrap();
+            // A budgeted connection spent past its budget today: the burn-rate signal reads
+            // broker_usage through the seam and fails.
+            let today = crate::broker::config::day_of(m.now());
+            s.conn()
+                .write(|tx| {
+                    tx.execute(
+                        "INSERT INTO broker_connections (connection_id, daily_budget)
+                         VALUES (?1, 100)
+                         ON CONFLICT (connection_id) DO UPDATE SET daily_budget = 100",
+                        crate::store::params![c.id.as_str()],
+                    )?;
+                    tx.execute(
+                        "INSERT INTO broker_usage (agent_id, connection_id, day, units, calls)
+                         VALUES (?1, ?2, ?3, 101, 101)",
+                        crate::store::params![agent.id.as_str(), c.id.as_str(), today],
+                    )
+                })
+                .unwrap();
+            m.refresh_trust().unwrap();
+            let (signals, _) = m
+                .read(|tx| crate::trust::behaviour::stored(tx, agent.id.as_str()))
+                .unwrap();
+            let burn = signals.iter().find(|s| s.id == "budget_burn").unwrap();
+            assert_eq!(burn.outcome, crate::trust::SignalOutcome::Fail, "{burn:?}");
+            assert!(
+                burn.detail.contains("101 of the 100 units of 'billing'"),
+                "{burn:?}"
+            );
             assert!(
                 m.review_agent("billing-report-agent", None).is_err(),
                 "nothing changed since the last review"
