@@ -67,11 +67,14 @@ def test_a_held_broker_call_completes_when_the_founder_approves_it_for_an_hour(i
         assert "PENDING" in text and "requires at least TRUSTED" in text, text
         assert "billing-report-agent is owned by founder" in text, text
         app.screenshot("approvals-inbox")
+        # Held, not answered: the call is still waiting and nothing reached the upstream. (A
+        # timing bound said this before; a fast machine approves in under half a second.)
+        assert t.is_alive(), f"the call was answered before anyone decided: {result}"
+        assert not log.exists() or not log.read_text().strip(), "the upstream was reached before the approval"
         app.button("For 1 hour")
         t.join(60)
         assert not t.is_alive(), "the held call never returned"
         assert result["status"] == 200, result
-        assert result["waited"] > 0.5, result
         assert json.loads(log.read_text().splitlines()[0])["target"] == "/repos/acme/billing/issues"
         app.wait_text("Approved by founder until")
         app.wait('[data-testid="no-approvals"]')
