@@ -40,6 +40,8 @@
 //! - `team_store`    two `mandate serve` processes and a CLI writing at once to one store
 //!   (PostgreSQL when `MANDATE_TEST_POSTGRES` is set; `scripts/with-postgres` sets it): one
 //!   linear chain, every token audited, a suspension through one refused at the other
+//! - `verifier_page` the verifier page in headless Chromium and `mandate-verify`: a report and
+//!   every vector get the CLI's verdict and text, offline, with no network request
 
 #![allow(
     clippy::unwrap_used,
@@ -74,3 +76,4 @@ mod token_cli;
 mod token_endpoint;
 mod trials;
 mod trust_cli;
+mod verifier_page;

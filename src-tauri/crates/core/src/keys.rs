@@ -12,7 +12,6 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::pkcs8::{DecodePublicKey, EncodePrivateKey, spki::der::pem::LineEnding};
 use ed25519_dalek::{SigningKey, VerifyingKey};
-use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::secret::Sensitive;
@@ -30,19 +29,8 @@ pub fn b64url_decode(s: &str) -> Option<Vec<u8>> {
     URL_SAFE_NO_PAD.decode(s).ok()
 }
 
-/// The RFC 7638 thumbprint of an Ed25519 public key: base64url(SHA-256 of the canonical JWK).
-pub fn thumbprint(key: &VerifyingKey) -> String {
-    let x = b64url(key.as_bytes());
-    // Members in lexicographic order, no whitespace (RFC 7638 §3.2).
-    let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
-    b64url(&Sha256::digest(canonical.as_bytes()))
-}
-
-/// A short fingerprint for people: `SHA256:` and the first 16 characters of the thumbprint.
-pub fn fingerprint(key: &VerifyingKey) -> String {
-    let t = thumbprint(key);
-    format!("SHA256:{}", &t[..16])
-}
+// Key names are part of the audit format, so the one definition lives there.
+pub use mandate_audit_format::keys::{fingerprint, thumbprint};
 
 /// The public key as an RFC 8037 JWK.
 pub fn public_jwk(key: &VerifyingKey) -> serde_json::Value {

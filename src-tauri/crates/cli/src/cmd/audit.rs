@@ -17,7 +17,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Args, Subcommand, ValueEnum};
 use mandate_core::Error;
 use mandate_core::audit::note::{NoteKey, SignedCheckpoint};
-use mandate_core::audit::verify::{BundleOptions, VerifyReport, check_bundle};
+use mandate_core::audit::verify::{BundleCheck, BundleOptions, VerifyReport};
 use mandate_core::audit::{ExportSelection, LiveCheck, ocsf};
 
 use crate::context::{CliError, CliResult, Ctx};
@@ -41,6 +41,17 @@ Exit codes:
   3   a --key value is not a key, or a --checkpoint file is not a signed checkpoint
   6   the live trail: the OS keychain is locked or unavailable, or lacks the issuer key
   7   a file could not be read (the message names it), or the data folder could not be used";
+
+const VERIFIER_HELP: &str = "\
+The page is self-contained: the verifier is inlined as WebAssembly, and the page fetches
+nothing and uploads nothing. Give it to an auditor with the report; every PDF report also
+carries it as an attachment (mandate-verifier.html). Open it, drop the report or bundle on it,
+and compare the key fingerprint it shows with the one in the app or `mandate jwks export`.
+
+Exit codes:
+  0   written
+  5   FILE exists (pass --force to replace it)
+  7   FILE could not be written (the message says why)";
 
 const EXPORT_HELP: &str = "\
 Mandate first verifies the whole trail on this machine; if it does not verify, nothing is
@@ -86,6 +97,17 @@ pub enum AuditCmd {
     },
     /// Send new audit events to a syslog server as they are written (RFC 5424 over TCP).
     Stream(StreamArgs),
+    /// Write the verifier page: one HTML file that verifies a report or bundle in any browser,
+    /// offline, with the same verifier as `mandate audit verify`.
+    #[command(after_help = VERIFIER_HELP)]
+    Verifier {
+        /// Where to write the page, e.g. verify.html.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -299,42 +321,7 @@ fn print_report(ctx: &Ctx, r: &VerifyReport, what: &str) -> CliResult {
     if ctx.json {
         output::json(r)?;
     } else {
-        if r.ok() {
-            println!("OK: {what} verified.");
-        } else {
-            println!("FAILED: {what} did not verify.");
-        }
-        println!("  log          {}", r.origin);
-        if r.subject == "excerpt" {
-            println!(
-                "  events       {} (an excerpt of a log of {})",
-                r.events, r.log_size
-            );
-        } else {
-            println!("  events       {}", r.events);
-        }
-        if let Some(c) = &r.newest_checkpoint {
-            println!(
-                "  checkpoint   {} events, signed {} by {}",
-                c.size, c.time, c.key_fingerprint
-            );
-            println!("  root         {}", c.root);
-        }
-        println!("  checkpoints  {} verified", r.checkpoints_verified);
-        for n in &r.notes {
-            println!("  note: {n}");
-        }
-        for p in &r.problems {
-            let at = p.seq.map(|s| format!(" at #{s}")).unwrap_or_default();
-            println!(
-                "  problem ({}{at}): {}",
-                serde_json::to_value(p.kind)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default(),
-                p.message
-            );
-        }
+        print!("{}", r.to_text(what));
     }
     if r.ok() {
         Ok(())
@@ -390,40 +377,77 @@ fn verify(ctx: &mut Ctx, a: VerifyArgs) -> CliResult {
         })?;
         return print_report(ctx, &r, "the audit trail");
     };
-    let bytes = read(&file, "could not read")?;
     let opts = BundleOptions {
         pinned_keys: keys,
         seen_checkpoints: seen,
     };
-    let (bundle, what) = if bytes.starts_with(b"%PDF-") {
-        match mandate_report::extract_bundle(&bytes) {
-            Ok(b) => (b, format!("the report {}", file.display())),
-            Err(e) => {
-                use mandate_report::ReportError;
-                let advice = match e {
-                    ReportError::NoAttachment => {
-                        "verify the original report, or the evidence bundle exported with it \
-                         (`mandate audit export --format bundle`)"
-                    }
-                    _ => "the file is damaged: get the original report again",
-                };
-                if ctx.json {
-                    output::json(&VerifyReport::unreadable(e.to_string()))?;
-                }
-                return Err(CliError::Exit {
-                    code: VERIFY_FAILED,
-                    message: format!(
-                        "the report {} did not verify: {e}; {advice}",
-                        file.display()
-                    ),
-                });
-            }
-        }
-    } else {
-        (bytes, format!("the bundle {}", file.display()))
+    let io = |e: std::io::Error| {
+        CliError::Core(Error::Io {
+            action: "could not read",
+            path: file.clone(),
+            reason: format!("{e}; check the path, and that you may read the file"),
+        })
     };
-    let r = check_bundle(&bundle, &opts);
-    print_report(ctx, &r, &what)
+    let mut f = std::fs::File::open(&file).map_err(io)?;
+    let mut start = [0u8; 5];
+    let n = read_up_to(&mut f, &mut start).map_err(io)?;
+    if &start[..n] != b"%PDF-" {
+        // A bundle streams: one pass, and memory that does not grow with the file.
+        let mut check = BundleCheck::new(opts);
+        check.feed(&start[..n]);
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let got = read_up_to(&mut f, &mut buf).map_err(io)?;
+            if got == 0 {
+                break;
+            }
+            check.feed(&buf[..got]);
+        }
+        let r = check.finish();
+        return print_report(ctx, &r, &format!("the bundle {}", file.display()));
+    }
+    drop(f);
+    let bytes = read(&file, "could not read")?;
+    // A report: its attached bundle, and its pages against the digests signed with it.
+    let r = match mandate_core::audit::pdf::check_report(&bytes, &opts) {
+        Ok(r) => r,
+        Err(e) => {
+            use mandate_core::audit::pdf::AttachmentError;
+            let advice = match e {
+                AttachmentError::NoAttachment => {
+                    "verify the original report, or the evidence bundle exported with it \
+                     (`mandate audit export --format bundle`)"
+                }
+                _ => "the file is damaged: get the original report again",
+            };
+            if ctx.json {
+                output::json(&VerifyReport::unreadable(e.to_string()))?;
+            }
+            return Err(CliError::Exit {
+                code: VERIFY_FAILED,
+                message: format!(
+                    "the report {} did not verify: {e}; {advice}",
+                    file.display()
+                ),
+            });
+        }
+    };
+    print_report(ctx, &r, &format!("the report {}", file.display()))
+}
+
+/// Fill `buf` as far as the file allows; the number of bytes read (0 at the end).
+fn read_up_to(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    use std::io::Read as _;
+    let mut got = 0;
+    while got < buf.len() {
+        match f.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(k) => got += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
 }
 
 fn export(ctx: &mut Ctx, a: ExportArgs) -> CliResult {
@@ -557,6 +581,29 @@ pub fn run(ctx: &mut Ctx, cmd: AuditCmd) -> CliResult {
     match cmd {
         AuditCmd::Verify(a) => verify(ctx, a),
         AuditCmd::Export(a) => export(ctx, a),
+        AuditCmd::Verifier { out, force } => {
+            if out.exists() && !force {
+                return Err(CliError::Core(Error::Conflict(format!(
+                    "{} already exists: choose another file name, or pass --force to replace it",
+                    out.display()
+                ))));
+            }
+            Staged::create(&out)?.commit(mandate_report::VERIFIER_PAGE.as_bytes())?;
+            if ctx.json {
+                output::json(&serde_json::json!({
+                    "written": out.display().to_string(),
+                    "bytes": mandate_report::VERIFIER_PAGE.len(),
+                }))?;
+            } else {
+                println!(
+                    "Wrote the verifier page to {} ({} KB). Open it in a browser and drop a \
+                     report or bundle on it; it works offline.",
+                    out.display(),
+                    mandate_report::VERIFIER_PAGE.len() / 1024
+                );
+            }
+            Ok(())
+        }
         AuditCmd::Checkpoint => {
             let m = ctx.mandate()?;
             let cp = m.audit_checkpoint()?;

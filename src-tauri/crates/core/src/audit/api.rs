@@ -285,6 +285,24 @@ impl Mandate {
         }
     }
 
+    /// Sign the digests of a report's pages with the issuer key, bound to the evidence bundle
+    /// the report attaches (`mandate_audit_format::pages`), so a verifier can name any page
+    /// that was changed afterwards.
+    pub fn sign_report_pages(
+        &self,
+        bundle: &[u8],
+        pages: &[super::merkle::Hash],
+    ) -> Result<super::pages::Manifest> {
+        let key = self.issuer_key()?;
+        Ok(super::pages::Manifest::sign_with(
+            bundle,
+            pages,
+            &self.audit_origin(),
+            &key.public,
+            |m| key.signer.try_sign(m),
+        )?)
+    }
+
     /// Export the log, or a selection of it, as a sealed evidence bundle. Makes a checkpoint
     /// first, so the export covers every event written before it.
     pub fn export_audit(
@@ -430,7 +448,7 @@ impl Mandate {
         Ok((w, events))
         })?;
         drop(conn);
-        let bytes = w.finish_with(n, &origin, key.signer.as_ref())?;
+        let bytes = w.seal(n, &origin, &key.public, |m| key.signer.try_sign(m))?;
         Ok(Export {
             bundle: bytes,
             checkpoint: cp,

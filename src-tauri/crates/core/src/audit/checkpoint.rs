@@ -292,7 +292,7 @@ pub(crate) fn make(
         chain_head: head,
         time: format_time(now),
     };
-    let note = cp.try_sign(origin, key)?;
+    let note = cp.sign_parts(origin, &key.public_key(), |m| key.try_sign(m))?;
     tx.execute(
         "INSERT INTO audit_checkpoints
          (size, time, root, head, kid, public_key, note, frontier)

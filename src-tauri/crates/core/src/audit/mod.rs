@@ -21,12 +21,11 @@
 //! credentials or tokens.
 
 mod api;
-pub mod bundle;
 mod canonical;
 pub mod checkpoint;
-pub mod json;
-pub mod merkle;
-pub mod note;
+// The format itself (bundles, Merkle trees, signed notes, I-JSON reading) is the pure
+// `mandate-audit-format` crate, shared with `mandate-verify` and the verifier page.
+pub use mandate_audit_format::{bundle, json, merkle, note, pages, pdf};
 pub mod ocsf;
 pub mod syslog;
 pub mod tag;
@@ -35,7 +34,6 @@ pub mod verify;
 use crate::store::{Tx, params};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 
@@ -296,24 +294,7 @@ pub fn format_time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-/// The chain hash of an event: `SHA-256(prev || leaf hash)`, where the leaf hash is
-/// `SHA-256(0x00 || canonical)`, the event's RFC 9162 Merkle leaf. The link covers the
-/// canonical bytes through the leaf hash, so each event's bytes are hashed once for both the
-/// chain and the tree (which is what lets verification run at a million events a second).
-pub fn chain_hash(prev: &[u8; 32], canonical: &[u8]) -> [u8; 32] {
-    chain_link(prev, &merkle::leaf_hash(canonical))
-}
-
-/// `SHA-256(prev || leaf)`.
-pub fn chain_link(prev: &[u8; 32], leaf: &[u8; 32]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(prev);
-    h.update(leaf);
-    h.finalize().into()
-}
-
-/// The hash before the first event.
-pub const GENESIS: [u8; 32] = [0u8; 32];
+pub use mandate_audit_format::{GENESIS, chain_hash, chain_link, hex};
 
 /// Refuse numbers that canonical JSON implementations disagree on (fractions, exponents,
 /// integers beyond 2^53), so every verifier recomputes the same bytes.
@@ -429,11 +410,6 @@ pub fn verify_store(conn: &Tx<'_>) -> Result<ChainReport> {
             problem: p.message.clone(),
         }),
     })
-}
-
-/// Lower-case hex.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Read events, newest first, optionally for one agent.

@@ -27,108 +27,52 @@ use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::digest::KeyInit;
-use hmac::{Hmac, Mac};
 use rand_core::{OsRng, RngCore};
-use sha2::Sha256;
 
 use super::merkle::Hash;
 use crate::error::{Error, Result};
 use crate::secret::{Keychain, KeychainError, SecretRef, Sensitive};
 use crate::store::{Tx, params};
 
-type HmacSha256 = Hmac<Sha256>;
-
-/// What every tag's message starts with.
-pub const CONTEXT: &[u8] = b"mandate-audit-batch/1\n";
+// The key's MAC and the tiling check are part of the pure audit format.
+pub use mandate_audit_format::tag::{CONTEXT, TagKey};
+pub(crate) use mandate_audit_format::tag::{Tiling, gap_message};
 
 /// The first word of the keychain entry; the format of what follows it.
 const ENTRY: &str = "mandate-audit-tag-key/1";
 
-/// The key that authenticates batches, and the log size it was made at. Never printed.
-#[derive(Clone)]
-pub struct TagKey {
-    mac: HmacSha256,
-    adopted_to: u64,
+/// The keychain entry for `tag_key`, made from `key`.
+fn to_secret(tag_key: &TagKey, key: &[u8; 32]) -> Sensitive<String> {
+    Sensitive::new(format!(
+        "{ENTRY} {} {}",
+        URL_SAFE_NO_PAD.encode(key),
+        tag_key.adopted_to()
+    ))
 }
 
-impl fmt::Debug for TagKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TagKey")
-            .field("key", &"[REDACTED]")
-            .field("adopted_to", &self.adopted_to)
-            .finish()
-    }
-}
-
-impl TagKey {
-    /// A key from its 32 bytes, made when the log held `adopted_to` events.
-    pub fn new(key: &[u8; 32], adopted_to: u64) -> Self {
-        // A key shorter than SHA-256's 64-byte block is zero-padded to it (RFC 2104), so the
-        // infallible block-sized constructor gives the standard HMAC of the 32-byte key.
-        let mut block = zeroize::Zeroizing::new([0u8; 64]);
-        block[..32].copy_from_slice(key);
-        TagKey {
-            mac: <HmacSha256 as KeyInit>::new(&(*block).into()),
-            adopted_to,
-        }
-    }
-
-    /// The log's size when this key was made: tags ending at or before it are not checked.
-    pub fn adopted_to(&self) -> u64 {
-        self.adopted_to
-    }
-
-    fn keyed(&self, from: u64, to: u64, hash: &Hash) -> HmacSha256 {
-        let mut m = self.mac.clone();
-        m.update(CONTEXT);
-        m.update(&from.to_be_bytes());
-        m.update(&to.to_be_bytes());
-        m.update(hash);
-        m
-    }
-
-    /// The tag of the batch of events `from..=to` whose last chain hash is `hash`.
-    pub fn tag(&self, from: u64, to: u64, hash: &Hash) -> Hash {
-        self.keyed(from, to, hash).finalize().into_bytes().into()
-    }
-
-    /// Whether `tag` is that batch's tag (compared in constant time).
-    pub fn verifies(&self, from: u64, to: u64, hash: &Hash, tag: &[u8]) -> bool {
-        from >= 1 && from <= to && self.keyed(from, to, hash).verify_slice(tag).is_ok()
-    }
-
-    fn to_secret(&self, key: &[u8; 32]) -> Sensitive<String> {
-        Sensitive::new(format!(
-            "{ENTRY} {} {}",
-            URL_SAFE_NO_PAD.encode(key),
-            self.adopted_to
+/// The key a keychain entry holds; a damaged entry is refused.
+fn from_secret(s: &Sensitive<String>) -> Result<TagKey> {
+    let bad = || {
+        Error::Keychain(KeychainError::Missing(
+            "the audit trail's authentication key in the OS keychain is damaged; restore \
+             the keychain from a backup"
+                .into(),
         ))
+    };
+    let mut parts = s.expose().split(' ');
+    let (Some(ENTRY), Some(key), Some(adopted), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad());
+    };
+    let mut raw = zeroize::Zeroizing::new([0u8; 32]);
+    let decoded = zeroize::Zeroizing::new(URL_SAFE_NO_PAD.decode(key).map_err(|_| bad())?);
+    if decoded.len() != 32 {
+        return Err(bad());
     }
-
-    fn from_secret(s: &Sensitive<String>) -> Result<Self> {
-        let bad = || {
-            Error::Keychain(KeychainError::Missing(
-                "the audit trail's authentication key in the OS keychain is damaged; restore \
-                 the keychain from a backup"
-                    .into(),
-            ))
-        };
-        let mut parts = s.expose().split(' ');
-        let (Some(ENTRY), Some(key), Some(adopted), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(bad());
-        };
-        let mut raw = zeroize::Zeroizing::new([0u8; 32]);
-        let decoded = zeroize::Zeroizing::new(URL_SAFE_NO_PAD.decode(key).map_err(|_| bad())?);
-        if decoded.len() != 32 {
-            return Err(bad());
-        }
-        raw.copy_from_slice(&decoded);
-        let adopted_to = adopted.parse().map_err(|_| bad())?;
-        Ok(TagKey::new(&raw, adopted_to))
-    }
+    raw.copy_from_slice(&decoded);
+    let adopted_to = adopted.parse().map_err(|_| bad())?;
+    Ok(TagKey::new(&raw, adopted_to))
 }
 
 /// The installation's tag key: read from the keychain once, then kept in memory.
@@ -173,7 +117,7 @@ impl TagKeys {
         match self.keychain.get(&self.account)? {
             None => Ok(None),
             Some(s) => {
-                let k = TagKey::from_secret(&s)?;
+                let k = from_secret(&s)?;
                 self.remember(&k);
                 Ok(Some(k))
             }
@@ -191,7 +135,7 @@ impl TagKeys {
         OsRng.fill_bytes(raw.as_mut());
         let k = TagKey::new(&raw, size);
         self.keychain
-            .set_during(tx, &self.account, &k.to_secret(&raw))?;
+            .set_during(tx, &self.account, &to_secret(&k, &raw))?;
         tracing::info!(
             adopted_to = size,
             "made the key that authenticates the audit trail"
@@ -250,116 +194,17 @@ pub fn seal(tx: &Tx<'_>, before: u64, keys: &TagKeys) -> Result<()> {
     Ok(())
 }
 
-/// Follows the tags along a walk of the log, in order, and collects the runs of events that
-/// no valid tag covers.
-#[derive(Debug)]
-pub(crate) struct Tiling {
-    key: TagKey,
-    /// The uncovered events since the last valid tag: (position, already reported as wrong).
-    run: Vec<(u64, bool)>,
-    /// Runs no valid tag covers, with an event not already reported otherwise: (first, last).
-    gaps: Vec<(u64, u64)>,
-}
-
-impl Tiling {
-    /// A walk that starts after event `covered` (0 for the whole log).
-    pub(crate) fn new(key: TagKey) -> Self {
-        Tiling {
-            key,
-            run: Vec::new(),
-            gaps: Vec::new(),
-        }
-    }
-
-    /// The event at `pos` with its stored chain hash and its row's tag; `flagged` when the walk
-    /// already reported this event as edited, deleted, inserted or reordered.
-    pub(crate) fn event(
-        &mut self,
-        pos: u64,
-        hash: &Hash,
-        tag: Option<(u64, &[u8])>,
-        flagged: bool,
-    ) {
-        self.run.push((pos, flagged));
-        let Some((from, tag)) = tag else { return };
-        if pos <= self.key.adopted_to() || !self.key.verifies(from, pos, hash, tag) {
-            return;
-        }
-        let uncovered: Vec<(u64, bool)> = self.run.drain(..).filter(|(p, _)| *p < from).collect();
-        self.close(&uncovered);
-    }
-
-    fn close(&mut self, run: &[(u64, bool)]) {
-        if let (Some(first), Some(last)) = (run.first(), run.last())
-            && run.iter().any(|(_, flagged)| !flagged)
-        {
-            self.gaps.push((first.0, last.0));
-        }
-    }
-
-    /// The runs of events no valid tag covers, oldest first.
-    pub(crate) fn finish(mut self) -> Vec<(u64, u64)> {
-        let run = std::mem::take(&mut self.run);
-        self.close(&run);
-        self.gaps
-    }
-}
-
-/// The message for events no valid tag covers.
-pub(crate) fn gap_message(first: u64, last: u64) -> String {
-    let which = if first == last {
-        format!("event #{first} is")
-    } else {
-        format!("events #{first} to #{last} are")
-    };
-    format!(
-        "{which} not authenticated: no valid tag made with this installation's key from the OS \
-         keychain covers them, so they were written or changed by someone without Mandate's \
-         keys (forged, or rewritten and the hash chain recomputed)"
-    )
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, reason = "tests")]
 mod tests {
     use super::*;
 
     #[test]
-    fn the_padded_key_gives_the_standard_hmac() {
-        let k = TagKey::new(&[0x0b; 32], 0);
-        let mut std = <HmacSha256 as Mac>::new_from_slice(&[0x0b; 32]).unwrap();
-        std.update(CONTEXT);
-        std.update(&1u64.to_be_bytes());
-        std.update(&2u64.to_be_bytes());
-        std.update(&[5; 32]);
-        assert_eq!(
-            k.tag(1, 2, &[5; 32]).as_slice(),
-            std.finalize().into_bytes().as_slice()
-        );
-    }
-
-    #[test]
-    fn a_tag_binds_its_range_and_hash_and_the_key() {
-        let k = TagKey::new(&[1; 32], 0);
-        let t = k.tag(3, 5, &[7; 32]);
-        assert!(k.verifies(3, 5, &[7; 32], &t));
-        assert!(!k.verifies(4, 5, &[7; 32], &t));
-        assert!(!k.verifies(3, 6, &[7; 32], &t));
-        assert!(!k.verifies(3, 5, &[8; 32], &t));
-        assert!(!TagKey::new(&[2; 32], 0).verifies(3, 5, &[7; 32], &t));
-        assert!(!k.verifies(0, 5, &[7; 32], &k.tag(0, 5, &[7; 32])));
-        assert_eq!(
-            format!("{k:?}"),
-            "TagKey { key: \"[REDACTED]\", adopted_to: 0 }"
-        );
-    }
-
-    #[test]
     fn the_keychain_entry_round_trips_and_a_damaged_one_is_refused() {
         let raw = [9u8; 32];
         let k = TagKey::new(&raw, 42);
-        let s = k.to_secret(&raw);
-        let back = TagKey::from_secret(&s).unwrap();
+        let s = to_secret(&k, &raw);
+        let back = from_secret(&s).unwrap();
         assert_eq!(back.adopted_to(), 42);
         assert_eq!(back.tag(1, 2, &[0; 32]), k.tag(1, 2, &[0; 32]));
         for bad in [
@@ -368,36 +213,7 @@ mod tests {
             "other x 1",
             "mandate-audit-tag-key/1",
         ] {
-            assert!(TagKey::from_secret(&Sensitive::new(bad.to_string())).is_err());
+            assert!(from_secret(&Sensitive::new(bad.to_string())).is_err());
         }
-    }
-
-    #[test]
-    fn tiling_reports_runs_no_tag_covers_unless_already_reported() {
-        let k = TagKey::new(&[1; 32], 0);
-        let h = |n: u8| [n; 32];
-        let mut t = Tiling::new(k.clone());
-        // Batches 1..=2 and 3..=3, then 4..=5 untagged (forged), then 6 tagged alone.
-        t.event(1, &h(1), None, false);
-        t.event(2, &h(2), Some((1, &k.tag(1, 2, &h(2)))), false);
-        t.event(3, &h(3), Some((3, &k.tag(3, 3, &h(3)))), false);
-        t.event(4, &h(4), None, false);
-        t.event(5, &h(5), None, false);
-        t.event(6, &h(6), Some((6, &k.tag(6, 6, &h(6)))), false);
-        t.event(7, &h(7), None, false);
-        assert_eq!(t.finish(), vec![(4, 5), (7, 7)]);
-        // A run whose every event was already reported is not reported again.
-        let mut t = Tiling::new(k.clone());
-        t.event(1, &h(1), None, true);
-        t.event(2, &h(2), Some((2, &k.tag(2, 2, &h(2)))), false);
-        assert_eq!(t.finish(), vec![]);
-        // Tags at or before the adoption point are not checked; the adopting batch covers all.
-        let k = TagKey::new(&[1; 32], 3);
-        let mut t = Tiling::new(k.clone());
-        t.event(1, &h(1), Some((1, &[0u8; 32][..])), false);
-        t.event(2, &h(2), None, false);
-        t.event(3, &h(3), None, false);
-        t.event(4, &h(4), Some((1, &k.tag(1, 4, &h(4)))), false);
-        assert_eq!(t.finish(), vec![]);
     }
 }

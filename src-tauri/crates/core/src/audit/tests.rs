@@ -948,6 +948,7 @@ fn an_agent_excerpt_verifies_by_inclusion_proofs_and_an_edit_is_named() {
         r.problems
     );
     // An event from outside the window moved in.
+    let issuer = f.m.issuer_key().unwrap();
     let r = check_bundle(
         &b,
         &BundleOptions {
@@ -959,10 +960,9 @@ fn an_agent_excerpt_verifies_by_inclusion_proofs_and_an_edit_is_named() {
                     chain_head: [0; 32],
                     time: "2026-11-01T10:00:00.000000Z".into(),
                 }
-                .try_sign(
-                    &f.m.audit_origin(),
-                    f.m.issuer_key().unwrap().signer.as_ref(),
-                )
+                .sign_parts(&f.m.audit_origin(), &issuer.public, |m| {
+                    issuer.signer.try_sign(m)
+                })
                 .unwrap(),
             ],
             ..Default::default()

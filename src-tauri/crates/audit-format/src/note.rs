@@ -207,17 +207,10 @@ impl Checkpoint {
         }
     }
 
-    /// Sign as a note under `name` with a key that signs where it lives (the issuer key in a
-    /// PKCS#11 token may be out of reach).
-    pub fn try_sign(
-        &self,
-        name: &str,
-        key: &dyn crate::vault::Ed25519Signer,
-    ) -> Result<String, crate::secret::KeychainError> {
-        self.sign_parts(name, &key.public_key(), |m| key.try_sign(m))
-    }
-
-    fn sign_parts<E>(
+    /// Sign as a note under `name` with a key that signs where it lives (`sign` makes the
+    /// Ed25519 signature of the bytes it is given with the key whose public half is `public`;
+    /// an issuer key in a PKCS#11 token may be out of reach, which is its error).
+    pub fn sign_parts<E>(
         &self,
         name: &str,
         public: &VerifyingKey,

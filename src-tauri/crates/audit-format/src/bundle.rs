@@ -179,34 +179,71 @@ fn event_values(event: &serde_json::Value, number: Option<&str>) -> Option<Strin
     }
 }
 
-/// Read a bundle's lines. Fails only when it is not a bundle at all; lines that break the
-/// format are collected in `bad_lines` so verification can say which (`docs/AUDIT_FORMAT.md`
-/// §6, "Lines").
-pub fn parse(bytes: &[u8]) -> Result<Parsed, String> {
-    let mut offset = 0usize;
-    let mut header: Option<Header> = None;
-    let mut parsed = Parsed {
-        header: Header {
-            format: String::new(),
-            origin: String::new(),
-            generated: String::new(),
-            scope: BundleScope::Full,
-            keys: Vec::new(),
-        },
-        checkpoints: Vec::new(),
-        consistency: Vec::new(),
-        events: Vec::new(),
-        end: None,
-        end_offset: bytes.len(),
-        bad_lines: Vec::new(),
-    };
-    let mut last_stage = (0u8, "header");
-    for (i, raw) in bytes.split_inclusive(|b| *b == b'\n').enumerate() {
-        let start = offset;
-        offset += raw.len();
-        let line = i + 1;
+/// One record a [`Reader`] hands on. The header and the end record are kept in the reader
+/// (there is one of each); checkpoints, consistency proofs and events are handed on as they
+/// come, so a reader of a large bundle never holds more than one event.
+#[derive(Debug, Clone)]
+pub enum Item {
+    Header,
+    Checkpoint(String),
+    Consistency(Consistency),
+    Event(ParsedEvent),
+    End,
+}
+
+/// Reads a bundle line by line (`docs/AUDIT_FORMAT.md` §6, "Lines"): one pass, memory bounded
+/// by the longest line. Lines that break the format are collected in `bad_lines`; a line that
+/// could still be read is handed on too (an event is still hashed), so each fault is reported
+/// once, where it is.
+#[derive(Debug)]
+pub struct Reader {
+    /// The header, once the first line is read.
+    pub header: Option<Header>,
+    /// The end record, once read.
+    pub end: Option<End>,
+    /// Byte offset where the end line starts (the sealed bytes are before it).
+    pub end_offset: usize,
+    pub bad_lines: Vec<BadLine>,
+    /// Lines read, and bytes.
+    lines: usize,
+    offset: usize,
+    last_stage: (u8, &'static str),
+}
+
+impl Default for Reader {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Reader {
+    pub fn new() -> Self {
+        Reader {
+            header: None,
+            end: None,
+            end_offset: 0,
+            bad_lines: Vec::new(),
+            lines: 0,
+            offset: 0,
+            last_stage: (0, "header"),
+        }
+    }
+
+    /// Bytes read so far.
+    pub fn offset(&self) -> usize {
+        self.offset
+    }
+
+    /// Read the next line, `raw` with its newline (the last line may have none). Fails only
+    /// when the file is not a bundle at all (its first line is not a header of this format).
+    pub fn line(&mut self, raw: &[u8]) -> Result<Option<Item>, String> {
+        let start = self.offset;
+        self.offset += raw.len();
+        self.lines += 1;
+        let line = self.lines;
+        let bad_lines = &mut self.bad_lines;
         let mut bad = |seq: Option<u64>, why: String| {
-            parsed.bad_lines.push(BadLine { line, seq, why });
+            bad_lines.push(BadLine { line, seq, why });
         };
         let complete = raw.ends_with(b"\n");
         let text = raw.strip_suffix(b"\n").unwrap_or(raw);
@@ -215,15 +252,15 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, String> {
                 None,
                 "the line is blank, and a bundle has no blank lines".into(),
             );
-            continue;
+            return Ok(None);
         }
-        if parsed.end.is_some() {
+        if self.end.is_some() {
             bad(None, "there are lines after the end record".into());
-            continue;
+            return Ok(None);
         }
         let (value, findings) = match super::json::parse(text) {
             Ok(v) => v,
-            Err(e) if header.is_none() => {
+            Err(e) if self.header.is_none() => {
                 return Err(format!(
                     "this is not a Mandate evidence bundle: its first line is not a header ({e})"
                 ));
@@ -233,23 +270,23 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, String> {
                     None,
                     format!("the line is cut off ({e}): the bundle is truncated"),
                 );
-                continue;
+                return Ok(None);
             }
             Err(e) => {
                 bad(None, format!("the line is not a valid record ({e})"));
-                continue;
+                return Ok(None);
             }
         };
-        let record: Line = match serde_json::from_value(value.clone()) {
+        let record: Line = match serde_json::from_value(value) {
             Ok(l) => l,
-            Err(_) if header.is_none() => {
+            Err(_) if self.header.is_none() => {
                 return Err(
                     "this is not a Mandate evidence bundle: its first line is not a header".into(),
                 );
             }
             Err(e) => {
                 bad(None, format!("the line is not a valid record ({e})"));
-                continue;
+                return Ok(None);
             }
         };
         let seq = match &record {
@@ -279,21 +316,21 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, String> {
                 ),
             );
         }
-        if header.is_some() {
+        if self.header.is_some() {
             let here = stage(&record);
-            if here.0 < last_stage.0 || here.0 == 0 {
+            if here.0 < self.last_stage.0 || here.0 == 0 {
                 bad(
                     seq,
                     format!(
                         "a {} line comes after a {} line: the lines are out of order",
-                        here.1, last_stage.1
+                        here.1, self.last_stage.1
                     ),
                 );
             } else {
-                last_stage = here;
+                self.last_stage = here;
             }
         }
-        match (record, header.is_some()) {
+        match (record, self.header.is_some()) {
             (Line::Header(h), false) => {
                 if h.format != FORMAT {
                     return Err(format!(
@@ -302,39 +339,41 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, String> {
                         h.format
                     ));
                 }
-                header = Some(h);
+                self.header = Some(h);
+                Ok(Some(Item::Header))
             }
             (_, false) => {
-                return Err(
-                    "this is not a Mandate evidence bundle: its first line is not a header".into(),
-                );
+                Err("this is not a Mandate evidence bundle: its first line is not a header".into())
             }
-            (Line::Header(_), true) => {}
-            (Line::Checkpoint { note }, true) => parsed.checkpoints.push(note),
-            (Line::Consistency(c), true) => parsed.consistency.push(c),
+            (Line::Header(_), true) => Ok(None),
+            (Line::Checkpoint { note }, true) => Ok(Some(Item::Checkpoint(note))),
+            (Line::Consistency(c), true) => Ok(Some(Item::Consistency(c))),
             (Line::Event { event, hash, proof }, true) => {
                 let Some(seq) = seq.filter(|s| *s >= 1) else {
                     bad(
                         None,
                         "an event without a sequence number (an integer from 1)".into(),
                     );
-                    continue;
+                    return Ok(None);
                 };
                 if let Some(why) = event_values(&event, findings.number.as_deref()) {
                     bad(Some(seq), format!("event #{seq}: {why}"));
                 }
                 match serde_json_canonicalizer::to_vec(&event) {
-                    Ok(canonical) => parsed.events.push(ParsedEvent {
+                    Ok(canonical) => Ok(Some(Item::Event(ParsedEvent {
                         seq,
                         canonical,
                         value: event,
                         hash,
                         proof,
-                    }),
-                    Err(e) => bad(
-                        Some(seq),
-                        format!("event #{seq} has no canonical form ({e})"),
-                    ),
+                    }))),
+                    Err(e) => {
+                        bad(
+                            Some(seq),
+                            format!("event #{seq} has no canonical form ({e})"),
+                        );
+                        Ok(None)
+                    }
                 }
             }
             (Line::End(e), true) => {
@@ -349,13 +388,47 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, String> {
                             .into(),
                     );
                 }
-                parsed.end = Some(e);
-                parsed.end_offset = start;
+                self.end = Some(e);
+                self.end_offset = start;
+                Ok(Some(Item::End))
             }
         }
     }
-    parsed.header = header.ok_or("the file is empty: it is not a Mandate evidence bundle")?;
-    Ok(parsed)
+}
+
+/// Read a whole bundle held in memory. Fails only when it is not a bundle at all; lines that
+/// break the format are collected in `bad_lines` so verification can say which
+/// (`docs/AUDIT_FORMAT.md` §6, "Lines"). Verification itself streams ([`Reader`]); this is for
+/// tools and tests that want every record.
+pub fn parse(bytes: &[u8]) -> Result<Parsed, String> {
+    let mut reader = Reader::new();
+    let mut checkpoints = Vec::new();
+    let mut consistency = Vec::new();
+    let mut events = Vec::new();
+    for raw in bytes.split_inclusive(|b| *b == b'\n') {
+        match reader.line(raw)? {
+            Some(Item::Checkpoint(n)) => checkpoints.push(n),
+            Some(Item::Consistency(c)) => consistency.push(c),
+            Some(Item::Event(e)) => events.push(e),
+            Some(Item::Header | Item::End) | None => {}
+        }
+    }
+    let header = reader
+        .header
+        .ok_or("the file is empty: it is not a Mandate evidence bundle")?;
+    Ok(Parsed {
+        header,
+        checkpoints,
+        consistency,
+        events,
+        end_offset: if reader.end.is_some() {
+            reader.end_offset
+        } else {
+            bytes.len()
+        },
+        end: reader.end,
+        bad_lines: reader.bad_lines,
+    })
 }
 
 /// SHA-256 of the sealed bytes.
@@ -489,18 +562,10 @@ impl Writer {
         }
     }
 
-    /// [`Writer::finish`] with a key that signs where it lives (the issuer key in a PKCS#11
-    /// token may be out of reach: then nothing is returned).
-    pub fn finish_with(
-        self,
-        checkpoint: u64,
-        origin: &str,
-        key: &dyn crate::vault::Ed25519Signer,
-    ) -> Result<Vec<u8>, crate::secret::KeychainError> {
-        self.seal(checkpoint, origin, &key.public_key(), |m| key.try_sign(m))
-    }
-
-    fn seal<E>(
+    /// [`Writer::finish`] with a key that signs where it lives (`sign` makes the Ed25519
+    /// signature with the key whose public half is `public`; an issuer key in a PKCS#11 token
+    /// may be out of reach, which is its error).
+    pub fn seal<E>(
         mut self,
         checkpoint: u64,
         origin: &str,

@@ -1,0 +1,206 @@
+//! Issue 24's outsider: evidence checked without installing Mandate. The verifier page that
+//! `mandate audit verifier` writes, and that every PDF report carries as an attachment, is
+//! opened in headless Chromium (Debian's `chromium`, driven by playwright-core): a real report
+//! passes; a changed event fails with the reason `mandate audit verify` gives; every vector of
+//! `docs/audit-vectors/` gets the very text the CLI prints; and the page makes no network
+//! request. `mandate-verify`, the static binary, prints the same text and exit codes too.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::fixture::{Env, Run, bin};
+
+/// playwright-core in the cache folder (tests/verifier_page/setup.sh): its folder.
+fn browser_driver() -> PathBuf {
+    let setup = Path::new(env!("CARGO_MANIFEST_DIR")).join("verifier_page/setup.sh");
+    let o = Command::new(setup).output().unwrap();
+    assert!(
+        o.status.success(),
+        "tests/verifier_page/setup.sh failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&o.stdout).trim())
+}
+
+/// What the page showed for each file, in order, and the requests it made overall.
+fn open_in_chromium(page: &Path, files: &[PathBuf]) -> (Vec<Value>, Value) {
+    assert!(
+        Path::new("/usr/bin/chromium").exists(),
+        "Debian's chromium is needed for the verifier page's test (scripts/lib.sh installs it)"
+    );
+    let dir = browser_driver();
+    let o = Command::new("node")
+        .current_dir(&dir)
+        .arg("run.mjs")
+        .arg(page)
+        .args(files)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "the browser run failed: {}\n{out}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let mut lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let done = lines.pop().unwrap();
+    assert_eq!(done["done"], true, "{out}");
+    (lines, done)
+}
+
+/// `mandate audit verify FILE` run in `dir` (so it names the file as the page does).
+fn cli_verify(dir: &Path, file: &str, args: &[&str]) -> Run {
+    Command::new(bin("mandate"))
+        .current_dir(dir)
+        .args(["audit", "verify", file])
+        .args(args)
+        .env("MANDATE_DATA_DIR", dir.join("no-data-needed"))
+        .output()
+        .unwrap()
+        .into()
+}
+
+/// The same with `mandate-verify`, the static binary.
+fn static_verify(dir: &Path, file: &str) -> Run {
+    Command::new(bin("mandate-verify"))
+        .current_dir(dir)
+        .arg(file)
+        .output()
+        .unwrap()
+        .into()
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+#[test]
+fn the_attached_verifier_page_passes_a_report_and_names_a_changed_event_offline() {
+    let env = Env::new();
+    env.seed();
+    for i in 0..40 {
+        env.run(&["member", "add", &format!("member-{i}")]).ok();
+    }
+    let dir = env.dir.path().join("auditor");
+    std::fs::create_dir_all(&dir).unwrap();
+    let pdf = dir.join("report.pdf");
+    env.run(&[
+        "audit",
+        "export",
+        "--format",
+        "pdf",
+        "--out",
+        pdf.to_str().unwrap(),
+    ])
+    .ok();
+
+    // The page the auditor opens is the one attached to the report, and it is the page
+    // `mandate audit verifier` writes.
+    let attached = dir.join("attached-verifier.html");
+    let st = Command::new("qpdf")
+        .arg(&pdf)
+        .arg("--show-attachment=mandate-verifier.html")
+        .output()
+        .unwrap();
+    assert!(st.status.success(), "the report carries the verifier page");
+    std::fs::write(&attached, &st.stdout).unwrap();
+    let written = dir.join("verify.html");
+    env.run(&["audit", "verifier", "--out", written.to_str().unwrap()])
+        .ok();
+    assert_eq!(std::fs::read(&written).unwrap(), st.stdout);
+    // Not replaced without being asked.
+    env.run(&["audit", "verifier", "--out", written.to_str().unwrap()])
+        .fails(5, "already exists");
+
+    // One byte of one event changed inside the attachment (qpdf writes it uncompressed).
+    let plain = dir.join("plain.pdf");
+    let st = Command::new("qpdf")
+        .args(["--stream-data=uncompress", "--object-streams=disable"])
+        .arg(&pdf)
+        .arg(&plain)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut raw = std::fs::read(&plain).unwrap();
+    let at = find(&raw, b"\"action\":\"member.add\"").unwrap();
+    raw[at + 11] ^= 0x01;
+    let edited = dir.join("edited.pdf");
+    std::fs::write(&edited, &raw).unwrap();
+
+    let files = [pdf.clone(), edited.clone()];
+    let (shown, done) = open_in_chromium(&attached, &files);
+    assert_eq!(done["requests"], Value::Array(vec![]), "no network request");
+    assert_eq!(done["errors"], Value::Array(vec![]), "no script error");
+
+    assert_eq!(shown[0]["verdict"], "ok", "{}", shown[0]);
+    let cli = cli_verify(&dir, "report.pdf", &[]);
+    assert_eq!(cli.code, 0, "{}", cli.stderr);
+    assert_eq!(shown[0]["text"].as_str().unwrap(), cli.stdout);
+    assert!(
+        cli.stdout
+            .starts_with("OK: the report report.pdf verified.")
+    );
+
+    assert_eq!(shown[1]["verdict"], "failed", "{}", shown[1]);
+    let cli = cli_verify(&dir, "edited.pdf", &[]);
+    assert_eq!(cli.code, 10);
+    assert_eq!(shown[1]["text"].as_str().unwrap(), cli.stdout);
+    assert!(
+        shown[1]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("changed after it was exported"),
+        "{}",
+        shown[1]
+    );
+
+    // The static binary says the same, with the same exit codes.
+    for (file, code) in [("report.pdf", 0), ("edited.pdf", 10)] {
+        let ours = static_verify(&dir, file);
+        let cli = cli_verify(&dir, file, &[]);
+        assert_eq!(ours.code, code, "{file}: {}", ours.stderr);
+        assert_eq!(ours.stdout, cli.stdout, "{file}");
+    }
+}
+
+#[test]
+fn every_vector_gets_the_clis_verdict_and_reasons_in_the_page_and_the_static_binary() {
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/audit-vectors");
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(docs.join("expected.json")).unwrap())
+            .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let page = tmp.path().join("verify.html");
+    std::fs::write(&page, mandate_report::VERIFIER_PAGE).unwrap();
+    // Cases the page can take as they are: no --checkpoint (the page trusts what it is given).
+    let mut cases = Vec::new();
+    for case in expected["cases"].as_array().unwrap() {
+        if case["args"].as_array().unwrap().is_empty() {
+            let file = docs.join(case["file"].as_str().unwrap());
+            cases.push((case["name"].as_str().unwrap().to_string(), file));
+        }
+    }
+    assert!(cases.len() >= 25, "{}", cases.len());
+    let files: Vec<PathBuf> = cases.iter().map(|(_, f)| f.clone()).collect();
+    let (shown, done) = open_in_chromium(&page, &files);
+    assert_eq!(done["requests"], Value::Array(vec![]), "no network request");
+    for ((name, file), shown) in cases.iter().zip(&shown) {
+        let dir = file.parent().unwrap();
+        let base = file.file_name().unwrap().to_str().unwrap();
+        let cli = cli_verify(dir, base, &[]);
+        assert_eq!(
+            shown["verdict"],
+            if cli.code == 0 { "ok" } else { "failed" },
+            "{name}: {shown}"
+        );
+        assert_eq!(shown["text"].as_str().unwrap(), cli.stdout, "{name}");
+        let ours = static_verify(dir, base);
+        assert_eq!(ours.code, cli.code, "{name}: {}", ours.stderr);
+        assert_eq!(ours.stdout, cli.stdout, "{name}");
+    }
+}
