@@ -17,7 +17,7 @@ APT_PACKAGES=(
   xvfb imagemagick x11-utils webkit2gtk-driver
   poppler-utils qpdf sqlite3 python3-venv python3-cryptography rsyslog rsyslog-openssl openssl
   systemd util-linux
-  softhsm2 iproute2
+  softhsm2 iproute2 chromium
 )
 
 as_root() {

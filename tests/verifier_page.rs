@@ -204,3 +204,113 @@ fn every_vector_gets_the_clis_verdict_and_reasons_in_the_page_and_the_static_bin
         assert_eq!(ours.stdout, cli.stdout, "{name}");
     }
 }
+
+/// A whole-log bundle of `n` events of about 800 bytes each, made with the format crate's
+/// own writer and signed with a fresh key: (bytes, the key's fingerprint).
+fn synthetic_bundle(n: u64) -> (Vec<u8>, String) {
+    use mandate_core::audit::bundle::{BundleScope, FORMAT, Header, KeyEntry, Writer};
+    use mandate_core::audit::merkle::{Frontier, leaf_hash};
+    use mandate_core::audit::note::{Checkpoint, NoteKey};
+    use mandate_core::audit::{GENESIS, chain_link};
+    let key = ed25519_dalek::SigningKey::from_bytes(&[42; 32]);
+    let origin = "mandate/synthetic";
+    let nk = NoteKey::new(origin, key.verifying_key());
+    let fingerprint = mandate_core::keys::fingerprint(&key.verifying_key());
+    let header = Header {
+        format: FORMAT.into(),
+        origin: origin.into(),
+        generated: "2026-12-04T00:00:00.000000Z".into(),
+        scope: BundleScope::Full,
+        keys: vec![KeyEntry {
+            vkey: nk.vkey(),
+            kid: mandate_core::keys::thumbprint(&key.verifying_key()),
+            fingerprint: fingerprint.clone(),
+        }],
+    };
+    let reason = "a long reason that makes each event the size of a real one ".repeat(11);
+    let mut events = Vec::with_capacity(n as usize);
+    let (mut prev, mut frontier) = (GENESIS, Frontier::new());
+    for seq in 1..=n {
+        let canonical = format!(
+            r#"{{"action":"token.issue","agent":"ag_synthetic","decision":"allow","reason":"{reason}","seq":{seq},"time":"2026-12-04T00:00:00.000000Z","v":1}}"#
+        )
+        .into_bytes();
+        let leaf = leaf_hash(&canonical);
+        prev = chain_link(&prev, &leaf);
+        frontier.push(leaf);
+        events.push((canonical, prev));
+    }
+    let note = Checkpoint {
+        origin: origin.into(),
+        size: n,
+        root: frontier.root(),
+        chain_head: prev,
+        time: "2026-12-04T00:00:00.000000Z".into(),
+    }
+    .sign(origin, &key);
+    let mut w = Writer::new(&header);
+    w.checkpoint(&note);
+    for (canonical, hash) in &events {
+        w.event(canonical, Some(hash), None);
+    }
+    (w.finish(n, origin, &key), fingerprint)
+}
+
+/// Exit code and peak resident memory (KiB) of a command, measured by the kernel.
+fn peak_rss(cmd: &[&std::ffi::OsStr]) -> (i32, u64) {
+    let o = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import resource, subprocess, sys\n\
+             r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL)\n\
+             print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)",
+        )
+        .args(cmd)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    let mut it = out.split_whitespace();
+    (
+        it.next().unwrap().parse().unwrap(),
+        it.next().unwrap().parse().unwrap(),
+    )
+}
+
+#[test]
+fn verifying_a_100k_event_bundle_held_it_all_in_memory() {
+    let (bytes, fingerprint) = synthetic_bundle(100_000);
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("big.jsonl");
+    std::fs::write(&file, &bytes).unwrap();
+    let size_kib = bytes.len() as u64 / 1024;
+    drop(bytes);
+    assert!(size_kib > 60 * 1024, "the bundle is {size_kib} KiB");
+    let verify = bin("mandate-verify");
+    let (code, rss) = peak_rss(&[
+        verify.as_os_str(),
+        "--key".as_ref(),
+        fingerprint.as_ref(),
+        file.as_os_str(),
+    ]);
+    assert_eq!(code, 0);
+    // One pass with memory that does not grow with the bundle: far below the file's size.
+    assert!(
+        rss < 40 * 1024,
+        "mandate-verify peaked at {rss} KiB on a {size_kib} KiB bundle"
+    );
+    let mandate = bin("mandate");
+    let data = tmp.path().join("no-data-needed");
+    let (code, rss) = peak_rss(&[
+        "env".as_ref(),
+        format!("MANDATE_DATA_DIR={}", data.display()).as_ref(),
+        mandate.as_os_str(),
+        "audit".as_ref(),
+        "verify".as_ref(),
+        file.as_os_str(),
+    ]);
+    assert_eq!(code, 0);
+    assert!(
+        rss < 48 * 1024,
+        "mandate audit verify peaked at {rss} KiB on a {size_kib} KiB bundle"
+    );
+}
