@@ -582,6 +582,14 @@ pub fn run(ctx: &mut Ctx, cmd: AuditCmd) -> CliResult {
         AuditCmd::Verify(a) => verify(ctx, a),
         AuditCmd::Export(a) => export(ctx, a),
         AuditCmd::Verifier { out, force } => {
+            if !mandate_report::verifier_page_built() {
+                return Err(CliError::Exit {
+                    code: 1,
+                    message: "this build of mandate holds no verifier page: build it with \
+                              scripts/build-verifier-page and rebuild mandate"
+                        .into(),
+                });
+            }
             if out.exists() && !force {
                 return Err(CliError::Core(Error::Conflict(format!(
                     "{} already exists: choose another file name, or pass --force to replace it",
