@@ -209,12 +209,12 @@ pub fn check_report(
                 crate::pages::ATTACHMENT_NAME
             )
         }),
-        Err(AttachmentError::NoAttachment) => Err(format!(
-            "the report carries no signed page digests ({}), so its pages cannot be checked \
-             against the evidence: they may have been edited; rely on the attached bundle only, \
-             or ask for a report from a current Mandate",
-            crate::pages::ATTACHMENT_NAME
-        )),
+        Err(AttachmentError::NoAttachment) => {
+            // A report from before page digests: the bundle is what verifies, and the verdict
+            // says its pages are unbound (AUDIT_FORMAT §6), never a silent pass.
+            report.notes.push(crate::verify::PAGES_UNBOUND.into());
+            return Ok(report);
+        }
         Err(e) => Err(e.to_string()),
     };
     let wrong = match manifest {

@@ -267,6 +267,12 @@ impl VerifyReport {
     }
 }
 
+/// The note on a report made before page digests (AUDIT_FORMAT §6): its bundle may verify, but
+/// nothing binds its pages to it. [`VerifyReport::to_text`] says so in the verdict line.
+pub const PAGES_UNBOUND: &str = "pages unbound: this report was made before Mandate signed its \
+     pages (it attaches no mandate-pages.json), so what its pages say may have been edited; rely \
+     on this verifier's output, not on the pages, or ask for a report from a current Mandate";
+
 impl VerifyReport {
     /// The result as people read it, one line each: `OK:` or `FAILED:` about `what` (e.g. "the
     /// report q3.pdf"), the log, events, newest checkpoint and its key, notes and every
@@ -275,7 +281,13 @@ impl VerifyReport {
     pub fn to_text(&self, what: &str) -> String {
         use std::fmt::Write as _;
         let mut out = String::new();
-        let _ = if self.ok() {
+        let _ = if self.ok() && self.notes.iter().any(|n| n == PAGES_UNBOUND) {
+            writeln!(
+                out,
+                "OK: {what} verified, its evidence only: its pages are not bound to it (see the \
+                 note)."
+            )
+        } else if self.ok() {
             writeln!(out, "OK: {what} verified.")
         } else {
             writeln!(out, "FAILED: {what} did not verify.")

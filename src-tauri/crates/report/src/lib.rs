@@ -540,9 +540,23 @@ mod tests {
         let bundle = extract_bundle(&built.pdf).unwrap();
         assert_eq!(bundle, built.data.bundle);
         assert!(check_bundle(&bundle, &Default::default()).ok());
+        // Its pages are the ones signed with the evidence (not a report "from before page
+        // digests").
+        let report =
+            mandate_core::audit::pdf::check_report(&built.pdf, &Default::default()).unwrap();
+        assert!(report.ok(), "{:?}", report.problems);
+        assert!(
+            report
+                .notes
+                .iter()
+                .any(|n| n == "every page of the report is the one signed with the evidence"),
+            "{:?}",
+            report.notes
+        );
         // Same data, same bytes.
+        let once = render(&built.data, &mut |_, _| {}).unwrap();
         let again = render(&built.data, &mut |_, _| {}).unwrap();
-        assert!(again == built.pdf, "rendering is deterministic");
+        assert!(again == once, "rendering is deterministic");
         // And the same installation at the same time gives the same report.
         let rebuilt = build(&m, &opts, &mut |_, _| {}).unwrap();
         assert!(

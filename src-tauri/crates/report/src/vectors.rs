@@ -415,11 +415,12 @@ fn generate() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
-/// What `mandate audit verify FILE.pdf` checks: the attachment, or one `malformed` problem
-/// when it cannot be found or read.
+/// What `mandate audit verify FILE.pdf` checks (`pdf::check_report`: the attachment, and the
+/// pages against their signed digests where the report has them), or one `malformed` problem
+/// when no bundle can be found or read.
 fn verify_pdf(pdf: &[u8]) -> VerifyReport {
-    match extract_bundle(pdf) {
-        Ok(b) => check_bundle(&b, &Default::default()),
+    match mandate_core::audit::pdf::check_report(pdf, &Default::default()) {
+        Ok(r) => r,
         Err(e) => VerifyReport::unreadable(e.to_string()),
     }
 }
@@ -498,4 +499,53 @@ fn the_pdf_update_vectors_begin_with_the_valid_report() {
         read("cases/bundle-of-3.jsonl")
     );
     assert!(verify_pdf(first).ok());
+    // These reports predate page digests: the edited page is not caught, and the verdict says
+    // the pages are unbound instead of passing silently (AUDIT_FORMAT §6).
+    let edited = verify_pdf(&made["pdf-pages-edited"]);
+    assert!(edited.ok());
+    assert!(
+        edited
+            .to_text("the report")
+            .starts_with("OK: the report verified, its evidence only: its pages are not bound"),
+        "{}",
+        edited.to_text("the report")
+    );
+}
+
+/// A report made now signs its pages: an update that rewrites one page's content fails,
+/// naming that page, where the same edit to a report from before page digests only says the
+/// pages are unbound (above).
+#[test]
+fn a_signed_report_whose_page_was_edited_fails_naming_the_page() {
+    use mandate_core::audit::verify::ProblemKind;
+    let dir = tempfile::tempdir().unwrap();
+    let (m, _clock) = sample::installation(dir.path(), 40).unwrap();
+    let built = build(&m, &PdfOptions::default(), &mut |_, _| {}).unwrap();
+    assert!(verify_pdf(&built.pdf).ok());
+    let mut inc: IncrementalDocument = built.pdf.as_slice().try_into().unwrap();
+    let page = *inc.get_prev_documents().get_pages().get(&2).unwrap();
+    let contents = inc.new_document.add_object(Stream::new(
+        Dictionary::new(),
+        b"BT /F1 12 Tf 60 700 Td (Verification: PASSED) Tj ET".to_vec(),
+    ));
+    inc.opt_clone_object_to_new_document(page).unwrap();
+    inc.new_document
+        .get_dictionary_mut(page)
+        .unwrap()
+        .set("Contents", contents);
+    let mut edited = Vec::new();
+    inc.save_to(&mut edited).unwrap();
+    assert!(edited.starts_with(&built.pdf));
+    let r = verify_pdf(&edited);
+    assert!(!r.ok());
+    assert!(
+        r.problems.iter().any(|p| p.kind == ProblemKind::Edited
+            && p.message.starts_with("page 2 of the report was changed")),
+        "{:#?}",
+        r.problems
+    );
+    assert!(
+        r.to_text("the report")
+            .starts_with("FAILED: the report did not verify.")
+    );
 }
