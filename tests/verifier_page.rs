@@ -132,7 +132,30 @@ fn the_attached_verifier_page_passes_a_report_and_names_a_changed_event_offline(
     let edited = dir.join("edited.pdf");
     std::fs::write(&edited, &raw).unwrap();
 
-    let files = [pdf.clone(), edited.clone()];
+    // One digit of page 2's drawing changed, outside the attachments: the report signs its
+    // pages, so the page names page 2 as the AUDIT_FORMAT §6 check does.
+    let mut raw = std::fs::read(&plain).unwrap();
+    let shown = Command::new("qpdf")
+        .arg("--show-pages")
+        .arg(&plain)
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&shown.stdout);
+    let content = listing
+        .split("page 2:")
+        .nth(1)
+        .and_then(|rest| rest.split("content:").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("qpdf lists page 2's content stream")
+        .to_string();
+    let obj = find(&raw, format!("\n{content} 0 obj").as_bytes()).unwrap();
+    let stream = obj + find(&raw[obj..], b"stream").unwrap();
+    let digit = stream + raw[stream..].iter().position(u8::is_ascii_digit).unwrap();
+    raw[digit] = if raw[digit] == b'1' { b'2' } else { b'1' };
+    let page_edited = dir.join("page-edited.pdf");
+    std::fs::write(&page_edited, &raw).unwrap();
+
+    let files = [pdf.clone(), edited.clone(), page_edited.clone()];
     let (shown, done) = open_in_chromium(&attached, &files);
     assert_eq!(done["requests"], Value::Array(vec![]), "no network request");
     assert_eq!(done["errors"], Value::Array(vec![]), "no script error");
@@ -159,8 +182,21 @@ fn the_attached_verifier_page_passes_a_report_and_names_a_changed_event_offline(
         shown[1]
     );
 
+    assert_eq!(shown[2]["verdict"], "failed", "{}", shown[2]);
+    let cli = cli_verify(&dir, "page-edited.pdf", &[]);
+    assert_eq!(cli.code, 10, "{}", cli.stdout);
+    assert_eq!(shown[2]["text"].as_str().unwrap(), cli.stdout);
+    assert!(
+        shown[2]["text"]
+            .as_str()
+            .unwrap()
+            .contains("page 2 of the report was changed"),
+        "{}",
+        shown[2]
+    );
+
     // The static binary says the same, with the same exit codes.
-    for (file, code) in [("report.pdf", 0), ("edited.pdf", 10)] {
+    for (file, code) in [("report.pdf", 0), ("edited.pdf", 10), ("page-edited.pdf", 10)] {
         let ours = static_verify(&dir, file);
         let cli = cli_verify(&dir, file, &[]);
         assert_eq!(ours.code, code, "{file}: {}", ours.stderr);
