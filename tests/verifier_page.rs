@@ -196,7 +196,11 @@ fn the_attached_verifier_page_passes_a_report_and_names_a_changed_event_offline(
     );
 
     // The static binary says the same, with the same exit codes.
-    for (file, code) in [("report.pdf", 0), ("edited.pdf", 10), ("page-edited.pdf", 10)] {
+    for (file, code) in [
+        ("report.pdf", 0),
+        ("edited.pdf", 10),
+        ("page-edited.pdf", 10),
+    ] {
         let ours = static_verify(&dir, file);
         let cli = cli_verify(&dir, file, &[]);
         assert_eq!(ours.code, code, "{file}: {}", ours.stderr);
