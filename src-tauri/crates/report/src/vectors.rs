@@ -2,7 +2,8 @@
 //! attached bundle), generated here and checked for drift and for their verdicts.
 //!
 //! This is the one place that builds `docs/audit-vectors/cases/pdf-*.pdf`: a real report
-//! rendered by [`render`] around `cases/bundle-of-3.jsonl`, and copies of it with one thing
+//! rendered around `cases/bundle-of-3.jsonl` (by [`render_without_verifier`]: the attached
+//! verifier page is no part of the lookup rules), and copies of it with one thing
 //! changed per lookup rule. `MANDATE_BLESS=1 cargo test -p mandate-report vectors` rewrites
 //! them (after a change to how reports are rendered); without it the test fails when a
 //! committed file differs from what the code produces. Their entries in `expected.json` (what
@@ -243,7 +244,7 @@ fn generate() -> Vec<(&'static str, Vec<u8>)> {
     let three = read("cases/bundle-of-3.jsonl");
     let five = read("bundle.jsonl");
     let after = read("cases/events-after-checkpoint.jsonl");
-    let base = render(&report_data(&three), &mut |_, _| {}).unwrap();
+    let base = render_without_verifier(&report_data(&three), &mut |_, _| {}).unwrap();
     assert_eq!(extract_bundle(&base).unwrap(), three);
     let utf16: Vec<u8> = [0xfe, 0xff]
         .into_iter()
