@@ -1,7 +1,8 @@
 //! Issue 24's outsider: evidence checked without installing Mandate. The verifier page that
 //! `mandate audit verifier` writes, and that every PDF report carries as an attachment, is
 //! opened in headless Chromium (Debian's `chromium`, driven by playwright-core): a real report
-//! passes; a changed event fails with the reason `mandate audit verify` gives; every vector of
+//! passes; a changed event, and a changed page of a report that signs its pages, fail with the
+//! reason `mandate audit verify` gives; every vector of
 //! `docs/audit-vectors/` gets the very text the CLI prints; and the page makes no network
 //! request. `mandate-verify`, the static binary, prints the same text and exit codes too.
 
