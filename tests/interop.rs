@@ -43,7 +43,7 @@ pub fn python() -> String {
 }
 
 /// Start `mandate serve --port 0` and return it with the issuer URL it prints.
-fn serve(env: &Env) -> (Running, String) {
+pub fn serve(env: &Env) -> (Running, String) {
     let mut child = env
         .cmd(&["serve", "--port", "0"])
         .stdout(Stdio::piped())
@@ -82,7 +82,7 @@ pub fn run_json(cmd: &mut Command) -> (bool, Value) {
     (out.status.success(), v)
 }
 
-fn audit_actions(env: &Env) -> Vec<String> {
+pub fn audit_actions(env: &Env) -> Vec<String> {
     let o = Command::new("sqlite3")
         .arg(env.db_path())
         .arg("SELECT action || ':' || decision FROM audit_events ORDER BY seq")

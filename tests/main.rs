@@ -57,6 +57,7 @@ mod audit_siem;
 mod audit_tamper;
 mod audit_trail;
 mod broker;
+mod ciba;
 mod credentials;
 mod descriptors;
 mod endpoint;

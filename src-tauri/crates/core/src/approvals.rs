@@ -13,8 +13,9 @@
 //! `approval.expired`), so they appear in the PDF report with the rest of the trail.
 //!
 //! What it is not: a queue of calls. The held call is the agent's own HTTP request; nothing is
-//! replayed later. Not yet: OpenID CIBA at the token endpoint, the desktop notification and
-//! inbox.
+//! replayed later. OpenID CIBA requests at the token endpoint (ids `ciba_…`, see
+//! `oauth::ciba`) wait in the same inbox and are decided with the same `approve` and `deny`;
+//! a held broker call never takes up their yes. Not yet: the desktop notification and inbox.
 
 use std::time::{Duration as StdDuration, Instant};
 
@@ -327,6 +328,7 @@ impl Mandate {
                      WHERE agent_id = ?1 AND connection_id = ?2 AND action = ?3
                        AND status = 'approved'
                        AND ((valid_until IS NULL AND used = 0) OR valid_until > ?4)
+                       AND substr(id, 1, 5) <> 'ciba_'
                      ORDER BY decided_at DESC LIMIT 1",
                 params![ask.agent_id, ask.connection_id, ask.action, ts(now)],
                 |r| Ok((r.get(0)?, r.get(1)?)),
@@ -346,7 +348,7 @@ impl Mandate {
         self.read(|conn| {
             conn.query_opt(
                 "SELECT id FROM approvals WHERE id = ?1 AND agent_id = ?2 AND connection_id = ?3
-                       AND action = ?4",
+                       AND action = ?4 AND substr(id, 1, 5) <> 'ciba_'",
                 params![id, ask.agent_id, ask.connection_id, ask.action],
                 |r| r.get(0),
             )
@@ -359,7 +361,8 @@ impl Mandate {
             // One open request per agent and call: a second held call joins the first.
             let open: Option<String> = tx.query_opt(
                 "SELECT id FROM approvals WHERE agent_id = ?1 AND connection_id = ?2
-                       AND action = ?3 AND status = 'pending' AND expires_at > ?4",
+                       AND action = ?3 AND status = 'pending' AND expires_at > ?4
+                       AND substr(id, 1, 5) <> 'ciba_'",
                 params![ask.agent_id, ask.connection_id, ask.action, ts(now)],
                 |r| r.get(0),
             )?;
@@ -578,7 +581,7 @@ impl Mandate {
     }
 }
 
-fn load(conn: &Tx<'_>, id: &str) -> Result<Option<Approval>> {
+pub(crate) fn load(conn: &Tx<'_>, id: &str) -> Result<Option<Approval>> {
     type Row = (
         String,
         String,

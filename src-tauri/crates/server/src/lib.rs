@@ -180,6 +180,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/oauth2/token", post(token))
         .route("/oauth2/introspect", post(introspect))
         .route("/oauth2/revoke", post(revoke))
+        .route("/oauth2/bc-authorize", post(backchannel_authorize))
         .merge(proxy::routes(state.clone()))
         .merge(mcp::routes(state.clone()))
         .fallback(not_found)
@@ -798,6 +799,22 @@ async fn introspect(State(s): State<Arc<AppState>>, req: Request) -> Response {
         Err(r) => return r,
     };
     let pending = match rules(|| s.service.introspect(&body)) {
+        Some(p) => p,
+        None => return internal_failure(),
+    };
+    match pending.finish().await {
+        Ok(v) => no_store(StatusCode::OK, &v),
+        Err(e) => oauth_error(&e),
+    }
+}
+
+/// OpenID CIBA's backchannel authentication endpoint (poll mode; see `mandate_core::oauth`).
+async fn backchannel_authorize(State(s): State<Arc<AppState>>, req: Request) -> Response {
+    let (_, body) = match form_body(req).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let pending = match rules(|| s.service.backchannel_authorize(&body)) {
         Some(p) => p,
         None => return internal_failure(),
     };

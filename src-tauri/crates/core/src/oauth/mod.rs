@@ -13,6 +13,7 @@
 //! - `replay`: which assertion and DPoP `jti`s were already accepted (each is, once).
 //! - [`resource`]: checking a token where it is used (the secret broker), with the same code.
 //! - `service`: the three endpoints (token, introspect, revoke) and their audit events.
+//! - `ciba`: OpenID CIBA poll mode: a backchannel request waits in the approvals inbox.
 //! - `delegation`: "agent X may act for member M" (the `Mandate` methods the CLI and app use).
 //! - `issuer`: the issuer keys, rotation and the JWKS.
 //! - `local_client`: the agent key a client on this machine signs with (a revoked agent is
@@ -24,6 +25,7 @@
 //! never reads the system clock (time comes from the `Mandate`'s clock).
 
 mod assertion;
+mod ciba;
 mod client_agent;
 mod delegation;
 pub mod dpop;
@@ -50,6 +52,8 @@ use crate::secret::Sensitive;
 pub const GRANT_CLIENT_CREDENTIALS: &str = "client_credentials";
 /// `grant_type` of RFC 8693.
 pub const GRANT_TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// `grant_type` of OpenID CIBA Core 1.0 §10.1 (poll mode).
+pub const GRANT_CIBA: &str = "urn:openid:params:grant-type:ciba";
 /// `client_assertion_type` of RFC 7523 §2.2.
 pub const ASSERTION_TYPE_JWT_BEARER: &str =
     "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -125,6 +129,11 @@ impl EndpointConfig {
         format!("{}/oauth2/revoke", self.issuer)
     }
 
+    /// OpenID CIBA's backchannel authentication endpoint.
+    pub fn backchannel_endpoint(&self) -> String {
+        format!("{}/oauth2/bc-authorize", self.issuer)
+    }
+
     /// Whether `aud` names this server: its issuer identifier or one of the endpoints a client
     /// authenticates at (RFC 7523 §3: the token endpoint; stock clients also use the
     /// introspection or revocation URL when they call those). Exact string match: anything
@@ -135,6 +144,7 @@ impl EndpointConfig {
             || aud == self.token_endpoint()
             || aud == self.introspection_endpoint()
             || aud == self.revocation_endpoint()
+            || aud == self.backchannel_endpoint()
     }
 }
 
@@ -164,6 +174,24 @@ pub enum OAuthError {
     RateLimited { retry_after_secs: u64 },
     #[error("{0}")]
     TemporarilyUnavailable(String),
+    /// CIBA (§11): nobody has answered yet; poll again after the interval.
+    #[error("{0}")]
+    AuthorizationPending(String),
+    /// CIBA: polled faster than the interval; add 5 seconds to it.
+    #[error("{0}")]
+    SlowDown(String),
+    /// CIBA: the request expired before anyone answered.
+    #[error("{0}")]
+    ExpiredToken(String),
+    /// CIBA: a person said no.
+    #[error("{0}")]
+    AccessDenied(String),
+    /// CIBA (§13): `login_hint` names no member.
+    #[error("{0}")]
+    UnknownUserId(String),
+    /// CIBA (§13): the binding message is too long or not printable.
+    #[error("{0}")]
+    InvalidBindingMessage(String),
 }
 
 impl OAuthError {
@@ -181,11 +209,17 @@ impl OAuthError {
             OAuthError::UnsupportedTokenType(_) => "unsupported_token_type",
             OAuthError::RateLimited { .. } => "temporarily_unavailable",
             OAuthError::TemporarilyUnavailable(_) => "temporarily_unavailable",
+            OAuthError::AuthorizationPending(_) => "authorization_pending",
+            OAuthError::SlowDown(_) => "slow_down",
+            OAuthError::ExpiredToken(_) => "expired_token",
+            OAuthError::AccessDenied(_) => "access_denied",
+            OAuthError::UnknownUserId(_) => "unknown_user_id",
+            OAuthError::InvalidBindingMessage(_) => "invalid_binding_message",
         }
     }
 
     /// The HTTP status: 401 for client authentication failures, 429 and 503 where the
-    /// request may be retried, 400 otherwise.
+    /// request may be retried, 400 otherwise (CIBA's poll answers included, §11).
     pub fn status(&self) -> u16 {
         match self {
             OAuthError::InvalidClient(_) => 401,

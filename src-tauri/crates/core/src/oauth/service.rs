@@ -30,8 +30,8 @@ use super::readers::Readers;
 use super::records::{self, TokenRecord};
 use super::replay::UsedJtis;
 use super::{
-    EndpointConfig, Form, GRANT_CLIENT_CREDENTIALS, GRANT_TOKEN_EXCHANGE, OAuthError, SKEW_SECS,
-    TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_DELEGATION, TOKEN_TYPE_JWT, issuer, token_hash,
+    EndpointConfig, Form, GRANT_CIBA, GRANT_CLIENT_CREDENTIALS, GRANT_TOKEN_EXCHANGE, OAuthError,
+    SKEW_SECS, TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_DELEGATION, TOKEN_TYPE_JWT, issuer, token_hash,
 };
 use crate::Mandate;
 use crate::audit::{self, Actor, Decision, NewEvent, Target};
@@ -109,11 +109,13 @@ impl TokenResponse {
 
 /// The endpoint's rules, shared by every request (cheap to share behind an `Arc`).
 pub struct TokenService {
-    m: Arc<Mandate>,
-    cfg: EndpointConfig,
+    pub(super) m: Arc<Mandate>,
+    pub(super) cfg: EndpointConfig,
     signer: RwLock<(Arc<IssuerKey>, i64)>,
     limiter: RateLimiter,
-    readers: Readers,
+    pub(super) readers: Readers,
+    /// When each CIBA request was last polled (Unix seconds), for `slow_down`.
+    pub(super) ciba_polls: super::ciba::Polls,
 }
 
 impl std::fmt::Debug for TokenService {
@@ -125,27 +127,29 @@ impl std::fmt::Debug for TokenService {
 }
 
 /// A value safe to put in the audit trail: short, printable, no token material.
-fn printable(s: Option<&str>, max: usize) -> Option<String> {
+pub(super) fn printable(s: Option<&str>, max: usize) -> Option<String> {
     s.filter(|s| s.len() <= max && s.chars().all(|c| c.is_ascii_graphic() || c == ' '))
         .filter(|s| !s.contains("eyJ"))
         .map(String::from)
 }
 
 /// What an issued token is, for its record and its audit event.
-struct Minted {
-    plan: Plan,
-    subject: String,
-    act: Option<Value>,
-    parent_jti: Option<String>,
-    delegation_id: Option<String>,
-    on_behalf_of: Option<Actor>,
-    extra: serde_json::Map<String, Value>,
+pub(super) struct Minted {
+    pub(super) plan: Plan,
+    pub(super) subject: String,
+    pub(super) act: Option<Value>,
+    pub(super) parent_jti: Option<String>,
+    pub(super) delegation_id: Option<String>,
+    pub(super) on_behalf_of: Option<Actor>,
+    pub(super) extra: serde_json::Map<String, Value>,
+    /// A CIBA request this token answers: marked used as the token is recorded (once).
+    pub(super) ciba_request: Option<String>,
 }
 
 /// Why a request ends early: an answer to give as it is (malformed input the adapter refused,
 /// or a failure of Mandate itself), or a denial whose audit event is queued; its ticket yields
 /// the error to answer once the event has committed.
-enum Stop {
+pub(super) enum Stop {
     Answer(OAuthError),
     Denied(Ticket<OAuthError>),
 }
@@ -183,7 +187,7 @@ impl<T> std::fmt::Debug for Pending<T> {
 }
 
 impl<T> Pending<T> {
-    fn new(m: &Arc<Mandate>, r: Result<Ticket<Result<T, OAuthError>>, Stop>) -> Self {
+    pub(super) fn new(m: &Arc<Mandate>, r: Result<Ticket<Result<T, OAuthError>>, Stop>) -> Self {
         let state = match r {
             Ok(t) => PendingState::Commit(t),
             Err(Stop::Answer(e)) => PendingState::Ready(Err(e)),
@@ -237,7 +241,7 @@ fn denial_event(
 
 /// Record the caller's client assertion `jti` (`(agent name, jti, keep until)`) as used. If it
 /// was used before, write the replay's denial instead and return the error to answer.
-fn consume_assertion(
+pub(super) fn consume_assertion(
     used: &UsedJtis,
     tx: &Tx<'_>,
     now: chrono::DateTime<chrono::Utc>,
@@ -271,6 +275,7 @@ impl TokenService {
             signer: RwLock::new((Arc::new(key), now)),
             limiter: RateLimiter::default(),
             readers,
+            ciba_polls: Default::default(),
         })
     }
 
@@ -292,7 +297,11 @@ impl TokenService {
             "jwks_uri": format!("{i}/.well-known/jwks.json"),
             "introspection_endpoint": format!("{i}/oauth2/introspect"),
             "revocation_endpoint": format!("{i}/oauth2/revoke"),
-            "grant_types_supported": [GRANT_CLIENT_CREDENTIALS, GRANT_TOKEN_EXCHANGE],
+            "grant_types_supported": [GRANT_CLIENT_CREDENTIALS, GRANT_TOKEN_EXCHANGE, GRANT_CIBA],
+            "backchannel_authentication_endpoint": self.cfg.backchannel_endpoint(),
+            "backchannel_token_delivery_modes_supported": ["poll"],
+            "backchannel_user_code_parameter_supported": false,
+            "backchannel_authentication_request_signing_alg_values_supported": [],
             "response_types_supported": [],
             "token_endpoint_auth_methods_supported": ["private_key_jwt"],
             "token_endpoint_auth_signing_alg_values_supported": algs,
@@ -412,7 +421,7 @@ impl TokenService {
 
     /// Queue the audit event of a refusal; the refusal is answered once it has committed (when
     /// the audit write fails, the endpoint fails closed with 503 instead).
-    fn deny(
+    pub(super) fn deny(
         &self,
         agent: Option<&ClientAgent>,
         action: &str,
@@ -442,7 +451,7 @@ impl TokenService {
         }))
     }
 
-    fn base_details(form: &Form) -> serde_json::Map<String, Value> {
+    pub(super) fn base_details(form: &Form) -> serde_json::Map<String, Value> {
         let mut d = serde_json::Map::new();
         if let Some(g) = printable(form.get("grant_type"), 100) {
             d.insert("grant_type".into(), json!(g));
@@ -462,7 +471,7 @@ impl TokenService {
         d
     }
 
-    fn authenticate(&self, form: &Form, action: &str, now: i64) -> Result<Client, Stop> {
+    pub(super) fn authenticate(&self, form: &Form, action: &str, now: i64) -> Result<Client, Stop> {
         assertion::authenticate(&self.m, &self.readers, &self.cfg, form, now).map_err(|d| {
             // The registry could not be read: fail closed as for any storage failure (503,
             // see `OAuthError::from`), without a denial event.
@@ -501,11 +510,16 @@ impl TokenService {
                 let e = OAuthError::InvalidRequest("grant_type is missing".into());
                 return Err(self.deny(None, ACTION, e, Self::base_details(&form), None));
             }
-            Some(g) if g == GRANT_CLIENT_CREDENTIALS || g == GRANT_TOKEN_EXCHANGE => g.to_string(),
+            Some(g)
+                if [GRANT_CLIENT_CREDENTIALS, GRANT_TOKEN_EXCHANGE, GRANT_CIBA].contains(&g) =>
+            {
+                g.to_string()
+            }
             Some(_) => {
                 let e = OAuthError::UnsupportedGrantType(
-                    "Mandate supports client_credentials and token exchange \
-                     (urn:ietf:params:oauth:grant-type:token-exchange)"
+                    "Mandate supports client_credentials, token exchange \
+                     (urn:ietf:params:oauth:grant-type:token-exchange) and CIBA \
+                     (urn:openid:params:grant-type:ciba)"
                         .into(),
                 );
                 return Err(self.deny(None, ACTION, e, Self::base_details(&form), None));
@@ -567,7 +581,10 @@ impl TokenService {
             .into_iter()
             .chain(form.all("audience"))
             .collect();
-        let minted = if grant == GRANT_CLIENT_CREDENTIALS {
+        let minted = if grant == GRANT_CIBA {
+            self.ciba_poll(&form, agent, &client.conns, &resources, now)
+                .map_err(&refuse)?
+        } else if grant == GRANT_CLIENT_CREDENTIALS {
             let plan = policy::plan(
                 agent,
                 &client.conns,
@@ -586,6 +603,7 @@ impl TokenService {
                 delegation_id: None,
                 on_behalf_of: None,
                 extra: Default::default(),
+                ciba_request: None,
             }
         } else {
             self.exchange(&form, agent, &client.conns, &resources, proof.as_ref(), now)
@@ -707,6 +725,7 @@ impl TokenService {
                     delegation_id: rec.delegation_id.clone(),
                     on_behalf_of,
                     extra,
+                    ciba_request: None,
                 })
             }
             TOKEN_TYPE_DELEGATION => {
@@ -754,6 +773,7 @@ impl TokenService {
                     delegation_id: Some(d.id.clone()),
                     on_behalf_of: Some(Actor::member(&d.member_id, &d.member)),
                     extra,
+                    ciba_request: None,
                 })
             }
             _ => Err(OAuthError::InvalidRequest(format!(
@@ -784,6 +804,7 @@ impl TokenService {
             delegation_id,
             on_behalf_of,
             extra,
+            ciba_request,
         } = minted;
         let scope = plan.scopes.join(" ");
         let (withheld_scope, withheld_description) = describe_withheld(agent, &plan.withheld);
@@ -956,6 +977,18 @@ impl TokenService {
                         held.status,
                     )));
                 }
+            }
+            // A CIBA approval yields one token: the first poll after the yes takes it.
+            if let Some(id) = &ciba_request
+                && tx.execute(
+                    "UPDATE approvals SET used = 1 WHERE id = ?1 AND status = 'approved' \
+                     AND used = 0",
+                    params![id],
+                )? == 0
+            {
+                return refuse(OAuthError::InvalidGrant(format!(
+                    "the CIBA request {id} already yielded its token; start a new one"
+                )));
             }
             records::insert_token(tx, &record)?;
             audit::append(tx, now_dt, event(Decision::Allow))?;
