@@ -129,6 +129,14 @@ impl TokenService {
                 Some(consume.clone()),
             )
         };
+        // Each request is a row in a person's inbox: the token endpoint's per-agent rate
+        // limit applies.
+        if let Some(limit) = self.cfg.rate_limit {
+            let now_ms = self.m.now().timestamp_millis();
+            self.limiter
+                .take(limit, agent.id.as_str(), now_ms)
+                .map_err(&refuse)?;
+        }
         for unsupported in ["login_hint_token", "id_token_hint", "user_code", "request"] {
             if form.get(unsupported).is_some() {
                 return Err(refuse(OAuthError::InvalidRequest(format!(

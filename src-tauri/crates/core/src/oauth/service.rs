@@ -112,7 +112,7 @@ pub struct TokenService {
     pub(super) m: Arc<Mandate>,
     pub(super) cfg: EndpointConfig,
     signer: RwLock<(Arc<IssuerKey>, i64)>,
-    limiter: RateLimiter,
+    pub(super) limiter: RateLimiter,
     pub(super) readers: Readers,
     /// When each CIBA request was last polled (Unix seconds), for `slow_down`.
     pub(super) ciba_polls: super::ciba::Polls,
