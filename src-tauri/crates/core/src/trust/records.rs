@@ -873,6 +873,38 @@ mod on_both_stores {
             assert_eq!(m.list_approvals(true).unwrap().len(), 2);
             assert_eq!(m.expire_approvals().unwrap(), 0);
 
+            // A CIBA request approved once for the same agent and scope is the token
+            // endpoint's to use: a held broker call neither takes up its yes nor joins it.
+            let now = crate::registry::ts(m.now());
+            let later = crate::registry::ts(m.now() + chrono::Duration::hours(1));
+            s.conn()
+                .write(|tx| {
+                    tx.execute(
+                        "INSERT INTO approvals (id, agent_id, connection_id, action, why,
+                             trust_state, trust_score, status, requested_at, expires_at,
+                             decided_by, decided_at, used)
+                         VALUES ('ciba_1', ?1, ?2, 'billing:read', 'asks for a token by CIBA',
+                             'PENDING', 0, 'approved', ?3, ?4, 'founder', ?3, 0)",
+                        crate::store::params![agent.id.as_str(), c.id.as_str(), now, later],
+                    )
+                })
+                .unwrap();
+            let Outcome::Pending(held) = m.hold_for_approval(&ask, zero).unwrap() else {
+                panic!("a broker call took up a CIBA request's yes")
+            };
+            assert!(!held.starts_with("ciba_"), "{held}");
+            assert!(matches!(
+                m.hold_for_approval(
+                    &Ask {
+                        retry_id: Some("ciba_1"),
+                        ..ask
+                    },
+                    zero
+                )
+                .unwrap(),
+                Outcome::Pending(ref id) if id == &held
+            ));
+
             // The refresher folds the trail (the agent's requests) and stores its signals.
             m.refresh_trust().unwrap();
             m.refresh_trust().unwrap();
