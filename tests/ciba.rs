@@ -118,7 +118,8 @@ fn ciba_poll_waits_for_a_person_then_yields_one_token_for_the_member() {
     let v = c.poll(&id);
     assert_eq!(error_of(&v), "slow_down", "{v}");
 
-    env.run(&["approvals", "approve", &id]).ok();
+    env.run(&["--as", "founder", "approvals", "approve", &id])
+        .ok();
     std::thread::sleep(Duration::from_secs(5));
     let v = c.poll(&id);
     assert_eq!(v["status"], 200, "{v}");
@@ -171,7 +172,7 @@ fn ciba_request_nobody_answers_expires_and_can_no_longer_be_approved() {
     std::thread::sleep(Duration::from_secs(2));
     let v = c.poll(&id);
     assert_eq!(error_of(&v), "expired_token", "{v}");
-    let out = env.run(&["approvals", "approve", &id]);
+    let out = env.run(&["--as", "founder", "approvals", "approve", &id]);
     assert_ne!(out.code, 0, "{}", out.stdout);
 }
 
@@ -189,4 +190,30 @@ fn ciba_request_for_an_unknown_member_or_a_foreign_scope_is_refused_and_audited(
         2,
         "{actions:?}"
     );
+}
+
+#[test]
+fn ciba_request_for_another_member_cannot_be_approved_by_someone_else() {
+    let env = Env::new();
+    let (_server, c) = setup(&env);
+    env.run(&["member", "add", "alice"]).ok();
+    let v = c.call(&["start", "github:repo.read", "alice", "read alice's repos"]);
+    assert_eq!(v["status"], 200, "{v}");
+    let id = v["body"]["auth_req_id"].as_str().unwrap().to_string();
+    // The founder may not hand the agent a token that acts as alice (attribution, like every
+    // `--as`: the OS login stays the security boundary).
+    let r = env.run(&["--as", "founder", "approvals", "approve", &id]);
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    assert!(r.stderr.contains("only alice can approve"), "{}", r.stderr);
+    let v = c.poll(&id);
+    assert_eq!(error_of(&v), "authorization_pending", "{v}");
+    let actions = audit_actions(&env).join("\n");
+    assert!(actions.contains("approval.refused:deny"), "{actions}");
+    // Alice herself can.
+    env.run(&["--as", "alice", "approvals", "approve", &id])
+        .ok();
+    std::thread::sleep(Duration::from_secs(5));
+    let v = c.poll(&id);
+    assert_eq!(v["status"], 200, "{v}");
+    assert_eq!(v["body"]["claims"]["sub"], "alice", "{v}");
 }

@@ -29,6 +29,9 @@ use crate::audit::{self, Actor, Decision, NewEvent, Target};
 use crate::error::{Error, Result};
 use crate::registry::{parse_time, ts};
 
+/// The prefix of a CIBA request's id (see `oauth::ciba`).
+pub const CIBA_ID_PREFIX: &str = "ciba_";
+
 /// How long the broker holds a call waiting for a person, by default.
 pub const DEFAULT_HOLD_SECS: u64 = 60;
 
@@ -449,8 +452,45 @@ impl Mandate {
 
     /// A person says yes, for one call or a time box. Audited as `approval.approved` with the
     /// approver and until when.
+    ///
+    /// A CIBA request (`ciba_…`) yields a token whose subject is the member it names: only
+    /// that member may approve it (anyone may deny it). Another person's attempt is refused
+    /// and audited as `approval.refused`.
     pub fn approve(&self, id: &str, window: ApprovalWindow) -> Result<Approval> {
         let actor = self.actor()?;
+        if id.starts_with(CIBA_ID_PREFIX) {
+            let refused = self.write(|tx, now| {
+                let Some(a) = load(tx, id)? else {
+                    return Ok(None);
+                };
+                let Some(member) = a.on_behalf_of.filter(|m| *m != actor.name) else {
+                    return Ok(None);
+                };
+                let why = format!(
+                    "only {member} can approve this token request: it asks for a token that acts \
+                     as {member}. {member} approves it with `mandate approvals approve {id}`; \
+                     you can deny it"
+                );
+                let agent_id: String = tx.query_row(
+                    "SELECT agent_id FROM approvals WHERE id = ?1",
+                    params![id],
+                    |r| r.get(0),
+                )?;
+                audit::append(
+                    tx,
+                    now,
+                    NewEvent::new(&actor, "approval.refused", Decision::Deny)
+                        .agent(&agent_id)
+                        .target(Target::new("agent", &agent_id, &a.agent))
+                        .reason(why.clone())
+                        .details(json!({"approval": id, "action": a.action, "member": member})),
+                )?;
+                Ok(Some(why))
+            })?;
+            if let Some(why) = refused {
+                return Err(Error::Refused(why));
+            }
+        }
         self.decide(id, &actor, |now| {
             let until = window.until(now);
             (

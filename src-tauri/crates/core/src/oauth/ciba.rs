@@ -8,7 +8,8 @@
 //!    the inbox (`approval.requested`, id `ciba_…`) and the answer is its `auth_req_id`,
 //!    `expires_in` and `interval` (§7.3).
 //! 2. A person answers with `mandate approvals approve|deny` (or the app), as for a held
-//!    broker call: the same rows, the same audit events.
+//!    broker call: the same rows, the same audit events. Only the member named may approve
+//!    (the token will act as them); anyone may deny.
 //! 3. The agent polls the token endpoint with grant `urn:openid:params:grant-type:ciba` and
 //!    its `auth_req_id` (§10.1); it gets `authorization_pending`, `slow_down` (polled faster
 //!    than `interval`), `expired_token`, `access_denied`, or, once approved, one token for
@@ -43,7 +44,7 @@ pub const MAX_EXPIRY_SECS: i64 = 3600;
 /// The longest binding message (shown to the person who decides).
 pub const MAX_BINDING_MESSAGE: usize = 100;
 /// The prefix of a CIBA request's id among approval requests.
-pub const ID_PREFIX: &str = "ciba_";
+pub const ID_PREFIX: &str = approvals::CIBA_ID_PREFIX;
 
 /// When each request was last polled (Unix seconds). In memory: a restart forgets it, which
 /// costs at most one early poll answered `authorization_pending` instead of `slow_down`.
