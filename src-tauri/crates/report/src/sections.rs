@@ -480,6 +480,7 @@ fn approval_text(e: &AuditEvent) -> String {
         "approval.approved" => format!("approved{why}"),
         "approval.denied" => format!("!deny:approval refused{why}"),
         "approval.expired" => "approval request expired unanswered".into(),
+        "approval.refused" => format!("!deny:approval attempt by another person refused{why}"),
         "approval.rule_set" => format!("approval rule set{why}"),
         "attestation.added" => format!(
             "attestation by {}: {}{}",
