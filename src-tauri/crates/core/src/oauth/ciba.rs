@@ -354,6 +354,13 @@ impl TokenService {
             ApprovalStatus::Approved if used => Err(OAuthError::InvalidGrant(format!(
                 "the request {id} already yielded its token; start a new one"
             ))),
+            // The auth_req_id lives as long as the request (§7.3 expires_in), a yes included.
+            ApprovalStatus::Approved if a.expires_at.timestamp() <= now => {
+                Err(OAuthError::ExpiredToken(format!(
+                    "the request {id} was approved but not collected before it expired; start a \
+                     new one"
+                )))
+            }
             ApprovalStatus::Approved => {
                 let (Some(member), Some(member_id)) = (a.on_behalf_of.clone(), member_id) else {
                     return Err(OAuthError::InvalidGrant(format!(
