@@ -1036,6 +1036,14 @@ fn a_call_below_the_floor_waits_for_a_person_and_completes_once_approved_for_an_
             .contains("requires at least TRUSTED"),
         "{pending}"
     );
+    // The person sees the call itself, not only its action.
+    assert!(
+        pending["why"]
+            .as_str()
+            .unwrap()
+            .starts_with("GET /repos/acme/billing/issues"),
+        "{pending}"
+    );
     std::thread::sleep(std::time::Duration::from_secs(1));
     let id = pending["id"].as_str().unwrap().to_string();
     b.env

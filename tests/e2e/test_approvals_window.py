@@ -164,7 +164,9 @@ def test_a_held_broker_call_fails_with_the_founders_reason_when_denied_in_the_wi
         # The inbox is already open: the request must arrive without leaving the screen.
         card = app.wait('[data-testid^="approval-"]', timeout=30)
         assert "is owned by founder" in card.text, card.text
-        assert "closes in" in card.find_element("css selector", '[data-testid="time-left"]').text
+        # While the call is held, the clock shown is the hold, and the call itself is named.
+        assert "the agent waits:" in card.find_element("css selector", '[data-testid="time-left"]').text
+        assert "GET /repos/acme/billing/issues" in card.text, card.text
         app.button("Deny…")
         app.type('input[aria-label="Reason for denying"]', "billing reports read from the export, not issues")
         app.button("Deny")

@@ -15,7 +15,8 @@
 //! What it is not: a queue of calls. The held call is the agent's own HTTP request; nothing is
 //! replayed later. OpenID CIBA requests at the token endpoint (ids `ciba_…`, see
 //! `oauth::ciba`) wait in the same inbox and are decided with the same `approve` and `deny`;
-//! a held broker call never takes up their yes. Not yet: the desktop notification and inbox.
+//! a held broker call never takes up their yes. The desktop app's Approvals inbox and its
+//! notification read the same rows.
 
 use std::time::{Duration as StdDuration, Instant};
 
@@ -184,6 +185,11 @@ pub struct Approval {
     pub requested_at: DateTime<Utc>,
     /// An unanswered request closes then.
     pub expires_at: DateTime<Utc>,
+    /// Until when the agent's own call is held open waiting for the answer (the broker and the
+    /// MCP gateway hold it `MANDATE_APPROVAL_HOLD_SECS` as read by this process; after that
+    /// the agent was told `approval_pending` and may retry with the id until `expires_at`).
+    /// `None` for an OpenID CIBA request: that agent polls the token endpoint instead.
+    pub held_until: Option<DateTime<Utc>>,
     pub decided_by: Option<String>,
     pub decided_at: Option<DateTime<Utc>>,
     pub reason: Option<String>,
@@ -687,6 +693,10 @@ pub(crate) fn load(conn: &Tx<'_>, id: &str) -> Result<Option<Approval>> {
     else {
         return Ok(None);
     };
+    let requested_at = parse_time(&requested)?;
+    let held_until = (!id.starts_with(CIBA_ID_PREFIX)).then(|| {
+        requested_at + Duration::from_std(hold_from_env()).unwrap_or_else(|_| Duration::zero())
+    });
     Ok(Some(Approval {
         id,
         agent,
@@ -697,7 +707,8 @@ pub(crate) fn load(conn: &Tx<'_>, id: &str) -> Result<Option<Approval>> {
         trust_state,
         trust_score,
         status: ApprovalStatus::from_db(&status)?,
-        requested_at: parse_time(&requested)?,
+        held_until,
+        requested_at,
         expires_at: parse_time(&expires)?,
         decided_by,
         decided_at: decided_at.as_deref().map(parse_time).transpose()?,

@@ -54,6 +54,8 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 pub const DEFAULT_MAX_PROXY_BODY: u64 = 32 * 1024 * 1024;
 /// Environment variable that overrides the broker's body limit (bytes).
 pub const PROXY_BODY_ENV: &str = "MANDATE_PROXY_MAX_BODY";
+/// Seconds between two refreshes of the agents' behaviour signals (1 to 3600).
+pub const TRUST_REFRESH_ENV: &str = "MANDATE_TRUST_REFRESH_SECS";
 /// Longest a request may take before it is answered 408.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -95,6 +97,9 @@ pub struct ServeOptions {
     /// Largest request body the secret broker forwards to an upstream (bytes); a larger one
     /// is answered 413 and never (or, when streamed, never wholly) sent.
     pub max_proxy_body: u64,
+    /// How often the behaviour signals are refreshed from the audit trail (and unanswered
+    /// approval requests expired), off the request path.
+    pub trust_refresh: std::time::Duration,
 }
 
 impl Default for ServeOptions {
@@ -105,6 +110,9 @@ impl Default for ServeOptions {
             tls: false,
             served_by: lock::ServedBy::default(),
             max_proxy_body: DEFAULT_MAX_PROXY_BODY,
+            trust_refresh: std::time::Duration::from_secs(
+                mandate_core::trust::behaviour::REFRESH_EVERY_SECS,
+            ),
         }
     }
 }
@@ -127,6 +135,22 @@ impl ServeOptions {
             o.max_proxy_body = b.parse().map_err(|_| {
                 format!("{PROXY_BODY_ENV}={b} is not a number of bytes (for 64 MiB: 67108864)")
             })?;
+        }
+        if let Ok(t) = std::env::var(TRUST_REFRESH_ENV)
+            && !t.is_empty()
+        {
+            let secs = t
+                .parse::<u64>()
+                .ok()
+                .filter(|s| (1..=3600).contains(s))
+                .ok_or_else(|| {
+                    format!(
+                        "{TRUST_REFRESH_ENV}={t} is not a number of seconds from 1 to 3600 \
+                         (the default is {})",
+                        mandate_core::trust::behaviour::REFRESH_EVERY_SECS
+                    )
+                })?;
+            o.trust_refresh = std::time::Duration::from_secs(secs);
         }
         Ok(o)
     }
@@ -297,7 +321,14 @@ pub async fn serve(mandate: Arc<Mandate>, opts: ServeOptions) -> Result<RunningS
         Some((c, s)) => (Some(c), Some(s)),
         None => (None, None),
     };
-    launch(listener, state, config, summary, Some(lock))
+    launch(
+        listener,
+        state,
+        config,
+        summary,
+        Some(lock),
+        opts.trust_refresh,
+    )
 }
 
 /// Run the endpoint for a team (`mandate server`): on `team.listen`, HTTPS with the operator's
@@ -331,7 +362,7 @@ pub async fn serve_team(
         max_proxy_body: opts.max_proxy_body,
         exposure: Exposure::Team(exposure),
     };
-    launch(listener, state, config, None, None)
+    launch(listener, state, config, None, None, opts.trust_refresh)
 }
 
 /// The endpoint's rules, made on a blocking thread (it reads the issuer key from its vault).
@@ -359,6 +390,7 @@ fn launch(
     config: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     summary: Option<TlsSummary>,
     lock: Option<DataDirLock>,
+    refresh_every: std::time::Duration,
 ) -> Result<RunningServer, ServeError> {
     let addr = listener.local_addr().map_err(|e| ServeError::Bind {
         port: state.port,
@@ -383,7 +415,7 @@ fn launch(
             let m = m.clone();
             tokio::spawn(async move {
                 let _lock = lock;
-                let chores = tokio::spawn(chores(m));
+                let chores = tokio::spawn(chores(m, refresh_every));
                 conn::serve(listener, app, stopped).await;
                 chores.abort();
                 Ok(())
@@ -398,7 +430,7 @@ fn launch(
             });
             tokio::spawn(async move {
                 let _lock = lock;
-                let chores = tokio::spawn(chores(m));
+                let chores = tokio::spawn(chores(m, refresh_every));
                 conn::serve(listener, app, stopped).await;
                 chores.abort();
                 Ok(())
@@ -416,15 +448,15 @@ fn launch(
 }
 
 /// Everything a running endpoint does besides answering requests, until it stops.
-async fn chores(m: Arc<Mandate>) {
-    tokio::join!(housekeeping(m.clone()), refresh_trust(m));
+async fn chores(m: Arc<Mandate>, refresh_every: std::time::Duration) {
+    tokio::join!(housekeeping(m.clone()), refresh_trust(m, refresh_every));
 }
 
 /// Keep every agent's behaviour signals up to date with the audit trail, off the request
 /// path (`Mandate::refresh_trust`), every few seconds: a burst of denials shows in the
-/// agent's score, and so at the floors, within seconds. A failure is logged and tried again.
-async fn refresh_trust(m: Arc<Mandate>) {
-    let every = std::time::Duration::from_secs(mandate_core::trust::behaviour::REFRESH_EVERY_SECS);
+/// agent's score, and so at the floors, within seconds (`ServeOptions::trust_refresh`). A
+/// failure is logged and tried again.
+async fn refresh_trust(m: Arc<Mandate>, every: std::time::Duration) {
     loop {
         let m2 = m.clone();
         match tokio::task::spawn_blocking(move || {

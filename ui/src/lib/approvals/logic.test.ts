@@ -14,6 +14,7 @@ const base: Approval = {
   status: "pending",
   requested_at: "2026-12-04T10:00:00Z",
   expires_at: "2026-12-04T11:00:00Z",
+  held_until: "2026-12-04T10:01:00Z",
   decided_by: null,
   decided_at: null,
   reason: null,
@@ -84,8 +85,16 @@ describe("what the inbox adds about the agent", () => {
 
   it("counts down the time the request stays open, and stops when it is up or decided", () => {
     const at = new Date("2026-12-04T10:59:19Z");
-    expect(timeLeft(base, at)).toBe("closes in 41 s");
-    expect(timeLeft(base, new Date("2026-12-04T10:30:00Z"))).toBe("closes in 30 min");
+    expect(timeLeft(base, at)).toBe("the agent's call timed out; it can retry until the request closes in 41 s");
+    expect(timeLeft(base, new Date("2026-12-04T10:30:00Z"))).toBe(
+      "the agent's call timed out; it can retry until the request closes in 30 min",
+    );
+    // While the call is held, the hold is the clock that matters.
+    expect(timeLeft(base, new Date("2026-12-04T10:00:19Z"))).toBe("the agent waits: 41 s left");
+    // A CIBA request has no held call: the agent polls.
+    expect(timeLeft({ ...base, held_until: null }, new Date("2026-12-04T10:00:19Z"))).toBe(
+      "the agent polls for the answer · closes in 60 min",
+    );
     expect(timeLeft(base, new Date("2026-12-04T11:00:00Z"))).toBeNull();
     expect(timeLeft({ ...base, status: "approved" }, at)).toBeNull();
   });

@@ -46,10 +46,24 @@ export function signalsThatMatter(agent: Pick<Agent, "trust"> | undefined, max =
     .slice(0, max);
 }
 
-/** How long the request stays open for an answer: "closes in 41 s", or null once it has closed. */
+/** Whole seconds from `now` until `at` (negative once past). */
+function secondsUntil(at: string, now: Date): number {
+  return Math.ceil((new Date(at).getTime() - now.getTime()) / 1000);
+}
+
+/**
+ * Where the request stands, in a phrase, or null once it has closed. While the broker or the MCP
+ * gateway still holds the agent's call, that wait is what counts ("the agent waits: 41 s
+ * left"); after it, the agent was told to retry and the request stays open until it expires. A
+ * CIBA request (no held call) is polled by the agent until it closes.
+ */
 export function timeLeft(a: Approval, now: Date = new Date()): string | null {
   if (a.status !== "pending") return null;
-  const s = Math.ceil((new Date(a.expires_at).getTime() - now.getTime()) / 1000);
+  const s = secondsUntil(a.expires_at, now);
   if (s <= 0) return null;
-  return s < 120 ? `closes in ${s} s` : `closes in ${Math.ceil(s / 60)} min`;
+  const closes = s < 120 ? `closes in ${s} s` : `closes in ${Math.ceil(s / 60)} min`;
+  if (!a.held_until) return `the agent polls for the answer · ${closes}`;
+  const held = secondsUntil(a.held_until, now);
+  if (held > 0) return `the agent waits: ${held} s left`;
+  return `the agent's call timed out; it can retry until the request ${closes}`;
 }

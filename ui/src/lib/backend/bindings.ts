@@ -400,6 +400,13 @@ export type Approval_Deserialize = {
 	requested_at: string,
 	/**  An unanswered request closes then. */
 	expires_at: string,
+	/**
+	 *  Until when the agent's own call is held open waiting for the answer (the broker and the
+	 *  MCP gateway hold it `MANDATE_APPROVAL_HOLD_SECS` as read by this process; after that
+	 *  the agent was told `approval_pending` and may retry with the id until `expires_at`).
+	 *  `None` for an OpenID CIBA request: that agent polls the token endpoint instead.
+	 */
+	held_until?: string | null,
 	decided_by?: string | null,
 	decided_at?: string | null,
 	reason?: string | null,
@@ -426,6 +433,13 @@ export type Approval_Serialize = {
 	requested_at: string,
 	/**  An unanswered request closes then. */
 	expires_at: string,
+	/**
+	 *  Until when the agent's own call is held open waiting for the answer (the broker and the
+	 *  MCP gateway hold it `MANDATE_APPROVAL_HOLD_SECS` as read by this process; after that
+	 *  the agent was told `approval_pending` and may retry with the id until `expires_at`).
+	 *  `None` for an OpenID CIBA request: that agent polls the token endpoint instead.
+	 */
+	held_until: string | null,
 	decided_by: string | null,
 	decided_at: string | null,
 	reason: string | null,

@@ -31,6 +31,12 @@ pub struct ServeArgs {
     /// (default 33554432, 32 MiB); a larger one is answered 413.
     #[arg(long, env = "MANDATE_PROXY_MAX_BODY", value_name = "BYTES")]
     max_proxy_body: Option<u64>,
+    /// Seconds between two refreshes of the agents' behaviour signals from the audit trail
+    /// (default 10, from 1 to 3600). Off the request path; a longer interval delays how soon a
+    /// burst of denials lowers an agent's score.
+    #[arg(long, env = "MANDATE_TRUST_REFRESH_SECS", value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    trust_refresh_secs: Option<u64>,
     /// Turn off the per-agent rate limit (benchmarks only).
     #[arg(long, hide = true)]
     no_rate_limit: bool,
@@ -58,6 +64,9 @@ pub fn run(ctx: &mut Ctx, a: ServeArgs) -> CliResult {
     }
     if let Some(b) = a.max_proxy_body {
         opts.max_proxy_body = b;
+    }
+    if let Some(t) = a.trust_refresh_secs {
+        opts.trust_refresh = std::time::Duration::from_secs(t);
     }
     let rt = super::serve::runtime()?;
     rt.block_on(async move {

@@ -76,6 +76,11 @@ struct RunArgs {
     /// Requests per minute from one source address (bursts of a tenth of it).
     #[arg(long, value_name = "N", default_value_t = DEFAULT_PER_SOURCE.per_minute)]
     source_rate_limit: u32,
+    /// Seconds between two refreshes of the agents' behaviour signals from the audit trail
+    /// (default 10, from 1 to 3600), off the request path.
+    #[arg(long, env = "MANDATE_TRUST_REFRESH_SECS", value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    trust_refresh_secs: Option<u64>,
     /// Turn off the per-agent and per-source rate limits (benchmarks only).
     #[arg(long, hide = true)]
     no_rate_limit: bool,
@@ -170,6 +175,9 @@ fn serve(ctx: &mut Ctx, a: RunArgs) -> CliResult {
         None => recorded,
     };
     let mut opts = ServeOptions::default();
+    if let Some(t) = a.trust_refresh_secs {
+        opts.trust_refresh = std::time::Duration::from_secs(t);
+    }
     let per_source = if a.no_rate_limit {
         opts.rate_limit = None;
         None

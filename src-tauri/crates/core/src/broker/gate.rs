@@ -467,6 +467,16 @@ impl Broker {
             _ => None,
         };
         if let Some(ask_why) = ask_why {
+            // The person deciding sees the call itself, not only its action (no query string:
+            // it may carry data the agent sends).
+            let ask_why = format!(
+                "{} {} \u{2014} {ask_why}",
+                req.method.chars().take(16).collect::<String>(),
+                printable_path(&req.raw_path)
+                    .chars()
+                    .take(200)
+                    .collect::<String>()
+            );
             let state = agent.trust.state.to_string();
             let ask = crate::approvals::Ask {
                 agent_id: agent.id.as_str(),
