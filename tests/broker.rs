@@ -1094,6 +1094,16 @@ fn a_call_below_the_floor_waits_for_a_person_and_completes_once_approved_for_an_
     assert_eq!(events[1]["actor"]["name"], AGENT);
     assert_eq!(events[2]["actor"]["name"], "founder");
     assert!(events[2]["details"]["valid_until"].is_string());
+    // The PDF report names the request and the person who answered it.
+    let text = b.env.report_text();
+    for needle in [
+        "Approvals and attestations",
+        "approval requested for github:repo.read",
+        "approved",
+        "founder",
+    ] {
+        assert!(text.contains(needle), "the report lacks {needle:?}:\n{text}");
+    }
     let allowed = b
         .proxy_events()
         .into_iter()

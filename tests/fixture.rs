@@ -104,6 +104,28 @@ impl Env {
         self.data_dir().join("mandate.db")
     }
 
+    /// The text of the PDF report `mandate audit export --format pdf` makes now, read by an
+    /// independent reader (poppler's `pdftotext`).
+    pub fn report_text(&self) -> String {
+        let pdf = self.dir.path().join("report.pdf");
+        self.run(&[
+            "audit",
+            "export",
+            "--format",
+            "pdf",
+            "--out",
+            pdf.to_str().expect("utf-8 path"),
+        ])
+        .ok();
+        let out = Command::new("pdftotext")
+            .arg(&pdf)
+            .arg("-")
+            .output()
+            .expect("pdftotext (poppler-utils) runs");
+        assert!(out.status.success(), "pdftotext failed on the report");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(bin("mandate"));
         c.args(args)

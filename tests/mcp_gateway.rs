@@ -792,21 +792,7 @@ fn done_when_an_imported_mcp_json_runs_through_the_gate_until_revocation() {
         "{events:?}"
     );
 
-    let pdf = env.dir.path().join("report.pdf");
-    env.run(&[
-        "audit",
-        "export",
-        "--format",
-        "pdf",
-        "--out",
-        pdf.to_str().unwrap(),
-    ])
-    .ok();
-    let text = Command::new("pdftotext")
-        .args([pdf.to_str().unwrap(), "-"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&text.stdout);
+    let text = env.report_text();
     // The agent's own section: its heading, then its facts (Purpose...) and its timeline.
     let section = text
         .match_indices("\ncoder\n")

@@ -277,6 +277,18 @@ fn a_signed_review_attestation_raises_the_score_by_at_most_its_bound_and_stops_c
             "{a} missing from {actions:?}"
         );
     }
+    // The PDF report tells the same story from these real events, in words.
+    let text = env.report_text();
+    for needle in [
+        "Approvals and attestations",
+        // Table cells wrap, so each needle stays within a line of its cell.
+        "attestation by ci-evals: pass, valid until",
+        "attestation refused: the attestation from",
+        "attestor revoked; 1 attestation(s) withdrawn: its",
+        "attestation by auditor: pass",
+    ] {
+        assert!(text.contains(needle), "the report lacks {needle:?}:\n{text}");
+    }
 }
 
 #[test]
