@@ -1102,7 +1102,10 @@ fn a_call_below_the_floor_waits_for_a_person_and_completes_once_approved_for_an_
         "approved",
         "founder",
     ] {
-        assert!(text.contains(needle), "the report lacks {needle:?}:\n{text}");
+        assert!(
+            text.contains(needle),
+            "the report lacks {needle:?}:\n{text}"
+        );
     }
     let allowed = b
         .proxy_events()

@@ -287,7 +287,10 @@ fn a_signed_review_attestation_raises_the_score_by_at_most_its_bound_and_stops_c
         "attestor revoked; 1 attestation(s) withdrawn: its",
         "attestation by auditor: pass",
     ] {
-        assert!(text.contains(needle), "the report lacks {needle:?}:\n{text}");
+        assert!(
+            text.contains(needle),
+            "the report lacks {needle:?}:\n{text}"
+        );
     }
 }
 
