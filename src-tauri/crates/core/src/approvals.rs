@@ -45,6 +45,24 @@ pub fn hold_from_env() -> StdDuration {
         .map_or(DEFAULT_HOLD_SECS, |s| s.min(600));
     StdDuration::from_secs(secs)
 }
+/// How long the MCP gateway holds a tool call by default: under the 60 s request timeout of the
+/// TypeScript MCP SDK's clients (`DEFAULT_REQUEST_TIMEOUT_MSEC`), so that with every default the
+/// agent is told `approval_pending` with the request's id instead of timing out on its own.
+pub const DEFAULT_MCP_HOLD_SECS: u64 = 50;
+// Checked when the crate builds: a hold as long as the SDK's timeout would hand the agent a
+// timeout, not `approval_pending`.
+const _: () = assert!(DEFAULT_MCP_HOLD_SECS + 5 <= 60 && DEFAULT_MCP_HOLD_SECS < DEFAULT_HOLD_SECS);
+
+/// The MCP gateway's hold: `MANDATE_APPROVAL_HOLD_SECS` when set (0 to 600), else
+/// [`DEFAULT_MCP_HOLD_SECS`].
+pub fn mcp_hold_from_env() -> StdDuration {
+    if std::env::var_os("MANDATE_APPROVAL_HOLD_SECS").is_some() {
+        hold_from_env()
+    } else {
+        StdDuration::from_secs(DEFAULT_MCP_HOLD_SECS)
+    }
+}
+
 /// How long an unanswered request stays open for a retry.
 pub const REQUEST_TTL_MINUTES: i64 = 60;
 /// How often a held call looks for a decision.

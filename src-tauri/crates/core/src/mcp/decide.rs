@@ -217,12 +217,12 @@ impl McpSession {
             token: Mutex::new(None),
             view: Mutex::new(None),
             buckets: RateBuckets::default(),
-            hold: crate::approvals::hold_from_env(),
+            hold: crate::approvals::mcp_hold_from_env(),
         })
     }
 
     /// Hold calls that need a person's approval this long (0: answer `approval_pending` at
-    /// once) instead of `MANDATE_APPROVAL_HOLD_SECS` or its 60 s default.
+    /// once) instead of `MANDATE_APPROVAL_HOLD_SECS` or the gateway's 50 s default.
     pub fn with_approval_hold(mut self, hold: std::time::Duration) -> Self {
         self.hold = hold;
         self
