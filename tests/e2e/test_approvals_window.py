@@ -57,6 +57,15 @@ def test_a_held_broker_call_completes_when_the_founder_approves_it_for_an_hour(i
                 result["body"] = e.read().decode()
             result["waited"] = time.time() - started
 
+        # The native notification goes over the session bus to org.freedesktop.Notifications;
+        # dbus-monitor (an independent reader) sees the app's Notify call whether or not a
+        # notification daemon runs under Xvfb.
+        notes = tmp_path / "notifications.txt"
+        monitor = subprocess.Popen(
+            ["dbus-monitor", "--session", "interface='org.freedesktop.Notifications',member='Notify'"],
+            stdout=open(notes, "w"), stderr=subprocess.DEVNULL,
+        )
+        time.sleep(0.5)
         t = threading.Thread(target=call)
         t.start()
 
@@ -67,6 +76,12 @@ def test_a_held_broker_call_completes_when_the_founder_approves_it_for_an_hour(i
         assert "PENDING" in text and "requires at least TRUSTED" in text, text
         assert "billing-report-agent is owned by founder" in text, text
         app.screenshot("approvals-inbox")
+        app.wait_until(
+            lambda: "An approval is waiting" in notes.read_text(),
+            message="no native notification was sent for the waiting approval",
+        )
+        monitor.terminate()
+        assert "billing-report-agent" in notes.read_text(), notes.read_text()
         # Held, not answered: the call is still waiting and nothing reached the upstream. (A
         # timing bound said this before; a fast machine approves in under half a second.)
         assert t.is_alive(), f"the call was answered before anyone decided: {result}"
