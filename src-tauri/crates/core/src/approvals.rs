@@ -662,11 +662,15 @@ pub(crate) fn load(conn: &Tx<'_>, id: &str) -> Result<Option<Approval>> {
         Option<String>,
         Option<String>,
         Option<String>,
+        bool,
     );
     let row: Option<Row> = conn.query_opt(
         "SELECT p.id, a.name, c.name, p.action, p.on_behalf_of, p.why, p.trust_state,
                     p.trust_score, p.status, p.requested_at, p.expires_at, p.decided_by,
-                    p.decided_at, p.reason, p.valid_until
+                    p.decided_at, p.reason, p.valid_until,
+                    CASE WHEN EXISTS (SELECT 1 FROM mcp_servers s
+                                      WHERE s.connection_id = p.connection_id)
+                         THEN 1 ELSE 0 END
              FROM approvals p JOIN agents a ON a.id = p.agent_id
              JOIN connections c ON c.id = p.connection_id
              WHERE p.id = ?1",
@@ -688,6 +692,7 @@ pub(crate) fn load(conn: &Tx<'_>, id: &str) -> Result<Option<Approval>> {
                 r.get(12)?,
                 r.get(13)?,
                 r.get(14)?,
+                r.get(15)?,
             ))
         },
     )?;
@@ -707,14 +712,19 @@ pub(crate) fn load(conn: &Tx<'_>, id: &str) -> Result<Option<Approval>> {
         decided_at,
         reason,
         valid_until,
+        at_mcp_gateway,
     )) = row
     else {
         return Ok(None);
     };
     let requested_at = parse_time(&requested)?;
-    let held_until = (!id.starts_with(CIBA_ID_PREFIX)).then(|| {
-        requested_at + Duration::from_std(hold_from_env()).unwrap_or_else(|_| Duration::zero())
-    });
+    let hold = if at_mcp_gateway {
+        mcp_hold_from_env()
+    } else {
+        hold_from_env()
+    };
+    let held_until = (!id.starts_with(CIBA_ID_PREFIX))
+        .then(|| requested_at + Duration::from_std(hold).unwrap_or_else(|_| Duration::zero()));
     Ok(Some(Approval {
         id,
         agent,
