@@ -35,7 +35,9 @@ pub struct Verdict {
 impl Verdict {
     fn new(report: VerifyReport, what: &str) -> Self {
         let summary = if report.evidence_only() {
-            PAGES_UNBOUND.to_string()
+            // The note as a sentence for the headline's box.
+            let why = PAGES_UNBOUND.trim_start_matches("pages unbound: ");
+            format!("Its pages are not bound to the evidence: {why}.")
         } else {
             report.summary().unwrap_or_default()
         };
@@ -204,7 +206,11 @@ mod tests {
                     .unwrap()
                     .starts_with(out["headline"].as_str().unwrap())
             );
-            assert_eq!(out["summary"], PAGES_UNBOUND);
+            let summary = out["summary"].as_str().unwrap();
+            assert!(
+                summary.starts_with("Its pages are not bound to the evidence: this report was made before Mandate signed its pages"),
+                "{summary}"
+            );
         }
         // A bundle is no report: a plain pass.
         let bundle = std::fs::read(format!("{vectors}bundle-of-3.jsonl")).unwrap();
