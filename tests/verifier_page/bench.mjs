@@ -55,13 +55,16 @@ try {
     verdict: document.body.dataset.verdict,
     headline: document.getElementById("headline").textContent,
   }));
-  const root = browser.process().pid;
+  // Chromium is this process's child: the browser process has no --type, the tab's renderer
+  // has --type=renderer (one tab, so one renderer; the largest is taken if there are more).
   let renderer = 0;
-  for (const [pid, cmd] of descendants(root)) {
+  let main = 0;
+  for (const [pid, cmd] of descendants(process.pid)) {
     if (cmd.includes("--type=renderer")) renderer = Math.max(renderer, peakKiB(pid));
+    else if (!cmd.includes("--type=") && /chrom/.test(cmd)) main = Math.max(main, peakKiB(pid));
   }
   console.log(
-    JSON.stringify({ ...shown, seconds, renderer_peak_kib: renderer, browser_peak_kib: peakKiB(root) }),
+    JSON.stringify({ ...shown, seconds, renderer_peak_kib: renderer, browser_peak_kib: main }),
   );
 } finally {
   await browser.close();
