@@ -414,8 +414,15 @@ fn the_python_verifier_fails_a_report_whose_page_or_page_digests_were_edited() {
     let dir = env.dir.path().join("auditor");
     std::fs::create_dir_all(&dir).unwrap();
     let pdf = dir.join("report.pdf");
-    env.run(&["audit", "export", "--format", "pdf", "--out", pdf.to_str().unwrap()])
-        .ok();
+    env.run(&[
+        "audit",
+        "export",
+        "--format",
+        "pdf",
+        "--out",
+        pdf.to_str().unwrap(),
+    ])
+    .ok();
     let plain = uncompressed(&pdf);
     std::fs::write(dir.join("page-edited.pdf"), page_digit_changed(&plain, 2)).unwrap();
     // One hex digit of the first page's signed digest changed inside mandate-pages.json.
@@ -442,7 +449,11 @@ fn the_python_verifier_fails_a_report_whose_page_or_page_digests_were_edited() {
         ("digests-edited.pdf", "signature that does not verify"),
     ] {
         let theirs = python(file);
-        assert_eq!(theirs.code, 10, "{file}: {}{}", theirs.stdout, theirs.stderr);
+        assert_eq!(
+            theirs.code, 10,
+            "{file}: {}{}",
+            theirs.stdout, theirs.stderr
+        );
         let problems = theirs.json()["problems"].clone();
         assert!(
             problems

@@ -45,7 +45,7 @@ try {
   const page = await browser.newPage();
   await page.goto("file://" + page_path);
   const started = performance.now();
-  await page.setInputFiles("#file", file);
+  await page.setInputFiles("#file", file, { timeout: 600000 });
   await page.waitForFunction(() => document.body.dataset.verdict, null, {
     timeout: 3600000,
     polling: 500,

@@ -183,7 +183,10 @@ mod tests {
     /// so (not only a detail line), and its summary says why the pages cannot be relied on.
     #[test]
     fn a_report_from_before_page_digests_passes_as_evidence_only_in_the_headline() {
-        let vectors = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../docs/audit-vectors/cases/");
+        let vectors = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../docs/audit-vectors/cases/"
+        );
         for name in ["pdf-report.pdf", "pdf-pages-edited.pdf"] {
             let bytes = std::fs::read(format!("{vectors}{name}")).unwrap();
             let mut v = Verifier::new(String::new());
