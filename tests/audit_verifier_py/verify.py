@@ -5,6 +5,9 @@ Only the standard library, `cryptography` (for Ed25519) and, for PDF reports, `p
 (`setup.sh` installs both from requirements.txt). A PDF report is verified through its attached
 bundle, found as §6 says: pypdf parses the PDF (its last revision) and decodes the stream; the
 lookup rules (name-tree key bytes, /F or /UF, exactly one entry, /Params /Size) are followed here.
+Its pages are then checked against the signed page digests it attaches (mandate-pages.json, §6
+"Pages"): an edited page, or edited digests, fail as `edited`; a report from before page
+digests passes its evidence only, and says so (`evidence_only`).
 
 Usage:
   verify.py BUNDLE_OR_PDF [--key FINGERPRINT_OR_VKEY]... [--checkpoint NOTE_FILE]...
@@ -584,6 +587,9 @@ class Report:
         self.log_size = 0
         self.root = ""
         self.checkpoints_verified = 0
+        self.origin = ""
+        self.trusted = []
+        self.notes = []
 
     def add(self, kind, seq, message):
         self.problems.append({"kind": kind, "seq": seq, "message": message})
@@ -618,6 +624,7 @@ def verify_bundle(data, pinned=(), seen=()):
         return rep
     header = p.header
     origin = header["origin"]
+    rep.origin = origin
     # Keys (§6): named after the origin, kid and fingerprint their own.
     listed = []
     for k in header["keys"]:
@@ -633,6 +640,7 @@ def verify_bundle(data, pinned=(), seen=()):
             rep.add("malformed", None, "the header's kid or fingerprint is not its key's")
         listed.append(nk)
     trusted = _pinned(rep, pinned, listed, origin) if pinned else listed
+    rep.trusted = trusted
     # Seal (§7.2): the key id is computed with the origin as the key's name.
     if p.end is None:
         rep.add("truncated", None, "the bundle has no end record: it is truncated")
@@ -898,28 +906,56 @@ class NoBundle(Exception):
     """The PDF has no attached bundle that a verifier can read (§6)."""
 
 
-def pdf_attachment(data):
-    """The bytes of the bundle attached to a PDF report, found as §6 says; NoBundle otherwise."""
-    import io
+class NoAttachment(NoBundle):
+    """The PDF has no attachment of that name at all."""
 
+
+PAGES_NAME = b"mandate-pages.json"
+PAGES_FORMAT = "mandate-report-pages/1"
+PAGES_UNBOUND = ("pages unbound: this report was made before Mandate signed its pages (it attaches "
+                 "no mandate-pages.json), so what its pages say may have been edited")
+
+
+def _pypdf():
     try:
-        from pypdf import PdfReader
-        from pypdf.errors import PdfReadError
-        from pypdf.generic import ArrayObject, DictionaryObject, IndirectObject, StreamObject
+        import pypdf
+        import pypdf.errors
+        import pypdf.generic
     except ImportError:
         sys.exit("verify.py: reading a PDF needs pypdf (tests/audit_verifier_py/setup.sh installs it)")
+    return pypdf
 
-    def resolve(o):
-        return o.get_object() if isinstance(o, IndirectObject) else o
+
+def _resolve(o):
+    from pypdf.generic import IndirectObject
+    return o.get_object() if isinstance(o, IndirectObject) else o
+
+
+def pdf_reader(data):
+    """The PDF as its last incremental update leaves it (§6); NoBundle when it is not one."""
+    import io
+    pypdf = _pypdf()
+    try:
+        # pypdf reads the cross-reference sections from the end of the file, so an object
+        # redefined by an incremental update is read as the last revision defines it.
+        return pypdf.PdfReader(io.BytesIO(data), strict=False)
+    except (pypdf.errors.PdfReadError, KeyError, ValueError, TypeError, AttributeError) as e:
+        raise NoBundle("this is not a readable PDF: %s" % e)
+
+
+def pdf_attachment(data, name=ATTACHMENT_NAME, reader=None):
+    """The bytes of the file attached to a PDF report under `name`, found as §6 says (the
+    evidence bundle by default); NoBundle otherwise."""
+    pypdf = _pypdf()
+    from pypdf.generic import ArrayObject, DictionaryObject, IndirectObject, StreamObject
+    resolve = _resolve
 
     def key_bytes(o):
         # The key's bytes as written, not text decoded from them: pypdf decodes UTF-16 strings.
         return getattr(o, "original_bytes", None)
 
     try:
-        # pypdf reads the cross-reference sections from the end of the file, so an object
-        # redefined by an incremental update is read as the last revision defines it.
-        reader = PdfReader(io.BytesIO(data), strict=False)
+        reader = reader if reader is not None else pdf_reader(data)
         names = resolve(reader.trailer["/Root"]).get("/Names")
         tree = resolve(resolve(names).get("/EmbeddedFiles")) if names is not None else None
         found, stack, seen_nodes = [], [tree] if tree is not None else [], 0
@@ -936,12 +972,13 @@ def pdf_attachment(data):
             arr = resolve(node.get("/Names"))
             if isinstance(arr, ArrayObject):
                 for i in range(0, len(arr) - 1, 2):
-                    if key_bytes(resolve(arr[i])) == ATTACHMENT_NAME:
+                    if key_bytes(resolve(arr[i])) == name:
                         found.append(arr[i + 1])
         if not found:
-            raise NoBundle("the PDF has no attached evidence bundle (%s)" % ATTACHMENT_NAME.decode())
+            raise NoAttachment("the PDF has no attached %s (%s)" % (
+                "evidence bundle" if name == ATTACHMENT_NAME else "file", name.decode()))
         if len(found) > 1:
-            raise NoBundle("it has %d attachments named %s, and a report has one" % (len(found), ATTACHMENT_NAME.decode()))
+            raise NoBundle("it has %d attachments named %s, and a report has one" % (len(found), name.decode()))
         spec = resolve(found[0])
         ef = resolve(spec.get("/EF")) if isinstance(spec, DictionaryObject) else None
         if not isinstance(ef, DictionaryObject):
@@ -964,20 +1001,96 @@ def pdf_attachment(data):
         return bytes(body)
     except NoBundle:
         raise
-    except (PdfReadError, KeyError, ValueError, TypeError, AttributeError) as e:
+    except (pypdf.errors.PdfReadError, KeyError, ValueError, TypeError, AttributeError) as e:
         raise NoBundle("this is not a readable PDF: %s" % e)
 
 
+def page_digests(reader):
+    """§6: the SHA-256 of each page's content, in page-tree order: its content streams, each
+    decoded with its filters and followed by a newline, concatenated."""
+    from pypdf.generic import ArrayObject, StreamObject
+    out = []
+    for page in reader.pages:
+        contents = _resolve(page.get("/Contents"))
+        streams = list(contents) if isinstance(contents, ArrayObject) else [contents]
+        content = b""
+        for st in streams:
+            st = _resolve(st)
+            if not isinstance(st, StreamObject):
+                continue
+            try:
+                content += st.get_data()
+            except Exception:
+                content += st._data  # a stream that cannot be decoded counts as written
+            content += b"\n"
+        out.append(sha256(content))
+    return out
+
+
+def check_pages(rep, reader, bundle):
+    """§6 Pages: the signed page digests against the bundle and pages actually there; each
+    thing wrong is an `edited` problem naming the page. A report without a manifest predates
+    page digests: a note, and the verdict says the pages are unbound."""
+    try:
+        raw = pdf_attachment(None, PAGES_NAME, reader)
+    except NoAttachment:
+        rep.notes.append(PAGES_UNBOUND)
+        return
+    except NoBundle as e:
+        rep.add("edited", None, "the report's page digests cannot be read: %s" % e)
+        return
+    try:
+        m, found = strict_loads(raw)
+        if found.duplicate is not None or not isinstance(m, dict):
+            raise ValueError("not a JSON object without repeated members")
+        if m.get("format") != PAGES_FORMAT:
+            rep.add("edited", None, "the page digests are in the format %r" % m.get("format"))
+            return
+        signed = [bytes.fromhex(h) for h in m["pages"]]
+        bundle_signed = bytes.fromhex(m["bundle_sha256"])
+        if len(bundle_signed) != 32 or any(len(h) != 32 for h in signed):
+            raise ValueError("a digest is not 32 bytes")
+        key_hex, sig = m["key"], base64.b64decode(m["signature"], validate=True)
+    except (ValueError, KeyError, TypeError) as e:
+        rep.add("edited", None, "the report's page digests cannot be read (%s)" % e)
+        return
+    keys = [k for k in rep.trusted if key_id(rep.origin, k.pub).hex() == key_hex]
+    if not keys:
+        rep.add("edited", None, "the page digests are signed with key id %s, not a trusted key" % key_hex)
+        return
+    msg = (PAGES_FORMAT.encode() + b"\n" + bundle_signed + len(signed).to_bytes(4, "big")
+           + b"".join(signed))
+    if len(sig) != 64 or not keys[0].verify(sig, msg):
+        rep.add("edited", None, "the report's page digests have a signature that does not verify: "
+                "they were altered or forged")
+        return
+    if sha256(bundle) != bundle_signed:
+        rep.add("edited", None, "the pages were signed with another evidence bundle")
+    now = page_digests(reader)
+    for i, (a, b) in enumerate(zip(now, signed)):
+        if a != b:
+            rep.add("edited", None, "page %d of the report was changed" % (i + 1))
+    if len(now) < len(signed):
+        rep.add("edited", None, "pages %d to %d of the report were removed" % (len(now) + 1, len(signed)))
+    elif len(now) > len(signed):
+        rep.add("edited", None, "pages %d to %d of the report were added" % (len(signed) + 1, len(now)))
+
+
 def verify_file(data, pinned=(), seen=()):
-    """A bundle, or a PDF report through its attachment (one `malformed` problem without it)."""
-    if data.startswith(b"%PDF-"):
-        try:
-            data = pdf_attachment(data)
-        except NoBundle as e:
-            rep = Report()
-            rep.add("malformed", None, str(e))
-            return rep
-    return verify_bundle(data, pinned, seen)
+    """A bundle, or a PDF report through its attachment (one `malformed` problem without it)
+    and its pages against their signed digests (§6)."""
+    if not data.startswith(b"%PDF-"):
+        return verify_bundle(data, pinned, seen)
+    try:
+        reader = pdf_reader(data)
+        bundle = pdf_attachment(data, ATTACHMENT_NAME, reader)
+    except NoBundle as e:
+        rep = Report()
+        rep.add("malformed", None, str(e))
+        return rep
+    rep = verify_bundle(bundle, pinned, seen)
+    check_pages(rep, reader, bundle)
+    return rep
 
 
 # ----- test vectors ---------------------------------------------------------------------
@@ -1083,6 +1196,9 @@ def main(argv):
     rep = verify_file(data, pinned, seen)
     print(json.dumps({
         "ok": not rep.problems,
+        # §6: a report from before page digests verifies its evidence only, and says so.
+        "evidence_only": not rep.problems and PAGES_UNBOUND in rep.notes,
+        "notes": rep.notes,
         "events": rep.events,
         "log_size": rep.log_size,
         "root": rep.root,

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install playwright-core (pinned in node/package.json and its lock file) into the cache folder,
 # idempotently, for the verifier page's browser test; Chromium itself is Debian's `chromium`.
-# Prints the folder holding node_modules and run.mjs.
+# Prints the folder holding node_modules, run.mjs (the tests) and bench.mjs (scripts/bench-verify).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 CACHE="${MANDATE_CACHE:-$HOME/.cache/mandate}"
@@ -20,5 +20,5 @@ if [ "$(cat "$NODE_DIR/.stamp" 2>/dev/null)" != "$want" ]; then
   fi
   echo "$want" >"$NODE_DIR/.stamp"
 fi
-cp "$HERE/run.mjs" "$NODE_DIR/run.mjs"
+cp "$HERE/run.mjs" "$HERE/bench.mjs" "$NODE_DIR/"
 echo "$NODE_DIR"

@@ -6,6 +6,10 @@
 //! The value itself keeps the last occurrence of a repeated member (what `serde_json` and
 //! Python's `json` do), so the rest of verification behaves as other verifiers' would.
 //!
+//! The same reading serves JOSE in `mandate-core` (`oauth::jws`): a client assertion's or
+//! DPoP proof's header and claims are refused when [`Findings::duplicate`] is set, so a token
+//! and a bundle line are read by one implementation.
+//!
 //! What it is not: a general JSON parser. It is `serde_json` with a visitor that watches.
 
 use std::cell::RefCell;

@@ -274,24 +274,36 @@ pub const PAGES_UNBOUND: &str = "pages unbound: this report was made before Mand
      on this verifier's output, not on the pages, or ask for a report from a current Mandate";
 
 impl VerifyReport {
+    /// True when the file verified but is a report whose pages nothing binds to its evidence
+    /// ([`PAGES_UNBOUND`]): a pass of its evidence only.
+    pub fn evidence_only(&self) -> bool {
+        self.ok() && self.notes.iter().any(|n| n == PAGES_UNBOUND)
+    }
+
+    /// The verdict in one line, the first of [`VerifyReport::to_text`] and the headline the
+    /// verifier page shows: `OK:` (saying so when only the evidence, not the pages, verified)
+    /// or `FAILED:` about `what`.
+    pub fn headline(&self, what: &str) -> String {
+        if self.evidence_only() {
+            format!(
+                "OK: {what} verified, its evidence only: its pages are not bound to it (see the \
+                 note)."
+            )
+        } else if self.ok() {
+            format!("OK: {what} verified.")
+        } else {
+            format!("FAILED: {what} did not verify.")
+        }
+    }
+
     /// The result as people read it, one line each: `OK:` or `FAILED:` about `what` (e.g. "the
     /// report q3.pdf"), the log, events, newest checkpoint and its key, notes and every
     /// problem. The CLI, `mandate-verify` and the verifier page all print this, so they say
     /// the same thing.
     pub fn to_text(&self, what: &str) -> String {
         use std::fmt::Write as _;
-        let mut out = String::new();
-        let _ = if self.ok() && self.notes.iter().any(|n| n == PAGES_UNBOUND) {
-            writeln!(
-                out,
-                "OK: {what} verified, its evidence only: its pages are not bound to it (see the \
-                 note)."
-            )
-        } else if self.ok() {
-            writeln!(out, "OK: {what} verified.")
-        } else {
-            writeln!(out, "FAILED: {what} did not verify.")
-        };
+        let mut out = self.headline(what);
+        out.push('\n');
         let _ = writeln!(out, "  log          {}", self.origin);
         let _ = if self.subject == "excerpt" {
             writeln!(

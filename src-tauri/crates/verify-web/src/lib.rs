@@ -10,27 +10,43 @@
 //! door; and it never touches the network (the page makes no request at all).
 
 use mandate_audit_format::pdf::check_report;
-use mandate_audit_format::verify::{BundleCheck, BundleOptions, VerifyReport};
+use mandate_audit_format::verify::{BundleCheck, BundleOptions, PAGES_UNBOUND, VerifyReport};
 use serde::Serialize;
 use wasm_bindgen::prelude::wasm_bindgen;
 
-/// What the page shows: the verdict, the CLI's text and one-line summary, and the report.
+/// What the page shows: the verdict, its headline, the CLI's text and one-line summary, and the
+/// report.
 #[derive(Debug, Serialize)]
 pub struct Verdict {
     pub ok: bool,
+    /// The first line of `text`: `OK:` or `FAILED:`, and for a report whose pages are not bound
+    /// to its evidence, that it verified its evidence only.
+    pub headline: String,
+    /// Verified, but a report made before page digests: its pages may have been edited.
+    pub evidence_only: bool,
     /// The same lines `mandate audit verify` and `mandate-verify` print.
     pub text: String,
-    /// The main problem and what to do (empty when verified).
+    /// The main problem and what to do; for a pass of the evidence only, why the pages cannot
+    /// be relied on; empty otherwise.
     pub summary: String,
     pub report: VerifyReport,
 }
 
 impl Verdict {
     fn new(report: VerifyReport, what: &str) -> Self {
+        let summary = if report.evidence_only() {
+            // The note as a sentence for the headline's box.
+            let why = PAGES_UNBOUND.trim_start_matches("pages unbound: ");
+            format!("Its pages are not bound to the evidence: {why}.")
+        } else {
+            report.summary().unwrap_or_default()
+        };
         Verdict {
             ok: report.ok(),
+            headline: report.headline(what),
+            evidence_only: report.evidence_only(),
             text: report.to_text(what),
-            summary: report.summary().unwrap_or_default(),
+            summary,
             report,
         }
     }
@@ -48,7 +64,9 @@ impl Verdict {
 
     fn json(&self) -> String {
         serde_json::to_string(self).unwrap_or_else(|e| {
-            format!(r#"{{"ok":false,"text":"could not show the result: {e}","summary":""}}"#)
+            format!(
+                r#"{{"ok":false,"headline":"FAILED: could not show the result: {e}","text":"","summary":""}}"#
+            )
         })
     }
 }
@@ -108,7 +126,7 @@ impl Verifier {
         }
     }
 
-    /// The verdict as JSON (`ok`, `text`, `summary`, `report`); `name` is the file's name.
+    /// The verdict as JSON (`ok`, `headline`, `evidence_only`, `text`, `summary`, `report`); `name` is the file's name.
     pub fn finish(&mut self, name: &str) -> String {
         let verdict = match self.pdf.take() {
             Some(pdf) => {
@@ -159,5 +177,51 @@ mod tests {
                 .contains("not a Mandate evidence bundle"),
             "{out}"
         );
+    }
+
+    /// A report made before page digests verifies its evidence only: the page's headline says
+    /// so (not only a detail line), and its summary says why the pages cannot be relied on.
+    #[test]
+    fn a_report_from_before_page_digests_passes_as_evidence_only_in_the_headline() {
+        let vectors = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../docs/audit-vectors/cases/"
+        );
+        for name in ["pdf-report.pdf", "pdf-pages-edited.pdf"] {
+            let bytes = std::fs::read(format!("{vectors}{name}")).unwrap();
+            let mut v = Verifier::new(String::new());
+            for chunk in bytes.chunks(1000) {
+                v.feed(chunk);
+            }
+            let out: serde_json::Value = serde_json::from_str(&v.finish(name)).unwrap();
+            assert_eq!(out["ok"], true, "{name}: {out}");
+            assert_eq!(out["evidence_only"], true, "{name}");
+            assert_eq!(
+                out["headline"],
+                format!(
+                    "OK: the report {name} verified, its evidence only: its pages are not \
+                     bound to it (see the note)."
+                ),
+            );
+            assert!(
+                out["text"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(out["headline"].as_str().unwrap())
+            );
+            let summary = out["summary"].as_str().unwrap();
+            assert!(
+                summary.starts_with("Its pages are not bound to the evidence: this report was made before Mandate signed its pages"),
+                "{summary}"
+            );
+        }
+        // A bundle is no report: a plain pass.
+        let bundle = std::fs::read(format!("{vectors}bundle-of-3.jsonl")).unwrap();
+        let mut v = Verifier::new(String::new());
+        v.feed(&bundle);
+        let out: serde_json::Value = serde_json::from_str(&v.finish("b.jsonl")).unwrap();
+        assert_eq!(out["headline"], "OK: the bundle b.jsonl verified.");
+        assert_eq!(out["evidence_only"], false);
+        assert_eq!(out["summary"], "");
     }
 }

@@ -13,7 +13,6 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
-use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 /// Longest compact JWS we look at (assertions and proofs are a few hundred bytes).
@@ -77,18 +76,15 @@ pub fn b64_strict(part: &str, what: &'static str) -> Result<Vec<u8>, JwsError> {
     Ok(bytes)
 }
 
-/// Parse JSON text that must be an object, refusing duplicate members at any depth.
+/// Parse JSON text that must be an object, refusing duplicate members at any depth. The
+/// reading is the audit format's ([`mandate_audit_format::json`]), so a token and a bundle line
+/// are read by the same code.
 pub fn strict_json_object(
     bytes: &[u8],
     what: &'static str,
 ) -> Result<Map<String, Value>, JwsError> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let v = StrictValue
-        .deserialize(&mut de)
-        .map_err(|_| JwsError::Json(what))?;
-    de.end().map_err(|_| JwsError::Json(what))?;
-    match v {
-        Value::Object(m) => Ok(m),
+    match mandate_audit_format::json::parse(bytes) {
+        Ok((Value::Object(m), found)) if found.duplicate.is_none() => Ok(m),
         _ => Err(JwsError::Json(what)),
     }
 }
@@ -224,68 +220,6 @@ pub fn numeric_date(v: Option<&Value>) -> Option<i64> {
         Some(f.floor() as i64)
     } else {
         None
-    }
-}
-
-// ----- JSON without duplicate members ------------------------------------------------------
-
-struct StrictValue;
-
-impl<'de> DeserializeSeed<'de> for StrictValue {
-    type Value = Value;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        d.deserialize_any(StrictVisitor)
-    }
-}
-
-struct StrictVisitor;
-
-impl<'de> Visitor<'de> for StrictVisitor {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("JSON without duplicate members")
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_string()))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_none<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut out = Vec::new();
-        while let Some(v) = seq.next_element_seed(StrictValue)? {
-            out.push(v);
-        }
-        Ok(Value::Array(out))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut out = Map::new();
-        while let Some(k) = map.next_key::<String>()? {
-            let v = map.next_value_seed(StrictValue)?;
-            if out.insert(k, v).is_some() {
-                return Err(de::Error::custom("duplicate member"));
-            }
-        }
-        Ok(Value::Object(out))
     }
 }
 
