@@ -18,6 +18,7 @@ pub mod client;
 pub mod conn;
 pub mod guard;
 pub mod lock;
+pub mod member_client;
 pub mod mcp;
 pub mod members;
 pub mod proxy;
