@@ -139,6 +139,10 @@ enum Command {
     Scan(cmd::scan::ScanArgs),
     /// Run the localhost token endpoint (127.0.0.1, default port 6263) without the app.
     Serve(cmd::serve::ServeArgs),
+    /// A team server you belong to: join it with an invite, invite others, and manage the
+    /// team's agents, approvals and members under your role, signed in with your own key.
+    #[command(subcommand)]
+    Team(cmd::team::TeamCmd),
     /// Run the team server: the endpoint for agents on other machines, over HTTPS, with keys in a PKCS#11 token.
     Server(cmd::server::ServerArgs),
     /// Run the endpoint at every login, so agents get tokens while the app is closed.
@@ -187,6 +191,7 @@ fn main() -> ExitCode {
         Command::Scan(a) => cmd::scan::run(&mut ctx, a),
         Command::Serve(a) => cmd::serve::run(&mut ctx, a),
         Command::Server(a) => cmd::server::run(&mut ctx, a),
+        Command::Team(c) => cmd::team::run(&mut ctx, c),
         Command::Service(c) => cmd::service::run(&mut ctx, c),
         Command::Token(a) => cmd::token::run(&mut ctx, a),
         Command::Exec(a) => cmd::exec::run(&mut ctx, a),

@@ -30,6 +30,7 @@ pub mod store;
 mod store_identity;
 pub mod team;
 pub mod team_access;
+pub mod team_client;
 pub mod tls;
 pub mod trust;
 pub mod vault;

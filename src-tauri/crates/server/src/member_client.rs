@@ -13,7 +13,8 @@
 //! keychain), or any rule (the server decides and audits).
 
 use axum::body::Bytes;
-use axum::http::{Method, Request, StatusCode, header};
+pub use axum::http::Method;
+use axum::http::{Request, StatusCode, header};
 use ed25519_dalek::SigningKey;
 use http_body_util::Full;
 use mandate_core::oauth::dpop::make_proof;
