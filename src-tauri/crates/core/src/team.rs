@@ -319,7 +319,8 @@ impl Mandate {
             if taken {
                 // Rolls back the redemption too: the code stays usable with another key.
                 return Err(Error::Conflict(
-                    "this key is already enrolled on the team server; each member needs a key                      of their own. Nothing was changed"
+                    "this key is already enrolled on the team server; each member needs a key \
+                     of their own. Nothing was changed"
                         .into(),
                 ));
             }
@@ -380,7 +381,9 @@ impl Mandate {
             )?;
             if admins > 0 {
                 return Err(Error::Conflict(
-                    "this team already has an admin who signed in with their own key; invites                      now come from an admin: `mandate team invite NAME --role ROLE` on their                      machine (it asks the server as them). Nothing was changed"
+                    "this team already has an admin who signed in with their own key; invites \
+                     now come from an admin: `mandate team invite NAME --role ROLE` on their \
+                     machine (it asks the server as them). Nothing was changed"
                         .into(),
                 ));
             }
@@ -472,7 +475,8 @@ pub(crate) fn invite_in(
                 .is_some();
             if active {
                 return Err(Error::Conflict(format!(
-                    "'{name}' is already on the team; remove them first to invite them again                      with another role. Nothing was changed"
+                    "'{name}' is already on the team; remove them first to invite them again \
+                     with another role. Nothing was changed"
                 )));
             }
             Member {
@@ -492,7 +496,8 @@ pub(crate) fn invite_in(
                 .is_some();
             if taken {
                 return Err(Error::Conflict(format!(
-                    "'{name}' is already an agent's name; a person and an agent must never share                      an identifier, choose another name"
+                    "'{name}' is already an agent's name; a person and an agent must never share \
+                     an identifier, choose another name"
                 )));
             }
             let m = Member {
