@@ -188,7 +188,10 @@ fn members_sign_in_with_their_own_keys_and_act_only_within_their_roles() {
 
     // Alice joins with her code; her key is in her keychain, the server has its public half.
     let j = alice.join(&team, &alice_code).ok().json();
-    assert_eq!((j["member"].as_str(), j["role"].as_str()), (Some("alice"), Some("admin")));
+    assert_eq!(
+        (j["member"].as_str(), j["role"].as_str()),
+        (Some("alice"), Some("admin"))
+    );
     let who = alice.mandate(&["--json", "team", "whoami"]).ok().json();
     assert_eq!(who["name"], "alice");
     assert_eq!(who["role"], "admin");
@@ -217,9 +220,7 @@ fn members_sign_in_with_their_own_keys_and_act_only_within_their_roles() {
         .mandate(&["--json", "team", "invite", "carol", "--role", "auditor"])
         .ok()
         .json();
-    carol
-        .join(&team, inv["invite_code"].as_str().unwrap())
-        .ok();
+    carol.join(&team, inv["invite_code"].as_str().unwrap()).ok();
     add_agent(&team, "ops-bot", "bob");
 
     // Bob's token is reused between commands until near its expiry.
@@ -260,7 +261,12 @@ fn members_sign_in_with_their_own_keys_and_act_only_within_their_roles() {
     let denials: Vec<(&str, &str)> = ev
         .iter()
         .filter(|e| e["action"] == "team.request_denied")
-        .map(|e| (actor_name(e), e["details"]["request"].as_str().unwrap_or("")))
+        .map(|e| {
+            (
+                actor_name(e),
+                e["details"]["request"].as_str().unwrap_or(""),
+            )
+        })
         .collect();
     for want in [
         ("bob", "agent.revoke"),
@@ -271,7 +277,10 @@ fn members_sign_in_with_their_own_keys_and_act_only_within_their_roles() {
         assert!(denials.contains(&want), "{want:?} not in {denials:?}");
     }
     // The auditor reads the trail.
-    let trail = carol.mandate(&["--json", "team", "audit", "--limit", "5"]).ok().json();
+    let trail = carol
+        .mandate(&["--json", "team", "audit", "--limit", "5"])
+        .ok()
+        .json();
     assert_eq!(trail.as_array().unwrap().len(), 5);
 
     // Within their role: bob revokes his own agent, and the event names him.
@@ -291,10 +300,18 @@ fn members_sign_in_with_their_own_keys_and_act_only_within_their_roles() {
     alice.mandate(&["team", "remove", "bob"]).ok();
     let before = registry(&team);
     refused(&bob.mandate(&["team", "agents"]), 9, "removed");
-    refused(&bob.mandate(&["team", "suspend", "billing-bot"]), 9, "removed");
+    refused(
+        &bob.mandate(&["team", "suspend", "billing-bot"]),
+        9,
+        "removed",
+    );
     assert_eq!(registry(&team), before);
     let ev = events(&team, "t4.jsonl");
-    let removed = ev.iter().rev().find(|e| e["action"] == "member.removed").unwrap();
+    let removed = ev
+        .iter()
+        .rev()
+        .find(|e| e["action"] == "member.removed")
+        .unwrap();
     assert_eq!(actor_name(removed), "alice");
     assert!(
         ev.iter()
@@ -302,7 +319,11 @@ fn members_sign_in_with_their_own_keys_and_act_only_within_their_roles() {
         "bob's sign-in after removal is on the record"
     );
     // The last admin cannot be removed (nobody could invite again).
-    refused(&alice.mandate(&["team", "remove", "alice"]), 5, "only admin");
+    refused(
+        &alice.mandate(&["team", "remove", "alice"]),
+        5,
+        "only admin",
+    );
     drop(server);
 }
 
@@ -375,17 +396,33 @@ fn replayed_member_assertions_proofs_and_stolen_tokens_are_refused_and_audited()
     let claims: Value =
         serde_json::from_slice(&B64.decode(token.split('.').nth(1).unwrap()).unwrap()).unwrap();
     assert!(claims["sub"].as_str().unwrap().starts_with("member:"));
-    assert!(claims["exp"].as_i64().unwrap() - now() <= 300, "short-lived");
+    assert!(
+        claims["exp"].as_i64().unwrap() - now() <= 300,
+        "short-lived"
+    );
 
     // The same assertion again, with a fresh proof: a replay.
-    let (s, v) = ask_token(&assertion, &make_proof(&key, "POST", &token_at, now(), None));
-    assert_eq!((s, v["error"].as_str()), (401, Some("invalid_client")), "{v}");
-    assert!(v["error_description"].as_str().unwrap().contains("replay"), "{v}");
+    let (s, v) = ask_token(
+        &assertion,
+        &make_proof(&key, "POST", &token_at, now(), None),
+    );
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{v}"
+    );
+    assert!(
+        v["error_description"].as_str().unwrap().contains("replay"),
+        "{v}"
+    );
     // A fresh assertion with the used proof: a replay too.
     let fresh = client_assertion("member:alice", &kid, &key, &token_at, now());
     let (s, v) = ask_token(&fresh, &proof);
     assert_eq!(s, 400, "{v}");
-    assert!(v["error_description"].as_str().unwrap().contains("replay"), "{v}");
+    assert!(
+        v["error_description"].as_str().unwrap().contains("replay"),
+        "{v}"
+    );
 
     let agents_at = format!("{url}/team/v1/agents");
     let get = |auth: Option<&str>, proof: Option<&str>| {
@@ -406,7 +443,10 @@ fn replayed_member_assertions_proofs_and_stolen_tokens_are_refused_and_audited()
     // The same proof replayed.
     let (s, v) = get(Some(&token), Some(&p));
     assert_eq!(s, 401, "{v}");
-    assert!(v["error_description"].as_str().unwrap().contains("replay"), "{v}");
+    assert!(
+        v["error_description"].as_str().unwrap().contains("replay"),
+        "{v}"
+    );
     // A stolen token with a proof from another key.
     let thief = SigningKey::from_bytes(&[9u8; 32]);
     let (s, v) = get(
@@ -424,7 +464,13 @@ fn replayed_member_assertions_proofs_and_stolen_tokens_are_refused_and_audited()
             .header("Authorization", format!("DPoP {token}"))
             .header(
                 "DPoP",
-                make_proof(&key, "GET", &format!("{url}/proxy/billing-db/invoices"), now(), Some(&token)),
+                make_proof(
+                    &key,
+                    "GET",
+                    &format!("{url}/proxy/billing-db/invoices"),
+                    now(),
+                    Some(&token),
+                ),
             )
             .send()
             .await
@@ -440,7 +486,10 @@ fn replayed_member_assertions_proofs_and_stolen_tokens_are_refused_and_audited()
         .filter(|e| e["action"] == "member.token_denied" || e["action"] == "team.request_denied")
         .map(|e| e["reason"].as_str().unwrap_or(""))
         .collect();
-    assert!(denied.iter().filter(|r| r.contains("replay")).count() >= 3, "{denied:?}");
+    assert!(
+        denied.iter().filter(|r| r.contains("replay")).count() >= 3,
+        "{denied:?}"
+    );
     assert!(denied.len() >= 6, "{denied:?}");
     assert!(!Path::new(&bundle).to_string_lossy().is_empty());
     drop(server);

@@ -543,7 +543,11 @@ pub(crate) fn invite_in(
         tx,
         now,
         NewEvent::new(actor, "member.invited", Decision::Allow)
-            .target(Target::new("member", member.id.as_str(), member.name.as_str()))
+            .target(Target::new(
+                "member",
+                member.id.as_str(),
+                member.name.as_str(),
+            ))
             .details(json!({
                 "invite": invite,
                 "role": role.as_str(),

@@ -157,10 +157,9 @@ impl Mandate {
         self.acting_as(who.actor(), || match change {
             AgentChange::Suspend => self.suspend_agent(agent, reason),
             AgentChange::Resume => self.resume_agent(agent),
-            AgentChange::Revoke => self.revoke_agent(
-                agent,
-                reason.unwrap_or("revoked through the team server"),
-            ),
+            AgentChange::Revoke => {
+                self.revoke_agent(agent, reason.unwrap_or("revoked through the team server"))
+            }
         })
     }
 
@@ -180,7 +179,10 @@ impl Mandate {
             .filter(|a| a.owner.as_ref().map(|o| o.as_str()) == Some(who.name.as_str()))
             .map(|a| a.name.as_str().to_string())
             .collect();
-        Ok(all.into_iter().filter(|a| owned.contains(&a.agent)).collect())
+        Ok(all
+            .into_iter()
+            .filter(|a| owned.contains(&a.agent))
+            .collect())
     }
 
     /// Approve or deny approval request `id` as `who` (the same rule as for agents: the owner

@@ -172,7 +172,8 @@ impl Mandate {
         token: &Sensitive<String>,
         exp: DateTime<Utc>,
     ) -> Result<()> {
-        let v = Sensitive::new(json!({"token": token.expose(), "exp": exp.timestamp()}).to_string());
+        let v =
+            Sensitive::new(json!({"token": token.expose(), "exp": exp.timestamp()}).to_string());
         self.keychain_set(token_ref(kid), &v)
     }
 

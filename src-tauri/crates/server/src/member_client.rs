@@ -56,9 +56,8 @@ async fn within<T>(
 
 /// An answer of the member API: its JSON, or the refusal it describes.
 fn answer(status: StatusCode, body: &[u8]) -> Result<Value, ClientError> {
-    let v: Value = serde_json::from_slice(body).map_err(|_| {
-        ClientError::BadAnswer(format!("HTTP {status} without a JSON body"))
-    })?;
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|_| ClientError::BadAnswer(format!("HTTP {status} without a JSON body")))?;
     if status.is_success() {
         return Ok(v);
     }
@@ -89,12 +88,13 @@ pub async fn join(
             .header(header::CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(body.to_string())))
             .map_err(|e| ClientError::BadAnswer(e.to_string()))?;
-        let (status, body) = send(&mut conn.sender, req)
-            .await
-            .map_err(|reason| ClientError::Unreachable {
-                base: server.url().to_string(),
-                reason,
-            })?;
+        let (status, body) =
+            send(&mut conn.sender, req)
+                .await
+                .map_err(|reason| ClientError::Unreachable {
+                    base: server.url().to_string(),
+                    reason,
+                })?;
         answer(status, &body)
     })
     .await
@@ -126,12 +126,13 @@ pub async fn member_token(
             .header("DPoP", proof)
             .body(Full::new(Bytes::from(form)))
             .map_err(|e| ClientError::BadAnswer(e.to_string()))?;
-        let (status, body) = send(&mut conn.sender, req)
-            .await
-            .map_err(|reason| ClientError::Unreachable {
-                base: server.url().to_string(),
-                reason,
-            })?;
+        let (status, body) =
+            send(&mut conn.sender, req)
+                .await
+                .map_err(|reason| ClientError::Unreachable {
+                    base: server.url().to_string(),
+                    reason,
+                })?;
         let v = answer(status, &body)?;
         let token = v["access_token"]
             .as_str()
@@ -178,12 +179,13 @@ pub async fn call(
         let req = req
             .body(Full::new(bytes))
             .map_err(|e| ClientError::BadAnswer(e.to_string()))?;
-        let (status, body) = send(&mut conn.sender, req)
-            .await
-            .map_err(|reason| ClientError::Unreachable {
-                base: server.url().to_string(),
-                reason,
-            })?;
+        let (status, body) =
+            send(&mut conn.sender, req)
+                .await
+                .map_err(|reason| ClientError::Unreachable {
+                    base: server.url().to_string(),
+                    reason,
+                })?;
         answer(status, &body)
     })
     .await

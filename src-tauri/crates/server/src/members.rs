@@ -113,7 +113,9 @@ fn only_on_team(s: &AppState) -> Option<Response> {
 }
 
 /// Run `f` on a blocking thread; a panic is a 500 without detail.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Response> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Response> {
     tokio::task::spawn_blocking(f).await.map_err(|_| {
         error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -155,15 +157,17 @@ where
             .member_session(auth.as_deref(), &dpop, method.as_str(), &url)
         {
             Ok(Ok(w)) => w,
-            Ok(Err(e)) => return Err(not_signed_in(&e)),
-            Err(e) => return Err(core_error(&e)),
+            Ok(Err(e)) => return not_signed_in(&e),
+            Err(e) => return core_error(&e),
         };
-        f(s.service.mandate(), &who).map_err(|e| core_error(&e))
+        match f(s.service.mandate(), &who) {
+            Ok(v) => json_answer(StatusCode::OK, &v),
+            Err(e) => core_error(&e),
+        }
     })
     .await;
     match out {
-        Ok(Ok(v)) => json_answer(StatusCode::OK, &v),
-        Ok(Err(r)) | Err(r) => r,
+        Ok(r) | Err(r) => r,
     }
 }
 
@@ -246,9 +250,13 @@ async fn me(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
 }
 
 async fn agents(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    as_member(s, Method::GET, headers, "/team/v1/agents".into(), |m, who| {
-        to_json(m.team_agents(who)?)
-    })
+    as_member(
+        s,
+        Method::GET,
+        headers,
+        "/team/v1/agents".into(),
+        |m, who| to_json(m.team_agents(who)?),
+    )
     .await
 }
 
@@ -342,16 +350,24 @@ async fn audit(State(s): State<Arc<AppState>>, req: Request) -> Response {
         }
     }
     let headers = req.headers().clone();
-    as_member(s, Method::GET, headers, "/team/v1/audit".into(), move |m, who| {
-        to_json(m.team_audit(who, limit, before)?)
-    })
+    as_member(
+        s,
+        Method::GET,
+        headers,
+        "/team/v1/audit".into(),
+        move |m, who| to_json(m.team_audit(who, limit, before)?),
+    )
     .await
 }
 
 async fn members(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    as_member(s, Method::GET, headers, "/team/v1/members".into(), |m, who| {
-        to_json(m.team_members(who)?)
-    })
+    as_member(
+        s,
+        Method::GET,
+        headers,
+        "/team/v1/members".into(),
+        |m, who| to_json(m.team_members(who)?),
+    )
     .await
 }
 
@@ -375,15 +391,27 @@ async fn invite(State(s): State<Arc<AppState>>, req: Request) -> Response {
             "role must be admin, member or auditor",
         );
     };
-    as_member(s, Method::POST, headers, "/team/v1/members".into(), move |m, who| {
-        let inv = m.team_invite(who, &body.name, body.email.as_deref(), role, DEFAULT_INVITE_TTL)?;
-        Ok(json!({
-            "member": inv.member.name.as_str(),
-            "role": inv.role.as_str(),
-            "code": inv.code.expose(),
-            "expires_at": inv.expires_at.to_rfc3339(),
-        }))
-    })
+    as_member(
+        s,
+        Method::POST,
+        headers,
+        "/team/v1/members".into(),
+        move |m, who| {
+            let inv = m.team_invite(
+                who,
+                &body.name,
+                body.email.as_deref(),
+                role,
+                DEFAULT_INVITE_TTL,
+            )?;
+            Ok(json!({
+                "member": inv.member.name.as_str(),
+                "role": inv.role.as_str(),
+                "code": inv.code.expose(),
+                "expires_at": inv.expires_at.to_rfc3339(),
+            }))
+        },
+    )
     .await
 }
 

@@ -295,9 +295,8 @@ impl RemoteServer {
         let _ = tcp.set_nodelay(true);
         let name = match server.host.trim_matches(['[', ']']).parse::<IpAddr>() {
             Ok(ip) => ServerName::IpAddress(ip.into()),
-            Err(_) => ServerName::try_from(server.host.clone()).map_err(|e| {
-                unreachable(format!("'{}' is not a host name ({e})", server.host))
-            })?,
+            Err(_) => ServerName::try_from(server.host.clone())
+                .map_err(|e| unreachable(format!("'{}' is not a host name ({e})", server.host)))?,
         };
         let tls = tokio_rustls::TlsConnector::from(server.tls.clone())
             .connect(name, tcp)
@@ -334,7 +333,10 @@ impl RemoteServer {
 
     /// Read the server's RFC 8414 metadata on `conn` and check that its issuer is exactly the
     /// URL we were given; the token endpoint's path on this server.
-    pub(crate) async fn check_metadata(&self, conn: &mut Connection) -> Result<String, ClientError> {
+    pub(crate) async fn check_metadata(
+        &self,
+        conn: &mut Connection,
+    ) -> Result<String, ClientError> {
         let base = self.url.clone();
         let unreachable = |reason: String| ClientError::Unreachable {
             base: base.clone(),

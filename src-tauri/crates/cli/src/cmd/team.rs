@@ -232,7 +232,8 @@ pub fn run(ctx: &mut Ctx, c: TeamCmd) -> CliResult {
         }
         TeamCmd::Approve { id, window } => {
             let path = format!("/team/v1/approvals/{}/approve", segment(&id)?);
-            let v = Session::open(ctx)?.call(Method::POST, &path, Some(&json!({"window": window})))?;
+            let v =
+                Session::open(ctx)?.call(Method::POST, &path, Some(&json!({"window": window})))?;
             if ctx.json {
                 return crate::output::json(&v);
             }
@@ -241,7 +242,8 @@ pub fn run(ctx: &mut Ctx, c: TeamCmd) -> CliResult {
         }
         TeamCmd::Deny { id, reason } => {
             let path = format!("/team/v1/approvals/{}/deny", segment(&id)?);
-            let v = Session::open(ctx)?.call(Method::POST, &path, Some(&json!({"reason": reason})))?;
+            let v =
+                Session::open(ctx)?.call(Method::POST, &path, Some(&json!({"reason": reason})))?;
             if ctx.json {
                 return crate::output::json(&v);
             }
@@ -301,9 +303,15 @@ fn join(ctx: &mut Ctx, a: JoinArgs) -> CliResult {
     let (trust, record) = match (&a.server_ca, &a.server_fingerprint) {
         (Some(ca), _) => {
             let pem = std::fs::read_to_string(ca).map_err(|e| {
-                fail(3, format!("the CA file {} cannot be read ({e})", ca.display()))
+                fail(
+                    3,
+                    format!("the CA file {} cannot be read ({e})", ca.display()),
+                )
             })?;
-            (ServerTrust::Ca(pem.clone().into_bytes()), ServerTrustRecord::Ca(pem))
+            (
+                ServerTrust::Ca(pem.clone().into_bytes()),
+                ServerTrustRecord::Ca(pem),
+            )
         }
         (None, Some(fp)) => (
             ServerTrust::fingerprint(fp).map_err(|e| fail(3, e))?,
@@ -357,8 +365,12 @@ fn join(ctx: &mut Ctx, a: JoinArgs) -> CliResult {
 }
 
 fn invite(ctx: &mut Ctx, a: InviteArgs) -> CliResult {
-    let role = Role::parse(&a.role)
-        .ok_or_else(|| fail(3, format!("'{}' is not a role: admin, member or auditor", a.role)))?;
+    let role = Role::parse(&a.role).ok_or_else(|| {
+        fail(
+            3,
+            format!("'{}' is not a role: admin, member or auditor", a.role),
+        )
+    })?;
     let m = ctx.mandate()?;
     let (name, role, code, expires, url) = if m.team_public_url()?.is_some() {
         // The server host (its PKCS#11 token): only while no admin has joined.
@@ -367,7 +379,8 @@ fn invite(ctx: &mut Ctx, a: InviteArgs) -> CliResult {
             inv.member.name.as_str().to_string(),
             inv.role.as_str().to_string(),
             inv.code.expose().clone(),
-            inv.expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            inv.expires_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             m.team_public_url()?.unwrap_or_default(),
         )
     } else {
@@ -421,8 +434,8 @@ impl Session {
                     .into(),
             )
         })?;
-        let server =
-            RemoteServer::new(&membership.url, trust_of(&membership.trust)?).map_err(|e| fail(3, e))?;
+        let server = RemoteServer::new(&membership.url, trust_of(&membership.trust)?)
+            .map_err(|e| fail(3, e))?;
         let key = m.member_signing_key(&membership.kid)?;
         let rt = super::serve::runtime()?;
         Ok(Session {
@@ -453,11 +466,8 @@ impl Session {
                 now.timestamp(),
             ))
             .map_err(client_error)?;
-        self.m.cache_member_token(
-            kid,
-            &t.token,
-            now + chrono::Duration::seconds(t.expires_in),
-        )?;
+        self.m
+            .cache_member_token(kid, &t.token, now + chrono::Duration::seconds(t.expires_in))?;
         Ok(t.token)
     }
 

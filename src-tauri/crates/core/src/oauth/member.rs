@@ -28,10 +28,10 @@ use ed25519_dalek::VerifyingKey;
 use serde_json::{Value, json};
 
 use super::assertion::{assertion_typ_ok, check_claims};
+use super::dpop;
 use super::jws::{self, Jws};
 use super::service::{HttpContext, TokenService};
 use super::{ASSERTION_TYPE_JWT_BEARER, Form, GRANT_CLIENT_CREDENTIALS, OAuthError, SKEW_SECS};
-use super::dpop;
 use crate::audit::{self, Actor, Decision, NewEvent, Target};
 use crate::model::MemberId;
 use crate::secret::Sensitive;
@@ -57,7 +57,10 @@ pub fn is_member_request(body: &[u8]) -> bool {
     }
     form.get("client_assertion")
         .and_then(|a| jws::parse(a).ok())
-        .and_then(|j| j.claim_str("sub").map(|s| s.starts_with(MEMBER_CLIENT_PREFIX)))
+        .and_then(|j| {
+            j.claim_str("sub")
+                .map(|s| s.starts_with(MEMBER_CLIENT_PREFIX))
+        })
         .unwrap_or(false)
 }
 
@@ -101,6 +104,16 @@ impl MemberToken {
 #[error("{0}")]
 pub struct NotSignedIn(pub String);
 
+/// A member as the token endpoint reads them: id, role, removed at, the named key and when it
+/// was revoked.
+type MemberRow = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<Vec<u8>>,
+    Option<String>,
+);
+
 fn nobody() -> Actor {
     Actor::system("team-server", "team server, no member identified")
 }
@@ -124,26 +137,26 @@ impl TokenService {
         let assertion_exp = jws::numeric_date(jws.claims.get("exp")).unwrap_or(now);
         let signer = self.signer().map_err(OAuthError::from)?;
         let out = m.write(|tx, now_dt| {
-            let row: Option<(String, Option<String>, Option<String>, Option<Vec<u8>>, Option<String>)> =
-                tx.query_opt(
-                    "SELECT m.id, r.role, r.removed_at, k.public_key, k.revoked_at
+            let row: Option<MemberRow> = tx.query_opt(
+                "SELECT m.id, r.role, r.removed_at, k.public_key, k.revoked_at
                      FROM members m
                      LEFT JOIN team_roles r ON r.member_id = m.id
                      LEFT JOIN member_keys k ON k.member_id = m.id AND k.kid = ?2
                      WHERE m.name = ?1",
-                    params![name, kid],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-                )?;
-            let refuse = |who: &Actor, e: OAuthError| -> crate::Result<Result<MemberToken, OAuthError>> {
-                audit::append(
-                    tx,
-                    now_dt,
-                    NewEvent::new(who, "member.token_denied", Decision::Deny)
-                        .reason(e.to_string())
-                        .details(json!({"client_id": format!("{MEMBER_CLIENT_PREFIX}{name}")})),
-                )?;
-                Ok(Err(e))
-            };
+                params![name, kid],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )?;
+            let refuse =
+                |who: &Actor, e: OAuthError| -> crate::Result<Result<MemberToken, OAuthError>> {
+                    audit::append(
+                        tx,
+                        now_dt,
+                        NewEvent::new(who, "member.token_denied", Decision::Deny)
+                            .reason(e.to_string())
+                            .details(json!({"client_id": format!("{MEMBER_CLIENT_PREFIX}{name}")})),
+                    )?;
+                    Ok(Err(e))
+                };
             let Some((id, role, removed, pk, revoked)) = row else {
                 return refuse(
                     &nobody(),
@@ -278,23 +291,28 @@ impl TokenService {
                     .into(),
             ));
         }
-        let refused =
-            |why: &dyn std::fmt::Display| OAuthError::InvalidClient(format!("the client assertion was refused: {why}"));
+        let refused = |why: &dyn std::fmt::Display| {
+            OAuthError::InvalidClient(format!("the client assertion was refused: {why}"))
+        };
         let assertion = form.secret("client_assertion").ok_or_else(|| {
             OAuthError::InvalidClient(
                 "client authentication is required: a client_assertion signed with the member's \
                  key"
-                    .into(),
+                .into(),
             )
         })?;
         let j = jws::parse(assertion.expose()).map_err(|e| refused(&e))?;
         j.check_common_header(false).map_err(|e| refused(&e))?;
         assertion_typ_ok(j.header.get("typ")).map_err(|e| refused(&e))?;
         let (Some(iss), Some(sub)) = (j.claim_str("iss"), j.claim_str("sub")) else {
-            return Err(refused(&"it must carry \"iss\" and \"sub\" (the client_id)"));
+            return Err(refused(
+                &"it must carry \"iss\" and \"sub\" (the client_id)",
+            ));
         };
         if iss != sub {
-            return Err(refused(&"its \"iss\" and \"sub\" differ; both must be the client_id"));
+            return Err(refused(
+                &"its \"iss\" and \"sub\" differ; both must be the client_id",
+            ));
         }
         if let Some(c) = form.get("client_id")
             && c != sub
@@ -339,8 +357,12 @@ impl TokenService {
 
     /// Audit a refusal made before any member was identified, then return it.
     fn deny_member_token<T>(&self, who: Option<Actor>, e: OAuthError) -> Result<T, OAuthError> {
-        let ev = NewEvent::new(&who.unwrap_or_else(nobody), "member.token_denied", Decision::Deny)
-            .reason(e.to_string());
+        let ev = NewEvent::new(
+            &who.unwrap_or_else(nobody),
+            "member.token_denied",
+            Decision::Deny,
+        )
+        .reason(e.to_string());
         match self.mandate().write(|tx, now| audit::append(tx, now, ev)) {
             Ok(_) => Err(e),
             Err(s) => Err(OAuthError::from(s)),
@@ -375,16 +397,17 @@ impl TokenService {
         let used = m.used_jtis().clone();
         m.write(|tx, now_dt| {
             let found = active_member(tx, &member_id, &kid)?;
-            let refuse = |who: Actor, why: String| -> crate::Result<Result<SignedIn, NotSignedIn>> {
-                audit::append(
-                    tx,
-                    now_dt,
-                    NewEvent::new(&who, "team.request_denied", Decision::Deny)
-                        .reason(why.clone())
-                        .details(json!({"request": format!("{htm} {}", path_of(htu))})),
-                )?;
-                Ok(Err(NotSignedIn(why)))
-            };
+            let refuse =
+                |who: Actor, why: String| -> crate::Result<Result<SignedIn, NotSignedIn>> {
+                    audit::append(
+                        tx,
+                        now_dt,
+                        NewEvent::new(&who, "team.request_denied", Decision::Deny)
+                            .reason(why.clone())
+                            .details(json!({"request": format!("{htm} {}", path_of(htu))})),
+                    )?;
+                    Ok(Err(NotSignedIn(why)))
+                };
             let name: Option<String> = tx.query_opt(
                 "SELECT name FROM members WHERE id = ?1",
                 params![member_id],
@@ -454,7 +477,10 @@ impl TokenService {
             return Err(bad());
         }
         let kid = j.header_str("kid").ok_or_else(bad)?;
-        let key = self.verifying_key(kid).map_err(|e| e.to_string())?.ok_or_else(bad)?;
+        let key = self
+            .verifying_key(kid)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(bad)?;
         j.verify(&key).map_err(|_| bad())?;
         let issuer = &self.config().issuer;
         if j.claim_str("iss") != Some(issuer.as_str())
