@@ -402,3 +402,244 @@ pub(crate) fn active_member(
         None => None,
     })
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic, reason = "tests")]
+mod tests {
+    use std::sync::Arc;
+
+    use chrono::Utc;
+    use ed25519_dalek::SigningKey;
+
+    use super::*;
+    use crate::approvals::{ApprovalMode, Ask, Outcome};
+    use crate::clock::ManualClock;
+    use crate::oauth::dpop::make_proof;
+    use crate::oauth::member::MEMBER_CLIENT_PREFIX;
+    use crate::oauth::{EndpointConfig, HttpContext, TokenService, client_assertion};
+    use crate::secret::{MemoryKeychain, Sensitive};
+    use crate::store::testing::each_store;
+    use crate::{KeyChoice, NewAgent, NewConnection};
+
+    const ISSUER: &str = "https://mandate.test:8443";
+
+    /// Sign in as `name` with `key` through the token endpoint's member path and the
+    /// per-request session check, as the server does for every member request.
+    fn sign_in(svc: &TokenService, name: &str, key: &SigningKey) -> Result<SignedIn> {
+        let m = svc.mandate();
+        let now = m.now().timestamp();
+        let kid = crate::keys::thumbprint(&key.verifying_key());
+        let token_at = format!("{ISSUER}/oauth2/token");
+        let client = format!("{MEMBER_CLIENT_PREFIX}{name}");
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", "client_credentials")
+            .append_pair("client_id", &client)
+            .append_pair(
+                "client_assertion_type",
+                crate::oauth::ASSERTION_TYPE_JWT_BEARER,
+            )
+            .append_pair(
+                "client_assertion",
+                &client_assertion(&client, &kid, key, &token_at, now),
+            )
+            .finish();
+        let http = HttpContext {
+            method: "POST".into(),
+            url: token_at.clone(),
+            dpop: vec![Sensitive::new(make_proof(
+                key, "POST", &token_at, now, None,
+            ))],
+        };
+        let t = svc
+            .member_token(body.as_bytes(), &http)
+            .map_err(|e| Error::Refused(e.to_string()))?;
+        let at = format!("{ISSUER}/team/v1/agents");
+        let proof = make_proof(key, "GET", &at, now, Some(t.access_token.expose()));
+        let auth = format!("DPoP {}", t.access_token.expose());
+        svc.member_session(Some(&auth), &[Sensitive::new(proof)], "GET", &at)?
+            .map_err(|e| Error::Refused(e.0))
+    }
+
+    fn agent(name: &str, owner: &str) -> NewAgent {
+        NewAgent {
+            name: name.into(),
+            purpose: "nightly reconciliation".into(),
+            owner: owner.into(),
+            parent: None,
+            scopes: vec!["billing:read".into()],
+            key: KeyChoice::GenerateInKeychain,
+        }
+    }
+
+    #[test]
+    fn roles_decide_what_a_signed_in_member_may_change_and_refusals_change_nothing() {
+        each_store(|s| {
+            let clock = Arc::new(ManualClock::new(Utc::now()));
+            let m = Arc::new(
+                Mandate::open(
+                    s.options(Arc::new(MemoryKeychain::new()), Actor::app("cli", "root"))
+                        .clock(clock.clone()),
+                )
+                .unwrap(),
+            );
+            let init = m
+                .init_team(ISSUER, "alice", None, team::DEFAULT_INVITE_TTL)
+                .unwrap();
+            let svc = TokenService::new(m.clone(), EndpointConfig::new(ISSUER)).unwrap();
+            let alice_key = SigningKey::from_bytes(&[1; 32]);
+            // Not joined yet: no sign-in.
+            assert!(sign_in(&svc, "alice", &alice_key).is_err());
+            m.join_team(&init.invite_code, &alice_key.verifying_key())
+                .unwrap();
+            let alice = sign_in(&svc, "alice", &alice_key).unwrap();
+            assert_eq!(alice.role, Role::Admin);
+            // The server host invites no more once an admin joined.
+            let e = m
+                .invite_member("eve", None, Role::Admin, team::DEFAULT_INVITE_TTL)
+                .unwrap_err();
+            assert_eq!(e.code(), crate::ErrorCode::Conflict);
+
+            let bob_key = SigningKey::from_bytes(&[2; 32]);
+            let carol_key = SigningKey::from_bytes(&[3; 32]);
+            let inv = m
+                .team_invite(&alice, "bob", None, Role::Member, team::DEFAULT_INVITE_TTL)
+                .unwrap();
+            m.join_team(&inv.code, &bob_key.verifying_key()).unwrap();
+            let inv = m
+                .team_invite(
+                    &alice,
+                    "carol",
+                    None,
+                    Role::Auditor,
+                    team::DEFAULT_INVITE_TTL,
+                )
+                .unwrap();
+            m.join_team(&inv.code, &carol_key.verifying_key()).unwrap();
+            let bob = sign_in(&svc, "bob", &bob_key).unwrap();
+            let carol = sign_in(&svc, "carol", &carol_key).unwrap();
+
+            m.add_connection(NewConnection {
+                name: "billing".into(),
+                base_url: "https://billing.example/".into(),
+                actions: vec!["read=GET:/invoices/**".into()],
+                trust_floor: None,
+            })
+            .unwrap();
+            let alices = m.add_agent(agent("ledger-bot", "alice")).unwrap();
+            let bobs = m.add_agent(agent("ops-bot", "bob")).unwrap();
+
+            // An approval request from each agent.
+            m.set_approval_rule("billing", Some("read"), Some(ApprovalMode::Always))
+                .unwrap();
+            let conn = m.get_connection("billing").unwrap();
+            let ask = |a: &Agent| {
+                let ask = Ask {
+                    agent_id: a.id.as_str(),
+                    agent: a.name.as_str(),
+                    connection_id: conn.id.as_str(),
+                    connection: "billing",
+                    action: "billing:read",
+                    on_behalf_of: None,
+                    why: "this action always asks a person",
+                    trust_state: "PENDING",
+                    trust_score: a.trust.score,
+                    retry_id: None,
+                };
+                match m
+                    .hold_for_approval(&ask, std::time::Duration::ZERO)
+                    .unwrap()
+                {
+                    Outcome::Pending(id) => id,
+                    other => panic!("{other:?}"),
+                }
+            };
+            let alices_req = ask(&alices);
+            let bobs_req = ask(&bobs);
+            // Each sees what they may decide.
+            let ids = |w: &SignedIn| -> Vec<String> {
+                m.team_approvals(w)
+                    .unwrap()
+                    .into_iter()
+                    .map(|a| a.id)
+                    .collect()
+            };
+            assert_eq!(ids(&bob), vec![bobs_req.clone()]);
+            assert!(ids(&carol).is_empty());
+            assert_eq!(ids(&alice).len(), 2);
+
+            let events_before = m.audit_events(None, 1, None).unwrap()[0].seq;
+            let agents_before: Vec<_> = m
+                .list_agents()
+                .unwrap()
+                .into_iter()
+                .map(|a| (a.name, a.status))
+                .collect();
+            let refusals: Vec<Error> = vec![
+                m.team_change_agent(&bob, "ledger-bot", AgentChange::Revoke, Some("x"))
+                    .unwrap_err(),
+                m.team_change_agent(&carol, "ops-bot", AgentChange::Suspend, None)
+                    .unwrap_err(),
+                m.team_decide(
+                    &bob,
+                    &alices_req,
+                    ApprovalAnswer::Approve(ApprovalWindow::Once),
+                )
+                .unwrap_err(),
+                m.team_decide(&carol, &bobs_req, ApprovalAnswer::Deny("no".into()))
+                    .unwrap_err(),
+                m.team_invite(&bob, "eve", None, Role::Admin, team::DEFAULT_INVITE_TTL)
+                    .unwrap_err(),
+                m.team_remove(&carol, "bob").unwrap_err(),
+            ];
+            for e in &refusals {
+                assert_eq!(e.code(), crate::ErrorCode::Refused, "{e}");
+            }
+            let after: Vec<_> = m
+                .list_agents()
+                .unwrap()
+                .into_iter()
+                .map(|a| (a.name, a.status))
+                .collect();
+            assert_eq!(agents_before, after, "no refused change left a trace");
+            assert_eq!(m.approval(&alices_req).unwrap().decided_by, None);
+            let new_events = m.audit_events(None, 50, None).unwrap();
+            let denied: Vec<&AuditEvent> = new_events
+                .iter()
+                .filter(|e| e.seq > events_before)
+                .collect();
+            assert_eq!(denied.len(), refusals.len(), "one event per refusal");
+            assert!(
+                denied
+                    .iter()
+                    .all(|e| e.action == "team.request_denied" && e.actor.kind == "member")
+            );
+
+            // Within their roles: the change names the member who made it.
+            m.team_decide(
+                &bob,
+                &bobs_req,
+                ApprovalAnswer::Approve(ApprovalWindow::Once),
+            )
+            .unwrap();
+            m.team_change_agent(&bob, "ops-bot", AgentChange::Suspend, Some("paused"))
+                .unwrap();
+            let last = &m.audit_events(None, 1, None).unwrap()[0];
+            assert_eq!(last.action, "agent.suspended");
+            assert_eq!(last.actor, bob.actor());
+            assert_eq!(m.team_audit(&carol, 3, None).unwrap().len(), 3);
+            assert_eq!(
+                m.person().unwrap(),
+                Some(Actor::app("cli", "root")),
+                "acting as a member leaves the handle's person as it was"
+            );
+
+            // Removal bites on the next request, whatever token bob still holds.
+            m.team_remove(&alice, "bob").unwrap();
+            let e = sign_in(&svc, "bob", &bob_key).unwrap_err();
+            assert!(e.to_string().contains("removed"), "{e}");
+            // The last admin stays.
+            let e = m.team_remove(&alice, "alice").unwrap_err();
+            assert_eq!(e.code(), crate::ErrorCode::Conflict);
+        });
+    }
+}
