@@ -18,7 +18,7 @@ use mandate_core::oauth::dpop::make_proof;
 use mandate_core::oauth::{ASSERTION_TYPE_JWT_BEARER, client_assertion};
 use serde_json::{Value, json};
 
-use crate::acceptance::client_for;
+use crate::acceptance::{client_for, form, key_of, post};
 use crate::fixture::{PgCluster, RemoteHost, Run, Team, bin, bundle_events, path_str};
 
 fn now() -> i64 {
@@ -174,11 +174,22 @@ fn members_sign_in_with_their_own_keys_and_act_only_within_their_roles() {
     let dave_code = dave["invite_code"].as_str().unwrap().to_string();
 
     let host = RemoteHost::new();
-    let server = team.start(host.server_ips[0], &[]);
+    // A held call answers at once (`approval_pending`) instead of waiting a minute.
+    let server = team.start_with_env(
+        host.server_ips[0],
+        &[],
+        &[("MANDATE_APPROVAL_HOLD_SECS", "0")],
+    );
     let alice = Desk::new(&host, &team, "alice");
     let bob = Desk::new(&host, &team, "bob");
     let carol = Desk::new(&host, &team, "carol");
     let mallory = Desk::new(&host, &team, "mallory");
+
+    // A code that was never issued (and begins with a dash, which once read as a flag):
+    // refused by the server, not by the command line.
+    let before = registry(&team);
+    refused(&mallory.join(&team, "-Vnot-a-code"), 9, "not valid");
+    assert_eq!(registry(&team), before);
 
     // An expired code: refused, audited, nothing enrolled.
     std::thread::sleep(Duration::from_millis(1500));
@@ -204,6 +215,18 @@ fn members_sign_in_with_their_own_keys_and_act_only_within_their_roles() {
         mallory.mandate(&["team", "agents"]).code != 0,
         "mallory enrolled nothing, so has nothing to sign in with"
     );
+
+    let reasons: Vec<String> = events(&team, "t0.jsonl")
+        .iter()
+        .filter(|e| e["action"] == "member.invite_refused")
+        .map(|e| e["reason"].as_str().unwrap_or("").to_string())
+        .collect();
+    for want in ["not valid", "expired", "already used"] {
+        assert!(
+            reasons.iter().any(|r| r.contains(want)),
+            "'{want}' refusal audited: {reasons:?}"
+        );
+    }
 
     // Once an admin has joined, the server host no longer invites: admins do.
     refused(
@@ -232,6 +255,69 @@ fn members_sign_in_with_their_own_keys_and_act_only_within_their_roles() {
         .filter(|e| e["action"] == "member.token_issued" && actor_name(e) == "bob")
         .count();
     assert_eq!(issued_to_bob, 1, "one token for two commands");
+
+    // An approval requested by bob's agent shows to bob (and the admin), not to the auditor,
+    // and only its owner or an admin decides it.
+    team.mandate(&["connection", "edit", "billing-db", "--approval", "always"])
+        .ok();
+    let c = client_for(&team, server.addr);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ops_key = key_of(&team, "ops-bot");
+    let (s, v) = rt.block_on(post(
+        &c,
+        &team,
+        "/oauth2/token",
+        form(
+            &team,
+            "ops-bot",
+            &ops_key,
+            "/oauth2/token",
+            &[("grant_type", "client_credentials")],
+        ),
+    ));
+    assert_eq!(s, 200, "{v}");
+    let agent_token = v["access_token"].as_str().unwrap().to_string();
+    let (s, id) = rt.block_on(async {
+        let r = c
+            .get(format!("{}/proxy/billing-db/invoices/7", team.public_url()))
+            .bearer_auth(&agent_token)
+            .send()
+            .await
+            .unwrap();
+        let id = r
+            .headers()
+            .get("mandate-approval")
+            .map(|h| h.to_str().unwrap().to_string());
+        (r.status().as_u16(), id)
+    });
+    assert_eq!(s, 403);
+    let id = id.expect("the request's id");
+    let ids = |d: &Desk| -> Vec<String> {
+        d.mandate(&["--json", "team", "approvals"])
+            .ok()
+            .json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ids(&bob), vec![id.clone()]);
+    assert_eq!(ids(&alice), vec![id.clone()]);
+    assert!(ids(&carol).is_empty(), "auditors decide nothing");
+    refused(
+        &carol.mandate(&["team", "approve", &id]),
+        9,
+        "auditors read and export",
+    );
+    bob.mandate(&["team", "approve", &id, "--for", "1h"]).ok();
+    let ev = events(&team, "t15.jsonl");
+    let approved = ev
+        .iter()
+        .rev()
+        .find(|e| e["action"] == "approval.approved")
+        .expect("approval.approved");
+    assert_eq!(actor_name(approved), "bob");
 
     // A member acting outside their role: revoking an agent someone else owns; inviting.
     let before = registry(&team);

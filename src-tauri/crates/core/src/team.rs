@@ -398,11 +398,20 @@ impl Mandate {
     }
 }
 
-/// A new one-time code: 32 random bytes, base64url.
+/// A new one-time code: 32 random bytes, base64url, drawn again while it would begin with
+/// `-` or `_` (a code that looks like a command-line flag is easy to mistype or misparse).
 pub(crate) fn new_code() -> Sensitive<String> {
-    let mut b = [0u8; 32];
-    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut b);
-    Sensitive::new(keys::b64url(&b))
+    loop {
+        let mut b = [0u8; 32];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut b);
+        let code = Sensitive::new(keys::b64url(&b));
+        if code
+            .expose()
+            .starts_with(|c: char| c.is_ascii_alphanumeric())
+        {
+            return code;
+        }
+    }
 }
 
 /// An invite that was made; the code is shown once and never stored.

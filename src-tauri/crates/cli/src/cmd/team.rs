@@ -77,7 +77,8 @@ pub enum TeamCmd {
 pub struct JoinArgs {
     /// The team server's URL, exactly as the admin gave it (https://HOST[:PORT]).
     url: String,
-    /// The one-time invite code.
+    /// The one-time invite code (it may begin with a dash).
+    #[arg(allow_hyphen_values = true)]
     code: String,
     /// Trust only this CA (or the server's own certificate), PEM.
     #[arg(long, value_name = "FILE", conflicts_with = "server_fingerprint")]
