@@ -75,7 +75,8 @@ impl<'a> Desk<'a> {
     }
 }
 
-/// What the registry holds: every agent's name, owner and status, and every member's name.
+/// What the registry holds: every agent's name, owner and status, every member's name, and
+/// every connection with its floor and the agents holding scopes on it.
 fn registry(team: &Team) -> Value {
     let agents = team.mandate(&["--json", "agent", "list"]).ok().json();
     let members = team.mandate(&["--json", "member", "list"]).ok().json();
@@ -93,7 +94,15 @@ fn registry(team: &Team) -> Value {
         .map(|m| m["name"].clone())
         .collect();
     m.sort_by_key(|v| v.to_string());
-    json!({"agents": a, "members": m})
+    let connections = team.mandate(&["--json", "connection", "list"]).ok().json();
+    let mut c: Vec<Value> = connections
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| json!([c["name"], c["trust_floor"], c["granted_to"]]))
+        .collect();
+    c.sort_by_key(|v| v.to_string());
+    json!({"agents": a, "members": m, "connections": c})
 }
 
 /// The events of the team's trail (exported and read back, as an auditor would).
@@ -336,6 +345,11 @@ fn members_sign_in_with_their_own_keys_and_act_only_within_their_roles() {
         9,
         "only admins remove",
     );
+    refused(
+        &bob.mandate(&["team", "remove-connection", "billing-db"]),
+        9,
+        "only admins remove connections",
+    );
     // An auditor trying a change.
     refused(
         &carol.mandate(&["team", "suspend", "billing-bot"]),
@@ -358,11 +372,17 @@ fn members_sign_in_with_their_own_keys_and_act_only_within_their_roles() {
         ("bob", "agent.revoke"),
         ("bob", "member.invite"),
         ("bob", "member.remove"),
+        ("bob", "connection.remove"),
         ("carol", "agent.suspend"),
     ] {
         assert!(denials.contains(&want), "{want:?} not in {denials:?}");
     }
-    // The auditor reads the trail.
+    // The auditor reads the connections and the trail.
+    let conns = carol
+        .mandate(&["--json", "team", "connections"])
+        .ok()
+        .json();
+    assert_eq!(conns[0]["name"], "billing-db");
     let trail = carol
         .mandate(&["--json", "team", "audit", "--limit", "5"])
         .ok()

@@ -1,9 +1,12 @@
 //! What a member signed in to a team server may do, by role (issue 21 §1).
 //!
-//! - **admin**: manages members (invite, remove), and may act on any agent and any approval;
+//! - **admin**: manages members (invite, remove), connections and MCP servers (remove; adding
+//!   them, with their secrets, stays on the server host), and may act on any agent and any
+//!   approval;
 //! - **member**: manages the agents they own (suspend, resume, revoke) and decides the
 //!   approval requests of those agents;
-//! - **auditor**: reads (agents, members, the audit trail) and changes nothing.
+//! - **auditor**: reads (agents, members, connections, MCP servers, the audit trail) and
+//!   changes nothing.
 //!
 //! Every method takes the [`SignedIn`] member that the server's token check produced for this
 //! request (`oauth/member.rs`, which re-reads membership on every request, so a removed
@@ -22,7 +25,8 @@ use crate::Mandate;
 use crate::approvals::{Approval, ApprovalWindow};
 use crate::audit::{self, Actor, AuditEvent, Decision, NewEvent, Target};
 use crate::error::{Error, Result};
-use crate::model::{Agent, MemberId};
+use crate::mcp::McpServer;
+use crate::model::{Agent, Connection, MemberId};
 use crate::store::params;
 use crate::team::{self, Invite, Role};
 
@@ -185,6 +189,47 @@ impl Mandate {
             .collect())
     }
 
+    /// Every connection (every role may read; no secret is in it, only whether it has one).
+    pub fn team_connections(&self, _who: &SignedIn) -> Result<Vec<Connection>> {
+        self.list_connections()
+    }
+
+    /// Every MCP server (every role may read; secret environment values are never in it).
+    pub fn team_mcp_servers(&self, _who: &SignedIn) -> Result<Vec<McpServer>> {
+        self.list_mcp_servers()
+    }
+
+    /// Remove connection `name` as `who` (admins only). The agents whose scopes on it were
+    /// dropped are returned.
+    pub fn team_remove_connection(&self, who: &SignedIn, name: &str) -> Result<Vec<String>> {
+        self.admin_only(who, "connection.remove", "remove connections")?;
+        self.acting_as(who.actor(), || self.remove_connection(name))
+            .map(|v| v.into_iter().map(|a| a.as_str().to_string()).collect())
+    }
+
+    /// Remove MCP server `name` as `who` (admins only).
+    pub fn team_remove_mcp_server(&self, who: &SignedIn, name: &str) -> Result<Vec<String>> {
+        self.admin_only(who, "mcp_server.remove", "remove MCP servers")?;
+        self.acting_as(who.actor(), || self.remove_mcp_server(name))
+    }
+
+    /// Refuse (and audit) anyone but an admin doing `what`.
+    fn admin_only(&self, who: &SignedIn, request: &str, what: &str) -> Result<()> {
+        if who.role == Role::Admin {
+            return Ok(());
+        }
+        Err(self.team_refuse(
+            who,
+            request,
+            None,
+            format!(
+                "{} is {} on this team; only admins {what}",
+                who.name,
+                article(who.role)
+            ),
+        ))
+    }
+
     /// Approve or deny approval request `id` as `who` (the same rule as for agents: the owner
     /// of the agent that asks, or an admin).
     pub fn team_decide(
@@ -278,18 +323,7 @@ impl Mandate {
         role: Role,
         ttl: Duration,
     ) -> Result<Invite> {
-        if who.role != Role::Admin {
-            return Err(self.team_refuse(
-                who,
-                "member.invite",
-                None,
-                format!(
-                    "{} is {} on this team; only admins invite members",
-                    who.name,
-                    article(who.role)
-                ),
-            ));
-        }
+        self.admin_only(who, "member.invite", "invite members")?;
         let code = team::new_code();
         let hash = team::code_hash(code.expose());
         let actor = who.actor();
@@ -307,18 +341,7 @@ impl Mandate {
     /// request. The last admin cannot be removed (nobody could invite again but the server
     /// host).
     pub fn team_remove(&self, who: &SignedIn, name: &str) -> Result<TeamMember> {
-        if who.role != Role::Admin {
-            return Err(self.team_refuse(
-                who,
-                "member.remove",
-                None,
-                format!(
-                    "{} is {} on this team; only admins remove members",
-                    who.name,
-                    article(who.role)
-                ),
-            ));
-        }
+        self.admin_only(who, "member.remove", "remove members")?;
         let actor = who.actor();
         self.write(|tx, now| {
             let row: Option<(String, String)> = tx.query_opt(
@@ -614,6 +637,12 @@ mod tests {
                     .all(|e| e.action == "team.request_denied" && e.actor.kind == "member")
             );
 
+            // Connections: everyone reads them, only admins remove them.
+            assert_eq!(m.team_connections(&carol).unwrap().len(), 1);
+            let e = m.team_remove_connection(&bob, "billing").unwrap_err();
+            assert_eq!(e.code(), crate::ErrorCode::Refused);
+            assert_eq!(m.list_connections().unwrap().len(), 1);
+
             // Within their roles: the change names the member who made it.
             m.team_decide(
                 &bob,
@@ -632,6 +661,11 @@ mod tests {
                 Some(Actor::app("cli", "root")),
                 "acting as a member leaves the handle's person as it was"
             );
+
+            let cut = m.team_remove_connection(&alice, "billing").unwrap();
+            assert_eq!(cut.len(), 2, "{cut:?}");
+            let last = &m.audit_events(None, 1, None).unwrap()[0];
+            assert_eq!(last.actor, alice.actor(), "{}", last.action);
 
             // Removal bites on the next request, whatever token bob still holds.
             m.team_remove(&alice, "bob").unwrap();

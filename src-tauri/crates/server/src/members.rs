@@ -10,6 +10,8 @@
 //! | `GET /team/v1/approvals` | what you may decide |
 //! | `POST /team/v1/approvals/{id}/{approve,deny}` | the asking agent's owner, or an admin |
 //! | `GET /team/v1/audit?limit=N&before=SEQ` | any member |
+//! | `GET /team/v1/connections`, `DELETE /team/v1/connections/{name}` | read: any; remove: admins |
+//! | `GET /team/v1/mcp-servers`, `DELETE /team/v1/mcp-servers/{name}` | read: any; remove: admins |
 //! | `GET /team/v1/members`, `POST /team/v1/members`, `DELETE /team/v1/members/{name}` | read: any; invite, remove: admins |
 //!
 //! Each handler checks the token and proof (`TokenService::member_session`, which re-reads
@@ -48,6 +50,10 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/team/v1/approvals", get(approvals))
         .route("/team/v1/approvals/{id}/{answer}", post(decide))
         .route("/team/v1/audit", get(audit))
+        .route("/team/v1/connections", get(connections))
+        .route("/team/v1/connections/{name}", delete(remove_connection))
+        .route("/team/v1/mcp-servers", get(mcp_servers))
+        .route("/team/v1/mcp-servers/{name}", delete(remove_mcp_server))
         .route("/team/v1/members", get(members).post(invite))
         .route("/team/v1/members/{name}", delete(remove))
 }
@@ -424,6 +430,54 @@ async fn remove(
     let headers = req.headers().clone();
     as_member(s, Method::DELETE, headers, path, move |m, who| {
         to_json(m.team_remove(who, &name)?)
+    })
+    .await
+}
+
+async fn connections(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    as_member(
+        s,
+        Method::GET,
+        headers,
+        "/team/v1/connections".into(),
+        |m, who| to_json(m.team_connections(who)?),
+    )
+    .await
+}
+
+async fn remove_connection(
+    State(s): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    req: Request,
+) -> Response {
+    let path = req.uri().path().to_string();
+    let headers = req.headers().clone();
+    as_member(s, Method::DELETE, headers, path, move |m, who| {
+        Ok(json!({"removed": name, "scopes_removed_from": m.team_remove_connection(who, &name)?}))
+    })
+    .await
+}
+
+async fn mcp_servers(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    as_member(
+        s,
+        Method::GET,
+        headers,
+        "/team/v1/mcp-servers".into(),
+        |m, who| to_json(m.team_mcp_servers(who)?),
+    )
+    .await
+}
+
+async fn remove_mcp_server(
+    State(s): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    req: Request,
+) -> Response {
+    let path = req.uri().path().to_string();
+    let headers = req.headers().clone();
+    as_member(s, Method::DELETE, headers, path, move |m, who| {
+        Ok(json!({"removed": name, "scopes_removed_from": m.team_remove_mcp_server(who, &name)?}))
     })
     .await
 }

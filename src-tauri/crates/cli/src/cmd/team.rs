@@ -51,6 +51,20 @@ pub enum TeamCmd {
     Resume(AgentArgs),
     /// Revoke an agent you own (admins: any agent), for good.
     Revoke(AgentArgs),
+    /// The team's connections (admins add them, and their secrets, on the server host).
+    Connections,
+    /// Remove a connection (admins); agents lose their scopes on it.
+    RemoveConnection {
+        /// The connection's name.
+        name: String,
+    },
+    /// The team's MCP servers.
+    McpServers,
+    /// Remove an MCP server (admins); agents lose their scopes on it.
+    RemoveMcpServer {
+        /// The MCP server's name.
+        name: String,
+    },
     /// Approval requests you may decide (your agents'; admins: all).
     Approvals,
     /// Approve a request: once (default), or for 15m, 1h or today.
@@ -211,6 +225,10 @@ pub fn run(ctx: &mut Ctx, c: TeamCmd) -> CliResult {
             println!("{t}");
             Ok(())
         }
+        TeamCmd::Connections => list_registry(ctx, "/team/v1/connections"),
+        TeamCmd::McpServers => list_registry(ctx, "/team/v1/mcp-servers"),
+        TeamCmd::RemoveConnection { name } => remove_registry(ctx, "connections", &name),
+        TeamCmd::RemoveMcpServer { name } => remove_registry(ctx, "mcp-servers", &name),
         TeamCmd::Suspend(a) => change(ctx, "suspend", "Suspended", a),
         TeamCmd::Resume(a) => change(ctx, "resume", "Resumed", a),
         TeamCmd::Revoke(a) => change(ctx, "revoke", "Revoked", a),
@@ -287,6 +305,50 @@ fn segment(s: &str) -> CliResult<String> {
     } else {
         Err(fail(3, format!("'{s}' is not a name or an id")))
     }
+}
+
+/// List connections or MCP servers.
+fn list_registry(ctx: &mut Ctx, path: &str) -> CliResult {
+    let v = Session::open(ctx)?.call(Method::GET, path, None)?;
+    if ctx.json {
+        return crate::output::json(&v);
+    }
+    let mut t = crate::output::table(&["Name", "Trust floor", "Credential", "Agents"]);
+    for x in v.as_array().into_iter().flatten() {
+        let agents = x["granted_to"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        t.add_row(vec![
+            x["name"].as_str().unwrap_or("").to_string(),
+            x["trust_floor"].as_str().unwrap_or("").to_string(),
+            if x["has_secret"] == true {
+                "set"
+            } else {
+                "missing"
+            }
+            .to_string(),
+            agents,
+        ]);
+    }
+    println!("{t}");
+    Ok(())
+}
+
+/// Remove a connection or an MCP server (`kind` is the route's word for it).
+fn remove_registry(ctx: &mut Ctx, kind: &str, name: &str) -> CliResult {
+    let path = format!("/team/v1/{kind}/{}", segment(name)?);
+    let v = Session::open(ctx)?.call(Method::DELETE, &path, None)?;
+    if ctx.json {
+        return crate::output::json(&v);
+    }
+    println!("Removed {name} (recorded in your name).");
+    Ok(())
 }
 
 fn change(ctx: &mut Ctx, verb: &str, done: &str, a: AgentArgs) -> CliResult {
