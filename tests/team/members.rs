@@ -206,6 +206,19 @@ fn members_sign_in_with_their_own_keys_and_act_only_within_their_roles() {
     refused(&mallory.join(&team, &dave_code), 9, "expired");
     assert_eq!(registry(&team), before);
 
+    // A server with another certificate than the one pinned: nothing is sent, the code stays
+    // usable, no key is kept.
+    let wrong_pin = "00".repeat(32);
+    let r = alice.mandate(&[
+        "team",
+        "join",
+        &team.public_url(),
+        &alice_code,
+        "--server-fingerprint",
+        &wrong_pin,
+    ]);
+    refused(&r, 8, "not the pinned one");
+
     // Alice joins with her code; her key is in her keychain, the server has its public half.
     let j = alice.join(&team, &alice_code).ok().json();
     assert_eq!(

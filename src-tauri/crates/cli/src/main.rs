@@ -45,8 +45,11 @@ Exit codes:
   6   keychain unavailable or locked
   7   storage or data-folder problem (newer database, unwritable folder, busy, disk full)
   8   the token endpoint is not running, did not answer, or could not prove it is this data
-      folder's own (mandate token, mandate exec; nothing secret was sent)
-  9   the request was refused: by the token endpoint, or before asking it (a revoked agent)
+      folder's own (mandate token, mandate exec; nothing secret was sent), or the team server
+      could not be reached (mandate team, --server)
+  9   the request was refused: by the token endpoint, or before asking it (a revoked agent),
+      or by the team server (mandate team: an invite code used or expired, a removed member,
+      a change outside your role)
   10  audit verification failed (the trail, a bundle or a report was tampered with, is damaged
       or cut off, or is not signed by the key you trust)";
 
