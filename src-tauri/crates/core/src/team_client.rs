@@ -49,15 +49,11 @@ pub struct Membership {
 }
 
 fn key_ref(kid: &str) -> SecretRef {
-    SecretRef {
-        account: format!("member-key/{kid}"),
-    }
+    SecretRef::member_key(kid)
 }
 
 fn token_ref(kid: &str) -> SecretRef {
-    SecretRef {
-        account: format!("team-token/{kid}"),
-    }
+    SecretRef::team_token(kid)
 }
 
 /// A member key made and kept in the keychain, not yet enrolled: [`Mandate::discard_member_key`]
