@@ -388,8 +388,7 @@ impl Mandate {
             )?;
             Ok(())
         })?;
-        let who_ = who.clone();
-        self.team_members(&who_)?
+        self.team_members(who)?
             .into_iter()
             .find(|m| m.name == name)
             .ok_or_else(|| Error::Storage("a removed member vanished".into()))
