@@ -390,6 +390,20 @@ fn members_sign_in_with_their_own_keys_and_act_only_within_their_roles() {
     ] {
         assert!(denials.contains(&want), "{want:?} not in {denials:?}");
     }
+    // The auditor exports the trail, and it verifies on her machine against the issuer key's
+    // fingerprint as the server host knows it (not as the export claims it).
+    let out = team.path("carol-export.jsonl");
+    carol
+        .mandate(&["team", "export", "--out", &path_str(&out)])
+        .ok();
+    let fp = team.mandate(&["--json", "audit", "verify"]).ok().json()["trusted_keys"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let v = carol.mandate(&["--json", "audit", "verify", &path_str(&out), "--key", &fp]);
+    assert_eq!(v.code, 0, "{}\n{}", v.stderr, v.stdout);
+    assert!(v.json()["problems"].as_array().unwrap().is_empty());
+
     // The auditor reads the connections and the trail.
     let conns = carol
         .mandate(&["--json", "team", "connections"])

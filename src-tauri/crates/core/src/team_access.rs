@@ -281,6 +281,12 @@ impl Mandate {
         self.audit_events(None, limit.clamp(1, MAX_AUDIT_PAGE), before_seq)
     }
 
+    /// The whole trail as an evidence bundle signed with the issuer key (every role: auditors
+    /// read and export), verifiable anywhere with `mandate audit verify FILE --key SHA256:...`.
+    pub fn team_export(&self, _who: &SignedIn) -> Result<crate::audit::Export> {
+        self.export_audit(&crate::audit::ExportSelection::default(), None)
+    }
+
     /// Everyone who joined the team, removed members included (every role).
     pub fn team_members(&self, _who: &SignedIn) -> Result<Vec<TeamMember>> {
         self.read(|tx| {

@@ -23,8 +23,11 @@ use mandate_core::oauth::{ASSERTION_TYPE_JWT_BEARER, GRANT_CLIENT_CREDENTIALS, c
 use mandate_core::secret::Sensitive;
 use serde_json::Value;
 
-use crate::client::{ClientError, TIMEOUT, send};
+use crate::client::{ClientError, TIMEOUT, send, send_limited};
 use crate::remote::RemoteServer;
+
+/// Largest member API answer read (an exported audit trail is the largest).
+const MAX_API_ANSWER: usize = 256 * 1024 * 1024;
 
 /// A member's signing key and who it belongs to.
 #[derive(Debug)]
@@ -179,13 +182,12 @@ pub async fn call(
         let req = req
             .body(Full::new(bytes))
             .map_err(|e| ClientError::BadAnswer(e.to_string()))?;
-        let (status, body) =
-            send(&mut conn.sender, req)
-                .await
-                .map_err(|reason| ClientError::Unreachable {
-                    base: server.url().to_string(),
-                    reason,
-                })?;
+        let (status, body) = send_limited(&mut conn.sender, req, MAX_API_ANSWER)
+            .await
+            .map_err(|reason| ClientError::Unreachable {
+                base: server.url().to_string(),
+                reason,
+            })?;
         answer(status, &body)
     })
     .await

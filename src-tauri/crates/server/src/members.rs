@@ -10,6 +10,7 @@
 //! | `GET /team/v1/approvals` | what you may decide |
 //! | `POST /team/v1/approvals/{id}/{approve,deny}` | the asking agent's owner, or an admin |
 //! | `GET /team/v1/audit?limit=N&before=SEQ` | any member |
+//! | `GET /team/v1/audit/export` | any member: the evidence bundle, signed |
 //! | `GET /team/v1/connections`, `DELETE /team/v1/connections/{name}` | read: any; remove: admins |
 //! | `GET /team/v1/mcp-servers`, `DELETE /team/v1/mcp-servers/{name}` | read: any; remove: admins |
 //! | `GET /team/v1/members`, `POST /team/v1/members`, `DELETE /team/v1/members/{name}` | read: any; invite, remove: admins |
@@ -50,6 +51,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/team/v1/approvals", get(approvals))
         .route("/team/v1/approvals/{id}/{answer}", post(decide))
         .route("/team/v1/audit", get(audit))
+        .route("/team/v1/audit/export", get(export))
         .route("/team/v1/connections", get(connections))
         .route("/team/v1/connections/{name}", delete(remove_connection))
         .route("/team/v1/mcp-servers", get(mcp_servers))
@@ -479,5 +481,24 @@ async fn remove_mcp_server(
     as_member(s, Method::DELETE, headers, path, move |m, who| {
         Ok(json!({"removed": name, "scopes_removed_from": m.team_remove_mcp_server(who, &name)?}))
     })
+    .await
+}
+
+async fn export(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    as_member(
+        s,
+        Method::GET,
+        headers,
+        "/team/v1/audit/export".into(),
+        |m, who| {
+            let e = m.team_export(who)?;
+            Ok(json!({
+                "bundle": String::from_utf8_lossy(&e.bundle),
+                "key_fingerprint": e.key_fingerprint,
+                "events": e.events.len(),
+                "checkpoint_size": e.checkpoint.checkpoint.size,
+            }))
+        },
+    )
     .await
 }

@@ -79,6 +79,13 @@ pub enum TeamCmd {
         #[arg(long)]
         reason: String,
     },
+    /// Export the team's audit trail: the evidence bundle, signed with the server's issuer key
+    /// (verify it with `mandate audit verify FILE --key SHA256:...`).
+    Export {
+        /// Where to write the bundle (refused if it exists).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
     /// The team's audit trail, newest first.
     Audit {
         /// How many events (at most 1000).
@@ -267,6 +274,30 @@ pub fn run(ctx: &mut Ctx, c: TeamCmd) -> CliResult {
                 return crate::output::json(&v);
             }
             println!("Denied {id}.");
+            Ok(())
+        }
+        TeamCmd::Export { out } => {
+            let v = Session::open(ctx)?.call(Method::GET, "/team/v1/audit/export", None)?;
+            let bundle = v["bundle"].as_str().unwrap_or_default();
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&out)
+                .map_err(|e| fail(7, format!("could not create {} ({e})", out.display())))?;
+            std::io::Write::write_all(&mut f, bundle.as_bytes())
+                .map_err(|e| fail(7, format!("could not write {} ({e})", out.display())))?;
+            let fp = v["key_fingerprint"].as_str().unwrap_or_default();
+            if ctx.json {
+                return crate::output::json(&json!({
+                    "out": out, "events": v["events"], "key_fingerprint": fp,
+                }));
+            }
+            println!(
+                "Wrote {} ({} events), sealed by the issuer key {fp}. Check that fingerprint \
+                 against one you trust (the team's JWKS, or an earlier report) when you verify.",
+                out.display(),
+                v["events"]
+            );
             Ok(())
         }
         TeamCmd::Audit { limit } => {
