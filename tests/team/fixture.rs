@@ -260,6 +260,11 @@ impl Team {
 
     /// Start `mandate server` on `ip`, wait until it listens.
     pub fn start(&self, ip: Ipv4Addr, extra: &[&str]) -> Instance {
+        self.start_with_env(ip, extra, &[])
+    }
+
+    /// [`Team::start`] with more environment variables for the server.
+    pub fn start_with_env(&self, ip: Ipv4Addr, extra: &[&str], env: &[(&str, &str)]) -> Instance {
         let listen = SocketAddr::new(IpAddr::V4(ip), PORT);
         let mut child = self
             .cmd(&[
@@ -272,6 +277,7 @@ impl Team {
                 self.path("server.key").to_str().unwrap(),
             ])
             .args(extra)
+            .envs(env.iter().copied())
             .env("MANDATE_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(self.path(&format!("server-{ip}.log"))).unwrap())

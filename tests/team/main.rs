@@ -7,6 +7,9 @@
 //! - `fixture`     the token, the PKI, the remote host, instances
 //! - `acceptance`  the issue's "done when": two instances on PostgreSQL, a remote agent, revocation across
 //!   instances, kill -9 under load, the team's export verified
+//! - `members`     issue 21: members join with their own keys, sign in for DPoP-bound tokens,
+//!   act within their roles; removed members, stolen or expired invite codes, replays and
+//!   out-of-role requests are refused, audited and leave the registry unchanged
 //! - `postgres`    an outage of PostgreSQL under a running server: 503, nothing half-written,
 //!   recovery when it returns
 //! - `exposure`    HTTPS only off loopback, the Host allow-list, per-source rate limits,
@@ -22,4 +25,5 @@
 mod acceptance;
 mod exposure;
 mod fixture;
+mod members;
 mod postgres;

@@ -45,8 +45,11 @@ Exit codes:
   6   keychain unavailable or locked
   7   storage or data-folder problem (newer database, unwritable folder, busy, disk full)
   8   the token endpoint is not running, did not answer, or could not prove it is this data
-      folder's own (mandate token, mandate exec; nothing secret was sent)
-  9   the request was refused: by the token endpoint, or before asking it (a revoked agent)
+      folder's own (mandate token, mandate exec; nothing secret was sent), or the team server
+      could not be reached (mandate team, --server)
+  9   the request was refused: by the token endpoint, or before asking it (a revoked agent),
+      or by the team server (mandate team: an invite code used or expired, a removed member,
+      a change outside your role)
   10  audit verification failed (the trail, a bundle or a report was tampered with, is damaged
       or cut off, or is not signed by the key you trust)";
 
@@ -139,6 +142,10 @@ enum Command {
     Scan(cmd::scan::ScanArgs),
     /// Run the localhost token endpoint (127.0.0.1, default port 6263) without the app.
     Serve(cmd::serve::ServeArgs),
+    /// A team server you belong to: join it with an invite, invite others, and manage the
+    /// team's agents, approvals and members under your role, signed in with your own key.
+    #[command(subcommand)]
+    Team(cmd::team::TeamCmd),
     /// Run the team server: the endpoint for agents on other machines, over HTTPS, with keys in a PKCS#11 token.
     Server(cmd::server::ServerArgs),
     /// Run the endpoint at every login, so agents get tokens while the app is closed.
@@ -187,6 +194,7 @@ fn main() -> ExitCode {
         Command::Scan(a) => cmd::scan::run(&mut ctx, a),
         Command::Serve(a) => cmd::serve::run(&mut ctx, a),
         Command::Server(a) => cmd::server::run(&mut ctx, a),
+        Command::Team(c) => cmd::team::run(&mut ctx, c),
         Command::Service(c) => cmd::service::run(&mut ctx, c),
         Command::Token(a) => cmd::token::run(&mut ctx, a),
         Command::Exec(a) => cmd::exec::run(&mut ctx, a),

@@ -29,6 +29,8 @@ pub mod secret;
 pub mod store;
 mod store_identity;
 pub mod team;
+pub mod team_access;
+pub mod team_client;
 pub mod tls;
 pub mod trust;
 pub mod vault;
@@ -159,6 +161,11 @@ impl fmt::Debug for Mandate {
     }
 }
 
+thread_local! {
+    /// The member a team server request acts for (see [`Mandate::acting_as`]).
+    static ACTING_AS: std::cell::RefCell<Option<Actor>> = const { std::cell::RefCell::new(None) };
+}
+
 impl Mandate {
     /// Open (and if needed create and migrate) the installation: SQLite in `opts.data_dir`, or
     /// the PostgreSQL database `opts.database`.
@@ -283,8 +290,12 @@ impl Mandate {
         })
     }
 
-    /// The person changes are attributed to, if one is chosen.
+    /// The person changes are attributed to, if one is chosen (inside [`Mandate::acting_as`],
+    /// the member signed in to the team server).
     pub fn person(&self) -> Result<Option<Actor>> {
+        if let Some(a) = ACTING_AS.with(|c| c.borrow().clone()) {
+            return Ok(Some(a));
+        }
         self.actor
             .read()
             .map(|a| a.clone())
@@ -299,6 +310,23 @@ impl Mandate {
             Ok(Some(a)) => a,
             _ => Actor::system(part, what),
         }
+    }
+
+    /// Run `f` with every change it makes attributed to `actor`, on this thread only: a team
+    /// server serves many signed-in members at once through one handle, so the member of a
+    /// request must not become the handle's person. The core's changes ask for their actor on
+    /// the calling thread before they write, so this covers all of them.
+    pub fn acting_as<T>(&self, actor: Actor, f: impl FnOnce() -> T) -> T {
+        struct Restore(Option<Actor>);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                let prev = self.0.take();
+                ACTING_AS.with(|c| *c.borrow_mut() = prev);
+            }
+        }
+        let prev = ACTING_AS.with(|c| c.borrow_mut().replace(actor));
+        let _restore = Restore(prev);
+        f()
     }
 
     /// Attribute later changes made through this handle (and its clones) to `actor`.

@@ -84,6 +84,18 @@ impl SecretRef {
             account: format!("agent-key/{kid}"),
         }
     }
+    /// A team member's own key on their machine (`mandate team join`).
+    pub fn member_key(kid: &str) -> Self {
+        SecretRef {
+            account: format!("member-key/{kid}"),
+        }
+    }
+    /// The member's cached access token for the team server, with its expiry.
+    pub fn team_token(kid: &str) -> Self {
+        SecretRef {
+            account: format!("team-token/{kid}"),
+        }
+    }
     /// The credential a connection held before a credential was moved into it, kept until
     /// the move's undo window closes.
     pub fn moved_previous(move_id: &str) -> Self {

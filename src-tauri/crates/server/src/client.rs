@@ -351,10 +351,19 @@ pub(crate) async fn send(
     sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
     req: Request<Full<Bytes>>,
 ) -> Result<(StatusCode, Bytes), String> {
+    send_limited(sender, req, MAX_ANSWER).await
+}
+
+/// [`send`] with another limit on the answer (a team's exported audit trail).
+pub(crate) async fn send_limited(
+    sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    req: Request<Full<Bytes>>,
+    max: usize,
+) -> Result<(StatusCode, Bytes), String> {
     sender.ready().await.map_err(|e| chain(&e))?;
     let res = sender.send_request(req).await.map_err(|e| chain(&e))?;
     let status = res.status();
-    let body = Limited::new(res.into_body(), MAX_ANSWER)
+    let body = Limited::new(res.into_body(), max)
         .collect()
         .await
         .map_err(|e| e.to_string())?

@@ -10,14 +10,17 @@
 //! The desktop app and `mandate serve` both call [`serve`]; tests call [`router`] or
 //! [`serve`] with port 0.
 //!
-//! What it is not: an admin API. Agents, delegations and keys change only through the app's
-//! IPC or the local CLI, never over HTTP.
+//! What it is not: an admin API on a laptop. Agents, delegations and keys change through the
+//! app's IPC or the local CLI; on a team server, signed-in members also change them through
+//! the member API ([`members`]), under their roles.
 
 pub mod client;
 pub mod conn;
 pub mod guard;
 pub mod lock;
 pub mod mcp;
+pub mod member_client;
+pub mod members;
 pub mod proxy;
 pub mod remote;
 pub mod team;
@@ -207,6 +210,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/oauth2/bc-authorize", post(backchannel_authorize))
         .merge(proxy::routes(state.clone()))
         .merge(mcp::routes(state.clone()))
+        .merge(members::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
@@ -815,6 +819,19 @@ async fn token(State(s): State<Arc<AppState>>, req: Request) -> Response {
             .map(|v| Sensitive::new(String::from_utf8_lossy(v.as_bytes()).into_owned()))
             .collect(),
     };
+    // A team member signs in at the same endpoint (`oauth/member.rs`); their client id is
+    // `member:NAME`, which no agent's can be.
+    if matches!(s.exposure, Exposure::Team(_))
+        && mandate_core::oauth::member::is_member_request(&body)
+    {
+        let st = s.clone();
+        return match tokio::task::spawn_blocking(move || st.service.member_token(&body, &ctx)).await
+        {
+            Ok(Ok(t)) => no_store(StatusCode::OK, &t.to_json()),
+            Ok(Err(e)) => oauth_error(&e),
+            Err(_) => internal_failure(),
+        };
+    }
     let pending = match rules(|| s.service.token(&body, &ctx)) {
         Some(p) => p,
         None => return internal_failure(),

@@ -266,6 +266,115 @@ pub async fn request_token(
     }
 }
 
+/// One HTTP/1.1 connection to a team server over TLS (trusted as the server was told), and
+/// the `Host` value its requests carry.
+pub(crate) struct Connection {
+    pub sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    pub authority: String,
+    _driver: AbortOnDrop,
+}
+
+impl RemoteServer {
+    /// Open a connection to the server.
+    pub(crate) async fn connect(&self) -> Result<Connection, ClientError> {
+        let server = self;
+        let base = server.url.clone();
+        let unreachable = |reason: String| ClientError::Unreachable {
+            base: base.clone(),
+            reason,
+        };
+        let tcp = tokio::net::TcpStream::connect((server.host.as_str(), server.port))
+            .await
+            .map_err(|e| {
+                if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                    ClientError::NotRunning { base: base.clone() }
+                } else {
+                    unreachable(e.to_string())
+                }
+            })?;
+        let _ = tcp.set_nodelay(true);
+        let name = match server.host.trim_matches(['[', ']']).parse::<IpAddr>() {
+            Ok(ip) => ServerName::IpAddress(ip.into()),
+            Err(_) => ServerName::try_from(server.host.clone())
+                .map_err(|e| unreachable(format!("'{}' is not a host name ({e})", server.host)))?,
+        };
+        let tls = tokio_rustls::TlsConnector::from(server.tls.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(|e| {
+                unreachable(format!(
+                    "the TLS handshake failed ({}); check the server's certificate against \
+                     --server-ca or --server-fingerprint (ask the team server's admin)",
+                    chain(&e)
+                ))
+            })?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| unreachable(chain(&e)))?;
+        let driver = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let authority = url::Url::parse(&server.url)
+            .ok()
+            .map(|u| {
+                format!(
+                    "{}{}",
+                    u.host_str().unwrap_or_default(),
+                    u.port().map(|p| format!(":{p}")).unwrap_or_default()
+                )
+            })
+            .unwrap_or_default();
+        Ok(Connection {
+            sender,
+            authority,
+            _driver: AbortOnDrop(driver),
+        })
+    }
+
+    /// Read the server's RFC 8414 metadata on `conn` and check that its issuer is exactly the
+    /// URL we were given; the token endpoint's path on this server.
+    pub(crate) async fn check_metadata(
+        &self,
+        conn: &mut Connection,
+    ) -> Result<String, ClientError> {
+        let base = self.url.clone();
+        let unreachable = |reason: String| ClientError::Unreachable {
+            base: base.clone(),
+            reason,
+        };
+        let ask = Request::get("/.well-known/oauth-authorization-server")
+            .header(header::HOST, &conn.authority)
+            .header(header::ACCEPT, "application/json")
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| unreachable(e.to_string()))?;
+        let (status, body) = send(&mut conn.sender, ask).await.map_err(&unreachable)?;
+        if status != StatusCode::OK {
+            return Err(ClientError::BadAnswer(format!(
+                "the server answered its metadata request with HTTP {status}; is {base} a Mandate \
+                 team server?"
+            )));
+        }
+        let md: Metadata = serde_json::from_slice(&body)
+            .map_err(|_| ClientError::BadAnswer("its metadata is not RFC 8414 JSON".into()))?;
+        if md.issuer != base {
+            return Err(ClientError::BadAnswer(format!(
+                "the server says its issuer is {}, not {base}; use exactly the URL its admin gave",
+                md.issuer
+            )));
+        }
+        md.token_endpoint
+            .strip_prefix(&base)
+            .filter(|p| p.starts_with('/'))
+            .map(str::to_string)
+            .ok_or_else(|| {
+                ClientError::BadAnswer(format!(
+                    "its token endpoint {} is not on {base}",
+                    md.token_endpoint
+                ))
+            })
+    }
+}
+
 async fn exchange(
     server: &RemoteServer,
     req: &RemoteTokenRequest<'_>,
@@ -275,84 +384,13 @@ async fn exchange(
         base: base.clone(),
         reason,
     };
-    let tcp = tokio::net::TcpStream::connect((server.host.as_str(), server.port))
-        .await
-        .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::ConnectionRefused {
-                ClientError::NotRunning { base: base.clone() }
-            } else {
-                unreachable(e.to_string())
-            }
-        })?;
-    let _ = tcp.set_nodelay(true);
-    let name = match server.host.trim_matches(['[', ']']).parse::<IpAddr>() {
-        Ok(ip) => ServerName::IpAddress(ip.into()),
-        Err(_) => ServerName::try_from(server.host.clone())
-            .map_err(|e| unreachable(format!("'{}' is not a host name ({e})", server.host)))?,
-    };
-    let tls = tokio_rustls::TlsConnector::from(server.tls.clone())
-        .connect(name, tcp)
-        .await
-        .map_err(|e| {
-            unreachable(format!(
-                "the TLS handshake failed ({}); check the server's certificate against \
-                 --server-ca or --server-fingerprint (ask the team server's admin)",
-                chain(&e)
-            ))
-        })?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .map_err(|e| unreachable(chain(&e)))?;
-    let driver = tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let _stop = AbortOnDrop(driver);
-    let authority = url::Url::parse(&server.url)
-        .ok()
-        .map(|u| {
-            format!(
-                "{}{}",
-                u.host_str().unwrap_or_default(),
-                u.port().map(|p| format!(":{p}")).unwrap_or_default()
-            )
-        })
-        .unwrap_or_default();
-
-    // 1. The metadata: is this the issuer we were told about?
-    let ask = Request::get("/.well-known/oauth-authorization-server")
-        .header(header::HOST, &authority)
-        .header(header::ACCEPT, "application/json")
-        .body(Full::new(Bytes::new()))
-        .map_err(|e| unreachable(e.to_string()))?;
-    let (status, body) = send(&mut sender, ask).await.map_err(&unreachable)?;
-    if status != StatusCode::OK {
-        return Err(ClientError::BadAnswer(format!(
-            "the server answered its metadata request with HTTP {status}; is {base} a Mandate \
-             team server?"
-        )));
-    }
-    let md: Metadata = serde_json::from_slice(&body)
-        .map_err(|_| ClientError::BadAnswer("its metadata is not RFC 8414 JSON".into()))?;
-    if md.issuer != base {
-        return Err(ClientError::BadAnswer(format!(
-            "the server says its issuer is {}, not {base}; use exactly the URL its admin gave",
-            md.issuer
-        )));
-    }
-    let token_path = md
-        .token_endpoint
-        .strip_prefix(&base)
-        .filter(|p| p.starts_with('/'))
-        .ok_or_else(|| {
-            ClientError::BadAnswer(format!(
-                "its token endpoint {} is not on {base}",
-                md.token_endpoint
-            ))
-        })?
-        .to_string();
+    let mut conn = server.connect().await?;
+    let token_path = server.check_metadata(&mut conn).await?;
+    let md_token_endpoint = format!("{base}{token_path}");
+    let authority = conn.authority.clone();
 
     // 2. The token request, addressed to that endpoint.
-    let assertion = client_assertion(req.agent, req.kid, req.key, &md.token_endpoint, req.now);
+    let assertion = client_assertion(req.agent, req.kid, req.key, &md_token_endpoint, req.now);
     let form = {
         let mut f = url::form_urlencoded::Serializer::new(String::new());
         f.append_pair("grant_type", GRANT_CLIENT_CREDENTIALS)
@@ -372,6 +410,6 @@ async fn exchange(
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
         .body(Full::new(Bytes::from(form)))
         .map_err(|e| unreachable(e.to_string()))?;
-    let (status, body) = send(&mut sender, post).await.map_err(&unreachable)?;
+    let (status, body) = send(&mut conn.sender, post).await.map_err(&unreachable)?;
     token_answer(status, &body)
 }

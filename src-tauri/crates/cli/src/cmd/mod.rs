@@ -16,6 +16,7 @@ pub mod scan;
 pub mod serve;
 pub mod server;
 pub mod service;
+pub mod team;
 pub mod tls;
 pub mod token;
 

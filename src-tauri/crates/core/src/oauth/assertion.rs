@@ -65,7 +65,7 @@ impl Denial {
 }
 
 /// `typ` values an assertion may carry (compared case-insensitively, `application/` optional).
-fn assertion_typ_ok(typ: Option<&Value>) -> Result<(), &'static str> {
+pub(super) fn assertion_typ_ok(typ: Option<&Value>) -> Result<(), &'static str> {
     let Some(v) = typ else { return Ok(()) };
     let Some(t) = v.as_str() else {
         return Err("its \"typ\" is not a string");
@@ -225,7 +225,7 @@ fn pick_key(
     Ok((chosen.kid.clone(), vk))
 }
 
-fn check_claims(cfg: &EndpointConfig, jws: &Jws, now: i64) -> Result<(), &'static str> {
+pub(super) fn check_claims(cfg: &EndpointConfig, jws: &Jws, now: i64) -> Result<(), &'static str> {
     let aud_ok = |a: &str| cfg.is_own_audience(a);
     match jws.claims.get("aud") {
         Some(Value::String(a)) if aud_ok(a) => {}

@@ -53,6 +53,27 @@ pub fn normalize_htu(raw: &str) -> Option<String> {
     Some(format!("{}://{}{}{}", u.scheme(), host, port, u.path()))
 }
 
+/// Make a proof (the client's side, for `mandate team`): signed with `key`, for `htm` and
+/// `htu` at `now`, with a fresh `jti` and, at a resource, the access token's hash (`ath`).
+pub fn make_proof(
+    key: &ed25519_dalek::SigningKey,
+    htm: &str,
+    htu: &str,
+    now: i64,
+    access_token: Option<&str>,
+) -> String {
+    let mut claims = serde_json::json!({
+        "jti": uuid::Uuid::new_v4().to_string(), "htm": htm, "htu": htu, "iat": now,
+    });
+    if let Some(t) = access_token {
+        claims["ath"] = Value::String(keys::b64url(&Sha256::digest(t.as_bytes())));
+    }
+    let header = serde_json::json!({
+        "typ": "dpop+jwt", "alg": "EdDSA", "jwk": keys::public_jwk(&key.verifying_key()),
+    });
+    jws::sign(&header, &claims, key)
+}
+
 /// Check one proof. The error is a sentence for `invalid_dpop_proof`.
 pub fn check(proof: &str, expect: Expect<'_>) -> Result<DpopProof, String> {
     let bad = |why: &str| format!("the DPoP proof was refused: {why}");

@@ -33,6 +33,7 @@ pub mod endpoint_proof;
 mod issuer;
 pub mod jws;
 mod local_client;
+pub mod member;
 mod policy;
 mod readers;
 mod records;

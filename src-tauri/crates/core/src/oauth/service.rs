@@ -358,7 +358,7 @@ impl TokenService {
     }
 
     /// The current signing key, re-read when another process may have rotated it.
-    fn signer(&self) -> crate::Result<Arc<IssuerKey>> {
+    pub(super) fn signer(&self) -> crate::Result<Arc<IssuerKey>> {
         let now = self.m.now().timestamp();
         if let Ok(g) = self.signer.read()
             && now - g.1 < SIGNER_RECHECK_SECS
@@ -377,7 +377,7 @@ impl TokenService {
         Ok(g.0.clone())
     }
 
-    fn verifying_key(&self, kid: &str) -> crate::Result<Option<VerifyingKey>> {
+    pub(super) fn verifying_key(&self, kid: &str) -> crate::Result<Option<VerifyingKey>> {
         let s = self.signer()?;
         if s.kid == kid {
             return Ok(Some(s.public));

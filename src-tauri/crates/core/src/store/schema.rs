@@ -48,6 +48,7 @@ pub const SQLITE: &[Migration] = &[
     m(10, include_str!("migrations/sqlite/010_audit_tags.sql")),
     m(11, include_str!("migrations/sqlite/011_team_server.sql")),
     m(12, include_str!("migrations/sqlite/012_trust.sql")),
+    m(13, include_str!("migrations/sqlite/013_team_members.sql")),
 ];
 
 /// PostgreSQL: schema 8 in one step, then one file per version.
@@ -57,10 +58,11 @@ pub const POSTGRES: &[Migration] = &[
     m(10, include_str!("migrations/postgres/010_audit_tags.sql")),
     m(11, include_str!("migrations/postgres/011_team_server.sql")),
     m(12, include_str!("migrations/postgres/012_trust.sql")),
+    m(13, include_str!("migrations/postgres/013_team_members.sql")),
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 12;
+pub const SCHEMA_VERSION: i64 = 13;
 
 const _: () = {
     assert!(SQLITE[SQLITE.len() - 1].version == SCHEMA_VERSION);

@@ -1,0 +1,194 @@
+//! A team member's client of a team server (`mandate team ...` on the member's machine).
+//!
+//! Every exchange opens one TLS connection trusted as the member was told (`--server-ca`,
+//! `--server-fingerprint`, or the Web PKI: [`RemoteServer`]) and first checks the server's
+//! RFC 8414 metadata names exactly the URL given. Then:
+//!
+//! - [`join`]: `POST /team/join` with the invite code and the member's public key;
+//! - [`member_token`]: a `private_key_jwt` assertion as `member:NAME`, signed with the
+//!   member's key, and a DPoP proof made with the same key, at the token endpoint;
+//! - [`call`]: one member API request with `Authorization: DPoP TOKEN` and a fresh proof.
+//!
+//! What it is not: where the key and the cached token are kept (the CLI keeps both in the OS
+//! keychain), or any rule (the server decides and audits).
+
+use axum::body::Bytes;
+pub use axum::http::Method;
+use axum::http::{Request, StatusCode, header};
+use ed25519_dalek::SigningKey;
+use http_body_util::Full;
+use mandate_core::oauth::dpop::make_proof;
+use mandate_core::oauth::member::MEMBER_CLIENT_PREFIX;
+use mandate_core::oauth::{ASSERTION_TYPE_JWT_BEARER, GRANT_CLIENT_CREDENTIALS, client_assertion};
+use mandate_core::secret::Sensitive;
+use serde_json::Value;
+
+use crate::client::{ClientError, TIMEOUT, send, send_limited};
+use crate::remote::RemoteServer;
+
+/// Largest member API answer read (an exported audit trail is the largest).
+const MAX_API_ANSWER: usize = 256 * 1024 * 1024;
+
+/// A member's signing key and who it belongs to.
+#[derive(Debug)]
+pub struct MemberKey<'a> {
+    pub name: &'a str,
+    pub kid: &'a str,
+    pub key: &'a SigningKey,
+}
+
+/// A member's access token and how long it lives (seconds from issue).
+#[derive(Debug)]
+pub struct MemberToken {
+    pub token: Sensitive<String>,
+    pub expires_in: i64,
+}
+
+async fn within<T>(
+    server: &RemoteServer,
+    f: impl std::future::Future<Output = Result<T, ClientError>>,
+) -> Result<T, ClientError> {
+    match tokio::time::timeout(TIMEOUT, f).await {
+        Ok(r) => r,
+        Err(_) => Err(ClientError::Unreachable {
+            base: server.url().to_string(),
+            reason: format!("no answer within {} s", TIMEOUT.as_secs()),
+        }),
+    }
+}
+
+/// An answer of the member API: its JSON, or the refusal it describes.
+fn answer(status: StatusCode, body: &[u8]) -> Result<Value, ClientError> {
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|_| ClientError::BadAnswer(format!("HTTP {status} without a JSON body")))?;
+    if status.is_success() {
+        return Ok(v);
+    }
+    Err(ClientError::Refused {
+        error: v["error"]
+            .as_str()
+            .map_or_else(|| status.to_string(), str::to_string),
+        description: v["error_description"]
+            .as_str()
+            .unwrap_or("no description")
+            .to_string(),
+    })
+}
+
+/// Redeem `code` at the server, enrolling `public_key` (base64url of its 32 bytes).
+pub async fn join(
+    server: &RemoteServer,
+    code: &Sensitive<String>,
+    public_key: &str,
+) -> Result<Value, ClientError> {
+    within(server, async {
+        let mut conn = server.connect().await?;
+        server.check_metadata(&mut conn).await?;
+        let body = serde_json::json!({"code": code.expose(), "public_key": public_key});
+        let req = Request::post("/team/join")
+            .header(header::HOST, &conn.authority)
+            .header(header::ACCEPT, "application/json")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body.to_string())))
+            .map_err(|e| ClientError::BadAnswer(e.to_string()))?;
+        let (status, body) =
+            send(&mut conn.sender, req)
+                .await
+                .map_err(|reason| ClientError::Unreachable {
+                    base: server.url().to_string(),
+                    reason,
+                })?;
+        answer(status, &body)
+    })
+    .await
+}
+
+/// A DPoP-bound access token for the member (bound to their own key).
+pub async fn member_token(
+    server: &RemoteServer,
+    who: &MemberKey<'_>,
+    now: i64,
+) -> Result<MemberToken, ClientError> {
+    within(server, async {
+        let mut conn = server.connect().await?;
+        let path = server.check_metadata(&mut conn).await?;
+        let endpoint = format!("{}{path}", server.url());
+        let client = format!("{MEMBER_CLIENT_PREFIX}{}", who.name);
+        let assertion = client_assertion(&client, who.kid, who.key, &endpoint, now);
+        let form = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", GRANT_CLIENT_CREDENTIALS)
+            .append_pair("client_id", &client)
+            .append_pair("client_assertion_type", ASSERTION_TYPE_JWT_BEARER)
+            .append_pair("client_assertion", &assertion)
+            .finish();
+        let proof = make_proof(who.key, "POST", &endpoint, now, None);
+        let req = Request::post(path)
+            .header(header::HOST, &conn.authority)
+            .header(header::ACCEPT, "application/json")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header("DPoP", proof)
+            .body(Full::new(Bytes::from(form)))
+            .map_err(|e| ClientError::BadAnswer(e.to_string()))?;
+        let (status, body) =
+            send(&mut conn.sender, req)
+                .await
+                .map_err(|reason| ClientError::Unreachable {
+                    base: server.url().to_string(),
+                    reason,
+                })?;
+        let v = answer(status, &body)?;
+        let token = v["access_token"]
+            .as_str()
+            .ok_or_else(|| ClientError::BadAnswer("no access_token in the answer".into()))?;
+        Ok(MemberToken {
+            token: Sensitive::new(token.to_string()),
+            expires_in: v["expires_in"].as_i64().unwrap_or(0),
+        })
+    })
+    .await
+}
+
+/// One member API request: `method path` (with its query) and an optional JSON body, with
+/// the token and a fresh proof made with `key`.
+pub async fn call(
+    server: &RemoteServer,
+    token: &Sensitive<String>,
+    key: &SigningKey,
+    method: Method,
+    path_and_query: &str,
+    body: Option<&Value>,
+    now: i64,
+) -> Result<Value, ClientError> {
+    within(server, async {
+        let mut conn = server.connect().await?;
+        server.check_metadata(&mut conn).await?;
+        let path = path_and_query.split('?').next().unwrap_or(path_and_query);
+        let htu = format!("{}{path}", server.url());
+        let proof = make_proof(key, method.as_str(), &htu, now, Some(token.expose()));
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path_and_query)
+            .header(header::HOST, &conn.authority)
+            .header(header::ACCEPT, "application/json")
+            .header(header::AUTHORIZATION, format!("DPoP {}", token.expose()))
+            .header("DPoP", proof);
+        let bytes = match body {
+            Some(b) => {
+                req = req.header(header::CONTENT_TYPE, "application/json");
+                Bytes::from(b.to_string())
+            }
+            None => Bytes::new(),
+        };
+        let req = req
+            .body(Full::new(bytes))
+            .map_err(|e| ClientError::BadAnswer(e.to_string()))?;
+        let (status, body) = send_limited(&mut conn.sender, req, MAX_API_ANSWER)
+            .await
+            .map_err(|reason| ClientError::Unreachable {
+                base: server.url().to_string(),
+                reason,
+            })?;
+        answer(status, &body)
+    })
+    .await
+}

@@ -1,0 +1,504 @@
+//! The member API of a team server (issue 21 §1): `POST /team/join` redeems an invite and
+//! enrols a member's key; everything under `/team/v1/` is called by a signed-in member with
+//! `Authorization: DPoP TOKEN` and a fresh `DPoP` proof, and answers JSON.
+//!
+//! | Route | Who |
+//! |---|---|
+//! | `GET /team/v1/me` | any member: who the server thinks you are |
+//! | `GET /team/v1/agents` | any member |
+//! | `POST /team/v1/agents/{name}/{suspend,resume,revoke}` | its owner, or an admin |
+//! | `GET /team/v1/approvals` | what you may decide |
+//! | `POST /team/v1/approvals/{id}/{approve,deny}` | the asking agent's owner, or an admin |
+//! | `GET /team/v1/audit?limit=N&before=SEQ` | any member |
+//! | `GET /team/v1/audit/export` | any member: the evidence bundle, signed |
+//! | `GET /team/v1/connections`, `DELETE /team/v1/connections/{name}` | read: any; remove: admins |
+//! | `GET /team/v1/mcp-servers`, `DELETE /team/v1/mcp-servers/{name}` | read: any; remove: admins |
+//! | `GET /team/v1/members`, `POST /team/v1/members`, `DELETE /team/v1/members/{name}` | read: any; invite, remove: admins |
+//!
+//! Each handler checks the token and proof (`TokenService::member_session`, which re-reads
+//! membership every time) and calls one core method (`team_access.rs`) on a blocking thread;
+//! the rules and the audit events are the core's. Only a team server serves these routes: on
+//! a laptop's loopback endpoint they are 404.
+//!
+//! What it is not: checkpoints or witnesses (those are their own routes), or the desktop app's
+//! client.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use mandate_core::approvals::ApprovalWindow;
+use mandate_core::oauth::member::NotSignedIn;
+use mandate_core::secret::Sensitive;
+use mandate_core::team::{DEFAULT_INVITE_TTL, Role};
+use mandate_core::team_access::{AgentChange, ApprovalAnswer, SignedIn};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::{AppState, Exposure, MAX_BODY_BYTES};
+
+/// The member API's routes (answered only on a team server).
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/team/join", post(join))
+        .route("/team/v1/me", get(me))
+        .route("/team/v1/agents", get(agents))
+        .route("/team/v1/agents/{name}/{change}", post(change_agent))
+        .route("/team/v1/approvals", get(approvals))
+        .route("/team/v1/approvals/{id}/{answer}", post(decide))
+        .route("/team/v1/audit", get(audit))
+        .route("/team/v1/audit/export", get(export))
+        .route("/team/v1/connections", get(connections))
+        .route("/team/v1/connections/{name}", delete(remove_connection))
+        .route("/team/v1/mcp-servers", get(mcp_servers))
+        .route("/team/v1/mcp-servers/{name}", delete(remove_mcp_server))
+        .route("/team/v1/members", get(members).post(invite))
+        .route("/team/v1/members/{name}", delete(remove))
+}
+
+fn json_answer(status: StatusCode, body: &Value) -> Response {
+    let mut r = (status, mandate_core::oauth::jws::json_bytes(body)).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn error(status: StatusCode, code: &str, description: &str) -> Response {
+    json_answer(
+        status,
+        &json!({"error": code, "error_description": description}),
+    )
+}
+
+/// A core error as an HTTP answer: refusals 403, unknown names 404, bad input 400, conflicts
+/// 409, anything of the store or keys 503 (the core failed closed).
+fn core_error(e: &mandate_core::Error) -> Response {
+    use mandate_core::ErrorCode as C;
+    let (status, code) = match e.code() {
+        C::Refused => (StatusCode::FORBIDDEN, "access_denied"),
+        C::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+        C::InvalidInput => (StatusCode::BAD_REQUEST, "invalid_request"),
+        C::AlreadyExists | C::Conflict => (StatusCode::CONFLICT, "conflict"),
+        _ => {
+            tracing::error!(error = %e, "a member API request could not use the store");
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "the team server could not record this request in its audit trail, so it \
+                 refused it; try again later",
+            );
+        }
+    };
+    error(status, code, &e.to_string())
+}
+
+fn not_signed_in(e: &NotSignedIn) -> Response {
+    let mut r = error(StatusCode::UNAUTHORIZED, "invalid_token", &e.0);
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("DPoP algs=\"EdDSA\""),
+    );
+    r
+}
+
+fn only_on_team(s: &AppState) -> Option<Response> {
+    match s.exposure {
+        Exposure::Team(_) => None,
+        Exposure::Loopback => Some(error(
+            StatusCode::NOT_FOUND,
+            "invalid_request",
+            "there is no such endpoint here: the member API is a team server's",
+        )),
+    }
+}
+
+/// Run `f` on a blocking thread; a panic is a 500 without detail.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Response> {
+    tokio::task::spawn_blocking(f).await.map_err(|_| {
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "the team server failed unexpectedly; its logs say more",
+        )
+    })
+}
+
+/// The signed-in member of this request, then `f` with them, both on one blocking thread.
+async fn as_member<F>(
+    s: Arc<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    path: String,
+    f: F,
+) -> Response
+where
+    F: FnOnce(&mandate_core::Mandate, &SignedIn) -> Result<Value, mandate_core::Error>
+        + Send
+        + 'static,
+{
+    if let Some(r) = only_on_team(&s) {
+        return r;
+    }
+    let url = format!("{}{path}", s.base_url(&headers));
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let dpop: Vec<Sensitive<String>> = headers
+        .get_all("dpop")
+        .iter()
+        .map(|v| Sensitive::new(String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    let out = blocking(move || {
+        let who = match s
+            .service
+            .member_session(auth.as_deref(), &dpop, method.as_str(), &url)
+        {
+            Ok(Ok(w)) => w,
+            Ok(Err(e)) => return not_signed_in(&e),
+            Err(e) => return core_error(&e),
+        };
+        match f(s.service.mandate(), &who) {
+            Ok(v) => json_answer(StatusCode::OK, &v),
+            Err(e) => core_error(&e),
+        }
+    })
+    .await;
+    match out {
+        Ok(r) | Err(r) => r,
+    }
+}
+
+async fn body_json<T: for<'de> Deserialize<'de>>(req: Request) -> Result<(HeaderMap, T), Response> {
+    let (parts, body) = req.into_parts();
+    let bytes: Bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| {
+            error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request",
+                "the request body is too large",
+            )
+        })?;
+    let v = if bytes.is_empty() {
+        serde_json::from_slice(b"{}")
+    } else {
+        serde_json::from_slice(&bytes)
+    }
+    .map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            &format!("the request body is not the JSON this route takes ({e})"),
+        )
+    })?;
+    Ok((parts.headers, v))
+}
+
+fn to_json<T: serde::Serialize>(v: T) -> Result<Value, mandate_core::Error> {
+    serde_json::to_value(v).map_err(|e| mandate_core::Error::Storage(e.to_string()))
+}
+
+#[derive(Deserialize)]
+struct JoinBody {
+    code: String,
+    /// The member's Ed25519 public key: 32 bytes, base64url.
+    public_key: String,
+}
+
+async fn join(State(s): State<Arc<AppState>>, req: Request) -> Response {
+    if let Some(r) = only_on_team(&s) {
+        return r;
+    }
+    let (_, body) = match body_json::<JoinBody>(req).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let code = Sensitive::new(body.code);
+    let key = mandate_core::keys::b64url_decode(&body.public_key)
+        .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+        .and_then(|b| ed25519_dalek::VerifyingKey::from_bytes(&b).ok());
+    let Some(key) = key else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "public_key must be an Ed25519 public key: 32 bytes, base64url",
+        );
+    };
+    let issuer = s.service.config().issuer.clone();
+    let out = blocking(move || s.service.mandate().join_team(&code, &key)).await;
+    match out {
+        Ok(Ok(j)) => json_answer(
+            StatusCode::OK,
+            &json!({
+                "member": j.member_name, "role": j.role.as_str(), "kid": j.kid,
+                "issuer": issuer,
+            }),
+        ),
+        Ok(Err(e)) => core_error(&e),
+        Err(r) => r,
+    }
+}
+
+async fn me(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    as_member(s, Method::GET, headers, "/team/v1/me".into(), |_, who| {
+        to_json(who)
+    })
+    .await
+}
+
+async fn agents(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    as_member(
+        s,
+        Method::GET,
+        headers,
+        "/team/v1/agents".into(),
+        |m, who| to_json(m.team_agents(who)?),
+    )
+    .await
+}
+
+#[derive(Deserialize, Default)]
+struct ReasonBody {
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    window: Option<String>,
+}
+
+async fn change_agent(
+    State(s): State<Arc<AppState>>,
+    Path((name, change)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    let path = req.uri().path().to_string();
+    let (headers, body) = match body_json::<ReasonBody>(req).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let change = match change.as_str() {
+        "suspend" => AgentChange::Suspend,
+        "resume" => AgentChange::Resume,
+        "revoke" => AgentChange::Revoke,
+        _ => {
+            return error(
+                StatusCode::NOT_FOUND,
+                "invalid_request",
+                "an agent can be suspended, resumed or revoked here",
+            );
+        }
+    };
+    as_member(s, Method::POST, headers, path, move |m, who| {
+        to_json(m.team_change_agent(who, &name, change, body.reason.as_deref())?)
+    })
+    .await
+}
+
+async fn approvals(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    as_member(
+        s,
+        Method::GET,
+        headers,
+        "/team/v1/approvals".into(),
+        |m, who| to_json(m.team_approvals(who)?),
+    )
+    .await
+}
+
+async fn decide(
+    State(s): State<Arc<AppState>>,
+    Path((id, answer)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    let path = req.uri().path().to_string();
+    let (headers, body) = match body_json::<ReasonBody>(req).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let answer = match answer.as_str() {
+        "approve" => {
+            let w = body.window.as_deref().unwrap_or("once");
+            match w.parse::<ApprovalWindow>() {
+                Ok(w) => ApprovalAnswer::Approve(w),
+                Err(e) => return core_error(&e),
+            }
+        }
+        "deny" => ApprovalAnswer::Deny(body.reason.unwrap_or_default()),
+        _ => {
+            return error(
+                StatusCode::NOT_FOUND,
+                "invalid_request",
+                "an approval request can be approved or denied here",
+            );
+        }
+    };
+    as_member(s, Method::POST, headers, path, move |m, who| {
+        to_json(m.team_decide(who, &id, answer)?)
+    })
+    .await
+}
+
+async fn audit(State(s): State<Arc<AppState>>, req: Request) -> Response {
+    let (mut limit, mut before) = (50u32, None::<u64>);
+    for (k, v) in url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()) {
+        match k.as_ref() {
+            "limit" => limit = v.parse().unwrap_or(50),
+            "before" => before = v.parse().ok(),
+            _ => {}
+        }
+    }
+    let headers = req.headers().clone();
+    as_member(
+        s,
+        Method::GET,
+        headers,
+        "/team/v1/audit".into(),
+        move |m, who| to_json(m.team_audit(who, limit, before)?),
+    )
+    .await
+}
+
+async fn members(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    as_member(
+        s,
+        Method::GET,
+        headers,
+        "/team/v1/members".into(),
+        |m, who| to_json(m.team_members(who)?),
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+struct InviteBody {
+    name: String,
+    role: String,
+    #[serde(default)]
+    email: Option<String>,
+}
+
+async fn invite(State(s): State<Arc<AppState>>, req: Request) -> Response {
+    let (headers, body) = match body_json::<InviteBody>(req).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let Some(role) = Role::parse(&body.role) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "role must be admin, member or auditor",
+        );
+    };
+    as_member(
+        s,
+        Method::POST,
+        headers,
+        "/team/v1/members".into(),
+        move |m, who| {
+            let inv = m.team_invite(
+                who,
+                &body.name,
+                body.email.as_deref(),
+                role,
+                DEFAULT_INVITE_TTL,
+            )?;
+            Ok(json!({
+                "member": inv.member.name.as_str(),
+                "role": inv.role.as_str(),
+                "code": inv.code.expose(),
+                "expires_at": inv.expires_at.to_rfc3339(),
+            }))
+        },
+    )
+    .await
+}
+
+async fn remove(
+    State(s): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    req: Request,
+) -> Response {
+    let path = req.uri().path().to_string();
+    let headers = req.headers().clone();
+    as_member(s, Method::DELETE, headers, path, move |m, who| {
+        to_json(m.team_remove(who, &name)?)
+    })
+    .await
+}
+
+async fn connections(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    as_member(
+        s,
+        Method::GET,
+        headers,
+        "/team/v1/connections".into(),
+        |m, who| to_json(m.team_connections(who)?),
+    )
+    .await
+}
+
+async fn remove_connection(
+    State(s): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    req: Request,
+) -> Response {
+    let path = req.uri().path().to_string();
+    let headers = req.headers().clone();
+    as_member(s, Method::DELETE, headers, path, move |m, who| {
+        Ok(json!({"removed": name, "scopes_removed_from": m.team_remove_connection(who, &name)?}))
+    })
+    .await
+}
+
+async fn mcp_servers(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    as_member(
+        s,
+        Method::GET,
+        headers,
+        "/team/v1/mcp-servers".into(),
+        |m, who| to_json(m.team_mcp_servers(who)?),
+    )
+    .await
+}
+
+async fn remove_mcp_server(
+    State(s): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    req: Request,
+) -> Response {
+    let path = req.uri().path().to_string();
+    let headers = req.headers().clone();
+    as_member(s, Method::DELETE, headers, path, move |m, who| {
+        Ok(json!({"removed": name, "scopes_removed_from": m.team_remove_mcp_server(who, &name)?}))
+    })
+    .await
+}
+
+async fn export(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    as_member(
+        s,
+        Method::GET,
+        headers,
+        "/team/v1/audit/export".into(),
+        |m, who| {
+            let e = m.team_export(who)?;
+            Ok(json!({
+                "bundle": String::from_utf8_lossy(&e.bundle),
+                "key_fingerprint": e.key_fingerprint,
+                "events": e.events.len(),
+                "checkpoint_size": e.checkpoint.checkpoint.size,
+            }))
+        },
+    )
+    .await
+}
