@@ -1099,7 +1099,7 @@ fn a_call_below_the_floor_waits_for_a_person_and_completes_once_approved_for_an_
     for needle in [
         "Approvals and attestations",
         "approval requested for github:repo.read",
-        "approved",
+        "approved until",
         "founder",
     ] {
         assert!(

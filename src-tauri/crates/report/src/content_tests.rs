@@ -159,7 +159,10 @@ fn approvals_and_attestations_appear_only_when_recorded() {
             .details(serde_json::json!({"approval": "ap1", "action": "issues.write"})),
         NewEvent::new(&ana, "approval.approved", Decision::Allow)
             .agent(bot.id.as_str())
-            .reason("approved for an hour"),
+            .details(serde_json::json!({
+                "approval": "ap1",
+                "valid_until": "2026-11-30T13:00:00.000000Z",
+            })),
         NewEvent::new(&ana, "attestation.added", Decision::Allow)
             .agent(bot.id.as_str())
             .target(Target::new("agent", bot.id.as_str(), "triage-bot"))
@@ -183,7 +186,7 @@ fn approvals_and_attestations_appear_only_when_recorded() {
         intro,
         "trust set by hand to TRUSTED: reviewed its last 30 days",
         "approval requested for issues.write: close 40 stale issues",
-        "approved: approved for an hour",
+        "approved until 2026-11-30 13:00:00 UTC",
         "attestation by ci-provenance: pass, valid until 2026-12-01 00:00:00",
     ] {
         assert!(text.contains(phrase), "{phrase:?} missing from: {text}");

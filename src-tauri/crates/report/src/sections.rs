@@ -477,7 +477,10 @@ fn approval_text(e: &AuditEvent) -> String {
             "approval requested for {}{why}",
             s("action").unwrap_or_else(|| "an action".into())
         ),
-        "approval.approved" => format!("approved{why}"),
+        "approval.approved" => match s("valid_until") {
+            Some(until) => format!("approved until {} UTC{why}", short_time(&until)),
+            None => format!("approved once{why}"),
+        },
         "approval.denied" => format!("!deny:approval refused{why}"),
         "approval.expired" => "approval request expired unanswered".into(),
         "approval.refused" => format!("!deny:approval attempt by another person refused{why}"),
