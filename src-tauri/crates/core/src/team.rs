@@ -201,19 +201,6 @@ impl Mandate {
                         .into(),
                 ));
             }
-            let taken = tx
-                .query_opt(
-                    "SELECT 1 FROM agents WHERE name = ?1",
-                    params![name.as_str()],
-                    |_| Ok(()),
-                )?
-                .is_some();
-            if taken {
-                return Err(Error::Conflict(format!(
-                    "'{name}' is already an agent's name; a person and an agent must never share \
-                     an identifier, choose another name"
-                )));
-            }
             tx.execute(
                 "INSERT INTO meta (key, value) VALUES ('public_url', ?1)",
                 params![url],
@@ -225,53 +212,18 @@ impl Mandate {
                     .target(Target::new("server", &url, "team server"))
                     .details(json!({"public_url": url, "issuer_kid": key.kid})),
             )?;
-            let m = Member {
-                id: MemberId::generate(),
-                name: name.clone(),
-                email: email.map(str::to_string),
-                created_at: now,
-            };
-            tx.execute(
-                "INSERT INTO members (id, name, email, created_at) VALUES (?1, ?2, ?3, ?4)",
-                params![
-                    m.id.as_str(),
-                    m.name.as_str(),
-                    m.email,
-                    audit::format_time(now)
-                ],
-            )?;
-            audit::append(
+            // The first admin is invited as any member is (an agent's name is refused there;
+            // the transaction then writes nothing).
+            invite_in(
                 tx,
                 now,
-                NewEvent::new(&actor, "member.added", Decision::Allow)
-                    .target(Target::new("member", m.id.as_str(), m.name.as_str()))
-                    .details(json!({"email": m.email})),
-            )?;
-            let expires = now + ttl;
-            let invite = uuid::Uuid::now_v7().to_string();
-            tx.execute(
-                "INSERT INTO member_invites (id, member_id, role, code_hash, created_at, expires_at)
-                 VALUES (?1, ?2, 'admin', ?3, ?4, ?5)",
-                params![
-                    invite,
-                    m.id.as_str(),
-                    hash,
-                    audit::format_time(now),
-                    audit::format_time(expires)
-                ],
-            )?;
-            audit::append(
-                tx,
-                now,
-                NewEvent::new(&actor, "member.invited", Decision::Allow)
-                    .target(Target::new("member", m.id.as_str(), m.name.as_str()))
-                    .details(json!({
-                        "invite": invite,
-                        "role": "admin",
-                        "expires_at": audit::format_time(expires),
-                    })),
-            )?;
-            Ok((m, expires))
+                &actor,
+                name.as_str(),
+                email,
+                Role::Admin,
+                ttl,
+                &hash,
+            )
         })?;
         Ok(TeamInit {
             public_url: url,
