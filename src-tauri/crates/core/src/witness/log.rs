@@ -100,12 +100,18 @@ fn load(tx: &Tx<'_>, name: &str) -> Result<Option<(WitnessKey, Option<String>)>>
 }
 
 fn list(tx: &Tx<'_>, name: Option<&str>) -> Result<Vec<WitnessInfo>> {
-    let rows = tx.query_map(
+    let sql = format!(
         "SELECT w.name, w.public_key, w.added_at, w.added_by, w.removed_at,
                 (SELECT max(c.size) FROM witness_cosignatures c WHERE c.witness = w.name),
                 (SELECT max(c.received_at) FROM witness_cosignatures c WHERE c.witness = w.name)
-         FROM witnesses w WHERE (?1 IS NULL OR w.name = ?1) ORDER BY w.name",
-        params![name],
+         FROM witnesses w {} ORDER BY w.name",
+        if name.is_some() { "WHERE w.name = ?1" } else { "" }
+    );
+    let only = [name.unwrap_or_default()];
+    let by_name = params![only[0]];
+    let rows = tx.query_map(
+        &sql,
+        if name.is_some() { by_name } else { params![] },
         |r| {
             Ok((
                 r.get::<String>(0)?,
