@@ -237,14 +237,18 @@ impl Mandate {
         self.read(|tx| list(tx, None))
     }
 
+    /// This log's checkpoint key as a verifier key string (what witnesses pin).
+    pub fn witness_log_key(&self) -> Result<String> {
+        Ok(NoteKey::new(&self.audit_origin(), self.issuer_key()?.public).vkey())
+    }
+
     /// The newest checkpoint (signed now if events were added since the last one) and the
     /// log's checkpoint key, for a witness.
     pub fn witness_checkpoint(&self) -> Result<ServedCheckpoint> {
         let cp = self.audit_checkpoint()?;
-        let key = self.issuer_key()?;
         Ok(ServedCheckpoint {
             checkpoint: cp.text,
-            log_key: NoteKey::new(&self.audit_origin(), key.public).vkey(),
+            log_key: self.witness_log_key()?,
         })
     }
 
