@@ -12,6 +12,8 @@
 //!   out-of-role requests are refused, audited and leave the registry unchanged
 //! - `postgres`    an outage of PostgreSQL under a running server: 503, nothing half-written,
 //!   recovery when it returns
+//! - `witness`     a witness cosigns a growing log and catches a history rewritten in
+//!   PostgreSQL
 //! - `exposure`    HTTPS only off loopback, the Host allow-list, per-source rate limits,
 //!   secrets sealed in the database, rotation of both keys with servers running
 
@@ -27,3 +29,4 @@ mod exposure;
 mod fixture;
 mod members;
 mod postgres;
+mod witness;
