@@ -257,3 +257,65 @@ impl Mandate {
             .count()
     }
 }
+
+#[test]
+fn an_export_carries_the_cosignatures_and_verifying_with_witness_keys_checks_them() {
+    use crate::audit::ExportSelection;
+    use crate::audit::verify::{BundleOptions, ProblemKind, check_bundle};
+    let (s, w) = (TestStore::sqlite(), TestStore::sqlite());
+    let (server, witness, key) = setup(&s, &w);
+    events(&server, 4);
+    sync(&server, &witness).unwrap();
+    events(&server, 2);
+    let export = server.export_audit(&ExportSelection::default(), None).unwrap();
+    let check = |witnesses: Vec<String>| {
+        check_bundle(
+            &export.bundle,
+            &BundleOptions {
+                witnesses,
+                ..Default::default()
+            },
+        )
+    };
+    // Without witnesses the bundle verifies as before; with the witness's key too, and the
+    // report names the checkpoint it cosigned.
+    assert!(check(vec![]).ok());
+    let r = check(vec![key.vkey()]);
+    assert!(r.ok(), "{:?}", r.problems);
+    assert!(
+        r.notes.iter().any(|n| n.contains("witness witness.test/alice cosigned")),
+        "{:?}",
+        r.notes
+    );
+    // A witness that never cosigned: refused, with the reason.
+    let stranger = WitnessKey::new("witness.test/zed", crate::keys::generate().verifying_key())
+        .unwrap();
+    let r = check(vec![stranger.vkey()]);
+    assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
+    assert_eq!(r.problems[0].kind, ProblemKind::MissingCosignature);
+    assert!(r.problems[0].message.contains("no checkpoint in this file is cosigned by witness witness.test/zed"));
+    // A cosignature changed in the file: the seal breaks, and the witness's check says why.
+    let text = String::from_utf8(export.bundle.clone()).unwrap();
+    let line = cosignature::cosignatures(&server.cosigned_checkpoints().unwrap()[0])[0].line();
+    let blob = line.rsplit_once(' ').unwrap().1;
+    let mut bent: Vec<char> = blob.chars().collect();
+    let at = bent.len() - 6;
+    bent[at] = if bent[at] == 'A' { 'B' } else { 'A' };
+    let bent: String = bent.into_iter().collect();
+    let forged = text.replace(blob, &bent);
+    assert_ne!(forged, text);
+    let r = check_bundle(
+        forged.as_bytes(),
+        &BundleOptions {
+            witnesses: vec![key.vkey()],
+            ..Default::default()
+        },
+    );
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| p.kind == ProblemKind::MissingCosignature && p.message.contains("does not verify")),
+        "{:?}",
+        r.problems
+    );
+}
