@@ -122,6 +122,48 @@ fn a_history_rewritten_in_postgresql_is_caught_by_the_next_sync_and_not_cosigned
         Some(m2),
         "{listed}"
     );
+    // The team's PDF carries the cosignature; anyone holding the witness's key checks it,
+    // and a witness that never cosigned fails with the reason.
+    let pdf = team.path("team-report.pdf");
+    team.mandate(&["audit", "export", "--format", "pdf", "--out", &path_str(&pdf)])
+        .ok();
+    let verified = w
+        .mandate(&["audit", "verify", &path_str(&pdf), "--witness", &vkey])
+        .ok();
+    assert!(
+        verified.stdout.contains("witness witness.test/alice cosigned the checkpoint of"),
+        "{}",
+        verified.stdout
+    );
+    let stranger = w
+        .mandate(&["--json", "team", "witness", "key"])
+        .ok()
+        .json()["vkey"]
+        .as_str()
+        .unwrap()
+        .replace("witness.test/alice", "witness.test/zed");
+    // (Renamed, its key id no longer matches: give a real other key instead.)
+    assert!(
+        w.mandate(&["audit", "verify", &path_str(&pdf), "--witness", &stranger])
+            .code
+            == 3
+    );
+    let other = Witness::new();
+    let zed = other
+        .mandate(&["--json", "team", "witness", "key", "--name", "witness.test/zed"])
+        .ok()
+        .json()["vkey"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    w.mandate(&["audit", "verify", &path_str(&pdf), "--witness", &zed])
+        .fails(10, "no checkpoint in this file is cosigned by witness witness.test/zed");
+    let mv = Command::new(bin("mandate-verify"))
+        .args([&path_str(&pdf), "--witness", &vkey])
+        .output()
+        .unwrap();
+    assert!(mv.status.success(), "{}", String::from_utf8_lossy(&mv.stderr));
+
     let seen_root = pg.psql(&format!(
         "SELECT encode(root, 'base64') FROM audit_checkpoints WHERE size = {m2}"
     ));

@@ -1183,7 +1183,7 @@ fn check_witnesses(report: &mut VerifyReport, checkpoints: &[String], witnesses:
 }
 
 /// `YYYY-MM-DD HH:MM:SS` for POSIX seconds (civil-from-days, no clock or time zone needed).
-fn unix_time_text(t: u64) -> String {
+pub fn unix_time_text(t: u64) -> String {
     let days = (t / 86_400) as i64;
     let secs = t % 86_400;
     let z = days + 719_468;
