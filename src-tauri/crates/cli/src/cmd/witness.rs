@@ -128,6 +128,11 @@ pub fn run(ctx: &mut Ctx, cmd: WitnessCmd) -> CliResult {
             let logs = m.witnessed_logs()?;
             if ctx.json {
                 return output::json(&serde_json::json!({
+                    "log_key": if witnesses.is_empty() {
+                        None
+                    } else {
+                        m.witness_log_key().ok()
+                    },
                     "witnesses": witnesses,
                     "witnessed_logs": logs,
                 }));
