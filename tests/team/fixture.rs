@@ -594,8 +594,24 @@ impl PgCluster {
     pub fn psql(&self, sql: &str) -> String {
         let out = run_ok(
             Command::new("psql")
-                .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "mandate"])
-                .args(["-d", "team", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql]),
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "-U",
+                    "mandate",
+                ])
+                .args([
+                    "-d",
+                    "team",
+                    "-q",
+                    "-At",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-c",
+                    sql,
+                ]),
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }

@@ -87,7 +87,14 @@ fn a_history_rewritten_in_postgresql_is_caught_by_the_next_sync_and_not_cosigned
     // The witness makes its key; an admin registers it on the server host.
     let w = Witness::new();
     let key = w
-        .mandate(&["--json", "team", "witness", "key", "--name", "witness.test/alice"])
+        .mandate(&[
+            "--json",
+            "team",
+            "witness",
+            "key",
+            "--name",
+            "witness.test/alice",
+        ])
         .ok()
         .json();
     let vkey = key["vkey"].as_str().unwrap().to_string();
@@ -125,20 +132,26 @@ fn a_history_rewritten_in_postgresql_is_caught_by_the_next_sync_and_not_cosigned
     // The team's PDF carries the cosignature; anyone holding the witness's key checks it,
     // and a witness that never cosigned fails with the reason.
     let pdf = team.path("team-report.pdf");
-    team.mandate(&["audit", "export", "--format", "pdf", "--out", &path_str(&pdf)])
-        .ok();
+    team.mandate(&[
+        "audit",
+        "export",
+        "--format",
+        "pdf",
+        "--out",
+        &path_str(&pdf),
+    ])
+    .ok();
     let verified = w
         .mandate(&["audit", "verify", &path_str(&pdf), "--witness", &vkey])
         .ok();
     assert!(
-        verified.stdout.contains("witness witness.test/alice cosigned the checkpoint of"),
+        verified
+            .stdout
+            .contains("witness witness.test/alice cosigned the checkpoint of"),
         "{}",
         verified.stdout
     );
-    let stranger = w
-        .mandate(&["--json", "team", "witness", "key"])
-        .ok()
-        .json()["vkey"]
+    let stranger = w.mandate(&["--json", "team", "witness", "key"]).ok().json()["vkey"]
         .as_str()
         .unwrap()
         .replace("witness.test/alice", "witness.test/zed");
@@ -150,19 +163,33 @@ fn a_history_rewritten_in_postgresql_is_caught_by_the_next_sync_and_not_cosigned
     );
     let other = Witness::new();
     let zed = other
-        .mandate(&["--json", "team", "witness", "key", "--name", "witness.test/zed"])
+        .mandate(&[
+            "--json",
+            "team",
+            "witness",
+            "key",
+            "--name",
+            "witness.test/zed",
+        ])
         .ok()
         .json()["vkey"]
         .as_str()
         .unwrap()
         .to_string();
     w.mandate(&["audit", "verify", &path_str(&pdf), "--witness", &zed])
-        .fails(10, "no checkpoint in this file is cosigned by witness witness.test/zed");
+        .fails(
+            10,
+            "no checkpoint in this file is cosigned by witness witness.test/zed",
+        );
     let mv = Command::new(bin("mandate-verify"))
         .args([&path_str(&pdf), "--witness", &vkey])
         .output()
         .unwrap();
-    assert!(mv.status.success(), "{}", String::from_utf8_lossy(&mv.stderr));
+    assert!(
+        mv.status.success(),
+        "{}",
+        String::from_utf8_lossy(&mv.stderr)
+    );
 
     let seen_root = pg.psql(&format!(
         "SELECT encode(root, 'base64') FROM audit_checkpoints WHERE size = {m2}"
@@ -196,7 +223,10 @@ fn a_history_rewritten_in_postgresql_is_caught_by_the_next_sync_and_not_cosigned
     let msg = &refused.stderr;
     eprintln!("the witness refused: {msg}");
     assert!(msg.contains("REWRITTEN OR FORKED"), "{msg}");
-    assert!(msg.contains(&format!("{m2} events (root {})", seen_root.trim())), "{msg}");
+    assert!(
+        msg.contains(&format!("{m2} events (root {})", seen_root.trim())),
+        "{msg}"
+    );
     assert!(msg.contains("consistency proof does not verify"), "{msg}");
     let listed = team
         .mandate(&["--json", "team", "witness", "list"])
@@ -208,8 +238,15 @@ fn a_history_rewritten_in_postgresql_is_caught_by_the_next_sync_and_not_cosigned
         "no new cosignature was kept: {listed}"
     );
     // The witness still remembers the honest checkpoint, so it keeps refusing.
-    let seen = w.mandate(&["--json", "team", "witness", "list"]).ok().json();
-    assert_eq!(seen["witnessed_logs"][0]["size"].as_u64(), Some(m2), "{seen}");
+    let seen = w
+        .mandate(&["--json", "team", "witness", "list"])
+        .ok()
+        .json();
+    assert_eq!(
+        seen["witnessed_logs"][0]["size"].as_u64(),
+        Some(m2),
+        "{seen}"
+    );
     sync(&w, &team, &fp).fails(10, "REWRITTEN OR FORKED");
     // Each refusal is in the witness's own audit trail, with the sizes and roots.
     let forks: Vec<Value> = w

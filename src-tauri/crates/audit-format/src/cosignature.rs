@@ -237,10 +237,7 @@ impl Cosignature {
         let sig = Signature::from_bytes(&self.signature);
         witness
             .key
-            .verify_strict(
-                signed_message(note_body, self.timestamp).as_bytes(),
-                &sig,
-            )
+            .verify_strict(signed_message(note_body, self.timestamp).as_bytes(), &sig)
             .map_err(|_| CosignatureError::BadSignature {
                 name: witness.name.clone(),
             })
@@ -349,7 +346,8 @@ mod tests {
     #[test]
     fn the_signed_message_is_the_spec_s_two_lines_then_the_whole_body() {
         // C2SP tlog-cosignature: "cosignature/v1\ntime <ts>\n" then the note body.
-        let body = "example.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n";
+        let body =
+            "example.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n";
         assert_eq!(
             signed_message(body, 1679315147),
             "cosignature/v1\ntime 1679315147\nexample.com/behind-the-sofa\n20852163\n\
@@ -360,7 +358,13 @@ mod tests {
         let log = NoteKey::new("w", key(2).verifying_key());
         assert_ne!(w.key_id(), log.key_id());
         let blob = STANDARD
-            .decode(Cosignature::sign(body, &w, &key(2), 1).line().rsplit_once(' ').unwrap().1)
+            .decode(
+                Cosignature::sign(body, &w, &key(2), 1)
+                    .line()
+                    .rsplit_once(' ')
+                    .unwrap()
+                    .1,
+            )
             .unwrap();
         assert_eq!(blob.len(), 76);
         assert_eq!(&blob[4..12], &1u64.to_be_bytes());
@@ -406,7 +410,11 @@ mod tests {
         assert!(WitnessKey::parse_vkey(&log.vkey()).is_err());
         let mut wrong_id = w.vkey();
         let at = wrong_id.find('+').unwrap() + 1;
-        let flipped = if &wrong_id[at..at + 1] == "0" { "1" } else { "0" };
+        let flipped = if &wrong_id[at..at + 1] == "0" {
+            "1"
+        } else {
+            "0"
+        };
         wrong_id.replace_range(at..at + 1, flipped);
         assert!(WitnessKey::parse_vkey(&wrong_id).is_err());
         assert!(WitnessKey::new("has space", key(9).verifying_key()).is_err());

@@ -240,7 +240,10 @@ fn witnesses_of(bundle: &[u8]) -> Vec<WitnessInfo> {
         };
         for c in cosignature::cosignatures(note) {
             let key_id = mandate_core::audit::hex(&c.key_id);
-            match out.iter_mut().find(|w| w.name == c.name && w.key_id == key_id) {
+            match out
+                .iter_mut()
+                .find(|w| w.name == c.name && w.key_id == key_id)
+            {
                 Some(w) if w.size >= cp.checkpoint.size => {}
                 Some(w) => {
                     w.size = cp.checkpoint.size;

@@ -51,9 +51,7 @@ pub fn routes() -> Router<Arc<AppState>> {
 fn answer_error(e: Error) -> Response {
     match &e {
         Error::Invalid(m) => plain_error(StatusCode::BAD_REQUEST, "invalid_request", m),
-        Error::NotFound { .. } => {
-            plain_error(StatusCode::NOT_FOUND, "not_found", &e.to_string())
-        }
+        Error::NotFound { .. } => plain_error(StatusCode::NOT_FOUND, "not_found", &e.to_string()),
         Error::Refused(m) => plain_error(StatusCode::FORBIDDEN, "cosignature_refused", m),
         Error::AuditFailed(_) => {
             plain_error(StatusCode::CONFLICT, "log_inconsistent", &e.to_string())

@@ -100,9 +100,7 @@ fn parse_args(args: Vec<String>) -> Result<Option<Args>, Fail> {
                 it.next()
                     .ok_or_else(|| usage("--witness needs a key or a file".into()))?,
             ),
-            s if s.starts_with("--witness=") => {
-                witnesses.push(s["--witness=".len()..].to_string())
-            }
+            s if s.starts_with("--witness=") => witnesses.push(s["--witness=".len()..].to_string()),
             s if s.starts_with("--key=") => keys.push(s["--key=".len()..].to_string()),
             s if s.starts_with("--checkpoint=") => {
                 checkpoints.push(PathBuf::from(&s["--checkpoint=".len()..]))

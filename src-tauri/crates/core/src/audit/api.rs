@@ -356,7 +356,11 @@ impl Mandate {
         let cosigned: std::collections::HashMap<u64, String> = self
             .cosigned_checkpoints()?
             .into_iter()
-            .filter_map(|n| SignedCheckpoint::parse(&n).ok().map(|c| (c.checkpoint.size, n)))
+            .filter_map(|n| {
+                SignedCheckpoint::parse(&n)
+                    .ok()
+                    .map(|c| (c.checkpoint.size, n))
+            })
             .collect();
         let mut conn = self.lock()?;
         let (w, events) = conn.auto(|tx| -> Result<_> {

@@ -105,7 +105,11 @@ fn list(tx: &Tx<'_>, name: Option<&str>) -> Result<Vec<WitnessInfo>> {
                 (SELECT max(c.size) FROM witness_cosignatures c WHERE c.witness = w.name),
                 (SELECT max(c.received_at) FROM witness_cosignatures c WHERE c.witness = w.name)
          FROM witnesses w {} ORDER BY w.name",
-        if name.is_some() { "WHERE w.name = ?1" } else { "" }
+        if name.is_some() {
+            "WHERE w.name = ?1"
+        } else {
+            ""
+        }
     );
     let only = [name.unwrap_or_default()];
     let by_name = params![only[0]];
@@ -285,8 +289,9 @@ impl Mandate {
                  newest checkpoint"
             ))
         })?;
-        let cp = SignedCheckpoint::parse(&note)
-            .map_err(|e| Error::Storage(format!("the checkpoint of {new} events is unreadable: {e}")))?;
+        let cp = SignedCheckpoint::parse(&note).map_err(|e| {
+            Error::Storage(format!("the checkpoint of {new} events is unreadable: {e}"))
+        })?;
         let tree = Tree::from_leaves(leaves);
         if tree.size() != new || tree.root_at(new) != Some(cp.checkpoint.root) {
             return Err(Error::AuditFailed(format!(
@@ -376,8 +381,9 @@ impl Mandate {
                 format!("this log has no checkpoint of {size} events"),
             ));
         };
-        let body = cosignature::note_body(&note)
-            .ok_or_else(|| Error::Storage(format!("the checkpoint of {size} events is unreadable")))?;
+        let body = cosignature::note_body(&note).ok_or_else(|| {
+            Error::Storage(format!("the checkpoint of {size} events is unreadable"))
+        })?;
         if let Err(e) = c.verify(body, &key) {
             return Err(refuse(Some(&c), e.to_string()));
         }

@@ -15,12 +15,14 @@ const URL: &str = "https://mandate.test:8443";
 
 fn events(m: &Mandate, n: usize) {
     for i in 0..n {
-        m.record(NewEvent::new(
-            &Actor::member("m1", "alice"),
-            "test.happened",
-            Decision::Allow,
+        m.record(
+            NewEvent::new(
+                &Actor::member("m1", "alice"),
+                "test.happened",
+                Decision::Allow,
+            )
+            .details(serde_json::json!({ "i": i })),
         )
-        .details(serde_json::json!({ "i": i })))
         .unwrap();
     }
 }
@@ -128,7 +130,10 @@ fn a_rewritten_or_rolled_back_log_is_refused_loudly_recorded_and_not_cosigned() 
     assert!(msg.contains("REWRITTEN OR FORKED"), "{msg}");
     assert!(msg.contains(&format!("{seen} events")), "{msg}");
     assert!(msg.contains(&format!("{} events", seen + 4)), "{msg}");
-    assert!(msg.contains("BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc="), "{msg}");
+    assert!(
+        msg.contains("BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc="),
+        "{msg}"
+    );
 
     // A smaller tree (rolled back), and another root at the same size.
     let e = witness
@@ -199,7 +204,9 @@ fn the_server_refuses_and_audits_cosignatures_it_cannot_verify() {
         // Tampered.
         let mut bent = done.cosignature.clone();
         bent.signature[0] ^= 1;
-        let e = server.accept_cosignature(done.size, &bent.line()).unwrap_err();
+        let e = server
+            .accept_cosignature(done.size, &bent.line())
+            .unwrap_err();
         assert!(e.to_string().contains("does not verify"), "{e}");
         // By a witness nobody registered.
         let stranger_store = TestStore::sqlite();
@@ -230,11 +237,7 @@ fn the_server_refuses_and_audits_cosignatures_it_cannot_verify() {
 fn registering_a_witness_checks_its_key_and_name() {
     let s = TestStore::sqlite();
     let m = s.open();
-    let k = WitnessKey::new(
-        "witness.test/ann",
-        crate::keys::generate().verifying_key(),
-    )
-    .unwrap();
+    let k = WitnessKey::new("witness.test/ann", crate::keys::generate().verifying_key()).unwrap();
     let e = m.add_witness("someone-else", &k.vkey()).unwrap_err();
     assert!(e.to_string().contains("not 'someone-else'"), "{e}");
     let e = m.add_witness("x", "not a key").unwrap_err();
@@ -267,7 +270,9 @@ fn an_export_carries_the_cosignatures_and_verifying_with_witness_keys_checks_the
     events(&server, 4);
     sync(&server, &witness).unwrap();
     events(&server, 2);
-    let export = server.export_audit(&ExportSelection::default(), None).unwrap();
+    let export = server
+        .export_audit(&ExportSelection::default(), None)
+        .unwrap();
     let check = |witnesses: Vec<String>| {
         check_bundle(
             &export.bundle,
@@ -283,17 +288,23 @@ fn an_export_carries_the_cosignatures_and_verifying_with_witness_keys_checks_the
     let r = check(vec![key.vkey()]);
     assert!(r.ok(), "{:?}", r.problems);
     assert!(
-        r.notes.iter().any(|n| n.contains("witness witness.test/alice cosigned")),
+        r.notes
+            .iter()
+            .any(|n| n.contains("witness witness.test/alice cosigned")),
         "{:?}",
         r.notes
     );
     // A witness that never cosigned: refused, with the reason.
-    let stranger = WitnessKey::new("witness.test/zed", crate::keys::generate().verifying_key())
-        .unwrap();
+    let stranger =
+        WitnessKey::new("witness.test/zed", crate::keys::generate().verifying_key()).unwrap();
     let r = check(vec![stranger.vkey()]);
     assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
     assert_eq!(r.problems[0].kind, ProblemKind::MissingCosignature);
-    assert!(r.problems[0].message.contains("no checkpoint in this file is cosigned by witness witness.test/zed"));
+    assert!(
+        r.problems[0]
+            .message
+            .contains("no checkpoint in this file is cosigned by witness witness.test/zed")
+    );
     // A cosignature changed in the file: the seal breaks, and the witness's check says why.
     let text = String::from_utf8(export.bundle.clone()).unwrap();
     let line = cosignature::cosignatures(&server.cosigned_checkpoints().unwrap()[0])[0].line();
@@ -314,7 +325,8 @@ fn an_export_carries_the_cosignatures_and_verifying_with_witness_keys_checks_the
     assert!(
         r.problems
             .iter()
-            .any(|p| p.kind == ProblemKind::MissingCosignature && p.message.contains("does not verify")),
+            .any(|p| p.kind == ProblemKind::MissingCosignature
+                && p.message.contains("does not verify")),
         "{:?}",
         r.problems
     );

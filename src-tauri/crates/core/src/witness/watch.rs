@@ -234,9 +234,13 @@ impl Mandate {
         why: String,
         details: serde_json::Value,
     ) -> Error {
-        let ev = NewEvent::new(&self.witness_actor().unwrap_or_else(|_| {
-            Actor::system("witness", "the witness")
-        }), action, Decision::Deny)
+        let ev = NewEvent::new(
+            &self
+                .witness_actor()
+                .unwrap_or_else(|_| Actor::system("witness", "the witness")),
+            action,
+            Decision::Deny,
+        )
         .target(Target::new("log", origin, url))
         .reason(why.clone())
         .details(details);
@@ -255,7 +259,9 @@ impl Mandate {
         log_key: Option<&str>,
     ) -> Result<SyncPlan> {
         let new = SignedCheckpoint::parse(&served.checkpoint).map_err(|e| {
-            Error::Refused(format!("the server at {url} served no readable checkpoint: {e}"))
+            Error::Refused(format!(
+                "the server at {url} served no readable checkpoint: {e}"
+            ))
         })?;
         let origin = new.checkpoint.origin.clone();
         let known: Option<WitnessedLog> = self
@@ -306,7 +312,9 @@ impl Mandate {
         }
         let previous = match &known {
             Some(k) => Some(SignedCheckpoint::parse(&k.note).map_err(|e| {
-                Error::Storage(format!("the remembered checkpoint of {origin} is unreadable: {e}"))
+                Error::Storage(format!(
+                    "the remembered checkpoint of {origin} is unreadable: {e}"
+                ))
             })?),
             None => None,
         };
