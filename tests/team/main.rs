@@ -1,7 +1,8 @@
 //! The team server's tests (issue 20), run by `scripts/test --team` (CI runs them too): real
 //! `mandate server` processes, a real SoftHSM2 token, a CA and certificate from `openssl`, and
 //! the remote agent on a second host (a network namespace). They need root (the namespace)
-//! and fail loudly without it.
+//! and fail loudly without it. The witness test also keeps a witness key in the OS keychain:
+//! `scripts/test` runs them under `scripts/with-keyring`.
 //!
 //! Table of contents:
 //! - `fixture`     the token, the PKI, the remote host, instances
