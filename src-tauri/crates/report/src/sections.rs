@@ -586,8 +586,9 @@ fn witnesses(p: &mut Pages<'_>, d: &ReportData) {
         INK,
         "Each witness below is a machine outside this team server (a founder's desktop) that \
          checked the log only ever grew, with an RFC 9162 consistency proof against every \
-         checkpoint it saw before, and then cosigned it (C2SP cosignature/v1). The server's \
-         operator cannot rewrite history without every witness refusing. Ask each witness for \
+         checkpoint it saw before, and then cosigned it (C2SP cosignature/v1). Whoever runs \
+         the server cannot rewrite history a witness saw without that witness refusing to \
+         cosign again. Ask each witness for \
          its verifier key (`mandate team witness key` on its machine), over a channel other \
          than the one that brought this PDF, and run `mandate audit verify <this file> \
          --witness <key>`: it fails unless that witness cosigned a checkpoint in the evidence.",

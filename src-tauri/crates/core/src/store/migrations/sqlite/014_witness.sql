@@ -1,5 +1,5 @@
--- Schema 13: witnesses of the team's audit log (issue 21 §3). Plain SQL on purpose, so the
--- PostgreSQL store can take it over (migrations/postgres/013_witness.sql).
+-- Schema 14: witnesses of the team's audit log (issue 21 §3). Plain SQL on purpose, so the
+-- PostgreSQL store can take it over (migrations/postgres/014_witness.sql).
 
 -- On a team server: the witnesses an admin registered, each an Ed25519 cosignature/v1 key
 -- (C2SP tlog-cosignature) under its name. A removed witness stays listed; its cosignatures

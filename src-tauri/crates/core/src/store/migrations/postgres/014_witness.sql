@@ -1,4 +1,4 @@
--- Schema 13 on PostgreSQL: the same as migrations/sqlite/013_witness.sql (witnesses of the
+-- Schema 14 on PostgreSQL: the same as migrations/sqlite/014_witness.sql (witnesses of the
 -- team's audit log, their cosignatures, and a witness's memory of the logs it watches),
 -- spelled for PostgreSQL.
 
