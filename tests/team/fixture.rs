@@ -70,6 +70,9 @@ pub struct Team {
     /// The PostgreSQL database (`MANDATE_DATABASE_URL`), or `None` for SQLite in the data
     /// folder.
     pub database: Option<String>,
+    /// The public URL's host: [`HOST`], or an address clients on this host reach without a
+    /// name server (the certificate is then trusted by fingerprint).
+    pub public_host: String,
 }
 
 impl Team {
@@ -158,6 +161,7 @@ impl Team {
         Team {
             dir,
             database: None,
+            public_host: HOST.to_string(),
         }
     }
 
@@ -169,6 +173,20 @@ impl Team {
         }
     }
 
+    /// The SHA-256 fingerprint of the server certificate, as `--server-fingerprint` takes it.
+    pub fn cert_fingerprint(&self) -> String {
+        let out = run_ok(Command::new("openssl").current_dir(self.dir.path()).args([
+            "x509",
+            "-in",
+            "server.pem",
+            "-noout",
+            "-fingerprint",
+            "-sha256",
+        ]));
+        let text = String::from_utf8(out.stdout).unwrap();
+        text.trim().rsplit('=').next().unwrap().to_string()
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
@@ -178,7 +196,7 @@ impl Team {
     }
 
     pub fn public_url(&self) -> String {
-        format!("https://{HOST}:{PORT}")
+        format!("https://{}:{PORT}", self.public_host)
     }
 
     /// What every server-side `mandate` needs: the store and the token.
@@ -569,6 +587,33 @@ impl PgCluster {
                 .args(&args[1..])
                 .stdin(Stdio::null()),
         )
+    }
+
+    /// Run SQL on the team's database behind the servers' backs, as its administrator would
+    /// (`psql`); the rows it prints, unaligned.
+    pub fn psql(&self, sql: &str) -> String {
+        let out = run_ok(
+            Command::new("psql")
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "-U",
+                    "mandate",
+                ])
+                .args([
+                    "-d",
+                    "team",
+                    "-q",
+                    "-At",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-c",
+                    sql,
+                ]),
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// The database URL the instances use.

@@ -1,7 +1,8 @@
 //! The team server's tests (issue 20), run by `scripts/test --team` (CI runs them too): real
 //! `mandate server` processes, a real SoftHSM2 token, a CA and certificate from `openssl`, and
 //! the remote agent on a second host (a network namespace). They need root (the namespace)
-//! and fail loudly without it.
+//! and fail loudly without it. The witness test also keeps a witness key in the OS keychain:
+//! `scripts/test` runs them under `scripts/with-keyring`.
 //!
 //! Table of contents:
 //! - `fixture`     the token, the PKI, the remote host, instances
@@ -12,6 +13,8 @@
 //!   out-of-role requests are refused, audited and leave the registry unchanged
 //! - `postgres`    an outage of PostgreSQL under a running server: 503, nothing half-written,
 //!   recovery when it returns
+//! - `witness`     a witness cosigns a growing log and catches a history rewritten in
+//!   PostgreSQL
 //! - `exposure`    HTTPS only off loopback, the Host allow-list, per-source rate limits,
 //!   secrets sealed in the database, rotation of both keys with servers running
 
@@ -27,3 +30,4 @@ mod exposure;
 mod fixture;
 mod members;
 mod postgres;
+mod witness;

@@ -42,6 +42,7 @@ fuzz_target!(|data: &[u8]| {
     let opts = BundleOptions {
         pinned_keys: k.pinned.clone(),
         seen_checkpoints: vec![CHECKPOINT.to_string()],
+        witnesses: Vec::new(),
     };
     let report = check_bundle(data, &opts);
     if report.ok() {

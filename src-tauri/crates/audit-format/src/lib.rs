@@ -16,6 +16,7 @@
 
 pub mod bundle;
 pub mod chain;
+pub mod cosignature;
 pub mod json;
 pub mod keys;
 pub mod merkle;

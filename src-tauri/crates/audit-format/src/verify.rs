@@ -61,6 +61,9 @@ pub enum ProblemKind {
     /// Events in the store that no valid batch tag covers: written or re-chained by someone
     /// without the installation's keychain key (`audit/tag.rs`).
     Unauthenticated,
+    /// A witness the reader named (`--witness`) did not cosign any checkpoint in the file, or
+    /// its cosignature does not verify.
+    MissingCosignature,
 }
 
 impl ProblemKind {
@@ -81,6 +84,7 @@ impl ProblemKind {
             ProblemKind::ProofMismatch => "proof_mismatch",
             ProblemKind::BrokenSeal => "broken_seal",
             ProblemKind::Unauthenticated => "unauthenticated",
+            ProblemKind::MissingCosignature => "missing_cosignature",
         }
     }
 
@@ -103,6 +107,7 @@ impl ProblemKind {
             ProblemKind::Inserted => 11,
             ProblemKind::Reordered => 12,
             ProblemKind::Unauthenticated => 13,
+            ProblemKind::MissingCosignature => 14,
         }
     }
 
@@ -128,6 +133,11 @@ impl ProblemKind {
             }
             (ProblemKind::RolledBack, false) => {
                 "it is older than a checkpoint you saw before: ask for a current export"
+            }
+            (ProblemKind::MissingCosignature, _) => {
+                "a witness you named did not vouch for this log: ask the team server's admin \
+                 whether that witness syncs (`mandate team witness list`); a witness that \
+                 refused to cosign saw a different history, so keep this file as evidence"
             }
             (_, false) => {
                 "do not rely on this file: ask its sender for the original export, or verify the \
@@ -1104,6 +1114,93 @@ pub struct BundleOptions {
     /// Checkpoints the reader has seen before (signed notes); the bundle must be consistent
     /// with each and not older.
     pub seen_checkpoints: Vec<String>,
+    /// Witnesses (cosignature verifier keys, `NAME+KEYID+BASE64`) each of which must have
+    /// cosigned a checkpoint in the bundle (C2SP `cosignature/v1`). An unreadable key is a
+    /// problem of the reader's input: callers check them first ([`parse_witnesses`]).
+    pub witnesses: Vec<String>,
+}
+
+/// Read the witness keys a reader names; the first that is not a cosignature verifier key is
+/// the error, with why.
+pub fn parse_witnesses(
+    keys: &[String],
+) -> Result<Vec<crate::cosignature::WitnessKey>, crate::cosignature::CosignatureError> {
+    keys.iter()
+        .map(|k| crate::cosignature::WitnessKey::parse_vkey(k))
+        .collect()
+}
+
+/// Hold the bundle's checkpoint notes against each witness: a problem for a witness that
+/// cosigned none (or whose every cosignature fails), a note naming the checkpoint each
+/// cosigned. Only checkpoints the rest of the verification checked count, so this adds
+/// nothing to a report that already failed.
+fn check_witnesses(report: &mut VerifyReport, checkpoints: &[String], witnesses: &[String]) {
+    use crate::cosignature::{CosignatureError, WitnessKey, verify_note};
+    for w in witnesses {
+        let key = match WitnessKey::parse_vkey(w) {
+            Ok(k) => k,
+            Err(e) => {
+                report.problem(ProblemKind::MissingCosignature, None, e.to_string());
+                continue;
+            }
+        };
+        let mut best: Option<(u64, crate::cosignature::Cosignature)> = None;
+        let mut failure: Option<(u64, CosignatureError)> = None;
+        for n in checkpoints {
+            let Ok(cp) = SignedCheckpoint::parse(n) else {
+                continue;
+            };
+            let size = cp.checkpoint.size;
+            match verify_note(n, &key) {
+                Ok(c) if best.as_ref().is_none_or(|(s, _)| size > *s) => best = Some((size, c)),
+                Ok(_) | Err(CosignatureError::Missing { .. }) => {}
+                Err(e) => failure = Some((size, e)),
+            }
+        }
+        match (best, failure) {
+            (Some((size, c)), _) => report.notes.push(format!(
+                "witness {} cosigned the checkpoint of {size} events (at {} UTC, POSIX time {})",
+                key.name,
+                unix_time_text(c.timestamp),
+                c.timestamp
+            )),
+            (None, Some((size, e))) => report.problem(
+                ProblemKind::MissingCosignature,
+                Some(size),
+                format!("on the checkpoint of {size} events, {e}"),
+            ),
+            (None, None) => report.problem(
+                ProblemKind::MissingCosignature,
+                None,
+                format!(
+                    "no checkpoint in this file is cosigned by witness {} (key id {})",
+                    key.name,
+                    hex(&key.key_id())
+                ),
+            ),
+        }
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS` for POSIX seconds (civil-from-days, no clock or time zone needed).
+pub fn unix_time_text(t: u64) -> String {
+    let days = (t / 86_400) as i64;
+    let secs = t % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
 }
 
 fn decode_hex_hash(s: &str) -> Option<Hash> {
@@ -1622,6 +1719,9 @@ impl BundleCheck {
         report
             .problems
             .append(&mut std::mem::take(&mut self.checkpoint_problems));
+        if !self.opts.witnesses.is_empty() {
+            check_witnesses(&mut report, &self.checkpoints, &self.opts.witnesses);
+        }
         let newest_size = match &self.stage {
             Stage::Full { newest, .. } => Some(*newest),
             Stage::Excerpt { newest, .. } => Some(newest.checkpoint.size),

@@ -143,7 +143,8 @@ enum Command {
     /// Run the localhost token endpoint (127.0.0.1, default port 6263) without the app.
     Serve(cmd::serve::ServeArgs),
     /// A team server you belong to: join it with an invite, invite others, and manage the
-    /// team's agents, approvals and members under your role, signed in with your own key.
+    /// team's agents, approvals and members under your role, signed in with your own key; and
+    /// witness its audit log (`mandate team witness`).
     #[command(subcommand)]
     Team(cmd::team::TeamCmd),
     /// Run the team server: the endpoint for agents on other machines, over HTTPS, with keys in a PKCS#11 token.

@@ -35,6 +35,7 @@ pub mod tls;
 pub mod trust;
 pub mod vault;
 pub mod views;
+pub mod witness;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -263,6 +263,7 @@ fn an_installation_on_the_token_signs_its_audit_trail_and_seals_its_secrets_and_
         &BundleOptions {
             pinned_keys: vec![mandate_core::keys::fingerprint(&key.public)],
             seen_checkpoints: vec![],
+            witnesses: Vec::new(),
         },
     );
     assert!(report.ok(), "{report:?}");

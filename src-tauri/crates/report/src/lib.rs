@@ -210,6 +210,56 @@ pub struct ReportData {
     pub people: Vec<PersonInfo>,
     pub events: Vec<AuditEvent>,
     pub bundle: Vec<u8>,
+    /// The witnesses that cosigned a checkpoint in the attached bundle, each with the largest
+    /// one it cosigned (team servers, issue 21; empty elsewhere).
+    pub witnesses: Vec<WitnessInfo>,
+}
+
+/// A witness's cosignature as the report lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WitnessInfo {
+    pub name: String,
+    /// Its key id (hex), to match the verifier key the witness gives out of band.
+    pub key_id: String,
+    /// The size of the largest checkpoint it cosigned in the bundle.
+    pub size: u64,
+    /// When it cosigned, POSIX seconds.
+    pub timestamp: u64,
+}
+
+/// The witnesses' cosignatures on the checkpoint lines of `bundle`, the largest per witness.
+fn witnesses_of(bundle: &[u8]) -> Vec<WitnessInfo> {
+    use mandate_audit_format::cosignature;
+    let Ok(parsed) = mandate_audit_format::bundle::parse(bundle) else {
+        return Vec::new();
+    };
+    let mut out: Vec<WitnessInfo> = Vec::new();
+    for note in &parsed.checkpoints {
+        let Ok(cp) = mandate_audit_format::note::SignedCheckpoint::parse(note) else {
+            continue;
+        };
+        for c in cosignature::cosignatures(note) {
+            let key_id = mandate_core::audit::hex(&c.key_id);
+            match out
+                .iter_mut()
+                .find(|w| w.name == c.name && w.key_id == key_id)
+            {
+                Some(w) if w.size >= cp.checkpoint.size => {}
+                Some(w) => {
+                    w.size = cp.checkpoint.size;
+                    w.timestamp = c.timestamp;
+                }
+                None => out.push(WitnessInfo {
+                    name: c.name.clone(),
+                    key_id,
+                    size: cp.checkpoint.size,
+                    timestamp: c.timestamp,
+                }),
+            }
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
 }
 
 /// What to put in a report.
@@ -352,6 +402,7 @@ pub fn build(m: &Mandate, opts: &PdfOptions, progress: Progress<'_>) -> Result<B
         owners,
         people,
         events: export.events,
+        witnesses: witnesses_of(&export.bundle),
         bundle: export.bundle,
     };
     progress(35, "laying out pages");
@@ -708,6 +759,7 @@ mod tests {
             people: Vec::new(),
             events: Vec::new(),
             bundle: b"x".to_vec(),
+            witnesses: Vec::new(),
         };
         let pdf = render(&data, &mut |_, _| {}).unwrap();
         // Rename the attachment: it is no longer found.
@@ -741,6 +793,7 @@ mod tests {
             people: Vec::new(),
             events: Vec::new(),
             bundle: b"the genuine bundle".to_vec(),
+            witnesses: Vec::new(),
         };
         // Without the verifier page, so the bundle's is the one /EF dictionary below.
         let pdf = render_without_verifier(&data, &mut |_, _| {}).unwrap();

@@ -573,6 +573,54 @@ pub fn approvals(p: &mut Pages<'_>, d: &ReportData) {
 }
 
 /// The signing key's anchor and how to check the report, in plain words.
+/// The witnesses that cosigned the log's checkpoints (team servers only; nothing when none).
+fn witnesses(p: &mut Pages<'_>, d: &ReportData) {
+    if d.witnesses.is_empty() {
+        return;
+    }
+    p.y += 8.0;
+    p.heading("Witnesses", 12.0);
+    p.para(
+        8.8,
+        Face::Sans,
+        INK,
+        "Each witness below is a machine outside this team server (a founder's desktop) that \
+         checked the log only ever grew, with an RFC 9162 consistency proof against every \
+         checkpoint it saw before, and then cosigned it (C2SP cosignature/v1). Whoever runs \
+         the server cannot rewrite history a witness saw without that witness refusing to \
+         cosign again. Ask each witness for \
+         its verifier key (`mandate team witness key` on its machine), over a channel other \
+         than the one that brought this PDF, and run `mandate audit verify <this file> \
+         --witness <key>`: it fails unless that witness cosigned a checkpoint in the evidence.",
+        0.0,
+    );
+    p.y += 2.0;
+    let rows: Vec<Vec<String>> = d
+        .witnesses
+        .iter()
+        .map(|w| {
+            vec![
+                w.name.clone(),
+                w.key_id.clone(),
+                format!("{} events", w.size),
+                mandate_audit_format::verify::unix_time_text(w.timestamp) + " UTC",
+            ]
+        })
+        .collect();
+    table(
+        p,
+        &[
+            ("WITNESS", 190.0),
+            ("KEY ID", 70.0),
+            ("COSIGNED CHECKPOINT", 110.0),
+            ("AT", 113.0),
+        ],
+        &rows,
+        7.5,
+        None,
+    );
+}
+
 pub fn verifying(p: &mut Pages<'_>, d: &ReportData) {
     p.page("How to verify");
     p.heading("How to verify this report", 16.0);
@@ -629,6 +677,7 @@ pub fn verifying(p: &mut Pages<'_>, d: &ReportData) {
         p.para(9.5, Face::Bold, INK, title, 0.0);
         p.para(8.8, Face::Sans, INK, &body, 12.0);
     }
+    witnesses(p, d);
     p.y += 8.0;
     p.heading("The signing key", 12.0);
     let key_events: Vec<Vec<String>> = d

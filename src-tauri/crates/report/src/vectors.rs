@@ -107,6 +107,7 @@ fn report_data(bundle_bytes: &[u8]) -> ReportData {
             })
             .collect(),
         people,
+        witnesses: Vec::new(),
         events,
         bundle: bundle_bytes.to_vec(),
     }

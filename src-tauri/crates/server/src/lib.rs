@@ -25,6 +25,8 @@ pub mod proxy;
 pub mod remote;
 pub mod team;
 pub mod tls;
+pub mod witness;
+pub mod witness_client;
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdListener};
 use std::sync::Arc;
@@ -200,6 +202,11 @@ impl AppState {
 
 /// The endpoint's routes with the self-defence middleware around them.
 pub fn router(state: Arc<AppState>) -> Router {
+    // Witnesses watch a team's log; a laptop's endpoint has none.
+    let witness = match state.exposure {
+        Exposure::Team(_) => witness::routes(),
+        Exposure::Loopback => Router::new(),
+    };
     Router::new()
         .route("/.well-known/oauth-authorization-server", get(metadata))
         .route("/.well-known/jwks.json", get(jwks))
@@ -211,6 +218,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(proxy::routes(state.clone()))
         .merge(mcp::routes(state.clone()))
         .merge(members::routes())
+        .merge(witness)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
@@ -543,7 +551,7 @@ fn bind(port: u16) -> Result<StdListener, ServeError> {
 // ----- responses -----------------------------------------------------------------------------
 
 /// A JSON response that no cache keeps (RFC 6749 §5.1).
-fn no_store(status: StatusCode, body: &Value) -> Response {
+pub(crate) fn no_store(status: StatusCode, body: &Value) -> Response {
     let mut r = (status, mandate_core::oauth::jws::json_bytes(body)).into_response();
     let h = r.headers_mut();
     h.insert(
@@ -674,7 +682,7 @@ fn work_permits() -> &'static tokio::sync::Semaphore {
 }
 
 /// Run blocking core work; a panic there answers 500 without detail.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, Response> {
     let failed = internal_failure;
@@ -741,7 +749,7 @@ async fn prove_endpoint(State(s): State<Arc<AppState>>, req: Request) -> Respons
 }
 
 /// Read a form body: the right content type and at most [`MAX_BODY_BYTES`].
-async fn form_body(req: Request) -> Result<(HeaderMap, Bytes), Response> {
+pub(crate) async fn form_body(req: Request) -> Result<(HeaderMap, Bytes), Response> {
     let (parts, body) = req.into_parts();
     let ct = parts
         .headers

@@ -104,6 +104,7 @@ impl Verifier {
             check: Some(BundleCheck::new(BundleOptions {
                 pinned_keys: keys.clone(),
                 seen_checkpoints: Vec::new(),
+                witnesses: Vec::new(),
             })),
             pdf: None,
             started: false,
@@ -134,6 +135,7 @@ impl Verifier {
                 let opts = BundleOptions {
                     pinned_keys: self.keys.clone(),
                     seen_checkpoints: Vec::new(),
+                    witnesses: Vec::new(),
                 };
                 match check_report(&pdf, &opts) {
                     Ok(report) => Verdict::new(report, &what),

@@ -12,6 +12,7 @@ use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use mandate_audit_format::cosignature::WitnessKey;
 use mandate_audit_format::note::{NoteKey, SignedCheckpoint};
 use mandate_audit_format::pdf::{AttachmentError, check_report};
 use mandate_audit_format::verify::{BundleCheck, BundleOptions, VerifyReport};
@@ -28,6 +29,9 @@ Options:
                      fingerprints printed for you to compare.
   --checkpoint FILE  A checkpoint you saved before (`mandate audit checkpoint`): the file must
                      be consistent with it and not older. Repeat for several.
+  --witness KEY      A witness that must have cosigned a checkpoint in the file (C2SP
+                     cosignature/v1): its verifier key (NAME+KEYID+KEY, as `mandate team
+                     witness key` prints it) or a file holding it. Repeat for several.
   --json             Print the result as JSON (the same fields as `mandate audit verify --json`).
   -h, --help         Print this help.
   -V, --version      Print the version.
@@ -35,7 +39,7 @@ Options:
 Exit codes:
   0   verified
   2   usage error
-  3   invalid input (a --key or --checkpoint that is not one)
+  3   invalid input (a --key, --checkpoint or --witness that is not one)
   7   a file could not be read
   10  verification failed (tampered with, damaged, cut off, or not signed by the key you trust)
 ";
@@ -52,6 +56,7 @@ struct Args {
     file: PathBuf,
     keys: Vec<String>,
     checkpoints: Vec<PathBuf>,
+    witnesses: Vec<String>,
     json: bool,
 }
 
@@ -71,6 +76,7 @@ fn parse_args(args: Vec<String>) -> Result<Option<Args>, Fail> {
     let usage = |m: String| Fail(USAGE_ERROR, format!("{m}; run `mandate-verify --help`"));
     let mut it = args.into_iter();
     let (mut file, mut keys, mut checkpoints, mut json) = (None, Vec::new(), Vec::new(), false);
+    let mut witnesses = Vec::new();
     while let Some(a) = it.next() {
         match a.as_str() {
             "-h" | "--help" => {
@@ -90,6 +96,11 @@ fn parse_args(args: Vec<String>) -> Result<Option<Args>, Fail> {
                 it.next()
                     .ok_or_else(|| usage("--checkpoint needs a file".into()))?,
             )),
+            "--witness" => witnesses.push(
+                it.next()
+                    .ok_or_else(|| usage("--witness needs a key or a file".into()))?,
+            ),
+            s if s.starts_with("--witness=") => witnesses.push(s["--witness=".len()..].to_string()),
             s if s.starts_with("--key=") => keys.push(s["--key=".len()..].to_string()),
             s if s.starts_with("--checkpoint=") => {
                 checkpoints.push(PathBuf::from(&s["--checkpoint=".len()..]))
@@ -106,6 +117,7 @@ fn parse_args(args: Vec<String>) -> Result<Option<Args>, Fail> {
         file,
         keys,
         checkpoints,
+        witnesses,
         json,
     }))
 }
@@ -142,6 +154,26 @@ fn run(args: Vec<String>) -> Result<(), Fail> {
             ));
         }
     }
+    let mut witnesses = Vec::new();
+    for w in &args.witnesses {
+        let p = Path::new(w);
+        let key = if p.is_file() {
+            let bytes = std::fs::read(p).map_err(|e| unreadable(p, e))?;
+            String::from_utf8_lossy(&bytes).trim().to_string()
+        } else {
+            w.clone()
+        };
+        WitnessKey::parse_vkey(&key).map_err(|e| {
+            Fail(
+                INVALID,
+                format!(
+                    "--witness {w}: {e}; give the witness's verifier key as `mandate team \
+                     witness key` prints it, or a file holding it"
+                ),
+            )
+        })?;
+        witnesses.push(key);
+    }
     let mut seen = Vec::new();
     for c in &args.checkpoints {
         let bytes = std::fs::read(c).map_err(|e| unreadable(c, e))?;
@@ -161,6 +193,7 @@ fn run(args: Vec<String>) -> Result<(), Fail> {
     let opts = BundleOptions {
         pinned_keys: args.keys,
         seen_checkpoints: seen,
+        witnesses,
     };
     let path = &args.file;
     let mut f = std::fs::File::open(path).map_err(|e| unreadable(path, e))?;

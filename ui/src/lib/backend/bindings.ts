@@ -1649,7 +1649,12 @@ export type ProblemKind =
  *  Events in the store that no valid batch tag covers: written or re-chained by someone
  *  without the installation's keychain key (`audit/tag.rs`).
  */
-"unauthenticated";
+"unauthenticated" | 
+/**
+ *  A witness the reader named (`--witness`) did not cosign any checkpoint in the file, or
+ *  its cosignature does not verify.
+ */
+"missing_cosignature";
 
 /**
  *  How a project is started, guessed from the files at its top level: `npm start` when

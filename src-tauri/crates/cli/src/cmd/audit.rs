@@ -121,6 +121,11 @@ pub struct VerifyArgs {
     /// and must be consistent with it.
     #[arg(long = "checkpoint", value_name = "FILE")]
     checkpoints: Vec<PathBuf>,
+    /// A witness that must have cosigned a checkpoint in FILE (C2SP cosignature/v1): its
+    /// verifier key (NAME+KEYID+KEY, as `mandate team witness key` prints it) or a file
+    /// holding it. Repeat for several; a missing or bad cosignature fails with the reason.
+    #[arg(long = "witness", value_name = "KEY", requires = "file")]
+    witnesses: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -377,9 +382,28 @@ fn verify(ctx: &mut Ctx, a: VerifyArgs) -> CliResult {
         })?;
         return print_report(ctx, &r, "the audit trail");
     };
+    let mut witnesses = Vec::new();
+    for w in &a.witnesses {
+        let p = std::path::Path::new(w);
+        let key = if p.is_file() {
+            String::from_utf8_lossy(&read(p, "could not read the witness key file")?)
+                .trim()
+                .to_string()
+        } else {
+            w.clone()
+        };
+        mandate_core::audit::cosignature::WitnessKey::parse_vkey(&key).map_err(|e| {
+            CliError::Core(Error::Invalid(format!(
+                "--witness {w}: {e}; give the witness's verifier key as `mandate team witness \
+                 key` prints it, or a file holding it"
+            )))
+        })?;
+        witnesses.push(key);
+    }
     let opts = BundleOptions {
         pinned_keys: keys,
         seen_checkpoints: seen,
+        witnesses,
     };
     let io = |e: std::io::Error| {
         CliError::Core(Error::Io {

@@ -19,6 +19,7 @@ pub mod service;
 pub mod team;
 pub mod tls;
 pub mod token;
+pub mod witness;
 
 /// Parse a human duration such as `15m`, `24h` or `7d`.
 pub fn parse_duration(s: &str) -> Result<chrono::Duration, String> {

@@ -92,6 +92,10 @@ pub enum TeamCmd {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
+    /// Witnesses of the team's audit log: make this machine's key, sync (check the log only
+    /// grew and cosign), and, on the server host, register them.
+    #[command(subcommand)]
+    Witness(super::witness::WitnessCmd),
 }
 
 #[derive(Debug, Args)]
@@ -171,6 +175,7 @@ fn trust_of(t: &ServerTrustRecord) -> CliResult<ServerTrust> {
 
 pub fn run(ctx: &mut Ctx, c: TeamCmd) -> CliResult {
     match c {
+        TeamCmd::Witness(w) => super::witness::run(ctx, w),
         TeamCmd::Join(a) => join(ctx, a),
         TeamCmd::Invite(a) => invite(ctx, a),
         TeamCmd::Whoami => {

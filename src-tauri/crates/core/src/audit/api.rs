@@ -351,6 +351,17 @@ impl Mandate {
             }
         };
         let generated = self.now();
+        // Checkpoints witnesses cosigned go into the bundle with their cosignature lines
+        // (C2SP cosignature/v1 after the log's own signature), so `--witness` can check them.
+        let cosigned: std::collections::HashMap<u64, String> = self
+            .cosigned_checkpoints()?
+            .into_iter()
+            .filter_map(|n| {
+                SignedCheckpoint::parse(&n)
+                    .ok()
+                    .map(|c| (c.checkpoint.size, n))
+            })
+            .collect();
         let mut conn = self.lock()?;
         let (w, events) = conn.auto(|tx| -> Result<_> {
         let stored = checkpoint::all(tx)?;
@@ -377,7 +388,7 @@ impl Mandate {
         };
         let mut w = bundle::Writer::new(&header);
         for c in &stored {
-            w.checkpoint(&c.note);
+            w.checkpoint(cosigned.get(&c.size).unwrap_or(&c.note));
         }
         let mut events = Vec::new();
         const ROWS: &str =

@@ -25,7 +25,7 @@ mod canonical;
 pub mod checkpoint;
 // The format itself (bundles, Merkle trees, signed notes, I-JSON reading) is the pure
 // `mandate-audit-format` crate, shared with `mandate-verify` and the verifier page.
-pub use mandate_audit_format::{bundle, json, merkle, note, pages, pdf};
+pub use mandate_audit_format::{bundle, cosignature, json, merkle, note, pages, pdf};
 pub mod ocsf;
 pub mod syslog;
 pub mod tag;

@@ -49,6 +49,7 @@ pub const SQLITE: &[Migration] = &[
     m(11, include_str!("migrations/sqlite/011_team_server.sql")),
     m(12, include_str!("migrations/sqlite/012_trust.sql")),
     m(13, include_str!("migrations/sqlite/013_team_members.sql")),
+    m(14, include_str!("migrations/sqlite/014_witness.sql")),
 ];
 
 /// PostgreSQL: schema 8 in one step, then one file per version.
@@ -59,10 +60,11 @@ pub const POSTGRES: &[Migration] = &[
     m(11, include_str!("migrations/postgres/011_team_server.sql")),
     m(12, include_str!("migrations/postgres/012_trust.sql")),
     m(13, include_str!("migrations/postgres/013_team_members.sql")),
+    m(14, include_str!("migrations/postgres/014_witness.sql")),
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 13;
+pub const SCHEMA_VERSION: i64 = 14;
 
 const _: () = {
     assert!(SQLITE[SQLITE.len() - 1].version == SCHEMA_VERSION);
