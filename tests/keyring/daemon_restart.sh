@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# scripts/with-keyring restarts a gnome-keyring-daemon that dies mid-run, and says so.
+#
+# Run inside the harness: scripts/with-keyring tests/keyring/daemon_restart.sh
+# A secret is stored through the real Secret Service (secret-tool, libsecret), the harness's
+# daemon is killed with SIGTRAP (what one of its own failed assertions raises, as in the CI run
+# where every keychain test after such a crash failed), and then: the harness has started
+# another daemon, the secret stored before the crash is still there (the same keyring file,
+# unlocked with the same password), a new one can be stored, and the crash is on record.
+# Exit 0 when all of that holds.
+set -euo pipefail
+sandbox="${MANDATE_KEYRING_SANDBOX:?run this inside scripts/with-keyring}"
+command -v secret-tool >/dev/null || { echo "secret-tool is missing (apt-get install libsecret-tools)" >&2; exit 127; }
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+printf 'before-the-crash' | secret-tool store --label=probe service mandate-harness account before
+[ "$(secret-tool lookup service mandate-harness account before)" = before-the-crash ] \
+  || fail "the secret was not stored"
+
+old="$(cat "$sandbox/daemon.pid")"
+kill -TRAP "$old"
+for _ in $(seq 100); do
+  new="$(cat "$sandbox/daemon.pid")"
+  [ "$new" != "$old" ] && [ -s "$sandbox/daemon-crashes" ] && break
+  sleep 0.1
+done
+[ "$new" != "$old" ] || fail "no new daemon within 10 s"
+grep -q "pid $old" "$sandbox/daemon-crashes" || fail "the crash is not on record"
+
+[ "$(secret-tool lookup service mandate-harness account before)" = before-the-crash ] \
+  || fail "the secret stored before the crash is gone"
+printf 'after-the-crash' | secret-tool store --label=probe service mandate-harness account after
+[ "$(secret-tool lookup service mandate-harness account after)" = after-the-crash ] \
+  || fail "a secret could not be stored after the restart"
+echo "ok: daemon $old killed with SIGTRAP, daemon $new serves the same keyring; the crash is on record"
