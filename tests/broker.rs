@@ -1160,3 +1160,64 @@ fn an_unanswered_call_gets_approval_pending_with_an_id_and_a_denial_names_who_an
         .run(&["approvals", "approve", &id])
         .fails(5, "denied already");
 }
+
+/// The server's thread count (Linux: `/proc/PID/status`).
+fn threads_of(pid: u32) -> usize {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// A burst of proxied calls ending at once used to hold a blocking-pool thread each while
+/// `proxy.completed` waited for its commit, outside the server's work permits: the soak saw 48
+/// threads where the permits allow 16, and resident memory that stayed up after each burst
+/// (every thread has allocator caches of its own). Now the write takes a permit like every
+/// other blocking write, so the thread count stays within the runtime's workers, the permits
+/// and the server's few threads of its own, however many calls end together.
+#[test]
+fn a_burst_of_broker_calls_holds_no_more_threads_than_the_work_permits() {
+    let b = Broker::start(&[]);
+    let pid = b._serve.0.id();
+    let t = b.token();
+    let read = "/proxy/github/repos/acme/billing/issues";
+    assert_eq!(b.call("GET", read, &t, &[]).status, 200);
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    // Tokio's workers (one per core), the permits (4 per core, at least 16), and the
+    // server's own: the main thread, the group commit, and a few started at launch. Half the
+    // permits again for Tokio's pool starting a thread for a permit passed on a moment before
+    // the thread that gave it back was idle (rare since it is given back on that thread, not
+    // impossible). Unbounded, the same burst ran 110 threads.
+    let permits = (cores * 4).max(16);
+    let bound = cores + permits + permits / 2 + 8;
+    let calls = 200;
+    // The upstream answers them all at once, when the last has arrived.
+    let together = format!("/proxy/github/repos/acme/billing/together?n={calls}");
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (peak, statuses) = std::thread::scope(|s| {
+        let sampler = s.spawn(|| {
+            let mut peak = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(threads_of(pid));
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            peak
+        });
+        let clients: Vec<_> = (0..calls)
+            .map(|_| s.spawn(|| b.call("GET", &together, &t, &[]).status))
+            .collect();
+        let statuses: Vec<u16> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+        b.wait_completed(calls + 1);
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        (sampler.join().unwrap(), statuses)
+    });
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    eprintln!("{calls} broker calls ending together: at most {peak} threads (bound {bound})");
+    assert!(
+        peak <= bound,
+        "mandate serve ran {peak} threads during {calls} concurrent broker calls; the work \
+         permits allow {bound} ({cores} cores)"
+    );
+}

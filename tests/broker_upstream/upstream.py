@@ -16,7 +16,7 @@ import json
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 LOG = sys.argv[1]
 LOCK = threading.Lock()
@@ -92,6 +92,15 @@ class Handler(BaseHTTPRequestHandler):
             status = 302
             extra.append(("Location", "https://evil.example/steal"))
             payload = {}
+        elif u.path.endswith("/together"):
+            # Answered only once N requests to it have arrived (or after 20 s), all at once:
+            # a burst of calls that end together (tests/broker.rs, the thread bound).
+            n = int(parse_qs(u.query).get("n", ["1"])[0])
+            with TOGETHER:
+                ARRIVED[0] += 1
+                TOGETHER.notify_all()
+                TOGETHER.wait_for(lambda: ARRIVED[0] >= n, timeout=20)
+            payload = {"together": n}
         elif self.command == "GET" and len(parts) == 5 and parts[1] == "repos" and parts[4] == "issues":
             payload = [
                 {"number": 1, "title": "Invoice for March is missing"},
@@ -116,7 +125,13 @@ class Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = handle_any
 
 
+TOGETHER = threading.Condition()
+ARRIVED = [0]
+
+
 def main():
+    # Room for a burst of connections at once (the default backlog is 5).
+    ThreadingHTTPServer.request_queue_size = 512
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     print(server.server_address[1], flush=True)
     server.serve_forever()

@@ -385,9 +385,12 @@ fn outcome(
     }
 }
 
-/// Write `proxy.completed`; a failure is logged (the call already happened).
+/// Write `proxy.completed`; a failure is logged (the call already happened). Through the
+/// server's work permits like every other blocking write: unbounded, a burst of calls ending
+/// at once each held a blocking-pool thread waiting for its commit (48 threads where the
+/// permits allow 16, each with allocator caches of its own that outlived the burst).
 async fn finish(m: Arc<Mandate>, call: CallRecord, o: CallOutcome) {
-    let res = tokio::task::spawn_blocking(move || m.record_proxy_outcome(&call, &o)).await;
+    let res = crate::blocking(move || m.record_proxy_outcome(&call, &o)).await;
     if !matches!(res, Ok(Ok(()))) {
         tracing::error!("the broker could not record how a call ended in the audit trail");
     }
