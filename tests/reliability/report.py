@@ -88,6 +88,8 @@ def fuzz_section(rows):
         "pdf_bundle": "the evidence bundle attached to a PDF report (`mandate audit verify report.pdf`)",
         "scanner": "the credential scanner over .env, shell, YAML, TOML, JSON, Python, JS, INI, Dockerfile text; findings in bounds and masked",
         "broker_path": "proxied paths (confinement, action matching); passed ⇒ no dot, empty, encoded-slash or control segment",
+        "attestation": "review attestations (DSSE envelope, in-toto statement), raw and built then mutated; opened ⇒ the registered attestor signed the PAE of exactly that payload, the review read is what it says, points within the bound",
+        "mcp_message": "the MCP gateway's handling of one JSON-RPC line (masking, envelope, classification, list filtering, refusals); read ⇒ unique members, the tool or prompt checked is the one named, only granted list entries kept",
     }
     for r in targets:
         out.append(f"| `{r['target']}` | {what.get(r['target'], '')} | {r['executions']:,} | {r['seconds']} | "
@@ -230,6 +232,17 @@ def soak_section(rows, docs):
         if closed is not None:
             fd_text += (f", {closed['fds']} 3 s after the generator closed its connections "
                         f"({closed['fds_client_conns']} of them still open)")
+    # Older runs sampled resident memory only; newer ones also its kinds and the thread count
+    # (each thread carries allocator caches of its own, so a burst of threads shows in memory).
+    mem_more = ""
+    if all("threads" in s for s in after):
+        anon0, anon_max = after[0]["rss_anon_kb"], max(s["rss_anon_kb"] for s in after)
+        mem_more = (
+            f" (anonymous, the heaps: {anon0 / 1024:.0f} MB after warm-up, at most {anon_max / 1024:.0f} MB; "
+            f"file-backed, the program's code: {after[-1]['rss_file_kb'] / 1024:.0f} MB at the end; "
+            f"server threads {after[0]['threads']} after warm-up, {min(s['threads'] for s in after)} to "
+            f"{max(s['threads'] for s in after)})"
+        )
     figs = plot(minutes, samples, docs, warm)
     out = [
         f"{secs // 60} minutes at {summary['rate']:.0f} requests/s asked, {summary['achieved_per_s']:.0f}/s achieved: "
@@ -240,7 +253,7 @@ def soak_section(rows, docs):
         "| bar (issue 22 §4) | measured | result |",
         "|---|---|---|",
         f"| 30 minutes at 500 requests/s | {secs / 60:.0f} minutes, {summary['achieved_per_s']:.0f} requests/s achieved of {summary['rate']:.0f} asked | {yes(secs >= 1800 and summary['achieved_per_s'] >= 0.95 * 500)} |",
-        f"| memory flat after warm-up (< 10 % growth over the last {(secs - warm) // 60} minutes) | RSS {rss0 / 1024:.0f} MB after warm-up, at most {rss_max / 1024:.0f} MB, {rss_end / 1024:.0f} MB at the end: {growth:+.1f} % | {yes(bars['memory'])} |",
+        f"| memory flat after warm-up (< 10 % growth over the last {(secs - warm) // 60} minutes) | RSS {rss0 / 1024:.0f} MB after warm-up, at most {rss_max / 1024:.0f} MB, {rss_end / 1024:.0f} MB at the end: {growth:+.1f} %{mem_more} | {yes(bars['memory'])} |",
         f"| no file-descriptor growth | {fd_text} | {yes(bars['fds'])} |",
         f"| the WAL checkpointed, not growing without bound | largest WAL {wal_max / 2**20:.1f} MB; {wal_max_first / 2**20:.1f} MB at most in the first half after warm-up, {wal_max_second / 2**20:.1f} MB in the second | {yes(bars['wal'])} |",
         f"| p99 steady | per-minute p99 after warm-up: median {p99_med} ms, worst {p99_worst} ms | {yes(bars['p99'])} |",
@@ -289,7 +302,10 @@ def plot(minutes, samples, docs, warm):
     if all("fds_own" in s for s in samples):
         ax2.plot(t, [s["fds_own"] for s in samples], color="tab:olive", lw=0.8, ls="--",
                  label="descriptors, without client connections")
-    ax2.set_ylabel("open descriptors")
+    if all("threads" in s for s in samples):
+        ax2.plot(t, [s["threads"] for s in samples], color="tab:purple", lw=0.8, ls=":",
+                 label="server threads")
+    ax2.set_ylabel("open descriptors, threads")
     ax.axvline(warm / 60, color="grey", ls=":", lw=1)
     ax.set_ylim(bottom=0)
     ax2.set_ylim(bottom=0)

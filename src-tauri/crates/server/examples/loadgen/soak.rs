@@ -40,8 +40,13 @@ struct Ctx {
     key: SigningKey,
     kid: String,
     proxy: Option<String>,
-    /// Tokens received and not yet revoked, newest last.
+    /// Tokens received for use (introspections, broker calls), newest last; never revoked.
     tokens: Mutex<VecDeque<String>>,
+    /// Tokens received to be revoked, oldest first. Kept apart from those in use: a token
+    /// revoked while a concurrent request presents it is refused, and refusals are what the
+    /// trust score's `denials` signal counts (5 in 10 minutes make an agent UNTRUSTED, after
+    /// which every token request is refused). The soak is a well-behaved agent's traffic.
+    to_revoke: Mutex<VecDeque<String>>,
 }
 
 impl Ctx {
@@ -84,7 +89,12 @@ impl Ctx {
                 let Some(t) = v["access_token"].as_str() else {
                     return false;
                 };
-                let mut q = self.tokens.lock().unwrap();
+                // Every other token is for revocation.
+                let mut q = if i % 40 < 20 {
+                    self.tokens.lock().unwrap()
+                } else {
+                    self.to_revoke.lock().unwrap()
+                };
                 q.push_back(t.to_string());
                 if q.len() > 2000 {
                     q.pop_front();
@@ -99,7 +109,7 @@ impl Ctx {
                 self.post("/oauth2/introspect", body).await.is_some()
             }
             2 => {
-                let Some(t) = self.tokens.lock().unwrap().pop_front() else {
+                let Some(t) = self.to_revoke.lock().unwrap().pop_front() else {
                     return true;
                 };
                 let body = self.form("/oauth2/revoke", &format!("&token={t}"));
@@ -175,6 +185,25 @@ fn sample(pid: u32, dir: &str, port: u16) -> serde_json::Value {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
+    // Resident memory by kind: anonymous (the allocators' heaps), file-backed (the program's
+    // code and libraries, paged in as new paths run) and shared (SQLite's WAL index).
+    let kb = |field: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let (rss_anon_kb, rss_file_kb, rss_shmem_kb) =
+        (kb("RssAnon:"), kb("RssFile:"), kb("RssShmem:"));
+    // Threads: a burst starts blocking-pool threads (each with allocator caches of its own)
+    // that exit when idle, so memory read beside them tells retention from growth.
+    let threads: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
     let conns = connection_inodes(pid, port);
     let (mut fds, mut client, mut files) = (0usize, 0usize, 0usize);
     for e in std::fs::read_dir(format!("/proc/{pid}/fd"))
@@ -197,7 +226,8 @@ fn sample(pid: u32, dir: &str, port: u16) -> serde_json::Value {
     }
     let size = |f: &str| std::fs::metadata(format!("{dir}/{f}")).map_or(0, |m| m.len());
     serde_json::json!({
-        "rss_kb": rss_kb, "fds": fds, "fds_client_conns": client, "fds_own": fds - client,
+        "rss_kb": rss_kb, "rss_anon_kb": rss_anon_kb, "rss_file_kb": rss_file_kb,
+        "rss_shmem_kb": rss_shmem_kb, "threads": threads, "fds": fds, "fds_client_conns": client, "fds_own": fds - client,
         "fds_files": files,
         "db_bytes": size("mandate.db"), "wal_bytes": size("mandate.db-wal"),
     })
@@ -240,6 +270,7 @@ pub async fn soak(args: &[String]) {
         kid,
         proxy,
         tokens: Mutex::new(VecDeque::new()),
+        to_revoke: Mutex::new(VecDeque::new()),
     });
     let n = (rate * secs as f64) as usize;
     let period = Duration::from_secs_f64(1.0 / rate);
