@@ -206,7 +206,7 @@ def soak_section(rows, docs):
     wal_max = max(s["wal_bytes"] for s in samples)
     late = [m for m in minutes if (m["minute"] - 1) * 60 >= warm and m["requests"] > 0]
     p99s = [m["p99_ms"] for m in late]
-    p99_med = statistics.median(p99s)
+    p99_med = round(statistics.median(p99s), 2)
     p99_worst = max(p99s)
     db0 = samples[0]["db_bytes"] + samples[0]["wal_bytes"]
     db1 = samples[-1]["db_bytes"] + samples[-1]["wal_bytes"]
