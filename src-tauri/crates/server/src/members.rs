@@ -27,7 +27,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Request, State};
+use axum::extract::{FromRequestParts, Path, RawQuery, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -131,6 +132,43 @@ async fn blocking<T: Send + 'static>(
             "the team server failed unexpectedly; its logs say more",
         )
     })
+}
+
+/// What every member route takes from its request: the method and path its DPoP proof must
+/// name, and the headers carrying the token and the proof.
+struct MemberCall {
+    s: Arc<AppState>,
+    method: Method,
+    path: String,
+    headers: HeaderMap,
+}
+
+impl FromRequestParts<Arc<AppState>> for MemberCall {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        s: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(MemberCall {
+            s: s.clone(),
+            method: parts.method.clone(),
+            path: parts.uri.path().to_string(),
+            headers: parts.headers.clone(),
+        })
+    }
+}
+
+impl MemberCall {
+    /// Check the member's token and proof, then answer with `f`'s result (see [`as_member`]).
+    async fn run<F>(self, f: F) -> Response
+    where
+        F: FnOnce(&mandate_core::Mandate, &SignedIn) -> Result<Value, mandate_core::Error>
+            + Send
+            + 'static,
+    {
+        as_member(self.s, self.method, self.headers, self.path, f).await
+    }
 }
 
 /// The signed-in member of this request, then `f` with them, both on one blocking thread.
@@ -250,22 +288,12 @@ async fn join(State(s): State<Arc<AppState>>, req: Request) -> Response {
     }
 }
 
-async fn me(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    as_member(s, Method::GET, headers, "/team/v1/me".into(), |_, who| {
-        to_json(who)
-    })
-    .await
+async fn me(call: MemberCall) -> Response {
+    call.run(|_, who| to_json(who)).await
 }
 
-async fn agents(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    as_member(
-        s,
-        Method::GET,
-        headers,
-        "/team/v1/agents".into(),
-        |m, who| to_json(m.team_agents(who)?),
-    )
-    .await
+async fn agents(call: MemberCall) -> Response {
+    call.run(|m, who| to_json(m.team_agents(who)?)).await
 }
 
 #[derive(Deserialize, Default)]
@@ -277,12 +305,11 @@ struct ReasonBody {
 }
 
 async fn change_agent(
-    State(s): State<Arc<AppState>>,
+    call: MemberCall,
     Path((name, change)): Path<(String, String)>,
     req: Request,
 ) -> Response {
-    let path = req.uri().path().to_string();
-    let (headers, body) = match body_json::<ReasonBody>(req).await {
+    let (_, body) = match body_json::<ReasonBody>(req).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -298,30 +325,22 @@ async fn change_agent(
             );
         }
     };
-    as_member(s, Method::POST, headers, path, move |m, who| {
+    call.run(move |m, who| {
         to_json(m.team_change_agent(who, &name, change, body.reason.as_deref())?)
     })
     .await
 }
 
-async fn approvals(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    as_member(
-        s,
-        Method::GET,
-        headers,
-        "/team/v1/approvals".into(),
-        |m, who| to_json(m.team_approvals(who)?),
-    )
-    .await
+async fn approvals(call: MemberCall) -> Response {
+    call.run(|m, who| to_json(m.team_approvals(who)?)).await
 }
 
 async fn decide(
-    State(s): State<Arc<AppState>>,
+    call: MemberCall,
     Path((id, answer)): Path<(String, String)>,
     req: Request,
 ) -> Response {
-    let path = req.uri().path().to_string();
-    let (headers, body) = match body_json::<ReasonBody>(req).await {
+    let (_, body) = match body_json::<ReasonBody>(req).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -342,41 +361,25 @@ async fn decide(
             );
         }
     };
-    as_member(s, Method::POST, headers, path, move |m, who| {
-        to_json(m.team_decide(who, &id, answer)?)
-    })
-    .await
+    call.run(move |m, who| to_json(m.team_decide(who, &id, answer)?))
+        .await
 }
 
-async fn audit(State(s): State<Arc<AppState>>, req: Request) -> Response {
+async fn audit(call: MemberCall, RawQuery(query): RawQuery) -> Response {
     let (mut limit, mut before) = (50u32, None::<u64>);
-    for (k, v) in url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()) {
+    for (k, v) in url::form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes()) {
         match k.as_ref() {
             "limit" => limit = v.parse().unwrap_or(50),
             "before" => before = v.parse().ok(),
             _ => {}
         }
     }
-    let headers = req.headers().clone();
-    as_member(
-        s,
-        Method::GET,
-        headers,
-        "/team/v1/audit".into(),
-        move |m, who| to_json(m.team_audit(who, limit, before)?),
-    )
-    .await
+    call.run(move |m, who| to_json(m.team_audit(who, limit, before)?))
+        .await
 }
 
-async fn members(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    as_member(
-        s,
-        Method::GET,
-        headers,
-        "/team/v1/members".into(),
-        |m, who| to_json(m.team_members(who)?),
-    )
-    .await
+async fn members(call: MemberCall) -> Response {
+    call.run(|m, who| to_json(m.team_members(who)?)).await
 }
 
 #[derive(Deserialize)]
@@ -387,8 +390,8 @@ struct InviteBody {
     email: Option<String>,
 }
 
-async fn invite(State(s): State<Arc<AppState>>, req: Request) -> Response {
-    let (headers, body) = match body_json::<InviteBody>(req).await {
+async fn invite(call: MemberCall, req: Request) -> Response {
+    let (_, body) = match body_json::<InviteBody>(req).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -399,106 +402,60 @@ async fn invite(State(s): State<Arc<AppState>>, req: Request) -> Response {
             "role must be admin, member or auditor",
         );
     };
-    as_member(
-        s,
-        Method::POST,
-        headers,
-        "/team/v1/members".into(),
-        move |m, who| {
-            let inv = m.team_invite(
-                who,
-                &body.name,
-                body.email.as_deref(),
-                role,
-                DEFAULT_INVITE_TTL,
-            )?;
-            Ok(json!({
-                "member": inv.member.name.as_str(),
-                "role": inv.role.as_str(),
-                "code": inv.code.expose(),
-                "expires_at": inv.expires_at.to_rfc3339(),
-            }))
-        },
-    )
-    .await
-}
-
-async fn remove(
-    State(s): State<Arc<AppState>>,
-    Path(name): Path<String>,
-    req: Request,
-) -> Response {
-    let path = req.uri().path().to_string();
-    let headers = req.headers().clone();
-    as_member(s, Method::DELETE, headers, path, move |m, who| {
-        to_json(m.team_remove(who, &name)?)
+    call.run(move |m, who| {
+        let inv = m.team_invite(
+            who,
+            &body.name,
+            body.email.as_deref(),
+            role,
+            DEFAULT_INVITE_TTL,
+        )?;
+        Ok(json!({
+            "member": inv.member.name.as_str(),
+            "role": inv.role.as_str(),
+            "code": inv.code.expose(),
+            "expires_at": inv.expires_at.to_rfc3339(),
+        }))
     })
     .await
 }
 
-async fn connections(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    as_member(
-        s,
-        Method::GET,
-        headers,
-        "/team/v1/connections".into(),
-        |m, who| to_json(m.team_connections(who)?),
-    )
-    .await
+async fn remove(call: MemberCall, Path(name): Path<String>) -> Response {
+    call.run(move |m, who| to_json(m.team_remove(who, &name)?))
+        .await
 }
 
-async fn remove_connection(
-    State(s): State<Arc<AppState>>,
-    Path(name): Path<String>,
-    req: Request,
-) -> Response {
-    let path = req.uri().path().to_string();
-    let headers = req.headers().clone();
-    as_member(s, Method::DELETE, headers, path, move |m, who| {
+async fn connections(call: MemberCall) -> Response {
+    call.run(|m, who| to_json(m.team_connections(who)?)).await
+}
+
+async fn remove_connection(call: MemberCall, Path(name): Path<String>) -> Response {
+    call.run(move |m, who| {
         Ok(json!({"removed": name, "scopes_removed_from": m.team_remove_connection(who, &name)?}))
     })
     .await
 }
 
-async fn mcp_servers(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    as_member(
-        s,
-        Method::GET,
-        headers,
-        "/team/v1/mcp-servers".into(),
-        |m, who| to_json(m.team_mcp_servers(who)?),
-    )
-    .await
+async fn mcp_servers(call: MemberCall) -> Response {
+    call.run(|m, who| to_json(m.team_mcp_servers(who)?)).await
 }
 
-async fn remove_mcp_server(
-    State(s): State<Arc<AppState>>,
-    Path(name): Path<String>,
-    req: Request,
-) -> Response {
-    let path = req.uri().path().to_string();
-    let headers = req.headers().clone();
-    as_member(s, Method::DELETE, headers, path, move |m, who| {
+async fn remove_mcp_server(call: MemberCall, Path(name): Path<String>) -> Response {
+    call.run(move |m, who| {
         Ok(json!({"removed": name, "scopes_removed_from": m.team_remove_mcp_server(who, &name)?}))
     })
     .await
 }
 
-async fn export(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    as_member(
-        s,
-        Method::GET,
-        headers,
-        "/team/v1/audit/export".into(),
-        |m, who| {
-            let e = m.team_export(who)?;
-            Ok(json!({
-                "bundle": String::from_utf8_lossy(&e.bundle),
-                "key_fingerprint": e.key_fingerprint,
-                "events": e.events.len(),
-                "checkpoint_size": e.checkpoint.checkpoint.size,
-            }))
-        },
-    )
+async fn export(call: MemberCall) -> Response {
+    call.run(|m, who| {
+        let e = m.team_export(who)?;
+        Ok(json!({
+            "bundle": String::from_utf8_lossy(&e.bundle),
+            "key_fingerprint": e.key_fingerprint,
+            "events": e.events.len(),
+            "checkpoint_size": e.checkpoint.checkpoint.size,
+        }))
+    })
     .await
 }
