@@ -1186,12 +1186,12 @@ fn a_burst_of_broker_calls_holds_no_more_threads_than_the_work_permits() {
     assert_eq!(b.call("GET", read, &t, &[]).status, 200);
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     // Tokio's workers (one per core), the permits (4 per core, at least 16), and the
-    // server's own: the main thread, the group commit, and a few started at launch. Half the
+    // server's own: the main thread, the group commit, and a few started at launch. Twice the
     // permits again for Tokio's pool starting a thread for a permit passed on a moment before
-    // the thread that gave it back was idle (rare since it is given back on that thread, not
-    // impossible). Unbounded, the same burst ran 110 threads.
+    // the thread that gave it back was idle: measured 22 to 29 threads on a quiet machine and
+    // 47 under CI's parallel tests on 2 cores. Unbounded, the same burst ran 110 threads.
     let permits = (cores * 4).max(16);
-    let bound = cores + permits + permits / 2 + 8;
+    let bound = cores + permits * 3 + 8;
     let calls = 200;
     // The upstream answers them all at once, when the last has arrived.
     let together = format!("/proxy/github/repos/acme/billing/together?n={calls}");
