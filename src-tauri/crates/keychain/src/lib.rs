@@ -5,11 +5,17 @@
 //! the Secret Service over libdbus on Linux, the login Keychain on macOS, the Credential Manager
 //! on Windows. It maps every failure to a [`KeychainError`] whose message names the fix.
 //!
+//! A Secret Service that dies and is started again (gnome-keyring-daemon has a known crash, and
+//! a desktop session restarts it) is reconnected: an operation that fails on the old connection
+//! is tried once more on a new one, so a long-running `mandate serve` or app window does not
+//! keep failing until it is restarted.
+//!
 //! What it is not: a fallback. When no keychain is reachable it fails; it never keeps secrets in
 //! memory or in a file instead.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use keyring_core::{Entry, Error as KrError};
 use mandate_core::secret::{Keychain, KeychainError, SecretRef, Sensitive};
@@ -39,7 +45,20 @@ const LOCKED_FIX: &str = "unlock your keychain, then try again";
 /// The OS keychain, under one service name.
 pub struct OsKeychain {
     service: String,
-    store: Arc<keyring_core::CredentialStore>,
+    /// The open store (on Linux, one Secret Service connection and session); replaced by
+    /// [`OsKeychain::reconnect`] when the service behind it went away.
+    store: RwLock<Arc<keyring_core::CredentialStore>>,
+}
+
+/// How long an operation waits for a Secret Service that went away to come back (a desktop
+/// session restarts a crashed daemon in well under a second) before it reports it unreachable.
+const RECONNECT_WITHIN: Duration = Duration::from_secs(2);
+
+/// Whether a failure may be the connection's rather than the keychain's answer: worth one more
+/// try on a new connection. "No such item", a locked keychain (retrying would prompt again) and
+/// a stored value in the wrong format are answers, not connection failures.
+fn worth_reconnecting(e: &KrError) -> bool {
+    matches!(e, KrError::PlatformFailure(_))
 }
 
 impl fmt::Debug for OsKeychain {
@@ -156,19 +175,71 @@ impl OsKeychain {
         })?;
         Ok(OsKeychain {
             service: service.to_string(),
-            store,
+            store: RwLock::new(store),
         })
+    }
+
+    fn store(&self) -> Arc<keyring_core::CredentialStore> {
+        // A poisoned lock still holds a usable store: no operation panics while replacing it.
+        self.store
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Open a new connection to the keychain in place of `stale` (unless another thread already
+    /// has), waiting up to [`RECONNECT_WITHIN`] for the service to come back.
+    fn reconnect(&self, stale: &Arc<keyring_core::CredentialStore>) -> Result<(), KrError> {
+        let started = Instant::now();
+        let fresh = loop {
+            match platform_store() {
+                Ok(s) => break s,
+                Err(e) if started.elapsed() >= RECONNECT_WITHIN => return Err(e),
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        };
+        let mut current = self
+            .store
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if Arc::ptr_eq(&current, stale) {
+            *current = fresh;
+        }
+        Ok(())
+    }
+
+    /// `op` on the item `what`; if it fails the way a dead connection does, once more on a
+    /// new connection. Every operation here is safe to repeat (set replaces, delete of a
+    /// missing item is success, get reads).
+    fn with_entry<T>(
+        &self,
+        what: &SecretRef,
+        op: impl Fn(&Entry) -> Result<T, KrError>,
+    ) -> Result<T, KrError> {
+        let store = self.store();
+        let first = store
+            .build(&self.service, &what.account, None)
+            .and_then(|e| op(&e));
+        match first {
+            Err(e) if worth_reconnecting(&e) => {
+                tracing::warn!(
+                    error = %describe(&e),
+                    "a keychain call failed; reconnecting to the keychain and trying once more"
+                );
+                if self.reconnect(&store).is_err() {
+                    return Err(e);
+                }
+                self.store()
+                    .build(&self.service, &what.account, None)
+                    .and_then(|e| op(&e))
+            }
+            other => other,
+        }
     }
 
     /// The service name items are stored under.
     pub fn service(&self) -> &str {
         &self.service
-    }
-
-    fn entry(&self, what: &SecretRef) -> Result<Entry, KeychainError> {
-        self.store
-            .build(&self.service, &what.account, None)
-            .map_err(map_err)
     }
 
     /// A real round trip to the keychain, for status screens: `Ok` means reachable and
@@ -194,13 +265,12 @@ const STATUS_PROBE_VALUE: &str = "mandate keychain status probe (not a secret)";
 
 impl Keychain for OsKeychain {
     fn set(&self, what: &SecretRef, secret: &Sensitive<String>) -> Result<(), KeychainError> {
-        self.entry(what)?
-            .set_password(secret.expose())
+        self.with_entry(what, |e| e.set_password(secret.expose()))
             .map_err(map_err)
     }
 
     fn get(&self, what: &SecretRef) -> Result<Option<Sensitive<String>>, KeychainError> {
-        match self.entry(what)?.get_password() {
+        match self.with_entry(what, Entry::get_password) {
             Ok(p) => Ok(Some(Sensitive::new(p))),
             Err(KrError::NoEntry) => Ok(None),
             Err(e) => Err(map_err(e)),
@@ -208,7 +278,7 @@ impl Keychain for OsKeychain {
     }
 
     fn delete(&self, what: &SecretRef) -> Result<(), KeychainError> {
-        match self.entry(what)?.delete_credential() {
+        match self.with_entry(what, Entry::delete_credential) {
             Ok(()) | Err(KrError::NoEntry) => Ok(()),
             Err(e) => Err(map_err(e)),
         }
