@@ -61,6 +61,30 @@ impl<'a> Desk<'a> {
             .into()
     }
 
+    /// [`Desk::mandate`] with `input` on standard input (a secret, as a person pipes one).
+    fn mandate_with_stdin(&self, args: &[&str], input: &str) -> Run {
+        use std::io::Write as _;
+        let bus = std::env::var("DBUS_SESSION_BUS_ADDRESS").expect("under scripts/with-keyring");
+        let mut child = self
+            .host
+            .cmd(&bin("mandate"), args)
+            .env("DBUS_SESSION_BUS_ADDRESS", bus)
+            .env("MANDATE_DATA_DIR", &self.dir)
+            .env("MANDATE_KEYCHAIN_SERVICE", &self.service)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run mandate on the member's machine");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap().into()
+    }
+
     fn join(&self, team: &Team, code: &str) -> Run {
         let ca = path_str(&team.path("ca.pem"));
         self.mandate(&[
@@ -626,4 +650,239 @@ fn replayed_member_assertions_proofs_and_stolen_tokens_are_refused_and_audited()
     assert!(denied.len() >= 6, "{denied:?}");
     assert!(!Path::new(&bundle).to_string_lossy().is_empty());
     drop(server);
+}
+
+/// Issue 21's "Done when": two founders on two machines, each change in their name, both
+/// machines' cosignatures in the exported PDF. Joining enrols each machine as a witness of the
+/// team's log (its key in that person's keychain, registered in their name) and cosigns at
+/// once; later syncs use the server joined. Admins add connections (and their credentials)
+/// and remote MCP servers from their own machine; a member cannot, and a credential never
+/// comes back in an answer or the trail.
+#[test]
+fn members_machines_witness_the_log_and_admins_add_connections_and_mcp_servers_remotely() {
+    let pg = PgCluster::new();
+    let team = Team::on_postgres(&pg.url());
+    let init = team
+        .mandate(&[
+            "--json",
+            "server",
+            "init",
+            "--public-url",
+            &team.public_url(),
+            "--admin",
+            "alice",
+        ])
+        .ok()
+        .json();
+    let alice_code = init["invite_code"].as_str().unwrap().to_string();
+    let host = RemoteHost::new();
+    let _server = team.start(host.server_ips[0], &[]);
+    let alice = Desk::new(&host, &team, "alice");
+    let bob = Desk::new(&host, &team, "bob");
+
+    let j = alice.join(&team, &alice_code).ok().json();
+    assert!(
+        j["witness"]["cosigned_size"]
+            .as_u64()
+            .is_some_and(|n| n > 0),
+        "joining enrols the machine as a witness and cosigns: {j}"
+    );
+    let inv = alice
+        .mandate(&["--json", "team", "invite", "bob", "--role", "member"])
+        .ok()
+        .json();
+    let j = bob
+        .join(&team, inv["invite_code"].as_str().unwrap())
+        .ok()
+        .json();
+    let bob_witness = j["witness"]["name"].as_str().unwrap().to_string();
+    assert!(bob_witness.contains("/bob-"), "{j}");
+
+    // Both registered, each in its member's name.
+    let listed = team
+        .mandate(&["--json", "team", "witness", "list"])
+        .ok()
+        .json();
+    let by: Vec<(String, String)> = listed["witnesses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            (
+                w["name"].as_str().unwrap().to_string(),
+                w["added_by"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(by.len(), 2, "{listed}");
+    assert!(
+        by.iter()
+            .any(|(n, a)| n.contains("/alice-") && a.contains("alice")),
+        "{by:?}"
+    );
+    assert!(
+        by.iter()
+            .any(|(n, a)| n == &bob_witness && a.contains("bob")),
+        "{by:?}"
+    );
+    // Enrolling again with the same key is fine; nothing is registered twice.
+    alice.mandate(&["team", "witness", "enrol"]).ok();
+    let again = team
+        .mandate(&["--json", "team", "witness", "list"])
+        .ok()
+        .json();
+    assert_eq!(again["witnesses"].as_array().unwrap().len(), 2);
+
+    // A member may not add connections or MCP servers: refused, audited, nothing added.
+    let before = registry(&team);
+    refused(
+        &bob.mandate(&[
+            "team",
+            "add-connection",
+            "crm",
+            "--base-url",
+            "https://crm.example",
+        ]),
+        9,
+        "admin",
+    );
+    refused(
+        &bob.mandate(&[
+            "team",
+            "add-mcp-server",
+            "docs",
+            "--url",
+            "https://mcp.example/mcp",
+        ]),
+        9,
+        "admin",
+    );
+    refused(
+        &bob.mandate_with_stdin(&["team", "set-secret", "crm"], "bob-guess"),
+        9,
+        "admin",
+    );
+    assert_eq!(registry(&team), before);
+
+    // An admin adds them from her machine; the credential goes to the server's keychain.
+    const SECRET: &str = "crm-live-9f8e7d6c5b4a";
+    const MCP_SECRET: &str = "mcp-live-0a1b2c3d4e5f";
+    alice
+        .mandate(&[
+            "team",
+            "add-connection",
+            "crm",
+            "--base-url",
+            "https://crm.example",
+            "--action",
+            "contacts.read=GET:/contacts/**",
+            "--trust-floor",
+            "PENDING",
+        ])
+        .ok();
+    let set = alice
+        .mandate_with_stdin(&["--json", "team", "set-secret", "crm"], SECRET)
+        .ok();
+    assert!(!set.stdout.contains(SECRET) && !set.stderr.contains(SECRET));
+    let mcp = alice
+        .mandate_with_stdin(
+            &[
+                "--json",
+                "team",
+                "add-mcp-server",
+                "docs",
+                "--url",
+                "https://mcp.example/mcp",
+                "--auth",
+                "header:x-api-key",
+                "--secret-stdin",
+            ],
+            MCP_SECRET,
+        )
+        .ok();
+    assert!(!mcp.stdout.contains(MCP_SECRET), "{}", mcp.stdout);
+    let conns = alice.mandate(&["--json", "team", "connections"]).ok();
+    assert!(!conns.stdout.contains(SECRET));
+    let crm = conns
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "crm")
+        .cloned()
+        .expect("crm listed");
+    assert_eq!(crm["has_secret"], true, "{crm}");
+    let servers = alice
+        .mandate(&["--json", "team", "mcp-servers"])
+        .ok()
+        .json();
+    assert!(
+        servers
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == "docs"),
+        "{servers}"
+    );
+
+    // Each change names alice; the credentials are nowhere in the trail.
+    let evs = events(&team, "t1.jsonl");
+    for action in ["connection.added", "mcp.server_added"] {
+        let e = evs
+            .iter()
+            .find(|e| e["action"] == action)
+            .unwrap_or_else(|| panic!("{action} audited"));
+        assert_eq!(actor_name(e), "alice", "{e}");
+    }
+    let denied: Vec<&Value> = evs
+        .iter()
+        .filter(|e| e["action"] == "team.request_denied" && actor_name(e) == "bob")
+        .collect();
+    assert_eq!(
+        denied.len(),
+        3,
+        "each of bob's three attempts audited: {denied:?}"
+    );
+    let trail = std::fs::read_to_string(team.path("t1.jsonl")).unwrap();
+    assert!(!trail.contains(SECRET) && !trail.contains(MCP_SECRET));
+
+    // Both machines cosign the grown log (sync needs no URL once joined); the exported PDF
+    // carries both cosignatures, each checked with that machine's key.
+    for desk in [&alice, &bob] {
+        let synced = desk
+            .mandate(&["--json", "team", "witness", "sync"])
+            .ok()
+            .json();
+        assert!(synced["size"].as_u64().unwrap() > synced["previous_size"].as_u64().unwrap());
+    }
+    let pdf = team.path("team-report.pdf");
+    team.mandate(&[
+        "audit",
+        "export",
+        "--format",
+        "pdf",
+        "--out",
+        &path_str(&pdf),
+    ])
+    .ok();
+    for desk in [&alice, &bob] {
+        let vkey = desk
+            .mandate(&["--json", "team", "witness", "key"])
+            .ok()
+            .json()["vkey"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let name = vkey.split('+').next().unwrap().to_string();
+        let verified = desk
+            .mandate(&["audit", "verify", &path_str(&pdf), "--witness", &vkey])
+            .ok();
+        assert!(
+            verified
+                .stdout
+                .contains(&format!("witness {name} cosigned the checkpoint of")),
+            "{}",
+            verified.stdout
+        );
+    }
 }

@@ -35,6 +35,15 @@ impl From<Error> for CliError {
     }
 }
 
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CliError::Core(e) => write!(f, "{e}"),
+            CliError::Exit { message, .. } => f.write_str(message),
+        }
+    }
+}
+
 pub type CliResult<T = ()> = Result<T, CliError>;
 
 /// Shared state of one `mandate` invocation.

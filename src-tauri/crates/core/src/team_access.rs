@@ -25,10 +25,13 @@ use crate::Mandate;
 use crate::approvals::{Approval, ApprovalWindow};
 use crate::audit::{self, Actor, AuditEvent, Decision, NewEvent, Target};
 use crate::error::{Error, Result};
-use crate::mcp::McpServer;
+use crate::mcp::{McpServer, McpTransport, NewMcpServer};
 use crate::model::{Agent, Connection, MemberId};
+use crate::registry::NewConnection;
+use crate::secret::Sensitive;
 use crate::store::params;
 use crate::team::{self, Invite, Role};
+use crate::witness::log::WitnessInfo;
 
 /// The member a request comes from, as the token check found them in the registry now.
 #[derive(Debug, Clone, Serialize)]
@@ -199,6 +202,44 @@ impl Mandate {
         self.list_mcp_servers()
     }
 
+    /// Add a connection as `who` (admins only). Its credential is set apart
+    /// ([`Mandate::team_set_connection_secret`]), so the request that names it carries no
+    /// secret.
+    pub fn team_add_connection(&self, who: &SignedIn, new: NewConnection) -> Result<Connection> {
+        self.admin_only(who, "connection.add", "add connections")?;
+        self.acting_as(who.actor(), || self.add_connection(new))
+    }
+
+    /// Store (or replace) connection `name`'s credential as `who` (admins only): it goes to the
+    /// server's keychain; nothing else keeps it, and no answer or event repeats it.
+    pub fn team_set_connection_secret(
+        &self,
+        who: &SignedIn,
+        name: &str,
+        secret: Sensitive<String>,
+    ) -> Result<()> {
+        self.admin_only(who, "connection.secret_set", "set connection credentials")?;
+        self.acting_as(who.actor(), || self.set_connection_secret(name, secret))
+    }
+
+    /// Add a remote (Streamable HTTP) MCP server as `who` (admins only). A stdio server is a
+    /// command the server host would run: that is added on the host itself
+    /// (`mandate mcp add`), never through the member API.
+    pub fn team_add_mcp_server(&self, who: &SignedIn, new: NewMcpServer) -> Result<McpServer> {
+        self.admin_only(who, "mcp_server.add", "add MCP servers")?;
+        if !matches!(new.transport, McpTransport::Http { .. }) || !new.secret_env.is_empty() {
+            return Err(self.team_refuse(
+                who,
+                "mcp_server.add",
+                None,
+                "only a remote MCP server (a URL) can be added through the team server: a \
+                 command would run on the server host; add it there with `mandate mcp add`"
+                    .into(),
+            ));
+        }
+        self.acting_as(who.actor(), || self.add_mcp_server(new))
+    }
+
     /// Remove connection `name` as `who` (admins only). The agents whose scopes on it were
     /// dropped are returned.
     pub fn team_remove_connection(&self, who: &SignedIn, name: &str) -> Result<Vec<String>> {
@@ -211,6 +252,40 @@ impl Mandate {
     pub fn team_remove_mcp_server(&self, who: &SignedIn, name: &str) -> Result<Vec<String>> {
         self.admin_only(who, "mcp_server.remove", "remove MCP servers")?;
         self.acting_as(who.actor(), || self.remove_mcp_server(name))
+    }
+
+    /// The witnesses of the team's log (every role may read them).
+    pub fn team_witnesses(&self, _who: &SignedIn) -> Result<Vec<WitnessInfo>> {
+        self.witnesses()
+    }
+
+    /// Register a witness of the team's log as `who`: any member may enrol their own machine
+    /// (a witness can only cosign checkpoints the log signed; it changes nothing), so every
+    /// connected desktop witnesses by default. The event names the member.
+    pub fn team_add_witness(
+        &self,
+        who: &SignedIn,
+        name: &str,
+        public_key: &str,
+    ) -> Result<WitnessInfo> {
+        self.acting_as(who.actor(), || self.add_witness(name, public_key))
+    }
+
+    /// Remove a witness as `who`: an admin any, a member only one they enrolled.
+    pub fn team_remove_witness(&self, who: &SignedIn, name: &str) -> Result<WitnessInfo> {
+        let w = self.witness(name)?;
+        if who.role != Role::Admin && w.added_by != who.actor().describe() {
+            return Err(self.team_refuse(
+                who,
+                "witness.remove",
+                None,
+                format!(
+                    "only an admin, or the member who enrolled it, may remove the witness \
+                     '{name}'"
+                ),
+            ));
+        }
+        self.acting_as(who.actor(), || self.remove_witness(name))
     }
 
     /// Refuse (and audit) anyone but an admin doing `what`.

@@ -11,9 +11,12 @@
 //! | `POST /team/v1/approvals/{id}/{approve,deny}` | the asking agent's owner, or an admin |
 //! | `GET /team/v1/audit?limit=N&before=SEQ` | any member |
 //! | `GET /team/v1/audit/export` | any member: the evidence bundle, signed |
-//! | `GET /team/v1/connections`, `DELETE /team/v1/connections/{name}` | read: any; remove: admins |
-//! | `GET /team/v1/mcp-servers`, `DELETE /team/v1/mcp-servers/{name}` | read: any; remove: admins |
+//! | `GET /team/v1/connections`; `POST`, `DELETE /team/v1/connections/{name}` | read: any; add, remove: admins |
+//! | `PUT /team/v1/connections/{name}/secret` | admins: the credential, kept in the server's keychain |
+//! | `GET /team/v1/mcp-servers`; `POST`, `DELETE /team/v1/mcp-servers/{name}` | read: any; add (remote servers only), remove: admins |
 //! | `GET /team/v1/members`, `POST /team/v1/members`, `DELETE /team/v1/members/{name}` | read: any; invite, remove: admins |
+//! | `GET /team/v1/witnesses`, `POST /team/v1/witnesses` | any member: enrol their machine as a witness of the log |
+//! | `DELETE /team/v1/witnesses/{name}` | an admin, or the member who enrolled it |
 //!
 //! Each handler checks the token and proof (`TokenService::member_session`, which re-reads
 //! membership every time) and calls one core method (`team_access.rs`) on a blocking thread;
@@ -31,8 +34,12 @@ use axum::extract::{FromRequestParts, Path, RawQuery, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
+use mandate_core::NewConnection;
 use mandate_core::approvals::ApprovalWindow;
+use mandate_core::broker::CredentialPlacement;
+use mandate_core::mcp::{McpTransport, NewMcpServer};
+use mandate_core::model::TrustState;
 use mandate_core::oauth::member::NotSignedIn;
 use mandate_core::secret::Sensitive;
 use mandate_core::team::{DEFAULT_INVITE_TTL, Role};
@@ -53,12 +60,24 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/team/v1/approvals/{id}/{answer}", post(decide))
         .route("/team/v1/audit", get(audit))
         .route("/team/v1/audit/export", get(export))
-        .route("/team/v1/connections", get(connections))
+        .route(
+            "/team/v1/connections",
+            get(connections).post(add_connection),
+        )
         .route("/team/v1/connections/{name}", delete(remove_connection))
-        .route("/team/v1/mcp-servers", get(mcp_servers))
+        .route(
+            "/team/v1/connections/{name}/secret",
+            put(set_connection_secret),
+        )
+        .route(
+            "/team/v1/mcp-servers",
+            get(mcp_servers).post(add_mcp_server),
+        )
         .route("/team/v1/mcp-servers/{name}", delete(remove_mcp_server))
         .route("/team/v1/members", get(members).post(invite))
         .route("/team/v1/members/{name}", delete(remove))
+        .route("/team/v1/witnesses", get(witnesses).post(add_witness))
+        .route("/team/v1/witnesses/{name}", delete(remove_witness))
 }
 
 fn json_answer(status: StatusCode, body: &Value) -> Response {
@@ -456,6 +475,185 @@ async fn export(call: MemberCall) -> Response {
             "events": e.events.len(),
             "checkpoint_size": e.checkpoint.checkpoint.size,
         }))
+    })
+    .await
+}
+
+async fn witnesses(call: MemberCall) -> Response {
+    call.run(|m, who| to_json(m.team_witnesses(who)?)).await
+}
+
+#[derive(Deserialize)]
+struct WitnessBody {
+    /// The witness's name (schema-less URL-like, as in its verifier key).
+    name: String,
+    /// Its cosignature verifier key, `NAME+KEYID+BASE64`.
+    public_key: String,
+}
+
+async fn add_witness(call: MemberCall, req: Request) -> Response {
+    let (_, body) = match body_json::<WitnessBody>(req).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    call.run(move |m, who| to_json(m.team_add_witness(who, &body.name, &body.public_key)?))
+        .await
+}
+
+async fn remove_witness(call: MemberCall, Path(name): Path<String>) -> Response {
+    call.run(move |m, who| to_json(m.team_remove_witness(who, &name)?))
+        .await
+}
+
+#[derive(Deserialize)]
+struct ConnectionBody {
+    name: String,
+    base_url: String,
+    /// `NAME=METHOD:PATH` strings.
+    #[serde(default)]
+    actions: Vec<String>,
+    #[serde(default)]
+    trust_floor: Option<String>,
+}
+
+/// A trust state as the member API takes it (`TRUSTED`, `PENDING`, `UNTRUSTED`, any case).
+fn trust_floor(raw: Option<&str>) -> Result<Option<TrustState>, Box<Response>> {
+    raw.map(|t| {
+        t.parse::<TrustState>().map_err(|_| {
+            Box::new(error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "trust_floor must be TRUSTED, PENDING or UNTRUSTED",
+            ))
+        })
+    })
+    .transpose()
+}
+
+async fn add_connection(call: MemberCall, req: Request) -> Response {
+    let (_, body) = match body_json::<ConnectionBody>(req).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let floor = match trust_floor(body.trust_floor.as_deref()) {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
+    call.run(move |m, who| {
+        to_json(m.team_add_connection(
+            who,
+            NewConnection {
+                name: body.name,
+                base_url: body.base_url,
+                actions: body.actions,
+                trust_floor: floor,
+            },
+        )?)
+    })
+    .await
+}
+
+async fn set_connection_secret(
+    call: MemberCall,
+    Path(name): Path<String>,
+    req: Request,
+) -> Response {
+    // Read as a plain object so that no parser message can quote the credential back.
+    let secret = match body_json::<Value>(req).await {
+        Ok((_, mut v)) => match v.get_mut("secret").map(Value::take) {
+            Some(Value::String(s)) => Sensitive::new(s),
+            _ => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "the body must be {\"secret\": \"...\"}: the credential as a string",
+                );
+            }
+        },
+        Err(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "the body must be {\"secret\": \"...\"}: the credential as a string",
+            );
+        }
+    };
+    call.run(move |m, who| {
+        m.team_set_connection_secret(who, &name, secret)?;
+        Ok(json!({"connection": name, "secret": "stored"}))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct McpServerBody {
+    name: String,
+    /// The remote server's Streamable HTTP URL.
+    url: String,
+    /// Where its credential (the body's `secret`, kept in the server's keychain) goes:
+    /// `bearer`, `basic`, `header:NAME` or `query:NAME`.
+    #[serde(default)]
+    auth: Option<String>,
+    #[serde(default)]
+    trust_floor: Option<String>,
+    #[serde(default)]
+    call_timeout_secs: Option<u32>,
+    #[serde(default)]
+    audit_arguments: bool,
+}
+
+async fn add_mcp_server(call: MemberCall, req: Request) -> Response {
+    // The credential is taken out before the rest is parsed, so that no parser message can
+    // quote it back.
+    let (_, mut raw) = match body_json::<Value>(req).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let secret = match raw.as_object_mut().and_then(|o| o.remove("secret")) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(Sensitive::new(s)),
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "secret must be the MCP server's credential as a string",
+            );
+        }
+    };
+    let body: McpServerBody = match serde_json::from_value(raw) {
+        Ok(b) => b,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                &format!("the request body is not the JSON this route takes ({e})"),
+            );
+        }
+    };
+    let floor = match trust_floor(body.trust_floor.as_deref()) {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
+    let auth = match body.auth.as_deref().map(str::parse::<CredentialPlacement>) {
+        None => None,
+        Some(Ok(a)) => Some(a),
+        Some(Err(e)) => return core_error(&e),
+    };
+    call.run(move |m, who| {
+        to_json(m.team_add_mcp_server(
+            who,
+            NewMcpServer {
+                name: body.name,
+                transport: McpTransport::Http { url: body.url },
+                env: Vec::new(),
+                secret_env: Vec::new(),
+                http_secret: secret,
+                auth,
+                trust_floor: floor,
+                call_timeout_secs: body.call_timeout_secs,
+                audit_arguments: body.audit_arguments,
+            },
+        )?)
     })
     .await
 }

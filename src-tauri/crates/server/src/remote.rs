@@ -225,6 +225,11 @@ impl RemoteServer {
         &self.url
     }
 
+    /// The server's host name (or address), without the port.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
     /// The broker's URL for `connection` on this server.
     pub fn proxy_url(&self, connection: &str) -> String {
         format!(

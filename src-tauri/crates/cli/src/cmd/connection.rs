@@ -175,7 +175,7 @@ fn merge_actions(preset: &[presets::PresetAction], given: &[String]) -> Vec<Stri
     out
 }
 
-fn read_secret() -> CliResult<Sensitive<String>> {
+pub(crate) fn read_secret() -> CliResult<Sensitive<String>> {
     let stdin = std::io::stdin();
     let raw = if stdin.is_terminal() {
         rpassword::prompt_password("Secret (input hidden): ").map_err(|e| CliError::Exit {

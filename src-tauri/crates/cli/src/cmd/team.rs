@@ -51,8 +51,45 @@ pub enum TeamCmd {
     Resume(AgentArgs),
     /// Revoke an agent you own (admins: any agent), for good.
     Revoke(AgentArgs),
-    /// The team's connections (admins add them, and their secrets, on the server host).
+    /// The team's connections.
     Connections,
+    /// Add a connection (admins): an API the team server's broker calls with its credential.
+    AddConnection {
+        /// Its name, the first half of its scopes (e.g. `github` for `github:repo.read`).
+        name: String,
+        /// The API's base URL, e.g. https://api.github.com.
+        #[arg(long)]
+        base_url: String,
+        /// An action as NAME=METHOD:PATH-PATTERN, e.g. repo.read=GET:/repos/** (repeatable).
+        #[arg(long = "action", value_name = "NAME=METHOD:PATH")]
+        actions: Vec<String>,
+        /// Agents below this trust state get no tokens for it (TRUSTED, PENDING, UNTRUSTED).
+        #[arg(long, value_name = "STATE")]
+        trust_floor: Option<String>,
+    },
+    /// Store or replace a connection's credential in the team server's keychain (admins;
+    /// read from standard input, or asked for without echo).
+    SetSecret {
+        /// The connection's name.
+        connection: String,
+    },
+    /// Add a remote MCP server by its URL (admins). A command-line (stdio) server would run
+    /// on the server host: add it there with `mandate mcp add`.
+    AddMcpServer {
+        name: String,
+        /// Its Streamable HTTP URL.
+        #[arg(long)]
+        url: String,
+        /// Where its credential goes: bearer, basic, header:NAME or query:NAME.
+        #[arg(long, value_name = "HOW")]
+        auth: Option<String>,
+        /// Read its credential from standard input (kept in the team server's keychain).
+        #[arg(long)]
+        secret_stdin: bool,
+        /// Agents below this trust state may not call its tools (TRUSTED, PENDING, UNTRUSTED).
+        #[arg(long, value_name = "STATE")]
+        trust_floor: Option<String>,
+    },
     /// Remove a connection (admins); agents lose their scopes on it.
     RemoveConnection {
         /// The connection's name.
@@ -111,6 +148,10 @@ pub struct JoinArgs {
     /// Trust exactly the server certificate with this SHA-256 fingerprint.
     #[arg(long, value_name = "SHA256")]
     server_fingerprint: Option<String>,
+    /// Do not make this machine a witness of the team's log (by default it enrols a witness
+    /// key and cosigns the log's newest checkpoint: `mandate team witness enrol`).
+    #[arg(long)]
+    no_witness: bool,
 }
 
 #[derive(Debug, Args)]
@@ -239,6 +280,74 @@ pub fn run(ctx: &mut Ctx, c: TeamCmd) -> CliResult {
         }
         TeamCmd::Connections => list_registry(ctx, "/team/v1/connections"),
         TeamCmd::McpServers => list_registry(ctx, "/team/v1/mcp-servers"),
+        TeamCmd::AddConnection {
+            name,
+            base_url,
+            actions,
+            trust_floor,
+        } => {
+            let v = Session::open(ctx)?.call(
+                Method::POST,
+                "/team/v1/connections",
+                Some(&json!({
+                    "name": name, "base_url": base_url, "actions": actions,
+                    "trust_floor": trust_floor,
+                })),
+            )?;
+            if ctx.json {
+                return crate::output::json(&v);
+            }
+            println!(
+                "Added the connection {name} on the team server (recorded in your name). Give \
+                 it its credential with `mandate team set-secret {name}`."
+            );
+            Ok(())
+        }
+        TeamCmd::SetSecret { connection } => {
+            let path = format!("/team/v1/connections/{}/secret", segment(&connection)?);
+            let session = Session::open(ctx)?;
+            let secret = super::connection::read_secret()?;
+            let v = session.call(
+                Method::PUT,
+                &path,
+                Some(&json!({"secret": secret.expose()})),
+            )?;
+            if ctx.json {
+                return crate::output::json(&v);
+            }
+            println!(
+                "Stored the credential of {connection} in the team server's keychain; agents \
+                 never see it."
+            );
+            Ok(())
+        }
+        TeamCmd::AddMcpServer {
+            name,
+            url,
+            auth,
+            secret_stdin,
+            trust_floor,
+        } => {
+            let session = Session::open(ctx)?;
+            let secret = if secret_stdin {
+                Some(super::connection::read_secret()?)
+            } else {
+                None
+            };
+            let v = session.call(
+                Method::POST,
+                "/team/v1/mcp-servers",
+                Some(&json!({
+                    "name": name, "url": url, "auth": auth, "trust_floor": trust_floor,
+                    "secret": secret.as_ref().map(|s| s.expose()),
+                })),
+            )?;
+            if ctx.json {
+                return crate::output::json(&v);
+            }
+            println!("Added the MCP server {name} on the team server (recorded in your name).");
+            Ok(())
+        }
         TeamCmd::RemoveConnection { name } => remove_registry(ctx, "connections", &name),
         TeamCmd::RemoveMcpServer { name } => remove_registry(ctx, "mcp-servers", &name),
         TeamCmd::Suspend(a) => change(ctx, "suspend", "Suspended", a),
@@ -448,9 +557,21 @@ fn join(ctx: &mut Ctx, a: JoinArgs) -> CliResult {
         trust: record,
         joined_at: m.now().to_rfc3339(),
     })?;
+    // Every connected machine witnesses the log by default. A failure here does not undo
+    // the join: it is said, with the command that finishes it.
+    let witness = if a.no_witness {
+        None
+    } else {
+        Some(witness_enrolment(ctx, None))
+    };
     if ctx.json {
         return crate::output::json(&json!({
             "server": server.url(), "member": member, "role": role, "kid": key.kid,
+            "witness": match &witness {
+                Some(Ok(w)) => json!({"name": w.name, "cosigned_size": w.cosigned_size}),
+                Some(Err(e)) => json!({"error": e.to_string()}),
+                None => Value::Null,
+            },
         }));
     }
     println!(
@@ -460,7 +581,120 @@ fn join(ctx: &mut Ctx, a: JoinArgs) -> CliResult {
         kid = key.kid,
         keychain = m.keychain_description(),
     );
+    match witness {
+        Some(Ok(w)) => println!("{}", w.sentence()),
+        Some(Err(e)) => eprintln!(
+            "This machine could not enrol as a witness of the team's log ({e}); run `mandate \
+             team witness enrol` to try again."
+        ),
+        None => {}
+    }
     Ok(())
+}
+
+/// The team server this machine's person joined, trusted as they chose at `join`.
+pub(crate) fn joined_server(m: &Mandate) -> CliResult<RemoteServer> {
+    let membership = m.team_membership()?.ok_or_else(not_joined)?;
+    RemoteServer::new(&membership.url, trust_of(&membership.trust)?).map_err(|e| fail(3, e))
+}
+
+fn not_joined() -> CliError {
+    fail(
+        5,
+        "you have not joined a team server on this machine; ask an admin for an invite and run \
+         `mandate team join URL CODE`"
+            .into(),
+    )
+}
+
+/// This machine enrolled as a witness of the team's log.
+struct Enrolled {
+    name: String,
+    /// The checkpoint it cosigned at once, if the log had one.
+    cosigned_size: Option<u64>,
+}
+
+impl Enrolled {
+    fn sentence(&self) -> String {
+        match self.cosigned_size {
+            Some(n) => format!(
+                "This machine witnesses the team's log as {}: it cosigned the checkpoint of {n} \
+                 events, and refuses any later one that rewrites them.",
+                self.name
+            ),
+            None => format!(
+                "This machine witnesses the team's log as {}; it cosigns each new checkpoint \
+                 with `mandate team witness sync` (the desktop app does it by itself).",
+                self.name
+            ),
+        }
+    }
+}
+
+/// `mandate team witness enrol`.
+pub(crate) fn enrol_witness(ctx: &mut Ctx, name: Option<&str>) -> CliResult {
+    let w = witness_enrolment(ctx, name)?;
+    if ctx.json {
+        return crate::output::json(&json!({"name": w.name, "cosigned_size": w.cosigned_size}));
+    }
+    println!("{}", w.sentence());
+    Ok(())
+}
+
+/// Make (or reuse) this machine's witness key, register it with the team server in the
+/// member's name (already registered with the same key is fine), then sync once.
+fn witness_enrolment(ctx: &mut Ctx, name: Option<&str>) -> CliResult<Enrolled> {
+    let s = Session::open(ctx)?;
+    let key = match (s.m.witness_key(None), name) {
+        (Ok((key, _)), None) => key,
+        (_, Some(n)) => s.m.witness_key(Some(n))?.0,
+        (Err(_), None) => {
+            let install: String =
+                s.m.install_id()
+                    .chars()
+                    .filter(char::is_ascii_alphanumeric)
+                    .take(6)
+                    .collect();
+            let name = format!("{}/{}-{install}", s.server.host(), s.membership.member);
+            s.m.witness_key(Some(&name))?.0
+        }
+    };
+    let registered = s.call(
+        Method::POST,
+        "/team/v1/witnesses",
+        Some(&json!({"name": key.name, "public_key": key.vkey()})),
+    );
+    match registered {
+        Ok(_) => {}
+        // Enrolled before (a second `enrol`, or a join after `forget`): the same key is fine.
+        Err(CliError::Exit { code: 5, .. })
+            if s.call(Method::GET, "/team/v1/witnesses", None)?
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|w| {
+                    w["vkey"].as_str() == Some(key.vkey().as_str()) && w["removed_at"].is_null()
+                }) => {}
+        Err(e) => return Err(e),
+    }
+    let done = s.rt.block_on(mandate_server::witness_client::sync(
+        s.m.clone(),
+        &s.server,
+        None,
+    ));
+    let cosigned_size = match done {
+        Ok(d) => Some(d.cosigned.size),
+        Err(e) => {
+            return Err(fail(
+                8,
+                format!("the witness key was registered, but the first sync failed: {e}"),
+            ));
+        }
+    };
+    Ok(Enrolled {
+        name: key.name,
+        cosigned_size,
+    })
 }
 
 fn invite(ctx: &mut Ctx, a: InviteArgs) -> CliResult {

@@ -36,11 +36,20 @@ pub enum WitnessCmd {
     Remove { name: String },
     /// The witnesses registered here (on a server), and the logs this machine witnesses.
     List,
+    /// As a member of the team server you joined: make this machine's witness key (if it has
+    /// none), register it with the server in your name, and cosign its newest checkpoint.
+    /// `mandate team join` does this unless told --no-witness.
+    Enrol {
+        /// The witness's name (default: the server's host, your member name and this
+        /// installation, e.g. team.acme.example/alice-3f2a9c).
+        #[arg(long)]
+        name: Option<String>,
+    },
     /// Check the team server's newest checkpoint against the last one this machine saw
     /// (RFC 9162 consistency proof) and cosign it; a rewritten or forked log is refused.
     Sync {
-        /// The team server's public URL (https://HOST[:PORT]).
-        url: String,
+        /// The team server's public URL (https://HOST[:PORT]); default: the server you joined.
+        url: Option<String>,
         /// Trust only this CA (or the server's own certificate), PEM.
         #[arg(long, value_name = "FILE", conflicts_with = "server_fingerprint")]
         server_ca: Option<PathBuf>,
@@ -68,6 +77,7 @@ fn fail(code: u8, message: String) -> CliError {
 pub fn run(ctx: &mut Ctx, cmd: WitnessCmd) -> CliResult {
     let m = ctx.mandate()?;
     match cmd {
+        WitnessCmd::Enrol { name } => super::team::enrol_witness(ctx, name.as_deref()),
         WitnessCmd::Key { name } => {
             let (key, made) = m.witness_key(name.as_deref())?;
             if ctx.json {
@@ -185,17 +195,22 @@ pub fn run(ctx: &mut Ctx, cmd: WitnessCmd) -> CliResult {
             server_fingerprint,
             log_key,
         } => {
-            let trust = match (&server_ca, &server_fingerprint) {
-                (Some(ca), _) => ServerTrust::Ca(std::fs::read(ca).map_err(|e| {
-                    fail(
-                        3,
-                        format!("the CA file {} cannot be read ({e})", ca.display()),
-                    )
-                })?),
-                (None, Some(fp)) => ServerTrust::fingerprint(fp).map_err(|e| fail(3, e))?,
-                (None, None) => ServerTrust::WebPki,
+            let server = match url {
+                Some(url) => {
+                    let trust = match (&server_ca, &server_fingerprint) {
+                        (Some(ca), _) => ServerTrust::Ca(std::fs::read(ca).map_err(|e| {
+                            fail(
+                                3,
+                                format!("the CA file {} cannot be read ({e})", ca.display()),
+                            )
+                        })?),
+                        (None, Some(fp)) => ServerTrust::fingerprint(fp).map_err(|e| fail(3, e))?,
+                        (None, None) => ServerTrust::WebPki,
+                    };
+                    RemoteServer::new(&url, trust).map_err(|e| fail(3, e))?
+                }
+                None => super::team::joined_server(&m)?,
             };
-            let server = RemoteServer::new(&url, trust).map_err(|e| fail(3, e))?;
             let rt = super::serve::runtime()?;
             let done = rt
                 .block_on(mandate_server::witness_client::sync(
