@@ -13,6 +13,7 @@ mod commands;
 mod endpoint;
 mod tray;
 mod watch;
+mod witness;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -125,6 +126,7 @@ fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
         wizard::check_owner,
         wizard::create_wizard_agent,
         wizard::wizard_test_token,
+        witness::witness_status,
     ])
 }
 
@@ -201,6 +203,7 @@ pub fn run() -> ExitCode {
         .plugin(tauri_plugin_notification::init())
         .plugin(tauri_plugin_opener::init())
         .manage(state)
+        .manage(witness::Latest::default())
         .invoke_handler(builder.invoke_handler())
         .setup(|app| {
             let handle = app.handle().clone();
@@ -208,6 +211,7 @@ pub fn run() -> ExitCode {
             if let Ok(m) = &state.mandate {
                 endpoint::start(&handle, m.clone());
                 watch::spawn(handle.clone(), m.clone());
+                witness::spawn(handle.clone(), m.clone());
             }
             if let Err(e) = tray::create(&handle) {
                 tracing::warn!(error = %e, "no tray icon");

@@ -51,6 +51,16 @@ pub enum ServerTrust {
 }
 
 impl ServerTrust {
+    /// How this machine chose to trust the team server it joined (the membership's record).
+    pub fn from_record(r: &mandate_core::team_client::ServerTrustRecord) -> Result<Self, String> {
+        use mandate_core::team_client::ServerTrustRecord as R;
+        Ok(match r {
+            R::Ca(pem) => ServerTrust::Ca(pem.as_bytes().to_vec()),
+            R::Fingerprint(hex) => ServerTrust::fingerprint(hex)?,
+            R::WebPki => ServerTrust::WebPki,
+        })
+    }
+
     /// Parse a SHA-256 fingerprint as OpenSSL prints it (`AB:CD:...`) or as plain hex, with an
     /// optional `sha256:`/`SHA256=` prefix.
     pub fn fingerprint(s: &str) -> Result<Self, String> {

@@ -157,6 +157,11 @@ export const commands = {
 	 *  `mandate token` does.
 	 */
 	wizardTestToken: (agent: string) => typedError<TestToken_Serialize, ErrorReport>(__TAURI_INVOKE("wizard_test_token", { agent })),
+	/**
+	 *  The witness's latest status (none until the first check, or when this installation
+	 *  witnesses no team log).
+	 */
+	witnessStatus: () => __TAURI_INVOKE<WitnessStatus_Serialize | null>("witness_status"),
 };
 
 /* Types */
@@ -2028,6 +2033,47 @@ export type UsageView_Serialize = {
 	calls: number,
 	denied: number,
 	state: BudgetState,
+};
+
+/**  What the last check found. */
+export type WitnessState = 
+/**  The newest checkpoint extends what was seen, and this machine cosigned it. */
+"cosigned" | 
+/**
+ *  The server's log does not extend what this machine saw (or is signed by another key):
+ *  nothing was cosigned. A person must look.
+ */
+"refused" | 
+/**  The server could not be reached or did not keep the cosignature; tried again later. */
+"unreachable";
+
+/**  The witness's state as the window shows it. */
+export type WitnessStatus = WitnessStatus_Serialize | WitnessStatus_Deserialize;
+
+/**  The witness's state as the window shows it. */
+export type WitnessStatus_Deserialize = {
+	state: WitnessState,
+	/**  The witness's name (its key's name). */
+	witness: string,
+	/**  The size of the checkpoint cosigned, when one was. */
+	size?: number | null,
+	/**  What happened, as a sentence (and what to do, when something is wrong). */
+	message: string,
+	/**  When (RFC 3339, UTC). */
+	at: string,
+};
+
+/**  The witness's state as the window shows it. */
+export type WitnessStatus_Serialize = {
+	state: WitnessState,
+	/**  The witness's name (its key's name). */
+	witness: string,
+	/**  The size of the checkpoint cosigned, when one was. */
+	size: number | null,
+	/**  What happened, as a sentence (and what to do, when something is wrong). */
+	message: string,
+	/**  When (RFC 3339, UTC). */
+	at: string,
 };
 
 /**  Everything the wizard's Issue, Scope and Rotate steps decided. */

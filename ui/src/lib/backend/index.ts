@@ -58,9 +58,12 @@ import type {
   Approval,
   ApprovalWindow,
   TrustSettings,
+  WitnessStatus_Serialize,
 } from "./bindings";
 
 export type McpServer = McpServer_Serialize;
+/** What this computer's last check of its team's audit log found. */
+export type WitnessStatus = WitnessStatus_Serialize;
 export type McpToolsUpdate = ToolsUpdate;
 export type McpConfigFile = ConfigFile_Serialize;
 export type McpImport = RewriteBackup_Serialize;
@@ -183,6 +186,13 @@ export const backend = {
    * watcher emits `approvals-changed`); resolves to a function that stops listening. */
   onApprovalsChanged: async (onChange: () => void): Promise<() => void> =>
     listen("approvals-changed", () => onChange()),
+  /** The last check of the team's audit log by this computer (null until one ran, or when it
+   * witnesses no team log). */
+  witnessStatus: async (): Promise<WitnessStatus | null> => commands.witnessStatus(),
+  /** Call `onStatus` after each check of the team's log (the desktop's witness emits
+   * `team-witness`); resolves to a function that stops listening. */
+  onWitnessStatus: async (onStatus: (s: WitnessStatus) => void): Promise<() => void> =>
+    listen<WitnessStatus>("team-witness", (e) => onStatus(e.payload)),
   trustSettings: async (): Promise<TrustSettings> => unwrap(await commands.trustSettings()),
   setTrustSettings: async (trustedMin: number, pendingMin: number, organisationFloor: number): Promise<TrustSettings> =>
     unwrap(await commands.setTrustSettings(trustedMin, pendingMin, organisationFloor)),

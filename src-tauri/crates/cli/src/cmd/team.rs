@@ -205,13 +205,7 @@ fn client_error(e: ClientError) -> CliError {
 }
 
 fn trust_of(t: &ServerTrustRecord) -> CliResult<ServerTrust> {
-    Ok(match t {
-        ServerTrustRecord::Ca(pem) => ServerTrust::Ca(pem.as_bytes().to_vec()),
-        ServerTrustRecord::Fingerprint(hex) => {
-            ServerTrust::fingerprint(hex).map_err(|e| fail(3, e))?
-        }
-        ServerTrustRecord::WebPki => ServerTrust::WebPki,
-    })
+    ServerTrust::from_record(t).map_err(|e| fail(3, e))
 }
 
 pub fn run(ctx: &mut Ctx, c: TeamCmd) -> CliResult {
