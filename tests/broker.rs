@@ -1156,9 +1156,37 @@ fn an_unanswered_call_gets_approval_pending_with_an_id_and_a_denial_names_who_an
     assert_eq!(r.json()["error"], "access_denied");
     assert!(r.body.contains("founder denied this call"), "{}", r.body);
     assert!(r.body.contains("not during the audit freeze"), "{}", r.body);
+    let (_, _, _, details) = b.proxy_events().pop().unwrap();
+    assert_eq!(details["error"], "access_denied");
+    assert!(details.get("trust_gate").is_none(), "{details}");
     b.env
         .run(&["approvals", "approve", &id])
         .fails(5, "denied already");
+}
+
+/// A call refused because the agent is below the connection's floor only enforces its trust
+/// verdict: the event says so (`trust_gate`), and behaviour does not count it as a new
+/// denial. A person's "no" is a real denial and is not marked.
+#[test]
+fn a_refusal_at_the_trust_floor_is_audited_as_the_trust_gate_and_a_persons_denial_is_not() {
+    let b = Broker::start_with(&[], &[]);
+    // A token issued while the floor let the agent through; then the floor is raised.
+    let t = b.token();
+    b.env
+        .run(&["connection", "edit", "github", "--trust-floor", "TRUSTED"])
+        .ok();
+    let r = b.call("GET", "/proxy/github/repos/acme/billing/issues", &t, &[]);
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(r.json()["error"], "access_denied");
+    assert!(r.body.contains("TRUSTED"), "{}", r.body);
+    let events = b.proxy_events();
+    let (action, decision, _, details) = events.last().expect("the refusal is audited");
+    assert_eq!(
+        (action.as_str(), decision.as_str()),
+        ("proxy.denied", "deny")
+    );
+    assert_eq!(details["trust_gate"], true, "{details}");
+    assert!(b.seen().is_empty(), "nothing reached the upstream");
 }
 
 /// The server's thread count (Linux: `/proc/PID/status`).

@@ -162,6 +162,74 @@ fn a_burst_of_denials_drops_the_score_below_the_floor_within_a_minute_and_the_si
         .map(|s| s["contribution"].as_i64().unwrap())
         .sum();
     assert_eq!(after["score"].as_i64().unwrap(), sum.clamp(0, 100));
+
+    // Refusals at the floor only enforce that verdict: audited as such, and not counted as
+    // new denials, so the burst clears once its ten minutes pass even while the agent keeps
+    // asking (counting them kept an UNTRUSTED agent there for as long as it called).
+    let refused_before = denials_in(&after);
+    for _ in 0..8 {
+        let r = env.run(&["token", AGENT]);
+        assert!(
+            r.code != 0 && r.stderr.contains("requires at least PENDING"),
+            "{}",
+            r.stderr
+        );
+    }
+    let gated = audit(&env)
+        .into_iter()
+        .filter(|e| {
+            e["action"] == "token.denied" && e["details"]["trust_gate"] == Value::Bool(true)
+        })
+        .count();
+    assert!(
+        gated >= 9,
+        "each floor refusal is marked as the trust gate: {gated}"
+    );
+    let scope_refusals = audit(&env)
+        .into_iter()
+        .filter(|e| {
+            e["action"] == "token.denied"
+                && e["details"]["error"] == "invalid_scope"
+                && e["details"].get("trust_gate").is_none()
+        })
+        .count();
+    assert_eq!(scope_refusals, 10);
+    // Once the refresher has folded the new requests, the refusals counted are the same.
+    let start = Instant::now();
+    let later = loop {
+        let t = trust(&env);
+        if requests_in(&t) >= requests_in(&after) + 8 {
+            break t;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the refresher did not fold the new requests within a minute"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(denials_in(&later), refused_before, "{later}");
+}
+
+/// The refusals and requests the denials signal counted ("N of its last M requests were
+/// refused ...").
+fn denials_in(trust: &Value) -> u64 {
+    count_in(trust, 0)
+}
+
+fn requests_in(trust: &Value) -> u64 {
+    count_in(trust, 4)
+}
+
+fn count_in(trust: &Value, word: usize) -> u64 {
+    let detail = signal(trust, "denials").unwrap()["detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    detail
+        .split_whitespace()
+        .nth(word)
+        .and_then(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("no count at word {word} of: {detail}"))
 }
 
 #[test]

@@ -318,6 +318,7 @@ async fn from_client<R: AsyncRead + Unpin>(shared: Arc<Shared>, reader: R, opts:
                             code: "message_too_large",
                             message: msg.clone(),
                             scope: None,
+                            trust_gate: false,
                         },
                     )
                     .await;
@@ -337,6 +338,7 @@ async fn from_client<R: AsyncRead + Unpin>(shared: Arc<Shared>, reader: R, opts:
                             code: "parse_error",
                             message: "the message is not valid JSON; it was not passed on".into(),
                             scope: None,
+                            trust_gate: false,
                         },
                     )
                     .await;
@@ -373,6 +375,7 @@ async fn from_client<R: AsyncRead + Unpin>(shared: Arc<Shared>, reader: R, opts:
                             code,
                             message: msg,
                             scope: None,
+                            trust_gate: false,
                         },
                     )
                     .await;
@@ -394,6 +397,7 @@ async fn from_client<R: AsyncRead + Unpin>(shared: Arc<Shared>, reader: R, opts:
                                     code: r.code,
                                     message: r.message,
                                     scope: None,
+                                    trust_gate: false,
                                 },
                             )
                             .await;
@@ -460,6 +464,7 @@ async fn from_client<R: AsyncRead + Unpin>(shared: Arc<Shared>, reader: R, opts:
                                     method.escape_default()
                                 ),
                                 scope: None,
+                                trust_gate: false,
                             },
                         )
                         .await;

@@ -328,6 +328,7 @@ impl HttpGateway {
                             code,
                             message: msg,
                             scope: None,
+                            trust_gate: false,
                         },
                     )
                     .await;

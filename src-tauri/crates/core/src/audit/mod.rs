@@ -289,6 +289,12 @@ pub struct AuditEvent {
 /// Format version of the event body.
 pub const EVENT_VERSION: u32 = 1;
 
+/// The `details` key (value `true`) of a refusal that only enforced the agent's own trust
+/// verdict (it is below a connection's or MCP server's floor). Behaviour does not count such
+/// refusals as denials: counting them would keep an agent that a burst of denials made
+/// UNTRUSTED there for as long as it keeps calling, even after a person reviewed it.
+pub const TRUST_GATE: &str = "trust_gate";
+
 /// Format a time the way events carry it.
 pub fn format_time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)

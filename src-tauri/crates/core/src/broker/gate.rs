@@ -58,6 +58,10 @@ pub struct Denial {
     pub challenge: Option<&'static str>,
     /// With `approval_pending`: the request's id, for the `Mandate-Approval` header.
     pub approval: Option<String>,
+    /// The refusal is the agent's own trust verdict enforced (below the floor), not
+    /// something new it did: behaviour does not count it as a denial (see
+    /// [`crate::audit::TRUST_GATE`]).
+    pub trust_gate: bool,
 }
 
 impl Denial {
@@ -69,6 +73,7 @@ impl Denial {
             retry_after: None,
             challenge: None,
             approval: None,
+            trust_gate: false,
         }
     }
 
@@ -187,6 +192,9 @@ impl Context<'_> {
             "status": d.status,
             "error": d.code,
         });
+        if d.trust_gate {
+            v[crate::audit::TRUST_GATE] = json!(true);
+        }
         if let Some(a) = self.action {
             v["action"] = json!(a);
         }
@@ -522,7 +530,7 @@ impl Broker {
                 }
             }
         } else if let Some(why) = below {
-            let d = Denial::new(
+            let mut d = Denial::new(
                 403,
                 "access_denied",
                 format!(
@@ -530,6 +538,7 @@ impl Broker {
                     agent.name, agent.trust.state, agent.trust.score, connection.name
                 ),
             );
+            d.trust_gate = true;
             return Err(deny(&ctx, d, count));
         }
         if let Some(per_minute) = cfg.rate_per_minute

@@ -95,6 +95,9 @@ pub struct McpDenial {
     pub message: String,
     /// The scope the call needed, when that is why it was refused.
     pub scope: Option<String>,
+    /// The agent's own trust verdict enforced (below the floor), not something new it did
+    /// ([`crate::audit::TRUST_GATE`]).
+    pub trust_gate: bool,
 }
 
 impl McpDenial {
@@ -103,6 +106,7 @@ impl McpDenial {
             code,
             message: message.into(),
             scope: None,
+            trust_gate: false,
         }
     }
 
@@ -413,6 +417,9 @@ impl McpSession {
     ) -> McpDenial {
         let mut details = self.base_details(call, view);
         details["error"] = json!(d.code);
+        if d.trust_gate {
+            details[crate::audit::TRUST_GATE] = json!(true);
+        }
         let ev = self
             .event("mcp.denied", Decision::Deny, details)
             .reason(d.message.clone());
@@ -587,13 +594,14 @@ impl McpSession {
                 }
             }
         } else if let Some(why) = below {
-            let d = McpDenial::new(
+            let mut d = McpDenial::new(
                 "access_denied",
                 format!(
                     "the agent '{}' is {} (score {}) but {why} for '{}'",
                     self.agent, view.trust, view.score, self.server
                 ),
             );
+            d.trust_gate = true;
             return Err(self.write_denial(call, d, Some(&view), true).await);
         }
         if let Some(per_minute) = view.cfg.rate_per_minute

@@ -161,6 +161,10 @@ pub enum OAuthError {
     InvalidGrant(String),
     #[error("{0}")]
     UnauthorizedClient(String),
+    /// `unauthorized_client` because the agent is below a connection's trust floor: its own
+    /// trust verdict enforced, audited with [`crate::audit::TRUST_GATE`].
+    #[error("{0}")]
+    BelowTrustFloor(String),
     #[error("{0}")]
     UnsupportedGrantType(String),
     #[error("{0}")]
@@ -202,7 +206,9 @@ impl OAuthError {
             OAuthError::InvalidRequest(_) => "invalid_request",
             OAuthError::InvalidClient(_) => "invalid_client",
             OAuthError::InvalidGrant(_) => "invalid_grant",
-            OAuthError::UnauthorizedClient(_) => "unauthorized_client",
+            OAuthError::UnauthorizedClient(_) | OAuthError::BelowTrustFloor(_) => {
+                "unauthorized_client"
+            }
             OAuthError::UnsupportedGrantType(_) => "unsupported_grant_type",
             OAuthError::InvalidScope(_) => "invalid_scope",
             OAuthError::InvalidTarget(_) => "invalid_target",

@@ -179,7 +179,7 @@ fn floor_refusal(agent: &ClientAgent, c: &ConnInfo) -> OAuthError {
         agent.organisation_floor,
     )
     .unwrap_or_default();
-    OAuthError::UnauthorizedClient(format!(
+    OAuthError::BelowTrustFloor(format!(
         "the agent '{}' is {} (score {}) but {why} for the connection '{}'; raise its \
          trust (`mandate agent show {}` lists its signals) before it gets tokens for this \
          connection",

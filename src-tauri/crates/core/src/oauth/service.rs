@@ -221,6 +221,9 @@ fn denial_event(
     mut details: serde_json::Map<String, Value>,
 ) -> NewEvent {
     details.insert("error".into(), json!(err.code()));
+    if matches!(err, OAuthError::BelowTrustFloor(_)) {
+        details.insert(crate::audit::TRUST_GATE.into(), json!(true));
+    }
     let actor = match agent {
         Some((id, name)) => {
             details.insert("client_id".into(), json!(name));
@@ -943,6 +946,9 @@ impl TokenService {
                 let mut ev = event(Decision::Deny).reason(err.to_string());
                 ev.action = "token.denied".into();
                 ev.details["error"] = json!(err.code());
+                if matches!(err, OAuthError::BelowTrustFloor(_)) {
+                    ev.details[crate::audit::TRUST_GATE] = json!(true);
+                }
                 audit::append(tx, now_dt, ev)?;
                 Ok(Err(err))
             };

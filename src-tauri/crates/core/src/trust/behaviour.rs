@@ -322,8 +322,11 @@ fn is_request(action: &str) -> bool {
 }
 
 /// What "doing the same thing" means for new actions: the action, its target and, when the
-/// event names one, the MCP tool, broker action or path. Also whether the event is a call
-/// held for a person's approval (`approval_pending`), which is no denial of the agent.
+/// event names one, the MCP tool, broker action or path. Also whether a refusal says nothing
+/// new about the agent, so it is no denial here: a call held for a person's approval
+/// (`approval_pending`), or a refusal that only enforced the agent's own trust verdict
+/// ([`crate::audit::TRUST_GATE`]; counting those would keep an agent that a burst of denials
+/// made UNTRUSTED there for as long as it keeps calling, reviewed or not).
 fn action_key(action: &str, body: &[u8]) -> (String, bool) {
     #[derive(serde::Deserialize)]
     struct Body {
@@ -341,12 +344,15 @@ fn action_key(action: &str, body: &[u8]) -> (String, bool) {
         .to_string();
     let mut waiting = false;
     // Token requests are the bulk of the trail and their body says nothing new about what the
-    // agent does (the scopes are its grants): counted without reading it.
+    // agent does (the scopes are its grants): counted without reading it, except a refusal's.
     if action.starts_with("token.") {
-        return (key, false);
+        let gate = action == "token.denied"
+            && serde_json::from_slice::<Body>(body).is_ok_and(|b| is_trust_gate(&b.details));
+        return (key, gate);
     }
     if let Ok(b) = serde_json::from_slice::<Body>(body) {
-        waiting = b.details.get("error").and_then(|e| e.as_str()) == Some("approval_pending");
+        waiting = b.details.get("error").and_then(|e| e.as_str()) == Some("approval_pending")
+            || is_trust_gate(&b.details);
         if let Some(n) = b.target.and_then(|t| t.name) {
             key.push(' ');
             key.push_str(&n);
@@ -360,6 +366,10 @@ fn action_key(action: &str, body: &[u8]) -> (String, bool) {
         }
     }
     (key.chars().take(200).collect(), waiting)
+}
+
+fn is_trust_gate(details: &serde_json::Value) -> bool {
+    details.get(crate::audit::TRUST_GATE) == Some(&serde_json::Value::Bool(true))
 }
 
 #[derive(Default)]
@@ -735,5 +745,19 @@ mod tests {
         a.recent_denials = 5;
         let d = signals(&a, now);
         assert_ne!(find(&d, "denials").outcome, SignalOutcome::Fail);
+    }
+
+    #[test]
+    fn a_refusal_that_only_enforced_the_trust_floor_is_no_denial_of_the_agent() {
+        for action in ["token.denied", "proxy.denied", "mcp.denied"] {
+            let gated = br#"{"details":{"error":"access_denied","trust_gate":true}}"#;
+            let plain = br#"{"details":{"error":"access_denied"}}"#;
+            assert!(action_key(action, gated).1, "{action} at the floor");
+            assert!(!action_key(action, plain).1, "{action} for another reason");
+        }
+        let held = br#"{"details":{"error":"approval_pending"}}"#;
+        assert!(action_key("proxy.denied", held).1);
+        // A body that is not JSON is a denial like any other.
+        assert!(!action_key("token.denied", b"not json").1);
     }
 }
