@@ -955,4 +955,33 @@ mod tests {
             futures_executor::block_on(s.authorize(&call("read_file"))).unwrap();
         });
     }
+
+    /// A refusal at the MCP server's floor only enforces the agent's trust verdict: audited
+    /// with `trust_gate`, which behaviour does not count as a denial.
+    #[test]
+    fn a_refusal_at_the_floor_is_audited_as_the_trust_gate() {
+        each_store(|s| {
+            let m = setup(s);
+            m.edit_connection(
+                "fs",
+                crate::broker::ConnectionEdit {
+                    trust_floor: Some(TrustState::Trusted),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            let s = McpSession::open(m.clone(), "coder", "fs", "stdio").unwrap();
+            let d = futures_executor::block_on(s.authorize(&call("read_file"))).unwrap_err();
+            assert_eq!(d.code, "access_denied", "{}", d.message);
+            assert!(d.trust_gate);
+            let ev = &m.audit_events(Some("coder"), 1, None).unwrap()[0];
+            assert_eq!(ev.action, "mcp.denied");
+            assert_eq!(ev.details[crate::audit::TRUST_GATE], json!(true));
+            // Another refusal is not marked.
+            let d = futures_executor::block_on(s.authorize(&call("write_file"))).unwrap_err();
+            assert!(!d.trust_gate, "{}", d.code);
+            let ev = &m.audit_events(Some("coder"), 1, None).unwrap()[0];
+            assert!(ev.details.get(crate::audit::TRUST_GATE).is_none());
+        });
+    }
 }
