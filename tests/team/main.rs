@@ -11,6 +11,8 @@
 //! - `members`     issue 21: members join with their own keys, sign in for DPoP-bound tokens,
 //!   act within their roles; removed members, stolen or expired invite codes, replays and
 //!   out-of-role requests are refused, audited and leave the registry unchanged
+//! - `events`      the live event stream: `mandate team watch` sees another member's change
+//!   within 2 s, within its role; resumes without gaps; stream caps; removal ends it
 //! - `postgres`    an outage of PostgreSQL under a running server: 503, nothing half-written,
 //!   recovery when it returns
 //! - `witness`     a witness cosigns a growing log and catches a history rewritten in
@@ -26,6 +28,7 @@
 )]
 
 mod acceptance;
+mod events;
 mod exposure;
 mod fixture;
 mod members;

@@ -29,14 +29,14 @@ fn now() -> i64 {
 }
 
 /// A person's machine: the remote host, their own data folder and keychain service.
-struct Desk<'a> {
+pub(crate) struct Desk<'a> {
     host: &'a RemoteHost,
     dir: PathBuf,
     service: String,
 }
 
 impl<'a> Desk<'a> {
-    fn new(host: &'a RemoteHost, team: &Team, name: &str) -> Desk<'a> {
+    pub(crate) fn new(host: &'a RemoteHost, team: &Team, name: &str) -> Desk<'a> {
         let dir = team.path(&format!("desk-{name}"));
         std::fs::create_dir_all(&dir).unwrap();
         Desk {
@@ -46,7 +46,7 @@ impl<'a> Desk<'a> {
         }
     }
 
-    fn mandate(&self, args: &[&str]) -> Run {
+    pub(crate) fn mandate(&self, args: &[&str]) -> Run {
         let bus = std::env::var("DBUS_SESSION_BUS_ADDRESS").expect(
             "the members' keys live in a Secret Service: run the team tests under \
              scripts/with-keyring (scripts/test --team does)",
@@ -85,7 +85,22 @@ impl<'a> Desk<'a> {
         child.wait_with_output().unwrap().into()
     }
 
-    fn join(&self, team: &Team, code: &str) -> Run {
+    /// `mandate ARGS` on the member's machine, left running with its output piped.
+    pub(crate) fn spawn(&self, args: &[&str]) -> std::process::Child {
+        let bus = std::env::var("DBUS_SESSION_BUS_ADDRESS").expect("under scripts/with-keyring");
+        self.host
+            .cmd(&bin("mandate"), args)
+            .env("DBUS_SESSION_BUS_ADDRESS", bus)
+            .env("MANDATE_DATA_DIR", &self.dir)
+            .env("MANDATE_KEYCHAIN_SERVICE", &self.service)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run mandate on the member's machine")
+    }
+
+    pub(crate) fn join(&self, team: &Team, code: &str) -> Run {
         let ca = path_str(&team.path("ca.pem"));
         self.mandate(&[
             "--json",
@@ -148,7 +163,7 @@ fn refused(r: &Run, code: i32, words: &str) {
     );
 }
 
-fn add_agent(team: &Team, name: &str, owner: &str) {
+pub(crate) fn add_agent(team: &Team, name: &str, owner: &str) {
     team.mandate(&[
         "agent",
         "add",

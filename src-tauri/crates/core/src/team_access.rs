@@ -41,11 +41,62 @@ pub struct SignedIn {
     pub role: Role,
     /// The enrolled key the member signed in with.
     pub kid: String,
+    /// When the member's access token expires (Unix seconds): a long request, such as the
+    /// event stream, ends then.
+    pub expires_at: i64,
 }
 
 impl SignedIn {
     pub fn actor(&self) -> Actor {
         Actor::member(self.member.as_str(), &self.name)
+    }
+}
+
+/// How many events one read of the trail looks at when filtering by [`Visibility`].
+pub const SCAN_BATCH: u32 = 500;
+
+/// The part of the team's audit trail a member may read.
+///
+/// Admins and auditors read every event. A member reads an event when (a) it concerns an
+/// agent they own, (b) they are its actor, or (c) it concerns no agent and is a team-wide
+/// change: membership, connections, MCP servers, witnesses, attestors, approval rules, keys,
+/// the organisation's settings ([`TEAM_WIDE`]). Another member's agents' tokens, calls, approvals and trust, and
+/// refusals of unknown clients, are not theirs to read.
+#[derive(Debug, Clone)]
+pub enum Visibility {
+    All,
+    Member {
+        member: String,
+        agents: std::collections::HashSet<String>,
+    },
+}
+
+/// Action prefixes of team-wide changes (every member may read them).
+pub const TEAM_WIDE: &[&str] = &[
+    "team.",
+    "member.",
+    "connection.",
+    "mcp.server_",
+    "witness.",
+    "settings.",
+    "trust.settings",
+    "attestor.",
+    "approval.rule_set",
+    "issuer.",
+    "secrets.",
+];
+
+impl Visibility {
+    /// Whether the event is readable.
+    pub fn event(&self, e: &AuditEvent) -> bool {
+        match self {
+            Visibility::All => true,
+            Visibility::Member { member, agents } => {
+                e.agent.as_ref().is_some_and(|a| agents.contains(a))
+                    || e.actor.id == *member
+                    || (e.agent.is_none() && TEAM_WIDE.iter().any(|p| e.action.starts_with(p)))
+            }
+        }
     }
 }
 
@@ -346,20 +397,111 @@ impl Mandate {
         })
     }
 
-    /// Audit events, newest first (every role).
+    /// The audit events `who` may see ([`Visibility`]), newest first.
     pub fn team_audit(
         &self,
-        _who: &SignedIn,
+        who: &SignedIn,
         limit: u32,
         before_seq: Option<u64>,
     ) -> Result<Vec<AuditEvent>> {
-        self.audit_events(None, limit.clamp(1, MAX_AUDIT_PAGE), before_seq)
+        let limit = limit.clamp(1, MAX_AUDIT_PAGE) as usize;
+        let sees = self.visibility(who)?;
+        let mut out = Vec::new();
+        let mut before = before_seq;
+        loop {
+            let page = self.audit_events(None, SCAN_BATCH, before)?;
+            let Some(last) = page.last() else { break };
+            before = Some(last.seq);
+            let done = page.len() < SCAN_BATCH as usize;
+            out.extend(page.into_iter().filter(|e| sees.event(e)));
+            if out.len() >= limit || done {
+                break;
+            }
+        }
+        out.truncate(limit);
+        Ok(out)
     }
 
-    /// The whole trail as an evidence bundle signed with the issuer key (every role: auditors
-    /// read and export), verifiable anywhere with `mandate audit verify FILE --key SHA256:...`.
-    pub fn team_export(&self, _who: &SignedIn) -> Result<crate::audit::Export> {
-        self.export_audit(&crate::audit::ExportSelection::default(), None)
+    /// The audit events after `after` that `who` may see, oldest first, reading at most
+    /// [`SCAN_BATCH`] events; and the newest seq read (the next call's `after`, which moves
+    /// past events `who` may not see).
+    pub fn team_events_after(&self, who: &SignedIn, after: u64) -> Result<(Vec<AuditEvent>, u64)> {
+        let sees = self.visibility(who)?;
+        let page = self.read(|tx| {
+            let rows = tx.query_map(
+                "SELECT body FROM audit_events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                params![after as i64, i64::from(SCAN_BATCH)],
+                |r| r.get::<Vec<u8>>(0),
+            )?;
+            rows.iter()
+                .map(|b| {
+                    serde_json::from_slice::<AuditEvent>(b)
+                        .map_err(|e| Error::Storage(format!("an audit event is unreadable: {e}")))
+                })
+                .collect::<Result<Vec<_>>>()
+        })?;
+        let last = page.last().map_or(after, |e| e.seq);
+        Ok((page.into_iter().filter(|e| sees.event(e)).collect(), last))
+    }
+
+    /// Whether `who` is still on the team with the key they signed in with, in the role they
+    /// had (a long request re-checks this: removal, a replaced key or a changed role ends it).
+    pub fn still_signed_in(&self, who: &SignedIn) -> Result<bool> {
+        let found = self.read(|tx| active_member(tx, who.member.as_str(), &who.kid))?;
+        Ok(found.is_some_and(|(_, role, _)| role == who.role))
+    }
+
+    /// Which events `who` may read (see [`Visibility`]).
+    pub fn visibility(&self, who: &SignedIn) -> Result<Visibility> {
+        if who.role != Role::Member {
+            return Ok(Visibility::All);
+        }
+        let owned: Vec<String> = self.read(|tx| {
+            tx.query_map(
+                "SELECT a.id FROM agents a JOIN members m ON m.id = a.owner_id WHERE m.id = ?1",
+                params![who.member.as_str()],
+                |r| r.get(0),
+            )
+        })?;
+        Ok(Visibility::Member {
+            member: who.member.as_str().to_string(),
+            agents: owned.into_iter().collect(),
+        })
+    }
+
+    /// The whole trail as an evidence bundle signed with the issuer key: admins and auditors
+    /// only (it holds every event, and members see only their part); verifiable anywhere with
+    /// `mandate audit verify FILE --key SHA256:...`. Audited: who exported, and how much.
+    pub fn team_export(&self, who: &SignedIn) -> Result<crate::audit::Export> {
+        if who.role == Role::Member {
+            return Err(self.team_refuse(
+                who,
+                "audit.export",
+                None,
+                format!(
+                    "{} is a member of this team; the whole trail is exported by admins and \
+                     auditors (members read their part with `mandate team audit`)",
+                    who.name
+                ),
+            ));
+        }
+        let e = self.export_audit(&crate::audit::ExportSelection::default(), None)?;
+        let ev = NewEvent::new(&who.actor(), "audit.exported", Decision::Allow).details(json!({
+            "events": e.events.len(),
+            "checkpoint_size": e.checkpoint.checkpoint.size,
+            "via": "team server",
+        }));
+        self.write(|tx, now| audit::append(tx, now, ev))?;
+        Ok(e)
+    }
+
+    /// Record that `who` opened the team's event stream (reads are not audited one by one:
+    /// auditing each would feed the stream its own reads; opening it is).
+    pub fn team_watch_started(&self, who: &SignedIn, after: u64) -> Result<()> {
+        let ev = NewEvent::new(&who.actor(), "member.watch_started", Decision::Allow)
+            .details(json!({"after": after, "role": who.role.as_str()}));
+        self.write(|tx, now| audit::append(tx, now, ev))?;
+        Ok(())
     }
 
     /// Everyone who joined the team, removed members included (every role).
@@ -736,6 +878,61 @@ mod tests {
             assert_eq!(last.action, "agent.suspended");
             assert_eq!(last.actor, bob.actor());
             assert_eq!(m.team_audit(&carol, 3, None).unwrap().len(), 3);
+
+            // What each may read: the auditor and the admin everything; bob his agent's
+            // events, his own acts and team-wide changes, never alice's agent's.
+            let all = m.audit_events(None, 1000, None).unwrap();
+            let about =
+                |evs: &[AuditEvent], id: &str| evs.iter().any(|e| e.agent.as_deref() == Some(id));
+            assert_eq!(m.team_audit(&carol, 1000, None).unwrap().len(), all.len());
+            assert_eq!(m.team_audit(&alice, 1000, None).unwrap().len(), all.len());
+            let bobs_view = m.team_audit(&bob, 1000, None).unwrap();
+            assert!(
+                about(&bobs_view, bobs.id.as_str()),
+                "bob reads his agent's events"
+            );
+            assert!(
+                !about(&bobs_view, alices.id.as_str()),
+                "bob never reads alice's agent's"
+            );
+            assert!(
+                bobs_view.iter().any(|e| e.action == "connection.added"),
+                "team-wide"
+            );
+            assert!(
+                bobs_view
+                    .iter()
+                    .any(|e| e.action == "team.request_denied" && e.actor == bob.actor())
+            );
+            assert!(bobs_view.len() < all.len());
+            // Pages of bob's view are his view, newest first, continuing with `before`.
+            let first = m.team_audit(&bob, 2, None).unwrap();
+            let next = m.team_audit(&bob, 2, Some(first[1].seq)).unwrap();
+            assert_eq!(
+                [&first[..], &next[..]]
+                    .concat()
+                    .iter()
+                    .map(|e| e.seq)
+                    .collect::<Vec<_>>(),
+                bobs_view.iter().take(4).map(|e| e.seq).collect::<Vec<_>>()
+            );
+            // The stream's reads: the same rule, oldest first, and the cursor moves past
+            // events bob may not read.
+            let (seen, last) = m.team_events_after(&bob, 0).unwrap();
+            assert_eq!(last, all[0].seq.min(u64::from(SCAN_BATCH)));
+            assert!(seen.windows(2).all(|w| w[0].seq < w[1].seq));
+            assert!(!about(&seen, alices.id.as_str()));
+            let (carols, _) = m.team_events_after(&carol, 0).unwrap();
+            assert!(about(&carols, alices.id.as_str()));
+            // The whole trail is exported by admins and auditors, not by members.
+            let e = m.team_export(&bob).unwrap_err();
+            assert_eq!(e.code(), crate::ErrorCode::Refused, "{e}");
+            m.team_export(&carol).unwrap();
+            let last = &m.audit_events(None, 1, None).unwrap()[0];
+            assert_eq!(
+                (last.action.as_str(), &last.actor),
+                ("audit.exported", &carol.actor())
+            );
             assert_eq!(
                 m.person().unwrap(),
                 Some(Actor::app("cli", "root")),

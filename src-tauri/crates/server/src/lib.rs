@@ -16,6 +16,7 @@
 
 pub mod client;
 pub mod conn;
+pub mod events;
 pub mod guard;
 pub mod lock;
 pub mod mcp;
@@ -172,6 +173,8 @@ pub struct AppState {
     pub max_proxy_body: u64,
     /// Who may reach the endpoint: this machine only, or a team on a network address.
     pub exposure: Exposure,
+    /// The open event streams of the member API, ended first when the server stops.
+    pub streams: Arc<events::Streams>,
 }
 
 /// Who may reach the endpoint, which the guard enforces.
@@ -328,6 +331,7 @@ pub async fn serve(mandate: Arc<Mandate>, opts: ServeOptions) -> Result<RunningS
         scheme,
         max_proxy_body: opts.max_proxy_body,
         exposure: Exposure::Loopback,
+        streams: Arc::default(),
     };
     let (config, summary) = match tls {
         Some((c, s)) => (Some(c), Some(s)),
@@ -373,6 +377,7 @@ pub async fn serve_team(
         scheme,
         max_proxy_body: opts.max_proxy_body,
         exposure: Exposure::Team(exposure),
+        streams: Arc::default(),
     };
     launch(listener, state, config, None, None, opts.trust_refresh)
 }
@@ -414,12 +419,15 @@ fn launch(
     };
     let tls = config.is_some();
     let m = state.service.mandate().clone();
+    let streams = state.streams.clone();
     // `conn::serve` hands every request its peer (`ConnectInfo`), which the guard checks.
     let app = router(Arc::new(state));
     let listener = tokio::net::TcpListener::from_std(listener).map_err(bind_failed)?;
     let (stop, stopped) = oneshot::channel::<()>();
-    let stopped = async {
+    let stopped = async move {
         let _ = stopped.await;
+        // Event streams never end by themselves: end them, or the drain would wait forever.
+        streams.shut_down();
     };
     let task = match config {
         Some(config) => {

@@ -192,3 +192,140 @@ pub async fn call(
     })
     .await
 }
+
+/// One audit event from the team's event stream.
+#[derive(Debug, Clone)]
+pub struct TeamEvent {
+    pub seq: u64,
+    /// The event, as `GET /team/v1/audit` returns it.
+    pub event: Value,
+}
+
+/// How an event stream ended.
+#[derive(Debug, Clone)]
+pub struct StreamEnd {
+    /// `member_removed`, `token_expired`, `shutdown`, or `closed` (the connection ended
+    /// without an `end` event: the network, or the server went away).
+    pub reason: String,
+    pub message: String,
+    /// The last event received (resume after it with `after`).
+    pub last_seq: Option<u64>,
+}
+
+/// Follow the team's audit trail (`GET /team/v1/events`, server-sent events) after `after`
+/// (else from now), calling `on_event` for each event, until the server ends the stream
+/// (its `end` event) or the connection closes. A refusal to open it is an error.
+pub async fn events(
+    server: &RemoteServer,
+    token: &Sensitive<String>,
+    key: &SigningKey,
+    after: Option<u64>,
+    now: i64,
+    mut on_event: impl FnMut(TeamEvent) + Send,
+) -> Result<StreamEnd, ClientError> {
+    use eventsource_stream::Eventsource as _;
+    use futures_util::StreamExt as _;
+    use http_body_util::BodyExt as _;
+
+    let unreachable = |reason: String| ClientError::Unreachable {
+        base: server.url().to_string(),
+        reason,
+    };
+    // Opening is bounded like every call; the stream itself lasts as long as the server keeps
+    // it (its keep-alives arrive every 15 s).
+    // `_conn` (the connection's driver) lives until the stream ends.
+    let (_conn, res) = within(server, async {
+        let mut conn = server.connect().await?;
+        server.check_metadata(&mut conn).await?;
+        let path = "/team/v1/events";
+        let htu = format!("{}{path}", server.url());
+        let proof = make_proof(key, "GET", &htu, now, Some(token.expose()));
+        let mut req = Request::get(path)
+            .header(header::HOST, &conn.authority)
+            .header(header::ACCEPT, "text/event-stream")
+            .header(header::AUTHORIZATION, format!("DPoP {}", token.expose()))
+            .header("DPoP", proof);
+        if let Some(a) = after {
+            req = req.header("Last-Event-ID", a.to_string());
+        }
+        let req = req
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| ClientError::BadAnswer(e.to_string()))?;
+        conn.sender
+            .ready()
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let res = conn
+            .sender
+            .send_request(req)
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        Ok((conn, res))
+    })
+    .await?;
+    let status = res.status();
+    if !status.is_success() {
+        let body = http_body_util::Limited::new(res.into_body(), 64 * 1024)
+            .collect()
+            .await
+            .map_err(|e| unreachable(e.to_string()))?
+            .to_bytes();
+        return Err(answer(status, &body).err().unwrap_or_else(|| {
+            ClientError::BadAnswer(format!("HTTP {status} instead of an event stream"))
+        }));
+    }
+    let mut stream = res.into_body().into_data_stream().eventsource();
+    let mut last_seq = after;
+    // A keep-alive comes every 15 s: a minute without a byte is a dead connection.
+    let idle = std::time::Duration::from_secs(60);
+    loop {
+        let next = match tokio::time::timeout(idle, stream.next()).await {
+            Ok(n) => n,
+            Err(_) => {
+                return Ok(StreamEnd {
+                    reason: "closed".into(),
+                    message: "the team server sent nothing for a minute".into(),
+                    last_seq,
+                });
+            }
+        };
+        let ev = match next {
+            Some(Ok(ev)) => ev,
+            Some(Err(e)) => {
+                return Ok(StreamEnd {
+                    reason: "closed".into(),
+                    message: format!("the event stream broke off ({e})"),
+                    last_seq,
+                });
+            }
+            None => {
+                return Ok(StreamEnd {
+                    reason: "closed".into(),
+                    message: "the team server closed the event stream".into(),
+                    last_seq,
+                });
+            }
+        };
+        match ev.event.as_str() {
+            "audit" => {
+                let Ok(seq) = ev.id.parse::<u64>() else {
+                    continue;
+                };
+                let Ok(event) = serde_json::from_str::<Value>(&ev.data) else {
+                    continue;
+                };
+                last_seq = Some(seq);
+                on_event(TeamEvent { seq, event });
+            }
+            "end" => {
+                let v: Value = serde_json::from_str(&ev.data).unwrap_or(Value::Null);
+                return Ok(StreamEnd {
+                    reason: v["reason"].as_str().unwrap_or("closed").to_string(),
+                    message: v["message"].as_str().unwrap_or_default().to_string(),
+                    last_seq,
+                });
+            }
+            _ => {}
+        }
+    }
+}

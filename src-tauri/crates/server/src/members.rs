@@ -9,8 +9,9 @@
 //! | `POST /team/v1/agents/{name}/{suspend,resume,revoke}` | its owner, or an admin |
 //! | `GET /team/v1/approvals` | what you may decide |
 //! | `POST /team/v1/approvals/{id}/{approve,deny}` | the asking agent's owner, or an admin |
-//! | `GET /team/v1/audit?limit=N&before=SEQ` | any member |
-//! | `GET /team/v1/audit/export` | any member: the evidence bundle, signed |
+//! | `GET /team/v1/audit?limit=N&before=SEQ` | any member: the events they may read |
+//! | `GET /team/v1/events` | any member: those events as they happen (server-sent events, [`crate::events`]) |
+//! | `GET /team/v1/audit/export` | admins and auditors: the evidence bundle, signed |
 //! | `GET /team/v1/connections`; `POST`, `DELETE /team/v1/connections/{name}` | read: any; add, remove: admins |
 //! | `PUT /team/v1/connections/{name}/secret` | admins: the credential, kept in the server's keychain |
 //! | `GET /team/v1/mcp-servers`; `POST`, `DELETE /team/v1/mcp-servers/{name}` | read: any; add (remote servers only), remove: admins |
@@ -59,6 +60,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/team/v1/approvals", get(approvals))
         .route("/team/v1/approvals/{id}/{answer}", post(decide))
         .route("/team/v1/audit", get(audit))
+        .route("/team/v1/events", get(events))
         .route("/team/v1/audit/export", get(export))
         .route(
             "/team/v1/connections",
@@ -206,24 +208,10 @@ where
     if let Some(r) = only_on_team(&s) {
         return r;
     }
-    let url = format!("{}{path}", s.base_url(&headers));
-    let auth = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let dpop: Vec<Sensitive<String>> = headers
-        .get_all("dpop")
-        .iter()
-        .map(|v| Sensitive::new(String::from_utf8_lossy(v.as_bytes()).into_owned()))
-        .collect();
     let out = blocking(move || {
-        let who = match s
-            .service
-            .member_session(auth.as_deref(), &dpop, method.as_str(), &url)
-        {
-            Ok(Ok(w)) => w,
-            Ok(Err(e)) => return not_signed_in(&e),
-            Err(e) => return core_error(&e),
+        let who = match check_member(&s, &method, &headers, &path) {
+            Ok(w) => w,
+            Err(r) => return *r,
         };
         match f(s.service.mandate(), &who) {
             Ok(v) => json_answer(StatusCode::OK, &v),
@@ -233,6 +221,81 @@ where
     .await;
     match out {
         Ok(r) | Err(r) => r,
+    }
+}
+
+/// Check the request's member token and proof (on a blocking thread: it reads the registry
+/// and records the proof's `jti`): who they are, or the refusal to answer.
+fn check_member(
+    s: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+    path: &str,
+) -> Result<SignedIn, Box<Response>> {
+    let url = format!("{}{path}", s.base_url(headers));
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let dpop: Vec<Sensitive<String>> = headers
+        .get_all("dpop")
+        .iter()
+        .map(|v| Sensitive::new(String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    match s.service.member_session(auth, &dpop, method.as_str(), &url) {
+        Ok(Ok(w)) => Ok(w),
+        Ok(Err(e)) => Err(Box::new(not_signed_in(&e))),
+        Err(e) => Err(Box::new(core_error(&e))),
+    }
+}
+
+/// `GET /team/v1/events`: the audit trail as it grows, as server-sent events
+/// ([`crate::events`]).
+async fn events(call: MemberCall, RawQuery(query): RawQuery) -> Response {
+    if let Some(r) = only_on_team(&call.s) {
+        return r;
+    }
+    // Where to start: a reconnecting client's Last-Event-ID, else ?after=SEQ, else now.
+    let mut after = call
+        .headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    for (k, v) in url::form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes()) {
+        if k == "after" && after.is_none() {
+            match v.parse::<u64>() {
+                Ok(n) => after = Some(n),
+                Err(_) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_request",
+                        "after must be an event's sequence number",
+                    );
+                }
+            }
+        }
+    }
+    let who = {
+        let (s, method, headers, path) = (call.s.clone(), call.method, call.headers, call.path);
+        match blocking(move || check_member(&s, &method, &headers, &path)).await {
+            Ok(Ok(w)) => w,
+            Ok(Err(r)) => return *r,
+            Err(r) => return r,
+        }
+    };
+    let m = call.s.service.mandate().clone();
+    match crate::events::open(&call.s.streams, m, who, after).await {
+        Ok(sse) => sse,
+        Err(crate::events::Refused::Busy(why)) => {
+            let mut r = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "temporarily_unavailable",
+                why,
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+            r
+        }
+        Err(crate::events::Refused::Core(e)) => core_error(&e),
     }
 }
 

@@ -123,6 +123,14 @@ pub enum TeamCmd {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+    /// Follow the team's audit trail as it grows (server-sent events): one line per event you
+    /// may read, until interrupted. Resumes by itself after a token renewal or a dropped
+    /// connection; ends when you are removed from the team. `--json`: one JSON object per line.
+    Watch {
+        /// Start after this event (its sequence number) instead of now.
+        #[arg(long, value_name = "SEQ")]
+        after: Option<u64>,
+    },
     /// The team's audit trail, newest first.
     Audit {
         /// How many events (at most 1000).
@@ -408,6 +416,7 @@ pub fn run(ctx: &mut Ctx, c: TeamCmd) -> CliResult {
             );
             Ok(())
         }
+        TeamCmd::Watch { after } => watch(ctx, after),
         TeamCmd::Audit { limit } => {
             let path = format!("/team/v1/audit?limit={}", limit.clamp(1, 1000));
             let v = Session::open(ctx)?.call(Method::GET, &path, None)?;
@@ -432,6 +441,87 @@ pub fn run(ctx: &mut Ctx, c: TeamCmd) -> CliResult {
             Ok(())
         }
     }
+}
+
+/// `mandate team watch`: follow the event stream, reconnecting with the last seq seen after a
+/// token expiry (with a new token) or a lost connection (after 1, 2, 4... up to 10 s).
+fn watch(ctx: &mut Ctx, after: Option<u64>) -> CliResult {
+    let s = Session::open(ctx)?;
+    let json = ctx.json;
+    let mut after = after;
+    let mut fresh = false;
+    let mut backoff = 1u64;
+    loop {
+        let token = s.token(fresh)?;
+        let opened = s.rt.block_on(member_client::events(
+            &s.server,
+            &token,
+            &s.key,
+            after,
+            s.m.now().timestamp(),
+            |e| {
+                print_event(&e.event, json);
+            },
+        ));
+        match opened {
+            Ok(end) => {
+                if end.last_seq > after {
+                    backoff = 1;
+                }
+                after = end.last_seq.or(after);
+                match end.reason.as_str() {
+                    "token_expired" => fresh = true,
+                    "member_removed" => {
+                        return Err(fail(
+                            9,
+                            format!("the team server ended the stream: {}", end.message),
+                        ));
+                    }
+                    _ => {
+                        eprintln!("{}; reconnecting in {backoff} s", end.message);
+                        std::thread::sleep(std::time::Duration::from_secs(backoff));
+                        backoff = (backoff * 2).min(10);
+                        fresh = false;
+                    }
+                }
+            }
+            // A token the server no longer takes: once more with a new one.
+            Err(ClientError::Refused { error, .. }) if error == "invalid_token" && !fresh => {
+                let _ = s.m.forget_member_token(&s.membership.kid);
+                fresh = true;
+            }
+            Err(e @ ClientError::Refused { .. }) => return Err(client_error(e)),
+            Err(e) => {
+                eprintln!("{e}; reconnecting in {backoff} s");
+                std::thread::sleep(std::time::Duration::from_secs(backoff));
+                backoff = (backoff * 2).min(10);
+            }
+        }
+    }
+}
+
+/// One event as `mandate team watch` prints it (flushed at once, for pipes).
+fn print_event(e: &Value, json: bool) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = if json {
+        writeln!(out, "{e}")
+    } else {
+        writeln!(
+            out,
+            "{seq:>8}  {time}  {who:<20}  {action:<28}  {decision}{target}",
+            seq = e["seq"],
+            time = e["time"].as_str().unwrap_or("").get(..19).unwrap_or(""),
+            who = e["actor"]["name"].as_str().unwrap_or(""),
+            action = e["action"].as_str().unwrap_or(""),
+            decision = e["decision"].as_str().unwrap_or(""),
+            target = e["target"]["name"]
+                .as_str()
+                .map(|t| format!("  {t}"))
+                .unwrap_or_default(),
+        )
+    };
+    let _ = out.flush();
 }
 
 /// A name or id as one URL path segment (names and ids are letters, digits and dashes).

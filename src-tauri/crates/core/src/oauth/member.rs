@@ -384,7 +384,7 @@ impl TokenService {
         let m = self.mandate().clone();
         let now = m.now().timestamp();
         let checked = self.member_token_claims(authorization, dpop_headers, htm, htu, now);
-        let (member_id, kid, proof) = match checked {
+        let (member_id, kid, proof, expires_at) = match checked {
             Ok(x) => x,
             Err(why) => {
                 let ev = NewEvent::new(&nobody(), "team.request_denied", Decision::Deny)
@@ -444,11 +444,13 @@ impl TokenService {
                 name,
                 role,
                 kid: kid.clone(),
+                expires_at,
             }))
         })
     }
 
-    /// The token's and the proof's checks that need no registry: (member id, kid, proof).
+    /// The token's and the proof's checks that need no registry: (member id, kid, proof, the
+    /// token's expiry).
     fn member_token_claims(
         &self,
         authorization: Option<&str>,
@@ -456,7 +458,7 @@ impl TokenService {
         htm: &str,
         htu: &str,
         now: i64,
-    ) -> Result<(String, String, dpop::DpopProof), String> {
+    ) -> Result<(String, String, dpop::DpopProof, i64), String> {
         let token = authorization
             .and_then(|a| a.strip_prefix("DPoP "))
             .map(str::trim)
@@ -527,7 +529,7 @@ impl TokenService {
             }
             _ => return Err("send exactly one DPoP header".into()),
         };
-        Ok((member_id, member_kid, proof))
+        Ok((member_id, member_kid, proof, exp))
     }
 }
 
