@@ -21,6 +21,7 @@ pub mod guard;
 pub mod lock;
 pub mod mcp;
 pub mod member_client;
+pub mod member_session;
 pub mod members;
 pub mod proxy;
 pub mod remote;

@@ -20,7 +20,8 @@ use mandate_core::secret::Sensitive;
 use mandate_core::team::Role;
 use mandate_core::team_client::{Membership, ServerTrustRecord};
 use mandate_server::client::ClientError;
-use mandate_server::member_client::{self, MemberKey, Method};
+use mandate_server::member_client::Method;
+use mandate_server::member_session::{self, MemberSession, SessionError};
 use mandate_server::remote::{RemoteServer, ServerTrust};
 use serde_json::{Value, json};
 
@@ -452,17 +453,9 @@ fn watch(ctx: &mut Ctx, after: Option<u64>) -> CliResult {
     let mut fresh = false;
     let mut backoff = 1u64;
     loop {
-        let token = s.token(fresh)?;
-        let opened = s.rt.block_on(member_client::events(
-            &s.server,
-            &token,
-            &s.key,
-            after,
-            s.m.now().timestamp(),
-            |e| {
-                print_event(&e.event, json);
-            },
-        ));
+        let opened = s.rt.block_on(s.inner.watch(after, fresh, |e| {
+            print_event(&e.event, json);
+        }));
         match opened {
             Ok(end) => {
                 if end.last_seq > after {
@@ -486,11 +479,19 @@ fn watch(ctx: &mut Ctx, after: Option<u64>) -> CliResult {
                 }
             }
             // A token the server no longer takes: once more with a new one.
-            Err(ClientError::Refused { error, .. }) if error == "invalid_token" && !fresh => {
-                let _ = s.m.forget_member_token(&s.membership.kid);
+            Err(SessionError::Client(ClientError::Refused { error, .. }))
+                if error == "invalid_token" && !fresh =>
+            {
+                s.inner.forget_token();
                 fresh = true;
             }
-            Err(e @ ClientError::Refused { .. }) => return Err(client_error(e)),
+            Err(
+                e @ (SessionError::Client(ClientError::Refused { .. })
+                | SessionError::Core(_)
+                | SessionError::NotJoined(_)),
+            ) => {
+                return Err(session_error(e));
+            }
             Err(e) => {
                 eprintln!("{e}; reconnecting in {backoff} s");
                 std::thread::sleep(std::time::Duration::from_secs(backoff));
@@ -611,36 +612,18 @@ fn join(ctx: &mut Ctx, a: JoinArgs) -> CliResult {
         ),
         (None, None) => (ServerTrust::WebPki, ServerTrustRecord::WebPki),
     };
+    // Checked before anything is made: a bad URL or pin fails here.
     let server = RemoteServer::new(&a.url, trust).map_err(|e| fail(3, e))?;
-    // The key first, in the keychain: nothing is sent before it is safely kept.
-    let key = m.new_member_key()?;
     let rt = super::serve::runtime()?;
-    let code = Sensitive::new(a.code);
-    let answer = rt.block_on(member_client::join(&server, &code, &key.public_key));
-    let v = match answer {
-        Ok(v) => v,
-        Err(e) => {
-            let _ = m.discard_member_key(&key.kid);
-            return Err(client_error(e));
-        }
-    };
-    let member = v["member"].as_str().unwrap_or_default().to_string();
-    let role = v["role"].as_str().unwrap_or_default().to_string();
-    if v["kid"].as_str() != Some(key.kid.as_str()) {
-        let _ = m.discard_member_key(&key.kid);
-        return Err(fail(
-            1,
-            "the team server enrolled another key than the one sent; nothing was kept".into(),
-        ));
-    }
-    m.record_membership(&Membership {
-        url: server.url().to_string(),
-        member: member.clone(),
-        role: role.clone(),
-        kid: key.kid.clone(),
-        trust: record,
-        joined_at: m.now().to_rfc3339(),
-    })?;
+    let joined = rt
+        .block_on(member_session::join(
+            &m,
+            server.url(),
+            record,
+            Sensitive::new(a.code),
+        ))
+        .map_err(session_error)?;
+    let (member, role, kid) = (joined.member, joined.role, joined.kid);
     // Every connected machine witnesses the log by default. A failure here does not undo
     // the join: it is said, with the command that finishes it.
     let witness = if a.no_witness {
@@ -650,7 +633,7 @@ fn join(ctx: &mut Ctx, a: JoinArgs) -> CliResult {
     };
     if ctx.json {
         return crate::output::json(&json!({
-            "server": server.url(), "member": member, "role": role, "kid": key.kid,
+            "server": server.url(), "member": member, "role": role, "kid": kid,
             "witness": match &witness {
                 Some(Ok(w)) => json!({"name": w.name, "cosigned_size": w.cosigned_size}),
                 Some(Err(e)) => json!({"error": e.to_string()}),
@@ -662,7 +645,6 @@ fn join(ctx: &mut Ctx, a: JoinArgs) -> CliResult {
         "Joined {url} as {member} ({role}). Your member key {kid} is in {keychain}; the server \
          has only its public half.",
         url = server.url(),
-        kid = key.kid,
         keychain = m.keychain_description(),
     );
     match witness {
@@ -828,88 +810,43 @@ fn invite(ctx: &mut Ctx, a: InviteArgs) -> CliResult {
     Ok(())
 }
 
-/// Signed in as this machine's member of the team server they joined.
+/// Signed in as this machine's member of the team server they joined (the shared
+/// [`MemberSession`], driven from this synchronous command line).
 struct Session {
     m: std::sync::Arc<Mandate>,
+    inner: MemberSession,
     membership: Membership,
     server: RemoteServer,
-    key: ed25519_dalek::SigningKey,
     rt: tokio::runtime::Runtime,
 }
-
-/// Seconds before expiry at which a cached token is renewed.
-const RENEW_MARGIN_SECS: i64 = 60;
 
 impl Session {
     fn open(ctx: &mut Ctx) -> CliResult<Session> {
         let m = ctx.mandate()?;
-        let membership = m.team_membership()?.ok_or_else(|| {
-            fail(
-                5,
-                "you have not joined a team server on this machine; ask an admin for an invite \
-                 and run `mandate team join URL CODE`"
-                    .into(),
-            )
-        })?;
-        let server = RemoteServer::new(&membership.url, trust_of(&membership.trust)?)
-            .map_err(|e| fail(3, e))?;
-        let key = m.member_signing_key(&membership.kid)?;
+        let inner = MemberSession::open(m.clone())
+            .map_err(session_error)?
+            .ok_or_else(not_joined)?;
         let rt = super::serve::runtime()?;
         Ok(Session {
             m,
-            membership,
-            server,
-            key,
+            membership: inner.membership.clone(),
+            server: inner.server.clone(),
+            inner,
             rt,
         })
     }
 
-    /// The cached token, or a new one.
-    fn token(&self, fresh: bool) -> CliResult<Sensitive<String>> {
-        let kid = &self.membership.kid;
-        if !fresh && let Some(t) = self.m.cached_member_token(kid, RENEW_MARGIN_SECS)? {
-            return Ok(t);
-        }
-        let now = self.m.now();
-        let t = self
-            .rt
-            .block_on(member_client::member_token(
-                &self.server,
-                &MemberKey {
-                    name: &self.membership.member,
-                    kid,
-                    key: &self.key,
-                },
-                now.timestamp(),
-            ))
-            .map_err(client_error)?;
-        self.m
-            .cache_member_token(kid, &t.token, now + chrono::Duration::seconds(t.expires_in))?;
-        Ok(t.token)
-    }
-
     fn call(&self, method: Method, path: &str, body: Option<&Value>) -> CliResult<Value> {
-        let token = self.token(false)?;
-        let ask = |token: &Sensitive<String>| {
-            self.rt.block_on(member_client::call(
-                &self.server,
-                token,
-                &self.key,
-                method.clone(),
-                path,
-                body,
-                self.m.now().timestamp(),
-            ))
-        };
-        match ask(&token) {
-            // A cached token the server no longer takes (its issuer key rotated, say): once
-            // more with a new one; a removed member is refused at the token endpoint then.
-            Err(ClientError::Refused { error, .. }) if error == "invalid_token" => {
-                let _ = self.m.forget_member_token(&self.membership.kid);
-                let token = self.token(true)?;
-                ask(&token).map_err(client_error)
-            }
-            other => other.map_err(client_error),
-        }
+        self.rt
+            .block_on(self.inner.call(method, path, body))
+            .map_err(session_error)
+    }
+}
+
+fn session_error(e: SessionError) -> CliError {
+    match e {
+        SessionError::Client(c) => client_error(c),
+        SessionError::Core(c) => CliError::from(c),
+        SessionError::NotJoined(why) => fail(3, why),
     }
 }
