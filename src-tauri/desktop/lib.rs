@@ -11,6 +11,7 @@
 
 mod commands;
 mod endpoint;
+mod team_live;
 mod tray;
 mod watch;
 mod witness;
@@ -127,6 +128,11 @@ fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
         wizard::create_wizard_agent,
         wizard::wizard_test_token,
         witness::witness_status,
+        team::team_status,
+        team::team_peek,
+        team::team_join,
+        team::team_call,
+        team_live::team_connection,
     ])
 }
 
@@ -204,6 +210,7 @@ pub fn run() -> ExitCode {
         .plugin(tauri_plugin_opener::init())
         .manage(state)
         .manage(witness::Latest::default())
+        .manage(Arc::new(team_live::Live::default()))
         .invoke_handler(builder.invoke_handler())
         .setup(|app| {
             let handle = app.handle().clone();
@@ -212,6 +219,8 @@ pub fn run() -> ExitCode {
                 endpoint::start(&handle, m.clone());
                 watch::spawn(handle.clone(), m.clone());
                 witness::spawn(handle.clone(), m.clone());
+                let live = app.state::<Arc<team_live::Live>>().inner().clone();
+                team_live::spawn(handle.clone(), m.clone(), live);
             }
             if let Err(e) = tray::create(&handle) {
                 tracing::warn!(error = %e, "no tray icon");

@@ -10,6 +10,7 @@ pub mod connections;
 pub mod mcp;
 pub mod person;
 pub mod settings;
+pub mod team;
 pub mod trust;
 pub mod wizard;
 

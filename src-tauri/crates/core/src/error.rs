@@ -109,6 +109,8 @@ pub enum ErrorCode {
     Busy,
     Storage,
     Io,
+    /// A server this machine talks to (the team server) could not be reached.
+    Unreachable,
 }
 
 impl ErrorCode {
@@ -126,6 +128,7 @@ impl ErrorCode {
             | ErrorCode::Busy
             | ErrorCode::Storage
             | ErrorCode::Io => 7,
+            ErrorCode::Unreachable => 8,
         }
     }
 
@@ -145,6 +148,7 @@ impl ErrorCode {
             ErrorCode::Busy => "busy",
             ErrorCode::Storage => "storage",
             ErrorCode::Io => "io",
+            ErrorCode::Unreachable => "unreachable",
         }
     }
 }

@@ -85,6 +85,14 @@ pub async fn join(
     Ok(membership)
 }
 
+/// This machine, enrolled as a witness of the team's log.
+#[derive(Debug, Clone)]
+pub struct EnrolledWitness {
+    pub name: String,
+    /// The checkpoint it cosigned at once.
+    pub cosigned_size: u64,
+}
+
 /// Signed in as this machine's member of the team server they joined.
 pub struct MemberSession {
     m: Arc<Mandate>,
@@ -198,6 +206,70 @@ impl MemberSession {
             on_event,
         )
         .await?)
+    }
+
+    /// Make (or reuse) this machine's witness key, register it with the team server in the
+    /// member's name (already registered with the same key is fine), then cosign the log's
+    /// newest checkpoint once. The default name is the server's host, the member and this
+    /// installation (`mandate.acme.internal/alice-3f2a9c`).
+    pub async fn enrol_witness(&self, name: Option<&str>) -> Result<EnrolledWitness, SessionError> {
+        let m = &self.m;
+        let key = match (m.witness_key(None), name) {
+            (Ok((key, _)), None) => key,
+            (_, Some(n)) => m.witness_key(Some(n))?.0,
+            (Err(_), None) => {
+                let install: String = m
+                    .install_id()
+                    .chars()
+                    .filter(char::is_ascii_alphanumeric)
+                    .take(6)
+                    .collect();
+                let name = format!(
+                    "{}/{}-{install}",
+                    self.server.host(),
+                    self.membership.member
+                );
+                m.witness_key(Some(&name))?.0
+            }
+        };
+        let body = serde_json::json!({"name": key.name, "public_key": key.vkey()});
+        match self
+            .call(Method::POST, "/team/v1/witnesses", Some(&body))
+            .await
+        {
+            Ok(_) => {}
+            // Enrolled before (a second enrol, or a join after `forget`): the same key is fine.
+            Err(SessionError::Client(ClientError::Refused { error, .. }))
+                if error == "conflict" =>
+            {
+                let listed = self.call(Method::GET, "/team/v1/witnesses", None).await?;
+                let same = listed.as_array().into_iter().flatten().any(|w| {
+                    w["vkey"].as_str() == Some(key.vkey().as_str()) && w["removed_at"].is_null()
+                });
+                if !same {
+                    return Err(ClientError::Refused {
+                        error: "conflict".into(),
+                        description: format!(
+                            "another witness is registered as '{}'; choose another name",
+                            key.name
+                        ),
+                    }
+                    .into());
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        let done = crate::witness_client::sync(m.clone(), &self.server, None)
+            .await
+            .map_err(|e| match e {
+                crate::witness_client::SyncError::Client(c) => SessionError::Client(c),
+                crate::witness_client::SyncError::Core(c) => SessionError::Core(c),
+                other => SessionError::Client(ClientError::BadAnswer(other.to_string())),
+            })?;
+        Ok(EnrolledWitness {
+            name: key.name,
+            cosigned_size: done.cosigned.size,
+        })
     }
 
     /// Forget the cached token (the server no longer takes it).

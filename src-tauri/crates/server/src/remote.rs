@@ -165,6 +165,113 @@ impl ServerCertVerifier for PinnedCert {
     }
 }
 
+/// Records the certificate a server presents and refuses it, so that nothing is ever sent
+/// over the connection: [`peek_fingerprint`].
+#[derive(Debug)]
+struct Recorder {
+    seen: std::sync::Mutex<Option<[u8; 32]>>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl ServerCertVerifier for Recorder {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let hash: [u8; 32] = Sha256::digest(end_entity.as_ref()).into();
+        if let Ok(mut s) = self.seen.lock() {
+            *s = Some(hash);
+        }
+        Err(rustls::Error::General(
+            "only looking at the certificate".into(),
+        ))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General(
+            "only looking at the certificate".into(),
+        ))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General(
+            "only looking at the certificate".into(),
+        ))
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// The SHA-256 fingerprint (hex, colon-separated pairs as OpenSSL prints it) of the
+/// certificate the server at `url` presents, for a person to compare with the one its admin
+/// gave them before trusting it. The handshake is abandoned at the certificate: nothing is
+/// sent to a server not yet trusted.
+pub async fn peek_fingerprint(url: &str) -> Result<String, String> {
+    // The URL's checks are the same as for a trusted server.
+    let probe = RemoteServer::new(url, ServerTrust::Fingerprint([0; 32]))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let recorder = Arc::new(Recorder {
+        seen: std::sync::Mutex::new(None),
+        provider: provider.clone(),
+    });
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(recorder.clone())
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = tokio::time::timeout(
+        TIMEOUT,
+        tokio::net::TcpStream::connect((probe.host.as_str(), probe.port)),
+    )
+    .await
+    .map_err(|_| {
+        format!(
+            "{} did not answer within {} s",
+            probe.url,
+            TIMEOUT.as_secs()
+        )
+    })?
+    .map_err(|e| format!("{} cannot be reached ({e})", probe.url))?;
+    let name = match probe.host.trim_matches(['[', ']']).parse::<IpAddr>() {
+        Ok(ip) => ServerName::IpAddress(ip.into()),
+        Err(_) => ServerName::try_from(probe.host.clone())
+            .map_err(|e| format!("'{}' is not a host name ({e})", probe.host))?,
+    };
+    let _ = tokio::time::timeout(
+        TIMEOUT,
+        tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, tcp),
+    )
+    .await;
+    let seen = recorder.seen.lock().ok().and_then(|s| *s);
+    seen.map(|h| {
+        h.iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    })
+    .ok_or_else(|| format!("{} presented no certificate over TLS", probe.url))
+}
+
 impl RemoteServer {
     /// The team server at `url` (`https://host[:port]`), trusted as `trust` says.
     pub fn new(url: &str, trust: ServerTrust) -> Result<Self, String> {

@@ -162,6 +162,22 @@ export const commands = {
 	 *  witnesses no team log).
 	 */
 	witnessStatus: () => __TAURI_INVOKE<WitnessStatus_Serialize | null>("witness_status"),
+	/**  The team server this installation joined, if any. */
+	teamStatus: () => typedError<TeamIdentity_Serialize | null, ErrorReport>(__TAURI_INVOKE("team_status")),
+	/**  Read the certificate the server at `url` presents, for the person to compare. */
+	teamPeek: (url: string) => typedError<TeamPeek, ErrorReport>(__TAURI_INVOKE("team_peek", { url })),
+	/**
+	 *  Join the team server at `url`, pinned to `fingerprint` (the one the person confirmed),
+	 *  with the one-time invite `code`; then enrol this computer as a witness of its log.
+	 */
+	teamJoin: (url: string, fingerprint: string, code: string) => typedError<TeamJoined_Serialize, ErrorReport>(__TAURI_INVOKE("team_join", { url, fingerprint, code })),
+	/**
+	 *  One member API request (`path` under `/team/v1/`, with its query; `body` JSON text),
+	 *  signed in as this installation's member.
+	 */
+	teamCall: (method: string, path: string, body: string | null) => typedError<TeamAnswer, ErrorReport>(__TAURI_INVOKE("team_call", { method, path, body })),
+	/**  The stream's latest state (none while this computer has joined no team). */
+	teamConnection: () => __TAURI_INVOKE<TeamConnection_Serialize | null>("team_connection"),
 };
 
 /* Types */
@@ -952,7 +968,9 @@ export type EndpointStatus_Serialize = {
 };
 
 /**  Stable, machine-readable error codes, shared by the CLI (`--json`), HTTP and the UI. */
-export type ErrorCode = "invalid_input" | "not_found" | "already_exists" | "conflict" | "refused" | "audit_failed" | "keychain_unavailable" | "keychain_locked" | "database_too_new" | "data_dir" | "busy" | "storage" | "io";
+export type ErrorCode = "invalid_input" | "not_found" | "already_exists" | "conflict" | "refused" | "audit_failed" | "keychain_unavailable" | "keychain_locked" | "database_too_new" | "data_dir" | "busy" | "storage" | "io" | 
+/**  A server this machine talks to (the team server) could not be reached. */
+"unreachable";
 
 /**  The serialisable form of an error for IPC and `--json` output: a code and a sentence. */
 export type ErrorReport = {
@@ -1835,6 +1853,90 @@ export type Target = {
 	kind: string,
 	id: string,
 	name: string,
+};
+
+/**  A member API answer, as the server sent it. */
+export type TeamAnswer = {
+	value: unknown,
+};
+
+/**  Whether the team server's stream is up. */
+export type TeamConnection = TeamConnection_Serialize | TeamConnection_Deserialize;
+
+/**  Whether the team server's stream is up. */
+export type TeamConnection_Deserialize = {
+	online: boolean,
+	/**  Why not, as a sentence (and what happens next). */
+	message?: string | null,
+	/**  When it was last up (RFC 3339), for "showing what was read at ...". */
+	last_online?: string | null,
+};
+
+/**  Whether the team server's stream is up. */
+export type TeamConnection_Serialize = {
+	online: boolean,
+	/**  Why not, as a sentence (and what happens next). */
+	message: string | null,
+	/**  When it was last up (RFC 3339), for "showing what was read at ...". */
+	last_online: string | null,
+};
+
+/**  Who this installation is on its team server. */
+export type TeamIdentity = TeamIdentity_Serialize | TeamIdentity_Deserialize;
+
+/**  Who this installation is on its team server. */
+export type TeamIdentity_Deserialize = {
+	/**  The server's URL (`https://host[:port]`). */
+	url: string,
+	/**  Its host, for the workspace switch. */
+	host: string,
+	member: string,
+	/**  `admin`, `member` or `auditor`. */
+	role: string,
+	/**  The certificate fingerprint this installation trusts the server by, when pinned. */
+	fingerprint?: string | null,
+};
+
+/**  Who this installation is on its team server. */
+export type TeamIdentity_Serialize = {
+	/**  The server's URL (`https://host[:port]`). */
+	url: string,
+	/**  Its host, for the workspace switch. */
+	host: string,
+	member: string,
+	/**  `admin`, `member` or `auditor`. */
+	role: string,
+	/**  The certificate fingerprint this installation trusts the server by, when pinned. */
+	fingerprint: string | null,
+};
+
+/**  The outcome of joining. */
+export type TeamJoined = TeamJoined_Serialize | TeamJoined_Deserialize;
+
+/**  The outcome of joining. */
+export type TeamJoined_Deserialize = {
+	identity: TeamIdentity_Deserialize,
+	/**  This computer's witness name, when it enrolled as a witness of the team's log. */
+	witness?: string | null,
+	/**  Why it did not enrol as a witness (the join itself stands). */
+	witness_error?: string | null,
+};
+
+/**  The outcome of joining. */
+export type TeamJoined_Serialize = {
+	identity: TeamIdentity_Serialize,
+	/**  This computer's witness name, when it enrolled as a witness of the team's log. */
+	witness: string | null,
+	/**  Why it did not enrol as a witness (the join itself stands). */
+	witness_error: string | null,
+};
+
+/**  What the server at a URL presents, before anything is trusted. */
+export type TeamPeek = {
+	/**  The URL as it will be used (normalised). */
+	url: string,
+	/**  SHA-256 of its certificate, `AB:CD:...`. */
+	fingerprint: string,
 };
 
 /**  The wizard's proof: a real token from the running endpoint, and what it says. */

@@ -3,6 +3,7 @@
 import { Channel } from "@tauri-apps/api/core";
 import { listen } from "@tauri-apps/api/event";
 import { commands } from "./bindings";
+import { inTeam, type TeamConnection, type TeamIdentity } from "../team/workspace.svelte";
 import type {
   Actor,
   AgentDetail_Serialize,
@@ -146,11 +147,47 @@ export function messageOf(e: unknown): string {
   return String(e);
 }
 
-export const backend = {
+/** One request to the team server's member API, as this installation's member. The server
+ * answers with the same JSON the local commands return (the core's types, serialised the same
+ * way), so its answers are typed as theirs. */
+async function team<T>(method: "GET" | "POST" | "PUT" | "DELETE", path: string, body?: unknown): Promise<T> {
+  const r = unwrap(await commands.teamCall(method, path, body === undefined ? null : JSON.stringify(body)));
+  return r.value as T;
+}
+
+const seg = encodeURIComponent;
+
+const calls = {
   appInfo: (): Promise<AppInfo> => commands.appInfo(),
 
-  listAgents: async (): Promise<Agent[]> => unwrap(await commands.listAgents()),
-  getAgent: async (name: string): Promise<AgentDetail> => unwrap(await commands.getAgent(name)),
+  /** The team server this installation joined (null: none). */
+  teamStatus: async (): Promise<TeamIdentity | null> => unwrap(await commands.teamStatus()),
+  /** The certificate the server at `url` presents, before anything is trusted or sent. */
+  teamPeek: async (url: string) => unwrap(await commands.teamPeek(url)),
+  /** Join with the invite code, pinned to the fingerprint the person confirmed. */
+  teamJoin: async (url: string, fingerprint: string, code: string) =>
+    unwrap(await commands.teamJoin(url, fingerprint, code)),
+  teamConnection: (): Promise<TeamConnection | null> => commands.teamConnection(),
+  /** Each event of the team's trail (`team-event`); resolves to a function that stops listening. */
+  onTeamEvent: async (onEvent: (e: { seq: number; action: string }) => void): Promise<() => void> =>
+    listen<{ seq: number; action: string }>("team-event", (e) => onEvent(e.payload)),
+  /** Whether the team server's stream is up (`team-connection`). */
+  onTeamConnection: async (on: (c: TeamConnection) => void): Promise<() => void> =>
+    listen<TeamConnection>("team-connection", (e) => on(e.payload)),
+  /** The team's members (the server's list). */
+  teamMembers: async (): Promise<{ name: string; role: string; email: string | null; removed_at: string | null }[]> =>
+    team("GET", "/team/v1/members"),
+
+  listAgents: async (): Promise<Agent[]> =>
+    inTeam() ? team("GET", "/team/v1/agents") : unwrap(await commands.listAgents()),
+  getAgent: async (name: string): Promise<AgentDetail> => {
+    if (!inTeam()) return unwrap(await commands.getAgent(name));
+    // The member API lists agents; their tokens, delegations and usage stay on the server.
+    const agents: Agent[] = await team("GET", "/team/v1/agents");
+    const agent = agents.find((a) => a.name === name);
+    if (!agent) throw new BackendError({ code: "not_found", message: `There is no agent '${name}' on the team server.` });
+    return { agent, tokens: [], delegations: [], usage: [], status_change: null };
+  },
   outstandingTokens: async (agent: string | null = null): Promise<OutstandingToken[]> =>
     unwrap(await commands.outstandingTokens(agent)),
   listMembers: async (): Promise<Member[]> => unwrap(await commands.listMembers()),
@@ -159,10 +196,15 @@ export const backend = {
   editAgent: async (name: string, edit: AgentEdit): Promise<Agent> =>
     unwrap(await commands.editAgent(name, edit)),
   suspendAgent: async (name: string, reason: string | null): Promise<Agent> =>
-    unwrap(await commands.suspendAgent(name, reason)),
-  resumeAgent: async (name: string): Promise<Agent> => unwrap(await commands.resumeAgent(name)),
+    inTeam()
+      ? team("POST", `/team/v1/agents/${seg(name)}/suspend`, { reason })
+      : unwrap(await commands.suspendAgent(name, reason)),
+  resumeAgent: async (name: string): Promise<Agent> =>
+    inTeam() ? team("POST", `/team/v1/agents/${seg(name)}/resume`, {}) : unwrap(await commands.resumeAgent(name)),
   revokeAgent: async (name: string, reason: string): Promise<Agent> =>
-    unwrap(await commands.revokeAgent(name, reason)),
+    inTeam()
+      ? team("POST", `/team/v1/agents/${seg(name)}/revoke`, { reason })
+      : unwrap(await commands.revokeAgent(name, reason)),
   rotateAgentKey: async (name: string, overlapHours: number): Promise<Agent> =>
     unwrap(await commands.rotateAgentKey(name, overlapHours)),
   addDelegation: async (input: NewDelegationInput): Promise<Delegation> => unwrap(await commands.addDelegation(input)),
@@ -177,11 +219,16 @@ export const backend = {
   /** An agent's review attestations, newest first, each saying whether it counts now. */
   listAttestations: async (name: string): Promise<Attestation[]> => unwrap(await commands.listAttestations(name)),
   /** Requests waiting for a person; with `all`, every one of the last 7 days. */
-  listApprovals: async (all: boolean): Promise<Approval[]> => unwrap(await commands.listApprovals(all)),
+  listApprovals: async (all: boolean): Promise<Approval[]> =>
+    inTeam() ? team("GET", "/team/v1/approvals") : unwrap(await commands.listApprovals(all)),
   approveRequest: async (id: string, window: ApprovalWindow): Promise<Approval> =>
-    unwrap(await commands.approveRequest(id, window)),
+    inTeam()
+      ? team("POST", `/team/v1/approvals/${seg(id)}/approve`, { window })
+      : unwrap(await commands.approveRequest(id, window)),
   denyRequest: async (id: string, reason: string): Promise<Approval> =>
-    unwrap(await commands.denyRequest(id, reason)),
+    inTeam()
+      ? team("POST", `/team/v1/approvals/${seg(id)}/deny`, { reason })
+      : unwrap(await commands.denyRequest(id, reason)),
   /** Call `onChange` whenever a request is asked for, decided or expires (the desktop's trail
    * watcher emits `approvals-changed`); resolves to a function that stops listening. */
   onApprovalsChanged: async (onChange: () => void): Promise<() => void> =>
@@ -197,8 +244,13 @@ export const backend = {
   setTrustSettings: async (trustedMin: number, pendingMin: number, organisationFloor: number): Promise<TrustSettings> =>
     unwrap(await commands.setTrustSettings(trustedMin, pendingMin, organisationFloor)),
 
-  auditPage: async (query: AuditQuery, limit: number, beforeSeq: number | null): Promise<AuditPage> =>
-    unwrap(await commands.auditPage(query, { limit, before_seq: beforeSeq })),
+  auditPage: async (query: AuditQuery, limit: number, beforeSeq: number | null): Promise<AuditPage> => {
+    if (!inTeam()) return unwrap(await commands.auditPage(query, { limit, before_seq: beforeSeq }));
+    // The events this member may read, newest first (the server applies the role's rule).
+    const before = beforeSeq === null ? "" : `&before=${beforeSeq}`;
+    const events: AuditEvent[] = await team("GET", `/team/v1/audit?limit=${limit}${before}`);
+    return { events, head: events[0]?.seq ?? 0 };
+  },
   verifyAudit: async (): Promise<AuditCheck> => unwrap(await commands.verifyAudit()),
   /** Export through a native save dialog; null when the person cancelled it. `onProgress` is
    * called only until the returned promise settles: a progress message can arrive after the
@@ -227,14 +279,17 @@ export const backend = {
     unwrap(await commands.showExportInFolder(path));
   },
 
-  listConnections: async (): Promise<Connection[]> => unwrap(await commands.listConnections()),
+  listConnections: async (): Promise<Connection[]> =>
+    inTeam() ? team("GET", "/team/v1/connections") : unwrap(await commands.listConnections()),
   addConnection: async (input: NewConnection): Promise<Connection> =>
     unwrap(await commands.addConnection(input)),
   /** The secret goes straight to the keychain; nothing returns it. */
   setConnectionSecret: async (name: string, secret: string): Promise<Connection> =>
     unwrap(await commands.setConnectionSecret(name, secret)),
   removeConnection: async (name: string): Promise<string[]> =>
-    unwrap(await commands.removeConnection(name)),
+    inTeam()
+      ? (await team<{ scopes_removed_from: string[] }>("DELETE", `/team/v1/connections/${seg(name)}`)).scopes_removed_from
+      : unwrap(await commands.removeConnection(name)),
   brokerSettings: async (): Promise<BrokerView[]> => unwrap(await commands.brokerSettings()),
   setTrustFloor: async (name: string, floor: TrustState): Promise<Connection> =>
     unwrap(await commands.setTrustFloor(name, floor)),
@@ -285,12 +340,16 @@ export const backend = {
   wizardTestToken: async (agent: string): Promise<TestToken> =>
     unwrap(await commands.wizardTestToken(agent)) as TestToken,
 
-  listMcpServers: async (): Promise<McpServer[]> => unwrap(await commands.listMcpServers()),
+  listMcpServers: async (): Promise<McpServer[]> =>
+    inTeam() ? team("GET", "/team/v1/mcp-servers") : unwrap(await commands.listMcpServers()),
   /** The secret value goes straight to the keychain; nothing returns it. */
   addMcpServer: async (input: NewMcpServerInput): Promise<McpServer> => unwrap(await commands.addMcpServer(input)),
   /** Starts the server once with its secrets and reads its tools. */
   readMcpTools: async (name: string): Promise<McpToolsUpdate> => unwrap(await commands.readMcpTools(name)),
-  removeMcpServer: async (name: string): Promise<string[]> => unwrap(await commands.removeMcpServer(name)),
+  removeMcpServer: async (name: string): Promise<string[]> =>
+    inTeam()
+      ? (await team<{ scopes_removed_from: string[] }>("DELETE", `/team/v1/mcp-servers/${seg(name)}`)).scopes_removed_from
+      : unwrap(await commands.removeMcpServer(name)),
   /** Configs in `folder` (optional) and the home folder; secret values come back masked. */
   findMcpConfigs: async (folder: string | null): Promise<McpConfigFile[]> =>
     unwrap(await commands.findMcpConfigs(folder)),
@@ -299,3 +358,64 @@ export const backend = {
   listMcpImports: async (): Promise<McpImport[]> => unwrap(await commands.listMcpImports()),
   undoMcpImport: async (id: string): Promise<McpImport> => unwrap(await commands.undoMcpImport(id)),
 };
+
+/** This computer's own data, which the team workspace must not show as the team's: empty
+ * there (the team server's member API has no such list). */
+const LOCAL_READS = [
+  "outstandingTokens",
+  "listMembers",
+  "listAttestations",
+  "brokerSettings",
+  "listMcpImports",
+  "openMoves",
+] as const;
+
+/** Changes the member API does not offer: refused in the team workspace (the screens hide
+ * them), so that nothing meant for the team lands in this computer's registry. */
+const LOCAL_WRITES = [
+  "addMember",
+  "addAgent",
+  "editAgent",
+  "rotateAgentKey",
+  "addDelegation",
+  "revokeDelegation",
+  "setTrustOverride",
+  "reviewAgent",
+  "verifyAudit",
+  "exportAudit",
+  "addConnection",
+  "setConnectionSecret",
+  "setTrustFloor",
+  "setConnectionLimits",
+  "addMcpServer",
+  "readMcpTools",
+  "importMcpEntry",
+  "undoMcpImport",
+  "undoMove",
+] as const;
+
+function guardTeam<T extends Record<string, unknown>>(b: T): T {
+  const out: Record<string, unknown> = { ...b };
+  for (const k of LOCAL_READS) {
+    const f = b[k] as (...a: unknown[]) => Promise<unknown>;
+    out[k] = (...a: unknown[]) => (inTeam() ? Promise.resolve([]) : f(...a));
+  }
+  for (const k of LOCAL_WRITES) {
+    const f = b[k] as (...a: unknown[]) => Promise<unknown>;
+    out[k] = (...a: unknown[]) =>
+      inTeam()
+        ? Promise.reject(
+            new BackendError({
+              code: "refused",
+              message:
+                "The team server does not offer this from the app yet: do it on the server host, or switch to " +
+                "\"This computer\" for this computer's own agents.",
+            }),
+          )
+        : f(...a);
+  }
+  return out as T;
+}
+
+export const backend = guardTeam(calls);
+

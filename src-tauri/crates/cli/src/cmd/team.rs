@@ -707,59 +707,16 @@ pub(crate) fn enrol_witness(ctx: &mut Ctx, name: Option<&str>) -> CliResult {
     Ok(())
 }
 
-/// Make (or reuse) this machine's witness key, register it with the team server in the
-/// member's name (already registered with the same key is fine), then sync once.
+/// Make (or reuse) this machine's witness key, register it in the member's name and sync
+/// once ([`MemberSession::enrol_witness`]).
 fn witness_enrolment(ctx: &mut Ctx, name: Option<&str>) -> CliResult<Enrolled> {
     let s = Session::open(ctx)?;
-    let key = match (s.m.witness_key(None), name) {
-        (Ok((key, _)), None) => key,
-        (_, Some(n)) => s.m.witness_key(Some(n))?.0,
-        (Err(_), None) => {
-            let install: String =
-                s.m.install_id()
-                    .chars()
-                    .filter(char::is_ascii_alphanumeric)
-                    .take(6)
-                    .collect();
-            let name = format!("{}/{}-{install}", s.server.host(), s.membership.member);
-            s.m.witness_key(Some(&name))?.0
-        }
-    };
-    let registered = s.call(
-        Method::POST,
-        "/team/v1/witnesses",
-        Some(&json!({"name": key.name, "public_key": key.vkey()})),
-    );
-    match registered {
-        Ok(_) => {}
-        // Enrolled before (a second `enrol`, or a join after `forget`): the same key is fine.
-        Err(CliError::Exit { code: 5, .. })
-            if s.call(Method::GET, "/team/v1/witnesses", None)?
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|w| {
-                    w["vkey"].as_str() == Some(key.vkey().as_str()) && w["removed_at"].is_null()
-                }) => {}
-        Err(e) => return Err(e),
-    }
-    let done = s.rt.block_on(mandate_server::witness_client::sync(
-        s.m.clone(),
-        &s.server,
-        None,
-    ));
-    let cosigned_size = match done {
-        Ok(d) => Some(d.cosigned.size),
-        Err(e) => {
-            return Err(fail(
-                8,
-                format!("the witness key was registered, but the first sync failed: {e}"),
-            ));
-        }
-    };
+    let w =
+        s.rt.block_on(s.inner.enrol_witness(name))
+            .map_err(session_error)?;
     Ok(Enrolled {
-        name: key.name,
-        cosigned_size,
+        name: w.name,
+        cosigned_size: Some(w.cosigned_size),
     })
 }
 
@@ -813,24 +770,19 @@ fn invite(ctx: &mut Ctx, a: InviteArgs) -> CliResult {
 /// Signed in as this machine's member of the team server they joined (the shared
 /// [`MemberSession`], driven from this synchronous command line).
 struct Session {
-    m: std::sync::Arc<Mandate>,
     inner: MemberSession,
     membership: Membership,
-    server: RemoteServer,
     rt: tokio::runtime::Runtime,
 }
 
 impl Session {
     fn open(ctx: &mut Ctx) -> CliResult<Session> {
-        let m = ctx.mandate()?;
-        let inner = MemberSession::open(m.clone())
+        let inner = MemberSession::open(ctx.mandate()?)
             .map_err(session_error)?
             .ok_or_else(not_joined)?;
         let rt = super::serve::runtime()?;
         Ok(Session {
-            m,
             membership: inner.membership.clone(),
-            server: inner.server.clone(),
             inner,
             rt,
         })

@@ -1,0 +1,178 @@
+//! Live updates of the team workspace: one event stream from the team server per app
+//! (`MemberSession::watch`, server-sent events), turned into window events.
+//!
+//! - Each audit event the member may read becomes `team-event` (`{seq, action}`); the
+//!   window reloads what it shows. An approval's event also raises `approvals-changed`, as
+//!   the local watcher does, so the inbox reloads the same way.
+//! - `team-connection` says whether the stream is up (`online`) and, when it is not, why;
+//!   the window shows the offline banner from it.
+//! - The stream resumes after the last event seen: with a new token after `token_expired`,
+//!   after 1, 2, 4... up to 10 s when the server cannot be reached or dropped the
+//!   connection. It stops for good when the member is removed (and says so).
+//!
+//! What it is not: polling. Nothing is read on a timer while the stream is up.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mandate_core::Mandate;
+use mandate_server::member_session::{MemberSession, SessionError};
+use serde::Serialize;
+use tauri::{AppHandle, Emitter, Manager};
+use tokio::sync::Notify;
+
+/// The window event for each team event.
+pub const TEAM_EVENT: &str = "team-event";
+/// The window event for the stream's state.
+pub const TEAM_CONNECTION: &str = "team-connection";
+
+/// One event of the team's trail, as the window needs it to know what to reload.
+#[derive(Debug, Clone, Serialize, specta::Type)]
+pub struct TeamEventNote {
+    pub seq: u32,
+    pub action: String,
+}
+
+/// Whether the team server's stream is up.
+#[derive(Debug, Clone, Serialize, specta::Type)]
+pub struct TeamConnection {
+    pub online: bool,
+    /// Why not, as a sentence (and what happens next).
+    pub message: Option<String>,
+    /// When it was last up (RFC 3339), for "showing what was read at ...".
+    pub last_online: Option<String>,
+}
+
+/// The live stream's shared state: a wake-up for a new membership, and the latest state.
+#[derive(Debug, Default)]
+pub struct Live {
+    wake: Notify,
+    latest: Mutex<Option<TeamConnection>>,
+}
+
+/// The stream's latest state (none while this computer has joined no team).
+#[tauri::command]
+#[specta::specta]
+pub fn team_connection(live: tauri::State<'_, Arc<Live>>) -> Option<TeamConnection> {
+    live.latest.lock().ok().and_then(|l| l.clone())
+}
+
+/// Start following at once (a membership was just made).
+pub fn restart(app: &AppHandle) {
+    if let Some(live) = app.try_state::<Arc<Live>>() {
+        live.wake.notify_one();
+    }
+}
+
+fn tell(app: &AppHandle, live: &Live, c: TeamConnection) {
+    if let Ok(mut l) = live.latest.lock() {
+        *l = Some(c.clone());
+    }
+    let _ = app.emit(TEAM_CONNECTION, c);
+}
+
+/// Follow the team's stream while the app runs.
+pub fn spawn(app: AppHandle, m: Arc<Mandate>, live: Arc<Live>) {
+    tauri::async_runtime::spawn(async move {
+        let mut after: Option<u64> = None;
+        let mut fresh = false;
+        let mut backoff = 1u64;
+        loop {
+            let session = {
+                let m = m.clone();
+                tauri::async_runtime::spawn_blocking(move || MemberSession::open(m))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .flatten()
+            };
+            let Some(session) = session else {
+                // Not joined: wait for a join (or look again in a while).
+                let _ = tokio::time::timeout(Duration::from_secs(30), live.wake.notified()).await;
+                continue;
+            };
+            let app2 = app.clone();
+            let now = || chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            let last_online = Some(now());
+            tell(
+                &app,
+                &live,
+                TeamConnection {
+                    online: true,
+                    message: None,
+                    last_online: last_online.clone(),
+                },
+            );
+            let ended = session
+                .watch(after, fresh, move |e| {
+                    let action = e.event["action"].as_str().unwrap_or_default().to_string();
+                    if action.starts_with("approval.") {
+                        let _ = app2.emit(crate::watch::APPROVALS_CHANGED, ());
+                    }
+                    let _ = app2.emit(
+                        TEAM_EVENT,
+                        TeamEventNote {
+                            seq: u32::try_from(e.seq).unwrap_or(u32::MAX),
+                            action,
+                        },
+                    );
+                })
+                .await;
+            fresh = false;
+            let why = match ended {
+                Ok(end) => {
+                    if end.last_seq > after {
+                        backoff = 1;
+                    }
+                    after = end.last_seq.or(after);
+                    match end.reason.as_str() {
+                        "token_expired" => {
+                            fresh = true;
+                            continue;
+                        }
+                        "member_removed" => {
+                            tell(
+                                &app,
+                                &live,
+                                TeamConnection {
+                                    online: false,
+                                    message: Some(format!(
+                                        "The team server ended your session: {}",
+                                        end.message
+                                    )),
+                                    last_online: last_online.clone(),
+                                },
+                            );
+                            // Removal is final for this key: look again only after a new join.
+                            live.wake.notified().await;
+                            continue;
+                        }
+                        _ => end.message,
+                    }
+                }
+                Err(SessionError::Client(mandate_server::client::ClientError::Refused {
+                    error,
+                    ..
+                })) if error == "invalid_token" => {
+                    session.forget_token();
+                    fresh = true;
+                    continue;
+                }
+                Err(e) => crate::commands::team::report(e).message,
+            };
+            // `after` stays: the stream resumes after the last event seen, so nothing missed
+            // while offline stays unseen.
+            tell(
+                &app,
+                &live,
+                TeamConnection {
+                    online: false,
+                    message: Some(format!("{why}. Trying again in {backoff} s.")),
+                    last_online: last_online.clone(),
+                },
+            );
+            tokio::time::sleep(Duration::from_secs(backoff)).await;
+            backoff = (backoff * 2).min(10);
+        }
+    });
+}
