@@ -1,0 +1,151 @@
+"""Issue 21's real-window test: two desktop apps signed in as two members of one team server
+(on PostgreSQL, its keys in SoftHSM2), and a third as the team's auditor.
+
+- One founder revokes an agent in their window; the other founder's window shows it revoked
+  within 2 seconds, with no reload (the server's event stream).
+- An approval requested by an agent shows in its owner's window, not in the auditor's.
+- Both windows open in the team workspace, say who they are, and witness the team's log.
+"""
+
+import json
+import subprocess
+import time
+
+from selenium.webdriver.common.by import By
+
+from conftest import CLI
+from team_fixtures import desks, team_server  # noqa: F401 (pytest fixtures)
+
+
+def setup_team(team_server, desks):
+    alice, bob, carol = desks("alice"), desks("bob"), desks("carol")
+    team_server.join(alice, team_server.admin_code)
+    for desk, name, role in ((bob, "bob", "member"), (carol, "carol", "auditor")):
+        code = alice.cli_json("team", "invite", name, "--role", role)["invite_code"]
+        team_server.join(desk, code)
+    t = team_server
+    t.cli("connection", "add", "billing", "--base-url", "https://billing.example",
+          "--action", "read=GET:/invoices/**")
+    t.cli("connection", "edit", "billing", "--approval", "always")
+    for agent, owner in (("ops-bot", "bob"), ("ledger-bot", "alice")):
+        t.cli("agent", "add", agent, "--owner", owner, "--purpose", "nightly reconciliation",
+              "--scope", "billing:read", "--generate-key",
+              "--key-file", f"{t.root}/{agent}.pem", "--key-format", "pem")
+    return alice, bob, carol
+
+
+def open_team_window(app_for, desk, person):
+    # The window checks and cosigns the team's log every 2 s instead of every minute.
+    desk.env["MANDATE_WITNESS_SYNC_SECS"] = "2"
+    app = app_for(desk, person=person)
+    app.wait('[data-testid="workspace-team"][aria-pressed="true"]', timeout=30)
+    return app
+
+
+def row_text(app, agent):
+    rows = app.driver.find_elements(By.CSS_SELECTOR, f'tr[data-agent="{agent}"]')
+    return rows[0].text if rows else ""
+
+
+def test_a_revocation_in_one_founders_window_shows_in_the_others_within_two_seconds(team_server, desks, app_for):
+    alice, bob, _ = setup_team(team_server, desks)
+    a = open_team_window(app_for, alice, "alice")
+    b = open_team_window(app_for, bob, "bob")
+    assert "alice" in a.wait('[data-testid="team-identity"]').text
+    assert "Admin" in a.wait('[data-testid="team-identity"]').text
+    assert "bob" in b.wait('[data-testid="team-identity"]').text
+    # Both see the team's agents (the server's registry, not their own computers').
+    for app in (a, b):
+        app.wait('tr[data-agent="ops-bot"]', timeout=30)
+        app.wait('tr[data-agent="ledger-bot"]')
+    assert "revoked" not in row_text(b, "ops-bot").lower()
+    b.screenshot("team-bob-before")
+
+    # Alice (an admin) revokes bob's agent in her window.
+    a.click('tr[data-agent="ops-bot"] td:nth-child(2)')
+    a.wait("h1.mono-title")
+    a.button("Revoke…")
+    a.wait('[role="dialog"]')
+    a.type('textarea[name="reason"]', "key leaked in a CI log")
+    a.button("Revoke agent")
+    a.wait_until(lambda: not a.driver.find_elements(By.CSS_SELECTOR, '[role="dialog"]'),
+                 message="the revoke dialog did not close")
+    done = time.monotonic()
+    # The server recorded it in alice's name.
+    agent = team_server.cli_json("agent", "show", "ops-bot")
+    assert agent["status"] == "revoked"
+
+    # Bob's window shows it within 2 seconds, by itself.
+    b.wait_until(lambda: "revoked" in row_text(b, "ops-bot").lower(), timeout=10,
+                 message="bob's window never showed the revocation")
+    lag = time.monotonic() - done
+    b.screenshot("team-bob-after-revoke")
+    assert lag <= 2.0, f"bob's window showed the revocation {lag:.2f} s after alice's click"
+    team_server.cli("audit", "export", "--format", "bundle", "--out", f"{team_server.root}/t.bundle")
+    with open(f"{team_server.root}/t.bundle") as f:
+        revoked = [json.loads(line) for line in f if '"agent.revoked"' in line]
+    assert revoked, "the revocation is in the team's trail"
+    assert "alice" in json.dumps(revoked[-1]), revoked[-1]
+
+    # Both windows witness the log: each cosigns a checkpoint that includes the revocation,
+    # and the PDF exported on the server carries both cosignatures, each checked with that
+    # desktop's own witness key.
+    grown = int(team_server.pg.psql("SELECT max(seq) FROM audit_events").strip())
+    deadline = time.monotonic() + 30
+    while True:
+        ws = team_server.cli_json("team", "witness", "list")["witnesses"]
+        done_by = [w for w in ws if (w.get("last_cosigned_size") or 0) >= grown]
+        if len(done_by) >= 2:
+            break
+        assert time.monotonic() < deadline, f"the windows did not cosign the grown log: {ws}"
+        time.sleep(1)
+    for app in (a, b):
+        assert "witnessed" in app.wait('[data-testid="witness-status"]').text
+    pdf = f"{team_server.root}/team.pdf"
+    team_server.cli("audit", "export", "--format", "pdf", "--out", pdf)
+    for desk in (alice, bob):
+        vkey = desk.cli_json("team", "witness", "key")["vkey"]
+        out = team_server.cli("audit", "verify", pdf, "--witness", vkey).stdout
+        assert f"witness {vkey.split('+')[0]} cosigned the checkpoint of" in out, out
+
+
+def test_an_approval_shows_in_its_owners_window_and_not_in_the_auditors(team_server, desks, app_for):
+    _, bob, carol = setup_team(team_server, desks)
+    b = open_team_window(app_for, bob, "bob")
+    c = open_team_window(app_for, carol, "carol")
+    assert "read only" in c.wait('[data-testid="team-identity"]').text
+    for app in (b, c):
+        app.go("approvals")
+        app.wait('[data-testid="no-approvals"]', timeout=30)
+
+    # bob's agent asks for a token from the team server and calls the broker: the call is held
+    # for a person (the connection always asks).
+    t = team_server
+    token = subprocess.run(
+        [CLI, "token", "ops-bot", "--server", t.url, "--server-fingerprint", t.fingerprint,
+         "--key-file", f"{t.root}/ops-bot.pem"],
+        env=t.env, capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    held = subprocess.run(
+        ["curl", "-sk", "-H", f"Authorization: Bearer {token}", f"{t.url}/proxy/billing/invoices/42"],
+        capture_output=True, text=True,
+    ).stdout
+    assert "approval_pending" in held, held
+    pending = t.cli_json("approvals", "list")
+    assert len(pending) == 1, pending
+    ident = pending[0]["id"]
+
+    b.wait(f'[data-testid="approval-{ident}"]', timeout=10)
+    b.screenshot("team-bob-approval")
+    # The auditor's window has had the same time (and more) and still shows none.
+    time.sleep(3)
+    assert not c.driver.find_elements(By.CSS_SELECTOR, f'[data-testid="approval-{ident}"]')
+    assert c.driver.find_elements(By.CSS_SELECTOR, '[data-testid="no-approvals"]')
+    c.screenshot("team-carol-no-approval")
+
+    # Bob approves it in his window; the server records his decision.
+    b.button("Approve once")
+    b.wait_until(lambda: not b.driver.find_elements(By.CSS_SELECTOR, f'[data-testid="approval-{ident}"]'),
+                 message="the approved request stayed in bob's inbox")
+    decided = t.cli_json("approvals", "list", "--all")
+    assert decided[0]["decided_by"] == "bob", decided
