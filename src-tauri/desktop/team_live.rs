@@ -77,6 +77,8 @@ pub fn spawn(app: AppHandle, m: Arc<Mandate>, live: Arc<Live>) {
         let mut after: Option<u64> = None;
         let mut fresh = false;
         let mut backoff = 1u64;
+        // When the stream was last accepted (the offline banner says what it shows is from then).
+        let online_at: Arc<Mutex<Option<String>>> = Arc::default();
         loop {
             let session = {
                 let m = m.clone();
@@ -92,19 +94,26 @@ pub fn spawn(app: AppHandle, m: Arc<Mandate>, live: Arc<Live>) {
                 continue;
             };
             let app2 = app.clone();
-            let now = || chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-            let last_online = Some(now());
-            tell(
-                &app,
-                &live,
-                TeamConnection {
-                    online: true,
-                    message: None,
-                    last_online: last_online.clone(),
-                },
-            );
+            // Online only once the server accepted the stream (not at each attempt: the window
+            // reloads what it shows when the server comes back).
+            let (app3, live3, at3) = (app.clone(), live.clone(), online_at.clone());
+            let on_open = move || {
+                let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                if let Ok(mut at) = at3.lock() {
+                    *at = Some(now.clone());
+                }
+                tell(
+                    &app3,
+                    &live3,
+                    TeamConnection {
+                        online: true,
+                        message: None,
+                        last_online: Some(now),
+                    },
+                );
+            };
             let ended = session
-                .watch(after, fresh, move |e| {
+                .watch(after, fresh, on_open, move |e| {
                     let action = e.event["action"].as_str().unwrap_or_default().to_string();
                     if action.starts_with("approval.") {
                         let _ = app2.emit(crate::watch::APPROVALS_CHANGED, ());
@@ -140,7 +149,7 @@ pub fn spawn(app: AppHandle, m: Arc<Mandate>, live: Arc<Live>) {
                                         "The team server ended your session: {}",
                                         end.message
                                     )),
-                                    last_online: last_online.clone(),
+                                    last_online: online_at.lock().ok().and_then(|a| a.clone()),
                                 },
                             );
                             // Removal is final for this key: look again only after a new join.
@@ -168,7 +177,7 @@ pub fn spawn(app: AppHandle, m: Arc<Mandate>, live: Arc<Live>) {
                 TeamConnection {
                     online: false,
                     message: Some(format!("{why}. Trying again in {backoff} s.")),
-                    last_online: last_online.clone(),
+                    last_online: online_at.lock().ok().and_then(|a| a.clone()),
                 },
             );
             tokio::time::sleep(Duration::from_secs(backoff)).await;

@@ -113,12 +113,24 @@ class TeamServer:
         self.url = f"https://127.0.0.1:{self.port}"
         init = json.loads(self.cli("--json", "server", "init", "--public-url", self.url, "--admin", "alice").stdout)
         self.admin_code = init["invite_code"]
-        self.log = open(os.path.join(self.root, "server.log"), "w")
+        self.log = open(os.path.join(self.root, "server.log"), "a")
+        self.start_server()
+
+    def start_server(self):
         self.proc = subprocess.Popen(
             [CLI, "server", "--listen", f"127.0.0.1:{self.port}", "--tls-cert", self.cert, "--tls-key", self.key],
             env=self.env, stdout=subprocess.DEVNULL, stderr=self.log,
         )
         wait_for_port(self.port, timeout=30)
+
+    def stop_server(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
     def cli(self, *args, check=True, input=None):
         """`mandate ARGS` on the server host (its token and database)."""
@@ -133,12 +145,7 @@ class TeamServer:
         return install.cli_json("team", "join", self.url, code, "--server-fingerprint", self.fingerprint)
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        self.stop_server()
         self.log.close()
         self.pg.stop()
 

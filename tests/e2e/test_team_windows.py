@@ -101,6 +101,11 @@ def test_a_revocation_in_one_founders_window_shows_in_the_others_within_two_seco
         time.sleep(1)
     for app in (a, b):
         assert "witnessed" in app.wait('[data-testid="witness-status"]').text
+    # The team's trail in alice's window: the revocation, in her name.
+    a.go("audit")
+    a.wait_until(lambda: "key leaked in a CI log" in a.body() or "ops-bot" in a.body(), timeout=20,
+                 message="the team's audit trail does not show the revocation")
+    a.screenshot("team-audit")
     pdf = f"{team_server.root}/team.pdf"
     team_server.cli("audit", "export", "--format", "pdf", "--out", pdf)
     for desk in (alice, bob):
@@ -149,3 +154,56 @@ def test_an_approval_shows_in_its_owners_window_and_not_in_the_auditors(team_ser
                  message="the approved request stayed in bob's inbox")
     decided = t.cli_json("approvals", "list", "--all")
     assert decided[0]["decided_by"] == "bob", decided
+
+
+def test_connecting_from_settings_shows_the_fingerprint_first_and_a_changed_certificate_is_refused(team_server, desks, app_for):
+    desk = desks("dana")
+    t = team_server
+    # An admin invites dana; she connects from the app, not the command line.
+    admin = desks("alice")
+    t.join(admin, t.admin_code)
+    code = admin.cli_json("team", "invite", "dana", "--role", "member")["invite_code"]
+    t.cli("connection", "add", "billing", "--base-url", "https://billing.example",
+          "--action", "read=GET:/invoices/**")
+    t.cli("agent", "add", "ops-bot", "--owner", "alice", "--purpose", "nightly reconciliation",
+          "--scope", "billing:read")
+    app = app_for(desk, person="dana")
+    app.go("settings")
+    app.type('[data-testid="team-url"]', t.url)
+    app.click('[data-testid="team-check"]')
+    shown = app.wait('[data-testid="team-fingerprint"]').text
+    # The fingerprint shown is the server certificate's, as `openssl x509 -fingerprint` prints it.
+    assert shown.strip() == t.fingerprint, (shown, t.fingerprint)
+    # Nothing was sent: the invite is still unused, and this computer has joined nothing.
+    assert desk.cli("team", "whoami", check=False).returncode != 0
+    app.screenshot("team-connect-fingerprint")
+    # A wrong code is refused with the server's sentence and leaves nothing behind.
+    app.type('[data-testid="team-code"]', "not-the-code")
+    app.click('[data-testid="team-join"]')
+    assert "not valid" in app.wait('[data-testid="team-error"]').text
+    assert desk.cli("team", "whoami", check=False).returncode != 0
+    app.type('[data-testid="team-code"]', code)
+    app.click('[data-testid="team-join"]')
+    joined = app.wait('[data-testid="team-joined"]').text
+    assert "dana" in joined and t.url in joined, joined
+    app.wait('[data-testid="workspace-team"][aria-pressed="true"]')
+    app.go("agents")
+    app.wait('tr[data-agent="ops-bot"]', timeout=20)
+    assert desk.cli_json("team", "whoami")["name"] == "dana"
+    app.screenshot("team-connected")
+
+    # The server comes back with another certificate (same address): the app refuses it,
+    # says so, and shows what it read before.
+    t.stop_server()
+    import os
+    os.replace(t.cert, t.cert + ".old")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-keyout", t.key, "-out", t.cert, "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    t.start_server()
+    banner = app.wait('[data-testid="team-offline"]', timeout=30)
+    app.wait_until(lambda: "pinned" in app.wait('[data-testid="team-offline"]').text, timeout=30,
+                   message="the offline banner does not say the certificate is not the pinned one")
+    assert app.driver.find_elements(By.CSS_SELECTOR, 'tr[data-agent="ops-bot"]'), "the last data read stays"
+    app.screenshot("team-offline-other-certificate")
+    assert banner is not None

@@ -213,14 +213,16 @@ pub struct StreamEnd {
 }
 
 /// Follow the team's audit trail (`GET /team/v1/events`, server-sent events) after `after`
-/// (else from now), calling `on_event` for each event, until the server ends the stream
-/// (its `end` event) or the connection closes. A refusal to open it is an error.
+/// (else from now), calling `on_open` once the server accepted the stream and `on_event` for
+/// each event, until the server ends the stream (its `end` event) or the connection closes.
+/// A refusal to open it is an error.
 pub async fn events(
     server: &RemoteServer,
     token: &Sensitive<String>,
     key: &SigningKey,
     after: Option<u64>,
     now: i64,
+    on_open: impl FnOnce() + Send,
     mut on_event: impl FnMut(TeamEvent) + Send,
 ) -> Result<StreamEnd, ClientError> {
     use eventsource_stream::Eventsource as _;
@@ -274,6 +276,7 @@ pub async fn events(
             ClientError::BadAnswer(format!("HTTP {status} instead of an event stream"))
         }));
     }
+    on_open();
     let mut stream = res.into_body().into_data_stream().eventsource();
     let mut last_seq = after;
     // A keep-alive comes every 15 s: a minute without a byte is a dead connection.

@@ -189,11 +189,12 @@ impl MemberSession {
     }
 
     /// Follow the event stream after `after` (else from now) until it ends; `fresh` asks for a
-    /// new token first (after `token_expired`).
+    /// new token first (after `token_expired`); `on_open` runs once the server accepted it.
     pub async fn watch(
         &self,
         after: Option<u64>,
         fresh: bool,
+        on_open: impl FnOnce() + Send,
         on_event: impl FnMut(TeamEvent) + Send,
     ) -> Result<StreamEnd, SessionError> {
         let token = self.token(fresh).await?;
@@ -203,6 +204,7 @@ impl MemberSession {
             &self.key,
             after,
             self.m.now().timestamp(),
+            on_open,
             on_event,
         )
         .await?)

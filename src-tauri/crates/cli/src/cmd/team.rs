@@ -453,9 +453,14 @@ fn watch(ctx: &mut Ctx, after: Option<u64>) -> CliResult {
     let mut fresh = false;
     let mut backoff = 1u64;
     loop {
-        let opened = s.rt.block_on(s.inner.watch(after, fresh, |e| {
-            print_event(&e.event, json);
-        }));
+        let opened = s.rt.block_on(s.inner.watch(
+            after,
+            fresh,
+            || {},
+            |e| {
+                print_event(&e.event, json);
+            },
+        ));
         match opened {
             Ok(end) => {
                 if end.last_seq > after {
