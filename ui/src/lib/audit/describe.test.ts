@@ -80,6 +80,30 @@ describe("events in words", () => {
     ).toBe("founder changed the organisation name");
   });
 
+  it("says what happened on the team server and to its log's witnesses", () => {
+    const alice = { kind: "member", id: "m1", name: "alice" };
+    expect(describeEvent(ev({ actor: alice, agent: null, action: "member.watch_started", target: null, details: {} }))).toBe(
+      "alice started following the team's audit trail live",
+    );
+    expect(
+      describeEvent(ev({ actor: alice, agent: null, action: "team.request_denied", target: null, details: { request: "connection.add" } })),
+    ).toBe("alice was refused connection.add on the team server");
+    expect(
+      describeEvent(
+        ev({ actor: { kind: "witness", id: "1a2b3c4d", name: "team.example/bob-3f2a9c" }, agent: null, action: "witness.cosigned", target: null, details: { size: 1234 } }),
+      ),
+    ).toBe("team.example/bob-3f2a9c cosigned the team log's checkpoint of 1,234 events");
+    expect(describeEvent(ev({ actor: alice, agent: null, action: "witness.log_forked", target: null, details: {} }))).toContain(
+      "refused to cosign",
+    );
+    expect(
+      describeEvent(
+        ev({ actor: alice, agent: null, action: "team.joined", target: { kind: "server", id: "https://team.example", name: "team server" }, details: { role: "admin" } }),
+      ),
+    ).toBe("alice joined the team server https://team.example as admin");
+    expect(describeEvent(ev({ actor: alice, action: "audit.exported", target: null, details: {} }))).toBe("alice exported the audit trail");
+  });
+
   it("lists details as pairs", () => {
     expect(detailPairs(ev({}))).toEqual([
       ["from", "active"],

@@ -38,7 +38,46 @@ const VERBS: Record<string, string> = {
   "delegation.added": "delegated to",
   "delegation.revoked": "ended the delegation of",
   "settings.organisation_set": "changed the organisation name",
+  "member.invited": "invited to the team",
+  "member.removed": "removed from the team",
+  "witness.added": "registered witness",
+  "witness.removed": "removed witness",
+  "witness.cosignature_refused": "was refused a cosignature by the team server for",
+  "audit.exported": "exported the audit trail",
 };
+
+/** Team server and witness events, whose words depend on their details. */
+function describeTeam(e: AuditEvent, who: string): string | null {
+  const d = (e.details ?? {}) as Record<string, unknown>;
+  const size = typeof d.size === "number" ? d.size.toLocaleString("en-US") : null;
+  switch (e.action) {
+    case "team.server_initialised":
+      return `${who} set up the team server`;
+    case "team.joined":
+      return `${who} joined the team server ${e.target?.id ?? ""}${typeof d.role === "string" ? ` as ${d.role}` : ""}`.trim();
+    case "team.request_denied":
+      return `${who} was refused ${typeof d.request === "string" ? d.request : "a request"} on the team server`;
+    case "member.token_issued":
+      return `${who} signed in to the team server`;
+    case "member.token_denied":
+      return `${who} was refused a sign-in to the team server`;
+    case "member.invite_refused":
+      return `${who}: an invite code was refused`;
+    case "member.watch_started":
+      return `${who} started following the team's audit trail live`;
+    case "witness.cosigned":
+      return `${who} cosigned the team log's checkpoint${size ? ` of ${size} events` : ""}`;
+    case "witness.checkpoint_cosigned":
+      return `${who} checked and cosigned the team log${size ? ` at ${size} events` : ""}`;
+    case "witness.log_forked":
+    case "witness.checkpoint_refused":
+      return `${who} refused to cosign: the team server's log does not extend what was seen before`;
+    case "witness.log_forgotten":
+      return `${who} forgot the team log it witnessed`;
+    default:
+      return null;
+  }
+}
 
 /** Common actions for the filter menu; a prefix ending in "." matches a family. */
 export const ACTION_CHOICES: { value: string; label: string }[] = [
@@ -56,6 +95,8 @@ export const ACTION_CHOICES: { value: string; label: string }[] = [
   { value: "delegation.", label: "Delegations" },
   { value: "issuer.", label: "Issuer keys" },
   { value: "settings.", label: "Settings" },
+  { value: "team.", label: "Team server" },
+  { value: "witness.", label: "Witnesses" },
 ];
 
 /** Who acted, in words: a member's or agent's name ("maria"), "OS user ann (no member
@@ -86,6 +127,8 @@ export function describeEvent(e: AuditEvent): string {
   const byEndpoint = /^(token|introspection|proxy)\./.test(e.action) && e.actor.kind === "agent";
   if (verb && byEndpoint) return `${who} ${verb} ${e.action.startsWith("proxy.") ? "the broker" : "the endpoint"}`;
   if (verb && /^(issuer|endpoint|settings)\./.test(e.action)) return `${who} ${verb}`;
+  const team = describeTeam(e, who);
+  if (team) return team;
   if (e.action === "person.chosen") {
     const d = e.details as { os_user?: unknown } | null;
     const os = typeof d?.os_user === "string" ? ` for the OS user ${d.os_user}` : "";
