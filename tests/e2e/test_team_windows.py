@@ -207,3 +207,54 @@ def test_connecting_from_settings_shows_the_fingerprint_first_and_a_changed_cert
     assert app.driver.find_elements(By.CSS_SELECTOR, 'tr[data-agent="ops-bot"]'), "the last data read stays"
     app.screenshot("team-offline-other-certificate")
     assert banner is not None
+
+
+def test_a_history_rewritten_in_postgresql_turns_the_windows_witness_banner_on(team_server, desks, app_for):
+    t = team_server
+    alice = desks("alice")
+    joined = t.join(alice, t.admin_code)
+    first = joined["witness"]["cosigned_size"]
+    # The log grows, and alice's window checks and cosigns it.
+    for i in range(4):
+        t.cli("member", "add", f"colleague-{i}")
+    grown = int(t.pg.psql("SELECT max(seq) FROM audit_events").strip())
+    app = open_team_window(app_for, alice, "alice")
+    deadline = time.monotonic() + 30
+    while True:
+        ws = t.cli_json("team", "witness", "list")["witnesses"]
+        if ws and (ws[0].get("last_cosigned_size") or 0) >= grown:
+            break
+        assert time.monotonic() < deadline, f"the window did not cosign the grown log: {ws}"
+        time.sleep(1)
+    seen = ws[0]["last_cosigned_size"]
+    assert "witnessed" in app.wait('[data-testid="witness-status"]').text
+
+    # The database's administrator rewrites history behind the server's back: the events after
+    # the join's checkpoint go, with their checkpoints and the copies of the newest one, and
+    # new events take their place; the restarted server signs the new history.
+    t.stop_server()
+    t.pg.psql(
+        f"DELETE FROM audit_events WHERE seq > {first}; "
+        f"DELETE FROM audit_checkpoints WHERE size > {first}; "
+        "DELETE FROM sealed_secrets WHERE account LIKE '%/audit-checkpoint'"
+    )
+    import os
+    kept = os.path.join(t.env["MANDATE_DATA_DIR"], "audit-checkpoint.txt")
+    if os.path.exists(kept):
+        os.remove(kept)
+    t.start_server()
+    for i in range(seen - first + 3):
+        t.cli("member", "add", f"someone-{i}")
+
+    # The window's next check refuses it, loudly; the server gets no new cosignature.
+    banner = app.wait('[data-testid="witness-refused"]', timeout=30)
+    assert "does not match what this computer saw" in banner.text, banner.text
+    assert "REFUSED" in app.wait('[data-testid="witness-status"]').text
+    app.screenshot("team-witness-refused")
+    ws = t.cli_json("team", "witness", "list")["witnesses"]
+    assert ws[0]["last_cosigned_size"] == seen, ws
+    # And this computer's own trail records it.
+    db = os.path.join(alice.data_dir, "mandate.db")
+    forked = subprocess.run(["sqlite3", db, "SELECT count(*) FROM audit_events WHERE action = 'witness.log_forked'"],
+                            capture_output=True, text=True).stdout.strip()
+    assert int(forked or 0) >= 1, forked
