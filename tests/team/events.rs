@@ -102,18 +102,7 @@ fn about(agent: &'static str, action: &'static str) -> impl Fn(&Value) -> bool {
 fn members_watch_the_team_trail_live_within_their_roles_and_a_removed_members_stream_ends() {
     let pg = PgCluster::new();
     let team = Team::on_postgres(&pg.url());
-    let init = team
-        .mandate(&[
-            "--json",
-            "server",
-            "init",
-            "--public-url",
-            &team.public_url(),
-            "--admin",
-            "alice",
-        ])
-        .ok()
-        .json();
+    let alice_code = team.init_with_admin("alice");
     team.mandate(&[
         "connection",
         "add",
@@ -142,7 +131,7 @@ fn members_watch_the_team_trail_live_within_their_roles_and_a_removed_members_st
         ])
         .ok();
     };
-    join(&alice, init["invite_code"].as_str().unwrap());
+    join(&alice, &alice_code);
     for (desk, name, role) in [(&bob, "bob", "member"), (&carol, "carol", "auditor")] {
         let inv = alice
             .mandate(&["--json", "team", "invite", name, "--role", role])

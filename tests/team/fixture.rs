@@ -173,6 +173,25 @@ impl Team {
         }
     }
 
+    /// `mandate server init` with the public URL and `admin` as the first admin: their
+    /// one-time invite code.
+    pub fn init_with_admin(&self, admin: &str) -> String {
+        self.mandate(&[
+            "--json",
+            "server",
+            "init",
+            "--public-url",
+            &self.public_url(),
+            "--admin",
+            admin,
+        ])
+        .ok()
+        .json()["invite_code"]
+            .as_str()
+            .expect("an invite code")
+            .to_string()
+    }
+
     /// The SHA-256 fingerprint of the server certificate, as `--server-fingerprint` takes it.
     pub fn cert_fingerprint(&self) -> String {
         let out = run_ok(Command::new("openssl").current_dir(self.dir.path()).args([

@@ -187,19 +187,7 @@ pub(crate) fn add_agent(team: &Team, name: &str, owner: &str) {
 fn members_sign_in_with_their_own_keys_and_act_only_within_their_roles() {
     let pg = PgCluster::new();
     let team = Team::on_postgres(&pg.url());
-    let init = team
-        .mandate(&[
-            "--json",
-            "server",
-            "init",
-            "--public-url",
-            &team.public_url(),
-            "--admin",
-            "alice",
-        ])
-        .ok()
-        .json();
-    let alice_code = init["invite_code"].as_str().unwrap().to_string();
+    let alice_code = team.init_with_admin("alice");
     team.mandate(&[
         "connection",
         "add",
@@ -505,19 +493,7 @@ fn members_sign_in_with_their_own_keys_and_act_only_within_their_roles() {
 fn replayed_member_assertions_proofs_and_stolen_tokens_are_refused_and_audited() {
     let pg = PgCluster::new();
     let team = Team::on_postgres(&pg.url());
-    let init = team
-        .mandate(&[
-            "--json",
-            "server",
-            "init",
-            "--public-url",
-            &team.public_url(),
-            "--admin",
-            "alice",
-        ])
-        .ok()
-        .json();
-    let code = init["invite_code"].as_str().unwrap().to_string();
+    let code = team.init_with_admin("alice");
     let ip = std::net::Ipv4Addr::new(127, 79, (std::process::id() % 250) as u8, 9);
     let server = team.start(ip, &[]);
     let c = client_for(&team, server.addr);
@@ -677,19 +653,7 @@ fn replayed_member_assertions_proofs_and_stolen_tokens_are_refused_and_audited()
 fn members_machines_witness_the_log_and_admins_add_connections_and_mcp_servers_remotely() {
     let pg = PgCluster::new();
     let team = Team::on_postgres(&pg.url());
-    let init = team
-        .mandate(&[
-            "--json",
-            "server",
-            "init",
-            "--public-url",
-            &team.public_url(),
-            "--admin",
-            "alice",
-        ])
-        .ok()
-        .json();
-    let alice_code = init["invite_code"].as_str().unwrap().to_string();
+    let alice_code = team.init_with_admin("alice");
     let host = RemoteHost::new();
     let _server = team.start(host.server_ips[0], &[]);
     let alice = Desk::new(&host, &team, "alice");

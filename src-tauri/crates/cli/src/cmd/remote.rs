@@ -106,17 +106,11 @@ impl RemoteArgs {
             )
         })?;
         let key = read_key_file(key_file)?;
-        let trust = match (&self.server_ca, &self.server_fingerprint) {
-            (Some(ca), _) => ServerTrust::Ca(std::fs::read(ca).map_err(|e| {
-                fail(
-                    3,
-                    format!("the CA file {} cannot be read ({e})", ca.display()),
-                )
-            })?),
-            (None, Some(fp)) => ServerTrust::fingerprint(fp).map_err(|e| fail(3, e))?,
-            (None, None) => ServerTrust::WebPki,
-        };
-        let server = RemoteServer::new(url, trust).map_err(|e| fail(3, e))?;
+        let server = server_from_args(
+            url,
+            self.server_ca.as_deref(),
+            self.server_fingerprint.as_deref(),
+        )?;
         let ca_file = self
             .server_ca
             .as_ref()
@@ -128,4 +122,24 @@ impl RemoteArgs {
             ca_file,
         }))
     }
+}
+
+/// The team server at `url`, trusted as `--server-ca FILE` or `--server-fingerprint SHA256`
+/// say (neither: the public Web PKI).
+pub(crate) fn server_from_args(
+    url: &str,
+    ca: Option<&std::path::Path>,
+    fingerprint: Option<&str>,
+) -> CliResult<RemoteServer> {
+    let trust = match (ca, fingerprint) {
+        (Some(ca), _) => ServerTrust::Ca(std::fs::read(ca).map_err(|e| {
+            fail(
+                3,
+                format!("the CA file {} cannot be read ({e})", ca.display()),
+            )
+        })?),
+        (None, Some(fp)) => ServerTrust::fingerprint(fp).map_err(|e| fail(3, e))?,
+        (None, None) => ServerTrust::WebPki,
+    };
+    RemoteServer::new(url, trust).map_err(|e| fail(3, e))
 }

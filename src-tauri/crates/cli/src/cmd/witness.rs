@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 
 use clap::Subcommand;
-use mandate_server::remote::{RemoteServer, ServerTrust};
+
 use mandate_server::witness_client::SyncError;
 
 use crate::context::{CliError, CliResult, Ctx};
@@ -196,19 +196,11 @@ pub fn run(ctx: &mut Ctx, cmd: WitnessCmd) -> CliResult {
             log_key,
         } => {
             let server = match url {
-                Some(url) => {
-                    let trust = match (&server_ca, &server_fingerprint) {
-                        (Some(ca), _) => ServerTrust::Ca(std::fs::read(ca).map_err(|e| {
-                            fail(
-                                3,
-                                format!("the CA file {} cannot be read ({e})", ca.display()),
-                            )
-                        })?),
-                        (None, Some(fp)) => ServerTrust::fingerprint(fp).map_err(|e| fail(3, e))?,
-                        (None, None) => ServerTrust::WebPki,
-                    };
-                    RemoteServer::new(&url, trust).map_err(|e| fail(3, e))?
-                }
+                Some(url) => super::remote::server_from_args(
+                    &url,
+                    server_ca.as_deref(),
+                    server_fingerprint.as_deref(),
+                )?,
                 None => super::team::joined_server(&m)?,
             };
             let rt = super::serve::runtime()?;
