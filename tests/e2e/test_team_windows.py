@@ -11,10 +11,13 @@ import json
 import subprocess
 import time
 
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 
 from conftest import CLI
 from team_fixtures import desks, team_server  # noqa: F401 (pytest fixtures)
+
+TEAM_SECRET = "e2e-team-anthropic-key-never-shown-0123456789"
 
 
 def setup_team(team_server, desks):
@@ -42,9 +45,18 @@ def open_team_window(app_for, desk, person):
     return app
 
 
+def text_of(app, css):
+    """The text of the first element matching `css`, or "" (also while the screen reloads on a
+    team event and replaces it)."""
+    try:
+        found = app.driver.find_elements(By.CSS_SELECTOR, css)
+        return found[0].text if found else ""
+    except StaleElementReferenceException:
+        return ""
+
+
 def row_text(app, agent):
-    rows = app.driver.find_elements(By.CSS_SELECTOR, f'tr[data-agent="{agent}"]')
-    return rows[0].text if rows else ""
+    return text_of(app, f'tr[data-agent="{agent}"]')
 
 
 def test_a_revocation_in_one_founders_window_shows_in_the_others_within_two_seconds(team_server, desks, app_for):
@@ -87,10 +99,32 @@ def test_a_revocation_in_one_founders_window_shows_in_the_others_within_two_seco
     assert revoked, "the revocation is in the team's trail"
     assert "alice" in json.dumps(revoked[-1]), revoked[-1]
 
+    # Alice, an admin, adds a connection from her window, from a preset, and gives it its key:
+    # it goes to the team server's keychain, named in her name; bob (a member) has no such
+    # button.
+    a.go("connections")
+    a.button("+ Add connection")
+    a.button("Anthropic")
+    a.button("Add connection")
+    field = a.wait('input[type="password"]')
+    field.send_keys(TEAM_SECRET)
+    a.button("Save to keychain")
+    a.wait_until(lambda: "the team server's keychain" in text_of(a, 'tr[data-connection="anthropic"]'),
+                 timeout=20, message="the secret is not shown as stored")
+    assert TEAM_SECRET not in a.driver.page_source
+    listed = team_server.cli_json("connection", "list")
+    anthropic = next(c for c in listed if c["name"] == "anthropic")
+    assert anthropic["has_secret"] is True
+    b.go("connections")
+    b.wait('tr[data-connection="anthropic"]', timeout=20)
+    assert not b.driver.find_elements(By.XPATH, "//button[normalize-space(.)='+ Add connection']")
+    a.screenshot("team-connections-admin")
+
     # Both windows witness the log: each cosigns a checkpoint that includes the revocation,
     # and the PDF exported on the server carries both cosignatures, each checked with that
     # desktop's own witness key.
-    grown = int(team_server.pg.psql("SELECT max(seq) FROM audit_events").strip())
+    # Cosignatures alone make no new checkpoint: the log grown by everything else.
+    grown = int(team_server.pg.psql("SELECT max(seq) FROM audit_events WHERE action <> 'witness.cosigned'").strip())
     deadline = time.monotonic() + 30
     while True:
         ws = team_server.cli_json("team", "witness", "list")["witnesses"]
@@ -112,6 +146,13 @@ def test_a_revocation_in_one_founders_window_shows_in_the_others_within_two_seco
         vkey = desk.cli_json("team", "witness", "key")["vkey"]
         out = team_server.cli("audit", "verify", pdf, "--witness", vkey).stdout
         assert f"witness {vkey.split('+')[0]} cosigned the checkpoint of" in out, out
+    # The connection alice added is in the team's trail in her name; its key is nowhere in it.
+    team_server.cli("audit", "export", "--format", "bundle", "--out", f"{team_server.root}/t2.bundle")
+    with open(f"{team_server.root}/t2.bundle") as f:
+        trail = f.read()
+    assert TEAM_SECRET not in trail
+    added = [json.loads(line) for line in trail.splitlines() if '"connection.added"' in line and "anthropic" in line]
+    assert added and "alice" in json.dumps(added[-1]), added
 
 
 def test_an_approval_shows_in_its_owners_window_and_not_in_the_auditors(team_server, desks, app_for):

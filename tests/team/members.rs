@@ -834,6 +834,19 @@ fn members_machines_witness_the_log_and_admins_add_connections_and_mcp_servers_r
             .json();
         assert!(synced["size"].as_u64().unwrap() > synced["previous_size"].as_u64().unwrap());
     }
+    // Cosignatures alone do not make a new checkpoint: witnesses syncing again and again
+    // leave a quiet log as it is (each cosignature used to call for the next, forever).
+    let quiet: Vec<u64> = (0..3)
+        .map(|_| {
+            alice.mandate(&["--json", "team", "witness", "sync"]).ok();
+            bob.mandate(&["--json", "team", "witness", "sync"])
+                .ok()
+                .json()["size"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert!(quiet.windows(2).all(|w| w[0] == w[1]), "{quiet:?}");
     let pdf = team.path("team-report.pdf");
     team.mandate(&[
         "audit",

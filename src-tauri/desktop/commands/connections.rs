@@ -4,10 +4,10 @@
 //! moved into a `Sensitive` (zeroized on drop, never serialised) and handed to the keychain.
 //! No command ever returns it.
 
-use mandate_core::broker::{BudgetState, ConnectionEdit, CredentialPlacement, presets};
+use mandate_core::broker::{BudgetState, ConnectionEdit, CredentialPlacement};
 use mandate_core::model::{AgentName, Connection, ConnectionKind, TrustState};
 use mandate_core::secret::Sensitive;
-use mandate_core::{Error, ErrorReport, NewConnection};
+use mandate_core::{ErrorReport, NewConnection};
 use serde::{Deserialize, Serialize};
 use tauri::State;
 
@@ -58,38 +58,7 @@ pub async fn add_connection(
             actions: input.actions,
             trust_floor: input.trust_floor,
         };
-        let Some(p) = input.preset.filter(|p| !p.trim().is_empty()) else {
-            return m.add_connection(new);
-        };
-        let preset = presets::preset(&p).ok_or_else(|| {
-            Error::Invalid(format!(
-                "there is no preset '{p}'; presets: {}",
-                presets::names().join(", ")
-            ))
-        })?;
-        // The preset's policy, for the actions the person kept.
-        let kept: Vec<&str> = new
-            .actions
-            .iter()
-            .map(|a| a.split_once('=').map_or(a.as_str(), |(n, _)| n).trim())
-            .collect();
-        let mut setup = mandate_core::broker::BrokerSetup {
-            auth: preset.placement(),
-            preset: Some(preset.name.to_string()),
-            ..Default::default()
-        };
-        for a in preset.actions {
-            let name = a.spec.split_once('=').map_or(a.spec, |(n, _)| n);
-            if kept.contains(&name) {
-                if a.cost != 1 {
-                    setup.costs.push((name.to_string(), a.cost));
-                }
-                if a.essential {
-                    setup.essential.push(name.to_string());
-                }
-            }
-        }
-        m.add_brokered_connection(new, setup)
+        m.add_connection_from(new, input.preset.as_deref())
     })
     .await
 }

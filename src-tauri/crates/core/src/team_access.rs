@@ -253,12 +253,18 @@ impl Mandate {
         self.list_mcp_servers()
     }
 
-    /// Add a connection as `who` (admins only). Its credential is set apart
+    /// Add a connection as `who` (admins only), from a preset when one is named. Its
+    /// credential is set apart
     /// ([`Mandate::team_set_connection_secret`]), so the request that names it carries no
     /// secret.
-    pub fn team_add_connection(&self, who: &SignedIn, new: NewConnection) -> Result<Connection> {
+    pub fn team_add_connection(
+        &self,
+        who: &SignedIn,
+        new: NewConnection,
+        preset: Option<&str>,
+    ) -> Result<Connection> {
         self.admin_only(who, "connection.add", "add connections")?;
-        self.acting_as(who.actor(), || self.add_connection(new))
+        self.acting_as(who.actor(), || self.add_connection_from(new, preset))
     }
 
     /// Store (or replace) connection `name`'s credential as `who` (admins only): it goes to the

@@ -577,6 +577,10 @@ struct ConnectionBody {
     actions: Vec<String>,
     #[serde(default)]
     trust_floor: Option<String>,
+    /// The preset it starts from (`github`, `anthropic`...): credential placement, costs and
+    /// essential actions.
+    #[serde(default)]
+    preset: Option<String>,
 }
 
 /// A trust state as the member API takes it (`TRUSTED`, `PENDING`, `UNTRUSTED`, any case).
@@ -611,6 +615,7 @@ async fn add_connection(call: MemberCall, req: Request) -> Response {
                 actions: body.actions,
                 trust_floor: floor,
             },
+            body.preset.as_deref(),
         )?)
     })
     .await

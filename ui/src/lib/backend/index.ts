@@ -281,11 +281,32 @@ const calls = {
 
   listConnections: async (): Promise<Connection[]> =>
     inTeam() ? team("GET", "/team/v1/connections") : unwrap(await commands.listConnections()),
-  addConnection: async (input: NewConnection): Promise<Connection> =>
-    unwrap(await commands.addConnection(input)),
-  /** The secret goes straight to the keychain; nothing returns it. */
-  setConnectionSecret: async (name: string, secret: string): Promise<Connection> =>
-    unwrap(await commands.setConnectionSecret(name, secret)),
+  addConnection: async (input: NewConnection): Promise<Connection> => {
+    if (!inTeam()) return unwrap(await commands.addConnection(input));
+    if (input.kind === "database") {
+      throw new BackendError({
+        code: "invalid_input",
+        message: "A database connection is added on the team server's host (`mandate connection add NAME --kind database`).",
+      });
+    }
+    return team("POST", "/team/v1/connections", {
+      name: input.name,
+      base_url: input.base_url,
+      actions: input.actions,
+      trust_floor: input.trust_floor ?? null,
+      preset: input.preset ?? null,
+    });
+  },
+  /** The secret goes straight to the keychain (the team server's, in the team workspace);
+   * nothing returns it. */
+  setConnectionSecret: async (name: string, secret: string): Promise<Connection> => {
+    if (!inTeam()) return unwrap(await commands.setConnectionSecret(name, secret));
+    await team("PUT", `/team/v1/connections/${seg(name)}/secret`, { secret });
+    const all: Connection[] = await team("GET", "/team/v1/connections");
+    const c = all.find((x) => x.name === name);
+    if (!c) throw new BackendError({ code: "not_found", message: `There is no connection '${name}' on the team server.` });
+    return c;
+  },
   removeConnection: async (name: string): Promise<string[]> =>
     inTeam()
       ? (await team<{ scopes_removed_from: string[] }>("DELETE", `/team/v1/connections/${seg(name)}`)).scopes_removed_from
@@ -383,8 +404,6 @@ const LOCAL_WRITES = [
   "reviewAgent",
   "verifyAudit",
   "exportAudit",
-  "addConnection",
-  "setConnectionSecret",
   "setTrustFloor",
   "setConnectionLimits",
   "addMcpServer",

@@ -304,6 +304,48 @@ impl Mandate {
         let (new, setup) = p.connection(name)?;
         self.add_brokered_connection(new, setup)
     }
+
+    /// Add `new`, starting from the preset `preset` when one is named: its credential
+    /// placement, and the costs and essential flags of the preset actions `new` kept (its
+    /// actions, base URL and floor are `new`'s). What the app's Add dialog and the team
+    /// server's member API do.
+    pub fn add_connection_from(
+        &self,
+        new: NewConnection,
+        preset: Option<&str>,
+    ) -> Result<Connection> {
+        let Some(p) = preset.map(str::trim).filter(|p| !p.is_empty()) else {
+            return self.add_connection(new);
+        };
+        let preset = self::preset(p).ok_or_else(|| {
+            Error::invalid(format!(
+                "there is no preset '{p}'; presets: {}",
+                names().join(", ")
+            ))
+        })?;
+        let kept: Vec<&str> = new
+            .actions
+            .iter()
+            .map(|a| a.split_once('=').map_or(a.as_str(), |(n, _)| n).trim())
+            .collect();
+        let mut setup = BrokerSetup {
+            auth: preset.placement(),
+            preset: Some(preset.name.to_string()),
+            ..BrokerSetup::default()
+        };
+        for a in preset.actions {
+            let name = a.spec.split_once('=').map_or(a.spec, |(n, _)| n);
+            if kept.contains(&name) {
+                if a.cost != 1 {
+                    setup.costs.push((name.to_string(), a.cost));
+                }
+                if a.essential {
+                    setup.essential.push(name.to_string());
+                }
+            }
+        }
+        self.add_brokered_connection(new, setup)
+    }
 }
 
 #[cfg(test)]

@@ -246,12 +246,27 @@ impl Mandate {
         Ok(NoteKey::new(&self.audit_origin(), self.issuer_key()?.public).vkey())
     }
 
-    /// The newest checkpoint (signed now if events were added since the last one) and the
-    /// log's checkpoint key, for a witness.
+    /// The newest checkpoint and the log's checkpoint key, for a witness. A new one is signed
+    /// when events were added since the last, unless every one of them is a witness's
+    /// cosignature: signing over those would have each cosignature call for the next, and the
+    /// witnesses would grow a quiet log by themselves forever.
     pub fn witness_checkpoint(&self) -> Result<ServedCheckpoint> {
-        let cp = self.audit_checkpoint()?;
+        let stored: Option<String> = self.read(|tx| {
+            tx.query_opt(
+                "SELECT c.note FROM audit_checkpoints c
+                 WHERE c.size = (SELECT max(size) FROM audit_checkpoints)
+                   AND NOT EXISTS (SELECT 1 FROM audit_events e
+                                   WHERE e.seq > c.size AND e.action <> 'witness.cosigned')",
+                params![],
+                |r| r.get(0),
+            )
+        })?;
+        let text = match stored {
+            Some(note) => note,
+            None => self.audit_checkpoint()?.text,
+        };
         Ok(ServedCheckpoint {
-            checkpoint: cp.text,
+            checkpoint: text,
             log_key: self.witness_log_key()?,
         })
     }
