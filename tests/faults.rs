@@ -807,4 +807,39 @@ fn a_keychain_daemon_that_crashes_and_restarts_mid_run_is_reconnected_and_broker
     assert_eq!(call(2).status, 200);
     // And a new token is still signed (the issuer key is read through the same keychain).
     assert_eq!(s.token().status, 200);
+
+    // A command started while the daemon is down, or just back and not yet unlocked, waits
+    // for it instead of failing (the CI runs where a crash failed the commands in flight).
+    let pid = own.daemon.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TRAP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let _ = own.daemon.0.wait();
+    let out = s.env.dir.path().join("during-restart.bundle");
+    let export = {
+        let env = &s.env;
+        let out = out.clone();
+        std::thread::scope(|scope| {
+            let cli = scope.spawn(move || {
+                env.run(&[
+                    "audit",
+                    "export",
+                    "--format",
+                    "bundle",
+                    "--out",
+                    out.to_str().unwrap(),
+                ])
+            });
+            // Long enough that the command opens the keychain while no daemon runs.
+            std::thread::sleep(Duration::from_millis(900));
+            own.daemon = OwnKeyring::spawn_daemon(&own.bus, own.home.path());
+            cli.join().unwrap()
+        })
+    };
+    assert_eq!(export.code, 0, "{}", export.stderr);
+    assert!(out.exists());
 }

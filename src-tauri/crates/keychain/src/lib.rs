@@ -7,8 +7,10 @@
 //!
 //! A Secret Service that dies and is started again (gnome-keyring-daemon has a known crash, and
 //! a desktop session restarts it) is reconnected: an operation that fails on the old connection
-//! is tried once more on a new one, so a long-running `mandate serve` or app window does not
-//! keep failing until it is restarted.
+//! is tried again on a new one, so a long-running `mandate serve` or app window does not
+//! keep failing until it is restarted. Opening waits a moment for a service that is
+//! restarting, and without a display (where no unlock prompt can be shown) a "locked" answer
+//! from a daemon that has just started is asked again, briefly, until it has unlocked.
 //!
 //! What it is not: a fallback. When no keychain is reachable it fails; it never keeps secrets in
 //! memory or in a file instead.
@@ -54,11 +56,29 @@ pub struct OsKeychain {
 /// session restarts a crashed daemon in well under a second) before it reports it unreachable.
 const RECONNECT_WITHIN: Duration = Duration::from_secs(2);
 
+/// How long opening waits for a Secret Service that is restarting.
+const OPEN_WAIT: Duration = Duration::from_millis(1500);
+
+/// Tries of an operation on a new connection: a daemon that has just started may answer
+/// "locked" (or not at all) for a moment, until it has unlocked its keyring.
+const TRIES_AFTER_RECONNECT: u32 = 3;
+
 /// Whether a failure may be the connection's rather than the keychain's answer: worth one more
 /// try on a new connection. "No such item", a locked keychain (retrying would prompt again) and
 /// a stored value in the wrong format are answers, not connection failures.
 fn worth_reconnecting(e: &KrError) -> bool {
     matches!(e, KrError::PlatformFailure(_))
+        || matches!(e, KrError::NoStorageAccess(_)) && no_prompt_possible()
+}
+
+/// No graphical session: an unlock prompt cannot be shown, so "locked" can only be a keyring
+/// that is not unlocked yet (a daemon that has just restarted unlocks it a moment after it
+/// answers). Asking again then prompts nobody. With a display, "locked" is the person's answer
+/// to a prompt and is never retried.
+fn no_prompt_possible() -> bool {
+    cfg!(target_os = "linux")
+        && std::env::var_os("DISPLAY").is_none()
+        && std::env::var_os("WAYLAND_DISPLAY").is_none()
 }
 
 impl fmt::Debug for OsKeychain {
@@ -169,10 +189,27 @@ impl OsKeychain {
                 "the keychain service name is empty".into(),
             ));
         }
-        let store = platform_store().map_err(|e| KeychainError::Unavailable {
-            detail: describe(&e),
-            fix: UNAVAILABLE_FIX.into(),
-        })?;
+        // A Secret Service restarting at this very moment (its daemon crashed and the session
+        // starts another) is waited for briefly; one that is not there fails fast after that.
+        let started = Instant::now();
+        let store = loop {
+            match platform_store() {
+                Ok(s) => break s,
+                Err(e)
+                    if started.elapsed() < OPEN_WAIT
+                        && matches!(&e, KrError::PlatformFailure(inner)
+                            | KrError::NoStorageAccess(inner) if service_unreachable(inner.as_ref())) =>
+                {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => {
+                    return Err(KeychainError::Unavailable {
+                        detail: describe(&e),
+                        fix: UNAVAILABLE_FIX.into(),
+                    });
+                }
+            }
+        };
         Ok(OsKeychain {
             service: service.to_string(),
             store: RwLock::new(store),
@@ -229,9 +266,22 @@ impl OsKeychain {
                 if self.reconnect(&store).is_err() {
                     return Err(e);
                 }
-                self.store()
-                    .build(&self.service, &what.account, None)
-                    .and_then(|e| op(&e))
+                let mut tries = 0;
+                loop {
+                    tries += 1;
+                    let again = self
+                        .store()
+                        .build(&self.service, &what.account, None)
+                        .and_then(|e| op(&e));
+                    match again {
+                        Err(e) if tries < TRIES_AFTER_RECONNECT && worth_reconnecting(&e) => {
+                            std::thread::sleep(Duration::from_millis(300));
+                            let current = self.store();
+                            let _ = self.reconnect(&current);
+                        }
+                        other => return other,
+                    }
+                }
             }
             other => other,
         }
