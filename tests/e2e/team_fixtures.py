@@ -51,11 +51,17 @@ class PgCluster:
         run(["chown", "-R", "postgres:postgres", self.dir])
         self.port = free_port()
         self.data = os.path.join(self.dir, "data")
-        self.pg("initdb", "-D", self.data, "--auth=trust", "--username=mandate", "--no-sync", "--no-instructions")
-        opts = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1"
-        self.pg("pg_ctl", "-D", self.data, "-o", opts, "-l", os.path.join(self.dir, "log"), "-w", "start")
-        run(["psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "mandate", "-d", "postgres", "-q",
-             "-c", "CREATE DATABASE team"])
+        try:
+            self.pg("initdb", "-D", self.data, "--auth=trust", "--username=mandate", "--no-sync",
+                    "--no-instructions")
+            opts = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1"
+            self.pg("pg_ctl", "-D", self.data, "-o", opts, "-l", os.path.join(self.dir, "log"), "-w", "start")
+            run(["psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "mandate", "-d", "postgres", "-q",
+                 "-c", "CREATE DATABASE team"])
+        except BaseException:
+            # Nothing yields to the fixture's teardown yet: stop what was started here.
+            self.stop()
+            raise
 
     def pg(self, program, *args):
         return run(["runuser", "-u", "postgres", "--", os.path.join(self.bin, program), *args])
@@ -80,6 +86,18 @@ class TeamServer:
         self.root = os.path.join(root, "team")
         os.makedirs(self.root)
         self.pg = PgCluster()
+        self.proc = None
+        self.log = None
+        try:
+            self.start()
+        except BaseException:
+            # A step that fails part-way (a token, the certificate, `server init`, a server that
+            # never listens) must not leave the cluster or the server running: the fixture's
+            # teardown only runs once it has yielded.
+            self.stop()
+            raise
+
+    def start(self):
         tokens = os.path.join(self.root, "tokens")
         os.makedirs(tokens)
         conf = os.path.join(self.root, "softhsm2.conf")
@@ -124,7 +142,7 @@ class TeamServer:
         wait_for_port(self.port, timeout=30)
 
     def stop_server(self):
-        if self.proc.poll() is None:
+        if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
                 self.proc.wait(10)
@@ -146,7 +164,8 @@ class TeamServer:
 
     def stop(self):
         self.stop_server()
-        self.log.close()
+        if self.log is not None:
+            self.log.close()
         self.pg.stop()
 
 
