@@ -299,3 +299,52 @@ def test_a_history_rewritten_in_postgresql_turns_the_windows_witness_banner_on(t
     forked = subprocess.run(["sqlite3", db, "SELECT count(*) FROM audit_events WHERE action = 'witness.log_forked'"],
                             capture_output=True, text=True).stdout.strip()
     assert int(forked or 0) >= 1, forked
+
+
+def test_offline_the_window_keeps_what_it_read_refuses_changes_and_catches_up_when_the_server_is_back(team_server, desks, app_for):
+    """Contract §4, offline: a team window keeps showing what it read, under the offline banner;
+    a change is refused with a sentence and nothing is queued (a revoke never waits silently);
+    once the server is back (same certificate) the banner goes and what changed meanwhile shows
+    in the window by itself, with no reload."""
+    alice, bob, _ = setup_team(team_server, desks)
+    t = team_server
+    a = open_team_window(app_for, alice, "alice")
+    b = open_team_window(app_for, bob, "bob")
+    b.wait('tr[data-agent="ops-bot"]', timeout=30)
+    b.wait('tr[data-agent="ledger-bot"]')
+    # Alice has ops-bot's page open when the server goes away.
+    a.click('tr[data-agent="ops-bot"] td:nth-child(2)', timeout=30)
+    a.wait("h1.mono-title")
+
+    t.stop_server()
+    for app in (a, b):
+        banner = app.wait('[data-testid="team-offline"]', timeout=20)
+        assert "Showing what was read at" in banner.text, banner.text
+    assert a.driver.find_elements(By.CSS_SELECTOR, "h1.mono-title"), "alice's page stays"
+    assert b.driver.find_elements(By.CSS_SELECTOR, 'tr[data-agent="ops-bot"]'), "bob's list stays"
+
+    # Alice tries to revoke ops-bot while the server is away: refused, with a sentence.
+    a.button("Revoke…")
+    a.wait('[role="dialog"]')
+    a.type('textarea[name="reason"]', "offline attempt")
+    a.button("Revoke agent")
+    refused = a.wait('[role="dialog"] [role="alert"]', timeout=30).text
+    assert "cannot be reached" in refused and "nothing was changed" in refused, refused
+    a.screenshot("team-offline-revoke-refused")
+    a.button("Cancel")
+    b.screenshot("team-offline-list")
+
+    # Meanwhile ledger-bot is suspended on the server's host (straight to PostgreSQL).
+    assert "suspended" not in row_text(b, "ledger-bot").lower()
+    t.cli("--as", "alice", "agent", "suspend", "ledger-bot", "--reason", "maintenance window")
+    t.start_server()
+    # Back within the stream's backoff (at most 10 s); bob's list shows the change by itself.
+    b.wait_until(lambda: not b.driver.find_elements(By.CSS_SELECTOR, '[data-testid="team-offline"]'),
+                 timeout=30, message="the offline banner stayed after the server came back")
+    b.wait_until(lambda: "suspended" in row_text(b, "ledger-bot").lower(), timeout=10,
+                 message="the change made while the window was offline never showed")
+    b.screenshot("team-back-online")
+    # Nothing was queued: the refused revoke did not happen once the server came back.
+    time.sleep(2)
+    assert t.cli_json("agent", "show", "ops-bot")["status"] == "active"
+    assert "revoked" not in row_text(b, "ops-bot").lower()
