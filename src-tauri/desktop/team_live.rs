@@ -12,6 +12,7 @@
 //!
 //! What it is not: polling. Nothing is read on a timer while the stream is up.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -79,25 +80,46 @@ pub fn spawn(app: AppHandle, m: Arc<Mandate>, live: Arc<Live>) {
         let mut backoff = 1u64;
         // When the stream was last accepted (the offline banner says what it shows is from then).
         let online_at: Arc<Mutex<Option<String>>> = Arc::default();
+        let last_online = |at: &Arc<Mutex<Option<String>>>| at.lock().ok().and_then(|a| a.clone());
         loop {
-            let session = {
+            let opened = {
                 let m = m.clone();
-                tauri::async_runtime::spawn_blocking(move || MemberSession::open(m))
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-                    .flatten()
+                tauri::async_runtime::spawn_blocking(move || MemberSession::open(m)).await
             };
-            let Some(session) = session else {
-                // Not joined: wait for a join (or look again in a while).
-                let _ = tokio::time::timeout(Duration::from_secs(30), live.wake.notified()).await;
-                continue;
+            let session = match opened {
+                Ok(Ok(Some(session))) => session,
+                Ok(Ok(None)) => {
+                    // Not joined: wait for a join (or look again in a while).
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(30), live.wake.notified()).await;
+                    continue;
+                }
+                // Joined, but the session cannot be opened (the keychain is locked, the
+                // member key is missing): say so, and try again like an unreachable server.
+                Ok(Err(e)) => {
+                    let why = crate::commands::team::report(e).message;
+                    tell(&app, &live, offline(&why, backoff, last_online(&online_at)));
+                    wait(&live, &mut backoff).await;
+                    continue;
+                }
+                Err(e) => {
+                    tell(&app, &live, offline(&e.to_string(), backoff, None));
+                    wait(&live, &mut backoff).await;
+                    continue;
+                }
             };
             let app2 = app.clone();
             // Online only once the server accepted the stream (not at each attempt: the window
             // reloads what it shows when the server comes back).
-            let (app3, live3, at3) = (app.clone(), live.clone(), online_at.clone());
+            let accepted = Arc::new(AtomicBool::new(false));
+            let (app3, live3, at3, acc3) = (
+                app.clone(),
+                live.clone(),
+                online_at.clone(),
+                accepted.clone(),
+            );
             let on_open = move || {
+                acc3.store(true, Ordering::Relaxed);
                 let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
                 if let Ok(mut at) = at3.lock() {
                     *at = Some(now.clone());
@@ -128,11 +150,14 @@ pub fn spawn(app: AppHandle, m: Arc<Mandate>, live: Arc<Live>) {
                 })
                 .await;
             fresh = false;
+            // A server that accepted the stream is up: the next try after it ends is quick.
+            if accepted.load(Ordering::Relaxed) {
+                backoff = 1;
+            }
             let why = match ended {
                 Ok(end) => {
-                    if end.last_seq > after {
-                        backoff = 1;
-                    }
+                    // The server says where each stream starts and ends, so this is set even
+                    // when no event came: the next stream misses nothing in between.
                     after = end.last_seq.or(after);
                     match end.reason.as_str() {
                         "token_expired" => {
@@ -149,7 +174,7 @@ pub fn spawn(app: AppHandle, m: Arc<Mandate>, live: Arc<Live>) {
                                         "The team server ended your session: {}",
                                         end.message
                                     )),
-                                    last_online: online_at.lock().ok().and_then(|a| a.clone()),
+                                    last_online: last_online(&online_at),
                                 },
                             );
                             // Removal is final for this key: look again only after a new join.
@@ -171,17 +196,26 @@ pub fn spawn(app: AppHandle, m: Arc<Mandate>, live: Arc<Live>) {
             };
             // `after` stays: the stream resumes after the last event seen, so nothing missed
             // while offline stays unseen.
-            tell(
-                &app,
-                &live,
-                TeamConnection {
-                    online: false,
-                    message: Some(format!("{why}. Trying again in {backoff} s.")),
-                    last_online: online_at.lock().ok().and_then(|a| a.clone()),
-                },
-            );
-            tokio::time::sleep(Duration::from_secs(backoff)).await;
-            backoff = (backoff * 2).min(10);
+            tell(&app, &live, offline(&why, backoff, last_online(&online_at)));
+            wait(&live, &mut backoff).await;
         }
     });
+}
+
+/// The offline state, with when the next try is.
+fn offline(why: &str, backoff: u64, last_online: Option<String>) -> TeamConnection {
+    TeamConnection {
+        online: false,
+        message: Some(format!(
+            "{}. Trying again in {backoff} s.",
+            why.trim_end_matches('.')
+        )),
+        last_online,
+    }
+}
+
+/// Wait before the next try (1, 2, 4... up to 10 s; a new membership ends the wait at once).
+async fn wait(live: &Live, backoff: &mut u64) {
+    let _ = tokio::time::timeout(Duration::from_secs(*backoff), live.wake.notified()).await;
+    *backoff = (*backoff * 2).min(10);
 }

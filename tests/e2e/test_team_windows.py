@@ -302,8 +302,8 @@ def test_a_history_rewritten_in_postgresql_turns_the_windows_witness_banner_on(t
 
 
 def test_offline_the_window_keeps_what_it_read_refuses_changes_and_catches_up_when_the_server_is_back(team_server, desks, app_for):
-    """Contract §4, offline: a team window keeps showing what it read, under the offline banner;
-    a change is refused with a sentence and nothing is queued (a revoke never waits silently);
+    """Contract §4, offline: a team window keeps showing what it read, under the offline banner,
+    also on a screen opened again; a change is refused with a sentence and nothing is queued (a revoke never waits silently);
     once the server is back (same certificate) the banner goes and what changed meanwhile shows
     in the window by itself, with no reload."""
     alice, bob, _ = setup_team(team_server, desks)
@@ -333,6 +333,11 @@ def test_offline_the_window_keeps_what_it_read_refuses_changes_and_catches_up_wh
     a.screenshot("team-offline-revoke-refused")
     a.button("Cancel")
     b.screenshot("team-offline-list")
+    # Moving between screens offline keeps what was read: alice goes back to the list (read
+    # before the server went away) and her agents are there, not an error.
+    a.go("agents")
+    a.wait('tr[data-agent="ops-bot"]', timeout=10)
+    assert not a.driver.find_elements(By.CSS_SELECTOR, 'main [role="alert"]'), a.body()
 
     # Meanwhile ledger-bot is suspended on the server's host (straight to PostgreSQL).
     assert "suspended" not in row_text(b, "ledger-bot").lower()

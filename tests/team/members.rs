@@ -655,7 +655,7 @@ fn members_machines_witness_the_log_and_admins_add_connections_and_mcp_servers_r
     let team = Team::on_postgres(&pg.url());
     let alice_code = team.init_with_admin("alice");
     let host = RemoteHost::new();
-    let _server = team.start(host.server_ips[0], &[]);
+    let server = team.start(host.server_ips[0], &[]);
     let alice = Desk::new(&host, &team, "alice");
     let bob = Desk::new(&host, &team, "bob");
 
@@ -877,4 +877,15 @@ fn members_machines_witness_the_log_and_admins_add_connections_and_mcp_servers_r
             verified.stdout
         );
     }
+
+    // The server goes down: a member's command says the team server did not answer (exit 8),
+    // never the advice meant for this computer's own endpoint (start `mandate serve`).
+    server.kill_9();
+    let down = bob.mandate(&["team", "whoami"]);
+    assert_eq!(down.code, 8, "{}", down.stderr);
+    assert!(
+        down.stderr.contains("did not answer") && !down.stderr.contains("mandate serve"),
+        "{}",
+        down.stderr
+    );
 }

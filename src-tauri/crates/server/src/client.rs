@@ -139,7 +139,7 @@ pub enum ClientError {
          install`, or open the app) and try again"
     )]
     NotRunning { base: String },
-    #[error("the endpoint at {base} did not answer: {reason}")]
+    #[error("{base} did not answer: {reason}")]
     Unreachable { base: String, reason: String },
     #[error(
         "the program listening on {base} did not prove that it is this data folder's Mandate \

@@ -12,6 +12,9 @@
 //!   stream, which is one indexed `max(seq)`; events are read only when it moved. (The team
 //!   server's instances share PostgreSQL, so an in-process notification would miss another
 //!   instance's events.)
+//! - **Where it starts and ends.** The first SSE event is `event: open` with `id:` the seq the
+//!   stream starts after; the last is `event: end` with `id:` how far it read the trail, so a
+//!   client resuming with `Last-Event-ID` misses nothing even when no event reached it.
 //! - **When it ends.** With `event: end` and `data: {"reason", "message"}`, then the
 //!   connection's body closes: `member_removed` (re-checked every 2 s: removed, key replaced
 //!   or role changed), `token_expired` (at the member token's expiry; the client reconnects
@@ -165,9 +168,13 @@ pub async fn open(
         .into_response())
 }
 
-fn end(reason: &str, message: &str) -> Event {
+/// The stream's last word. Its `id` is how far the stream read the trail (past events the
+/// member may not see too), so a client that reconnects with it as `Last-Event-ID` misses
+/// nothing and re-reads nothing, even when no event was sent.
+fn end(reason: &str, message: &str, cursor: u64) -> Event {
     Event::default()
         .event("end")
+        .id(cursor.to_string())
         .data(json!({"reason": reason, "message": message}).to_string())
 }
 
@@ -181,6 +188,15 @@ async fn feed(
     _slot: Slot,
 ) {
     let mut checked = Instant::now();
+    // First, where the stream starts: a client that asked for "from now" learns which seq
+    // that was, so a reconnect before any event arrives leaves no gap.
+    let opened = Event::default()
+        .event("open")
+        .id(cursor.to_string())
+        .data(json!({"after": cursor}).to_string());
+    if tx.send(opened).await.is_err() {
+        return;
+    }
     loop {
         if tx.is_closed() {
             return;
@@ -190,6 +206,7 @@ async fn feed(
                 .send(end(
                     "shutdown",
                     "the team server is stopping; reconnect in a moment",
+                    cursor,
                 ))
                 .await;
             return;
@@ -199,6 +216,7 @@ async fn feed(
                 .send(end(
                     "token_expired",
                     "your sign-in token expired; reconnect with a fresh one and Last-Event-ID",
+                    cursor,
                 ))
                 .await;
             return;
@@ -214,6 +232,7 @@ async fn feed(
                             "member_removed",
                             "you are no longer on this team with this key and role; ask an \
                              admin if that is a mistake",
+                            cursor,
                         ))
                         .await;
                     return;

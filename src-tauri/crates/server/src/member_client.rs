@@ -208,7 +208,8 @@ pub struct StreamEnd {
     /// without an `end` event: the network, or the server went away).
     pub reason: String,
     pub message: String,
-    /// The last event received (resume after it with `after`).
+    /// Where to resume (`after`): the last event received, or further, where the server said
+    /// the stream started or how far it read.
     pub last_seq: Option<u64>,
 }
 
@@ -223,10 +224,8 @@ pub async fn events(
     after: Option<u64>,
     now: i64,
     on_open: impl FnOnce() + Send,
-    mut on_event: impl FnMut(TeamEvent) + Send,
+    on_event: impl FnMut(TeamEvent) + Send,
 ) -> Result<StreamEnd, ClientError> {
-    use eventsource_stream::Eventsource as _;
-    use futures_util::StreamExt as _;
     use http_body_util::BodyExt as _;
 
     let unreachable = |reason: String| ClientError::Unreachable {
@@ -277,7 +276,26 @@ pub async fn events(
         }));
     }
     on_open();
-    let mut stream = res.into_body().into_data_stream().eventsource();
+    follow(res.into_body().into_data_stream(), after, on_event).await
+}
+
+/// Read one event stream's bytes until it ends: each `audit` event to `on_event`, and where
+/// to resume (`StreamEnd::last_seq`) from the events and from the server's `open` and `end`
+/// ids. A minute without a byte (keep-alives come every 15 s) ends it as dead.
+async fn follow<S, B, E>(
+    body: S,
+    after: Option<u64>,
+    mut on_event: impl FnMut(TeamEvent) + Send,
+) -> Result<StreamEnd, ClientError>
+where
+    S: futures_util::Stream<Item = Result<B, E>> + Unpin,
+    B: AsRef<[u8]>,
+    E: std::fmt::Display,
+{
+    use eventsource_stream::Eventsource as _;
+    use futures_util::StreamExt as _;
+
+    let mut stream = body.eventsource();
     let mut last_seq = after;
     // A keep-alive comes every 15 s: a minute without a byte is a dead connection.
     let idle = std::time::Duration::from_secs(60);
@@ -320,7 +338,17 @@ pub async fn events(
                 last_seq = Some(seq);
                 on_event(TeamEvent { seq, event });
             }
+            // Where the stream starts (`open`) and how far it read (`end`): kept, so the
+            // next stream resumes there even when no event reached this member.
+            "open" => {
+                if let Ok(seq) = ev.id.parse::<u64>() {
+                    last_seq = last_seq.max(Some(seq));
+                }
+            }
             "end" => {
+                if let Ok(seq) = ev.id.parse::<u64>() {
+                    last_seq = last_seq.max(Some(seq));
+                }
                 let v: Value = serde_json::from_str(&ev.data).unwrap_or(Value::Null);
                 return Ok(StreamEnd {
                     reason: v["reason"].as_str().unwrap_or("closed").to_string(),
@@ -330,5 +358,58 @@ pub async fn events(
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bytes of one stream, as the server writes them.
+    async fn read(text: &str, after: Option<u64>) -> (StreamEnd, Vec<u64>) {
+        let chunks: Vec<Result<Bytes, std::io::Error>> = text
+            .as_bytes()
+            .chunks(7)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        let mut seen = Vec::new();
+        let end = follow(futures_util::stream::iter(chunks), after, |e| {
+            seen.push(e.seq)
+        })
+        .await
+        .unwrap();
+        (end, seen)
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_ends_before_any_event_still_says_where_to_resume() {
+        // "From now" (no `after`), and the token expires before anything this member may read
+        // happened: the next stream must start where this one read up to, not at a new "now".
+        let (end, seen) = read(
+            "event: open\nid: 41\ndata: {\"after\":41}\n\n: keep-alive\n\n\
+             event: end\nid: 57\ndata: {\"reason\":\"token_expired\",\"message\":\"m\"}\n\n",
+            None,
+        )
+        .await;
+        assert!(seen.is_empty());
+        assert_eq!(end.reason, "token_expired");
+        assert_eq!(end.last_seq, Some(57));
+    }
+
+    #[tokio::test]
+    async fn events_move_the_resume_point_and_a_cut_connection_keeps_the_last_one() {
+        let (end, seen) = read(
+            "event: open\nid: 10\ndata: {}\n\n\
+             event: audit\nid: 12\ndata: {\"seq\":12}\n\n\
+             event: audit\nid: 15\ndata: {\"seq\":15}\n\n",
+            Some(10),
+        )
+        .await;
+        assert_eq!(seen, vec![12, 15]);
+        assert_eq!(end.reason, "closed");
+        assert_eq!(end.last_seq, Some(15));
+        // A server that says nothing of where it starts (an older one) resumes as asked.
+        let (end, _) = read(": keep-alive\n\n", Some(9)).await;
+        assert_eq!(end.last_seq, Some(9));
     }
 }

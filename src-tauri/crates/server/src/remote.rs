@@ -408,8 +408,10 @@ impl RemoteServer {
         let tcp = tokio::net::TcpStream::connect((server.host.as_str(), server.port))
             .await
             .map_err(|e| {
+                // Not `NotRunning`: its advice (start `mandate serve`) is for this computer's
+                // own endpoint, not for a team server someone else runs.
                 if e.kind() == std::io::ErrorKind::ConnectionRefused {
-                    ClientError::NotRunning { base: base.clone() }
+                    unreachable("nothing is listening there (connection refused)".into())
                 } else {
                     unreachable(e.to_string())
                 }

@@ -3,7 +3,7 @@
 import { Channel } from "@tauri-apps/api/core";
 import { listen } from "@tauri-apps/api/event";
 import { commands } from "./bindings";
-import { inTeam, type TeamConnection, type TeamIdentity } from "../team/workspace.svelte";
+import { inTeam, workspace, type TeamConnection, type TeamIdentity } from "../team/workspace.svelte";
 import type {
   Actor,
   AgentDetail_Serialize,
@@ -147,11 +147,27 @@ export function messageOf(e: unknown): string {
   return String(e);
 }
 
+/** The last answer to each member API read, kept in memory only: while the team server cannot
+ * be reached, a screen opened again shows what was last read (under the offline banner, which
+ * says when that was) instead of an error. Changes are never kept or queued. */
+const lastRead = new Map<string, { server: string; value: unknown }>();
+
 /** One request to the team server's member API, as this installation's member. The server
  * answers with the same JSON the local commands return (the core's types, serialised the same
  * way), so its answers are typed as theirs. */
 async function team<T>(method: "GET" | "POST" | "PUT" | "DELETE", path: string, body?: unknown): Promise<T> {
-  const r = unwrap(await commands.teamCall(method, path, body === undefined ? null : JSON.stringify(body)));
+  const server = workspace.identity?.url ?? "";
+  let r;
+  try {
+    r = unwrap(await commands.teamCall(method, path, body === undefined ? null : JSON.stringify(body)));
+  } catch (e) {
+    const kept = method === "GET" ? lastRead.get(path) : undefined;
+    if (e instanceof BackendError && e.code === "unreachable" && kept && kept.server === server) {
+      return kept.value as T;
+    }
+    throw e;
+  }
+  if (method === "GET") lastRead.set(path, { server, value: r.value });
   return r.value as T;
 }
 

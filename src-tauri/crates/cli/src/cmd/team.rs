@@ -453,19 +453,21 @@ fn watch(ctx: &mut Ctx, after: Option<u64>) -> CliResult {
     let mut fresh = false;
     let mut backoff = 1u64;
     loop {
+        let accepted = std::sync::atomic::AtomicBool::new(false);
         let opened = s.rt.block_on(s.inner.watch(
             after,
             fresh,
-            || {},
+            || accepted.store(true, std::sync::atomic::Ordering::Relaxed),
             |e| {
                 print_event(&e.event, json);
             },
         ));
+        // A server that accepted the stream is up: the next try after it ends is quick.
+        if accepted.load(std::sync::atomic::Ordering::Relaxed) {
+            backoff = 1;
+        }
         match opened {
             Ok(end) => {
-                if end.last_seq > after {
-                    backoff = 1;
-                }
                 after = end.last_seq.or(after);
                 match end.reason.as_str() {
                     "token_expired" => fresh = true,

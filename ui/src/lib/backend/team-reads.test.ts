@@ -1,0 +1,59 @@
+import { beforeEach, describe, expect, it, vi } from "vitest";
+
+// The member API as the backend layer calls it: each test says what the server answers.
+const server: { answer: (method: string, path: string) => { status: "ok"; data: { value: unknown } } | { status: "error"; error: { code: string; message: string } } } = {
+  answer: () => ({ status: "ok", data: { value: [] } }),
+};
+vi.mock("@tauri-apps/api/core", () => ({ Channel: class {} }));
+vi.mock("@tauri-apps/api/event", () => ({ listen: async () => () => {} }));
+vi.mock("./bindings", () => ({
+  commands: {
+    teamCall: async (method: string, path: string) => server.answer(method, path),
+  },
+}));
+
+const { backend, BackendError } = await import("./index");
+const { workspace } = await import("../team/workspace.svelte");
+
+const down = { status: "error" as const, error: { code: "unreachable", message: "The team server cannot be reached (...); nothing was changed." } };
+const agents = [{ name: "billing-bot" }];
+
+function joined(url: string) {
+  workspace.identity = { url, host: url.slice(8), member: "alice", role: "admin", fingerprint: null };
+  workspace.mode = "team";
+}
+
+describe("team reads while the server cannot be reached", () => {
+  beforeEach(() => joined("https://team.example:8443"));
+
+  it("show what was last read instead of an error", async () => {
+    server.answer = () => ({ status: "ok", data: { value: agents } });
+    expect(await backend.listAgents()).toEqual(agents);
+    server.answer = () => down;
+    expect(await backend.listAgents()).toEqual(agents);
+  });
+
+  it("are errors when nothing was read before, or when the error is not about reaching the server", async () => {
+    server.answer = () => down;
+    await expect(backend.teamMembers()).rejects.toBeInstanceOf(BackendError);
+    server.answer = () => ({ status: "ok", data: { value: [{ name: "bob" }] } });
+    await backend.teamMembers();
+    server.answer = () => ({ status: "error", error: { code: "refused", message: "The team server refused: admins only" } });
+    await expect(backend.teamMembers()).rejects.toThrow("admins only");
+  });
+
+  it("never answer a change from memory", async () => {
+    server.answer = () => ({ status: "ok", data: { value: agents[0] } });
+    await backend.suspendAgent("billing-bot", null);
+    server.answer = () => down;
+    await expect(backend.suspendAgent("billing-bot", null)).rejects.toThrow("nothing was changed");
+  });
+
+  it("never show one server's answers for another's", async () => {
+    server.answer = () => ({ status: "ok", data: { value: agents } });
+    await backend.listAgents();
+    joined("https://other-team.example:8443");
+    server.answer = () => down;
+    await expect(backend.listAgents()).rejects.toBeInstanceOf(BackendError);
+  });
+});
