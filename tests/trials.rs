@@ -177,6 +177,18 @@ pub fn start_upstream() -> u16 {
     port
 }
 
+/// Sets a trial's stop flag when dropped. A trial that panics (one of its assertions, say after
+/// the keychain daemon crashed under it) would otherwise leave its seven client threads running
+/// for the rest of the test binary: spawning `mandate` processes in a loop against a dead
+/// server, they starved every other test of a 2-core CI machine until the run timed out.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
 /// A running `mandate serve`, its port and when it was spawned.
 struct Server {
     child: Child,
@@ -700,6 +712,7 @@ pub fn run(opts: &Options) -> Report {
         told.pool.lock().unwrap().clear();
         told.revoked_this_trial.lock().unwrap().clear();
         let stop = Arc::new(AtomicBool::new(false));
+        let _stop_on_panic = StopOnDrop(stop.clone());
         let load = Arc::new(Load {
             port: server.port,
             key: key.clone(),
