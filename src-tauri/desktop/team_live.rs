@@ -9,6 +9,10 @@
 //! - The stream resumes after the last event seen: with a new token after `token_expired`,
 //!   after 1, 2, 4... up to 10 s when the server cannot be reached or dropped the
 //!   connection. It stops for good when the member is removed (and says so).
+//! - A session this computer cannot open (its keychain is locked, the member key is gone) is
+//!   tried again only every two minutes: each try may ask the person to unlock the keychain.
+//! - The resume point belongs to one membership: a new server or member starts at that
+//!   server's head.
 //!
 //! What it is not: polling. Nothing is read on a timer while the stream is up.
 
@@ -76,6 +80,8 @@ fn tell(app: &AppHandle, live: &Live, c: TeamConnection) {
 pub fn spawn(app: AppHandle, m: Arc<Mandate>, live: Arc<Live>) {
     tauri::async_runtime::spawn(async move {
         let mut after: Option<u64> = None;
+        // Whose stream `after` is a point in (server URL and member).
+        let mut after_of: Option<(String, String)> = None;
         let mut fresh = false;
         let mut backoff = 1u64;
         // When the stream was last accepted (the offline banner says what it shows is from then).
@@ -89,25 +95,34 @@ pub fn spawn(app: AppHandle, m: Arc<Mandate>, live: Arc<Live>) {
             let session = match opened {
                 Ok(Ok(Some(session))) => session,
                 Ok(Ok(None)) => {
+                    after = None;
                     // Not joined: wait for a join (or look again in a while).
                     let _ =
                         tokio::time::timeout(Duration::from_secs(30), live.wake.notified()).await;
                     continue;
                 }
                 // Joined, but the session cannot be opened (the keychain is locked, the
-                // member key is missing): say so, and try again like an unreachable server.
+                // member key is missing): say so, and try again rarely (a locked keychain may
+                // prompt at each try) or at once after a new join.
                 Ok(Err(e)) => {
                     let why = crate::commands::team::report(e).message;
-                    tell(&app, &live, offline(&why, backoff, last_online(&online_at)));
-                    wait(&live, &mut backoff).await;
+                    unopened(&app, &live, &why, last_online(&online_at)).await;
                     continue;
                 }
                 Err(e) => {
-                    tell(&app, &live, offline(&e.to_string(), backoff, None));
-                    wait(&live, &mut backoff).await;
+                    let why = format!("The team session could not be opened ({e})");
+                    unopened(&app, &live, &why, last_online(&online_at)).await;
                     continue;
                 }
             };
+            let whose = (
+                session.membership.url.clone(),
+                session.membership.member.clone(),
+            );
+            if after_of.as_ref() != Some(&whose) {
+                after = None;
+                after_of = Some(whose);
+            }
             let app2 = app.clone();
             // Online only once the server accepted the stream (not at each attempt: the window
             // reloads what it shows when the server comes back).
@@ -178,6 +193,8 @@ pub fn spawn(app: AppHandle, m: Arc<Mandate>, live: Arc<Live>) {
                                 },
                             );
                             // Removal is final for this key: look again only after a new join.
+                            after = None;
+                            after_of = None;
                             live.wake.notified().await;
                             continue;
                         }
@@ -200,6 +217,17 @@ pub fn spawn(app: AppHandle, m: Arc<Mandate>, live: Arc<Live>) {
             wait(&live, &mut backoff).await;
         }
     });
+}
+
+/// Seconds between tries to open a session this computer could not open.
+const LOCAL_RETRY_SECS: u64 = 120;
+
+/// A session this computer could not open: say why, then wait [`LOCAL_RETRY_SECS`] (or for a
+/// new join).
+async fn unopened(app: &AppHandle, live: &Live, why: &str, last_online: Option<String>) {
+    let mut rarely = LOCAL_RETRY_SECS;
+    tell(app, live, offline(why, rarely, last_online));
+    wait(live, &mut rarely).await;
 }
 
 /// The offline state, with when the next try is.

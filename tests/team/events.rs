@@ -2,7 +2,8 @@
 //! `mandate team watch` on the members' machines (the remote host), against a real team
 //! server on PostgreSQL. A change made by one member reaches another's watcher within 2
 //! seconds; each sees only what their role lets them read; a watcher resumes after the last
-//! event it saw without gaps or repeats; a member's fifth stream is refused; a removed
+//! event it saw without gaps or repeats (and one asked to resume past the head starts at the
+//! head); a member's fifth stream is refused; a removed
 //! member's stream ends.
 
 use std::io::{BufRead, BufReader};
@@ -231,6 +232,19 @@ fn members_watch_the_team_trail_live_within_their_roles_and_a_removed_members_st
         "an auditor's resumed stream is every event, once, in order: {resumed:?}"
     );
     drop(again);
+
+    // A resume point past the head (another server's, or this one's before a restore) starts
+    // at the head: the stream's own opening is the first thing it shows.
+    let mut ahead = Watcher::start(&carol, &["--after", "1000000"]);
+    assert!(
+        ahead
+            .wait_for(Duration::from_secs(10), |e| e["action"]
+                == "member.watch_started")
+            .is_some(),
+        "a stream asked to resume past the head shows nothing: {:?}",
+        ahead.seen
+    );
+    drop(ahead);
 
     // A member may hold four streams; the fifth is refused with a sentence.
     let more: Vec<Watcher> = (0..3).map(|_| Watcher::start(&bob, &[])).collect();

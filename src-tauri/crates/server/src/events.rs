@@ -146,10 +146,11 @@ pub async fn open(
     let start = {
         let (m, who) = (m.clone(), who.clone());
         tokio::task::spawn_blocking(move || {
-            let start = match after {
-                Some(s) => s,
-                None => m.audit_head()?,
-            };
+            // A resume point past the head is not this trail's (a client that followed
+            // another server, or this one before its database was restored): start at the
+            // head rather than skip what comes next.
+            let head = m.audit_head()?;
+            let start = after.map_or(head, |s| s.min(head));
             m.team_watch_started(&who, start)?;
             Ok::<_, mandate_core::Error>(start)
         })

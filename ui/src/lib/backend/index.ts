@@ -147,27 +147,36 @@ export function messageOf(e: unknown): string {
   return String(e);
 }
 
-/** The last answer to each member API read, kept in memory only: while the team server cannot
- * be reached, a screen opened again shows what was last read (under the offline banner, which
- * says when that was) instead of an error. Changes are never kept or queued. */
-const lastRead = new Map<string, { server: string; value: unknown }>();
+/** The last answer to each member API read, kept in memory only: while the team's stream is
+ * down (the offline banner, which says since when, is up), a screen opened again shows what was
+ * last read instead of an error. What is kept is forgotten at each team event (it may be out of
+ * date from then on) and belongs to one server and one signed-in member and role. Changes are
+ * never kept or queued. */
+const lastRead = new Map<string, { who: string; value: unknown }>();
+
+/** Forget every kept read (a team event said something changed). */
+export function forgetTeamReads() {
+  lastRead.clear();
+}
 
 /** One request to the team server's member API, as this installation's member. The server
  * answers with the same JSON the local commands return (the core's types, serialised the same
  * way), so its answers are typed as theirs. */
 async function team<T>(method: "GET" | "POST" | "PUT" | "DELETE", path: string, body?: unknown): Promise<T> {
-  const server = workspace.identity?.url ?? "";
+  const id = workspace.identity;
+  const who = id ? `${id.url}\n${id.member}\n${id.role}` : "";
   let r;
   try {
     r = unwrap(await commands.teamCall(method, path, body === undefined ? null : JSON.stringify(body)));
   } catch (e) {
     const kept = method === "GET" ? lastRead.get(path) : undefined;
-    if (e instanceof BackendError && e.code === "unreachable" && kept && kept.server === server) {
+    const offline = workspace.connection?.online === false;
+    if (offline && e instanceof BackendError && e.code === "unreachable" && kept && kept.who === who) {
       return kept.value as T;
     }
     throw e;
   }
-  if (method === "GET") lastRead.set(path, { server, value: r.value });
+  if (method === "GET") lastRead.set(path, { who, value: r.value });
   return r.value as T;
 }
 
@@ -186,7 +195,10 @@ const calls = {
   teamConnection: (): Promise<TeamConnection | null> => commands.teamConnection(),
   /** Each event of the team's trail (`team-event`); resolves to a function that stops listening. */
   onTeamEvent: async (onEvent: (e: { seq: number; action: string }) => void): Promise<() => void> =>
-    listen<{ seq: number; action: string }>("team-event", (e) => onEvent(e.payload)),
+    listen<{ seq: number; action: string }>("team-event", (e) => {
+      forgetTeamReads();
+      onEvent(e.payload);
+    }),
   /** Whether the team server's stream is up (`team-connection`). */
   onTeamConnection: async (on: (c: TeamConnection) => void): Promise<() => void> =>
     listen<TeamConnection>("team-connection", (e) => on(e.payload)),

@@ -5,26 +5,42 @@ const server: { answer: (method: string, path: string) => { status: "ok"; data: 
   answer: () => ({ status: "ok", data: { value: [] } }),
 };
 vi.mock("@tauri-apps/api/core", () => ({ Channel: class {} }));
-vi.mock("@tauri-apps/api/event", () => ({ listen: async () => () => {} }));
+// The app's event listeners, so a test can deliver a team event.
+const listeners = new Map<string, (e: { payload: unknown }) => void>();
+vi.mock("@tauri-apps/api/event", () => ({
+  listen: async (name: string, on: (e: { payload: unknown }) => void) => {
+    listeners.set(name, on);
+    return () => listeners.delete(name);
+  },
+}));
 vi.mock("./bindings", () => ({
   commands: {
     teamCall: async (method: string, path: string) => server.answer(method, path),
   },
 }));
 
-const { backend, BackendError } = await import("./index");
+const { backend, BackendError, forgetTeamReads } = await import("./index");
 const { workspace } = await import("../team/workspace.svelte");
 
 const down = { status: "error" as const, error: { code: "unreachable", message: "The team server cannot be reached (...); nothing was changed." } };
 const agents = [{ name: "billing-bot" }];
 
-function joined(url: string) {
-  workspace.identity = { url, host: url.slice(8), member: "alice", role: "admin", fingerprint: null };
+function joined(url: string, member = "alice", role = "admin") {
+  workspace.identity = { url, host: url.slice(8), member, role, fingerprint: null };
   workspace.mode = "team";
 }
 
+/** The stream's state, as the banner shows it. */
+function streamUp(online: boolean) {
+  workspace.connection = { online, message: online ? null : "The team server did not answer.", last_online: null };
+}
+
 describe("team reads while the server cannot be reached", () => {
-  beforeEach(() => joined("https://team.example:8443"));
+  beforeEach(() => {
+    forgetTeamReads();
+    joined("https://team.example:8443");
+    streamUp(false);
+  });
 
   it("show what was last read instead of an error", async () => {
     server.answer = () => ({ status: "ok", data: { value: agents } });
@@ -53,6 +69,32 @@ describe("team reads while the server cannot be reached", () => {
     server.answer = () => ({ status: "ok", data: { value: agents } });
     await backend.listAgents();
     joined("https://other-team.example:8443");
+    server.answer = () => down;
+    await expect(backend.listAgents()).rejects.toBeInstanceOf(BackendError);
+  });
+
+  it("are not used while the stream is up: a failing read then says so", async () => {
+    streamUp(true);
+    server.answer = () => ({ status: "ok", data: { value: agents } });
+    await backend.listAgents();
+    server.answer = () => down;
+    await expect(backend.listAgents()).rejects.toBeInstanceOf(BackendError);
+  });
+
+  it("are forgotten at each team event", async () => {
+    server.answer = () => ({ status: "ok", data: { value: agents } });
+    await backend.listAgents();
+    const stop = await backend.onTeamEvent(() => {});
+    listeners.get("team-event")!({ payload: { seq: 9, action: "agent.suspended" } });
+    stop();
+    server.answer = () => down;
+    await expect(backend.listAgents()).rejects.toBeInstanceOf(BackendError);
+  });
+
+  it("belong to one member and role on the server", async () => {
+    server.answer = () => ({ status: "ok", data: { value: agents } });
+    await backend.listAgents();
+    joined("https://team.example:8443", "bob", "auditor");
     server.answer = () => down;
     await expect(backend.listAgents()).rejects.toBeInstanceOf(BackendError);
   });
