@@ -149,13 +149,34 @@ export function messageOf(e: unknown): string {
 
 /** The last answer to each member API read, kept in memory only: while the team's stream is
  * down (the offline banner, which says since when, is up), a screen opened again shows what was
- * last read instead of an error. What is kept is forgotten at each team event (it may be out of
- * date from then on) and belongs to one server and one signed-in member and role. Changes are
- * never kept or queued. */
+ * last read instead of an error. What is kept belongs to one server and one signed-in member
+ * and role, and is forgotten when a team event says it may be out of date (see
+ * [`forgetTeamReads`]). Changes are never kept or queued. */
 const lastRead = new Map<string, { who: string; value: unknown }>();
 
-/** Forget every kept read (a team event said something changed). */
-export function forgetTeamReads() {
+/** Team events that change nothing a screen lists but the trail itself: sign-ins, streams
+ * opened, cosignatures, exports and refusals. Any other action (and any unknown one) may change
+ * agents, members, connections, MCP servers or approvals. */
+const QUIET_ACTIONS = new Set([
+  "member.token_issued",
+  "member.token_denied",
+  "member.watch_started",
+  "member.invite_refused",
+  "team.request_denied",
+  "witness.cosigned",
+  "witness.checkpoint_cosigned",
+  "witness.cosignature_refused",
+  "witness.checkpoint_refused",
+  "audit.exported",
+]);
+
+/** Forget the kept reads a team event may have made out of date: the trail's pages at every
+ * event, everything at an event that may change the registry (or with no action given). */
+export function forgetTeamReads(action?: string) {
+  if (action !== undefined && QUIET_ACTIONS.has(action)) {
+    for (const path of lastRead.keys()) if (path.startsWith("/team/v1/audit")) lastRead.delete(path);
+    return;
+  }
   lastRead.clear();
 }
 
@@ -196,7 +217,7 @@ const calls = {
   /** Each event of the team's trail (`team-event`); resolves to a function that stops listening. */
   onTeamEvent: async (onEvent: (e: { seq: number; action: string }) => void): Promise<() => void> =>
     listen<{ seq: number; action: string }>("team-event", (e) => {
-      forgetTeamReads();
+      forgetTeamReads(e.payload.action);
       onEvent(e.payload);
     }),
   /** Whether the team server's stream is up (`team-connection`). */

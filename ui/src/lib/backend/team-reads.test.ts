@@ -81,7 +81,7 @@ describe("team reads while the server cannot be reached", () => {
     await expect(backend.listAgents()).rejects.toBeInstanceOf(BackendError);
   });
 
-  it("are forgotten at each team event", async () => {
+  it("are forgotten at a team event that may change what they list", async () => {
     server.answer = () => ({ status: "ok", data: { value: agents } });
     await backend.listAgents();
     const stop = await backend.onTeamEvent(() => {});
@@ -89,6 +89,19 @@ describe("team reads while the server cannot be reached", () => {
     stop();
     server.answer = () => down;
     await expect(backend.listAgents()).rejects.toBeInstanceOf(BackendError);
+  });
+
+  it("outlive sign-ins and streams opened, except the trail's own pages", async () => {
+    server.answer = () => ({ status: "ok", data: { value: agents } });
+    await backend.listAgents();
+    server.answer = () => ({ status: "ok", data: { value: [] } });
+    await backend.auditPage({}, 50, null);
+    const stop = await backend.onTeamEvent(() => {});
+    listeners.get("team-event")!({ payload: { seq: 10, action: "member.watch_started" } });
+    stop();
+    server.answer = () => down;
+    expect(await backend.listAgents()).toEqual(agents);
+    await expect(backend.auditPage({}, 50, null)).rejects.toBeInstanceOf(BackendError);
   });
 
   it("belong to one member and role on the server", async () => {
