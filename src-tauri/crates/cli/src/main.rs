@@ -16,6 +16,8 @@ use context::Ctx;
 
 // mimalloc: glibc malloc cost the token endpoint (`mandate serve`) ~20 µs of CPU per token,
 // mostly freeing and consolidating in the group committer (docs/BENCHMARKS.md, run M).
+// (Not with the `system-allocator` feature, which exists for heap profiling only.)
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
