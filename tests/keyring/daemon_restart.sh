@@ -19,6 +19,13 @@ printf 'before-the-crash' | secret-tool store --label=probe service mandate-harn
 
 old="$(cat "$sandbox/daemon.pid")"
 kill -TRAP "$old"
+# A client calling at once, before the watchdog has restarted the daemon, must not get the bus
+# to start another one (D-Bus activation starts gnome-keyring without --unlock: a locked
+# keyring that keeps the name and leaves every later call waiting for a prompt).
+for _ in 1 2 3 4 5; do
+  timeout 5 secret-tool lookup service mandate-harness account before >/dev/null 2>&1 &
+  sleep 0.05
+done
 for _ in $(seq 100); do
   new="$(cat "$sandbox/daemon.pid")"
   [ "$new" != "$old" ] && [ -s "$sandbox/daemon-crashes" ] && break
@@ -26,6 +33,11 @@ for _ in $(seq 100); do
 done
 [ "$new" != "$old" ] || fail "no new daemon within 10 s"
 grep -q "pid $old" "$sandbox/daemon-crashes" || fail "the crash is not on record"
+wait
+owner="$(dbus-send --session --print-reply --dest=org.freedesktop.DBus /org/freedesktop/DBus \
+  org.freedesktop.DBus.GetConnectionUnixProcessID string:org.freedesktop.secrets 2>/dev/null \
+  | awk '/uint32/ {print $2}')"
+[ "$owner" = "$new" ] || fail "the Secret Service is served by pid ${owner:-none}, not by the restarted daemon $new ($(ps -o args= -p "${owner:-1}" 2>/dev/null))"
 
 [ "$(secret-tool lookup service mandate-harness account before)" = before-the-crash ] \
   || fail "the secret stored before the crash is gone"
