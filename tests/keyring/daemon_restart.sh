@@ -34,14 +34,21 @@ done
 [ "$new" != "$old" ] || fail "no new daemon within 10 s"
 grep -q "pid $old" "$sandbox/daemon-crashes" || fail "the crash is not on record"
 wait
-owner="$(dbus-send --session --print-reply --dest=org.freedesktop.DBus /org/freedesktop/DBus \
-  org.freedesktop.DBus.GetConnectionUnixProcessID string:org.freedesktop.secrets 2>/dev/null \
-  | awk '/uint32/ {print $2}')"
+# The pid file is written as the new daemon starts; it owns the name a moment later.
+owner=""
+for _ in $(seq 100); do
+  owner="$(dbus-send --session --print-reply --dest=org.freedesktop.DBus /org/freedesktop/DBus \
+    org.freedesktop.DBus.GetConnectionUnixProcessID string:org.freedesktop.secrets 2>/dev/null \
+    | awk '/uint32/ {print $2}' || true)"
+  [ -n "$owner" ] && break
+  sleep 0.1
+done
 [ "$owner" = "$new" ] || fail "the Secret Service is served by pid ${owner:-none}, not by the restarted daemon $new ($(ps -o args= -p "${owner:-1}" 2>/dev/null))"
 
 [ "$(secret-tool lookup service mandate-harness account before)" = before-the-crash ] \
   || fail "the secret stored before the crash is gone"
-printf 'after-the-crash' | secret-tool store --label=probe service mandate-harness account after
+printf 'after-the-crash' | secret-tool store --label=probe service mandate-harness account after \
+  || fail "a secret could not be stored after the restart"
 [ "$(secret-tool lookup service mandate-harness account after)" = after-the-crash ] \
   || fail "a secret could not be stored after the restart"
 echo "ok: daemon $old killed with SIGTRAP, daemon $new serves the same keyring; the crash is on record"
