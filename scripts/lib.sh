@@ -114,8 +114,12 @@ harness_tests() {
   local out crashes status=0
   out="$(mktemp)"
   crashes="$(mktemp)"
-  MANDATE_KEYRING_CRASHES="$crashes" timeout --kill-after=30 "$RUST_TEST_BOUND" \
-    "${wrappers[@]}" cargo test "$@" 2>&1 | tee "$out" || status=$?
+  # bounded ARGS...: cargo test inside the wrappers, in time, its keychain crashes recorded.
+  bounded() {
+    MANDATE_KEYRING_CRASHES="$crashes" timeout --kill-after=30 "$RUST_TEST_BOUND" \
+      "${wrappers[@]}" cargo test "$@"
+  }
+  bounded "$@" 2>&1 | tee "$out" || status=$?
   if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
     say "Stopped after $RUST_TEST_BOUND: cargo test $* did not finish. Still running then:"
     grep "has been running for over" "$out" >&2 || echo "  (no test had run for over 60 s)" >&2
@@ -128,8 +132,7 @@ harness_tests() {
       say "Running the ${#failed[@]} test(s) that failed then once more: ${failed[*]}"
       : >"$crashes"
       status=0
-      MANDATE_KEYRING_CRASHES="$crashes" timeout --kill-after=30 "$RUST_TEST_BOUND" \
-        "${wrappers[@]}" cargo test "$@" -- --exact "${failed[@]}" || status=$?
+      bounded "$@" -- --exact "${failed[@]}" || status=$?
       [ -s "$crashes" ] && { say "gnome-keyring-daemon crashed again:"; cat "$crashes" >&2; }
     fi
   fi

@@ -95,7 +95,6 @@ pub fn spawn(app: AppHandle, m: Arc<Mandate>, live: Arc<Live>) {
             let session = match opened {
                 Ok(Ok(Some(session))) => session,
                 Ok(Ok(None)) => {
-                    after = None;
                     // Not joined: wait for a join (or look again in a while).
                     let _ =
                         tokio::time::timeout(Duration::from_secs(30), live.wake.notified()).await;
@@ -225,9 +224,8 @@ const LOCAL_RETRY_SECS: u64 = 120;
 /// A session this computer could not open: say why, then wait [`LOCAL_RETRY_SECS`] (or for a
 /// new join).
 async fn unopened(app: &AppHandle, live: &Live, why: &str, last_online: Option<String>) {
-    let mut rarely = LOCAL_RETRY_SECS;
-    tell(app, live, offline(why, rarely, last_online));
-    wait(live, &mut rarely).await;
+    tell(app, live, offline(why, LOCAL_RETRY_SECS, last_online));
+    let _ = tokio::time::timeout(Duration::from_secs(LOCAL_RETRY_SECS), live.wake.notified()).await;
 }
 
 /// The offline state, with when the next try is.
