@@ -207,7 +207,13 @@ class Trials:
             os.remove(key_file)
         for args in (
             ["member", "add", "founder"],
-            ["connection", "add", "github", "--preset", "github", "--base-url", f"http://127.0.0.1:{up_port}"],
+            # No trust floor on the connection: after each restart the check introspects up to 50
+            # acknowledged revocations, and every inactive answer is a refusal that counts
+            # against the load agent's trust (5 in 10 minutes make it UNTRUSTED). Under the
+            # preset's PENDING floor the third trial's agent got no token at all, and the
+            # restarted endpoint was reported as not recovering.
+            ["connection", "add", "github", "--preset", "github", "--base-url", f"http://127.0.0.1:{up_port}",
+             "--trust-floor", "UNTRUSTED"],
             ["agent", "add", AGENT, "--owner", "founder", "--purpose", "power-cut trials",
              "--scope", "github:repo.read", "--generate-key", "--key-file", key_file, "--key-format", "jwk"],
         ):
