@@ -15,7 +15,12 @@ use serde_json::Value;
 use crate::fixture::{Env, Run, bin};
 
 fn sqlite(db: &Path, sql: &str) -> String {
-    let o = Command::new("sqlite3").arg(db).arg(sql).output().unwrap();
+    let o = Command::new("sqlite3")
+        .args(["-cmd", ".timeout 10000"])
+        .arg(db)
+        .arg(sql)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }

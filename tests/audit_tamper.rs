@@ -27,7 +27,12 @@ fn trials() -> usize {
 }
 
 fn sqlite(db: &Path, sql: &str) -> String {
-    let o = Command::new("sqlite3").arg(db).arg(sql).output().unwrap();
+    let o = Command::new("sqlite3")
+        .args(["-cmd", ".timeout 10000"])
+        .arg(db)
+        .arg(sql)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }

@@ -17,6 +17,7 @@ use crate::fixture::bin;
 
 fn sqlite(db: &Path, sql: &str) {
     let o = Command::new("sqlite3")
+        .args(["-cmd", ".timeout 10000"])
         .arg(db)
         .arg(sql)
         .output()

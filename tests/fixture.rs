@@ -276,6 +276,7 @@ fn sqlite_counts(db: &Path) -> Vec<(String, i64)> {
         "audit_events",
     ] {
         let o = Command::new("sqlite3")
+            .args(["-cmd", ".timeout 10000"])
             .arg(db)
             .arg(format!("SELECT count(*) FROM {table}"))
             .output()

@@ -270,6 +270,7 @@ impl Target {
 
     fn sql(&self, query: &str) -> String {
         let o = Command::new("sqlite3")
+            .args(["-cmd", ".timeout 10000"])
             .arg(self.env.db_path())
             .arg(query)
             .output()

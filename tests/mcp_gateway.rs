@@ -121,6 +121,7 @@ pub fn run_client(mut c: Command) -> Value {
 /// (action, decision, reason, details) of every event, oldest first.
 pub fn audit(env: &Env) -> Vec<(String, String, String, Value)> {
     let o = Command::new("sqlite3")
+        .args(["-cmd", ".timeout 10000"])
         .arg("-json")
         .arg(env.db_path())
         .arg(

@@ -1240,6 +1240,7 @@ fn an_unreadable_registry_fails_closed() {
     let db = ep.dir.path().join("mandate.db");
     let damage = |floor: &str| {
         let o = std::process::Command::new("sqlite3")
+            .args(["-cmd", ".timeout 10000"])
             .arg(&db)
             .arg(format!(
                 "PRAGMA ignore_check_constraints=ON; UPDATE connections SET trust_floor = '{floor}';"
@@ -1278,6 +1279,7 @@ fn a_sub_agent_token_holds_only_its_parents_scopes_and_names_the_chain() {
     ep.add_agent("report-helper", &["github:repo.read"], Some(AGENT));
     ep.add_agent("resource-checker", &["github:repo.read"], None);
     let out = std::process::Command::new("sqlite3")
+        .args(["-cmd", ".timeout 10000"])
         .arg(ep.dir.path().join("mandate.db"))
         .arg(
             "INSERT INTO agent_scopes (agent_id, scope, connection_id) \

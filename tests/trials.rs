@@ -486,6 +486,7 @@ fn cli_registry(vars: &[(String, String)], told: &Told, stop: &AtomicBool, trial
 /// `sqlite3 DB SQL`, one line per row.
 fn sql(db: &Path, query: &str) -> Vec<String> {
     let o = Command::new("sqlite3")
+        .args(["-cmd", ".timeout 10000"])
         .arg(db)
         .arg(query)
         .output()

@@ -323,6 +323,7 @@ fn a_remote_agent_reaches_an_api_through_the_team_broker_with_a_sealed_secret_ac
     // with the new issuer key verify, and the old sealing key is gone from the database.
     let sealed_key = || {
         let o = Command::new("sqlite3")
+            .args(["-cmd", ".timeout 10000"])
             .arg(team.data_dir().join("mandate.db"))
             .arg("SELECT DISTINCT key_name FROM sealed_secrets")
             .output()
@@ -334,6 +335,7 @@ fn a_remote_agent_reaches_an_api_through_the_team_broker_with_a_sealed_secret_ac
     // trail's tag key, the newest checkpoint's copy): every sealed row is sealed again.
     let sealed_rows = {
         let o = Command::new("sqlite3")
+            .args(["-cmd", ".timeout 10000"])
             .arg(team.data_dir().join("mandate.db"))
             .arg("SELECT count(*) FROM sealed_secrets")
             .output()
