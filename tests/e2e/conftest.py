@@ -16,6 +16,7 @@ import uuid
 import pytest
 from urllib3.exceptions import ProtocolError
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.client_config import ClientConfig
@@ -227,20 +228,25 @@ class App:
         return WebDriverWait(self.driver, timeout).until(lambda d: predicate(), message)
 
     def click(self, css, timeout=20):
-        el = WebDriverWait(self.driver, timeout).until(
-            EC.element_to_be_clickable((By.CSS_SELECTOR, css))
-        )
-        el.click()
-        return el
+        return self._click_fresh((By.CSS_SELECTOR, css), timeout)
+
+    def _click_fresh(self, locator, timeout):
+        """Find the clickable element and click it; found again if the screen re-rendered in
+        between (a team window reloads what it shows on every live event, which replaces the
+        element a moment after it was found)."""
+        for attempt in range(3):
+            el = WebDriverWait(self.driver, timeout).until(EC.element_to_be_clickable(locator))
+            try:
+                el.click()
+                return el
+            except StaleElementReferenceException:
+                if attempt == 2:
+                    raise
 
     def button(self, text, timeout=20):
         """Click the enabled button whose text is `text`."""
         xpath = f"//button[normalize-space(.)='{text}' and not(@disabled)]"
-        el = WebDriverWait(self.driver, timeout).until(
-            EC.element_to_be_clickable((By.XPATH, xpath))
-        )
-        el.click()
-        return el
+        return self._click_fresh((By.XPATH, xpath), timeout)
 
     def type(self, css, text):
         """Replace the field's text with `text` as a person would (key events, so the UI's
