@@ -8,9 +8,9 @@
 //! filesystem server's file does not change); case and Unicode-lookalike names are other
 //! names; revocation bites on the next call; the server's credential never reaches the client;
 //! the audit trail holds each call; bad input (malformed JSON, batches, oversized messages,
-//! unknown methods, duplicate members) is answered with an error and the gateway stays up; a
-//! server that hangs or crashes mid-call, and a client that leaves mid-call, each end in an
-//! audit event.
+//! unknown methods, members given twice at any depth) is answered with an error and the
+//! gateway stays up; a server that hangs or crashes mid-call, and a client that leaves
+//! mid-call, each end in an audit event.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -120,10 +120,8 @@ pub fn run_client(mut c: Command) -> Value {
 
 /// (action, decision, reason, details) of every event, oldest first.
 pub fn audit(env: &Env) -> Vec<(String, String, String, Value)> {
-    let o = Command::new("sqlite3")
-        .args(["-cmd", ".timeout 10000"])
+    let o = crate::fixture::sqlite3(env.db_path())
         .arg("-json")
-        .arg(env.db_path())
         .arg(
             "SELECT action, decision, json_extract(body, '$.reason') AS reason, \
              json_extract(body, '$.details') AS details FROM audit_events ORDER BY seq",
@@ -492,6 +490,12 @@ fn bad_input_is_answered_with_errors_and_the_gateway_stays_up() {
             -32602,
             Some(json!(4)),
         ),
+        // A member the gate does not read, given twice: the server might read the other one.
+        (
+            r#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"echo","arguments":{"message":"seen","message":"unseen"}}}"#.into(),
+            -32602,
+            Some(json!(8)),
+        ),
         (
             r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"ECHO","arguments":{"message":"x"}}}"#.into(),
             -32001,
@@ -542,6 +546,7 @@ fn bad_input_is_answered_with_errors_and_the_gateway_stays_up() {
             "batch_refused",
             "message_too_large",
             "method_not_relayed",
+            "invalid_params",
             "invalid_params",
             "insufficient_scope",
             "insufficient_scope",

@@ -123,23 +123,83 @@ pub fn canonical_sha256(v: &Value) -> String {
         .collect()
 }
 
+/// A JSON value read only to learn whether any object in it, at any depth, names a member
+/// twice. Readers disagree on such objects (serde's derive refuses a repeated member it reads,
+/// `serde_json::Value` keeps the last, many servers keep the first), so the gate refuses them
+/// rather than check one reading and relay another. Names are compared after unescaping, so
+/// `"a"` and `"\u0061"` are the same member.
+struct NoRepeatedMember;
+
+impl<'de> Deserialize<'de> for NoRepeatedMember {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{Error, MapAccess, SeqAccess, Visitor};
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = NoRepeatedMember;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+                let mut seen = std::collections::HashSet::new();
+                while let Some(k) = m.next_key::<String>()? {
+                    m.next_value::<NoRepeatedMember>()?;
+                    if !seen.insert(k) {
+                        return Err(A::Error::custom(REPEATED));
+                    }
+                }
+                Ok(NoRepeatedMember)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<Self::Value, A::Error> {
+                while s.next_element::<NoRepeatedMember>()?.is_some() {}
+                Ok(NoRepeatedMember)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(NoRepeatedMember)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(NoRepeatedMember)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(NoRepeatedMember)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(NoRepeatedMember)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(NoRepeatedMember)
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(NoRepeatedMember)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The error text a repeated member is reported with.
+const REPEATED: &str = "duplicate field";
+
+/// Read the parameters the gate decides on. Any member named twice, at any depth, is refused,
+/// not only the ones the gate reads: the server may read a member the gate ignores.
 fn params_of<'a, T: Deserialize<'a>>(
     method: &str,
     params: Option<&'a RawValue>,
 ) -> Result<T, Refusal> {
     let raw = params.map_or("null", RawValue::get);
-    serde_json::from_str(raw).map_err(|e| {
-        let why = if e.to_string().contains("duplicate field") {
-            "a member is given twice"
-        } else {
-            "a required member is missing or has the wrong type"
-        };
-        refusal(
-            codes::INVALID_PARAMS,
-            "invalid_params",
-            format!("the parameters of {method} are not what MCP specifies: {why}"),
-        )
-    })
+    serde_json::from_str::<NoRepeatedMember>(raw)
+        .and_then(|_| serde_json::from_str(raw))
+        .map_err(|e| {
+            let why = if e.to_string().contains(REPEATED) {
+                "a member is given twice"
+            } else {
+                "a required member is missing or has the wrong type"
+            };
+            refusal(
+                codes::INVALID_PARAMS,
+                "invalid_params",
+                format!("the parameters of {method} are not what MCP specifies: {why}"),
+            )
+        })
 }
 
 #[derive(Deserialize)]
@@ -397,6 +457,35 @@ mod tests {
         assert!(classify_request("tools/call", Some(&raw(r#"{"name":5}"#))).is_err());
         assert!(!notification_passes("notifications/whatever"));
         assert!(notification_passes("notifications/cancelled"));
+    }
+
+    /// A member the gate does not read, given twice, could be read differently by the server
+    /// (the fuzzer's finding of 2026-12-05): any repeat, at any depth, is refused.
+    #[test]
+    fn a_member_the_gate_does_not_read_is_not_given_twice_either() {
+        for params in [
+            r#"{"name":"read_file","task":1,"task":2}"#,
+            r#"{"name":"read_file","_meta":{"progressToken":1,"progressToken":2}}"#,
+            r#"{"name":"read_file","arguments":{"path":"a","path":"/etc/shadow"}}"#,
+            r#"{"name":"read_file","arguments":{"list":[{"x":1,"\u0078":2}]}}"#,
+        ] {
+            let r = classify_request("tools/call", Some(&raw(params))).unwrap_err();
+            assert_eq!(r.rpc_code, codes::INVALID_PARAMS, "{params}");
+            assert!(r.message.contains("given twice"), "{params}: {}", r.message);
+        }
+        let r = classify_request(
+            "prompts/get",
+            Some(&raw(r#"{"name":"p","arguments":{"a":"1","a":"2"}}"#)),
+        )
+        .unwrap_err();
+        assert!(r.message.contains("given twice"));
+        // The same names in different objects are not repeats.
+        let ok = classify_request(
+            "tools/call",
+            Some(&raw(r#"{"name":"read_file","arguments":{"name":"x","a":{"name":1},"b":[{"a":1},{"a":2}]}}"#)),
+        )
+        .unwrap();
+        assert_eq!(ok.need, Need::Tool("read_file".into()));
     }
 
     #[test]
