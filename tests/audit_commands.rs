@@ -12,18 +12,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::fixture::{Env, Run, bin};
-
-fn sqlite(db: &Path, sql: &str) -> String {
-    let o = Command::new("sqlite3")
-        .args(["-cmd", ".timeout 10000"])
-        .arg(db)
-        .arg(sql)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
+use crate::fixture::{Env, Run, bin, sqlite};
 
 /// A seeded installation with `extra` more events and a checkpoint saved after the seed:
 /// (env, the saved checkpoint's file).

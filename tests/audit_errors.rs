@@ -407,9 +407,7 @@ fn listing(dir: &Path) -> Vec<String> {
 }
 
 fn checkpoints(env: &Env) -> String {
-    let o = Command::new("sqlite3")
-        .args(["-cmd", ".timeout 10000"])
-        .arg(env.db_path())
+    let o = crate::fixture::sqlite3(env.db_path())
         .arg("SELECT count(*) FROM audit_checkpoints")
         .output()
         .unwrap();

@@ -16,7 +16,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::fixture::{Env, Run, bin};
+use crate::fixture::{Env, Run, bin, sqlite};
 
 /// Trials per attack; `MANDATE_TAMPER_TRIALS` raises it for a measured run (docs/RELIABILITY.md).
 fn trials() -> usize {
@@ -24,17 +24,6 @@ fn trials() -> usize {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(10)
-}
-
-fn sqlite(db: &Path, sql: &str) -> String {
-    let o = Command::new("sqlite3")
-        .args(["-cmd", ".timeout 10000"])
-        .arg(db)
-        .arg(sql)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
 /// A copy of the data folder (the same installation: same id, same keychain).

@@ -15,18 +15,9 @@ use mandate_core::{Mandate, OpenOptions};
 use crate::endpoint::{AGENT, Endpoint};
 use crate::fixture::bin;
 
+/// Damage `db` with `sql` (the cases below are closures that return nothing).
 fn sqlite(db: &Path, sql: &str) {
-    let o = Command::new("sqlite3")
-        .args(["-cmd", ".timeout 10000"])
-        .arg(db)
-        .arg(sql)
-        .output()
-        .expect("sqlite3");
-    assert!(
-        o.status.success(),
-        "sqlite3 failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    crate::fixture::sqlite(db, sql);
 }
 
 fn kinds(r: &VerifyReport) -> Vec<(ProblemKind, Option<u64>)> {

@@ -162,9 +162,7 @@ impl Broker {
 
     /// `proxy.*` audit events: (action, decision, actor name, details).
     fn proxy_events(&self) -> Vec<(String, String, String, Value)> {
-        let o = Command::new("sqlite3")
-            .args(["-cmd", ".timeout 10000"])
-            .arg(self.env.db_path())
+        let o = crate::fixture::sqlite3(self.env.db_path())
             .arg(
                 "SELECT json_object('a', action, 'd', decision, 'e', json(CAST(body AS TEXT))) \
                  FROM audit_events WHERE action LIKE 'proxy.%' ORDER BY seq",
@@ -271,9 +269,7 @@ fn secret_reaches_the_upstream_and_never_the_agent() {
     assert!(first["bytes_received"].as_u64().unwrap() > 0);
     assert!(first["latency_ms"].is_u64());
     assert!(ev.iter().any(|e| e.0 == "proxy.allowed" && e.1 == "allow"));
-    let trail = Command::new("sqlite3")
-        .args(["-cmd", ".timeout 10000"])
-        .arg(b.env.db_path())
+    let trail = crate::fixture::sqlite3(b.env.db_path())
         .arg("SELECT CAST(body AS TEXT) FROM audit_events")
         .output()
         .unwrap();
@@ -749,9 +745,7 @@ fn exec_hands_the_database_url_over_only_under_its_connect_scope_and_audits_it()
         print,
     ]);
     assert!(r.stdout.starts_with("URL=none\n"), "{}", r.stdout);
-    let o = Command::new("sqlite3")
-        .args(["-cmd", ".timeout 10000"])
-        .arg(b.env.db_path())
+    let o = crate::fixture::sqlite3(b.env.db_path())
         .arg(
             "SELECT action || ' ' || json_extract(CAST(body AS TEXT), '$.actor.name') || ' ' || \
              json_extract(CAST(body AS TEXT), '$.details.variable') FROM audit_events \
@@ -1070,9 +1064,7 @@ fn a_call_below_the_floor_waits_for_a_person_and_completes_once_approved_for_an_
         b.env.run(&["approvals", "list", "--json"]).ok().json() == serde_json::json!([]),
         "nothing else waits"
     );
-    let events = Command::new("sqlite3")
-        .args(["-cmd", ".timeout 10000"])
-        .arg(b.env.db_path())
+    let events = crate::fixture::sqlite3(b.env.db_path())
         .arg(
             "SELECT CAST(body AS TEXT) FROM audit_events WHERE action LIKE 'approval.%' \
              ORDER BY seq",

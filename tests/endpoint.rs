@@ -321,9 +321,7 @@ fn open(dir: &std::path::Path, keychain: &Arc<MemoryKeychain>) -> Arc<Mandate> {
 }
 
 fn rusqlite_count(db: &std::path::Path, table: &str) -> i64 {
-    let o = std::process::Command::new("sqlite3")
-        .args(["-cmd", ".timeout 10000"])
-        .arg(db)
+    let o = crate::fixture::sqlite3(db)
         .arg(format!("SELECT count(*) FROM {table}"))
         .output()
         .expect("sqlite3");

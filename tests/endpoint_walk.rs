@@ -474,9 +474,7 @@ fn a_revoked_agent_asking_for_a_token_is_told_it_is_revoked_with_exit_code_9() {
     env.run(&["exec", "billing-report-agent", "--", "true"])
         .fails(9, "is revoked");
     // Each refusal is on the record.
-    let o = std::process::Command::new("sqlite3")
-        .args(["-cmd", ".timeout 10000"])
-        .arg(env.db_path())
+    let o = crate::fixture::sqlite3(env.db_path())
         .arg("SELECT count(*) FROM audit_events WHERE action = 'token.denied'")
         .output()
         .unwrap();

@@ -319,9 +319,7 @@ impl Served {
     fn nothing_acknowledged_was_lost(&self) {
         let v = self.env.run(&["--json", "audit", "verify"]);
         assert_eq!(v.code, 0, "audit verify: {} {}", v.stdout, v.stderr);
-        let o = Command::new("sqlite3")
-            .args(["-cmd", ".timeout 10000"])
-            .arg(self.env.db_path())
+        let o = crate::fixture::sqlite3(self.env.db_path())
             .arg(
                 "SELECT json_extract(CAST(body AS TEXT), '$.details.jti') FROM audit_events \
                  WHERE action = 'token.issued' AND decision = 'allow'",
@@ -552,9 +550,7 @@ fn a_database_file_replaced_by_an_older_copy_while_serving_fails_closed() {
     }
     // An older copy, taken the way a backup tool would (consistent), then more tokens.
     let older = s.env.dir.path().join("older.db");
-    let out = Command::new("sqlite3")
-        .args(["-cmd", ".timeout 10000"])
-        .arg(s.env.db_path())
+    let out = crate::fixture::sqlite3(s.env.db_path())
         .arg(format!(".backup '{}'", older.display()))
         .output()
         .unwrap();
@@ -752,9 +748,7 @@ fn a_keychain_locked_mid_run_refuses_broker_calls_clearly_and_they_resume_when_u
         std::thread::sleep(Duration::from_millis(50));
     }
     // The refusal was audited as a decision.
-    let o = Command::new("sqlite3")
-        .args(["-cmd", ".timeout 10000"])
-        .arg(s.env.db_path())
+    let o = crate::fixture::sqlite3(s.env.db_path())
         .arg(
             "SELECT count(*) FROM audit_events WHERE action LIKE 'proxy.%' \
               AND json_extract(CAST(body AS TEXT), '$.details.path') = '/repos/acme/locked-1'",

@@ -8,6 +8,26 @@ use std::process::{Command, Stdio};
 mod run;
 pub use run::Run;
 
+/// The `sqlite3` shell on a test's database, set to wait up to 10 s for a lock: tests read or
+/// damage the database while a server writes to it, and "database is locked" is not what
+/// they test.
+pub fn sqlite3(db: impl AsRef<Path>) -> Command {
+    let mut c = Command::new("sqlite3");
+    c.args(["-cmd", ".timeout 10000"]).arg(db.as_ref());
+    c
+}
+
+/// Run `sql` on `db` with [`sqlite3`]: its output, trimmed. Panics with sqlite3's message.
+pub fn sqlite(db: &Path, sql: &str) -> String {
+    let o = sqlite3(db).arg(sql).output().expect("sqlite3");
+    assert!(
+        o.status.success(),
+        "sqlite3 failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
 /// Path of a binary built into the same target folder as this test.
 pub fn bin(name: &str) -> PathBuf {
     // `MANDATE_TEST_BIN_DIR`: the binaries of another profile (the crash trials drive a
@@ -275,9 +295,7 @@ fn sqlite_counts(db: &Path) -> Vec<(String, i64)> {
         "agent_keys",
         "audit_events",
     ] {
-        let o = Command::new("sqlite3")
-            .args(["-cmd", ".timeout 10000"])
-            .arg(db)
+        let o = crate::fixture::sqlite3(db)
             .arg(format!("SELECT count(*) FROM {table}"))
             .output()
             .expect("sqlite3");

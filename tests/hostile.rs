@@ -269,9 +269,7 @@ impl Target {
     }
 
     fn sql(&self, query: &str) -> String {
-        let o = Command::new("sqlite3")
-            .args(["-cmd", ".timeout 10000"])
-            .arg(self.env.db_path())
+        let o = crate::fixture::sqlite3(self.env.db_path())
             .arg(query)
             .output()
             .unwrap();

@@ -83,9 +83,7 @@ pub fn run_json(cmd: &mut Command) -> (bool, Value) {
 }
 
 pub fn audit_actions(env: &Env) -> Vec<String> {
-    let o = Command::new("sqlite3")
-        .args(["-cmd", ".timeout 10000"])
-        .arg(env.db_path())
+    let o = crate::fixture::sqlite3(env.db_path())
         .arg("SELECT action || ':' || decision FROM audit_events ORDER BY seq")
         .output()
         .unwrap();

@@ -24,9 +24,7 @@ fn run_as(env: &Env, login: &str, args: &[&str]) -> crate::fixture::Run {
 
 /// `(action, actor kind, actor name)` of every event, oldest first, read with sqlite3.
 fn actors(env: &Env) -> Vec<(String, String, String)> {
-    let o = std::process::Command::new("sqlite3")
-        .args(["-cmd", ".timeout 10000"])
-        .arg(env.db_path())
+    let o = crate::fixture::sqlite3(env.db_path())
         .arg(
             "SELECT json_object('a', action, 'k', CAST(body AS TEXT) ->> '$.actor.kind', \
              'n', CAST(body AS TEXT) ->> '$.actor.name') FROM audit_events ORDER BY seq",

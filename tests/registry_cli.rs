@@ -339,9 +339,7 @@ fn bad_input_is_refused_clearly_and_writes_nothing() {
 fn a_database_from_a_newer_version_is_refused() {
     let env = Env::new();
     env.seed();
-    let st = std::process::Command::new("sqlite3")
-        .args(["-cmd", ".timeout 10000"])
-        .arg(env.db_path())
+    let st = crate::fixture::sqlite3(env.db_path())
         .arg("PRAGMA user_version = 999")
         .status()
         .unwrap();
@@ -406,9 +404,7 @@ fn two_processes_writing_at_once_both_land_in_one_chain() {
     let counts = env.snapshot();
     assert!(counts.contains(&("audit_events".into(), 9)), "{counts:?}");
     // The chain is unbroken: sequence numbers are 1..=9 with no gap.
-    let out = std::process::Command::new("sqlite3")
-        .args(["-cmd", ".timeout 10000"])
-        .arg(env.db_path())
+    let out = crate::fixture::sqlite3(env.db_path())
         .arg("SELECT group_concat(seq) FROM (SELECT seq FROM audit_events ORDER BY seq)")
         .output()
         .unwrap();

@@ -1239,15 +1239,12 @@ fn an_unreadable_registry_fails_closed() {
     let ep = Endpoint::start();
     let db = ep.dir.path().join("mandate.db");
     let damage = |floor: &str| {
-        let o = std::process::Command::new("sqlite3")
-            .args(["-cmd", ".timeout 10000"])
-            .arg(&db)
-            .arg(format!(
+        crate::fixture::sqlite(
+            &db,
+            &format!(
                 "PRAGMA ignore_check_constraints=ON; UPDATE connections SET trust_floor = '{floor}';"
-            ))
-            .output()
-            .expect("sqlite3");
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            ),
+        );
     };
     ep.token(AGENT, &[]);
     damage("SOMETIMES");
@@ -1278,9 +1275,7 @@ fn a_sub_agent_token_holds_only_its_parents_scopes_and_names_the_chain() {
     .unwrap();
     ep.add_agent("report-helper", &["github:repo.read"], Some(AGENT));
     ep.add_agent("resource-checker", &["github:repo.read"], None);
-    let out = std::process::Command::new("sqlite3")
-        .args(["-cmd", ".timeout 10000"])
-        .arg(ep.dir.path().join("mandate.db"))
+    let out = crate::fixture::sqlite3(ep.dir.path().join("mandate.db"))
         .arg(
             "INSERT INTO agent_scopes (agent_id, scope, connection_id) \
              SELECT a.id, 'github:issues.write', c.id FROM agents a, connections c \

@@ -485,9 +485,7 @@ fn cli_registry(vars: &[(String, String)], told: &Told, stop: &AtomicBool, trial
 
 /// `sqlite3 DB SQL`, one line per row.
 fn sql(db: &Path, query: &str) -> Vec<String> {
-    let o = Command::new("sqlite3")
-        .args(["-cmd", ".timeout 10000"])
-        .arg(db)
+    let o = crate::fixture::sqlite3(db)
         .arg(query)
         .output()
         .expect("sqlite3");

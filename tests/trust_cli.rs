@@ -89,9 +89,7 @@ fn signal<'a>(trust: &'a Value, id: &str) -> Option<&'a Value> {
 /// Every audit event as JSON (`action`, `actor`, `reason`, `details`...), oldest first, read
 /// with sqlite3.
 fn audit(env: &Env) -> Vec<Value> {
-    let o = Command::new("sqlite3")
-        .args(["-cmd", ".timeout 10000"])
-        .arg(env.db_path())
+    let o = crate::fixture::sqlite3(env.db_path())
         .arg("SELECT CAST(body AS TEXT) FROM audit_events ORDER BY seq")
         .output()
         .unwrap();

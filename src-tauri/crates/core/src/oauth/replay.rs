@@ -99,6 +99,13 @@ impl State {
             // grows the table, to at least 2 × wanted (hashbrown rounds up to a power of two).
             self.seen.reserve(wanted + 1);
             self.seen_full = self.seen.capacity();
+            // The heap holds one entry per remembered `jti`, so it never holds more than the
+            // set's half (plus the one being added) before the set grows again. Sized here, it
+            // does not double on its own when the live count, steady near a power of two,
+            // drifts across it between two prunes (the step at minute 11.5 of the soak).
+            let most = self.seen_full / 2 + 2;
+            self.by_expiry
+                .reserve_exact(most.saturating_sub(self.by_expiry.len()));
         }
     }
 
@@ -427,33 +434,50 @@ mod tests {
     }
 
     /// Memory steady after warm-up (the soak's bar): with as many `jti`s expiring as arriving,
-    /// the set reaches its size while the live count rises and never grows after. Without
-    /// [`State::make_room`], the tombstones of forgotten `jti`s doubled it some minutes later.
+    /// the set and the expiry heap reach their size while the live count rises and never grow
+    /// after. Without [`State::make_room`], the tombstones of forgotten `jti`s doubled the set
+    /// some minutes later, and a live count that drifts across a power of two between prunes
+    /// doubled the heap (15,872 live is 2^14 - 512: up to 16,896 between two prunes).
     #[test]
     fn a_steady_flow_of_jtis_does_not_grow_the_memory_after_warm_up() {
-        let mut st = State::default();
-        let live: i64 = 20_000;
-        let (mut grew_at, mut largest) = (0, 0);
-        for seq in 1..12 * live {
-            // Each jti lives for `live` arrivals; expired ones are forgotten every PRUNE_EVERY.
-            let k = key("agent", &format!("jti-{seq}"));
-            st.remember(seq, k, seq + live);
-            if seq % PRUNE_EVERY as i64 == 0 {
-                st.forget_expired(seq);
+        for live in [20_000_i64, 15_872] {
+            let mut st = State::default();
+            let (mut grew_at, mut largest) = (0, 0);
+            let (mut heap_grew_at, mut heap_largest) = (0, 0);
+            for seq in 1..12 * live {
+                // Each jti lives for `live` arrivals; expired ones are forgotten every
+                // PRUNE_EVERY.
+                let k = key("agent", &format!("jti-{seq}"));
+                st.remember(seq, k, seq + live);
+                if seq % PRUNE_EVERY as i64 == 0 {
+                    st.forget_expired(seq);
+                }
+                let cap = st.seen.capacity();
+                if cap > largest {
+                    (grew_at, largest) = (seq, cap);
+                }
+                let heap = st.by_expiry.capacity();
+                if heap > heap_largest {
+                    (heap_grew_at, heap_largest) = (seq, heap);
+                }
             }
-            let cap = st.seen.capacity();
-            if cap > largest {
-                (grew_at, largest) = (seq, cap);
-            }
+            assert!(
+                grew_at <= live,
+                "the set grew after warm-up, at jti {grew_at} of a steady {live} live"
+            );
+            assert!(
+                heap_grew_at <= live,
+                "the expiry heap grew after warm-up, at jti {heap_grew_at} of a steady {live} live"
+            );
+            assert!(
+                largest <= 8 * live as usize,
+                "{largest} slots for {live} live jtis"
+            );
+            assert!(
+                heap_largest <= 4 * live as usize,
+                "{heap_largest} heap entries for {live} live jtis"
+            );
+            assert_eq!(st.seen.len(), st.by_expiry.len());
         }
-        assert!(
-            grew_at <= live,
-            "the set grew after warm-up, at jti {grew_at} of a steady {live} live"
-        );
-        assert!(
-            largest <= 8 * live as usize,
-            "{largest} slots for {live} live jtis"
-        );
-        assert_eq!(st.seen.len(), st.by_expiry.len());
     }
 }
