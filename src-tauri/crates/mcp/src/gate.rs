@@ -123,83 +123,30 @@ pub fn canonical_sha256(v: &Value) -> String {
         .collect()
 }
 
-/// A JSON value read only to learn whether any object in it, at any depth, names a member
-/// twice. Readers disagree on such objects (serde's derive refuses a repeated member it reads,
-/// `serde_json::Value` keeps the last, many servers keep the first), so the gate refuses them
-/// rather than check one reading and relay another. Names are compared after unescaping, so
-/// `"a"` and `"\u0061"` are the same member.
-struct NoRepeatedMember;
-
-impl<'de> Deserialize<'de> for NoRepeatedMember {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        use serde::de::{Error, MapAccess, SeqAccess, Visitor};
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = NoRepeatedMember;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON value")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
-                let mut seen = std::collections::HashSet::new();
-                while let Some(k) = m.next_key::<String>()? {
-                    m.next_value::<NoRepeatedMember>()?;
-                    if !seen.insert(k) {
-                        return Err(A::Error::custom(REPEATED));
-                    }
-                }
-                Ok(NoRepeatedMember)
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<Self::Value, A::Error> {
-                while s.next_element::<NoRepeatedMember>()?.is_some() {}
-                Ok(NoRepeatedMember)
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(NoRepeatedMember)
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(NoRepeatedMember)
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(NoRepeatedMember)
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(NoRepeatedMember)
-            }
-            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-                Ok(NoRepeatedMember)
-            }
-            fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                Ok(NoRepeatedMember)
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-/// The error text a repeated member is reported with.
-const REPEATED: &str = "duplicate field";
-
 /// Read the parameters the gate decides on. Any member named twice, at any depth, is refused,
-/// not only the ones the gate reads: the server may read a member the gate ignores.
+/// not only the ones the gate reads: readers disagree on such objects (serde's derive refuses
+/// a repeat it reads, `serde_json::Value` keeps the last, many servers keep the first), and
+/// the server may read a member the gate ignores. Repeats are found by the reader bundle
+/// lines and JOSE headers go through (`mandate_audit_format::json`), names compared after
+/// unescaping.
 fn params_of<'a, T: Deserialize<'a>>(
     method: &str,
     params: Option<&'a RawValue>,
 ) -> Result<T, Refusal> {
     let raw = params.map_or("null", RawValue::get);
-    serde_json::from_str::<NoRepeatedMember>(raw)
-        .and_then(|_| serde_json::from_str(raw))
-        .map_err(|e| {
-            let why = if e.to_string().contains(REPEATED) {
-                "a member is given twice"
-            } else {
-                "a required member is missing or has the wrong type"
-            };
-            refusal(
-                codes::INVALID_PARAMS,
-                "invalid_params",
-                format!("the parameters of {method} are not what MCP specifies: {why}"),
-            )
-        })
+    let why = match mandate_audit_format::json::parse(raw.as_bytes()) {
+        Ok((_, found)) if found.duplicate.is_some() => "a member is given twice",
+        _ => match serde_json::from_str(raw) {
+            Ok(p) => return Ok(p),
+            Err(e) if e.to_string().contains("duplicate field") => "a member is given twice",
+            Err(_) => "a required member is missing or has the wrong type",
+        },
+    };
+    Err(refusal(
+        codes::INVALID_PARAMS,
+        "invalid_params",
+        format!("the parameters of {method} are not what MCP specifies: {why}"),
+    ))
 }
 
 #[derive(Deserialize)]
