@@ -695,18 +695,27 @@ fn done_when_an_imported_mcp_json_runs_through_the_gate_until_revocation() {
         !scan.stdout.contains("ghp_Z7cQ2mN8"),
         "the scan printed the token"
     );
-    env.run(&[
-        "mcp",
-        "import",
-        config.to_str().unwrap(),
-        "--agent",
-        "coder",
-        "--server",
-        "github=github-mcp",
-        "--grant",
-        "github-mcp:echo",
-    ])
-    .ok();
+    let imported = env
+        .run(&[
+            "mcp",
+            "import",
+            config.to_str().unwrap(),
+            "--agent",
+            "coder",
+            "--server",
+            "github=github-mcp",
+            "--grant",
+            "github-mcp:echo",
+        ])
+        .ok();
+    // One sentence that says how to undo it, not the source's indentation.
+    assert!(
+        imported
+            .stdout
+            .contains("the original is kept in the OS keychain (undo: mandate mcp undo-import "),
+        "{}",
+        imported.stdout
+    );
     let text = std::fs::read_to_string(&config).unwrap();
     assert!(
         !text.contains("ghp_"),

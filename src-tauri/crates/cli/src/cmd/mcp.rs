@@ -654,7 +654,8 @@ pub fn run(ctx: &mut Ctx, cmd: McpCmd) -> CliResult {
                 );
             }
             println!(
-                "{} now starts them through `mandate mcp run --agent {agent}`; the original is                  kept in the OS keychain (undo: mandate mcp undo-import {}).",
+                "{} now starts them through `mandate mcp run --agent {agent}`; the original is \
+                 kept in the OS keychain (undo: mandate mcp undo-import {}).",
                 imp.path, imp.id
             );
             if !grants.is_empty() {
@@ -698,7 +699,8 @@ pub fn run(ctx: &mut Ctx, cmd: McpCmd) -> CliResult {
                 return output::json(&i);
             }
             println!(
-                "Put {} back as it was before the import (its secrets are in it again). The                  servers stay registered: remove them with `mandate mcp remove NAME`.",
+                "Put {} back as it was before the import (its secrets are in it again). The \
+                 servers stay registered: remove them with `mandate mcp remove NAME`.",
                 i.path
             );
             Ok(())

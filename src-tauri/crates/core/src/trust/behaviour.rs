@@ -125,7 +125,11 @@ fn burn_rate(budgets: &[BudgetUse], now: DateTime<Utc>) -> Option<TrustSignal> {
             Fail,
             PENALTY_BURN_RATE,
             format!(
-                "{} of the {} units of '{}' spent by {at} UTC, on course for {projected} by                  midnight (its usual day over the last {BASELINE_DAYS} days: {usual}). Clears                  when the pace falls back within the budget or at midnight UTC, when the                  day's budget starts again; if the spending is expected, raise the budget                  (`mandate connection edit {} --daily-budget N`)",
+                "{} of the {} units of '{}' spent by {at} UTC, on course for {projected} by \
+                 midnight (its usual day over the last {BASELINE_DAYS} days: {usual}). Clears \
+                 when the pace falls back within the budget or at midnight UTC, when the \
+                 day's budget starts again; if the spending is expected, raise the budget \
+                 (`mandate connection edit {} --daily-budget N`)",
                 b.today, b.daily_budget, b.connection, b.connection
             ),
         ),
@@ -684,6 +688,11 @@ mod tests {
         assert!(burn.detail.contains("on course for 320"), "{}", burn.detail);
         assert!(burn.detail.contains("usual day"), "{}", burn.detail);
         assert!(burn.detail.contains("midnight UTC"), "{}", burn.detail);
+        assert!(
+            !burn.detail.contains("  "),
+            "the sentence carries the source's indentation: {}",
+            burn.detail
+        );
 
         // The same spend is usual for an agent that spends about this every day.
         a.budgets[0].baseline_total = 7 * 300;
