@@ -13,7 +13,8 @@
 //!   same way), so the same components show it.
 //! - **Offline**: a server that cannot be reached is `ErrorCode::Unreachable` with a sentence
 //!   saying nothing was changed; the window shows the last data it read, marked as such. No
-//!   change is queued.
+//!   change is queued. An answer that came but could not be used is `ErrorCode::BadAnswer`:
+//!   the server is there, so the window shows the error, not what it read before.
 //!
 //! What it is not: the rules (the server decides and audits), or the live updates
 //! (`team_live.rs`).
@@ -84,7 +85,7 @@ pub(crate) fn report(e: SessionError) -> ErrorReport {
             ),
         },
         SessionError::Client(e) => ErrorReport {
-            code: ErrorCode::Unreachable,
+            code: ErrorCode::BadAnswer,
             message: format!(
                 "The team server's answer could not be used ({e}); nothing was changed"
             ),
@@ -250,4 +251,27 @@ pub async fn team_call(
         .await
         .map_err(report)?;
     Ok(TeamAnswer { value })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The window answers from what it read before only for `unreachable`: a server that
+    /// answered with something unusable is there, and its error must show.
+    #[test]
+    fn a_server_that_answered_badly_is_not_reported_as_unreachable() {
+        let down = report(SessionError::Client(ClientError::Unreachable {
+            base: "https://team.example".into(),
+            reason: "connection refused".into(),
+        }));
+        assert_eq!(down.code, ErrorCode::Unreachable);
+        assert!(down.message.contains("cannot be reached"), "{}", down.message);
+        let bad = report(SessionError::Client(ClientError::BadAnswer(
+            "HTTP 502 Bad Gateway without a JSON body".into(),
+        )));
+        assert_eq!(bad.code, ErrorCode::BadAnswer);
+        assert!(bad.message.contains("could not be used"), "{}", bad.message);
+        assert!(bad.message.contains("nothing was changed"), "{}", bad.message);
+    }
 }

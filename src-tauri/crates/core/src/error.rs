@@ -111,6 +111,9 @@ pub enum ErrorCode {
     Io,
     /// A server this machine talks to (the team server) could not be reached.
     Unreachable,
+    /// A server this machine talks to answered, but not with something it could use (not
+    /// JSON, not the API it expected, not the endpoint it claimed to be).
+    BadAnswer,
 }
 
 impl ErrorCode {
@@ -128,7 +131,7 @@ impl ErrorCode {
             | ErrorCode::Busy
             | ErrorCode::Storage
             | ErrorCode::Io => 7,
-            ErrorCode::Unreachable => 8,
+            ErrorCode::Unreachable | ErrorCode::BadAnswer => 8,
         }
     }
 
@@ -149,6 +152,7 @@ impl ErrorCode {
             ErrorCode::Storage => "storage",
             ErrorCode::Io => "io",
             ErrorCode::Unreachable => "unreachable",
+            ErrorCode::BadAnswer => "bad_answer",
         }
     }
 }

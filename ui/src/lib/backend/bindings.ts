@@ -970,7 +970,12 @@ export type EndpointStatus_Serialize = {
 /**  Stable, machine-readable error codes, shared by the CLI (`--json`), HTTP and the UI. */
 export type ErrorCode = "invalid_input" | "not_found" | "already_exists" | "conflict" | "refused" | "audit_failed" | "keychain_unavailable" | "keychain_locked" | "database_too_new" | "data_dir" | "busy" | "storage" | "io" | 
 /**  A server this machine talks to (the team server) could not be reached. */
-"unreachable";
+"unreachable" | 
+/**
+ *  A server this machine talks to answered, but not with something it could use (not
+ *  JSON, not the API it expected, not the endpoint it claimed to be).
+ */
+"bad_answer";
 
 /**  The serialisable form of an error for IPC and `--json` output: a code and a sentence. */
 export type ErrorReport = {

@@ -58,6 +58,14 @@ describe("team reads while the server cannot be reached", () => {
     await expect(backend.teamMembers()).rejects.toThrow("admins only");
   });
 
+  it("are not shown for an answer that came but could not be used", async () => {
+    server.answer = () => ({ status: "ok", data: { value: agents } });
+    await backend.listAgents();
+    // A proxy's HTML error page, say: the server (or something in front of it) is there.
+    server.answer = () => ({ status: "error", error: { code: "bad_answer", message: "The team server's answer could not be used (HTTP 502 without a JSON body); nothing was changed" } });
+    await expect(backend.listAgents()).rejects.toThrow("could not be used");
+  });
+
   it("never answer a change from memory", async () => {
     server.answer = () => ({ status: "ok", data: { value: agents[0] } });
     await backend.suspendAgent("billing-bot", null);
