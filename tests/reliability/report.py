@@ -262,6 +262,15 @@ def soak_section(rows, docs):
         f"p99 {summary['p99_ms']} ms, max {summary['max_ms']} ms. {events:,} audit events were written; "
         f"`mandate audit verify` afterwards found {ver.get('verify_problems', 'an unknown number of')} problems.",
         "",
+    ]
+    failures = [r for r in rows if "failure" in r]
+    if failures:
+        out += [f"The failures, as the generator saw them (the first {len(failures)}):", ""]
+        out += [f"- at {f['at_s']:.0f} s, {f['kind']}: `{f['failure']}`" for f in failures]
+        out.append("")
+    elif summary["errors"]:
+        out += ["The generator of this run counted its failures without describing them.", ""]
+    out += [
         "| bar (issue 22 §4) | measured | result |",
         "|---|---|---|",
         f"| 30 minutes at 500 requests/s | {secs / 60:.0f} minutes, {summary['achieved_per_s']:.0f} requests/s achieved of {summary['rate']:.0f} asked | {yes(secs >= 1800 and summary['achieved_per_s'] >= 0.95 * 500)} |",

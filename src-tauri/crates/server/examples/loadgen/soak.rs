@@ -6,10 +6,12 @@
 //! assertion each, signed when due), 5 introspections and 2 revocations of tokens it received,
 //! 1 JWKS read, and 2 calls through the secret broker (`--proxy PATH`; token requests when it
 //! is not given). Prints one JSON line per minute (requests, errors, p50/p99 per kind and
-//! overall) and, with `--pid PID --data-dir DIR`, one sample every `--sample-secs` (default 10)
-//! of the server's resident memory, open file descriptors (in all, the client connections it
-//! accepted, and its own), and the SQLite database and WAL sizes; then a summary line, and one
-//! more sample 3 s after this program closed its connections (`after_load`).
+//! overall); one line for each of the first 20 failures (the request, and the status and
+//! start of the answer or the transport error); with `--pid PID --data-dir DIR`, one sample
+//! every `--sample-secs` (default 10) of the server's resident memory, open file descriptors
+//! (in all, the client connections it accepted, and its own), and the SQLite database and WAL
+//! sizes; then a summary line, and one more sample 3 s after this program closed its
+//! connections (`after_load`).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +21,9 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::SigningKey;
 
 use crate::{arg, assertion, ms2, percentile};
+
+/// How many failures are described, one line each (all are counted).
+const MAX_FAILURES_SHOWN: usize = 20;
 
 const KINDS: [&str; 5] = ["token", "introspect", "revoke", "jwks", "broker"];
 
@@ -58,7 +63,7 @@ impl Ctx {
         )
     }
 
-    async fn post(&self, path: &str, body: String) -> Option<serde_json::Value> {
+    async fn post(&self, path: &str, body: String) -> Result<serde_json::Value, String> {
         let r = self
             .http
             .post(format!("{}{path}", self.url))
@@ -66,11 +71,11 @@ impl Ctx {
             .body(body)
             .send()
             .await
-            .ok()?;
+            .map_err(|e| format!("POST {path}: {e}"))?;
         if !r.status().is_success() {
-            return None;
+            return Err(refused(&format!("POST {path}"), r).await);
         }
-        r.json().await.ok()
+        r.json().await.map_err(|e| format!("POST {path}: {e}"))
     }
 
     fn some_token(&self, i: usize) -> Option<String> {
@@ -78,16 +83,17 @@ impl Ctx {
         (!t.is_empty()).then(|| t[i % t.len()].clone())
     }
 
-    /// One request of `kind`; whether it succeeded.
-    async fn run(&self, kind: usize, i: usize) -> bool {
+    /// One request of `kind`: what went wrong, if anything.
+    async fn run(&self, kind: usize, i: usize) -> Result<(), String> {
         match kind {
             0 => {
                 let body = self.form("/oauth2/token", "&grant_type=client_credentials");
-                let Some(v) = self.post("/oauth2/token", body).await else {
-                    return false;
-                };
+                let v = self.post("/oauth2/token", body).await?;
                 let Some(t) = v["access_token"].as_str() else {
-                    return false;
+                    return Err(format!(
+                        "a token answer without access_token (error: {})",
+                        v["error"]
+                    ));
                 };
                 // Every other token is for revocation.
                 let mut q = if i % 40 < 20 {
@@ -99,21 +105,21 @@ impl Ctx {
                 if q.len() > 2000 {
                     q.pop_front();
                 }
-                true
+                Ok(())
             }
             1 => {
                 let Some(t) = self.some_token(i) else {
-                    return true;
+                    return Ok(());
                 };
                 let body = self.form("/oauth2/introspect", &format!("&token={t}"));
-                self.post("/oauth2/introspect", body).await.is_some()
+                self.post("/oauth2/introspect", body).await.map(drop)
             }
             2 => {
                 let Some(t) = self.to_revoke.lock().unwrap().pop_front() else {
-                    return true;
+                    return Ok(());
                 };
                 let body = self.form("/oauth2/revoke", &format!("&token={t}"));
-                self.post("/oauth2/revoke", body).await.is_some()
+                self.post("/oauth2/revoke", body).await.map(drop)
             }
             3 => match self
                 .http
@@ -121,12 +127,17 @@ impl Ctx {
                 .send()
                 .await
             {
-                Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
-                Err(_) => false,
+                Ok(r) if r.status().is_success() => r
+                    .bytes()
+                    .await
+                    .map(drop)
+                    .map_err(|e| format!("GET jwks: {e}")),
+                Ok(r) => Err(refused("GET jwks", r).await),
+                Err(e) => Err(format!("GET jwks: {e}")),
             },
             _ => {
                 let (Some(path), Some(t)) = (&self.proxy, self.some_token(i)) else {
-                    return true;
+                    return Ok(());
                 };
                 match self
                     .http
@@ -136,15 +147,26 @@ impl Ctx {
                     .await
                 {
                     // A token revoked meanwhile is refused (401): the broker answered.
-                    Ok(r) => {
-                        let ok = r.status().is_success() || r.status().as_u16() == 401;
-                        r.bytes().await.is_ok() && ok
-                    }
-                    Err(_) => false,
+                    Ok(r) if r.status().is_success() || r.status().as_u16() == 401 => r
+                        .bytes()
+                        .await
+                        .map(drop)
+                        .map_err(|e| format!("GET {path}: {e}")),
+                    Ok(r) => Err(refused(&format!("GET {path}"), r).await),
+                    Err(e) => Err(format!("GET {path}: {e}")),
                 }
             }
         }
     }
+}
+
+/// A refusal as the generator reports it: the request, the status and the start of the body
+/// (the endpoint's error code and sentence; never a secret, which it does not echo).
+async fn refused(what: &str, r: reqwest::Response) -> String {
+    let status = r.status();
+    let body = r.text().await.unwrap_or_default();
+    let body: String = body.chars().take(300).collect();
+    format!("{what}: {status} {body}")
 }
 
 /// The inodes of the server's TCP sockets on `port` that are connections (not the listener):
@@ -292,7 +314,8 @@ pub async fn soak(args: &[String]) {
             }
         })
     });
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, usize, f64, bool)>();
+    let (tx, mut rx) =
+        tokio::sync::mpsc::unbounded_channel::<(usize, usize, f64, Result<(), String>)>();
     let rt = tokio::runtime::Handle::current();
     let pacer = {
         let ctx = ctx.clone();
@@ -305,9 +328,9 @@ pub async fn soak(args: &[String]) {
                 let (ctx, tx) = (ctx.clone(), tx.clone());
                 let kind = kind_of(i, broker);
                 rt.spawn(async move {
-                    let ok = ctx.run(kind, i).await;
+                    let outcome = ctx.run(kind, i).await;
                     let l = Instant::now().duration_since(due).as_secs_f64() * 1000.0;
-                    let _ = tx.send((i, kind, l, ok));
+                    let _ = tx.send((i, kind, l, outcome));
                 });
             }
         })
@@ -335,15 +358,24 @@ pub async fn soak(args: &[String]) {
             })
         );
     };
-    while let Some((i, kind, l, ok)) = rx.recv().await {
+    while let Some((i, kind, l, outcome)) = rx.recv().await {
         let m = ((i as f64 / rate) / 60.0) as usize;
         let e = minutes.entry(m).or_default();
         e.all.push(l);
         e.by_kind.entry(kind).or_default().push(l);
         all.push(l);
-        if !ok {
+        if let Err(why) = outcome {
             e.errors += 1;
             errors += 1;
+            // The first failures, each on a line of its own: an error counted but not
+            // described cannot be looked into.
+            if errors <= MAX_FAILURES_SHOWN {
+                println!(
+                    "{}",
+                    serde_json::json!({"failure": why, "kind": KINDS[kind], "request": i,
+                        "at_s": ms2(i as f64 / rate)})
+                );
+            }
         }
         // A minute is complete once requests two minutes later have come back.
         while printed + 2 <= m {
