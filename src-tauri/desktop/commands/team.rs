@@ -266,12 +266,20 @@ mod tests {
             reason: "connection refused".into(),
         }));
         assert_eq!(down.code, ErrorCode::Unreachable);
-        assert!(down.message.contains("cannot be reached"), "{}", down.message);
+        assert!(
+            down.message.contains("cannot be reached"),
+            "{}",
+            down.message
+        );
         let bad = report(SessionError::Client(ClientError::BadAnswer(
             "HTTP 502 Bad Gateway without a JSON body".into(),
         )));
         assert_eq!(bad.code, ErrorCode::BadAnswer);
         assert!(bad.message.contains("could not be used"), "{}", bad.message);
-        assert!(bad.message.contains("nothing was changed"), "{}", bad.message);
+        assert!(
+            bad.message.contains("nothing was changed"),
+            "{}",
+            bad.message
+        );
     }
 }
