@@ -102,7 +102,8 @@ impl State {
             // The heap holds one entry per remembered `jti`, so it never holds more than the
             // set's half (plus the one being added) before the set grows again. Sized here, it
             // does not double on its own when the live count, steady near a power of two,
-            // drifts across it between two prunes (the step at minute 11.5 of the soak).
+            // drifts across it between two prunes. (Not the soak's step at minute 11: that
+            // was transparent huge pages, docs/RELIABILITY.md, fifth look.)
             let most = self.seen_full / 2 + 2;
             self.by_expiry
                 .reserve_exact(most.saturating_sub(self.by_expiry.len()));
