@@ -235,7 +235,10 @@ class App:
         between (a team window reloads what it shows on every live event, which replaces the
         element a moment after it was found)."""
         for attempt in range(3):
-            el = WebDriverWait(self.driver, timeout).until(EC.element_to_be_clickable(locator))
+            # The element found may also be replaced while the wait checks it is shown.
+            el = WebDriverWait(self.driver, timeout, ignored_exceptions=[StaleElementReferenceException]).until(
+                EC.element_to_be_clickable(locator)
+            )
             try:
                 el.click()
                 return el

@@ -3,7 +3,7 @@
 import { Channel } from "@tauri-apps/api/core";
 import { listen } from "@tauri-apps/api/event";
 import { commands } from "./bindings";
-import { inTeam, workspace, type TeamConnection, type TeamIdentity } from "../team/workspace.svelte";
+import { inTeam, nextConnection, workspace, type TeamConnection, type TeamIdentity } from "../team/workspace.svelte";
 import type {
   Actor,
   AgentDetail_Serialize,
@@ -170,10 +170,24 @@ const QUIET_ACTIONS = new Set([
   "audit.exported",
 ]);
 
+/** Longest a read the server did not answer waits for the stream to report it offline. */
+const OFFLINE_NOTICE_MS = 3000;
+
+function isQuietAction(action: string | undefined): boolean {
+  return action !== undefined && QUIET_ACTIONS.has(action);
+}
+
+/** Whether a team event reloads the screen showing: every event reloads the audit screen, and
+ * one that changes only the trail (see [`QUIET_ACTIONS`]) reloads no other, which keeps its
+ * place (a colleague signing in does not redraw the agent a person is reading). */
+export function eventReloads(action: string | undefined, screen: string): boolean {
+  return screen === "audit" || !isQuietAction(action);
+}
+
 /** Forget the kept reads a team event may have made out of date: the trail's pages at every
  * event, everything at an event that may change the registry (or with no action given). */
 export function forgetTeamReads(action?: string) {
-  if (action !== undefined && QUIET_ACTIONS.has(action)) {
+  if (isQuietAction(action)) {
     for (const path of lastRead.keys()) if (path.startsWith("/team/v1/audit")) lastRead.delete(path);
     return;
   }
@@ -191,9 +205,12 @@ async function team<T>(method: "GET" | "POST" | "PUT" | "DELETE", path: string, 
     r = unwrap(await commands.teamCall(method, path, body === undefined ? null : JSON.stringify(body)));
   } catch (e) {
     const kept = method === "GET" ? lastRead.get(path) : undefined;
-    const offline = workspace.connection?.online === false;
-    if (offline && e instanceof BackendError && e.code === "unreachable" && kept && kept.who === who) {
-      return kept.value as T;
+    if (e instanceof BackendError && e.code === "unreachable" && kept && kept.who === who) {
+      // The stream may not have noticed yet that the server went away: wait for it to say so
+      // (it does within moments when the server is gone), so the banner is up whenever a
+      // screen shows what was read before.
+      if (workspace.connection?.online !== false) await nextConnection(OFFLINE_NOTICE_MS);
+      if (workspace.connection?.online === false && lastRead.get(path) === kept) return kept.value as T;
     }
     throw e;
   }

@@ -19,8 +19,8 @@ vi.mock("./bindings", () => ({
   },
 }));
 
-const { backend, BackendError, forgetTeamReads } = await import("./index");
-const { workspace } = await import("../team/workspace.svelte");
+const { backend, BackendError, eventReloads, forgetTeamReads } = await import("./index");
+const { setConnection, workspace } = await import("../team/workspace.svelte");
 
 const down = { status: "error" as const, error: { code: "unreachable", message: "The team server cannot be reached (...); nothing was changed." } };
 const agents = [{ name: "billing-bot" }];
@@ -81,12 +81,50 @@ describe("team reads while the server cannot be reached", () => {
     await expect(backend.listAgents()).rejects.toBeInstanceOf(BackendError);
   });
 
-  it("are not used while the stream is up: a failing read then says so", async () => {
+  it("are not used while the stream stays up: a failing read then says so", async () => {
     streamUp(true);
     server.answer = () => ({ status: "ok", data: { value: agents } });
     await backend.listAgents();
     server.answer = () => down;
-    await expect(backend.listAgents()).rejects.toBeInstanceOf(BackendError);
+    vi.useFakeTimers();
+    try {
+      const read = backend.listAgents();
+      const failed = expect(read).rejects.toBeInstanceOf(BackendError);
+      // It waits for the stream a moment, and the stream says nothing.
+      await vi.advanceTimersByTimeAsync(2900);
+      let settled = false;
+      read.catch(() => (settled = true));
+      await Promise.resolve();
+      expect(settled).toBe(false);
+      await vi.advanceTimersByTimeAsync(200);
+      await failed;
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("are shown when the stream reports the server gone just after the read failed", async () => {
+    streamUp(true);
+    server.answer = () => ({ status: "ok", data: { value: agents } });
+    await backend.listAgents();
+    server.answer = () => down;
+    const read = backend.listAgents();
+    await new Promise((r) => setTimeout(r, 10));
+    setConnection({ online: false, message: "The team server did not answer.", last_online: null });
+    expect(await read).toEqual(agents);
+  });
+
+  it("are not shown when a team event made them out of date while the read waited", async () => {
+    streamUp(true);
+    server.answer = () => ({ status: "ok", data: { value: agents } });
+    await backend.listAgents();
+    server.answer = () => down;
+    const read = backend.listAgents();
+    const stop = await backend.onTeamEvent(() => {});
+    listeners.get("team-event")!({ payload: { seq: 11, action: "agent.revoked" } });
+    stop();
+    setConnection({ online: false, message: "The team server did not answer.", last_online: null });
+    await expect(read).rejects.toBeInstanceOf(BackendError);
   });
 
   it("are forgotten at a team event that may change what they list", async () => {
@@ -118,5 +156,23 @@ describe("team reads while the server cannot be reached", () => {
     joined("https://team.example:8443", "bob", "auditor");
     server.answer = () => down;
     await expect(backend.listAgents()).rejects.toBeInstanceOf(BackendError);
+  });
+});
+
+describe("team events", () => {
+  it("reload every screen when they may change what it lists", () => {
+    for (const screen of ["agents", "audit", "connections", "mcp", "approvals", "settings"]) {
+      expect(eventReloads("agent.revoked", screen)).toBe(true);
+      expect(eventReloads(undefined, screen)).toBe(true);
+    }
+  });
+
+  it("that change only the trail reload only the audit screen", () => {
+    for (const action of ["member.token_issued", "member.watch_started", "witness.cosigned"]) {
+      expect(eventReloads(action, "audit")).toBe(true);
+      for (const screen of ["agents", "connections", "mcp", "approvals", "settings"]) {
+        expect(eventReloads(action, screen)).toBe(false);
+      }
+    }
   });
 });

@@ -45,6 +45,33 @@ export function refresh() {
   workspace.version++;
 }
 
+/** Reads waiting for the stream's next state (see [`nextConnection`]). */
+const waiting = new Set<() => void>();
+
+/** The stream's new state, from its `team-connection` event. Returns whether the server just
+ * came back (it was offline before), when what the window shows must be read again. */
+export function setConnection(c: TeamConnection): boolean {
+  const back = c.online && workspace.connection !== null && !workspace.connection.online;
+  workspace.connection = c;
+  for (const wake of [...waiting]) wake();
+  return back;
+}
+
+/** Resolves at the stream's next state, or after `ms`. A read the server did not answer may
+ * come just before the stream notices the server went away; it waits for the stream to say so
+ * before it decides between what was read before and an error. */
+export function nextConnection(ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const wake = () => {
+      clearTimeout(timer);
+      waiting.delete(wake);
+      resolve();
+    };
+    const timer = setTimeout(wake, ms);
+    waiting.add(wake);
+  });
+}
+
 /** The role's word for the badge ("admin", "member", "auditor"). */
 export function roleLabel(role: string): string {
   return role === "admin" ? "Admin" : role === "auditor" ? "Auditor (read only)" : "Member";
