@@ -2,8 +2,10 @@ import { defineConfig } from "vitest/config";
 import { svelte } from "@sveltejs/vite-plugin-svelte";
 
 // The app loads the built files from disk through Tauri; no dev server is required.
-export default defineConfig({
+export default defineConfig(({ mode }) => ({
   plugins: [svelte()],
+  // Tests of runes ($effect) need Svelte's client build, not the server one Node would pick.
+  resolve: mode === "test" ? { conditions: ["browser"] } : undefined,
   clearScreen: false,
   build: {
     target: "es2022",
@@ -18,4 +20,4 @@ export default defineConfig({
     environment: "node",
     include: ["src/**/*.test.ts"],
   },
-});
+}));

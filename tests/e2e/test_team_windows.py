@@ -304,7 +304,8 @@ def test_a_history_rewritten_in_postgresql_turns_the_windows_witness_banner_on(t
 def test_an_event_that_changes_only_the_trail_reloads_the_audit_screen_and_leaves_other_screens_in_place(team_server, desks, app_for):
     """A sign-in, a cosignature or a refusal changes nothing an agent's page lists: the page a
     person is reading stays as it is (the same elements, nothing redrawn under their cursor),
-    while the auditor's audit screen shows the new event by itself."""
+    while the auditor's audit screen shows the new event by itself. An event that changes the
+    agent reads the page again in place."""
     alice, _, carol = setup_team(team_server, desks)
     t = team_server
     a = open_team_window(app_for, alice, "alice")
@@ -323,13 +324,15 @@ def test_an_event_that_changes_only_the_trail_reloads_the_audit_screen_and_leave
     c.wait_until(lambda: "team.request_denied" in c.body(), timeout=20,
                  message="the auditor's audit screen did not show the refusal by itself")
     time.sleep(1.5)  # past the windows' 300 ms reload delay
-    mark = a.driver.execute_script("const h = document.querySelector('h1.mono-title'); return h && h.dataset.mark")
-    assert mark == "kept", "alice's agent page was redrawn for an event that changes only the trail"
+    mark_js = "const h = document.querySelector('h1.mono-title'); return h && h.dataset.mark"
+    assert a.driver.execute_script(mark_js) == "kept", "alice's agent page was redrawn for an event that changes only the trail"
 
-    # An event that changes the agent does reload it.
+    # An event that changes the agent reads the page again, in place: the suspension shows on
+    # the same page (not one drawn anew, which would lose the person's scroll).
     t.cli("--as", "alice", "agent", "suspend", "ops-bot", "--reason", "rotating its key")
     a.wait_until(lambda: "suspended" in text_of(a, "header.screen-head").lower(), timeout=10,
                  message="alice's page did not show the suspension")
+    assert a.driver.execute_script(mark_js) == "kept", "alice's agent page was drawn anew instead of read again"
 
 
 def test_offline_the_window_keeps_what_it_read_refuses_changes_and_catches_up_when_the_server_is_back(team_server, desks, app_for):

@@ -1,7 +1,10 @@
 // Which registry the window shows: this computer's, or the team server's this installation
 // joined. The choice is remembered; a computer that joined a team opens in its workspace.
-// `version` moves whenever what the window shows must be read again (a team event, a switch,
-// the server coming back), and the screens are keyed on it.
+// `version` moves at a switch between workspaces, and the screens are keyed on it (drawn anew).
+// `live` moves whenever what the team workspace shows must be read again (a team event, the
+// server coming back): the screens read again in place ([`onLive`]), keeping their scroll, the
+// element under the pointer and what the person typed; only the audit screen is drawn anew.
+import { untrack } from "svelte";
 import type { TeamConnection_Serialize, TeamIdentity_Serialize } from "../backend/bindings";
 
 export type Mode = "local" | "team";
@@ -15,6 +18,7 @@ export const workspace = $state({
   identity: null as TeamIdentity | null,
   connection: null as TeamConnection | null,
   version: 0,
+  live: 0,
 });
 
 /** Whether the screens read and change the team server's registry. */
@@ -40,9 +44,22 @@ export function switchTo(mode: Mode) {
   workspace.version++;
 }
 
-/** Reload what the screens show. */
+/** Read again what the screens show. */
 export function refresh() {
-  workspace.version++;
+  workspace.live++;
+}
+
+/** Call `load` each time the team workspace must be read again (after the call, during a
+ * component's set-up): the component reads again in place instead of being drawn anew. */
+export function onLive(load: () => void) {
+  let seen = untrack(() => workspace.live);
+  $effect(() => {
+    const live = workspace.live;
+    if (live !== seen) {
+      seen = live;
+      untrack(load);
+    }
+  });
 }
 
 /** Reads waiting for the stream's next state (see [`nextConnection`]). */
