@@ -6,7 +6,14 @@ def test_window_lists_registered_agents(seeded, app_for):
     body = app.wait_text("billing-report-agent")
     assert "founder" in body
     assert "PENDING" in body
-    assert "no token yet" in body
+    assert "none yet" in body
+    # The status, trust, token and activity cells show their whole text in a 1280-pixel window
+    # (the text of a clipped cell is still in the page, so measure it).
+    clipped = app.driver.execute_script(
+        "return [...document.querySelectorAll('tr.row td:nth-child(n+4)')]"
+        ".filter((td) => td.scrollWidth > td.clientWidth).map((td) => td.textContent.trim())"
+    )
+    assert clipped == [], f"cells cut short: {clipped}"
 
 
 def test_empty_installation_welcomes_and_points_at_the_first_agent(install, app_for):
