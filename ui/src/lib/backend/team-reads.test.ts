@@ -35,6 +35,20 @@ function streamUp(online: boolean) {
   workspace.connection = { online, message: online ? null : "The team server did not answer.", last_online: null };
 }
 
+/** The agents are read while the stream is up; then the server goes away, and the stream has
+ * not said so yet. */
+async function readThenServerGone() {
+  streamUp(true);
+  server.answer = () => ({ status: "ok", data: { value: agents } });
+  await backend.listAgents();
+  server.answer = () => down;
+}
+
+/** The stream's own report that the server went away. */
+function streamDown() {
+  setConnection({ online: false, message: "The team server did not answer.", last_online: null });
+}
+
 describe("team reads while the server cannot be reached", () => {
   beforeEach(() => {
     forgetTeamReads();
@@ -82,10 +96,7 @@ describe("team reads while the server cannot be reached", () => {
   });
 
   it("are not used while the stream stays up: a failing read then says so", async () => {
-    streamUp(true);
-    server.answer = () => ({ status: "ok", data: { value: agents } });
-    await backend.listAgents();
-    server.answer = () => down;
+    await readThenServerGone();
     vi.useFakeTimers();
     try {
       const read = backend.listAgents();
@@ -104,26 +115,20 @@ describe("team reads while the server cannot be reached", () => {
   });
 
   it("are shown when the stream reports the server gone just after the read failed", async () => {
-    streamUp(true);
-    server.answer = () => ({ status: "ok", data: { value: agents } });
-    await backend.listAgents();
-    server.answer = () => down;
+    await readThenServerGone();
     const read = backend.listAgents();
     await new Promise((r) => setTimeout(r, 10));
-    setConnection({ online: false, message: "The team server did not answer.", last_online: null });
+    streamDown();
     expect(await read).toEqual(agents);
   });
 
   it("are not shown when a team event made them out of date while the read waited", async () => {
-    streamUp(true);
-    server.answer = () => ({ status: "ok", data: { value: agents } });
-    await backend.listAgents();
-    server.answer = () => down;
+    await readThenServerGone();
     const read = backend.listAgents();
     const stop = await backend.onTeamEvent(() => {});
     listeners.get("team-event")!({ payload: { seq: 11, action: "agent.revoked" } });
     stop();
-    setConnection({ online: false, message: "The team server did not answer.", last_online: null });
+    streamDown();
     await expect(read).rejects.toBeInstanceOf(BackendError);
   });
 
